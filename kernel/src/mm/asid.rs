@@ -1,0 +1,1 @@
+//! ASID generation allocator (see mechanisms.md section 1).

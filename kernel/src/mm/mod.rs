@@ -1,0 +1,8 @@
+//! Memory management: address spaces, page tables, ASIDs, gathers and flush
+//! strategies. Plain Rust that compiles and is tested on the host; the
+//! hardware sits behind `crate::arch`.
+
+pub mod asid;
+#[cfg(test)]
+pub mod model;
+pub mod tlb;

@@ -1,0 +1,1 @@
+//! Host-side, hardware-faithful TLB model (see mechanisms.md section 10).

@@ -1,0 +1,10 @@
+//! TLB maintenance: operations as data, their counters, the range encoder
+//! and the flush policy.
+
+pub mod op;
+pub mod stats;
+
+pub use op::{OpKind, Scope, TlbiOp};
+pub use stats::{TlbCounts, TlbStats, TLB_STATS};
+pub mod policy;
+pub mod range;

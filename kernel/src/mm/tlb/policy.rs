@@ -1,0 +1,1 @@
+//! Flush policy: turns a flush request into TLBI operations.

@@ -1,0 +1,1 @@
+//! FEAT_TLBIRANGE operand encoding.

@@ -1,0 +1,155 @@
+//! Per-CPU, per-kind counters of every TLB invalidation the kernel issues.
+//!
+//! Lock-free (relaxed atomics: they are statistics, read after the fact by
+//! tests and benchmarks that synchronise by other means).
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::op::OpKind;
+
+/// Upper bound on CPUs the kernel supports.
+pub const MAX_CPUS: usize = 8;
+
+/// Counters for one CPU.
+pub struct CpuTlbStats {
+    ops: [AtomicU64; OpKind::COUNT],
+    /// DSBs issued to complete TLB maintenance.
+    dsb: AtomicU64,
+}
+
+impl CpuTlbStats {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const ZERO: AtomicU64 = AtomicU64::new(0);
+    pub const fn new() -> Self {
+        Self { ops: [Self::ZERO; OpKind::COUNT], dsb: AtomicU64::new(0) }
+    }
+}
+
+impl Default for CpuTlbStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Counters for every CPU.
+pub struct TlbStats {
+    cpus: [CpuTlbStats; MAX_CPUS],
+}
+
+/// A snapshot of the counters, summed or for one CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlbCounts {
+    pub ops: [u64; OpKind::COUNT],
+    pub dsb: u64,
+}
+
+impl TlbCounts {
+    pub fn get(&self, kind: OpKind) -> u64 {
+        self.ops[kind as usize]
+    }
+    pub fn total(&self) -> u64 {
+        self.ops.iter().sum()
+    }
+    /// Counts accumulated since `earlier` (saturating, counters only grow).
+    pub fn since(&self, earlier: &TlbCounts) -> TlbCounts {
+        let mut d = TlbCounts::default();
+        for i in 0..OpKind::COUNT {
+            d.ops[i] = self.ops[i].saturating_sub(earlier.ops[i]);
+        }
+        d.dsb = self.dsb.saturating_sub(earlier.dsb);
+        d
+    }
+}
+
+impl core::fmt::Display for TlbCounts {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut first = true;
+        for k in OpKind::ALL {
+            let n = self.get(k);
+            if n != 0 {
+                if !first {
+                    f.write_str(" ")?;
+                }
+                write!(f, "{}={}", k.name(), n)?;
+                first = false;
+            }
+        }
+        if first {
+            f.write_str("none")?;
+        }
+        write!(f, " dsb={}", self.dsb)
+    }
+}
+
+impl TlbStats {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const CPU: CpuTlbStats = CpuTlbStats::new();
+    pub const fn new() -> Self {
+        Self { cpus: [Self::CPU; MAX_CPUS] }
+    }
+
+    pub fn record(&self, cpu: usize, kind: OpKind) {
+        self.cpus[cpu % MAX_CPUS].ops[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_dsb(&self, cpu: usize) {
+        self.cpus[cpu % MAX_CPUS].dsb.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn cpu(&self, cpu: usize) -> TlbCounts {
+        let c = &self.cpus[cpu % MAX_CPUS];
+        let mut out = TlbCounts::default();
+        for (o, a) in out.ops.iter_mut().zip(c.ops.iter()) {
+            *o = a.load(Ordering::Relaxed);
+        }
+        out.dsb = c.dsb.load(Ordering::Relaxed);
+        out
+    }
+
+    pub fn total(&self) -> TlbCounts {
+        let mut out = TlbCounts::default();
+        for cpu in 0..MAX_CPUS {
+            let c = self.cpu(cpu);
+            for i in 0..OpKind::COUNT {
+                out.ops[i] += c.ops[i];
+            }
+            out.dsb += c.dsb;
+        }
+        out
+    }
+}
+
+impl Default for TlbStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The kernel's counters (the host model keeps its own `TlbStats`).
+pub static TLB_STATS: TlbStats = TlbStats::new();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_per_cpu_and_total() {
+        let s = TlbStats::new();
+        s.record(0, OpKind::Vae1is);
+        s.record(1, OpKind::Vae1is);
+        s.record(1, OpKind::Aside1);
+        s.record_dsb(1);
+        assert_eq!(s.cpu(0).get(OpKind::Vae1is), 1);
+        assert_eq!(s.cpu(1).get(OpKind::Aside1), 1);
+        let t = s.total();
+        assert_eq!(t.get(OpKind::Vae1is), 2);
+        assert_eq!(t.total(), 3);
+        assert_eq!(t.dsb, 1);
+        let before = t;
+        s.record(2, OpKind::Vmalle1is);
+        let d = s.total().since(&before);
+        assert_eq!(d.total(), 1);
+        assert_eq!(d.get(OpKind::Vmalle1is), 1);
+        assert_eq!(format!("{d}"), "vmalle1is=1 dsb=0");
+    }
+}
