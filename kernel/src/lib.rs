@@ -9,4 +9,41 @@
 
 extern crate alloc;
 
+pub mod cmdline;
 pub mod mm;
+
+#[cfg(target_os = "none")]
+pub mod arch;
+#[cfg(target_os = "none")]
+pub mod console;
+#[cfg(target_os = "none")]
+pub mod fault;
+#[cfg(target_os = "none")]
+pub mod init;
+#[cfg(target_os = "none")]
+pub mod irq;
+#[cfg(target_os = "none")]
+mod ktests;
+#[cfg(target_os = "none")]
+pub mod percpu;
+#[cfg(target_os = "none")]
+pub mod selfcheck;
+#[cfg(target_os = "none")]
+pub mod smp;
+#[cfg(target_os = "none")]
+pub mod test;
+
+#[cfg(target_os = "none")]
+pub static BOARD: spin::Once<platform::BoardInfo> = spin::Once::new();
+#[cfg(target_os = "none")]
+pub static FEATURES: spin::Once<arch::aarch64::cpu::CpuFeatures> = spin::Once::new();
+#[cfg(target_os = "none")]
+pub static OPTIONS: spin::Once<cmdline::Options> = spin::Once::new();
+
+/// Physical address the kernel image was loaded at.
+#[cfg(target_os = "none")]
+pub fn image_pa() -> u64 {
+    // SAFETY: written once with the MMU off before any Rust code at the high
+    // address ran.
+    unsafe { (*(&raw const arch::aarch64::early::BOOT_INFO)).image_pa }
+}

@@ -3,6 +3,10 @@
 //! hardware sits behind `crate::arch`.
 
 pub mod asid;
+pub mod frame;
+#[cfg(target_os = "none")]
+pub mod kernel;
+pub mod pte;
 #[cfg(test)]
 pub mod model;
 pub mod tlb;

@@ -8,3 +8,5 @@ pub use op::{OpKind, Scope, TlbiOp};
 pub use stats::{TlbCounts, TlbStats, TLB_STATS};
 pub mod policy;
 pub mod range;
+pub use policy::{CpuFeatures, FlushPlan, FlushRequest, FlushRequestError, FlushStrategy};
+pub use policy::{PolicyParams, RangePolicy};

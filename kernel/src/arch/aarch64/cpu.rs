@@ -1,0 +1,151 @@
+//! CPU identity, features and interrupt masking.
+
+use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1, MIDR_EL1, MPIDR_EL1};
+use core::arch::asm;
+
+/// This CPU's index (TPIDR_EL1 holds it from the first instruction at high VA).
+#[inline]
+pub fn cpu_id() -> usize {
+    let v: u64;
+    // SAFETY: reading TPIDR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, tpidr_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v as usize
+}
+
+pub fn mpidr() -> u64 {
+    MPIDR_EL1.get() & 0xff_00ff_ffff
+}
+
+pub fn current_el() -> u64 {
+    let v: u64;
+    // SAFETY: reading CurrentEL has no side effects.
+    unsafe { asm!("mrs {}, CurrentEL", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    (v >> 2) & 3
+}
+
+/// Features the TLB code depends on, detected from the ID registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuFeatures {
+    /// FEAT_TLBIRANGE: `TLBI RVAE1IS` and friends (ID_AA64ISAR0_EL1.TLB = 0b0010).
+    pub tlbi_range: bool,
+    /// FEAT_TLBIOS: outer-shareable TLBI (TLB >= 0b0001).
+    pub tlbi_os: bool,
+    /// FEAT_TTL: level hints in TLBI operands (ID_AA64MMFR2_EL1.TTL).
+    pub ttl: bool,
+    /// Hardware ASID width (8 or 16).
+    pub asid_bits: u32,
+    pub pa_bits: u32,
+    pub midr: u64,
+}
+
+fn isar0() -> u64 {
+    let v: u64;
+    // SAFETY: reading an ID register has no side effects.
+    unsafe { asm!("mrs {}, id_aa64isar0_el1", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+fn mmfr2() -> u64 {
+    let v: u64;
+    // SAFETY: reading an ID register has no side effects.
+    unsafe { asm!("mrs {}, id_aa64mmfr2_el1", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+impl CpuFeatures {
+    pub fn detect() -> Self {
+        let tlb = (isar0() >> 56) & 0xf;
+        let mmfr0 = ID_AA64MMFR0_EL1.get();
+        let pa_bits = match mmfr0 & 0xf {
+            0 => 32,
+            1 => 36,
+            2 => 40,
+            3 => 42,
+            4 => 44,
+            5 => 48,
+            _ => 52,
+        };
+        CpuFeatures {
+            tlbi_range: tlb >= 2,
+            tlbi_os: tlb >= 1,
+            ttl: (mmfr2() >> 48) & 0xf != 0,
+            asid_bits: if (mmfr0 >> 4) & 0xf == 2 { 16 } else { 8 },
+            pa_bits,
+            midr: MIDR_EL1.get(),
+        }
+    }
+
+    /// A short name for the CPU from MIDR (implementer/part).
+    pub fn cpu_name(&self) -> &'static str {
+        let implementer = (self.midr >> 24) & 0xff;
+        let part = (self.midr >> 4) & 0xfff;
+        match (implementer, part) {
+            (0x41, 0xd03) => "cortex-a53",
+            (0x41, 0xd07) => "cortex-a57",
+            (0x41, 0xd08) => "cortex-a72",
+            (0x41, 0xd0c) => "neoverse-n1",
+            (0x41, 0xd40) => "neoverse-v1",
+            (0x41, 0xd4f) => "neoverse-v2",
+            (0x46, 0x001) => "a64fx",
+            (0x00, 0x051) => "qemu-max",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Masks IRQs on this CPU and returns the previous DAIF.
+#[inline]
+pub fn irq_save() -> u64 {
+    let daif: u64;
+    // SAFETY: masking interrupts on the local CPU is always allowed.
+    unsafe { asm!("mrs {}, daif", "msr daifset, #2", out(reg) daif, options(nomem, nostack)) };
+    daif
+}
+
+#[inline]
+pub fn irq_restore(daif: u64) {
+    // SAFETY: restores a DAIF value read by `irq_save` on this CPU.
+    unsafe { asm!("msr daif, {}", in(reg) daif, options(nomem, nostack)) };
+}
+
+#[inline]
+pub fn irq_enable() {
+    // SAFETY: unmasking IRQs; the vector table is installed before this is called.
+    unsafe { asm!("msr daifclr, #2", options(nomem, nostack)) };
+}
+
+#[inline]
+pub fn wfi() {
+    // SAFETY: waiting for an interrupt has no memory effects.
+    unsafe { asm!("wfi", options(nomem, nostack)) };
+}
+
+/// Points TTBR0 at `root_pa` tagged with `asid`, then ISB.
+pub fn set_ttbr0(root_pa: u64, asid: u16) {
+    let v = root_pa | ((asid as u64) << 48);
+    // SAFETY: the caller passes a valid level-0 table (or the empty table);
+    // TTBR0 only affects lower-half translations, which the kernel does not
+    // execute from.
+    unsafe { asm!("msr ttbr0_el1, {}", "isb", in(reg) v, options(nostack)) };
+}
+
+pub fn ttbr0() -> u64 {
+    let v: u64;
+    // SAFETY: reading TTBR0_EL1 has no side effects.
+    unsafe { asm!("mrs {}, ttbr0_el1", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+pub fn ttbr1() -> u64 {
+    let v: u64;
+    // SAFETY: reading TTBR1_EL1 has no side effects.
+    unsafe { asm!("mrs {}, ttbr1_el1", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+pub fn tcr() -> u64 {
+    let v: u64;
+    // SAFETY: reading TCR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, tcr_el1", out(reg) v, options(nomem, nostack)) };
+    v
+}

@@ -1,0 +1,101 @@
+//! The TLBI module: the only place the kernel issues TLB invalidations once
+//! it runs. Executes [`TlbiOp`] values with the barriers each needs and counts
+//! every one per kind and CPU in [`TLB_STATS`].
+//!
+//! Ordering: `DSB ISHST` before (so table walkers see the PTE writes), the
+//! TLBIs, then `DSB ISH` (broadcast) or `DSB NSH` (local) so they complete,
+//! and an `ISB` so this CPU's later instructions use the new translations.
+
+use super::cpu::cpu_id;
+use crate::mm::tlb::{range, Scope, TlbiOp, TLB_STATS};
+use core::arch::asm;
+
+macro_rules! tlbi {
+    ($op:literal, $arg:expr) => {
+        // SAFETY: TLB invalidation has no effect on memory safety: at worst
+        // later accesses walk the tables again.
+        unsafe { asm!(concat!("tlbi ", $op, ", {}"), in(reg) $arg, options(nostack)) }
+    };
+    ($op:literal) => {
+        // SAFETY: as above.
+        unsafe { asm!(concat!("tlbi ", $op), options(nostack)) }
+    };
+}
+
+// Range TLBIs need FEAT_TLBIRANGE; the assembler must be told so.
+macro_rules! tlbi_range {
+    ($op:literal, $arg:expr) => {
+        // SAFETY: as above; only called when the CPU reported FEAT_TLBIRANGE.
+        unsafe {
+            asm!(concat!(".arch_extension tlb-rmi\n", "tlbi ", $op, ", {}"), in(reg) $arg, options(nostack))
+        }
+    };
+}
+
+fn dsb_ishst() {
+    // SAFETY: barriers have no memory-safety effect.
+    unsafe { asm!("dsb ishst", options(nostack)) };
+}
+
+/// Issues one op without waiting for completion. Callers complete a batch
+/// with [`sync`] on the same CPU. An op whose operand cannot be encoded
+/// (a bug in the caller) is widened to its whole ASID, which is always
+/// correct, and logged.
+fn issue(op: &TlbiOp, scope: Scope) {
+    let arg = match range::encode(op) {
+        Ok(a) => a,
+        Err(_) if *op == TlbiOp::All => 0,
+        Err(e) => {
+            log::error!(target: "tlbi", "cannot encode {op:?} ({e:?}); flushing its whole ASID instead");
+            let asid = match *op {
+                TlbiOp::Va { asid, .. } | TlbiOp::Range { asid, .. } | TlbiOp::Asid { asid } => asid,
+                TlbiOp::All => 0,
+            };
+            return issue(&TlbiOp::Asid { asid }, scope);
+        }
+    };
+    match (*op, scope) {
+        (TlbiOp::Va { last_level: false, .. }, Scope::Local) => tlbi!("vae1", arg),
+        (TlbiOp::Va { last_level: true, .. }, Scope::Local) => tlbi!("vale1", arg),
+        (TlbiOp::Va { last_level: false, .. }, Scope::Broadcast) => tlbi!("vae1is", arg),
+        (TlbiOp::Va { last_level: true, .. }, Scope::Broadcast) => tlbi!("vale1is", arg),
+        (TlbiOp::Range { last_level: false, .. }, Scope::Local) => tlbi_range!("rvae1", arg),
+        (TlbiOp::Range { last_level: true, .. }, Scope::Local) => tlbi_range!("rvale1", arg),
+        (TlbiOp::Range { last_level: false, .. }, Scope::Broadcast) => tlbi_range!("rvae1is", arg),
+        (TlbiOp::Range { last_level: true, .. }, Scope::Broadcast) => tlbi_range!("rvale1is", arg),
+        (TlbiOp::Asid { .. }, Scope::Local) => tlbi!("aside1", arg),
+        (TlbiOp::Asid { .. }, Scope::Broadcast) => tlbi!("aside1is", arg),
+        (TlbiOp::All, Scope::Local) => tlbi!("vmalle1"),
+        (TlbiOp::All, Scope::Broadcast) => tlbi!("vmalle1is"),
+    }
+    TLB_STATS.record(cpu_id(), op.kind(scope));
+}
+
+/// Waits until every TLBI this CPU issued has completed everywhere it was
+/// sent: a DSB completes only the issuing CPU's own TLBIs.
+pub fn sync(scope: Scope) {
+    match scope {
+        // SAFETY: barriers have no memory-safety effect.
+        Scope::Local => unsafe { asm!("dsb nsh", "isb", options(nostack)) },
+        // SAFETY: as above.
+        Scope::Broadcast => unsafe { asm!("dsb ish", "isb", options(nostack)) },
+    }
+    TLB_STATS.record_dsb(cpu_id());
+}
+
+/// Runs a batch of ops and waits for them: `DSB ISHST`, TLBIs, `DSB`, `ISB`.
+pub fn run(ops: &[TlbiOp], scope: Scope) {
+    if ops.is_empty() {
+        return;
+    }
+    dsb_ishst();
+    for op in ops {
+        issue(op, scope);
+    }
+    sync(scope);
+}
+
+/// Invalidates this CPU's whole TLB (used after an ASID rollover).
+pub fn local_flush_all() {
+    run(&[TlbiOp::All], Scope::Local);
+}

@@ -1,0 +1,69 @@
+//! Interrupts: timer ticks and IPIs on every CPU.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::arch::aarch64::cpu::cpu_id;
+use crate::{ktest, percpu, smp};
+use platform::timer;
+
+fn spin_ms(ms: u64) {
+    let until = timer::now() + timer::frequency() * ms / 1000;
+    while timer::now() < until {
+        core::hint::spin_loop();
+    }
+}
+
+ktest!(fn timer_ticks_on_every_cpu() {
+    let n = percpu::online_count();
+    let before: alloc::vec::Vec<u64> = (0..n).map(|c| percpu::get(c).ticks.load(Ordering::Relaxed)).collect();
+    spin_ms(100);
+    for (c, b) in before.iter().enumerate() {
+        let now = percpu::get(c).ticks.load(Ordering::Relaxed);
+        assert!(now >= b + 3, "CPU {c}: {} ticks in 100 ms at 100 Hz", now - b);
+    }
+});
+
+static WHO: [AtomicU64; 8] = [const { AtomicU64::new(u64::MAX) }; 8];
+
+fn record_cpu(slot: usize) {
+    WHO[slot].store(cpu_id() as u64, Ordering::Release);
+}
+
+ktest!(fn ipi_runs_function_on_each_cpu() {
+    let n = percpu::online_count();
+    for c in 0..n {
+        let ipis = percpu::get(c).ipis.load(Ordering::Relaxed);
+        assert!(smp::run_on(c, record_cpu, c), "CPU {c} did not answer");
+        assert_eq!(WHO[c].load(Ordering::Acquire), c as u64, "function ran on the wrong CPU");
+        if c != 0 {
+            assert!(percpu::get(c).ipis.load(Ordering::Relaxed) > ipis, "CPU {c} ran it without an IPI");
+        }
+    }
+});
+
+fn stack_probe(slot: usize) {
+    let x = 0u64;
+    WHO[slot].store(&x as *const u64 as u64, Ordering::Release);
+}
+
+ktest!(fn each_cpu_has_its_own_stack() {
+    let n = percpu::online_count();
+    for c in 1..n {
+        assert!(smp::run_on(c, stack_probe, c));
+        let sp = WHO[c].load(Ordering::Acquire);
+        let top = percpu::get(c).stack_top.load(Ordering::Relaxed);
+        assert!(sp < top && sp > top - 64 * 1024, "CPU {c}: stack address {sp:#x} not in its stack below {top:#x}");
+    }
+});
+
+ktest!(fn ipi_storm_is_counted() {
+    let n = percpu::online_count();
+    if n < 2 {
+        crate::test::skip("needs two CPUs");
+    }
+    let before = percpu::get(1).ipis.load(Ordering::Relaxed);
+    for _ in 0..200 {
+        assert!(smp::run_on(1, |_| {}, 0));
+    }
+    assert_eq!(percpu::get(1).ipis.load(Ordering::Relaxed) - before, 200);
+});

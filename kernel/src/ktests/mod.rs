@@ -1,0 +1,7 @@
+//! In-kernel tests (run under QEMU by the host harness). Each file is one
+//! area; a test is registered with `ktest!` and named `<file>::<fn>`.
+
+mod boot;
+mod framework;
+mod irq;
+mod mm;
