@@ -1,0 +1,146 @@
+//! The system-call ABI shared by the kernel and user programs.
+//!
+//! `SVC #0` with the call number in x8 and arguments in x0–x5. The result
+//! comes back in x0: non-negative on success, `-errno` on failure. Calls
+//! that return several words (IPC) put them in x1–x4.
+#![no_std]
+#![forbid(unsafe_code)]
+
+/// System-call numbers.
+pub mod nr {
+    pub const EXIT: u64 = 0;
+    /// write(ptr, len) → bytes written, to the console.
+    pub const WRITE: u64 = 1;
+    /// mmap(addr, len, prot, flags) → address. Anonymous private memory.
+    pub const MMAP: u64 = 2;
+    pub const MUNMAP: u64 = 3;
+    pub const MPROTECT: u64 = 4;
+    /// madvise(addr, len, advice).
+    pub const MADVISE: u64 = 5;
+    /// spawn(name_ptr, name_len, arg) → pid: start a built-in program.
+    pub const SPAWN: u64 = 6;
+    /// fork() → child pid in the parent, 0 in the child.
+    pub const FORK: u64 = 7;
+    /// wait(pid or -1, status_ptr or 0) → pid of the child that ended.
+    pub const WAIT: u64 = 8;
+    /// thread_create(entry, stack_top, arg) → tid. The thread starts at
+    /// `entry(arg)` on `stack_top`.
+    pub const THREAD_CREATE: u64 = 9;
+    pub const THREAD_EXIT: u64 = 10;
+    /// join(tid) → the thread's exit code.
+    pub const JOIN: u64 = 11;
+    pub const YIELD: u64 = 12;
+    /// sleep(nanoseconds).
+    pub const SLEEP: u64 = 13;
+    /// set_affinity(cpu or -1 for any).
+    pub const SET_AFFINITY: u64 = 14;
+    pub const GETCPU: u64 = 15;
+    /// stats(which, buf_ptr, buf_len) → words written (see [`stats`]).
+    pub const STATS: u64 = 16;
+    /// ep_create() → endpoint id.
+    pub const EP_CREATE: u64 = 17;
+    /// ep_call(ep, m0, m1, m2, m3) → status in x0, reply words in x1–x4.
+    pub const EP_CALL: u64 = 18;
+    /// ep_recv(ep) → reply token in x0, message words in x1–x4.
+    pub const EP_RECV: u64 = 19;
+    /// ep_reply(token, m0, m1, m2, m3).
+    pub const EP_REPLY: u64 = 20;
+    /// futex_wait(addr, expected, timeout_ns or 0 for none).
+    pub const FUTEX_WAIT: u64 = 21;
+    /// futex_wake(addr, count) → threads woken.
+    pub const FUTEX_WAKE: u64 = 22;
+    pub const GETPID: u64 = 23;
+    /// kill(pid): ends another process (its memory is reclaimed at once).
+    pub const KILL: u64 = 24;
+    /// time_ns() → nanoseconds since boot.
+    pub const TIME_NS: u64 = 25;
+    pub const COUNT: u64 = 26;
+}
+
+/// Error numbers (returned negated).
+pub mod errno {
+    pub const EPERM: i64 = 1;
+    pub const ENOENT: i64 = 2;
+    pub const ESRCH: i64 = 3;
+    pub const EINTR: i64 = 4;
+    pub const ECHILD: i64 = 10;
+    pub const EAGAIN: i64 = 11;
+    pub const ENOMEM: i64 = 12;
+    pub const EFAULT: i64 = 14;
+    pub const EBUSY: i64 = 16;
+    pub const EEXIST: i64 = 17;
+    pub const EINVAL: i64 = 22;
+    pub const EPIPE: i64 = 32;
+    pub const EDEADLK: i64 = 35;
+    pub const ENOSYS: i64 = 38;
+    pub const ETIMEDOUT: i64 = 110;
+}
+
+/// mmap/mprotect protection bits.
+pub mod prot {
+    pub const NONE: u64 = 0;
+    pub const READ: u64 = 1;
+    pub const WRITE: u64 = 2;
+    pub const EXEC: u64 = 4;
+    pub const ALL: u64 = READ | WRITE | EXEC;
+}
+
+/// mmap flags (memory is always anonymous and private).
+pub mod map {
+    /// Map exactly at `addr` (replacing what is there).
+    pub const FIXED: u64 = 1;
+    pub const ALL: u64 = FIXED;
+}
+
+/// madvise advice.
+pub mod advice {
+    pub const DONTNEED: u64 = 4;
+}
+
+/// `stats(which, ...)` selectors.
+pub mod stats {
+    /// [free frames, total frames].
+    pub const FRAMES: u64 = 0;
+    /// Bad system calls rejected since boot (one word).
+    pub const BAD_SYSCALLS: u64 = 1;
+    /// TLBI counts summed over CPUs, one word per `OpKind` in its order,
+    /// then the DSB count.
+    pub const TLBI: u64 = 2;
+    /// [rollovers, slow-path allocations, fast-path switches, rollover
+    /// flushes, pinned] of the ASID allocator.
+    pub const ASID: u64 = 3;
+    /// Page faults handled since boot (one word).
+    pub const PAGE_FAULTS: u64 = 4;
+}
+
+/// Exit status of a process the kernel killed: `KILLED_BASE + cause`.
+pub const KILLED_BASE: i64 = 0x100;
+
+/// Why the kernel killed a process.
+pub mod cause {
+    /// Access to an address with no mapping.
+    pub const UNMAPPED: i64 = 1;
+    /// Write to read-only memory (or exec of non-executable memory).
+    pub const PROTECTION: i64 = 2;
+    /// Access to a kernel address.
+    pub const KERNEL_ADDRESS: i64 = 3;
+    /// Undefined instruction.
+    pub const ILLEGAL_INSTRUCTION: i64 = 4;
+    /// `kill()` by another process or the reaper.
+    pub const KILLED: i64 = 5;
+    /// Misaligned PC or SP, or another fault.
+    pub const OTHER_FAULT: i64 = 6;
+    /// Out of memory while handling a fault.
+    pub const OUT_OF_MEMORY: i64 = 7;
+}
+
+/// Highest user virtual address + 1 (48-bit TTBR0 range).
+pub const USER_END: u64 = 1 << 48;
+/// Where built-in programs are loaded.
+pub const USER_TEXT_BASE: u64 = 0x40_0000;
+/// Top of the main thread's stack.
+pub const USER_STACK_TOP: u64 = 0x7fff_0000_0000;
+/// Size of the main thread's stack.
+pub const USER_STACK_SIZE: u64 = 256 * 1024;
+/// Start of the region non-fixed `mmap` allocates from.
+pub const MMAP_BASE: u64 = 0x10_0000_0000;
