@@ -6,6 +6,9 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::mm::tlb::policy::Claim;
+use crate::mm::tlb::PolicyParams;
+
 /// What to run after boot when no tests are selected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Workload {
@@ -13,6 +16,9 @@ pub enum Workload {
     SelfCheck,
     /// Boot, print the banner and exit.
     None,
+    /// Start these built-in programs (name, argument) and wait for them;
+    /// the run's status is 0 only if each exited 0.
+    Programs(Vec<(String, u64)>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +40,10 @@ pub struct Options {
     pub tick_hz: u32,
     /// Print the list of registered tests and exit.
     pub list_tests: bool,
+    /// Usable ASID width (`asid_bits=N`, 2..=16; at most the hardware's).
+    pub asid_bits: Option<u32>,
+    /// Flush-policy parameters (`tlb.*`, see `mm::tlb::policy`).
+    pub tlb: PolicyParams,
 }
 
 impl Default for Options {
@@ -44,6 +54,8 @@ impl Default for Options {
             workload: Workload::SelfCheck,
             tick_hz: 100,
             list_tests: false,
+            asid_bits: None,
+            tlb: PolicyParams::default(),
         }
     }
 }
@@ -58,7 +70,7 @@ impl fmt::Display for CmdlineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CmdlineError::UnknownOption(k) => {
-                write!(f, "unknown kernel option '{k}' (known: {})", KNOWN.join(", "))
+                write!(f, "unknown kernel option '{k}' (known: {}, {})", KNOWN.join(", "), PolicyParams::KEYS.join(", "))
             }
             CmdlineError::BadValue { option, value, expected } => {
                 write!(f, "bad value '{value}' for kernel option '{option}': expected {expected}")
@@ -68,7 +80,8 @@ impl fmt::Display for CmdlineError {
 }
 
 /// Every key this parser accepts, for the error message.
-pub const KNOWN: &[&str] = &["log", "ktest.run", "ktest.all", "ktest.list", "workload", "tick_hz"];
+pub const KNOWN: &[&str] =
+    &["log", "ktest.run", "ktest.all", "ktest.list", "workload", "run", "tick_hz", "asid_bits"];
 
 fn bad(option: &str, value: &str, expected: &'static str) -> CmdlineError {
     CmdlineError::BadValue { option: option.to_string(), value: value.to_string(), expected }
@@ -79,6 +92,13 @@ fn flag(option: &str, value: Option<&str>) -> Result<bool, CmdlineError> {
         None | Some("1") | Some("on") | Some("yes") | Some("true") => Ok(true),
         Some("0") | Some("off") | Some("no") | Some("false") => Ok(false),
         Some(v) => Err(bad(option, v, "on or off")),
+    }
+}
+
+fn parse_u64(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
     }
 }
 
@@ -116,6 +136,31 @@ pub fn parse(line: &str) -> Result<Options, CmdlineError> {
                     v => return Err(bad(key, v, "selfcheck or none")),
                 }
             }
+            "run" => {
+                let v = value.unwrap_or("");
+                let mut progs = Vec::new();
+                for item in v.split(',').filter(|s| !s.is_empty()) {
+                    let (name, arg) = match item.split_once(':') {
+                        Some((n, a)) => (n, parse_u64(a).ok_or_else(|| bad(key, v, "name[:arg],... with numeric args"))?),
+                        None => (item, 0),
+                    };
+                    if name.is_empty() {
+                        return Err(bad(key, v, "name[:arg],..."));
+                    }
+                    progs.push((name.to_string(), arg));
+                }
+                if progs.is_empty() {
+                    return Err(bad(key, v, "name[:arg],..."));
+                }
+                o.workload = Workload::Programs(progs);
+            }
+            "asid_bits" => {
+                let v = value.unwrap_or("");
+                o.asid_bits = match v.parse::<u32>() {
+                    Ok(n) if (2..=16).contains(&n) => Some(n),
+                    _ => return Err(bad(key, v, "an integer from 2 to 16")),
+                }
+            }
             "tick_hz" => {
                 let v = value.unwrap_or("");
                 o.tick_hz = match v.parse::<u32>() {
@@ -123,6 +168,11 @@ pub fn parse(line: &str) -> Result<Options, CmdlineError> {
                     _ => return Err(bad(key, v, "an integer from 1 to 1000")),
                 }
             }
+            _ if key.starts_with("tlb.") => match o.tlb.apply(key, value) {
+                Ok(Claim::Applied) => {}
+                Ok(Claim::NotMine) => return Err(CmdlineError::UnknownOption(key.to_string())),
+                Err(e) => return Err(bad(e.option, e.value, e.expected)),
+            },
             _ => return Err(CmdlineError::UnknownOption(key.to_string())),
         }
     }
@@ -148,6 +198,25 @@ mod tests {
         assert_eq!(o.tick_hz, 250);
         assert_eq!(parse("ktest.all").unwrap().tests, TestSelection::All);
         assert!(parse("ktest.list=on").unwrap().list_tests);
+        assert_eq!(parse("asid_bits=3").unwrap().asid_bits, Some(3));
+        assert_eq!(
+            parse("run=hello,counters:4,x:0x10").unwrap().workload,
+            Workload::Programs(vec![("hello".into(), 0), ("counters".into(), 4), ("x".into(), 16)])
+        );
+    }
+
+    #[test]
+    fn tlb_policy_options_are_parsed_and_checked() {
+        let o = parse("tlb.range=off tlb.asid_threshold=64").unwrap();
+        assert!(!o.tlb.use_range);
+        assert_eq!(o.tlb.asid_threshold, 64);
+        match parse("tlb.range=sideways") {
+            Err(CmdlineError::BadValue { option, value, .. }) => {
+                assert_eq!((option.as_str(), value.as_str()), ("tlb.range", "sideways"))
+            }
+            other => panic!("expected BadValue for tlb.range, got {other:?}"),
+        }
+        assert_eq!(parse("tlb.bogus=1").unwrap_err(), CmdlineError::UnknownOption("tlb.bogus".into()));
     }
 
     #[test]
@@ -167,6 +236,11 @@ mod tests {
             ("workload=mystery", "workload"),
             ("ktest.run=", "ktest.run"),
             ("ktest.all=maybe", "ktest.all"),
+            ("asid_bits=1", "asid_bits"),
+            ("asid_bits=17", "asid_bits"),
+            ("run=", "run"),
+            ("run=hello:x", "run"),
+            ("run=:3", "run"),
         ] {
             match parse(line) {
                 Err(CmdlineError::BadValue { option, .. }) => assert_eq!(option, opt, "for {line}"),

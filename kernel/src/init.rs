@@ -52,6 +52,23 @@ extern "C" fn kernel_main(_dtb_pa: u64, _image_pa: u64) -> ! {
     FEATURES.call_once(|| features);
     let opts = OPTIONS.call_once(|| opts);
     kmm::enter_empty_ttbr0();
+    cpu::init_user_access();
+    let ram_start = board.memory().iter().map(|r| r.base).min().unwrap_or(0);
+    let ram_end = board.memory().iter().map(|r| r.end()).max().unwrap_or(0);
+    crate::mm::phys::init(ram_start, ram_end);
+    let asid_bits = opts.asid_bits.unwrap_or(features.asid_bits);
+    if asid_bits > features.asid_bits {
+        die(
+            format_args!("command line: asid_bits={asid_bits} exceeds the hardware's {} bits", features.asid_bits),
+            semihost::EXIT_USAGE,
+        );
+    }
+    match crate::mm::asid::AsidAllocator::new(asid_bits, board.ncpus, Default::default()) {
+        Ok(a) => {
+            crate::task::process::ASIDS.call_once(|| a);
+        }
+        Err(e) => die(format_args!("ASID allocator: {e}"), semihost::EXIT_USAGE),
+    }
     percpu::get(0).mpidr.store(cpu::mpidr(), Ordering::Relaxed);
     percpu::get(0).online.store(true, Ordering::Release);
 
@@ -61,6 +78,7 @@ extern "C" fn kernel_main(_dtb_pa: u64, _image_pa: u64) -> ! {
     }
     irq::set_tick_hz(opts.tick_hz);
     irq::init_cpu(0);
+    crate::task::sched::init_cpu(0, "main", false);
     cpu::irq_enable();
     let online = smp::start_secondaries();
     banner(board, &features, online, heap.size, info.entry_el);
@@ -75,6 +93,7 @@ extern "C" fn kernel_main(_dtb_pa: u64, _image_pa: u64) -> ! {
     let status = match opts.workload {
         Workload::SelfCheck => crate::selfcheck::run(online, board.ncpus),
         Workload::None => semihost::EXIT_PASS,
+        Workload::Programs(ref progs) => run_programs(progs),
     };
     semihost::exit(status)
 }
@@ -109,4 +128,32 @@ fn banner(board: &BoardInfo, f: &CpuFeatures, online: usize, heap: u64, entry_el
 /// The options the kernel booted with.
 pub fn options() -> &'static Options {
     OPTIONS.get().expect("options parsed at boot")
+}
+
+/// Starts each program and waits for all; prints each exit status.
+fn run_programs(progs: &[(alloc::string::String, u64)]) -> i32 {
+    use crate::task::process;
+    let mut started = alloc::vec::Vec::new();
+    for (name, arg) in progs {
+        match process::spawn(name, *arg, 0) {
+            Ok(p) => started.push((name, p)),
+            Err(e) => {
+                crate::kprintln!("run: cannot start '{name}': errno {}", -e);
+                let known: alloc::vec::Vec<&str> = crate::task::loader::names().collect();
+                crate::kprintln!("run: built-in programs: {}", known.join(", "));
+                return semihost::EXIT_USAGE;
+            }
+        }
+    }
+    let mut ok = true;
+    for (name, p) in started {
+        let status = process::wait_from_kernel(&p);
+        crate::kprintln!("run: {name} (pid {}) exited with status {status}", p.pid);
+        ok &= status == 0;
+    }
+    if ok {
+        semihost::EXIT_PASS
+    } else {
+        semihost::EXIT_FAIL
+    }
 }

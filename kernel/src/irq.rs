@@ -38,10 +38,14 @@ pub fn handle_irq() {
             timer::VIRT_TIMER_INTID => {
                 me.ticks.fetch_add(1, Ordering::Relaxed);
                 timer::arm(TICK_INTERVAL.load(Ordering::Relaxed));
+                crate::task::sched::tick();
             }
             SGI_CALL => {
                 me.ipis.fetch_add(1, Ordering::Relaxed);
                 crate::smp::handle_call(cpu_id());
+            }
+            crate::task::sched::SGI_RESCHED => {
+                me.ipis.fetch_add(1, Ordering::Relaxed);
             }
             SGI_PING => {
                 me.ipis.fetch_add(1, Ordering::Relaxed);

@@ -31,6 +31,10 @@ pub mod selfcheck;
 #[cfg(target_os = "none")]
 pub mod smp;
 #[cfg(target_os = "none")]
+pub mod sync;
+#[cfg(target_os = "none")]
+pub mod task;
+#[cfg(target_os = "none")]
 pub mod test;
 
 #[cfg(target_os = "none")]

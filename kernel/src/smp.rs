@@ -71,14 +71,14 @@ pub fn start_secondaries() -> usize {
 #[no_mangle]
 extern "C" fn secondary_main(idx: usize) -> ! {
     crate::mm::kernel::enter_empty_ttbr0();
+    cpu::init_user_access();
     gic::init_cpu(idx);
     irq::init_cpu(idx);
+    crate::task::sched::init_cpu(idx, "idle", true);
     percpu::get(idx).online.store(true, Ordering::Release);
     cpu::irq_enable();
     log::debug!(target: "smp", "CPU {idx} online");
-    loop {
-        cpu::wfi();
-    }
+    crate::task::sched::idle_loop()
 }
 
 /// Runs `f(arg)` on `cpu` (from its IRQ handler) and waits until it is done.

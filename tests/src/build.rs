@@ -13,7 +13,10 @@ use crate::image::{self, ImageError};
 pub const RUSTC: &str = "/usr/bin/rustc";
 /// The library source `-Zbuild-std` compiles (`rust-web-src`).
 pub const LIBRARY_SRC: &str = "/usr/lib/rustlib/src/rust/library";
-pub const TARGET: &str = "aarch64-unknown-none";
+/// Soft-float: neither the kernel nor user programs touch the FP/SIMD
+/// registers, so no context switch or interrupt has FP state to save (the
+/// kernel saves only the general-purpose registers).
+pub const TARGET: &str = "aarch64-unknown-none-softfloat";
 /// The cargo profile in the workspace `Cargo.toml`.
 pub const PROFILE: &str = "kernel";
 
@@ -101,22 +104,14 @@ pub fn check_toolchain() -> Result<(), BuildError> {
     Ok(())
 }
 
-/// The `cargo build` command for the kernel in workspace `root`.
-pub fn cargo_command(root: &Path) -> Command {
+/// `cargo build` for the bare-metal target with `packages` (e.g. `-p kernel`).
+fn cross_build(root: &Path, packages: &[&str]) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args([
-            "build",
-            "-p",
-            "kernel",
-            "--bin",
-            "kernel",
-            "--profile",
-            PROFILE,
-            "--target",
-            TARGET,
-        ])
+        .arg("build")
+        .args(packages)
+        .args(["--profile", PROFILE, "--target", TARGET])
         .args([
             "-Zbuild-std=core,alloc",
             "-Zbuild-std-features=compiler-builtins-mem",
@@ -130,10 +125,41 @@ pub fn cargo_command(root: &Path) -> Command {
     cmd
 }
 
+/// Where the user programs' ELFs end up (the kernel embeds them from here).
+pub fn userland_dir(root: &Path) -> PathBuf {
+    target_dir(root).join(TARGET).join(PROFILE)
+}
+
+/// The `cargo build` command for the user programs (built before the kernel).
+pub fn userland_command(root: &Path) -> Command {
+    cross_build(root, &["-p", "userland", "--bins"])
+}
+
+/// The `cargo build` command for the kernel in workspace `root`; it embeds
+/// the user programs found in [`userland_dir`].
+pub fn cargo_command(root: &Path) -> Command {
+    let mut cmd = cross_build(root, &["-p", "kernel", "--bin", "kernel"]);
+    cmd.env("USERLAND_DIR", userland_dir(root));
+    cmd
+}
+
 /// Builds the kernel in workspace `root` and writes `kernel.img` beside the ELF.
 pub fn build_kernel(root: &Path, output: CargoOutput) -> Result<Kernel, BuildError> {
     check_toolchain()?;
-    let mut cmd = cargo_command(root);
+    if root.join("user/programs/Cargo.toml").exists() {
+        run_cargo(userland_command(root), output)?;
+    }
+    run_cargo(cargo_command(root), output)?;
+    let elf = elf_path(root);
+    if !elf.exists() {
+        return Err(BuildError::NoElf(elf));
+    }
+    let image = elf.with_file_name("kernel.img");
+    image::convert(&elf, &image)?;
+    Ok(Kernel { elf, image })
+}
+
+fn run_cargo(mut cmd: Command, output: CargoOutput) -> Result<(), BuildError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let spawn_error = |source| BuildError::Spawn {
         cargo: program.clone(),
@@ -164,13 +190,7 @@ pub fn build_kernel(root: &Path, output: CargoOutput) -> Result<Kernel, BuildErr
             }
         }
     }
-    let elf = elf_path(root);
-    if !elf.is_file() {
-        return Err(BuildError::NoElf(elf));
-    }
-    let image = elf.with_file_name("kernel.img");
-    image::convert(&elf, &image)?;
-    Ok(Kernel { elf, image })
+    Ok(())
 }
 
 #[cfg(test)]
@@ -194,9 +214,12 @@ mod tests {
         assert!(envs.contains(&("CARGO_TARGET_DIR".as_ref(), None)));
         assert!(envs.contains(&("RUSTFLAGS".as_ref(), None)));
         assert_eq!(cmd.get_current_dir(), Some(Path::new("/ws")));
+        assert!(envs.iter().any(|(k, _)| *k == "USERLAND_DIR"), "the kernel build finds the user programs");
+        let user: Vec<_> = userland_command(Path::new("/ws")).get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(user.windows(2).any(|w| w == ["-p", "userland"]));
         assert_eq!(
             elf_path(Path::new("/ws")),
-            Path::new("/ws/target/aarch64/aarch64-unknown-none/kernel/kernel")
+            Path::new("/ws/target/aarch64/aarch64-unknown-none-softfloat/kernel/kernel")
         );
     }
 }

@@ -1,7 +1,10 @@
 //! In-kernel tests (run under QEMU by the host harness). Each file is one
 //! area; a test is registered with `ktest!` and named `<file>::<fn>`.
 
+mod asid;
 mod boot;
 mod framework;
 mod irq;
 mod mm;
+mod sched;
+mod user;

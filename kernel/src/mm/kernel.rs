@@ -48,6 +48,12 @@ pub fn enter_empty_ttbr0() {
     tlbi::run(&[TlbiOp::All], Scope::Local);
 }
 
+/// Points TTBR0 at the empty table without invalidating anything: for a
+/// CPU leaving a user address space whose entries stay tagged with its ASID.
+pub fn enter_empty_ttbr0_no_flush() {
+    cpu::set_ttbr0(empty_ttbr0_pa(), 0);
+}
+
 /// Translates a table's physical address for the mapper while the pool pages
 /// (in the image) may not be in the linear map yet.
 fn p2v_any(pa: u64) -> *mut u64 {

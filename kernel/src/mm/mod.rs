@@ -6,7 +6,13 @@ pub mod asid;
 pub mod frame;
 #[cfg(target_os = "none")]
 pub mod kernel;
+#[cfg(target_os = "none")]
+pub mod phys;
 pub mod pte;
 #[cfg(test)]
 pub mod model;
 pub mod tlb;
+pub mod aspace;
+pub mod gather;
+pub mod pagetable;
+pub mod vma;

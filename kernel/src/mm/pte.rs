@@ -40,6 +40,24 @@ pub const KERNEL_DEVICE: u64 = attr_index(MT_DEVICE_NGNRE) | AF | UXN | PXN;
 /// Identity map used only while turning the MMU on: read-write-execute.
 pub const KERNEL_IDMAP: u64 = attr_index(MT_NORMAL) | SH_INNER | AF | UXN;
 
+/// Leaf attributes of a user page with `prot` (`abi::prot` bits), without
+/// the address and the VALID / TABLE_OR_PAGE bits: normal inner-shareable
+/// memory, not global (nG: tagged with the ASID), AF set (no access-flag
+/// faults), never executable at EL1 (PXN). EL0 may read unless `prot` is
+/// NONE (then AP[1] = 0: no EL0 access, and the kernel's unprivileged
+/// LDTR/STTR fault too); writable only with WRITE; executable only with
+/// EXEC. AArch64 without FEAT_S1POE has no write-only or execute-only
+/// encoding for EL0 here, so WRITE and EXEC imply READ, as on Linux/arm64.
+pub const fn user_attrs(prot: u64) -> u64 {
+    let base = attr_index(MT_NORMAL) | SH_INNER | AF | NG | PXN;
+    if prot & abi::prot::ALL == abi::prot::NONE {
+        return base | AP_RO | UXN;
+    }
+    let ro = if prot & abi::prot::WRITE == 0 { AP_RO } else { 0 };
+    let xn = if prot & abi::prot::EXEC == 0 { UXN } else { 0 };
+    base | AP_EL0 | ro | xn
+}
+
 /// Index of `va` in the table at `level` (0..=3).
 pub const fn index(va: u64, level: u32) -> usize {
     ((va >> (39 - 9 * level)) & 0x1ff) as usize

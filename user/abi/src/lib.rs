@@ -27,7 +27,8 @@ pub mod nr {
     /// `entry(arg)` on `stack_top`.
     pub const THREAD_CREATE: u64 = 9;
     pub const THREAD_EXIT: u64 = 10;
-    /// join(tid) → the thread's exit code.
+    /// join(tid) → the thread's exit code (thread exit codes are
+    /// non-negative; a negative result is `-errno`).
     pub const JOIN: u64 = 11;
     pub const YIELD: u64 = 12;
     /// sleep(nanoseconds).
@@ -111,6 +112,8 @@ pub mod stats {
     pub const ASID: u64 = 3;
     /// Page faults handled since boot (one word).
     pub const PAGE_FAULTS: u64 = 4;
+    /// [CPUs online].
+    pub const CPUS: u64 = 5;
 }
 
 /// Exit status of a process the kernel killed: `KILLED_BASE + cause`.

@@ -149,3 +149,32 @@ pub fn tcr() -> u64 {
     unsafe { asm!("mrs {}, tcr_el1", out(reg) v, options(nomem, nostack)) };
     v
 }
+
+/// Per-CPU set-up for user space: PAN on (where implemented), and EL0 may
+/// read the virtual counter (CNTKCTL_EL1.EL0VCTEN) for timing.
+pub fn init_user_access() {
+    let mmfr1: u64;
+    // SAFETY: reading an ID register has no side effects.
+    unsafe { asm!("mrs {}, id_aa64mmfr1_el1", out(reg) mmfr1, options(nomem, nostack)) };
+    if (mmfr1 >> 20) & 0xf != 0 {
+        // SAFETY: `MSR PAN, #1` (encoded, since the base target is v8.0):
+        // only stops EL1 from accessing EL0-accessible memory directly; the
+        // user-copy routines use unprivileged loads/stores unaffected by it.
+        unsafe { asm!(".inst 0xd500419f", options(nomem, nostack)) };
+    }
+    let mut k: u64;
+    // SAFETY: CNTKCTL_EL1 only controls EL0's access to the counters.
+    unsafe {
+        asm!("mrs {}, cntkctl_el1", out(reg) k, options(nomem, nostack));
+        k |= 1 << 1;
+        asm!("msr cntkctl_el1, {}", "isb", in(reg) k, options(nomem, nostack));
+    }
+}
+
+/// Is PSTATE.PAN set right now?
+pub fn pan_enabled() -> bool {
+    let v: u64;
+    // SAFETY: reading PSTATE.PAN (S3_0_C4_C2_3) has no side effects.
+    unsafe { asm!("mrs {}, S3_0_C4_C2_3", out(reg) v, options(nomem, nostack)) };
+    v & (1 << 22) != 0
+}

@@ -46,7 +46,9 @@ pub static mut BOOT_INFO: BootInfo = BootInfo {
     error: 0,
 };
 
-const SCTLR_MMU_ON: u64 = 0x30d0_0800 // RES1
+// RES1 bits, less SPAN (bit 23): with FEAT_PAN, exception entry to EL1 sets
+// PSTATE.PAN, so the kernel never touches user memory by accident.
+const SCTLR_MMU_ON: u64 = (0x30d0_0800 & !(1 << 23))
     | (1 << 0) // M: MMU
     | (1 << 2) // C: data cache
     | (1 << 3) // SA: SP alignment check

@@ -9,3 +9,4 @@ pub mod layout;
 pub mod recover;
 pub mod tlbi;
 pub mod trap;
+pub mod uaccess;

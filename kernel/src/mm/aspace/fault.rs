@@ -1,0 +1,238 @@
+//! The page-fault handler, and kernel-side access to user memory through
+//! the page tables.
+//!
+//! A fault is resolved by looking at the VMA first (is the access allowed
+//! at all?) and the leaf second:
+//!
+//! * no leaf: first touch of anonymous memory, map a zeroed frame (reads
+//!   and writes alike; there is no shared zero page);
+//! * a leaf that already allows the access: *spurious*. Another thread
+//!   resolved it first, or this CPU still caches an older, stricter entry
+//!   (after an mprotect upgrade or a copy-on-write reuse, which flush
+//!   nothing). The kernel invalidates the VA locally and returns;
+//! * a write to a read-only leaf in a writable VMA: copy-on-write. If this
+//!   mm holds the only reference, make the leaf writable in place (a
+//!   permission upgrade: no break-before-make, no flush). Otherwise copy the
+//!   frame and point the leaf at the copy. That changes the output address
+//!   of a live entry, so the architecture requires break-before-make: clear
+//!   the entry, flush it from every TLB, then write the new one. Writing the
+//!   new entry over the old would let a TLB hold both translations for one
+//!   VA (a TLB conflict abort, or reads from the old frame after writes to
+//!   the new). The reference to the old frame is dropped only after that
+//!   flush, for the reason given in [`crate::mm::gather`].
+#![forbid(unsafe_code)]
+
+use super::{desc_allows, leaf_for, prot_allows, AddressSpace, FaultError, MmError};
+use crate::mm::gather::FlushRange;
+use crate::mm::pagetable::{desc_pa, page_desc, PhysMem, LEAF_LEVEL};
+use crate::mm::pte::{user_attrs, PAGE_SIZE};
+use abi::USER_END;
+
+/// What the faulting access tried to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Exec,
+}
+
+/// How a fault was resolved (for the kernel's counters and follow-up).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// First touch: a zeroed frame was mapped.
+    ZeroFill,
+    /// Copy-on-write of a shared frame: copied, the old entry flushed
+    /// (through the handler's `flush`) before the new one was written.
+    CowCopy,
+    /// Copy-on-write with no other sharer left: made writable in place.
+    CowReuse,
+    /// The entry already allowed the access (or was only missing a
+    /// permission the mapping grants): nothing to allocate.
+    Spurious,
+}
+
+/// A resolved fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    /// The page that faulted.
+    pub va: u64,
+    /// The frame mapped there now.
+    pub pa: u64,
+}
+
+impl Fault {
+    /// This CPU may still cache an older, stricter entry for [`Self::va`]:
+    /// invalidate it locally (`TLBI VALE1` with the mm's ASID) before
+    /// returning to user space, or the access may fault again.
+    pub fn local_invalidate(&self) -> bool {
+        matches!(self.kind, FaultKind::CowReuse | FaultKind::Spurious)
+    }
+}
+
+impl AddressSpace {
+    /// Resolves a fault at `va` for `access` (see the module docs). `flush`
+    /// is called at most once, for the one page of a copy-on-write copy, and
+    /// must complete the invalidation on every CPU before it returns. On any
+    /// error nothing has changed.
+    pub fn handle_fault<M: PhysMem, F: FnMut(Option<FlushRange>)>(
+        &mut self,
+        va: u64,
+        access: Access,
+        mem: &M,
+        flush: &mut F,
+    ) -> Result<Fault, FaultError> {
+        if va >= USER_END {
+            return Err(FaultError::KernelAddress);
+        }
+        let vma = *self.vmas.find(va).ok_or(FaultError::Unmapped)?;
+        if !prot_allows(vma.prot, access) {
+            return Err(FaultError::Protection);
+        }
+        let page = va & !(PAGE_SIZE - 1);
+        let Some(old) = self.pt.lookup(mem, page) else {
+            let pa = self.zero_fill(mem, page, vma.prot)?;
+            return Ok(Fault { kind: FaultKind::ZeroFill, va: page, pa });
+        };
+        let pa = desc_pa(old);
+        if desc_allows(old, access) {
+            return Ok(Fault { kind: FaultKind::Spurious, va: page, pa });
+        }
+        let want = leaf_for(mem, pa, vma.prot);
+        if desc_allows(want, access) {
+            // Only permissions change: the frame is ours alone, or the entry
+            // lacked a read/exec permission the VMA grants (not expected:
+            // mprotect updates present leaves).
+            self.pt.replace_leaf(mem, page, want);
+            let kind =
+                if access == Access::Write { FaultKind::CowReuse } else { FaultKind::Spurious };
+            return Ok(Fault { kind, va: page, pa });
+        }
+        let new = self.cow_copy(mem, page, vma.prot, flush)?;
+        Ok(Fault { kind: FaultKind::CowCopy, va: page, pa: new })
+    }
+
+    fn zero_fill(&mut self, mem: &impl PhysMem, page: u64, prot: u64) -> Result<u64, FaultError> {
+        let pa = mem.alloc_zeroed().ok_or(FaultError::OutOfMemory)?;
+        if self.pt.map(mem, page, page_desc(pa, user_attrs(prot))).is_err() {
+            // Only OutOfMemory is possible: the leaf was absent.
+            mem.put(pa);
+            mem.free(pa);
+            return Err(FaultError::OutOfMemory);
+        }
+        Ok(pa)
+    }
+
+    /// Replaces the shared frame at `page` by a private copy, with
+    /// break-before-make. Returns the new frame.
+    fn cow_copy<M: PhysMem, F: FnMut(Option<FlushRange>)>(
+        &mut self,
+        mem: &M,
+        page: u64,
+        prot: u64,
+        flush: &mut F,
+    ) -> Result<u64, FaultError> {
+        let new = self.pt.duplicate(mem, page).map_err(|_| FaultError::OutOfMemory)?;
+        // Break.
+        let old = self.pt.replace_leaf(mem, page, 0).expect("the leaf was present");
+        flush(Some(FlushRange {
+            start: page,
+            end: page + PAGE_SIZE,
+            stride: PAGE_SIZE,
+            tables_freed: false,
+            leaf_level: Some(LEAF_LEVEL as u8),
+        }));
+        // Make.
+        self.pt.replace_leaf(mem, page, page_desc(new, user_attrs(prot)));
+        let old = desc_pa(old);
+        if mem.put(old) {
+            // The other sharers went meanwhile; the flush is done.
+            mem.free(old);
+        }
+        Ok(new)
+    }
+
+    /// Makes sure the page at `page` (in a VMA with `prot`) is present and
+    /// private to this mm, without granting permissions: for kernel writes.
+    fn private_frame<M: PhysMem, F: FnMut(Option<FlushRange>)>(
+        &mut self,
+        mem: &M,
+        page: u64,
+        prot: u64,
+        flush: &mut F,
+    ) -> Result<(), FaultError> {
+        match self.pt.lookup(mem, page) {
+            None => self.zero_fill(mem, page, prot).map(drop),
+            Some(d) if mem.refs(desc_pa(d)) > 1 => self.cow_copy(mem, page, prot, flush).map(drop),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Kernel-side write of `data` at user address `va`, through the page
+    /// tables: missing pages are filled, shared ones copied, regardless of
+    /// the mappings' protection (the program loader writes read-only text;
+    /// for copies on a process's behalf check [`Self::check_user_range`]
+    /// first). Every page must lie in a mapping.
+    pub fn write_bytes<M: PhysMem, F: FnMut(Option<FlushRange>)>(
+        &mut self,
+        va: u64,
+        data: &[u8],
+        mem: &M,
+        flush: &mut F,
+    ) -> Result<(), FaultError> {
+        let mut done = 0;
+        while done < data.len() {
+            let at = va
+                .checked_add(done as u64)
+                .filter(|&a| a < USER_END)
+                .ok_or(FaultError::KernelAddress)?;
+            let page = at & !(PAGE_SIZE - 1);
+            let n = ((page + PAGE_SIZE - at) as usize).min(data.len() - done);
+            let prot = self.vmas.find(at).ok_or(FaultError::Unmapped)?.prot;
+            self.private_frame(mem, page, prot, flush)?;
+            let wrote = self.pt.write(mem, at, &data[done..done + n]);
+            debug_assert!(wrote, "page {page:#x} was just made present");
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Kernel-side read of user memory at `va` into `buf`, regardless of
+    /// protection; pages not yet touched read as zeroes. Every page must lie
+    /// in a mapping (EFAULT otherwise).
+    pub fn read_bytes(&self, va: u64, buf: &mut [u8], mem: &impl PhysMem) -> Result<(), MmError> {
+        let end = va.checked_add(buf.len() as u64).filter(|&e| e <= USER_END);
+        let end = end.ok_or(MmError::BadUserAddress { addr: va })?;
+        self.vmas
+            .check(va, end, |_| true)
+            .map_err(|addr| MmError::BadUserAddress { addr: addr.max(va) })?;
+        let mut done = 0;
+        while done < buf.len() {
+            let at = va + done as u64;
+            let n = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(buf.len() - done);
+            let chunk = &mut buf[done..done + n];
+            if !self.pt.read(mem, at, chunk) {
+                chunk.fill(0);
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// The 8-byte word at `va` (8-aligned) if its page is present: what a
+    /// load through the current translation would read. For tests.
+    pub fn read_u64(&self, va: u64, mem: &impl PhysMem) -> Option<u64> {
+        assert_eq!(va % 8, 0, "read_u64 at unaligned {va:#x}");
+        let mut b = [0; 8];
+        self.pt.read(mem, va, &mut b).then(|| u64::from_le_bytes(b))
+    }
+
+    /// Stores `val` at `va` (8-aligned) through the current translation,
+    /// like a store that hit a valid entry: no fault handling, no
+    /// copy-on-write, no permission check. False if no page is present. For
+    /// tests that model the CPU (they check [`super::desc_allows`] first).
+    pub fn write_u64(&mut self, va: u64, val: u64, mem: &impl PhysMem) -> bool {
+        assert_eq!(va % 8, 0, "write_u64 at unaligned {va:#x}");
+        self.pt.write(mem, va, &val.to_le_bytes())
+    }
+}

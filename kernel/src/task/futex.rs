@@ -1,0 +1,60 @@
+//! Futex-style wait/wake on a 32-bit user word, keyed by (mm, address).
+//!
+//! `wait` returns at once with `EAGAIN` if the word differs from `expected`;
+//! otherwise it sleeps until a `wake` on the same word finds the value
+//! changed (user-level locks always change the word before waking). The
+//! value is re-read under the wait queue's lock, so a wake cannot be lost.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+
+use super::process::Process;
+use super::wait::WaitQueue;
+use crate::arch::aarch64::uaccess::copy_from_user;
+use crate::sync::IrqMutex;
+use abi::errno::*;
+
+static FUTEXES: IrqMutex<BTreeMap<(u64, u64), Arc<WaitQueue>>> = IrqMutex::new(BTreeMap::new());
+
+fn check(addr: u64) -> Result<(), i64> {
+    if addr & 3 != 0 || addr == 0 || addr >= abi::USER_END {
+        return Err(-EINVAL);
+    }
+    Ok(())
+}
+
+fn read(addr: u64) -> Result<u32, i64> {
+    let mut b = [0u8; 4];
+    if !copy_from_user(&mut b, addr) {
+        return Err(-EFAULT);
+    }
+    Ok(u32::from_le_bytes(b))
+}
+
+pub fn wait(p: &Process, addr: u64, expected: u32, timeout_ns: u64) -> Result<u64, i64> {
+    check(addr)?;
+    if timeout_ns != 0 {
+        // Timed waits are not implemented: say so rather than ignore it.
+        return Err(-EINVAL);
+    }
+    if read(addr)? != expected {
+        return Err(-EAGAIN);
+    }
+    let wq = FUTEXES.lock().entry((p.mm.id, addr)).or_insert_with(|| Arc::new(WaitQueue::new())).clone();
+    let mut err = None;
+    wq.wait_until(|| match read(addr) {
+        Ok(v) => v != expected,
+        Err(e) => {
+            err = Some(e);
+            true
+        }
+    })
+    .map_err(|_| -EINTR)?;
+    err.map_or(Ok(0), Err)
+}
+
+pub fn wake(p: &Process, addr: u64, count: u64) -> Result<u64, i64> {
+    check(addr)?;
+    let wq = FUTEXES.lock().get(&(p.mm.id, addr)).cloned();
+    Ok(wq.map_or(0, |q| q.wake_n(count as usize) as u64))
+}

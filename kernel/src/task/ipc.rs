@@ -1,0 +1,132 @@
+//! Synchronous message passing: endpoints with call / receive / reply, four
+//! words each way, carried in registers.
+//!
+//! A caller blocks until its call is replied to. A receiver that takes a
+//! call holds it (by reply token) until it replies; if the receiver's
+//! process ends first, the call fails with `EPIPE` — the caller never hangs.
+//! An endpoint closes when the process that created it ends: queued calls
+//! fail with `EPIPE`.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::process::Process;
+use super::wait::WaitQueue;
+use crate::sync::IrqMutex;
+use abi::errno::{EINTR, ENOENT, EPIPE};
+
+pub type Msg = [u64; 4];
+
+pub struct Call {
+    msg: Msg,
+    reply: IrqMutex<Option<Result<Msg, i64>>>,
+    wq: WaitQueue,
+}
+
+impl Call {
+    fn complete(&self, r: Result<Msg, i64>) {
+        *self.reply.lock() = Some(r);
+        self.wq.wake_all();
+    }
+}
+
+pub struct Endpoint {
+    owner: u64,
+    queue: IrqMutex<VecDeque<Arc<Call>>>,
+    receivers: WaitQueue,
+    closed: AtomicBool,
+}
+
+static ENDPOINTS: IrqMutex<BTreeMap<u64, Arc<Endpoint>>> = IrqMutex::new(BTreeMap::new());
+static NEXT_EP: AtomicU64 = AtomicU64::new(1);
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+fn lookup(id: u64) -> Result<Arc<Endpoint>, i64> {
+    ENDPOINTS.lock().get(&id).cloned().ok_or(-ENOENT)
+}
+
+pub fn create(owner: &Process) -> u64 {
+    let id = NEXT_EP.fetch_add(1, Ordering::Relaxed);
+    let ep = Endpoint {
+        owner: owner.pid,
+        queue: IrqMutex::new(VecDeque::new()),
+        receivers: WaitQueue::new(),
+        closed: AtomicBool::new(false),
+    };
+    ENDPOINTS.lock().insert(id, Arc::new(ep));
+    id
+}
+
+pub fn call(id: u64, msg: Msg) -> Result<Msg, i64> {
+    let ep = lookup(id)?;
+    let c = Arc::new(Call { msg, reply: IrqMutex::new(None), wq: WaitQueue::new() });
+    {
+        let mut q = ep.queue.lock();
+        if ep.closed.load(Ordering::Acquire) {
+            return Err(-EPIPE);
+        }
+        q.push_back(c.clone());
+    }
+    ep.receivers.wake_one();
+    if c.wq.wait_until(|| c.reply.lock().is_some()).is_err() {
+        return Err(-EINTR);
+    }
+    let r = c.reply.lock().take();
+    r.unwrap_or(Err(-EPIPE))
+}
+
+/// Takes the next call; returns its reply token and message.
+pub fn recv(me: &Process, id: u64) -> Result<(u64, Msg), i64> {
+    let ep = lookup(id)?;
+    let mut got = None;
+    let waited = ep.receivers.wait_until(|| {
+        if ep.closed.load(Ordering::Acquire) {
+            return true;
+        }
+        got = ep.queue.lock().pop_front();
+        got.is_some()
+    });
+    if waited.is_err() {
+        // Killed while waiting; a call we popped goes back to the queue.
+        if let Some(c) = got {
+            ep.queue.lock().push_front(c);
+        }
+        return Err(-EINTR);
+    }
+    let Some(c) = got else { return Err(-EPIPE) };
+    let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+    let msg = c.msg;
+    me.pending_calls.lock().insert(token, c);
+    Ok((token, msg))
+}
+
+pub fn reply(me: &Process, token: u64, msg: Msg) -> Result<(), i64> {
+    let c = me.pending_calls.lock().remove(&token).ok_or(-ENOENT)?;
+    c.complete(Ok(msg));
+    Ok(())
+}
+
+/// A process ended: fail the calls it held and close its endpoints.
+pub fn process_exited(p: &Process) {
+    let pending = core::mem::take(&mut *p.pending_calls.lock());
+    for c in pending.values() {
+        c.complete(Err(-EPIPE));
+    }
+    let mine: alloc::vec::Vec<Arc<Endpoint>> = {
+        let mut eps = ENDPOINTS.lock();
+        let ids: alloc::vec::Vec<u64> = eps.iter().filter(|(_, e)| e.owner == p.pid).map(|(k, _)| *k).collect();
+        ids.iter().filter_map(|k| eps.remove(k)).collect()
+    };
+    for ep in mine {
+        let queued = {
+            let mut q = ep.queue.lock();
+            ep.closed.store(true, Ordering::Release);
+            core::mem::take(&mut *q)
+        };
+        for c in queued {
+            c.complete(Err(-EPIPE));
+        }
+        ep.receivers.wake_all();
+    }
+}

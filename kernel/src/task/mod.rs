@@ -1,0 +1,176 @@
+//! Tasks (kernel threads and user threads), the scheduler, processes and
+//! system calls.
+
+pub mod context;
+pub mod futex;
+pub mod ipc;
+pub mod loader;
+pub mod process;
+pub mod sched;
+pub mod syscall;
+pub mod wait;
+
+use alloc::sync::Arc;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use crate::arch::aarch64::exception::TrapFrame;
+use crate::arch::aarch64::layout::phys_to_virt;
+use crate::mm::frame::{Frames, FRAMES};
+use context::Context;
+
+/// Kernel stack per task: 32 KiB.
+pub const KSTACK_PAGES: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    Runnable = 0,
+    Running = 1,
+    Blocked = 2,
+    Dead = 3,
+}
+
+pub struct Task {
+    pub id: usize,
+    pub name: &'static str,
+    state: AtomicU8,
+    ctx: UnsafeCell<Context>,
+    /// True while the task's registers live on a CPU (set when it is switched
+    /// in, cleared once its context is saved). Nobody may resume it before.
+    pub(crate) on_cpu: AtomicBool,
+    /// True while the task sits in a run queue (guards double enqueue).
+    pub(crate) queued: AtomicBool,
+    /// CPU it must run on, or -1.
+    pub affinity: AtomicI64,
+    /// CPU it last ran on.
+    pub cpu: AtomicUsize,
+    /// Virtual-counter deadline while sleeping (0 = not sleeping).
+    pub wake_at: AtomicU64,
+    kstack: Frames,
+    /// User side, for user threads.
+    pub user: Option<process::UserThread>,
+}
+
+// SAFETY: `ctx` is only touched by the scheduler on the CPU switching the
+// task out or in, serialised by `on_cpu`; everything else is atomic or
+// immutable.
+unsafe impl Sync for Task {}
+// SAFETY: as above.
+unsafe impl Send for Task {}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfMemory;
+
+impl Task {
+    fn alloc(name: &'static str, user: Option<process::UserThread>) -> Result<Task, OutOfMemory> {
+        let kstack = FRAMES.lock().alloc(KSTACK_PAGES).ok_or(OutOfMemory)?;
+        Ok(Task {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            name,
+            state: AtomicU8::new(State::Runnable as u8),
+            ctx: UnsafeCell::new(Context::default()),
+            on_cpu: AtomicBool::new(false),
+            queued: AtomicBool::new(false),
+            affinity: AtomicI64::new(-1),
+            cpu: AtomicUsize::new(0),
+            wake_at: AtomicU64::new(0),
+            kstack,
+            user,
+        })
+    }
+
+    pub fn kstack_top(&self) -> u64 {
+        phys_to_virt(self.kstack.pa()) + (KSTACK_PAGES as u64) * 4096
+    }
+
+    /// A kernel thread that runs `f(arg)` and then exits.
+    pub fn new_kernel(name: &'static str, f: fn(usize), arg: usize) -> Result<Arc<Task>, OutOfMemory> {
+        let t = Task::alloc(name, None)?;
+        {
+            // SAFETY: the task is not shared yet.
+            let ctx = unsafe { &mut *t.ctx.get() };
+            ctx.x19_x28[0] = f as usize as u64;
+            ctx.x19_x28[1] = arg as u64;
+            ctx.lr = context::task_trampoline as *const () as u64;
+            ctx.sp = t.kstack_top();
+        }
+        Ok(Arc::new(t))
+    }
+
+    /// A user thread that enters EL0 at `entry` with `sp_el0` and x0 = `arg`.
+    pub fn new_user(
+        name: &'static str,
+        user: process::UserThread,
+        entry: u64,
+        sp_el0: u64,
+        arg: u64,
+    ) -> Result<Arc<Task>, OutOfMemory> {
+        let t = Task::alloc(name, Some(user))?;
+        let frame_addr = t.kstack_top() - TRAP_FRAME_BYTES;
+        let mut frame = TrapFrame { elr: entry, sp_el0, spsr: 0, ..TrapFrame::default() };
+        frame.x[0] = arg;
+        // SAFETY: the frame slot lies at the top of the task's own fresh
+        // kernel stack, mapped in the linear map and used by nobody else.
+        unsafe { (frame_addr as *mut TrapFrame).write(frame) };
+        {
+            // SAFETY: the task is not shared yet.
+            let ctx = unsafe { &mut *t.ctx.get() };
+            ctx.lr = context::user_trampoline as *const () as u64;
+            ctx.sp = frame_addr;
+        }
+        Ok(Arc::new(t))
+    }
+
+    /// A user thread that resumes from a copy of `parent_frame` with x0 = 0
+    /// (the child side of fork).
+    pub fn new_user_from_frame(
+        name: &'static str,
+        user: process::UserThread,
+        parent_frame: &TrapFrame,
+    ) -> Result<Arc<Task>, OutOfMemory> {
+        let t = Task::new_user(name, user, parent_frame.elr, parent_frame.sp_el0, 0)?;
+        let frame_addr = t.kstack_top() - TRAP_FRAME_BYTES;
+        let mut frame = *parent_frame;
+        frame.x[0] = 0;
+        // SAFETY: as in `new_user`.
+        unsafe { (frame_addr as *mut TrapFrame).write(frame) };
+        Ok(t)
+    }
+
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            0 => State::Runnable,
+            1 => State::Running,
+            2 => State::Blocked,
+            _ => State::Dead,
+        }
+    }
+
+    pub(crate) fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+
+    pub(crate) fn cas_state(&self, from: State, to: State) -> bool {
+        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    pub(crate) fn ctx_ptr(&self) -> *mut Context {
+        self.ctx.get()
+    }
+
+    pub fn process(&self) -> Option<&Arc<process::Process>> {
+        self.user.as_ref().map(|u| &u.process)
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        FRAMES.lock().free(self.kstack);
+    }
+}
+
+/// Bytes the exception entry reserves for a TrapFrame (see exception.rs).
+pub const TRAP_FRAME_BYTES: u64 = 34 * 8 + 16;

@@ -1,0 +1,487 @@
+//! Processes: an address space (mm) shared by threads, a parent, children,
+//! an exit status; spawn, fork, exit, wait and kill.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use super::sched::{self, current};
+use super::wait::WaitQueue;
+use super::{ipc, loader, OutOfMemory, Task};
+use crate::arch::aarch64::cpu::{self, cpu_id};
+use crate::arch::aarch64::exception::TrapFrame;
+use crate::arch::aarch64::tlbi;
+use crate::mm::aspace::{Access, AddressSpace};
+use crate::mm::gather::FlushRange;
+use crate::mm::tlb::{FlushStrategy, RangePolicy};
+use crate::mm::asid::{AsidAllocator, AsidHw, MmContext};
+use crate::mm::gather::Gather;
+use crate::mm::phys::KernelMem;
+use crate::mm::tlb::{Scope, TlbiOp};
+use crate::percpu::MAX_CPUS;
+use crate::sync::IrqMutex;
+use abi::errno::*;
+
+/// An address space and who uses it.
+pub struct Mm {
+    pub id: u64,
+    pub aspace: IrqMutex<AddressSpace>,
+    pub root_pa: u64,
+    pub ctx: MmContext,
+    /// Threads (and kernel threads that adopted it) using this mm.
+    pub users: AtomicUsize,
+    /// CPUs whose TTBR0 holds this mm's tables now (bit per CPU).
+    pub cpus: AtomicU64,
+    /// Set once the mm was loaded on any CPU: before that no TLB can hold
+    /// its entries and changes need no invalidation.
+    pub ever_active: AtomicBool,
+}
+
+static NEXT_MM: AtomicU64 = AtomicU64::new(1);
+
+impl Mm {
+    fn from_aspace(a: AddressSpace) -> Arc<Mm> {
+        Arc::new(Mm {
+            id: NEXT_MM.fetch_add(1, Ordering::Relaxed),
+            root_pa: a.root_pa(),
+            aspace: IrqMutex::new(a),
+            ctx: MmContext::new(),
+            users: AtomicUsize::new(0),
+            cpus: AtomicU64::new(0),
+            ever_active: AtomicBool::new(false),
+        })
+    }
+
+    pub fn new() -> Result<Arc<Mm>, i64> {
+        let a = AddressSpace::new(&KernelMem).map_err(|_| -ENOMEM)?;
+        Ok(Mm::from_aspace(a))
+    }
+
+    /// Invalidates `r` of this mm on every CPU, as the flush policy says;
+    /// returns when the invalidation is complete. An mm that was never
+    /// loaded in a TTBR0 has no TLB entries anywhere: nothing to do.
+    pub fn flush(&self, r: Option<FlushRange>) {
+        let Some(r) = r else { return };
+        if !self.ever_active.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(asid) = self.ctx.asid() else { return };
+        let f = crate::FEATURES.get().copied().unwrap_or_else(crate::arch::aarch64::cpu::CpuFeatures::detect);
+        let feat = crate::mm::tlb::CpuFeatures { tlbi_range: f.tlbi_range, ttl: f.ttl };
+        match policy().plan(&r.request(asid), &feat) {
+            Ok(plan) => tlbi::run(plan.ops(), plan.scope()),
+            Err(e) => {
+                log::error!(target: "tlb", "bad flush request {r:?}: {e}; flushing ASID {asid}");
+                tlbi::run(&[TlbiOp::Asid { asid }], Scope::Broadcast);
+            }
+        }
+    }
+
+    /// Flushes what `g` gathered, then frees it.
+    pub fn finish_gather(&self, g: Gather) {
+        g.finish(&KernelMem, |r| self.flush(r));
+    }
+
+    /// Resolves a page fault at `va`; `Err(cause)` if the access is not
+    /// allowed (the process is then killed with that cause).
+    pub fn fault(&self, va: u64, write: bool, exec: bool) -> Result<(), i64> {
+        let access = if exec {
+            Access::Exec
+        } else if write {
+            Access::Write
+        } else {
+            Access::Read
+        };
+        let r = {
+            let mut a = self.aspace.lock();
+            a.handle_fault(va, access, &KernelMem, &mut |r| self.flush(r))
+        };
+        match r {
+            Ok(f) => {
+                crate::task::syscall::PAGE_FAULTS.fetch_add(1, Ordering::Relaxed);
+                if f.local_invalidate() {
+                    if let Some(asid) = self.ctx.asid() {
+                        let op = TlbiOp::Va { asid, va: f.va, last_level: true, ttl: None };
+                        tlbi::run(&[op], Scope::Local);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.cause()),
+        }
+    }
+}
+
+/// The flush strategy (the policy parameters come from the command line).
+static POLICY: spin::Once<RangePolicy> = spin::Once::new();
+
+pub fn policy() -> &'static RangePolicy {
+    POLICY.call_once(|| RangePolicy::new(crate::OPTIONS.get().map(|o| o.tlb).unwrap_or_default()))
+}
+
+/// The kernel's ASID allocator.
+pub static ASIDS: spin::Once<AsidAllocator> = spin::Once::new();
+
+struct Hw;
+impl AsidHw for Hw {
+    fn cpu_id(&self) -> usize {
+        cpu_id()
+    }
+    fn flush_local_tlb_all(&self) {
+        crate::arch::aarch64::tlbi::local_flush_all();
+    }
+}
+
+/// Mm id loaded in each CPU's TTBR0 (0 = the empty table).
+static LOADED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Loads `mm` into this CPU's TTBR0 (with its ASID).
+pub fn activate(mm: &Mm) {
+    let c = cpu_id();
+    let alloc = ASIDS.get().expect("ASID allocator");
+    let asid = alloc.switch_in(&Hw, &mm.ctx);
+    mm.ever_active.store(true, Ordering::Release);
+    mm.cpus.fetch_or(1 << c, Ordering::AcqRel);
+    cpu::set_ttbr0(mm.root_pa, asid);
+    LOADED[c].store(mm.id, Ordering::Release);
+}
+
+/// Points this CPU's TTBR0 at the empty table.
+pub fn deactivate(mm: Option<&Mm>) {
+    let c = cpu_id();
+    crate::mm::kernel::enter_empty_ttbr0_no_flush();
+    if let Some(mm) = mm {
+        mm.cpus.fetch_and(!(1 << c), Ordering::AcqRel);
+    }
+    LOADED[c].store(0, Ordering::Release);
+}
+
+/// Called by the scheduler before switching from `prev` to `next`.
+pub fn switch_mm(prev: &Arc<Task>, next: &Arc<Task>) {
+    let c = cpu_id();
+    let loaded = LOADED[c].load(Ordering::Acquire);
+    match next.process() {
+        Some(p) if p.mm.id == loaded => {}
+        Some(p) => {
+            if let Some(pp) = prev.process() {
+                if pp.mm.id == loaded {
+                    pp.mm.cpus.fetch_and(!(1 << c), Ordering::AcqRel);
+                }
+            }
+            activate(&p.mm)
+        }
+        None if loaded != 0 => deactivate(prev.process().map(|p| &*p.mm).filter(|m| m.id == loaded)),
+        None => {}
+    }
+}
+
+pub struct UserThread {
+    pub process: Arc<Process>,
+    pub tid: u64,
+}
+
+pub struct Process {
+    pub pid: u64,
+    pub name: &'static str,
+    pub parent: u64,
+    pub mm: Arc<Mm>,
+    threads: IrqMutex<BTreeMap<u64, ThreadSlot>>,
+    live: AtomicUsize,
+    next_tid: AtomicU64,
+    killed: AtomicBool,
+    exit_status: IrqMutex<Option<i64>>,
+    exited: AtomicBool,
+    children: IrqMutex<Vec<u64>>,
+    /// Woken when a child of this process exits.
+    pub child_wq: WaitQueue,
+    /// Woken when a thread of this process exits.
+    pub join_wq: WaitQueue,
+    pub pending_calls: IrqMutex<BTreeMap<u64, Arc<ipc::Call>>>,
+}
+
+/// A thread of the process. The task reference is dropped when the thread
+/// exits (the task holds its process, so keeping it would be a cycle).
+struct ThreadSlot {
+    task: Option<Arc<Task>>,
+    exit_code: Option<i64>,
+}
+
+static PROCS: IrqMutex<BTreeMap<u64, Arc<Process>>> = IrqMutex::new(BTreeMap::new());
+static NEXT_PID: AtomicU64 = AtomicU64::new(1);
+/// Woken when any process whose parent is the kernel exits.
+pub static KERNEL_CHILD_WQ: WaitQueue = WaitQueue::new();
+
+pub fn lookup(pid: u64) -> Option<Arc<Process>> {
+    PROCS.lock().get(&pid).cloned()
+}
+
+/// Processes alive or not yet reaped.
+pub fn count() -> usize {
+    PROCS.lock().len()
+}
+
+impl Process {
+    fn new(name: &'static str, parent: u64, mm: Arc<Mm>) -> Arc<Process> {
+        let p = Arc::new(Process {
+            pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
+            name,
+            parent,
+            mm,
+            threads: IrqMutex::new(BTreeMap::new()),
+            live: AtomicUsize::new(0),
+            next_tid: AtomicU64::new(1),
+            killed: AtomicBool::new(false),
+            exit_status: IrqMutex::new(None),
+            exited: AtomicBool::new(false),
+            children: IrqMutex::new(Vec::new()),
+            child_wq: WaitQueue::new(),
+            join_wq: WaitQueue::new(),
+            pending_calls: IrqMutex::new(BTreeMap::new()),
+        });
+        PROCS.lock().insert(p.pid, p.clone());
+        if let Some(pp) = lookup(parent) {
+            pp.children.lock().push(p.pid);
+        }
+        p
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+
+    pub fn has_exited(&self) -> bool {
+        self.exited.load(Ordering::Acquire)
+    }
+
+    pub fn exit_status(&self) -> Option<i64> {
+        *self.exit_status.lock()
+    }
+
+    /// Adds a thread entering EL0 at `entry`; returns its tid.
+    pub fn add_thread(self: &Arc<Self>, entry: u64, sp: u64, arg: u64) -> Result<u64, i64> {
+        self.add_thread_on(entry, sp, arg, None)
+    }
+
+    fn add_thread_on(self: &Arc<Self>, entry: u64, sp: u64, arg: u64, cpu: Option<usize>) -> Result<u64, i64> {
+        let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
+        let ut = UserThread { process: self.clone(), tid };
+        let t = Task::new_user(self.name, ut, entry, sp, arg).map_err(|OutOfMemory| -ENOMEM)?;
+        if let Some(c) = cpu {
+            t.affinity.store(c as i64, Ordering::Relaxed);
+        }
+        self.start_thread(tid, t);
+        Ok(tid)
+    }
+
+    fn start_thread(&self, tid: u64, t: Arc<Task>) {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        self.mm.users.fetch_add(1, Ordering::AcqRel);
+        self.threads.lock().insert(tid, ThreadSlot { task: Some(t.clone()), exit_code: None });
+        sched::spawn(t);
+    }
+
+    /// Marks the process killed with `status` (first cause wins) and wakes
+    /// its blocked threads so they notice.
+    pub fn kill(&self, status: i64) {
+        {
+            let mut s = self.exit_status.lock();
+            if s.is_none() {
+                *s = Some(status);
+            }
+        }
+        self.killed.store(true, Ordering::Release);
+        let tasks: Vec<Arc<Task>> = self.threads.lock().values().filter_map(|s| s.task.clone()).collect();
+        for t in &tasks {
+            sched::wake(t);
+        }
+    }
+
+    /// Waits for thread `tid` to end; returns its exit code.
+    pub fn join(&self, tid: u64) -> Result<i64, i64> {
+        if !self.threads.lock().contains_key(&tid) {
+            return Err(-ESRCH);
+        }
+        let mut code = None;
+        self.join_wq
+            .wait_until(|| {
+                code = self.threads.lock().get(&tid).and_then(|s| s.exit_code);
+                code.is_some()
+            })
+            .map_err(|_| -EINTR)?;
+        self.threads.lock().remove(&tid);
+        Ok(code.unwrap_or(0))
+    }
+}
+
+/// Pins `mm`'s ASID (it then survives rollovers) and returns it.
+pub fn pin_asid(mm: &Mm) -> Result<u16, crate::mm::asid::AsidError> {
+    ASIDS.get().expect("ASID allocator").pin(&Hw, &mm.ctx)
+}
+
+pub fn unpin_asid(mm: &Mm) {
+    ASIDS.get().expect("ASID allocator").unpin(&Hw, &mm.ctx)
+}
+
+/// Starts built-in program `name` with `arg` as a child of `parent` (0 =
+/// the kernel).
+pub fn spawn(name: &str, arg: u64, parent: u64) -> Result<Arc<Process>, i64> {
+    spawn_on(name, arg, parent, None)
+}
+
+/// Like [`spawn`], with the main thread pinned to `cpu` from the start.
+pub fn spawn_on(name: &str, arg: u64, parent: u64, cpu: Option<usize>) -> Result<Arc<Process>, i64> {
+    let (pname, elf) = loader::find(name).ok_or(-ENOENT)?;
+    let mm = Mm::new()?;
+    let entry = {
+        let mut a = mm.aspace.lock();
+        loader::load(&mut a, elf).map_err(|e| {
+            log::warn!(target: "proc", "cannot load {name}: {e}");
+            -ENOMEM
+        })?
+    };
+    let p = Process::new(pname, parent, mm);
+    if let Err(e) = p.add_thread_on(entry, abi::USER_STACK_TOP, arg, cpu) {
+        p.exited.store(true, Ordering::Release);
+        reap(p.pid);
+        return Err(e);
+    }
+    Ok(p)
+}
+
+/// fork(): a copy-on-write child whose one thread resumes from `frame`.
+pub fn fork(parent: &Arc<Process>, frame: &TrapFrame) -> Result<u64, i64> {
+    let mut g = Gather::new();
+    let child_as = {
+        let mut a = parent.mm.aspace.lock();
+        let r = a.fork(&KernelMem, &mut g);
+        // The parent's writable pages became read-only: the flush completes
+        // before the lock is released (and even if the fork failed half-way).
+        parent.mm.finish_gather(g);
+        r
+    };
+    let child_as = child_as.map_err(|e| e.errno())?;
+    let child = Process::new(parent.name, parent.pid, Mm::from_aspace(child_as));
+    let tid = child.next_tid.fetch_add(1, Ordering::Relaxed);
+    let ut = UserThread { process: child.clone(), tid };
+    let t = Task::new_user_from_frame(parent.name, ut, frame).map_err(|OutOfMemory| -ENOMEM)?;
+    child.start_thread(tid, t);
+    Ok(child.pid)
+}
+
+/// Ends the current user thread with `code`; the last one out tears the
+/// process down.
+pub fn exit_thread(code: i64) -> ! {
+    let me = current();
+    let p = me.process().expect("user thread").clone();
+    let tid = me.user.as_ref().map_or(0, |u| u.tid);
+    // First stop walking the mm's tables on this CPU, then count ourselves
+    // out: when the last thread tears the tables down, no other thread's CPU
+    // still has them in TTBR0.
+    deactivate(Some(&p.mm));
+    if let Some(s) = p.threads.lock().get_mut(&tid) {
+        s.exit_code = Some(code);
+        s.task = None;
+    }
+    p.join_wq.wake_all();
+    p.mm.users.fetch_sub(1, Ordering::AcqRel);
+    if p.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+        teardown(&p);
+    }
+    drop(p);
+    drop(me);
+    sched::exit_current()
+}
+
+/// exit(): the whole process ends with `status`.
+pub fn exit_process(status: i64) -> ! {
+    let me = current();
+    let p = me.process().expect("user thread").clone();
+    p.kill(status);
+    drop(p);
+    drop(me);
+    exit_thread(status)
+}
+
+fn teardown(p: &Arc<Process>) {
+    ipc::process_exited(p);
+    {
+        let mut g = Gather::new();
+        let a = core::mem::replace(&mut *p.mm.aspace.lock(), AddressSpace::empty());
+        a.teardown(&KernelMem, &mut g, &mut |r| p.mm.flush(r));
+        p.mm.finish_gather(g);
+    }
+    if let Some(alloc) = ASIDS.get() {
+        alloc.release(&Hw, &p.mm.ctx);
+    }
+    {
+        let mut s = p.exit_status.lock();
+        if s.is_none() {
+            *s = Some(0);
+        }
+    }
+    p.exited.store(true, Ordering::Release);
+    // Orphans are reaped when they exit.
+    let kids = core::mem::take(&mut *p.children.lock());
+    for k in kids {
+        if lookup(k).is_some_and(|c| c.has_exited()) {
+            reap(k);
+        }
+    }
+    match lookup(p.parent) {
+        Some(pp) if !pp.has_exited() => pp.child_wq.wake_all(),
+        _ if p.parent == 0 => KERNEL_CHILD_WQ.wake_all(),
+        _ => reap(p.pid),
+    }
+}
+
+fn reap(pid: u64) {
+    let p = PROCS.lock().remove(&pid);
+    if let Some(p) = p {
+        if let Some(pp) = lookup(p.parent) {
+            pp.children.lock().retain(|&c| c != pid);
+        }
+    }
+}
+
+/// wait(): for a child (`pid` > 0) or any child (`pid` == -1) to exit.
+pub fn wait_child(me: &Arc<Process>, pid: i64) -> Result<(u64, i64), i64> {
+    let matches = |c: &u64| pid == -1 || *c as i64 == pid;
+    if !me.children.lock().iter().any(matches) {
+        return Err(-ECHILD);
+    }
+    let mut found = None;
+    me.child_wq
+        .wait_until(|| {
+            found = me
+                .children
+                .lock()
+                .iter()
+                .filter(|c| matches(c))
+                .find_map(|c| lookup(*c).filter(|p| p.has_exited()).map(|p| (p.pid, p.exit_status().unwrap_or(0))));
+            found.is_some()
+        })
+        .map_err(|_| -EINTR)?;
+    let (cpid, status) = found.unwrap_or((0, 0));
+    reap(cpid);
+    Ok((cpid, status))
+}
+
+/// For kernel tests: waits until process `pid` (a child of the kernel) has
+/// exited, reaps it and returns its status.
+pub fn wait_from_kernel(p: &Arc<Process>) -> i64 {
+    let _ = KERNEL_CHILD_WQ.wait_until(|| p.has_exited());
+    let s = p.exit_status().unwrap_or(0);
+    reap(p.pid);
+    s
+}
+
+/// Kills the current process because of `cause` and ends this thread.
+pub fn kill_current(cause: i64) -> ! {
+    let me = current();
+    let p = me.process().expect("user thread").clone();
+    p.kill(abi::KILLED_BASE + cause);
+    drop(p);
+    drop(me);
+    exit_thread(abi::KILLED_BASE + cause)
+}

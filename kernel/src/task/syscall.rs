@@ -1,0 +1,203 @@
+//! System-call dispatch. Every argument is validated; a rejected call
+//! returns `-errno` and is counted in `BAD_SYSCALLS`. Nothing a user passes
+//! can panic the kernel.
+
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::process::{self, Process};
+use super::{ipc, sched};
+use crate::arch::aarch64::cpu::cpu_id;
+use crate::arch::aarch64::exception::TrapFrame;
+use crate::arch::aarch64::uaccess::{copy_from_user, copy_to_user};
+use crate::mm::gather::Gather;
+use crate::mm::phys::KernelMem;
+use crate::mm::tlb::{OpKind, TLB_STATS};
+use abi::errno::*;
+use abi::nr;
+
+/// System calls rejected with an error because of their arguments.
+pub static BAD_SYSCALLS: AtomicU64 = AtomicU64::new(0);
+/// Page faults resolved (first touch, copy-on-write).
+pub static PAGE_FAULTS: AtomicU64 = AtomicU64::new(0);
+
+/// Errors that mean "the caller passed something wrong" (counted), as
+/// opposed to resource states like EAGAIN or ETIMEDOUT.
+fn is_bad_argument(e: i64) -> bool {
+    matches!(-e, EINVAL | EFAULT | ENOSYS | ENOENT | ESRCH | ECHILD)
+}
+
+fn current_process() -> Arc<Process> {
+    sched::current().process().expect("syscall from a user thread").clone()
+}
+
+/// Handles `SVC #0` from EL0; the result goes back in x0 (and x1–x4).
+pub fn dispatch(frame: &mut TrapFrame) {
+    let a = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5]];
+    let r = call(frame.x[8], a, frame);
+    frame.x[0] = match r {
+        Ok(v) => v,
+        Err(e) => {
+            if is_bad_argument(e) {
+                BAD_SYSCALLS.fetch_add(1, Ordering::Relaxed);
+            }
+            e as u64
+        }
+    };
+}
+
+fn user_str(ptr: u64, len: u64, buf: &mut [u8]) -> Result<usize, i64> {
+    if len as usize > buf.len() {
+        return Err(-EINVAL);
+    }
+    if !copy_from_user(&mut buf[..len as usize], ptr) {
+        return Err(-EFAULT);
+    }
+    Ok(len as usize)
+}
+
+fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
+    let p = current_process();
+    match n {
+        nr::EXIT => process::exit_process(a[0] as i32 as i64),
+        nr::WRITE => {
+            if a[1] > 4096 {
+                return Err(-EINVAL);
+            }
+            let mut buf = [0u8; 4096];
+            let n = user_str(a[0], a[1], &mut buf)?;
+            crate::console::print(format_args!("{}", alloc::string::String::from_utf8_lossy(&buf[..n])));
+            Ok(n as u64)
+        }
+        nr::MMAP | nr::MUNMAP | nr::MPROTECT | nr::MADVISE => {
+            let mut g = Gather::new();
+            let mm = &p.mm;
+            let mut flush = |r| mm.flush(r);
+            // The gather is finished (flushed, then freed) before the mm lock
+            // is released: a write-protect (mprotect) must be complete before
+            // another thread's copy-on-write fault can copy the page.
+            let mut asp = mm.aspace.lock();
+            let r = match n {
+                nr::MMAP => asp.mmap(a[0], a[1], a[2], a[3], &KernelMem, &mut g, &mut flush),
+                nr::MUNMAP => asp.munmap(a[0], a[1], &KernelMem, &mut g, &mut flush).map(|_| 0),
+                nr::MPROTECT => asp.mprotect(a[0], a[1], a[2], &KernelMem, &mut g).map(|_| 0),
+                _ => asp.madvise(a[0], a[1], a[2], &KernelMem, &mut g, &mut flush).map(|_| 0),
+            };
+            mm.finish_gather(g);
+            drop(asp);
+            r.map_err(|e| e.errno())
+        }
+        nr::SPAWN => {
+            let mut buf = [0u8; 64];
+            let len = user_str(a[0], a[1], &mut buf)?;
+            let name = core::str::from_utf8(&buf[..len]).map_err(|_| -EINVAL)?;
+            process::spawn(name, a[2], p.pid).map(|c| c.pid)
+        }
+        nr::FORK => process::fork(&p, frame),
+        nr::WAIT => {
+            let (pid, status) = process::wait_child(&p, a[0] as i64)?;
+            if a[1] != 0 && !copy_to_user(a[1], &status.to_le_bytes()) {
+                return Err(-EFAULT);
+            }
+            Ok(pid)
+        }
+        nr::THREAD_CREATE => {
+            if a[0] == 0 || a[0] >= abi::USER_END || a[1] >= abi::USER_END || a[1] & 15 != 0 {
+                return Err(-EINVAL);
+            }
+            p.add_thread(a[0], a[1], a[2])
+        }
+        nr::THREAD_EXIT => process::exit_thread(a[0] as i32 as i64),
+        nr::JOIN => p.join(a[0]).map(|c| c as u64),
+        nr::YIELD => {
+            sched::yield_now();
+            Ok(0)
+        }
+        nr::SLEEP => {
+            sched::sleep_ns(a[0]);
+            Ok(0)
+        }
+        nr::SET_AFFINITY => {
+            let cpu = a[0] as i64;
+            if cpu == -1 {
+                sched::set_affinity(None);
+            } else if cpu < 0 || cpu as usize >= crate::percpu::online_count() {
+                return Err(-EINVAL);
+            } else {
+                sched::set_affinity(Some(cpu as usize));
+            }
+            Ok(0)
+        }
+        nr::GETCPU => Ok(cpu_id() as u64),
+        nr::GETPID => Ok(p.pid),
+        nr::TIME_NS => Ok(platform::timer::ticks_to_ns(platform::timer::now())),
+        nr::STATS => stats(a[0], a[1], a[2]),
+        nr::EP_CREATE => Ok(ipc::create(&p)),
+        nr::EP_CALL => {
+            let r = ipc::call(a[0], [a[1], a[2], a[3], a[4]])?;
+            frame.x[1..5].copy_from_slice(&r);
+            Ok(0)
+        }
+        nr::EP_RECV => {
+            let (token, m) = ipc::recv(&p, a[0])?;
+            frame.x[1..5].copy_from_slice(&m);
+            Ok(token)
+        }
+        nr::EP_REPLY => ipc::reply(&p, a[0], [a[1], a[2], a[3], a[4]]).map(|_| 0),
+        nr::FUTEX_WAIT => super::futex::wait(&p, a[0], a[1] as u32, a[2]),
+        nr::FUTEX_WAKE => super::futex::wake(&p, a[0], a[1]),
+        nr::KILL => {
+            let target = process::lookup(a[0]).filter(|t| !t.has_exited()).ok_or(-ESRCH)?;
+            if target.pid == p.pid {
+                process::exit_process(abi::KILLED_BASE + abi::cause::KILLED);
+            }
+            target.kill(abi::KILLED_BASE + abi::cause::KILLED);
+            Ok(0)
+        }
+        _ => Err(-ENOSYS),
+    }
+}
+
+fn stats(which: u64, buf: u64, len: u64) -> Result<u64, i64> {
+    let mut words = [0u64; 16];
+    let n = match which {
+        abi::stats::FRAMES => {
+            let f = crate::mm::frame::FRAMES.lock();
+            words[0] = f.free_frames() as u64;
+            words[1] = f.total_frames() as u64;
+            2
+        }
+        abi::stats::BAD_SYSCALLS => {
+            words[0] = BAD_SYSCALLS.load(Ordering::Relaxed);
+            1
+        }
+        abi::stats::TLBI => {
+            let t = TLB_STATS.total();
+            for k in OpKind::ALL {
+                words[k as usize] = t.get(k);
+            }
+            words[OpKind::COUNT] = t.dsb;
+            OpKind::COUNT + 1
+        }
+        abi::stats::ASID => {
+            let s = process::ASIDS.get().map(|a| a.stats()).unwrap_or_default();
+            words[..5].copy_from_slice(&[s.rollovers, s.slow_switches, s.fast_switches, s.rollover_flushes, s.pinned]);
+            5
+        }
+        abi::stats::PAGE_FAULTS => {
+            words[0] = PAGE_FAULTS.load(Ordering::Relaxed);
+            1
+        }
+        abi::stats::CPUS => {
+            words[0] = crate::percpu::online_count() as u64;
+            1
+        }
+        _ => return Err(-EINVAL),
+    };
+    let n = n.min(len as usize);
+    let bytes: alloc::vec::Vec<u8> = words[..n].iter().flat_map(|w| w.to_le_bytes()).collect();
+    if !copy_to_user(buf, &bytes) {
+        return Err(-EFAULT);
+    }
+    Ok(n as u64)
+}
