@@ -44,6 +44,16 @@ pub struct Options {
     pub asid_bits: Option<u32>,
     /// Flush-policy parameters (`tlb.*`, see `mm::tlb::policy`).
     pub tlb: PolicyParams,
+    /// Elide the TLB flush when the last thread exits (`tlb.exit_elide`,
+    /// default on; off = one whole-ASID flush, for comparison).
+    pub exit_elide: bool,
+    /// Flush the whole ASID when a gather ends while another is in flight on
+    /// the same mm (`tlb.nested_fix`, default on; off only to demonstrate
+    /// the stale-TLB bug of mechanisms.md §5).
+    pub nested_fix: bool,
+    /// Fill freed frames with a poison pattern and check it when they are
+    /// handed out again (`mm.poison`, default on; benchmarks turn it off).
+    pub poison: bool,
 }
 
 impl Default for Options {
@@ -56,6 +66,9 @@ impl Default for Options {
             list_tests: false,
             asid_bits: None,
             tlb: PolicyParams::default(),
+            exit_elide: true,
+            nested_fix: true,
+            poison: true,
         }
     }
 }
@@ -81,7 +94,7 @@ impl fmt::Display for CmdlineError {
 
 /// Every key this parser accepts, for the error message.
 pub const KNOWN: &[&str] =
-    &["log", "ktest.run", "ktest.all", "ktest.list", "workload", "run", "tick_hz", "asid_bits"];
+    &["log", "ktest.run", "ktest.all", "ktest.list", "workload", "run", "tick_hz", "asid_bits", "tlb.exit_elide", "tlb.nested_fix", "mm.poison"];
 
 fn bad(option: &str, value: &str, expected: &'static str) -> CmdlineError {
     CmdlineError::BadValue { option: option.to_string(), value: value.to_string(), expected }
@@ -168,6 +181,9 @@ pub fn parse(line: &str) -> Result<Options, CmdlineError> {
                     _ => return Err(bad(key, v, "an integer from 1 to 1000")),
                 }
             }
+            "tlb.exit_elide" => o.exit_elide = flag(key, value)?,
+            "tlb.nested_fix" => o.nested_fix = flag(key, value)?,
+            "mm.poison" => o.poison = flag(key, value)?,
             _ if key.starts_with("tlb.") => match o.tlb.apply(key, value) {
                 Ok(Claim::Applied) => {}
                 Ok(Claim::NotMine) => return Err(CmdlineError::UnknownOption(key.to_string())),
@@ -199,6 +215,10 @@ mod tests {
         assert_eq!(parse("ktest.all").unwrap().tests, TestSelection::All);
         assert!(parse("ktest.list=on").unwrap().list_tests);
         assert_eq!(parse("asid_bits=3").unwrap().asid_bits, Some(3));
+        let o = parse("tlb.exit_elide=off tlb.nested_fix=off mm.poison=off").unwrap();
+        assert!(!o.exit_elide && !o.nested_fix && !o.poison);
+        let d = Options::default();
+        assert!(d.exit_elide && d.nested_fix && d.poison, "safe defaults");
         assert_eq!(
             parse("run=hello,counters:4,x:0x10").unwrap().workload,
             Workload::Programs(vec![("hello".into(), 0), ("counters".into(), 4), ("x".into(), 16)])
@@ -237,6 +257,7 @@ mod tests {
             ("ktest.run=", "ktest.run"),
             ("ktest.all=maybe", "ktest.all"),
             ("asid_bits=1", "asid_bits"),
+            ("tlb.exit_elide=maybe", "tlb.exit_elide"),
             ("asid_bits=17", "asid_bits"),
             ("run=", "run"),
             ("run=hello:x", "run"),

@@ -81,6 +81,7 @@ extern "C" fn kernel_main(_dtb_pa: u64, _image_pa: u64) -> ! {
     crate::task::sched::init_cpu(0, "main", false);
     cpu::irq_enable();
     let online = smp::start_secondaries();
+    crate::task::reaper::start();
     banner(board, &features, online, heap.size, info.entry_el);
 
     if opts.list_tests {

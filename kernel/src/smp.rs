@@ -4,7 +4,6 @@
 use core::sync::atomic::Ordering;
 
 use crate::arch::aarch64::{boot, cpu, layout};
-use crate::mm::frame::FRAMES;
 use crate::percpu::{self, MAX_CPUS};
 use crate::{irq, BOARD};
 use platform::{gic, psci, timer};
@@ -30,7 +29,7 @@ impl core::fmt::Display for SmpError {
 }
 
 fn start_one(idx: usize, mpidr: u64, conduit: platform::Conduit) -> Result<(), SmpError> {
-    let stack = FRAMES.lock().alloc(STACK_PAGES).ok_or(SmpError::NoStack)?;
+    let stack = crate::mm::phys::alloc_frames(STACK_PAGES).ok_or(SmpError::NoStack)?;
     let top = layout::phys_to_virt(stack.pa()) + (STACK_PAGES as u64) * 4096;
     percpu::get(idx).stack_top.store(top, Ordering::Relaxed);
     // SAFETY: only the boot CPU writes this, one secondary at a time, before

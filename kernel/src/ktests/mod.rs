@@ -7,4 +7,5 @@ mod framework;
 mod irq;
 mod mm;
 mod sched;
+mod tlb;
 mod user;

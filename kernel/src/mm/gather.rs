@@ -50,12 +50,15 @@ use super::pte::{level_size, PAGE_SIZE};
 use super::tlb::FlushRequest;
 
 /// Frames (data and page-table) a gather holds before the zap must flush and
-/// release them. Like Linux's `MAX_GATHER_BATCH`, one 4 KiB page of
-/// addresses: it bounds the memory kept unusable until the next flush (which
+/// release them. Linux keeps up to `MAX_GATHER_BATCH_COUNT` batches of
+/// `MAX_GATHER_BATCH` (~510) pages, about 10,000 pages, before it forces a
+/// flush: the limit bounds the memory kept unusable until the flush (which
 /// matters under memory pressure, when a large exit must give frames back
-/// early) and the heap the list needs. It is not a speed optimum: a smaller
-/// batch means more flushes, a larger one holds frames longer.
-pub const BATCH: usize = 512;
+/// early), the heap the list needs (80 KB here) and the time spent without
+/// rescheduling. It is not a speed optimum: a smaller batch splits ordinary
+/// munmaps into several flushes (at 512, a 512-page munmap took two), a
+/// larger one holds frames longer. `scripts/bench.sh` measures the effect.
+pub const BATCH: usize = 10_000;
 
 /// The flush sink for an address space that was never loaded in any TTBR0
 /// (the program loader filling a new one, a fork child being undone): no

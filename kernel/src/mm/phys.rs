@@ -3,7 +3,7 @@
 //! sharing after fork).
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use spin::Once;
 
 use super::frame::{Frames, FRAMES};
@@ -14,6 +14,66 @@ use crate::arch::aarch64::layout::phys_to_virt;
 struct RefTable {
     base_pfn: u64,
     refs: Vec<AtomicU32>,
+    /// One bit per frame: it was poisoned when freed, so the pattern must
+    /// still be there when it is handed out again.
+    poisoned: Vec<AtomicU64>,
+}
+
+/// What a freed frame is filled with.
+pub const POISON: u64 = 0xdead_f4ee_dead_f4ee;
+/// Frames found changed after they were freed: something wrote through a
+/// stale translation (or a dangling kernel pointer).
+pub static POISON_VIOLATIONS: AtomicU64 = AtomicU64::new(0);
+
+fn poison_on() -> bool {
+    crate::OPTIONS.get().is_none_or(|o| o.poison)
+}
+
+fn poison_bit(pa: u64) -> Option<(&'static AtomicU64, u64)> {
+    let t = REFS.get()?;
+    let i = (pa / PAGE_SIZE).checked_sub(t.base_pfn)? as usize;
+    Some((t.poisoned.get(i / 64)?, 1 << (i % 64)))
+}
+
+/// Allocates `count` frames (rounded up to a power of two), checking that
+/// frames poisoned at free time were not written since.
+pub fn alloc_frames(count: usize) -> Option<Frames> {
+    let f = FRAMES.lock().alloc(count)?;
+    for i in 0..f.count as u64 {
+        let pa = f.pa() + i * PAGE_SIZE;
+        let Some((word, bit)) = poison_bit(pa) else { continue };
+        if word.fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
+            continue;
+        }
+        // SAFETY: the frame was just allocated; it is RAM in the linear map.
+        let page = unsafe { core::slice::from_raw_parts(phys_to_virt(pa) as *const u64, 512) };
+        if let Some(off) = page.iter().position(|&w| w != POISON) {
+            POISON_VIOLATIONS.fetch_add(1, Ordering::Relaxed);
+            log::error!(
+                target: "mm",
+                "frame {pa:#x} was written after it was freed: word {off} = {:#x}",
+                page[off]
+            );
+        }
+    }
+    Some(f)
+}
+
+/// Frees frames, poisoning them first (unless `mm.poison=off`).
+pub fn free_frames(f: Frames) {
+    if poison_on() {
+        for i in 0..f.count as u64 {
+            let pa = f.pa() + i * PAGE_SIZE;
+            if let Some((word, bit)) = poison_bit(pa) {
+                // SAFETY: the caller gives the frames back: nobody else
+                // uses them; RAM in the linear map.
+                let page = unsafe { core::slice::from_raw_parts_mut(phys_to_virt(pa) as *mut u64, 512) };
+                page.fill(POISON);
+                word.fetch_or(bit, Ordering::AcqRel);
+            }
+        }
+    }
+    FRAMES.lock().free(f);
 }
 
 static REFS: Once<RefTable> = Once::new();
@@ -23,7 +83,11 @@ pub fn init(ram_start: u64, ram_end: u64) {
     REFS.call_once(|| {
         let base_pfn = ram_start / PAGE_SIZE;
         let n = (ram_end.div_ceil(PAGE_SIZE) - base_pfn) as usize;
-        RefTable { base_pfn, refs: (0..n).map(|_| AtomicU32::new(0)).collect() }
+        RefTable {
+            base_pfn,
+            refs: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            poisoned: (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        }
     });
 }
 
@@ -45,7 +109,7 @@ pub struct KernelMem;
 // buddy allocator exactly once each (the reference counts decide when).
 unsafe impl PhysMem for KernelMem {
     fn alloc_zeroed(&self) -> Option<u64> {
-        let f = FRAMES.lock().alloc(1)?;
+        let f = alloc_frames(1)?;
         let pa = f.pa();
         // SAFETY: a freshly allocated frame, mapped in the linear map, owned
         // by nobody else yet.
@@ -56,7 +120,7 @@ unsafe impl PhysMem for KernelMem {
 
     fn free(&self, pa: u64) {
         slot(pa).store(0, Ordering::Release);
-        FRAMES.lock().free(Frames { pfn: (pa / PAGE_SIZE) as usize, count: 1 });
+        free_frames(Frames { pfn: (pa / PAGE_SIZE) as usize, count: 1 });
     }
 
     fn ptr(&self, pa: u64) -> *mut u8 {
@@ -74,4 +138,29 @@ unsafe impl PhysMem for KernelMem {
     fn refs(&self, pa: u64) -> u32 {
         slot(pa).load(Ordering::Acquire)
     }
+}
+
+/// Checks every free frame that was poisoned when freed: returns how many
+/// were written since (each also counted in [`POISON_VIOLATIONS`]).
+pub fn verify_free_poison() -> u64 {
+    let Some(t) = REFS.get() else { return 0 };
+    let mut bad = 0;
+    let _frames = FRAMES.lock(); // nothing is allocated or freed meanwhile
+    for (wi, word) in t.poisoned.iter().enumerate() {
+        let mut bits = word.load(Ordering::Acquire);
+        while bits != 0 {
+            let b = bits.trailing_zeros() as u64;
+            bits &= bits - 1;
+            let pa = (t.base_pfn + wi as u64 * 64 + b) * PAGE_SIZE;
+            // SAFETY: a free frame (poisoned at free, bit cleared on alloc),
+            // RAM in the linear map; the allocator is locked.
+            let page = unsafe { core::slice::from_raw_parts(phys_to_virt(pa) as *const u64, 512) };
+            if let Some(off) = page.iter().position(|&w| w != POISON) {
+                bad += 1;
+                POISON_VIOLATIONS.fetch_add(1, Ordering::Relaxed);
+                log::error!(target: "mm", "free frame {pa:#x} was written after it was freed: word {off} = {:#x}", page[off]);
+            }
+        }
+    }
+    bad
 }

@@ -6,6 +6,7 @@ pub mod futex;
 pub mod ipc;
 pub mod loader;
 pub mod process;
+pub mod reaper;
 pub mod sched;
 pub mod syscall;
 pub mod wait;
@@ -16,7 +17,7 @@ use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize
 
 use crate::arch::aarch64::exception::TrapFrame;
 use crate::arch::aarch64::layout::phys_to_virt;
-use crate::mm::frame::{Frames, FRAMES};
+use crate::mm::frame::Frames;
 use context::Context;
 
 /// Kernel stack per task: 32 KiB.
@@ -66,7 +67,7 @@ pub struct OutOfMemory;
 
 impl Task {
     fn alloc(name: &'static str, user: Option<process::UserThread>) -> Result<Task, OutOfMemory> {
-        let kstack = FRAMES.lock().alloc(KSTACK_PAGES).ok_or(OutOfMemory)?;
+        let kstack = crate::mm::phys::alloc_frames(KSTACK_PAGES).ok_or(OutOfMemory)?;
         Ok(Task {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name,
@@ -168,7 +169,7 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
-        FRAMES.lock().free(self.kstack);
+        crate::mm::phys::free_frames(self.kstack);
     }
 }
 

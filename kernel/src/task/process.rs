@@ -18,7 +18,7 @@ use crate::mm::tlb::{FlushStrategy, RangePolicy};
 use crate::mm::asid::{AsidAllocator, AsidHw, MmContext};
 use crate::mm::gather::Gather;
 use crate::mm::phys::KernelMem;
-use crate::mm::tlb::{Scope, TlbiOp};
+use crate::mm::tlb::{Event, Scope, TlbiOp, TLB_STATS};
 use crate::percpu::MAX_CPUS;
 use crate::sync::IrqMutex;
 use abi::errno::*;
@@ -36,6 +36,12 @@ pub struct Mm {
     /// Set once the mm was loaded on any CPU: before that no TLB can hold
     /// its entries and changes need no invalidation.
     pub ever_active: AtomicBool,
+    /// Zapping gathers in flight (Linux's `tlb_flush_pending`): a gather
+    /// that finishes while another is in flight cannot know what the other
+    /// cleared or freed, so it flushes the whole ASID (mechanisms.md §5).
+    pub flush_pending: AtomicUsize,
+    /// The reaper took this mm's memory: its threads are being killed.
+    pub reaped: AtomicBool,
 }
 
 static NEXT_MM: AtomicU64 = AtomicU64::new(1);
@@ -50,6 +56,8 @@ impl Mm {
             users: AtomicUsize::new(0),
             cpus: AtomicU64::new(0),
             ever_active: AtomicBool::new(false),
+            flush_pending: AtomicUsize::new(0),
+            reaped: AtomicBool::new(false),
         })
     }
 
@@ -64,6 +72,7 @@ impl Mm {
     pub fn flush(&self, r: Option<FlushRange>) {
         let Some(r) = r else { return };
         if !self.ever_active.load(Ordering::Acquire) {
+            TLB_STATS.record_event(cpu_id(), Event::NeverActiveSkipped);
             return;
         }
         let Some(asid) = self.ctx.asid() else { return };
@@ -78,9 +87,112 @@ impl Mm {
         }
     }
 
+    /// Invalidates every entry of this mm's ASID, walk caches included.
+    pub fn flush_whole_asid(&self) {
+        if !self.ever_active.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(asid) = self.ctx.asid() {
+            tlbi::run(&[TlbiOp::Asid { asid }], Scope::Broadcast);
+        }
+    }
+
     /// Flushes what `g` gathered, then frees it.
     pub fn finish_gather(&self, g: Gather) {
         g.finish(&KernelMem, |r| self.flush(r));
+    }
+
+    /// Marks a zapping gather (munmap, madvise, reaper) as in flight; call
+    /// before clearing any entry, and [`Self::finish_zap`] after.
+    pub fn begin_zap(&self) {
+        self.flush_pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Finishes a zapping gather, possibly outside the mm lock. If another
+    /// zap of this mm is in flight, the range we gathered proves nothing
+    /// (the other may have cleared our PTEs first and not flushed yet, or
+    /// freed tables), so the whole ASID is flushed, walk caches included —
+    /// unless `tlb.nested_fix=off`, which exists only to show the bug.
+    pub fn finish_zap(&self, g: Gather) {
+        let nested = self.flush_pending.load(Ordering::Acquire) > 1;
+        let fix = crate::OPTIONS.get().is_none_or(|o| o.nested_fix);
+        g.finish(&KernelMem, |r| {
+            if nested && fix {
+                TLB_STATS.record_event(cpu_id(), Event::NestedFullFlush);
+                self.flush_whole_asid();
+            } else {
+                self.flush(r)
+            }
+        });
+        self.flush_pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Tears the whole address space down when its last thread has exited
+    /// (exit mode, mechanisms.md §4).
+    ///
+    /// Why no TLBI is needed, even though page-table pages are freed:
+    /// 1. Every thread of the mm switched its CPU's TTBR0 to the empty table
+    ///    before counting itself out (`exit_thread`), and kernel threads in
+    ///    this kernel never run on a user mm lazily: they load the empty
+    ///    table. So no CPU has this mm's tables or ASID in TTBR0 (checked
+    ///    below), and no CPU can walk with this ASID — speculatively or not
+    ///    — into the tables we are about to free.
+    /// 2. Entries tagged with the dead ASID may stay in TLBs and walk caches,
+    ///    but they can only be used by a CPU whose TTBR0 holds that ASID.
+    ///    The allocator never hands the ASID to another mm in this
+    ///    generation (`release` keeps it taken), and a rollover makes every
+    ///    CPU flush its local TLB before it runs any new-generation ASID.
+    ///
+    /// Linux still flushes the ASID here because its exiting CPU may keep
+    /// the dead mm in TTBR0 (and lazy CPUs may too) while tables are freed.
+    /// With `tlb.exit_elide=off` the teardown issues one whole-ASID flush
+    /// instead, for comparison.
+    fn teardown_exit(&self) {
+        let loaded = self.cpus.load(Ordering::Acquire);
+        if loaded != 0 {
+            // Cannot happen (see 1.); if it did, eliding would be unsafe.
+            log::error!(target: "tlb", "mm {} still loaded on CPUs {loaded:#x} at exit: flushing", self.id);
+        }
+        let elide = crate::OPTIONS.get().is_none_or(|o| o.exit_elide) && loaded == 0;
+        let (mut flushed, mut counted) = (false, false);
+        let mut sink = |r: Option<FlushRange>| {
+            if r.is_none() || !self.ever_active.load(Ordering::Acquire) {
+                return;
+            }
+            if elide {
+                if !counted {
+                    TLB_STATS.record_event(cpu_id(), Event::ExitElided);
+                    counted = true;
+                }
+            } else if !flushed {
+                // One flush suffices: no CPU can create new entries for this
+                // ASID, so later batches have nothing left to invalidate.
+                self.flush_whole_asid();
+                flushed = true;
+            }
+        };
+        let a = core::mem::replace(&mut *self.aspace.lock(), AddressSpace::empty());
+        let mut g = Gather::new();
+        a.teardown(&KernelMem, &mut g, &mut sink);
+        g.finish(&KernelMem, sink);
+    }
+
+    /// The reaper's teardown: the process was killed but its threads may
+    /// still run on other CPUs until they notice. Not exit mode: every
+    /// batch is flushed before its frames are freed, so a thread still
+    /// running faults (and dies) instead of touching a freed frame.
+    pub fn reap(&self) {
+        self.reaped.store(true, Ordering::Release);
+        self.begin_zap();
+        let mut g = Gather::new();
+        {
+            let mut a = self.aspace.lock();
+            let ranges: Vec<(u64, u64)> = a.vmas().iter().map(|v| (v.start, v.end)).collect();
+            for (start, end) in ranges {
+                let _ = a.munmap(start, end - start, &KernelMem, &mut g, &mut |r| self.flush(r));
+            }
+        }
+        self.finish_zap(g);
     }
 
     /// Resolves a page fault at `va`; `Err(cause)` if the access is not
@@ -198,6 +310,8 @@ pub struct Process {
     /// Woken when a thread of this process exits.
     pub join_wq: WaitQueue,
     pub pending_calls: IrqMutex<BTreeMap<u64, Arc<ipc::Call>>>,
+    /// User PC to resume at after a fault instead of dying (0: die).
+    pub fault_resume: AtomicU64,
 }
 
 /// A thread of the process. The task reference is dropped when the thread
@@ -238,6 +352,7 @@ impl Process {
             child_wq: WaitQueue::new(),
             join_wq: WaitQueue::new(),
             pending_calls: IrqMutex::new(BTreeMap::new()),
+            fault_resume: AtomicU64::new(0),
         });
         PROCS.lock().insert(p.pid, p.clone());
         if let Some(pp) = lookup(parent) {
@@ -372,6 +487,9 @@ pub fn fork(parent: &Arc<Process>, frame: &TrapFrame) -> Result<u64, i64> {
 /// Ends the current user thread with `code`; the last one out tears the
 /// process down.
 pub fn exit_thread(code: i64) -> ! {
+    // No rescheduling from here on: once this CPU has left the mm's tables
+    // it must not load them again (see `Mm::teardown_exit`).
+    crate::arch::aarch64::cpu::irq_save();
     let me = current();
     let p = me.process().expect("user thread").clone();
     let tid = me.user.as_ref().map_or(0, |u| u.tid);
@@ -405,12 +523,7 @@ pub fn exit_process(status: i64) -> ! {
 
 fn teardown(p: &Arc<Process>) {
     ipc::process_exited(p);
-    {
-        let mut g = Gather::new();
-        let a = core::mem::replace(&mut *p.mm.aspace.lock(), AddressSpace::empty());
-        a.teardown(&KernelMem, &mut g, &mut |r| p.mm.flush(r));
-        p.mm.finish_gather(g);
-    }
+    p.mm.teardown_exit();
     if let Some(alloc) = ASIDS.get() {
         alloc.release(&Hw, &p.mm.ctx);
     }

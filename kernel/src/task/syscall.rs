@@ -73,15 +73,31 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
             let mut g = Gather::new();
             let mm = &p.mm;
             let mut flush = |r| mm.flush(r);
-            // The gather is finished (flushed, then freed) before the mm lock
-            // is released: a write-protect (mprotect) must be complete before
+            if n == nr::MUNMAP || n == nr::MADVISE {
+                // Zaps: entries are cleared under the mm lock, the flush
+                // happens after it is dropped, so two zaps of one mm can
+                // overlap; `finish_zap` handles that (mechanisms.md §5).
+                // Frames stay referenced until the flush, so this is
+                // memory-safe.
+                mm.begin_zap();
+                let r = {
+                    let mut asp = mm.aspace.lock();
+                    if n == nr::MUNMAP {
+                        asp.munmap(a[0], a[1], &KernelMem, &mut g, &mut flush)
+                    } else {
+                        asp.madvise(a[0], a[1], a[2], &KernelMem, &mut g, &mut flush)
+                    }
+                };
+                mm.finish_zap(g);
+                return r.map(|_| 0).map_err(|e| e.errno());
+            }
+            // mmap (FIXED may zap) and mprotect finish their gather before
+            // the lock is released: a write-protect must be complete before
             // another thread's copy-on-write fault can copy the page.
             let mut asp = mm.aspace.lock();
             let r = match n {
                 nr::MMAP => asp.mmap(a[0], a[1], a[2], a[3], &KernelMem, &mut g, &mut flush),
-                nr::MUNMAP => asp.munmap(a[0], a[1], &KernelMem, &mut g, &mut flush).map(|_| 0),
-                nr::MPROTECT => asp.mprotect(a[0], a[1], a[2], &KernelMem, &mut g).map(|_| 0),
-                _ => asp.madvise(a[0], a[1], a[2], &KernelMem, &mut g, &mut flush).map(|_| 0),
+                _ => asp.mprotect(a[0], a[1], a[2], &KernelMem, &mut g).map(|_| 0),
             };
             mm.finish_gather(g);
             drop(asp);
@@ -151,7 +167,14 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
             if target.pid == p.pid {
                 process::exit_process(abi::KILLED_BASE + abi::cause::KILLED);
             }
-            target.kill(abi::KILLED_BASE + abi::cause::KILLED);
+            super::reaper::kill(&target);
+            Ok(0)
+        }
+        nr::FAULT_RESUME => {
+            if a[0] >= abi::USER_END {
+                return Err(-EINVAL);
+            }
+            p.fault_resume.store(a[0], Ordering::Release);
             Ok(0)
         }
         _ => Err(-ENOSYS),
@@ -186,6 +209,10 @@ fn stats(which: u64, buf: u64, len: u64) -> Result<u64, i64> {
         }
         abi::stats::PAGE_FAULTS => {
             words[0] = PAGE_FAULTS.load(Ordering::Relaxed);
+            1
+        }
+        abi::stats::POISON => {
+            words[0] = crate::mm::phys::POISON_VIOLATIONS.load(Ordering::Relaxed);
             1
         }
         abi::stats::CPUS => {

@@ -55,7 +55,11 @@ pub mod nr {
     pub const KILL: u64 = 24;
     /// time_ns() → nanoseconds since boot.
     pub const TIME_NS: u64 = 25;
-    pub const COUNT: u64 = 26;
+    /// fault_resume(pc or 0): instead of killing the process, a user data
+    /// or instruction abort (unmapped or protection) resumes at `pc` with
+    /// x0 = the faulting address. For tests that must survive a fault.
+    pub const FAULT_RESUME: u64 = 26;
+    pub const COUNT: u64 = 27;
 }
 
 /// Error numbers (returned negated).
@@ -114,6 +118,8 @@ pub mod stats {
     pub const PAGE_FAULTS: u64 = 4;
     /// [CPUs online].
     pub const CPUS: u64 = 5;
+    /// [frames found written after they were freed (poison check)].
+    pub const POISON: u64 = 6;
 }
 
 /// Exit status of a process the kernel killed: `KILLED_BASE + cause`.

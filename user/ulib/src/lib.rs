@@ -16,6 +16,7 @@
 mod errno;
 pub mod io;
 pub mod mm;
+pub mod probe;
 pub mod raw;
 pub mod rt;
 pub mod sys;

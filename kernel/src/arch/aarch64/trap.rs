@@ -25,6 +25,9 @@ const EC_DABT_LOW: u64 = 0x24;
 const EC_DABT_CUR: u64 = 0x25;
 const EC_SP_ALIGN: u64 = 0x26;
 
+/// User faults resumed at the process's fault-resume PC.
+pub static RESUMED_FAULTS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// Is this abort a translation, access-flag or permission fault (the kinds
 /// the page-fault handler may resolve)?
 fn resolvable(esr: u64) -> bool {
@@ -91,6 +94,13 @@ fn user_sync(frame: &mut TrapFrame) {
         _ => Err(cause::OTHER_FAULT),
     };
     if let Err(c) = result {
+        let resume = sched::current().process().map_or(0, |p| p.fault_resume.load(core::sync::atomic::Ordering::Acquire));
+        if resume != 0 && matches!(ec, EC_DABT_LOW | EC_IABT_LOW) && matches!(c, cause::UNMAPPED | cause::PROTECTION) {
+            RESUMED_FAULTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            frame.elr = resume;
+            frame.x[0] = far;
+            return;
+        }
         log::debug!(target: "fault", "pid {:?}: EC {ec:#x} at {far:#x} (ELR {:#x}) -> cause {c}",
             sched::current().process().map(|p| p.pid), frame.elr);
         process::kill_current(c);

@@ -5,7 +5,7 @@ pub mod op;
 pub mod stats;
 
 pub use op::{OpKind, Scope, TlbiOp};
-pub use stats::{TlbCounts, TlbStats, TLB_STATS};
+pub use stats::{Event, TlbCounts, TlbStats, TLB_STATS};
 pub mod policy;
 pub mod range;
 pub use policy::{CpuFeatures, FlushPlan, FlushRequest, FlushRequestError, FlushStrategy};

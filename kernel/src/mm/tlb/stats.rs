@@ -15,13 +15,41 @@ pub struct CpuTlbStats {
     ops: [AtomicU64; OpKind::COUNT],
     /// DSBs issued to complete TLB maintenance.
     dsb: AtomicU64,
+    /// Flush decisions that are not instructions, by [`Event`].
+    events: [AtomicU64; Event::COUNT],
+}
+
+/// TLB-maintenance decisions worth counting that issue no instruction (or
+/// change which one is issued).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Event {
+    /// An exit-mode teardown whose flush was elided (mechanisms.md §4).
+    ExitElided = 0,
+    /// A gather that finished while another was in flight on the same mm
+    /// and therefore flushed the whole ASID (mechanisms.md §5).
+    NestedFullFlush,
+    /// A flush skipped because the mm was never loaded on any CPU.
+    NeverActiveSkipped,
+}
+
+impl Event {
+    pub const COUNT: usize = 3;
+    pub const ALL: [Event; Self::COUNT] = [Event::ExitElided, Event::NestedFullFlush, Event::NeverActiveSkipped];
+    pub const fn name(self) -> &'static str {
+        match self {
+            Event::ExitElided => "exit_elided",
+            Event::NestedFullFlush => "nested_full_flush",
+            Event::NeverActiveSkipped => "never_active_skipped",
+        }
+    }
 }
 
 impl CpuTlbStats {
     #[allow(clippy::declare_interior_mutable_const)]
     const ZERO: AtomicU64 = AtomicU64::new(0);
     pub const fn new() -> Self {
-        Self { ops: [Self::ZERO; OpKind::COUNT], dsb: AtomicU64::new(0) }
+        Self { ops: [Self::ZERO; OpKind::COUNT], dsb: AtomicU64::new(0), events: [Self::ZERO; Event::COUNT] }
     }
 }
 
@@ -41,6 +69,7 @@ pub struct TlbStats {
 pub struct TlbCounts {
     pub ops: [u64; OpKind::COUNT],
     pub dsb: u64,
+    pub events: [u64; Event::COUNT],
 }
 
 impl TlbCounts {
@@ -57,7 +86,14 @@ impl TlbCounts {
             d.ops[i] = self.ops[i].saturating_sub(earlier.ops[i]);
         }
         d.dsb = self.dsb.saturating_sub(earlier.dsb);
+        for i in 0..Event::COUNT {
+            d.events[i] = self.events[i].saturating_sub(earlier.events[i]);
+        }
         d
+    }
+
+    pub fn event(&self, e: Event) -> u64 {
+        self.events[e as usize]
     }
 }
 
@@ -77,7 +113,13 @@ impl core::fmt::Display for TlbCounts {
         if first {
             f.write_str("none")?;
         }
-        write!(f, " dsb={}", self.dsb)
+        write!(f, " dsb={}", self.dsb)?;
+        for e in Event::ALL {
+            if self.event(e) != 0 {
+                write!(f, " {}={}", e.name(), self.event(e))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -92,6 +134,10 @@ impl TlbStats {
         self.cpus[cpu % MAX_CPUS].ops[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn record_event(&self, cpu: usize, e: Event) {
+        self.cpus[cpu % MAX_CPUS].events[e as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn record_dsb(&self, cpu: usize) {
         self.cpus[cpu % MAX_CPUS].dsb.fetch_add(1, Ordering::Relaxed);
     }
@@ -103,6 +149,9 @@ impl TlbStats {
             *o = a.load(Ordering::Relaxed);
         }
         out.dsb = c.dsb.load(Ordering::Relaxed);
+        for (o, a) in out.events.iter_mut().zip(c.events.iter()) {
+            *o = a.load(Ordering::Relaxed);
+        }
         out
     }
 
@@ -114,6 +163,9 @@ impl TlbStats {
                 out.ops[i] += c.ops[i];
             }
             out.dsb += c.dsb;
+            for i in 0..Event::COUNT {
+                out.events[i] += c.events[i];
+            }
         }
         out
     }
@@ -151,5 +203,10 @@ mod tests {
         assert_eq!(d.total(), 1);
         assert_eq!(d.get(OpKind::Vmalle1is), 1);
         assert_eq!(format!("{d}"), "vmalle1is=1 dsb=0");
+        s.record_event(3, Event::ExitElided);
+        let e = s.total().since(&before);
+        assert_eq!(e.event(Event::ExitElided), 1);
+        assert_eq!(e.total(), 1, "events are not TLBI instructions");
+        assert_eq!(format!("{e}"), "vmalle1is=1 dsb=0 exit_elided=1");
     }
 }

@@ -1,0 +1,105 @@
+//! The TLBI layer and the gather in the running kernel (mechanisms.md §2–5):
+//! which operations munmap issues on each CPU model, exit elision, munmap
+//! and concurrent-zap races against a reader, and the reaper.
+
+use core::sync::atomic::Ordering;
+
+use crate::mm::frame::free_frames;
+use crate::mm::phys::{verify_free_poison, POISON_VIOLATIONS};
+use crate::mm::tlb::{Event, OpKind, TLB_STATS};
+use crate::task::process::{self, wait_from_kernel};
+use crate::task::{reaper, sched};
+use crate::{ktest, FEATURES};
+use abi::{cause, KILLED_BASE};
+
+fn settle() {
+    sched::sleep_ns(20_000_000);
+}
+
+/// Broadcast op counts of one munmap of `pages` pages, decoded from the
+/// `munmap_ops` program's exit status: (vae1is, vale1is, rvae1is, rvale1is,
+/// aside1is).
+fn munmap_ops(pages: u64) -> [i64; 5] {
+    let p = process::spawn("munmap_ops", pages, 0).expect("spawn munmap_ops");
+    let s = wait_from_kernel(&p);
+    assert!(s >= 0 && s & (1 << 30) == 0 && s != 127, "munmap_ops({pages}): status {s:#x} (other kinds or setup error)");
+    core::array::from_fn(|i| (s >> (6 * i)) & 63)
+}
+
+ktest!(fn munmap_ops_with_tlbi_range() {
+    let f = FEATURES.get().unwrap();
+    assert!(f.tlbi_range && f.ttl);
+    // A fresh mapping sits alone in its last-level table, so munmap frees
+    // that table: the flush must include walk caches (non-leaf forms).
+    // [vae1is, vale1is, rvae1is, rvale1is, aside1is]
+    for (pages, want) in [(1, [1, 0, 0, 0, 0]), (16, [0, 0, 1, 0, 0]), (512, [0, 0, 1, 0, 0]), (4096, [0, 0, 1, 0, 0])] {
+        assert_eq!(munmap_ops(pages), want, "munmap of {pages} pages on -cpu max");
+    }
+});
+
+ktest!(#[config(cpu = "cortex-a72")] fn munmap_ops_without_tlbi_range() {
+    assert!(!FEATURES.get().unwrap().tlbi_range);
+    // Per page up to 32 pages, the whole ASID beyond.
+    for (pages, want) in [(1, [1, 0, 0, 0, 0]), (16, [16, 0, 0, 0, 0]), (512, [0, 0, 0, 0, 1]), (4096, [0, 0, 0, 0, 1])] {
+        assert_eq!(munmap_ops(pages), want, "munmap of {pages} pages on -cpu cortex-a72");
+    }
+});
+
+/// TLB counters over the whole life of a process touching 4096 pages.
+fn exit_4096_pages() -> crate::mm::tlb::TlbCounts {
+    settle();
+    let frames = free_frames();
+    let before = TLB_STATS.total();
+    let p = process::spawn("exit_pages", 4096, 0).expect("spawn exit_pages");
+    assert_eq!(wait_from_kernel(&p), 0);
+    let d = TLB_STATS.total().since(&before);
+    settle();
+    assert_eq!(free_frames(), frames, "frames after the exit of a 4096-page process");
+    d
+}
+
+ktest!(fn exit_with_elision_issues_no_tlbi() {
+    let d = exit_4096_pages();
+    assert_eq!(d.total(), 0, "TLBIs over the life of the process: {d}");
+    assert_eq!(d.event(Event::ExitElided), 1, "{d}");
+});
+
+ktest!(#[config(append = "tlb.exit_elide=off")] fn exit_without_elision_flushes_the_asid_once() {
+    let d = exit_4096_pages();
+    assert_eq!(d.get(OpKind::Aside1is), 1, "{d}");
+    assert_eq!(d.total(), 1, "{d}");
+    assert_eq!(d.event(Event::ExitElided), 0, "{d}");
+});
+
+ktest!(#[config(timeout_s = 120)] fn reader_never_sees_a_page_after_munmap_returned() {
+    let v0 = POISON_VIOLATIONS.load(Ordering::Relaxed);
+    let p = process::spawn("munmap_race", 100, 0).expect("spawn munmap_race");
+    assert_eq!(wait_from_kernel(&p), 0, "munmap_race: 2 = stale read after munmap, 3 = poison read");
+    assert_eq!(verify_free_poison(), 0);
+    assert_eq!(POISON_VIOLATIONS.load(Ordering::Relaxed), v0, "no freed frame was written");
+});
+
+ktest!(#[config(timeout_s = 180)] fn concurrent_zaps_never_leave_old_data_visible() {
+    let before = TLB_STATS.total();
+    let p = process::spawn("zap_race", 200, 0).expect("spawn zap_race");
+    assert_eq!(wait_from_kernel(&p), 0, "zap_race: 2 = old data after a zap returned, 3 = poison");
+    let d = TLB_STATS.total().since(&before);
+    log::info!(target: "ktest", "zap_race: {d}");
+    assert_eq!(verify_free_poison(), 0);
+});
+
+ktest!(#[config(timeout_s = 120)] fn reaper_reclaims_a_running_4_thread_process() {
+    settle();
+    let frames = free_frames();
+    let reaped = reaper::REAPED.load(Ordering::Relaxed);
+    let p = process::spawn("writers", 0, 0).expect("spawn writers");
+    sched::sleep_ns(50_000_000);
+    assert!(!p.has_exited(), "writers runs until killed");
+    reaper::kill(&p);
+    let status = wait_from_kernel(&p);
+    assert_eq!(status, KILLED_BASE + cause::KILLED);
+    assert!(reaper::REAPED.load(Ordering::Relaxed) > reaped, "the reaper ran");
+    settle();
+    assert_eq!(verify_free_poison(), 0, "a freed frame was written by a thread still running");
+    assert_eq!(free_frames(), frames, "all frames back in the pool");
+});
