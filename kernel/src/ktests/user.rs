@@ -102,3 +102,20 @@ ktest!(fn ipc_receiver_killed_fails_the_call() {
 ktest!(fn unknown_program_is_an_error() {
     assert_eq!(process::spawn("no-such-program", 0, 0).err(), Some(-abi::errno::ENOENT));
 });
+
+ktest!(fn ipc_receiver_killed_mid_call_fails_the_call() {
+    let holder = process::spawn("ipc_holder", 0, 0).expect("spawn ipc_holder");
+    let ep = loop {
+        if let Some(&ep) = crate::task::ipc::owned_by(holder.pid).first() {
+            break ep;
+        }
+        crate::task::sched::sleep_ns(1_000_000);
+    };
+    let caller = process::spawn("ipc_caller", ep, 0).expect("spawn ipc_caller");
+    // Let the holder take the call, then kill it while it holds it.
+    crate::task::sched::sleep_ns(30_000_000);
+    assert!(!caller.has_exited(), "the call must still be pending");
+    crate::task::reaper::kill(&holder);
+    assert_eq!(wait_from_kernel(&holder), KILLED_BASE + cause::KILLED);
+    assert_eq!(wait_from_kernel(&caller), 0, "the caller's call must fail with EPIPE, not hang or get a reply");
+});

@@ -58,6 +58,11 @@ pub fn create(owner: &Process) -> u64 {
     id
 }
 
+/// Endpoints created by process `pid` (for tests).
+pub fn owned_by(pid: u64) -> alloc::vec::Vec<u64> {
+    ENDPOINTS.lock().iter().filter(|(_, e)| e.owner == pid).map(|(k, _)| *k).collect()
+}
+
 pub fn call(id: u64, msg: Msg) -> Result<Msg, i64> {
     let ep = lookup(id)?;
     let c = Arc::new(Call { msg, reply: IrqMutex::new(None), wq: WaitQueue::new() });
