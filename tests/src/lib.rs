@@ -14,6 +14,7 @@
 //! - `KTEST_QEMU`: the QEMU binary (default `qemu-system-aarch64`).
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod build;
 pub mod image;
 pub mod ktap;

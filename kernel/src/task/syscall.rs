@@ -211,6 +211,13 @@ fn stats(which: u64, buf: u64, len: u64) -> Result<u64, i64> {
             words[0] = PAGE_FAULTS.load(Ordering::Relaxed);
             1
         }
+        abi::stats::EVENTS => {
+            let t = TLB_STATS.total();
+            for e in crate::mm::tlb::Event::ALL {
+                words[e as usize] = t.event(e);
+            }
+            crate::mm::tlb::Event::COUNT
+        }
         abi::stats::POISON => {
             words[0] = crate::mm::phys::POISON_VIOLATIONS.load(Ordering::Relaxed);
             1

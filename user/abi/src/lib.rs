@@ -120,6 +120,11 @@ pub mod stats {
     pub const CPUS: u64 = 5;
     /// [frames found written after they were freed (poison check)].
     pub const POISON: u64 = 6;
+    /// TLB decisions that issue no instruction, summed over CPUs:
+    /// [exits whose flush was elided, zaps that fell back to a whole-ASID
+    /// flush because another was in flight, flushes skipped because the mm
+    /// was never loaded].
+    pub const EVENTS: u64 = 7;
 }
 
 /// Exit status of a process the kernel killed: `KILLED_BASE + cause`.

@@ -1,11 +1,13 @@
 //! Helpers shared by the built-in programs in `src/bin/`: failure reporting
 //! (every failure prints what was expected and what was seen, then exits
-//! with a status distinct within its program) and the IPC test protocol.
+//! with a status distinct within its program), the IPC test protocol, and
+//! the measurement helpers of the `bench_*` programs ([`bench`]).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub use ulib;
 
+pub mod bench;
 pub mod ipc;
 pub mod pattern;
 

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the benchmark suite: builds the kernel and the bench_* programs, boots
+# QEMU once per measurement (as many at a time as the host has cores), and
+# writes records.jsonl, records.csv, summary.md and SVG plots into
+# results/<timestamp>/ (or --out DIR).
+# Usage: scripts/bench.sh [--quick] [--workload NAME]... [--out DIR] [--jobs N]
+#        scripts/bench.sh --list [--quick] [--workload NAME]...
+#        scripts/bench.sh --table-only
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/setup.sh
+exec cargo run -q --release -p ktest-harness --bin bench -- "$@"

@@ -1,0 +1,252 @@
+//! The kernel configurations a benchmark runs under: machine (QEMU CPU
+//! model and count), flush strategy, flush-policy thresholds, exit elision,
+//! the nested-gather fix and the ASID width.
+//!
+//! Strategies and policies are tables: adding one is one line, and every
+//! sweep that crosses strategies or policies picks it up.
+
+use crate::qemu::Machine;
+
+/// Memory of every benchmark machine, in MiB.
+pub const MEM_MB: u32 = 512;
+
+/// Options on every benchmark's command line: `log=warn` keeps the console
+/// quiet while timing.
+pub const BASE_ARGS: &[&str] = &["log=warn"];
+
+/// Options added when the kernel knows them (probed at the start of a run)
+/// and dropped silently otherwise: `mm.poison=off` stops the kernel from
+/// filling and checking every freed frame, which would dominate the cost
+/// of a zap.
+pub const OPTIONAL_BASE_ARGS: &[&str] = &["mm.poison=off"];
+
+/// A flush strategy of the kernel (`tlb.strategy=NAME`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Strategy {
+    pub name: &'static str,
+    /// Kernel options that select it (none for the kernel's default).
+    pub args: &'static [&'static str],
+    pub about: &'static str,
+}
+
+/// Every strategy the sweeps cross. One line each.
+pub const STRATEGIES: &[Strategy] = &[
+    Strategy {
+        name: "range",
+        args: &[],
+        about: "broadcast TLBI: per page, by range, or whole ASID (the kernel's default)",
+    },
+    // Strategy { name: "ipi", args: &["tlb.strategy=ipi"], about: "IPIs and local TLBIs" },
+    // Strategy { name: "local", args: &["tlb.strategy=local"], about: "local TLBI for single-user mms" },
+];
+
+/// The default strategy.
+pub fn default_strategy() -> &'static Strategy {
+    &STRATEGIES[0]
+}
+
+/// Thresholds of the flush policy (`tlb.*`, kernel/src/mm/tlb/policy.rs).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub name: &'static str,
+    pub args: &'static [&'static str],
+    pub about: &'static str,
+}
+
+/// Every policy configuration the sweeps may cross. One line each.
+pub const POLICIES: &[Policy] = &[
+    Policy {
+        name: "default",
+        args: &[],
+        about: "per_page_max auto (1 with range ops, 32 without), asid_threshold 2^21",
+    },
+    Policy {
+        name: "no-range",
+        args: &["tlb.range=off"],
+        about: "range ops off: per page up to 32, then whole ASID",
+    },
+    Policy {
+        name: "ppm=8",
+        args: &["tlb.per_page_max=8"],
+        about: "per page up to 8 entries",
+    },
+    Policy {
+        name: "ppm=64",
+        args: &["tlb.per_page_max=64"],
+        about: "per page up to 64 entries (the plan's capacity)",
+    },
+    Policy {
+        name: "no-range,ppm=64",
+        args: &["tlb.range=off", "tlb.per_page_max=64"],
+        about: "no range ops, per page up to 64",
+    },
+    Policy {
+        name: "asid>=64",
+        args: &["tlb.asid_threshold=64"],
+        about: "whole-ASID flush from 64 pages",
+    },
+    Policy {
+        name: "asid>=512",
+        args: &["tlb.asid_threshold=512"],
+        about: "whole-ASID flush from 512 pages (Linux's MAX_DVM_OPS)",
+    },
+];
+
+/// The policy named `name` (panics on a name not in [`POLICIES`]: the
+/// sweeps name only policies of the table).
+pub fn policy(name: &str) -> &'static Policy {
+    POLICIES
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("no policy named {name:?} in POLICIES"))
+}
+
+/// QEMU CPU models: `max` has FEAT_TLBIRANGE and FEAT_TTL, `cortex-a72`
+/// neither.
+pub const CPU_RANGE: &str = "max";
+pub const CPU_NO_RANGE: &str = "cortex-a72";
+
+/// One kernel configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// QEMU `-cpu`.
+    pub cpu: &'static str,
+    /// QEMU `-smp`.
+    pub cpus: u32,
+    pub strategy: &'static Strategy,
+    pub policy: &'static Policy,
+    /// `tlb.exit_elide=on|off`; `None` = the kernel's default.
+    pub exit_elide: Option<bool>,
+    /// `tlb.nested_fix=on|off`; `None` = the kernel's default.
+    pub nested_fix: Option<bool>,
+    /// `asid_bits=N`; `None` = the hardware's width.
+    pub asid_bits: Option<u32>,
+}
+
+impl Config {
+    /// The default strategy and policy on `cpu` with `cpus` CPUs.
+    pub fn new(cpu: &'static str, cpus: u32) -> Config {
+        Config {
+            cpu,
+            cpus,
+            strategy: default_strategy(),
+            policy: &POLICIES[0],
+            exit_elide: None,
+            nested_fix: None,
+            asid_bits: None,
+        }
+    }
+
+    pub fn with_policy(mut self, name: &str) -> Config {
+        self.policy = policy(name);
+        self
+    }
+
+    pub fn with_strategy(mut self, s: &'static Strategy) -> Config {
+        self.strategy = s;
+        self
+    }
+
+    pub fn with_exit_elide(mut self, on: bool) -> Config {
+        self.exit_elide = Some(on);
+        self
+    }
+
+    pub fn with_nested_fix(mut self, on: bool) -> Config {
+        self.nested_fix = Some(on);
+        self
+    }
+
+    pub fn with_asid_bits(mut self, bits: u32) -> Config {
+        self.asid_bits = Some(bits);
+        self
+    }
+
+    /// The kernel options of this configuration (without the base ones).
+    pub fn args(&self) -> Vec<String> {
+        let onoff = |b: bool| if b { "on" } else { "off" };
+        let mut args: Vec<String> = self.strategy.args.iter().map(|s| s.to_string()).collect();
+        args.extend(self.policy.args.iter().map(|s| s.to_string()));
+        if let Some(on) = self.exit_elide {
+            args.push(format!("tlb.exit_elide={}", onoff(on)));
+        }
+        if let Some(on) = self.nested_fix {
+            args.push(format!("tlb.nested_fix={}", onoff(on)));
+        }
+        if let Some(bits) = self.asid_bits {
+            args.push(format!("asid_bits={bits}"));
+        }
+        args
+    }
+
+    pub fn machine(&self) -> Machine {
+        Machine {
+            cpu: self.cpu.to_string(),
+            cpus: self.cpus,
+            mem_mb: MEM_MB,
+            el2: false,
+        }
+    }
+
+    /// A short unique name: `max 2cpu range/default`, then whatever is set
+    /// of `elide=off`, `nested_fix=off`, `asid_bits=4`.
+    pub fn label(&self) -> String {
+        let mut s = format!(
+            "{} {}cpu {}/{}",
+            self.cpu, self.cpus, self.strategy.name, self.policy.name
+        );
+        let onoff = |b: bool| if b { "on" } else { "off" };
+        if let Some(on) = self.exit_elide {
+            s.push_str(&format!(" elide={}", onoff(on)));
+        }
+        if let Some(on) = self.nested_fix {
+            s.push_str(&format!(" nested_fix={}", onoff(on)));
+        }
+        if let Some(bits) = self.asid_bits {
+            s.push_str(&format!(" asid_bits={bits}"));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_and_labels() {
+        let c = Config::new(CPU_RANGE, 2);
+        assert!(c.args().is_empty());
+        assert_eq!(c.label(), "max 2cpu range/default");
+        let c = Config::new(CPU_NO_RANGE, 4)
+            .with_policy("no-range,ppm=64")
+            .with_exit_elide(false)
+            .with_nested_fix(true)
+            .with_asid_bits(4);
+        assert_eq!(
+            c.args(),
+            [
+                "tlb.range=off",
+                "tlb.per_page_max=64",
+                "tlb.exit_elide=off",
+                "tlb.nested_fix=on",
+                "asid_bits=4"
+            ]
+        );
+        assert_eq!(
+            c.label(),
+            "cortex-a72 4cpu range/no-range,ppm=64 elide=off nested_fix=on asid_bits=4"
+        );
+        assert_eq!(c.machine().cpus, 4);
+    }
+
+    #[test]
+    fn table_names_are_unique() {
+        let mut names: Vec<_> = POLICIES.iter().map(|p| p.name).collect();
+        names.extend(STRATEGIES.iter().map(|s| s.name));
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n, "duplicate policy or strategy name");
+    }
+}

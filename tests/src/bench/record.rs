@@ -1,0 +1,542 @@
+//! The `BENCH {...}` line a benchmark program prints, and the record the
+//! host makes of it: times per operation (median, min, max) and the
+//! kernel's counters per operation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::sweep::Point;
+
+/// The prefix of a benchmark line on the console.
+pub const PREFIX: &str = "BENCH ";
+
+/// Named counters in the order the kernel reports them (a JSON object
+/// whose key order is kept).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Counts<T>(pub Vec<(String, T)>);
+
+impl<T: Copy + Default> Counts<T> {
+    pub fn get(&self, name: &str) -> T {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|&(_, v)| v)
+            .unwrap_or_default()
+    }
+
+    pub fn map<U>(&self, f: impl Fn(T) -> U) -> Counts<U> {
+        Counts(self.0.iter().map(|(k, v)| (k.clone(), f(*v))).collect())
+    }
+}
+
+impl<T: Serialize> Serialize for Counts<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Counts<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Counts<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of counters")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(Counts(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// The line as the program prints it (`userland::bench`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct BenchLine {
+    pub v: u32,
+    pub workload: String,
+    pub arg: u64,
+    #[serde(default)]
+    pub params: Counts<u64>,
+    pub reps: u32,
+    pub ops: u64,
+    pub warmup: u64,
+    pub counted_ops: u64,
+    pub cntfrq: u64,
+    pub cpus: u32,
+    pub rep_ticks: Vec<u64>,
+    pub tlbi: Counts<u64>,
+    pub dsb: u64,
+    pub asid: Counts<u64>,
+    pub faults: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("not a benchmark line (no {PREFIX:?} prefix)")]
+    NoPrefix,
+    #[error("bad benchmark JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("inconsistent benchmark line: {0}")]
+    Inconsistent(String),
+}
+
+impl BenchLine {
+    /// Parses a console line `BENCH {...}` and checks its shape.
+    pub fn parse(line: &str) -> Result<BenchLine, LineError> {
+        let json = line
+            .trim()
+            .strip_prefix(PREFIX)
+            .ok_or(LineError::NoPrefix)?;
+        let b: BenchLine = serde_json::from_str(json)?;
+        let bad = |m: String| Err(LineError::Inconsistent(m));
+        if b.rep_ticks.len() != b.reps as usize || b.reps == 0 {
+            return bad(format!(
+                "{} rep_ticks for reps={}",
+                b.rep_ticks.len(),
+                b.reps
+            ));
+        }
+        if b.ops == 0 || b.counted_ops < u64::from(b.reps) * b.ops {
+            return bad(format!(
+                "counted_ops={} < reps×ops={}×{}",
+                b.counted_ops, b.reps, b.ops
+            ));
+        }
+        if b.cntfrq == 0 {
+            return bad("cntfrq=0".into());
+        }
+        Ok(b)
+    }
+}
+
+/// Median, minimum, maximum and mean.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Spread {
+        if values.is_empty() {
+            return Spread::default();
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+            mean: v.iter().sum::<f64>() / n as f64,
+        }
+    }
+}
+
+/// One measurement, as written to `records.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub workload: String,
+    pub program: String,
+    pub params: Counts<u64>,
+    /// The configuration's label (`max 2cpu range/default elide=off`).
+    pub config: String,
+    pub strategy: String,
+    pub policy: String,
+    /// QEMU `-cpu`.
+    pub cpu_model: String,
+    /// What the kernel's banner called the CPU, and its TLB features.
+    pub cpu_name: Option<String>,
+    pub cpu_features: Option<String>,
+    pub cpus: u32,
+    pub exit_elide: Option<bool>,
+    pub nested_fix: Option<bool>,
+    pub asid_bits: Option<u32>,
+    /// The kernel command line.
+    pub cmdline: String,
+    pub repetitions: u32,
+    pub ops_per_rep: u64,
+    pub warmup_ops: u64,
+    /// Operations the counters cover (every thread's).
+    pub counted_ops: u64,
+    /// Nanoseconds per operation over the repetitions.
+    pub ns_per_op: Spread,
+    pub tlbi_per_op: Counts<f64>,
+    pub tlbi_total: Counts<u64>,
+    /// All TLBI kinds together, per operation.
+    pub tlbi_ops_per_op: f64,
+    pub dsb_per_op: f64,
+    pub dsb_total: u64,
+    /// IPIs per operation: the kernel does not count IPIs yet.
+    pub ipis_per_op: f64,
+    pub ipis_counted: bool,
+    pub asid_rollovers: u64,
+    pub asid_rollovers_per_op: f64,
+    pub asid_total: Counts<u64>,
+    pub page_faults: u64,
+    pub page_faults_per_op: f64,
+    pub cntfrq: u64,
+    pub rep_ticks: Vec<u64>,
+    /// The program's line, as printed.
+    pub raw: String,
+    /// The QEMU command line, to reproduce the measurement.
+    pub qemu: String,
+    pub wall_seconds: f64,
+}
+
+/// What the kernel's banner says about the machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Banner {
+    pub cpu_name: Option<String>,
+    pub features: Option<String>,
+}
+
+impl Banner {
+    /// Reads `cpu: NAME (MIDR ..)` and `features: ...` lines.
+    pub fn parse<'a>(console: impl IntoIterator<Item = &'a str>) -> Banner {
+        let mut b = Banner::default();
+        for line in console {
+            if let Some(rest) = line.strip_prefix("cpu: ") {
+                b.cpu_name = rest.split_whitespace().next().map(str::to_string);
+            } else if let Some(rest) = line.strip_prefix("features: ") {
+                b.features = Some(rest.trim().to_string());
+            }
+        }
+        b
+    }
+}
+
+/// Where a measurement ran.
+#[derive(Clone, Debug)]
+pub struct RunInfo<'a> {
+    pub point: &'a Point,
+    pub cmdline: &'a str,
+    pub qemu: &'a str,
+    pub banner: &'a Banner,
+    pub wall_seconds: f64,
+}
+
+impl Record {
+    /// The record of `line` (the console line, `BENCH {...}`).
+    pub fn new(line: &str, run: &RunInfo<'_>) -> Result<Record, LineError> {
+        let b = BenchLine::parse(line)?;
+        let c = &run.point.config;
+        let per_op = |n: u64| n as f64 / b.counted_ops as f64;
+        let ns: Vec<f64> = b
+            .rep_ticks
+            .iter()
+            .map(|&t| t as f64 * 1e9 / b.cntfrq as f64 / b.ops as f64)
+            .collect();
+        let tlbi_sum: u64 = b.tlbi.0.iter().map(|(_, n)| n).sum();
+        let rollovers = b.asid.get("rollovers");
+        Ok(Record {
+            workload: b.workload.clone(),
+            program: run.point.program.to_string(),
+            params: b.params.clone(),
+            config: c.label(),
+            strategy: c.strategy.name.to_string(),
+            policy: c.policy.name.to_string(),
+            cpu_model: c.cpu.to_string(),
+            cpu_name: run.banner.cpu_name.clone(),
+            cpu_features: run.banner.features.clone(),
+            cpus: b.cpus,
+            exit_elide: c.exit_elide,
+            nested_fix: c.nested_fix,
+            asid_bits: c.asid_bits,
+            cmdline: run.cmdline.to_string(),
+            repetitions: b.reps,
+            ops_per_rep: b.ops,
+            warmup_ops: b.warmup,
+            counted_ops: b.counted_ops,
+            ns_per_op: Spread::of(&ns),
+            tlbi_per_op: b.tlbi.map(per_op),
+            tlbi_total: b.tlbi.clone(),
+            tlbi_ops_per_op: per_op(tlbi_sum),
+            dsb_per_op: per_op(b.dsb),
+            dsb_total: b.dsb,
+            ipis_per_op: 0.0,
+            ipis_counted: false,
+            asid_rollovers: rollovers,
+            asid_rollovers_per_op: per_op(rollovers),
+            asid_total: b.asid.clone(),
+            page_faults: b.faults,
+            page_faults_per_op: per_op(b.faults),
+            cntfrq: b.cntfrq,
+            rep_ticks: b.rep_ticks.clone(),
+            raw: line.trim().to_string(),
+            qemu: run.qemu.to_string(),
+            wall_seconds: run.wall_seconds,
+        })
+    }
+
+    /// `pages=16 threads=2`.
+    pub fn params_label(&self) -> String {
+        self.params
+            .0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    pub fn param(&self, name: &str) -> Option<u64> {
+        self.params
+            .0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|&(_, v)| v)
+    }
+
+    /// TLBI kinds with a non-zero count, per operation: `1.00 rvale1is`.
+    pub fn tlbi_breakdown(&self) -> String {
+        let parts: Vec<String> = self
+            .tlbi_per_op
+            .0
+            .iter()
+            .filter(|(_, v)| *v > 0.0)
+            .map(|(k, v)| format!("{} {k}", fmt_count(*v)))
+            .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    /// Checks the record against the program's raw line: every number the
+    /// host derived must follow from the counters the kernel reported.
+    pub fn check(&self) -> Result<(), String> {
+        let b = BenchLine::parse(&self.raw).map_err(|e| e.to_string())?;
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+        let mut problems = Vec::new();
+        let mut expect = |ok: bool, what: String| {
+            if !ok {
+                problems.push(what)
+            }
+        };
+        expect(
+            b.tlbi == self.tlbi_total,
+            format!("tlbi_total {:?} != kernel's {:?}", self.tlbi_total, b.tlbi),
+        );
+        for (k, total) in &b.tlbi.0 {
+            let per = self.tlbi_per_op.get(k);
+            expect(
+                close(per * b.counted_ops as f64, *total as f64),
+                format!("tlbi_per_op[{k}]={per} × {} != {total}", b.counted_ops),
+            );
+        }
+        let sum: u64 = b.tlbi.0.iter().map(|(_, n)| n).sum();
+        expect(
+            close(self.tlbi_ops_per_op * b.counted_ops as f64, sum as f64),
+            "tlbi_ops_per_op".into(),
+        );
+        expect(b.dsb == self.dsb_total, "dsb_total".into());
+        expect(b.faults == self.page_faults, "page_faults".into());
+        expect(
+            close(
+                self.page_faults_per_op * b.counted_ops as f64,
+                b.faults as f64,
+            ),
+            "page_faults_per_op".into(),
+        );
+        expect(
+            b.asid == self.asid_total && b.asid.get("rollovers") == self.asid_rollovers,
+            "asid".into(),
+        );
+        expect(
+            b.rep_ticks == self.rep_ticks && b.reps == self.repetitions,
+            "rep_ticks".into(),
+        );
+        expect(
+            b.counted_ops == self.counted_ops && b.ops == self.ops_per_rep,
+            "ops".into(),
+        );
+        expect(
+            b.params == self.params && b.workload == self.workload,
+            "workload/params".into(),
+        );
+        let s = &self.ns_per_op;
+        expect(
+            s.min <= s.median && s.median <= s.max && s.min > 0.0,
+            format!("ns_per_op {s:?}"),
+        );
+        let ns = |t: u64| t as f64 * 1e9 / b.cntfrq as f64 / b.ops as f64;
+        let lo = b.rep_ticks.iter().copied().min().map(ns).unwrap_or(0.0);
+        expect(
+            close(lo, s.min),
+            format!("ns_per_op.min {} != {lo} from rep_ticks", s.min),
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+/// `12.3 µs`-style time from nanoseconds.
+pub fn fmt_ns(ns: f64) -> String {
+    match ns {
+        n if n >= 1e9 => format!("{:.2} s", n / 1e9),
+        n if n >= 1e6 => format!("{:.2} ms", n / 1e6),
+        n if n >= 1e3 => format!("{:.1} µs", n / 1e3),
+        n => format!("{n:.0} ns"),
+    }
+}
+
+/// A per-operation count: integers plainly, fractions with two decimals.
+pub fn fmt_count(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{}", v.round() as i64)
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Records of one workload grouped by their parameters, in first-seen order.
+pub fn by_params<'a>(records: &'a [Record], workload: &str) -> Vec<(String, Vec<&'a Record>)> {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.workload == workload) {
+        let key = r.params_label();
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(r);
+    }
+    order
+        .into_iter()
+        .map(|k| {
+            let v = groups.remove(&k).unwrap_or_default();
+            (k, v)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::bench::config::{Config, CPU_RANGE};
+
+    pub const LINE: &str = r#"BENCH {"v":1,"workload":"mmap","arg":1,"params":{"pages":16,"threads":1},"reps":3,"ops":10,"warmup":10,"counted_ops":30,"cntfrq":62500000,"cpus":2,"rep_ticks":[6250,12500,9375],"tlbi":{"vae1":0,"vale1is":3,"rvae1is":30},"dsb":30,"asid":{"rollovers":3,"slow":1},"faults":480}"#;
+
+    pub fn point() -> Point {
+        let w = crate::bench::sweep::workload("mmap").unwrap();
+        Point::new(w, 16, 0, 3, 10, Config::new(CPU_RANGE, 2))
+    }
+
+    pub fn record(line: &str) -> Record {
+        let p = point();
+        let banner = Banner::parse([
+            "cpu: qemu-max (MIDR 0xf0510), entered at EL1",
+            "features: tlbi-range=1 ttl=1",
+        ]);
+        let info = RunInfo {
+            point: &p,
+            cmdline: "log=warn run=bench_mmap:0x1",
+            qemu: "qemu ...",
+            banner: &banner,
+            wall_seconds: 1.5,
+        };
+        Record::new(line, &info).unwrap()
+    }
+
+    #[test]
+    fn a_record_derives_per_op_numbers_from_the_line() {
+        let r = record(LINE);
+        assert_eq!(r.cpu_name.as_deref(), Some("qemu-max"));
+        assert_eq!(r.cpu_features.as_deref(), Some("tlbi-range=1 ttl=1"));
+        // 6250 ticks at 62.5 MHz = 100 µs for 10 ops = 10 µs per op.
+        assert_eq!(r.ns_per_op.min, 10_000.0);
+        assert_eq!(r.ns_per_op.median, 15_000.0);
+        assert_eq!(r.ns_per_op.max, 20_000.0);
+        assert_eq!(r.tlbi_per_op.get("rvae1is"), 1.0);
+        assert_eq!(r.tlbi_per_op.get("vale1is"), 0.1);
+        assert_eq!(r.tlbi_ops_per_op, 1.1);
+        assert_eq!((r.page_faults_per_op, r.asid_rollovers_per_op), (16.0, 0.1));
+        assert_eq!(r.params_label(), "pages=16 threads=1");
+        assert_eq!(r.tlbi_breakdown(), "0.10 vale1is, 1 rvae1is");
+        assert_eq!(
+            r.tlbi_total
+                .0
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>(),
+            ["vae1", "vale1is", "rvae1is"]
+        );
+        r.check().unwrap();
+        let json = serde_json::to_string(&r).unwrap();
+        let back: Record = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+        assert!(
+            json.contains(r#""tlbi_total":{"vae1":0,"vale1is":3,"rvae1is":30}"#),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn check_catches_a_record_that_disagrees_with_the_kernel() {
+        let mut r = record(LINE);
+        r.tlbi_per_op.0[2].1 = 2.0;
+        assert!(r.check().unwrap_err().contains("rvae1is"));
+        let mut r = record(LINE);
+        r.page_faults += 1;
+        assert!(r.check().is_err());
+    }
+
+    #[test]
+    fn malformed_lines_are_errors() {
+        assert!(matches!(
+            BenchLine::parse("hello"),
+            Err(LineError::NoPrefix)
+        ));
+        assert!(matches!(
+            BenchLine::parse("BENCH {"),
+            Err(LineError::Json(_))
+        ));
+        let short = LINE.replace("[6250,12500,9375]", "[6250]");
+        assert!(matches!(
+            BenchLine::parse(&short),
+            Err(LineError::Inconsistent(_))
+        ));
+        let few = LINE.replace("\"counted_ops\":30", "\"counted_ops\":29");
+        assert!(matches!(
+            BenchLine::parse(&few),
+            Err(LineError::Inconsistent(_))
+        ));
+    }
+
+    #[test]
+    fn spreads_and_formats() {
+        assert_eq!(Spread::of(&[3.0, 1.0, 2.0, 10.0]).median, 2.5);
+        assert_eq!(Spread::of(&[]), Spread::default());
+        assert_eq!(fmt_ns(1234.0), "1.2 µs");
+        assert_eq!(fmt_ns(2_500_000.0), "2.50 ms");
+        assert_eq!(fmt_ns(999.0), "999 ns");
+        assert_eq!(
+            (fmt_count(2.0), fmt_count(0.126)),
+            ("2".into(), "0.13".into())
+        );
+    }
+}

@@ -1,0 +1,448 @@
+//! The files of a results directory: `records.jsonl` (one JSON record per
+//! measurement), `records.csv` (the same, flat), `summary.md` (tables per
+//! workload, plus what was unsupported or failed), and the short table
+//! `scripts/run.sh` prints.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::record::{by_params, fmt_count, fmt_ns, Record};
+use super::runner::{Outcome, PointResult};
+use super::sweep::WORKLOADS;
+
+/// The TLBI kinds in the kernel's order (`kernel/src/mm/tlb/op.rs`), for
+/// CSV columns; kinds a newer kernel adds go in the `tlbi_other` column.
+pub const TLBI_KINDS: [&str; 12] = [
+    "vae1",
+    "vale1",
+    "rvae1",
+    "rvale1",
+    "aside1",
+    "vmalle1",
+    "vae1is",
+    "vale1is",
+    "rvae1is",
+    "rvale1is",
+    "aside1is",
+    "vmalle1is",
+];
+
+/// Writes `records.jsonl`.
+pub fn write_jsonl(path: &Path, records: &[Record]) -> std::io::Result<()> {
+    let mut out = String::new();
+    for r in records {
+        out.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
+        out.push('\n');
+    }
+    std::fs::write(path, out)
+}
+
+/// Reads `records.jsonl` back.
+pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<Record>> {
+    let text = std::fs::read_to_string(path)?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Quotes a CSV field if it needs it (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// The CSV text of `records`: one row each, TLBI kinds per operation as
+/// columns.
+pub fn csv(records: &[Record]) -> String {
+    let mut head: Vec<String> = [
+        "workload",
+        "params",
+        "config",
+        "strategy",
+        "policy",
+        "cpu_model",
+        "cpu_name",
+        "cpus",
+        "exit_elide",
+        "nested_fix",
+        "asid_bits",
+        "repetitions",
+        "ops_per_rep",
+        "counted_ops",
+        "ns_median",
+        "ns_min",
+        "ns_max",
+        "ns_mean",
+        "tlbi_per_op",
+    ]
+    .map(String::from)
+    .to_vec();
+    head.extend(TLBI_KINDS.iter().map(|k| format!("{k}_per_op")));
+    head.extend(
+        [
+            "tlbi_other_per_op",
+            "dsb_per_op",
+            "ipis_per_op",
+            "asid_rollovers",
+            "asid_rollovers_per_op",
+            "page_faults_per_op",
+            "cmdline",
+        ]
+        .map(String::from),
+    );
+    let mut out = head.join(",");
+    out.push('\n');
+    for r in records {
+        let s = &r.ns_per_op;
+        let mut row: Vec<String> = vec![
+            r.workload.clone(),
+            r.params_label(),
+            r.config.clone(),
+            r.strategy.clone(),
+            r.policy.clone(),
+            r.cpu_model.clone(),
+            opt(r.cpu_name.clone()),
+            r.cpus.to_string(),
+            opt(r.exit_elide),
+            opt(r.nested_fix),
+            opt(r.asid_bits),
+            r.repetitions.to_string(),
+            r.ops_per_rep.to_string(),
+            r.counted_ops.to_string(),
+            format!("{:.1}", s.median),
+            format!("{:.1}", s.min),
+            format!("{:.1}", s.max),
+            format!("{:.1}", s.mean),
+            format!("{:.4}", r.tlbi_ops_per_op),
+        ];
+        row.extend(
+            TLBI_KINDS
+                .iter()
+                .map(|k| format!("{:.4}", r.tlbi_per_op.get(k))),
+        );
+        let other: f64 = r
+            .tlbi_per_op
+            .0
+            .iter()
+            .filter(|(k, _)| !TLBI_KINDS.contains(&k.as_str()))
+            .map(|(_, v)| v)
+            .sum();
+        row.extend([
+            format!("{other:.4}"),
+            format!("{:.4}", r.dsb_per_op),
+            format!("{:.4}", r.ipis_per_op),
+            r.asid_rollovers.to_string(),
+            format!("{:.4}", r.asid_rollovers_per_op),
+            format!("{:.4}", r.page_faults_per_op),
+            r.cmdline.clone(),
+        ]);
+        out.push_str(
+            &row.iter()
+                .map(|f| csv_field(f))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push('\n');
+    }
+    out
+}
+
+/// Facts about the run for the summary's header.
+#[derive(Clone, Debug, Default)]
+pub struct RunMeta {
+    pub mode: String,
+    pub started: String,
+    pub seconds: f64,
+    pub jobs: usize,
+    pub kernel: String,
+    pub base_args: Vec<String>,
+    pub host: String,
+    /// The host's load average before and after the run.
+    pub load: Option<(f64, f64)>,
+}
+
+/// `summary.md`.
+pub fn summary(results: &[PointResult], meta: &RunMeta, plots: &[String]) -> String {
+    let records: Vec<Record> = records_of(results);
+    let mut s = String::new();
+    let _ = writeln!(s, "# Benchmark results ({})\n", meta.mode);
+    let _ = writeln!(
+        s,
+        "- started {}, took {:.0} s, {} boots at a time on {}",
+        meta.started, meta.seconds, meta.jobs, meta.host
+    );
+    let _ = writeln!(s, "- kernel: {}", meta.kernel);
+    if let Some((before, after)) = meta.load {
+        let _ = writeln!(
+            s,
+            "- host load average {before:.1} before, {after:.1} after{}",
+            if before.max(after) > meta.jobs as f64 {
+                " (other work shared the host: times are noisier than usual)"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = writeln!(
+        s,
+        "- options on every command line: `{}`",
+        meta.base_args.join(" ")
+    );
+    let _ = writeln!(
+        s,
+        "- {} measurements, {} unsupported by this kernel, {} failed",
+        records.len(),
+        results
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Unsupported { .. }))
+            .count(),
+        results
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
+            .count()
+    );
+    let _ = writeln!(s, "- time per operation: median (min–max) over the repetitions; counters are the kernel's, per operation; IPIs are not counted by the kernel yet\n");
+    for w in WORKLOADS {
+        let groups = by_params(&records, w.name);
+        if groups.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "## {}\n\nOne operation: {}.\n", w.name, w.op);
+        s.push_str("| params | config | time/op | min–max | TLBI/op | by kind | DSB/op | faults/op | rollovers/op |\n");
+        s.push_str("|---|---|---:|---:|---:|---|---:|---:|---:|\n");
+        for (params, rs) in groups {
+            for r in rs {
+                let _ = writeln!(
+                    s,
+                    "| {params} | {} | {} | {}–{} | {} | {} | {} | {} | {} |",
+                    r.config,
+                    fmt_ns(r.ns_per_op.median),
+                    fmt_ns(r.ns_per_op.min),
+                    fmt_ns(r.ns_per_op.max),
+                    fmt_count(r.tlbi_ops_per_op),
+                    r.tlbi_breakdown(),
+                    fmt_count(r.dsb_per_op),
+                    fmt_count(r.page_faults_per_op),
+                    fmt_count(r.asid_rollovers_per_op)
+                );
+            }
+        }
+        s.push('\n');
+    }
+    let unsupported: Vec<&PointResult> = results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Unsupported { .. }))
+        .collect();
+    if !unsupported.is_empty() {
+        s.push_str("## Unsupported by this kernel\n\n| workload | config | option | kernel said |\n|---|---|---|---|\n");
+        for r in unsupported {
+            if let Outcome::Unsupported { option, message } = &r.outcome {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | `{option}` | {} |",
+                    r.point.describe(),
+                    r.point.config.label(),
+                    message.replace('|', "\\|")
+                );
+            }
+        }
+        s.push('\n');
+    }
+    let failed: Vec<&PointResult> = results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
+        .collect();
+    if !failed.is_empty() {
+        s.push_str("## Failed\n\n");
+        for r in failed {
+            if let Outcome::Failed {
+                reason,
+                console_tail,
+                qemu,
+            } = &r.outcome
+            {
+                let _ = writeln!(
+                    s,
+                    "### {} — {}\n\n{reason}\n\n```\n{qemu}\n{}\n```\n",
+                    r.point.describe(),
+                    r.point.config.label(),
+                    console_tail.join("\n")
+                );
+            }
+        }
+    }
+    if !plots.is_empty() {
+        s.push_str("## Plots\n\n");
+        for p in plots {
+            let _ = writeln!(s, "![{p}]({p})");
+        }
+    }
+    s
+}
+
+/// Every record of `results`, in point order.
+pub fn records_of(results: &[PointResult]) -> Vec<Record> {
+    results
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Measured(rs) => Some(rs.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// A short plain-text table: one line per measurement.
+pub fn short_table(results: &[PointResult]) -> String {
+    let mut rows: Vec<[String; 5]> = vec![[
+        "workload".into(),
+        "params".into(),
+        "config".into(),
+        "time/op".into(),
+        "TLBI/op".into(),
+    ]];
+    for r in results {
+        let (time, tlbi) = match &r.outcome {
+            Outcome::Measured(rs) => match rs.first() {
+                Some(rec) => (
+                    fmt_ns(rec.ns_per_op.median),
+                    format!(
+                        "{} ({})",
+                        fmt_count(rec.tlbi_ops_per_op),
+                        rec.tlbi_breakdown()
+                    ),
+                ),
+                None => continue,
+            },
+            Outcome::Unsupported { option, .. } => {
+                ("-".into(), format!("unsupported by this kernel: {option}"))
+            }
+            Outcome::Failed { reason, .. } => ("-".into(), format!("FAILED: {reason}")),
+        };
+        let params = match &r.outcome {
+            Outcome::Measured(rs) => rs[0].params_label(),
+            _ => r.point.describe(),
+        };
+        rows.push([
+            r.point.workload.to_string(),
+            params,
+            r.point.config.label(),
+            time,
+            tlbi,
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (cell, w))| {
+                if c == 3 {
+                    format!("{cell:>w$}")
+                } else {
+                    format!("{cell:<w$}")
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::record::tests::{point, record, LINE};
+
+    #[test]
+    fn csv_has_one_row_per_record_and_quotes_commas() {
+        let mut r = record(LINE);
+        r.config = "a,b".into();
+        let text = csv(&[r.clone(), r]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let cols = lines[0].split(',').count();
+        assert!(lines[0].starts_with("workload,params,config,"));
+        assert!(lines[1].contains(",\"a,b\","), "{}", lines[1]);
+        assert!(
+            lines[1].contains(",1.0000,"),
+            "rvae1is per op: {}",
+            lines[1]
+        );
+        assert_eq!(csv_field("x\"y"), "\"x\"\"y\"");
+        assert!(cols > 30);
+    }
+
+    #[test]
+    fn summary_and_table_list_everything() {
+        let results = vec![
+            PointResult {
+                point: point(),
+                outcome: Outcome::Measured(vec![record(LINE)]),
+            },
+            PointResult {
+                point: point(),
+                outcome: Outcome::Unsupported {
+                    option: "tlb.exit_elide".into(),
+                    message: "command line: unknown kernel option 'tlb.exit_elide'".into(),
+                },
+            },
+            PointResult {
+                point: point(),
+                outcome: Outcome::Failed {
+                    reason: "boom".into(),
+                    console_tail: vec!["last".into()],
+                    qemu: "q".into(),
+                },
+            },
+        ];
+        let md = summary(
+            &results,
+            &RunMeta {
+                mode: "quick".into(),
+                ..Default::default()
+            },
+            &["mmap.svg".into()],
+        );
+        assert!(md.contains("## mmap"), "{md}");
+        assert!(md.contains("| pages=16 threads=1 | max 2cpu range/default | 15.0 µs | 10.0 µs–20.0 µs | 1.10 |"), "{md}");
+        assert!(md.contains("## Unsupported by this kernel") && md.contains("`tlb.exit_elide`"));
+        assert!(
+            md.contains("## Failed") && md.contains("boom") && md.contains("![mmap.svg](mmap.svg)")
+        );
+        let t = short_table(&results);
+        assert_eq!(t.lines().count(), 4, "{t}");
+        assert!(
+            t.contains("15.0 µs") && t.contains("unsupported by this kernel"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn jsonl_round_trip() {
+        let dir = std::env::temp_dir().join(format!("bench-jsonl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("records.jsonl");
+        let rs = vec![record(LINE), record(LINE)];
+        write_jsonl(&path, &rs).unwrap();
+        assert_eq!(read_jsonl(&path).unwrap(), rs);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,182 @@
+//! Smoke test of the benchmark suite: builds the kernel, boots a few tiny
+//! measurements under real QEMU, and checks that the records are valid,
+//! complete and agree with the counters the kernel reported, that an
+//! option the kernel does not know is reported as unsupported, and that
+//! the results directory has its files and plots. Not a timed benchmark.
+
+use std::time::Duration;
+
+use ktest_harness::bench::config::{Config, Strategy, CPU_RANGE};
+use ktest_harness::bench::record::{BenchLine, Record};
+use ktest_harness::bench::runner::{Outcome, Runner};
+use ktest_harness::bench::sweep::{self, Point};
+use ktest_harness::bench::{self, report};
+use ktest_harness::build::{self, CargoOutput};
+
+/// A strategy whose option no kernel knows.
+static BOGUS: Strategy = Strategy {
+    name: "bogus",
+    args: &["bench.smoke_unknown_option=1"],
+    about: "an option the kernel rejects",
+};
+
+fn points() -> Vec<Point> {
+    let w = |name| sweep::workload(name).expect("known workload");
+    let max = Config::new(CPU_RANGE, 2);
+    vec![
+        Point::new(w("mmap"), 4, 0, 3, 8, max.clone()),
+        Point::new(w("mmap"), 32, 0, 3, 8, max.clone()),
+        Point::new(w("mprotect"), 16, 0, 3, 8, max.clone()),
+        Point::new(w("mmap"), 4, 0, 3, 8, max.with_strategy(&BOGUS)),
+    ]
+}
+
+#[test]
+fn a_tiny_benchmark_end_to_end() {
+    let kernel = build::build_kernel(&build::workspace_root(), CargoOutput::Capture)
+        .unwrap_or_else(|e| panic!("building the kernel: {e}"));
+    let runner = Runner {
+        image: kernel.image,
+        jobs: 2,
+        timeout: bench::scaled(Duration::from_secs(60)),
+        verbose: false,
+        progress: true,
+    };
+    let points = points();
+    let mut out = bench::measure(&runner, &points, "smoke");
+
+    for r in &out.results {
+        if let Outcome::Failed {
+            reason,
+            console_tail,
+            qemu,
+        } = &r.outcome
+        {
+            panic!(
+                "{} failed: {reason}\n{qemu}\n{}",
+                r.point.describe(),
+                console_tail.join("\n")
+            );
+        }
+    }
+    match &out.results[3].outcome {
+        Outcome::Unsupported { option, message } => {
+            assert!(
+                option.starts_with("bench.smoke_unknown_option"),
+                "option {option:?}, message {message:?}"
+            );
+        }
+        other => {
+            panic!("a configuration with an unknown option: expected Unsupported, saw {other:?}")
+        }
+    }
+    assert_eq!(
+        out.records.len(),
+        3,
+        "one record per supported point: {:#?}",
+        out.records
+    );
+
+    for (r, p) in out.records.iter().zip(&points) {
+        check_record(r, p);
+    }
+    let mprotect = &out.records[2];
+    assert!(
+        mprotect.tlbi_ops_per_op >= 1.0,
+        "making written pages read-only must be flushed: {} TLBI/op ({})",
+        mprotect.tlbi_ops_per_op,
+        mprotect.raw
+    );
+
+    let dir = std::env::temp_dir().join(format!("bench-smoke-{}", std::process::id()));
+    bench::write_results(&dir, &mut out).expect("writing the results");
+    let back = report::read_jsonl(&dir.join("records.jsonl")).expect("records.jsonl parses");
+    assert_eq!(back, out.records, "records.jsonl round trip");
+    let csv = std::fs::read_to_string(dir.join("records.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "header + 3 rows:\n{csv}");
+    let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("## mmap") && summary.contains("## mprotect"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("Unsupported by this kernel")
+            && summary.contains("bench.smoke_unknown_option"),
+        "{summary}"
+    );
+    assert_eq!(out.plots, ["mmap_time.svg", "mmap_tlbi.svg"], "plots drawn");
+    for plot in &out.plots {
+        let svg = std::fs::read_to_string(dir.join(plot)).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<text") && svg.contains("pages"),
+            "{plot}: not an SVG with text"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A record agrees with its point, with itself, and with the line the
+/// program printed from the kernel's counters.
+fn check_record(r: &Record, p: &Point) {
+    let ctx = format!("{} ({})", p.describe(), r.raw);
+    r.check().unwrap_or_else(|e| panic!("{ctx}: {e}"));
+    let line = BenchLine::parse(&r.raw).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+    assert_eq!(line.arg, p.arg(), "{ctx}: the program saw another argument");
+    assert_eq!(
+        (r.workload.as_str(), r.program.as_str()),
+        (p.workload, p.program),
+        "{ctx}"
+    );
+    assert_eq!(r.param("pages"), Some(p.n), "{ctx}");
+    assert_eq!(
+        (r.repetitions, r.ops_per_rep, r.warmup_ops),
+        (p.reps, u64::from(p.ops), u64::from(p.ops)),
+        "{ctx}"
+    );
+    assert_eq!(
+        r.counted_ops,
+        u64::from(p.reps * p.ops),
+        "{ctx}: one thread: counted = reps × ops"
+    );
+    assert_eq!(
+        (r.cpus, r.cpu_model.as_str()),
+        (p.config.cpus, p.config.cpu),
+        "{ctx}"
+    );
+    assert_eq!(
+        r.cpu_name.as_deref(),
+        Some("qemu-max"),
+        "{ctx}: the banner names the CPU"
+    );
+    assert!(
+        r.ns_per_op.min > 0.0 && r.ns_per_op.median < 1e9,
+        "{ctx}: {:?}",
+        r.ns_per_op
+    );
+    let kinds: Vec<&str> = r.tlbi_total.0.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        report::TLBI_KINDS,
+        "{ctx}: one counter per TLBI kind, in the kernel's order"
+    );
+    for (k, total) in &r.tlbi_total.0 {
+        let per_op = r.tlbi_per_op.get(k);
+        assert_eq!(per_op * r.counted_ops as f64, *total as f64, "{ctx}: {k}");
+    }
+    assert!(
+        r.dsb_total >= 1,
+        "{ctx}: flushing written pages completes with a DSB"
+    );
+    if r.workload == "mmap" {
+        assert!(
+            r.page_faults_per_op >= 1.0,
+            "{ctx}: fresh pages are written, so they fault"
+        );
+    }
+    assert!(
+        r.cmdline
+            .contains(&format!("run={}:{:#x}", p.program, p.arg())),
+        "{ctx}: {}",
+        r.cmdline
+    );
+}

@@ -1,0 +1,489 @@
+//! What the `bench_*` programs share: the argument layout, snapshots of the
+//! kernel's counters, timed repetitions, and the one-line JSON report that
+//! `scripts/bench.sh` (`tests/src/bench/`) parses.
+//!
+//! # Argument (`run=bench_NAME:ARG`)
+//!
+//! | bits    | meaning                                                   |
+//! |---------|-----------------------------------------------------------|
+//! | 0..32   | the workload's size parameter `n` (0: its default)        |
+//! | 32..40  | timed repetitions R, at most [`MAX_REPS`] (0: default)    |
+//! | 40..56  | operations K per repetition (0: default)                  |
+//! | 56..64  | flags of the workload (bit 56 = [`FLAG_A`], 57 = [`FLAG_B`]) |
+//!
+//! # Measurement
+//!
+//! [`measure`] runs K untimed warm-up operations, reads the kernel's
+//! counters, runs R repetitions of K operations each timing every
+//! repetition with CNTVCT_EL0, and reads the counters again. The report
+//! carries the raw totals; the host divides them by `counted_ops`.
+//!
+//! # Report
+//!
+//! One line, written with one WRITE so that nothing interleaves:
+//!
+//! ```text
+//! BENCH {"v":1,"workload":"mmap","arg":N,
+//!        "params":{"pages":16,"threads":1},"reps":R,"ops":K,"warmup":W,
+//!        "counted_ops":C,"cntfrq":HZ,"cpus":2,"rep_ticks":[..R..],
+//!        "tlbi":{"vae1":0,..},"dsb":D,"asid":{"rollovers":0,..},"faults":F}
+//! ```
+//!
+//! `rep_ticks[i]` are the ticks of repetition i (K operations); `tlbi`,
+//! `dsb`, `asid` and `faults` are deltas of the kernel's own counters
+//! (STATS) over the timed repetitions, which did `counted_ops` operations
+//! (R·K, plus what helper threads did meanwhile).
+
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use ulib::abi::stats;
+use ulib::mm::Mapping;
+use ulib::sys;
+use ulib::thread::{self, JoinHandle};
+use ulib::time::{cntfrq, cntvct};
+
+/// Exit statuses shared by every benchmark program.
+pub mod status {
+    /// Bad argument, too few CPUs, or setup (mmap, fork, thread) failed.
+    pub const SETUP: i32 = 1;
+    /// An operation failed.
+    pub const OP: i32 = 2;
+    /// The kernel's counters could not be read, or the report overflowed.
+    pub const REPORT: i32 = 3;
+}
+
+/// Most timed repetitions (8 bits of the argument).
+pub const MAX_REPS: usize = 255;
+/// Flag bits of the argument, numbered from bit 56.
+pub const FLAG_A: u64 = 1 << 0;
+pub const FLAG_B: u64 = 1 << 1;
+
+/// TLBI counter names in the order of the words of `STATS(TLBI)`, which is
+/// `OpKind`'s order in `kernel/src/mm/tlb/op.rs`; the DSB count follows.
+pub const TLBI_NAMES: [&str; 12] = [
+    "vae1",
+    "vale1",
+    "rvae1",
+    "rvale1",
+    "aside1",
+    "vmalle1",
+    "vae1is",
+    "vale1is",
+    "rvae1is",
+    "rvale1is",
+    "aside1is",
+    "vmalle1is",
+];
+/// The words of `STATS(ASID)`.
+pub const ASID_NAMES: [&str; 5] = ["rollovers", "slow", "fast", "rollover_flushes", "pinned"];
+
+/// Words read from `STATS(TLBI)`; more than the kernel writes today.
+const TLBI_WORDS: usize = 32;
+
+/// The decoded argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arg {
+    pub raw: u64,
+    pub n: u64,
+    pub reps: u64,
+    pub ops: u64,
+    pub flags: u64,
+}
+
+impl Arg {
+    /// Decodes `raw`, taking each zero field from `default`.
+    pub fn decode(raw: u64, n: u64, reps: u64, ops: u64) -> Arg {
+        let or = |v: u64, d: u64| if v == 0 { d } else { v };
+        Arg {
+            raw,
+            n: or(raw & 0xffff_ffff, n),
+            reps: or((raw >> 32) & 0xff, reps).min(MAX_REPS as u64),
+            ops: or((raw >> 40) & 0xffff, ops),
+            flags: raw >> 56,
+        }
+    }
+
+    /// Encodes the fields (the inverse of [`Arg::decode`]).
+    pub const fn encode(n: u64, reps: u64, ops: u64, flags: u64) -> u64 {
+        (n & 0xffff_ffff) | (reps & 0xff) << 32 | (ops & 0xffff) << 40 | (flags & 0xff) << 56
+    }
+
+    pub fn flag(&self, bit: u64) -> bool {
+        self.flags & bit != 0
+    }
+}
+
+/// A snapshot (or a difference) of the kernel counters a benchmark reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters {
+    /// `STATS(TLBI)`: one word per TLBI kind, then the DSB count.
+    pub tlbi: [u64; TLBI_WORDS],
+    /// How many words the kernel wrote.
+    pub tlbi_words: usize,
+    pub asid: [u64; 5],
+    pub faults: u64,
+}
+
+impl Counters {
+    pub fn read() -> Result<Counters, ulib::Errno> {
+        let mut c = Counters {
+            tlbi: [0; TLBI_WORDS],
+            tlbi_words: 0,
+            asid: [0; 5],
+            faults: 0,
+        };
+        c.tlbi_words = sys::stats(stats::TLBI, &mut c.tlbi)? as usize;
+        sys::stats(stats::ASID, &mut c.asid)?;
+        c.faults = sys::stat(stats::PAGE_FAULTS)?;
+        Ok(c)
+    }
+
+    /// `self - earlier`, word by word (counters only grow).
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let mut d = *self;
+        for (w, e) in d.tlbi.iter_mut().zip(earlier.tlbi) {
+            *w = w.wrapping_sub(e);
+        }
+        for (w, e) in d.asid.iter_mut().zip(earlier.asid) {
+            *w = w.wrapping_sub(e);
+        }
+        d.faults = self.faults.wrapping_sub(earlier.faults);
+        d
+    }
+}
+
+/// The result of [`measure`].
+#[derive(Clone, Debug)]
+pub struct Measurement {
+    pub rep_ticks: [u64; MAX_REPS],
+    pub reps: usize,
+    pub ops: u64,
+    pub warmup: u64,
+    /// Operations done while the counters ran, by every thread.
+    pub counted_ops: u64,
+    /// Counter deltas over the timed repetitions.
+    pub counters: Counters,
+}
+
+/// Runs `arg.ops` warm-up operations, then `arg.reps` timed repetitions of
+/// `arg.ops` operations; `op(i)` does operation `i` (counting from 0 over
+/// the warm-up and the repetitions). `others()` is how many operations
+/// helper threads have done so far (0 if there are none).
+pub fn measure(
+    arg: &Arg,
+    mut op: impl FnMut(u64) -> Result<(), i32>,
+    others: impl Fn() -> u64,
+) -> Result<Measurement, i32> {
+    let (reps, ops) = (arg.reps as usize, arg.ops);
+    let mut i = 0;
+    for _ in 0..ops {
+        op(i)?;
+        i += 1;
+    }
+    let mut m = Measurement {
+        rep_ticks: [0; MAX_REPS],
+        reps,
+        ops,
+        warmup: ops,
+        counted_ops: 0,
+        counters: read_counters()?,
+    };
+    let others_before = others();
+    let before = m.counters;
+    for r in 0..reps {
+        let start = cntvct();
+        for _ in 0..ops {
+            op(i)?;
+            i += 1;
+        }
+        m.rep_ticks[r] = cntvct() - start;
+    }
+    let after = read_counters()?;
+    m.counted_ops = reps as u64 * ops + others().wrapping_sub(others_before);
+    m.counters = after.since(&before);
+    Ok(m)
+}
+
+fn read_counters() -> Result<Counters, i32> {
+    Counters::read().map_err(|e| {
+        ulib::println!("bench: FAIL: reading the kernel's counters: {e}");
+        status::REPORT
+    })
+}
+
+/// Number of CPUs online (`STATS(CPUS)`), or 1 if unknown.
+pub fn cpus() -> u64 {
+    sys::stat(stats::CPUS).unwrap_or(1).max(1)
+}
+
+/// `r`'s value, or [`status::SETUP`] after printing what failed.
+pub fn setup<T>(what: &str, r: Result<T, ulib::Errno>) -> Result<T, i32> {
+    r.map_err(|e| {
+        ulib::println!("bench: FAIL: {what}: {e}");
+        status::SETUP
+    })
+}
+
+/// `r`'s value, or [`status::OP`] after printing what failed.
+pub fn op<T>(what: &str, r: Result<T, ulib::Errno>) -> Result<T, i32> {
+    r.map_err(|e| {
+        ulib::println!("bench: FAIL: {what}: {e}");
+        status::OP
+    })
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin(cpu: u64) -> Result<(), i32> {
+    sys::set_affinity(Some(cpu)).map(drop).map_err(|e| {
+        ulib::println!("bench: FAIL: set_affinity({cpu}): {e}");
+        status::SETUP
+    })
+}
+
+/// Fails with [`status::SETUP`] unless at least `n` CPUs are online.
+pub fn require_cpus(n: u64) -> Result<(), i32> {
+    let online = cpus();
+    if online < n {
+        ulib::println!("bench: FAIL: needs {n} CPUs, {online} online");
+        return Err(status::SETUP);
+    }
+    Ok(())
+}
+
+/// A thread of this process on another CPU that repeats `work` until
+/// stopped, so that the address space is live on two CPUs while the main
+/// thread measures.
+#[derive(Debug)]
+pub struct Helper {
+    /// [stop requested, started, operations done, exit status + 1 if the
+    /// thread ended early].
+    shared: &'static [AtomicU64],
+    handle: JoinHandle,
+}
+
+impl Helper {
+    /// Starts the thread, pinned to `cpu`, and waits until it runs there.
+    pub fn start<F>(cpu: u64, mut work: F) -> Result<Helper, i32>
+    where
+        F: FnMut() -> Result<(), i32> + Send + 'static,
+    {
+        let shared = setup("mmap for a helper thread", Mapping::pages(1))?.leak_atomic();
+        let body = move || {
+            let status = (|| {
+                pin(cpu)?;
+                shared[1].store(1, Ordering::Release);
+                while shared[0].load(Ordering::Acquire) == 0 {
+                    work()?;
+                    shared[2].fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            })()
+            .err()
+            .unwrap_or(0);
+            shared[3].store(status as u64 + 1, Ordering::Release);
+            status
+        };
+        let handle = setup("starting a helper thread", thread::spawn(body))?;
+        while shared[1].load(Ordering::Acquire) == 0 {
+            if shared[3].load(Ordering::Acquire) != 0 {
+                let _ = handle.join();
+                return Err(status::SETUP);
+            }
+            sys::yield_now();
+        }
+        Ok(Helper { shared, handle })
+    }
+
+    /// A helper that only spins (it does no operations).
+    pub fn spinner(cpu: u64) -> Result<Helper, i32> {
+        Helper::start(cpu, || {
+            core::hint::spin_loop();
+            Ok(())
+        })
+    }
+
+    /// Times `work` has completed so far.
+    pub fn ops(&self) -> u64 {
+        self.shared[2].load(Ordering::Relaxed)
+    }
+
+    /// Stops the thread and waits for it; its failure is this one's.
+    pub fn stop(self) -> Result<(), i32> {
+        self.shared[0].store(1, Ordering::Release);
+        match op("joining a helper thread", self.handle.join())? {
+            0 => Ok(()),
+            code => Err(code),
+        }
+    }
+}
+
+/// Prints the `BENCH {...}` line of `m` for `workload` (as the host names
+/// it) with its parameters.
+pub fn report(
+    workload: &str,
+    arg: &Arg,
+    params: &[(&str, u64)],
+    m: &Measurement,
+) -> Result<(), i32> {
+    let mut line = Line::new();
+    let machine = (cntfrq(), cpus());
+    if write_json(&mut line, workload, arg, params, m, machine).is_err() || line.overflow {
+        ulib::println!("bench: FAIL: the report does not fit {} bytes", LINE_MAX);
+        return Err(status::REPORT);
+    }
+    let _ = sys::write(line.bytes());
+    Ok(())
+}
+
+fn write_json(
+    w: &mut Line,
+    workload: &str,
+    arg: &Arg,
+    params: &[(&str, u64)],
+    m: &Measurement,
+    (hz, cpus): (u64, u64),
+) -> fmt::Result {
+    write!(
+        w,
+        "BENCH {{\"v\":1,\"workload\":\"{workload}\",\"arg\":{},\"params\":{{",
+        arg.raw
+    )?;
+    for (i, (k, v)) in params.iter().enumerate() {
+        write!(w, "{}\"{k}\":{v}", if i == 0 { "" } else { "," })?;
+    }
+    write!(
+        w,
+        "}},\"reps\":{},\"ops\":{},\"warmup\":{},\"counted_ops\":{},\"cntfrq\":{},\"cpus\":{}",
+        m.reps, m.ops, m.warmup, m.counted_ops, hz, cpus
+    )?;
+    w.write_str(",\"rep_ticks\":[")?;
+    for (i, t) in m.rep_ticks[..m.reps].iter().enumerate() {
+        write!(w, "{}{t}", if i == 0 { "" } else { "," })?;
+    }
+    let c = &m.counters;
+    // The last word is the DSB count; words between the known names and it
+    // (kinds a newer kernel added) are reported by index.
+    let kinds = c.tlbi_words.saturating_sub(1);
+    w.write_str("],\"tlbi\":{")?;
+    for (i, n) in c.tlbi[..kinds].iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        match TLBI_NAMES.get(i) {
+            Some(name) => write!(w, "{sep}\"{name}\":{n}")?,
+            None => write!(w, "{sep}\"op{i}\":{n}")?,
+        }
+    }
+    write!(w, "}},\"dsb\":{},\"asid\":{{", c.tlbi[kinds])?;
+    for (i, (name, n)) in ASID_NAMES.iter().zip(c.asid).enumerate() {
+        write!(w, "{}\"{name}\":{n}", if i == 0 { "" } else { "," })?;
+    }
+    writeln!(w, "}},\"faults\":{}}}", c.faults)
+}
+
+/// Largest report: one WRITE of the kernel takes at most 4096 bytes.
+const LINE_MAX: usize = 4096;
+
+struct Line {
+    buf: [u8; LINE_MAX],
+    len: usize,
+    overflow: bool,
+}
+
+impl Line {
+    fn new() -> Line {
+        Line {
+            buf: [0; LINE_MAX],
+            len: 0,
+            overflow: false,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        match self.buf.get_mut(self.len..end) {
+            Some(dst) => {
+                dst.copy_from_slice(s.as_bytes());
+                self.len = end;
+                Ok(())
+            }
+            None => {
+                self.overflow = true;
+                Err(fmt::Error)
+            }
+        }
+    }
+}
+
+/// Writes one word in each of the first `pages` pages of `m`.
+pub fn touch(m: &mut Mapping, pages: usize, value: u64) {
+    let per_page = (ulib::mm::PAGE_SIZE / 8) as usize;
+    let words = m.words_mut();
+    for p in 0..pages.min(words.len() / per_page) {
+        words[p * per_page] = value;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argument_round_trip() {
+        let raw = Arg::encode(4096, 7, 300, FLAG_A);
+        let a = Arg::decode(raw, 1, 2, 3);
+        assert_eq!((a.n, a.reps, a.ops, a.flags), (4096, 7, 300, FLAG_A));
+        assert!(a.flag(FLAG_A) && !a.flag(FLAG_B));
+        let d = Arg::decode(0, 16, 5, 10);
+        assert_eq!((d.n, d.reps, d.ops, d.flags), (16, 5, 10, 0));
+    }
+
+    #[test]
+    fn report_is_one_json_line() {
+        let mut c = Counters {
+            tlbi: [0; TLBI_WORDS],
+            tlbi_words: 13,
+            asid: [1, 2, 3, 4, 5],
+            faults: 9,
+        };
+        c.tlbi[6] = 40;
+        c.tlbi[12] = 20;
+        let mut m = Measurement {
+            rep_ticks: [0; MAX_REPS],
+            reps: 2,
+            ops: 10,
+            warmup: 10,
+            counted_ops: 20,
+            counters: c,
+        };
+        m.rep_ticks[..2].copy_from_slice(&[100, 120]);
+        let arg = Arg::decode(Arg::encode(16, 2, 10, 0), 0, 0, 0);
+        let mut line = Line::new();
+        let params = [("pages", 16), ("threads", 1)];
+        write_json(&mut line, "mmap", &arg, &params, &m, (62_500_000, 2)).unwrap();
+        let text = core::str::from_utf8(line.bytes()).unwrap();
+        let expected = format!(
+            "BENCH {{\"v\":1,\"workload\":\"mmap\",\"arg\":{},\
+             \"params\":{{\"pages\":16,\"threads\":1}},\"reps\":2,\"ops\":10,\"warmup\":10,\
+             \"counted_ops\":20,\"cntfrq\":62500000,\"cpus\":2,\"rep_ticks\":[100,120],\
+             \"tlbi\":{{\"vae1\":0,\"vale1\":0,\"rvae1\":0,\"rvale1\":0,\"aside1\":0,\
+             \"vmalle1\":0,\"vae1is\":40,\"vale1is\":0,\"rvae1is\":0,\"rvale1is\":0,\
+             \"aside1is\":0,\"vmalle1is\":0}},\"dsb\":20,\"asid\":{{\"rollovers\":1,\
+             \"slow\":2,\"fast\":3,\"rollover_flushes\":4,\"pinned\":5}},\"faults\":9}}\n",
+            arg.raw
+        );
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn an_overlong_report_is_an_error_not_a_cut_line() {
+        let mut line = Line::new();
+        let long = "x".repeat(LINE_MAX + 1);
+        assert!(line.write_str(&long).is_err() && line.overflow && line.len == 0);
+    }
+}
