@@ -102,6 +102,25 @@ impl Mm {
         g.finish(&KernelMem, |r| self.flush(r));
     }
 
+    /// Finishes the gather of a call that holds the mm lock throughout
+    /// (mprotect, mmap with FIXED, fork). A zap in flight (its entries
+    /// cleared under the lock, its flush not done yet) may have cleared
+    /// entries this call then found empty, so the call's own range proves
+    /// nothing: flush the whole ASID, as `finish_zap` does for nested zaps.
+    /// Found by the host model (`locked_calls_racing_a_zap_need_the_nested_fix`).
+    pub fn finish_locked(&self, g: Gather) {
+        let racing = self.flush_pending.load(Ordering::Acquire) > 0;
+        let fix = crate::OPTIONS.get().is_none_or(|o| o.nested_fix);
+        g.finish(&KernelMem, |r| {
+            if racing && fix {
+                TLB_STATS.record_event(cpu_id(), Event::NestedFullFlush);
+                self.flush_whole_asid();
+            } else {
+                self.flush(r)
+            }
+        });
+    }
+
     /// Marks a zapping gather (munmap, madvise, reaper) as in flight; call
     /// before clearing any entry, and [`Self::finish_zap`] after.
     pub fn begin_zap(&self) {
@@ -150,10 +169,14 @@ impl Mm {
     fn teardown_exit(&self) {
         let loaded = self.cpus.load(Ordering::Acquire);
         if loaded != 0 {
-            // Cannot happen (see 1.); if it did, eliding would be unsafe.
-            log::error!(target: "tlb", "mm {} still loaded on CPUs {loaded:#x} at exit: flushing", self.id);
+            // Cannot happen (see 1.). If it did, no flush would make freeing
+            // safe: a live TTBR0 can walk into (and refill from) any table
+            // we free. Leak the whole address space instead, loudly.
+            log::error!(target: "tlb", "mm {} still loaded on CPUs {loaded:#x} at exit: leaking it", self.id);
+            LEAKED_MMS.fetch_add(1, Ordering::Relaxed);
+            return;
         }
-        let elide = crate::OPTIONS.get().is_none_or(|o| o.exit_elide) && loaded == 0;
+        let elide = crate::OPTIONS.get().is_none_or(|o| o.exit_elide);
         let (mut flushed, mut counted) = (false, false);
         let mut sink = |r: Option<FlushRange>| {
             if r.is_none() || !self.ever_active.load(Ordering::Acquire) {
@@ -225,6 +248,10 @@ impl Mm {
     }
 }
 
+/// Address spaces leaked because they were still loaded at exit (always 0
+/// unless an invariant broke).
+pub static LEAKED_MMS: AtomicU64 = AtomicU64::new(0);
+
 /// The flush strategy (the policy parameters come from the command line).
 static POLICY: spin::Once<RangePolicy> = spin::Once::new();
 
@@ -276,12 +303,14 @@ pub fn switch_mm(prev: &Arc<Task>, next: &Arc<Task>) {
     match next.process() {
         Some(p) if p.mm.id == loaded => {}
         Some(p) => {
+            // Load the new tables first, then drop the old mm's CPU bit: the
+            // bit never says "not here" while TTBR0 still holds its tables.
+            activate(&p.mm);
             if let Some(pp) = prev.process() {
                 if pp.mm.id == loaded {
                     pp.mm.cpus.fetch_and(!(1 << c), Ordering::AcqRel);
                 }
             }
-            activate(&p.mm)
         }
         None if loaded != 0 => deactivate(prev.process().map(|p| &*p.mm).filter(|m| m.id == loaded)),
         None => {}
@@ -472,7 +501,7 @@ pub fn fork(parent: &Arc<Process>, frame: &TrapFrame) -> Result<u64, i64> {
         let r = a.fork(&KernelMem, &mut g);
         // The parent's writable pages became read-only: the flush completes
         // before the lock is released (and even if the fork failed half-way).
-        parent.mm.finish_gather(g);
+        parent.mm.finish_locked(g);
         r
     };
     let child_as = child_as.map_err(|e| e.errno())?;

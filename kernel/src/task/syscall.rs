@@ -99,7 +99,7 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
                 nr::MMAP => asp.mmap(a[0], a[1], a[2], a[3], &KernelMem, &mut g, &mut flush),
                 _ => asp.mprotect(a[0], a[1], a[2], &KernelMem, &mut g).map(|_| 0),
             };
-            mm.finish_gather(g);
+            mm.finish_locked(g);
             drop(asp);
             r.map_err(|e| e.errno())
         }
