@@ -279,6 +279,15 @@ static LOADED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 pub fn activate(mm: &Mm) {
     let c = cpu_id();
     let alloc = ASIDS.get().expect("ASID allocator");
+    // Park TTBR0 on the empty table first. During `switch_in` this CPU's
+    // `active` ASID already names the next mm; if a rollover on another CPU
+    // happened while TTBR0 still held the previous mm (tables and ASID), the
+    // previous mm could get a new ASID elsewhere whose TLBIs miss this CPU,
+    // which would keep walking the previous mm's tables under the old one.
+    // Found by the host model (`previous_mm_in_ttbr0_during_switch_is_caught`);
+    // 32-bit Linux does the same ("to avoid speculative page table walking
+    // with the wrong TTBR").
+    crate::mm::kernel::enter_empty_ttbr0_no_flush();
     let asid = alloc.switch_in(&Hw, &mm.ctx);
     mm.ever_active.store(true, Ordering::Release);
     mm.cpus.fetch_or(1 << c, Ordering::AcqRel);

@@ -31,6 +31,10 @@ struct CpuSched {
     /// Only touched by the owning CPU with IRQs masked.
     current: UnsafeCell<Option<Arc<Task>>>,
     prev: UnsafeCell<Option<Arc<Task>>>,
+    /// `schedule` turned `prev` from Running into Runnable (preempted,
+    /// yielded, migrating): `finish_switch` must queue it. A task that
+    /// blocked is queued by whoever wakes it, never here.
+    requeue_prev: AtomicBool,
     idle: UnsafeCell<Option<Arc<Task>>>,
     switches: AtomicU64,
     steals: AtomicU64,
@@ -47,6 +51,7 @@ const CPU_SCHED: CpuSched = CpuSched {
     need_resched: AtomicBool::new(false),
     current: UnsafeCell::new(None),
     prev: UnsafeCell::new(None),
+    requeue_prev: AtomicBool::new(false),
     idle: UnsafeCell::new(None),
     switches: AtomicU64::new(0),
     steals: AtomicU64::new(0),
@@ -161,7 +166,9 @@ fn pick(cpu: usize) -> Option<Arc<Task>> {
 
 /// Puts a runnable task on a run queue: its pinned CPU, else the shortest
 /// queue among online CPUs (its last CPU on ties), and kicks that CPU.
+#[track_caller]
 pub fn enqueue(t: Arc<Task>) {
+    assert_ne!(t.state(), State::Dead, "enqueue of dead task {} ({}) from {}", t.id, t.name, core::panic::Location::caller());
     if t.queued.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -218,13 +225,17 @@ pub fn schedule() {
         None => unsafe { (*cs.idle.get()).clone() }.expect("idle task"),
     };
     if Arc::ptr_eq(&next, &prev) {
+        assert_ne!(prev_state, State::Dead, "dead task {} ({}) picked itself", prev.id, prev.name);
         prev.set_state(State::Running);
         irq_restore(daif);
         return;
     }
+    let requeue = prev_state == State::Running && !is_idle(cs, &prev);
     if prev_state == State::Running {
         prev.set_state(State::Runnable);
     }
+    cs.requeue_prev.store(requeue, Ordering::Relaxed);
+    assert_ne!(next.state(), State::Dead, "dead task {} ({}) in a run queue", next.id, next.name);
     while next.on_cpu.load(Ordering::Acquire) {
         core::hint::spin_loop();
     }
@@ -252,10 +263,16 @@ fn finish_switch() {
     // SAFETY: own CPU's entry, IRQs masked (we are inside `schedule` or at
     // the start of a new task, entered from `schedule`).
     let Some(prev) = (unsafe { (*cs.prev.get()).take() }) else { return };
-    prev.on_cpu.store(false, Ordering::Release);
-    if prev.state() == State::Runnable && !is_idle(cs, &prev) {
-        enqueue(prev);
+    // Only whoever makes a task Runnable queues it: `schedule` for a task it
+    // preempted (flag set above), `wake` for a task that blocked. Deciding
+    // from `prev.state()` here would race with a waker that queued `prev`
+    // and another CPU that already runs it: the task would sit in a queue
+    // while running and be resumed again after it died. Queue before
+    // releasing `on_cpu`: a CPU that pops `prev` waits for it.
+    if cs.requeue_prev.swap(false, Ordering::Relaxed) {
+        enqueue(prev.clone());
     }
+    prev.on_cpu.store(false, Ordering::Release);
     // A Dead task's last reference may drop here, freeing its stack: we are
     // on another stack now.
 }
@@ -274,9 +291,21 @@ extern "C" fn task_exit_kernel() -> ! {
 /// Ends the current task; it never runs again.
 pub fn exit_current() -> ! {
     irq_save();
-    current().set_state(State::Dead);
+    let me = current();
+    me.set_state(State::Dead);
+    let id = me.id;
+    drop(me);
     schedule();
-    unreachable!("a dead task was scheduled");
+    let t = current();
+    panic!(
+        "dead task {id} resumed on CPU {}: current is {} ({}) state {:?} queued {} on_cpu {}",
+        cpu_id(),
+        t.id,
+        t.name,
+        t.state(),
+        t.queued.load(Ordering::Relaxed),
+        t.on_cpu.load(Ordering::Relaxed)
+    );
 }
 
 /// Lets other runnable tasks run.

@@ -1,0 +1,583 @@
+//! CPUs with TTBR0 and TLBs over simulated memory, executing `TlbiOp`s.
+//!
+//! * Fills happen only through [`Machine::speculate`] / [`Machine::access`]:
+//!   the hardware may walk anything reachable from the current TTBR0, and
+//!   may start a walk from any cached walk-cache entry of the current ASID,
+//!   at any moment. A checker schedules `speculate` as a step of its own.
+//! * A TLBI, local or broadcast, is *pending* on its issuing CPU until that
+//!   CPU executes a DSB; only then does it take effect (on the issuing CPU's
+//!   TLB for `Local`, on every TLB for `Broadcast`). A DSB on another CPU
+//!   completes nothing.
+//! * Every issued op and DSB is counted in the machine's `TlbStats`, under the
+//!   issuing CPU.
+#![forbid(unsafe_code)]
+
+use core::cell::{Cell, RefCell};
+use core::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use super::mem::{Desc, Format, FrameUse, Memory, MmTag, Pfn};
+use super::tlb::{Entry, Tlb};
+use super::violation::Violation;
+use crate::mm::asid::AsidHw;
+use crate::mm::tlb::{Scope, TlbStats, TlbiOp};
+
+/// What a CPU's TTBR0_EL1 holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ttbr0 {
+    /// Root table, `None` for the reserved empty table.
+    pub root: Option<Pfn>,
+    pub asid: u16,
+    /// Ghost: whose tables these are.
+    pub mm: Option<MmTag>,
+}
+
+impl Ttbr0 {
+    /// The reserved TTBR0: an empty table with ASID 0; no walk finds anything.
+    pub const RESERVED: Ttbr0 = Ttbr0 {
+        root: None,
+        asid: 0,
+        mm: None,
+    };
+
+    pub fn user(root: Pfn, asid: u16, mm: MmTag) -> Self {
+        Ttbr0 {
+            root: Some(root),
+            asid,
+            mm: Some(mm),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Cpu {
+    ttbr0: Ttbr0,
+    tlb: Tlb,
+    /// Issued, not yet completed by a DSB on this CPU.
+    pending: Vec<(TlbiOp, Scope)>,
+}
+
+/// The simulated machine. Cloning shares the statistics.
+#[derive(Clone)]
+pub struct Machine {
+    mem: Memory,
+    cpus: Vec<Cpu>,
+    stats: Arc<TlbStats>,
+}
+
+impl PartialEq for Machine {
+    fn eq(&self, o: &Self) -> bool {
+        self.mem == o.mem && self.cpus == o.cpus
+    }
+}
+impl Eq for Machine {}
+
+impl core::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Machine")
+            .field("mem", &self.mem)
+            .field("cpus", &self.cpus)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hash for Machine {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.mem.hash(h);
+        self.cpus.hash(h);
+    }
+}
+
+impl Machine {
+    pub fn new(ncpus: usize, format: Format, frames: usize) -> Self {
+        let cpu = Cpu {
+            ttbr0: Ttbr0::RESERVED,
+            tlb: Tlb::default(),
+            pending: Vec::new(),
+        };
+        Self {
+            mem: Memory::new(format, frames),
+            cpus: vec![cpu; ncpus],
+            stats: Arc::default(),
+        }
+    }
+
+    pub fn ncpus(&self) -> usize {
+        self.cpus.len()
+    }
+
+    pub fn mem(&self) -> &Memory {
+        &self.mem
+    }
+
+    pub fn mem_mut(&mut self) -> &mut Memory {
+        &mut self.mem
+    }
+
+    pub fn stats(&self) -> &TlbStats {
+        &self.stats
+    }
+
+    pub fn ttbr0(&self, cpu: usize) -> Ttbr0 {
+        self.cpus[cpu].ttbr0
+    }
+
+    /// Write TTBR0 (and ISB): later walks use the new tables and ASID.
+    pub fn set_ttbr0(&mut self, cpu: usize, ttbr0: Ttbr0) {
+        self.cpus[cpu].ttbr0 = ttbr0;
+    }
+
+    pub fn tlb(&self, cpu: usize) -> &Tlb {
+        &self.cpus[cpu].tlb
+    }
+
+    pub fn pending(&self, cpu: usize) -> &[(TlbiOp, Scope)] {
+        &self.cpus[cpu].pending
+    }
+
+    /// Issue a TLBI on `cpu`. It takes effect at `cpu`'s next DSB.
+    pub fn issue(&mut self, cpu: usize, op: TlbiOp, scope: Scope) {
+        self.stats.record(cpu, op.kind(scope));
+        self.cpus[cpu].pending.push((op, scope));
+    }
+
+    /// `DSB` on `cpu`: complete the TLBIs `cpu` issued.
+    pub fn dsb(&mut self, cpu: usize) {
+        self.stats.record_dsb(cpu);
+        let format = self.mem.format();
+        for (op, scope) in core::mem::take(&mut self.cpus[cpu].pending) {
+            match scope {
+                Scope::Local => {
+                    self.cpus[cpu].tlb.invalidate(&op, format);
+                }
+                Scope::Broadcast => {
+                    for c in &mut self.cpus {
+                        c.tlb.invalidate(&op, format);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A speculative walk: fill every entry a walk from TTBR0, or from a
+    /// cached walk entry of the current ASID, could create now. Returns how
+    /// many entries are new. Walks do not descend into pages that are not
+    /// live tables (that they could is reported by `check_tlbs`).
+    pub fn speculate(&mut self, cpu: usize) -> usize {
+        self.fill(cpu, None)
+    }
+
+    /// Like `speculate`, for the walks of one page only.
+    pub fn speculate_va(&mut self, cpu: usize, vpn: u64) -> usize {
+        self.fill(cpu, Some(vpn))
+    }
+
+    /// An access to page `vpn` by `cpu`: use any matching leaf entry, else
+    /// walk and fill. `Ok(None)` is a translation fault; an entry leading to
+    /// a frame that is not the running mm's data page is a violation.
+    pub fn access(&mut self, cpu: usize, vpn: u64) -> Result<Option<Pfn>, Violation> {
+        let t = self.cpus[cpu].ttbr0;
+        let Some(mm) = t.mm else { return Ok(None) };
+        let hits = |m: &Self| -> Vec<(Pfn, MmTag)> {
+            let mut v = Vec::new();
+            for e in m.cpus[cpu].tlb.entries() {
+                if let Entry::Leaf {
+                    asid,
+                    vpn: p,
+                    pfn,
+                    mm,
+                } = *e
+                {
+                    if asid == t.asid && p == vpn {
+                        v.push((pfn, mm));
+                    }
+                }
+            }
+            v
+        };
+        let mut found = hits(self);
+        if found.is_empty() {
+            self.fill(cpu, Some(vpn));
+            found = hits(self);
+        }
+        for &(pfn, _) in &found {
+            let frame = self.mem.use_of(pfn);
+            if frame != (FrameUse::Data { mm }) {
+                return Err(Violation::StaleTranslation {
+                    cpu,
+                    mm,
+                    asid: t.asid,
+                    vpn,
+                    pfn,
+                    frame,
+                });
+            }
+        }
+        Ok(found.first().map(|f| f.0))
+    }
+
+    fn fill(&mut self, cpu: usize, only: Option<u64>) -> usize {
+        let t = self.cpus[cpu].ttbr0;
+        let Some(mm) = t.mm else { return 0 };
+        let mut starts = Vec::new();
+        if let Some(root) = t.root {
+            starts.push((root, 0u8, 0u64));
+        }
+        for e in self.cpus[cpu].tlb.entries() {
+            if let Entry::Walk {
+                asid,
+                level,
+                region,
+                table,
+                ..
+            } = *e
+            {
+                if asid == t.asid {
+                    starts.push((table, level + 1, region));
+                }
+            }
+        }
+        let mut new = Vec::new();
+        for (table, level, region) in starts {
+            self.walk(table, level, region, only, t.asid, mm, &mut new);
+        }
+        let tlb = &mut self.cpus[cpu].tlb;
+        new.into_iter().filter(|e| tlb.insert(*e)).count()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn walk(
+        &self,
+        table: Pfn,
+        level: u8,
+        region: u64,
+        only: Option<u64>,
+        asid: u16,
+        mm: MmTag,
+        out: &mut Vec<Entry>,
+    ) {
+        let f = self.mem.format();
+        if level >= f.levels || !matches!(self.mem.use_of(table), FrameUse::Table { .. }) {
+            return;
+        }
+        let span = f.span(level);
+        for (i, d) in self.mem.table(table).iter().enumerate() {
+            let vpn = region + i as u64 * span;
+            if only.is_some_and(|v| !(vpn..vpn + span).contains(&v)) {
+                continue;
+            }
+            // As on AArch64, table and page descriptors share one encoding:
+            // the level decides what a valid descriptor means, so a walk
+            // through a reused page reads its contents either way.
+            match *d {
+                Desc::Invalid => {}
+                Desc::Table(next) | Desc::Page(next) if level + 1 < f.levels => {
+                    out.push(Entry::Walk {
+                        asid,
+                        level,
+                        region: vpn,
+                        table: next,
+                        mm,
+                    });
+                    self.walk(next, level + 1, vpn, only, asid, mm, out);
+                }
+                Desc::Table(pfn) | Desc::Page(pfn) => {
+                    out.push(Entry::Leaf { asid, vpn, pfn, mm });
+                }
+            }
+        }
+    }
+
+    /// UniqueASIDPerCPU, NoStaleTranslation and NoWalkThroughFreedTable,
+    /// over every CPU.
+    pub fn check_tlbs(&self) -> Result<(), Violation> {
+        for (cpu, c) in self.cpus.iter().enumerate() {
+            let entries = c.tlb.entries();
+            let mut tags: Vec<(u16, MmTag)> = entries.iter().map(|e| (e.asid(), e.mm())).collect();
+            tags.sort_unstable();
+            tags.dedup();
+            for w in tags.windows(2) {
+                if w[0].0 == w[1].0 {
+                    return Err(Violation::UniqueAsidPerCpu {
+                        cpu,
+                        asid: w[0].0,
+                        mms: (w[0].1, w[1].1),
+                    });
+                }
+            }
+            let Ttbr0 {
+                root,
+                asid,
+                mm: Some(mm),
+            } = c.ttbr0
+            else {
+                continue;
+            };
+            if let Some(root) = root {
+                let frame = self.mem.use_of(root);
+                if frame != (FrameUse::Table { mm, level: 0 }) {
+                    return Err(Violation::WalkThroughFreedTable {
+                        cpu,
+                        mm,
+                        asid,
+                        level: None,
+                        table: root,
+                        frame,
+                    });
+                }
+            }
+            for e in entries.iter().filter(|e| e.asid() == asid) {
+                match *e {
+                    Entry::Leaf { vpn, pfn, .. } => {
+                        let frame = self.mem.use_of(pfn);
+                        if frame != (FrameUse::Data { mm }) {
+                            return Err(Violation::StaleTranslation {
+                                cpu,
+                                mm,
+                                asid,
+                                vpn,
+                                pfn,
+                                frame,
+                            });
+                        }
+                    }
+                    Entry::Walk { level, table, .. } => {
+                        let frame = self.mem.use_of(table);
+                        if frame
+                            != (FrameUse::Table {
+                                mm,
+                                level: level + 1,
+                            })
+                        {
+                            let level = Some(level);
+                            return Err(Violation::WalkThroughFreedTable {
+                                cpu,
+                                mm,
+                                asid,
+                                level,
+                                table,
+                                frame,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// TLBEmptyInvalPTE for an invalidation of `mm`'s pages `vpns` that has
+    /// completed: no CPU holds a leaf entry of `mm` for them under any of
+    /// `asids` (the ASIDs `mm` may be running with).
+    pub fn check_invalidated(
+        &self,
+        mm: MmTag,
+        vpns: core::ops::Range<u64>,
+        asids: &[u16],
+    ) -> Result<(), Violation> {
+        for (cpu, c) in self.cpus.iter().enumerate() {
+            for e in c.tlb.entries() {
+                if let Entry::Leaf {
+                    asid, vpn, mm: m, ..
+                } = *e
+                {
+                    if m == mm && vpns.contains(&vpn) && asids.contains(&asid) {
+                        return Err(Violation::TlbEmptyInvalPte { cpu, mm, vpn, asid });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One model CPU as the ASID allocator sees it. Its local flush is
+/// `TLBI VMALLE1` + `DSB`, executed (and counted) on the machine.
+pub struct ModelCpu<'a> {
+    cpu: usize,
+    machine: RefCell<&'a mut Machine>,
+    flushes: Cell<u32>,
+}
+
+impl<'a> ModelCpu<'a> {
+    pub fn new(cpu: usize, machine: &'a mut Machine) -> Self {
+        Self {
+            cpu,
+            machine: RefCell::new(machine),
+            flushes: Cell::new(0),
+        }
+    }
+
+    /// Local full flushes done through this handle.
+    pub fn flushes(&self) -> u32 {
+        self.flushes.get()
+    }
+}
+
+impl AsidHw for ModelCpu<'_> {
+    fn cpu_id(&self) -> usize {
+        self.cpu
+    }
+
+    fn flush_local_tlb_all(&self) {
+        let mut m = self.machine.borrow_mut();
+        m.issue(self.cpu, TlbiOp::All, Scope::Local);
+        m.dsb(self.cpu);
+        self.flushes.set(self.flushes.get() + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::tlb::OpKind;
+
+    const F: Format = Format {
+        levels: 2,
+        fanout: 4,
+    };
+
+    /// Two CPUs, one mm (tag 1, ASID 5) running on both, page 2 mapped.
+    fn setup() -> (Machine, Pfn, Pfn) {
+        let mut m = Machine::new(2, F, 8);
+        let root = m.mem_mut().new_root(1).unwrap();
+        let data = m.mem_mut().map(1, root, 2).unwrap();
+        for cpu in 0..2 {
+            m.set_ttbr0(cpu, Ttbr0::user(root, 5, 1));
+        }
+        (m, root, data)
+    }
+
+    #[test]
+    fn broadcast_tlbi_takes_effect_at_the_issuers_dsb_only() {
+        let (mut m, root, data) = setup();
+        assert_eq!(m.speculate(1), 2, "a walk entry and a leaf");
+        assert_eq!(m.access(0, 2), Ok(Some(data)));
+        m.mem_mut().unmap(root, 2);
+        m.issue(
+            0,
+            TlbiOp::Va {
+                asid: 5,
+                va: 2 << 12,
+                last_level: true,
+                ttl: Some(3),
+            },
+            Scope::Broadcast,
+        );
+        m.dsb(1);
+        assert_eq!(
+            m.tlb(1).entries().len(),
+            2,
+            "a DSB on cpu1 completes nothing of cpu0's"
+        );
+        m.dsb(0);
+        assert_eq!(
+            m.tlb(1).entries().len(),
+            1,
+            "the leaf is gone everywhere, the walk entry stays"
+        );
+        assert_eq!(m.check_invalidated(1, 2..3, &[5]), Ok(()));
+        m.mem_mut().free(data);
+        assert_eq!(m.check_tlbs(), Ok(()));
+        assert_eq!(m.access(0, 2), Ok(None), "translation fault");
+        let s = m.stats().cpu(0);
+        assert_eq!((s.get(OpKind::Vale1is), s.dsb), (1, 1));
+        assert_eq!(m.stats().cpu(1).dsb, 1);
+    }
+
+    #[test]
+    fn freed_frame_behind_a_live_entry_is_a_violation() {
+        let (mut m, root, data) = setup();
+        m.speculate(0);
+        m.mem_mut().unmap(root, 2);
+        m.mem_mut().free(data);
+        let e = m.check_tlbs().unwrap_err();
+        assert_eq!(e.name(), "NoStaleTranslation", "{e}");
+        // The frame now belongs to another mm.
+        assert_eq!(m.mem_mut().alloc(FrameUse::Data { mm: 9 }), Some(data));
+        assert!(matches!(
+            m.access(0, 2),
+            Err(Violation::StaleTranslation {
+                frame: FrameUse::Data { mm: 9 },
+                ..
+            })
+        ));
+        // A local TLBI without its DSB does not help; with it, it does.
+        m.issue(0, TlbiOp::Asid { asid: 5 }, Scope::Local);
+        assert!(m.check_tlbs().is_err());
+        m.dsb(0);
+        assert_eq!(m.check_tlbs(), Ok(()));
+    }
+
+    #[test]
+    fn walk_cache_reaches_freed_table_and_reused_table() {
+        let (mut m, root, _) = setup();
+        m.speculate(0);
+        // Tear down the leaf table and reuse it as another mm's table, with
+        // only a leaf-level invalidation: the cached upper entry survives.
+        let leaf_table = m.mem().leaf_table(root, 2).unwrap();
+        m.mem_mut().set_desc(root, 0, Desc::Invalid);
+        m.issue(
+            0,
+            TlbiOp::Va {
+                asid: 5,
+                va: 2 << 12,
+                last_level: true,
+                ttl: None,
+            },
+            Scope::Broadcast,
+        );
+        m.dsb(0);
+        m.mem_mut().free(leaf_table);
+        let e = m.check_tlbs().unwrap_err();
+        assert!(
+            matches!(e, Violation::WalkThroughFreedTable { level: Some(0), .. }),
+            "{e}"
+        );
+        let other_root = m.mem_mut().new_root(2).unwrap();
+        assert_eq!(
+            other_root, leaf_table,
+            "the freed table page is reused first"
+        );
+        // A walk through the stale walk entry now reads mm2's table.
+        m.mem_mut().map(2, other_root, 1);
+        m.speculate(0);
+        assert!(m.tlb(0).entries().iter().any(|e| matches!(e, Entry::Leaf { mm: 1, pfn, .. } if m.mem().use_of(*pfn) == FrameUse::Table { mm: 2, level: 1 })));
+        // A non-last-level invalidation removes the walk entry.
+        m.issue(
+            0,
+            TlbiOp::Va {
+                asid: 5,
+                va: 2 << 12,
+                last_level: false,
+                ttl: None,
+            },
+            Scope::Local,
+        );
+        m.dsb(0);
+        assert!(!m
+            .tlb(0)
+            .entries()
+            .iter()
+            .any(|e| matches!(e, Entry::Walk { .. })));
+    }
+
+    #[test]
+    fn two_mms_with_one_asid_on_one_cpu() {
+        let (mut m, _, _) = setup();
+        m.speculate(0);
+        let root2 = m.mem_mut().new_root(2).unwrap();
+        m.mem_mut().map(2, root2, 1).unwrap();
+        m.set_ttbr0(0, Ttbr0::user(root2, 5, 2));
+        m.speculate(0);
+        let e = m.check_tlbs().unwrap_err();
+        assert_eq!(
+            e,
+            Violation::UniqueAsidPerCpu {
+                cpu: 0,
+                asid: 5,
+                mms: (1, 2)
+            }
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! Simulated physical memory holding a reduced page-table format.
+//!
+//! A frame is free, a page-table page of some mm at some level, or a data page
+//! of some mm. Table pages hold `fanout` descriptors. Freeing a frame keeps its
+//! contents, so a walk that still reaches a freed (or reused) table page reads
+//! whatever is there, as hardware would.
+//!
+//! Levels count from the root (0) to the leaf level (`levels - 1`), whose
+//! descriptors map 4 KiB pages. There are no block mappings. A virtual page
+//! number (`vpn`) is split into one `fanout`-ary digit per level, root first.
+#![forbid(unsafe_code)]
+
+use core::hash::{Hash, Hasher};
+
+/// Physical frame number.
+pub type Pfn = u16;
+
+/// Ghost identity of an address space, never reused within one model run
+/// (hardware does not know it; the checker uses it to say whose entry is whose).
+pub type MmTag = u16;
+
+/// A descriptor in a table page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Desc {
+    Invalid,
+    /// Next-level table (levels `0..levels-1`).
+    Table(Pfn),
+    /// A 4 KiB page (leaf level only).
+    Page(Pfn),
+}
+
+/// What a frame is used for right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameUse {
+    Free,
+    Table { mm: MmTag, level: u8 },
+    Data { mm: MmTag },
+}
+
+// One word each: the checker hashes every state it reaches.
+impl Hash for Desc {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(match *self {
+            Desc::Invalid => 0,
+            Desc::Table(p) => 1 << 32 | p as u64,
+            Desc::Page(p) => 2 << 32 | p as u64,
+        })
+    }
+}
+
+impl Hash for FrameUse {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(match *self {
+            FrameUse::Free => 0,
+            FrameUse::Table { mm, level } => 1 << 40 | (level as u64) << 32 | mm as u64,
+            FrameUse::Data { mm } => 2 << 40 | mm as u64,
+        })
+    }
+}
+
+/// The page-table geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Format {
+    /// Number of levels, 1..=4.
+    pub levels: u8,
+    /// Descriptors per table page, a power of two.
+    pub fanout: u16,
+}
+
+impl Format {
+    fn digit_bits(&self) -> u32 {
+        self.fanout.trailing_zeros()
+    }
+
+    /// Pages of virtual address space.
+    pub fn pages(&self) -> u64 {
+        1 << (self.digit_bits() * self.levels as u32)
+    }
+
+    /// Index into the level-`level` table for `vpn`.
+    pub fn index(&self, vpn: u64, level: u8) -> usize {
+        let shift = self.digit_bits() * (self.levels - 1 - level) as u32;
+        ((vpn >> shift) & (self.fanout as u64 - 1)) as usize
+    }
+
+    /// Pages covered by one descriptor at `level`.
+    pub fn span(&self, level: u8) -> u64 {
+        1 << (self.digit_bits() * (self.levels - 1 - level) as u32)
+    }
+
+    /// First page of the region a level-`level` descriptor for `vpn` covers.
+    pub fn region(&self, vpn: u64, level: u8) -> u64 {
+        vpn & !(self.span(level) - 1)
+    }
+}
+
+/// Simulated physical memory.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Memory {
+    format: Format,
+    uses: Vec<FrameUse>,
+    words: Vec<Desc>,
+}
+
+impl Memory {
+    pub fn new(format: Format, frames: usize) -> Self {
+        assert!((1..=4).contains(&format.levels) && format.fanout.is_power_of_two());
+        assert!(frames <= Pfn::MAX as usize);
+        Self {
+            format,
+            uses: vec![FrameUse::Free; frames],
+            words: vec![Desc::Invalid; frames * format.fanout as usize],
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    pub fn use_of(&self, pfn: Pfn) -> FrameUse {
+        self.uses[pfn as usize]
+    }
+
+    pub fn free_frames(&self) -> usize {
+        self.uses.iter().filter(|u| **u == FrameUse::Free).count()
+    }
+
+    /// Take the lowest free frame (so freed frames are reused at once, the
+    /// worst case for stale translations). Table pages are zeroed.
+    pub fn alloc(&mut self, use_: FrameUse) -> Option<Pfn> {
+        assert!(use_ != FrameUse::Free);
+        let pfn = self.uses.iter().position(|u| *u == FrameUse::Free)?;
+        self.uses[pfn] = use_;
+        if let FrameUse::Table { .. } = use_ {
+            self.table_mut(pfn as Pfn).fill(Desc::Invalid);
+        }
+        Some(pfn as Pfn)
+    }
+
+    /// Free a frame; its contents stay as they were.
+    pub fn free(&mut self, pfn: Pfn) {
+        assert!(
+            self.uses[pfn as usize] != FrameUse::Free,
+            "double free of frame {pfn}"
+        );
+        self.uses[pfn as usize] = FrameUse::Free;
+    }
+
+    /// The descriptors of a frame read as a table page (whatever it is now).
+    pub fn table(&self, pfn: Pfn) -> &[Desc] {
+        let n = self.format.fanout as usize;
+        &self.words[pfn as usize * n..][..n]
+    }
+
+    fn table_mut(&mut self, pfn: Pfn) -> &mut [Desc] {
+        let n = self.format.fanout as usize;
+        &mut self.words[pfn as usize * n..][..n]
+    }
+
+    pub fn set_desc(&mut self, table: Pfn, index: usize, desc: Desc) {
+        self.table_mut(table)[index] = desc;
+    }
+
+    /// A new, empty root table for `mm`.
+    pub fn new_root(&mut self, mm: MmTag) -> Option<Pfn> {
+        self.alloc(FrameUse::Table { mm, level: 0 })
+    }
+
+    /// Map `vpn` in `mm`'s tables to a new data frame, creating missing tables.
+    /// Returns the data frame, or `None` when memory is exhausted.
+    pub fn map(&mut self, mm: MmTag, root: Pfn, vpn: u64) -> Option<Pfn> {
+        let leaf = self.format.levels - 1;
+        let mut table = root;
+        for level in 0..leaf {
+            let i = self.format.index(vpn, level);
+            table = match self.table(table)[i] {
+                Desc::Table(next) => next,
+                _ => {
+                    let next = self.alloc(FrameUse::Table {
+                        mm,
+                        level: level + 1,
+                    })?;
+                    self.set_desc(table, i, Desc::Table(next));
+                    next
+                }
+            };
+        }
+        let data = self.alloc(FrameUse::Data { mm })?;
+        self.set_desc(table, self.format.index(vpn, leaf), Desc::Page(data));
+        Some(data)
+    }
+
+    /// The leaf table holding `vpn`'s descriptor, if the walk gets there.
+    pub fn leaf_table(&self, root: Pfn, vpn: u64) -> Option<Pfn> {
+        let mut table = root;
+        for level in 0..self.format.levels - 1 {
+            match self.table(table)[self.format.index(vpn, level)] {
+                Desc::Table(next) => table = next,
+                _ => return None,
+            }
+        }
+        Some(table)
+    }
+
+    /// The current translation of `vpn` (no TLB involved).
+    pub fn translate(&self, root: Pfn, vpn: u64) -> Option<Pfn> {
+        let table = self.leaf_table(root, vpn)?;
+        match self.table(table)[self.format.index(vpn, self.format.levels - 1)] {
+            Desc::Page(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Clear `vpn`'s leaf descriptor; returns the frame it mapped. The frame
+    /// is not freed: that is the caller's business, after the flush.
+    pub fn unmap(&mut self, root: Pfn, vpn: u64) -> Option<Pfn> {
+        let table = self.leaf_table(root, vpn)?;
+        let i = self.format.index(vpn, self.format.levels - 1);
+        match self.table(table)[i] {
+            Desc::Page(p) => {
+                self.set_desc(table, i, Desc::Invalid);
+                Some(p)
+            }
+            _ => None,
+        }
+    }
+
+    /// Every frame reachable from `root` (tables and data), root included.
+    pub fn reachable(&self, root: Pfn) -> Vec<Pfn> {
+        let mut out = vec![root];
+        let mut i = 0;
+        while i < out.len() {
+            let level = match self.use_of(out[i]) {
+                FrameUse::Table { level, .. } => level,
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            for d in self.table(out[i]).to_vec() {
+                match d {
+                    Desc::Table(p) if level + 1 < self.format.levels => out.push(p),
+                    Desc::Page(p) if level + 1 == self.format.levels => out.push(p),
+                    _ => {}
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Free every frame of an address space (exit teardown).
+    pub fn free_all(&mut self, root: Pfn) {
+        for p in self.reachable(root) {
+            self.free(p);
+        }
+    }
+
+    /// A live frame changes hands without being freed: a copy-on-write page
+    /// whose last sharer but one let go now belongs to the remaining one.
+    pub fn reassign(&mut self, pfn: Pfn, to: FrameUse) {
+        let from = self.uses[pfn as usize];
+        assert!(
+            from != FrameUse::Free && to != FrameUse::Free,
+            "reassign of frame {pfn}: {from:?} -> {to:?}"
+        );
+        self.uses[pfn as usize] = to;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_translate_unmap_free_and_reuse() {
+        let f = Format {
+            levels: 3,
+            fanout: 4,
+        };
+        assert_eq!((f.pages(), f.span(0), f.span(2)), (64, 16, 1));
+        assert_eq!((f.index(27, 0), f.index(27, 1), f.index(27, 2)), (1, 2, 3));
+        assert_eq!(f.region(27, 1), 24);
+        let mut m = Memory::new(f, 16);
+        let root = m.new_root(7).unwrap();
+        let d = m.map(7, root, 27).unwrap();
+        assert_eq!(m.translate(root, 27), Some(d));
+        assert_eq!(m.translate(root, 26), None);
+        assert_eq!(m.use_of(d), FrameUse::Data { mm: 7 });
+        assert_eq!(m.reachable(root).len(), 4, "root, two tables, one page");
+        assert_eq!(m.unmap(root, 27), Some(d));
+        assert_eq!(m.translate(root, 27), None);
+        m.free(d);
+        m.free_all(root);
+        assert_eq!(m.free_frames(), 16);
+        // The lowest frame is reused first, and a freed table keeps its contents.
+        assert_eq!(
+            m.table(1)[2],
+            Desc::Table(2),
+            "freed table page lost its contents"
+        );
+        let again = m.alloc(FrameUse::Data { mm: 8 }).unwrap();
+        assert_eq!(again, 0);
+    }
+}

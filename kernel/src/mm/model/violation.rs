@@ -1,0 +1,169 @@
+//! What the model checks, and how a failed check reads.
+//!
+//! The first four are named as in Catalin Marinas's TLA+ model of the Linux
+//! arm64 ASID allocator (`asidalloc.tla`, github.com/ctmarinas/kernel-tla);
+//! the rest are ours.
+#![forbid(unsafe_code)]
+
+use core::fmt;
+
+use super::mem::{FrameUse, MmTag, Pfn};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// UniqueASIDPerCPU: one CPU's TLB holds entries of two mms with one ASID.
+    UniqueAsidPerCpu {
+        cpu: usize,
+        asid: u16,
+        mms: (MmTag, MmTag),
+    },
+    /// SameASIDActiveTask: an mm runs on two CPUs (outside a context switch)
+    /// with two ASIDs.
+    SameAsidActiveTask {
+        mm: MmTag,
+        cpus: (usize, usize),
+        asids: (u16, u16),
+    },
+    /// TLBEmptyInvalPTE: after an invalidation completed, a CPU still holds
+    /// an entry for the invalidated translation under an ASID the mm uses.
+    TlbEmptyInvalPte {
+        cpu: usize,
+        mm: MmTag,
+        vpn: u64,
+        asid: u16,
+    },
+    /// A leaf entry usable under a CPU's current TTBR0 leads to a frame that
+    /// is not a live data page of the mm that TTBR0 belongs to.
+    StaleTranslation {
+        cpu: usize,
+        mm: MmTag,
+        asid: u16,
+        vpn: u64,
+        pfn: Pfn,
+        frame: FrameUse,
+    },
+    /// A walk-cache entry usable under a CPU's current TTBR0 (or TTBR0
+    /// itself, `level: None`) points at a page that is not a live table of
+    /// that mm: a walk would read garbage as descriptors.
+    WalkThroughFreedTable {
+        cpu: usize,
+        mm: MmTag,
+        asid: u16,
+        level: Option<u8>,
+        table: Pfn,
+        frame: FrameUse,
+    },
+    /// Two live mms hold one ASID in one generation.
+    AsidSharedInGeneration {
+        asid: u16,
+        generation: u64,
+        mms: (MmTag, MmTag),
+    },
+    /// A CPU runs an mm whose ASID the allocator does not hold for it
+    /// (its `active`/`reserved` record names another id, or the ASID is free).
+    RunningAsidNotReserved {
+        cpu: usize,
+        mm: MmTag,
+        asid: u16,
+        record: u64,
+        taken: bool,
+    },
+    /// A switch returned an id of a generation newer than the CPU's last
+    /// local flush.
+    NewGenerationBeforeFlush {
+        cpu: usize,
+        id: u64,
+        flushed_generation: u64,
+    },
+    /// A pinned mm's ASID changed, or another live mm got it.
+    PinnedAsid {
+        mm: MmTag,
+        pinned: u16,
+        now: Option<u16>,
+        other: Option<MmTag>,
+    },
+}
+
+impl Violation {
+    /// The invariant's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Violation::UniqueAsidPerCpu { .. } => "UniqueASIDPerCPU",
+            Violation::SameAsidActiveTask { .. } => "SameASIDActiveTask",
+            Violation::TlbEmptyInvalPte { .. } => "TLBEmptyInvalPTE",
+            Violation::StaleTranslation { .. } => "NoStaleTranslation",
+            Violation::WalkThroughFreedTable { .. } => "NoWalkThroughFreedTable",
+            Violation::AsidSharedInGeneration { .. } => "UniqueASIDPerGeneration",
+            Violation::RunningAsidNotReserved { .. } => "RunningASIDReserved",
+            Violation::NewGenerationBeforeFlush { .. } => "FlushBeforeNewGeneration",
+            Violation::PinnedAsid { .. } => "PinnedASIDStable",
+        }
+    }
+
+    /// True for the invariants about TLB contents (the ones that show the
+    /// hardware-visible damage, as opposed to the allocator's bookkeeping).
+    pub fn is_tlb_level(&self) -> bool {
+        matches!(
+            self,
+            Violation::UniqueAsidPerCpu { .. }
+                | Violation::TlbEmptyInvalPte { .. }
+                | Violation::StaleTranslation { .. }
+                | Violation::WalkThroughFreedTable { .. }
+        )
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.name())?;
+        match self {
+            Violation::UniqueAsidPerCpu { cpu, asid, mms } => write!(
+                f,
+                "cpu{cpu} holds entries of mm{} and mm{} both tagged ASID {asid}",
+                mms.0, mms.1
+            ),
+            Violation::SameAsidActiveTask { mm, cpus, asids } => write!(
+                f,
+                "mm{mm} runs on cpu{} with ASID {} and on cpu{} with ASID {}",
+                cpus.0, asids.0, cpus.1, asids.1
+            ),
+            Violation::TlbEmptyInvalPte { cpu, mm, vpn, asid } => write!(
+                f,
+                "after the invalidation of mm{mm} page {vpn:#x} completed, cpu{cpu} still holds it under ASID {asid}"
+            ),
+            Violation::StaleTranslation { cpu, mm, asid, vpn, pfn, frame } => write!(
+                f,
+                "cpu{cpu} runs mm{mm} (ASID {asid}) and its TLB maps page {vpn:#x} to frame {pfn}, which is {frame:?}, expected Data {{ mm: {mm} }}"
+            ),
+            Violation::WalkThroughFreedTable { cpu, mm, asid, level, table, frame } => write!(
+                f,
+                "cpu{cpu} runs mm{mm} (ASID {asid}) and can walk through frame {table} ({}), which is {frame:?}, expected a live table of mm{mm}",
+                match level {
+                    Some(l) => format!("cached level-{l} entry"),
+                    None => "TTBR0".into(),
+                }
+            ),
+            Violation::AsidSharedInGeneration { asid, generation, mms } => write!(
+                f,
+                "mm{} and mm{} both hold ASID {asid} in generation {:#x}",
+                mms.0, mms.1, generation
+            ),
+            Violation::RunningAsidNotReserved { cpu, mm, asid, record, taken } => write!(
+                f,
+                "cpu{cpu} runs mm{mm} with ASID {asid}, expected the allocator to hold it (active/reserved record {record:#x}, ASID marked taken: {taken})"
+            ),
+            Violation::NewGenerationBeforeFlush { cpu, id, flushed_generation } => write!(
+                f,
+                "cpu{cpu} switched to id {id:#x}, newer than its last local flush (generation {flushed_generation:#x})"
+            ),
+            Violation::PinnedAsid { mm, pinned, now, other } => write!(
+                f,
+                "mm{mm} pinned ASID {pinned}, now has {now:?}{}",
+                match other {
+                    Some(o) => format!("; mm{o} holds it in the current generation"),
+                    None => String::new(),
+                }
+            ),
+        }
+    }
+}
