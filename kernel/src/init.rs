@@ -135,6 +135,7 @@ pub fn options() -> &'static Options {
 fn run_programs(progs: &[(alloc::string::String, u64)]) -> i32 {
     use crate::task::process;
     let mut started = alloc::vec::Vec::new();
+    let before = crate::mm::tlb::TLB_STATS.total();
     for (name, arg) in progs {
         match process::spawn(name, *arg, 0) {
             Ok(p) => started.push((name, p)),
@@ -152,6 +153,8 @@ fn run_programs(progs: &[(alloc::string::String, u64)]) -> i32 {
         crate::kprintln!("run: {name} (pid {}) exited with status {status}", p.pid);
         ok &= status == 0;
     }
+    let d = crate::mm::tlb::TLB_STATS.total().since(&before);
+    crate::kprintln!("run: TLB maintenance while the programs ran: {d}");
     if ok {
         semihost::EXIT_PASS
     } else {
