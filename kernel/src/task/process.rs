@@ -110,15 +110,7 @@ impl Mm {
     /// Found by the host model (`locked_calls_racing_a_zap_need_the_nested_fix`).
     pub fn finish_locked(&self, g: Gather) {
         let racing = self.flush_pending.load(Ordering::Acquire) > 0;
-        let fix = crate::OPTIONS.get().is_none_or(|o| o.nested_fix);
-        g.finish(&KernelMem, |r| {
-            if racing && fix {
-                TLB_STATS.record_event(cpu_id(), Event::NestedFullFlush);
-                self.flush_whole_asid();
-            } else {
-                self.flush(r)
-            }
-        });
+        self.finish_flushing_all_if(g, racing);
     }
 
     /// Marks a zapping gather (munmap, madvise, reaper) as in flight; call
@@ -134,16 +126,22 @@ impl Mm {
     /// unless `tlb.nested_fix=off`, which exists only to show the bug.
     pub fn finish_zap(&self, g: Gather) {
         let nested = self.flush_pending.load(Ordering::Acquire) > 1;
+        self.finish_flushing_all_if(g, nested);
+        self.flush_pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Finishes `g`; if `racing` (and `tlb.nested_fix` is on) the whole ASID
+    /// is flushed instead of the gathered range, and counted.
+    fn finish_flushing_all_if(&self, g: Gather, racing: bool) {
         let fix = crate::OPTIONS.get().is_none_or(|o| o.nested_fix);
         g.finish(&KernelMem, |r| {
-            if nested && fix {
+            if racing && fix {
                 TLB_STATS.record_event(cpu_id(), Event::NestedFullFlush);
                 self.flush_whole_asid();
             } else {
                 self.flush(r)
             }
         });
-        self.flush_pending.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Tears the whole address space down when its last thread has exited

@@ -242,6 +242,22 @@ pub fn pin(cpu: u64) -> Result<(), i32> {
 }
 
 /// Fails with [`status::SETUP`] unless at least `n` CPUs are online.
+/// The common start of a workload: pin to CPU 0 and, when `FLAG_A` is set,
+/// keep a second thread of the process spinning on CPU 1 (so the mm is live
+/// on two CPUs while it is measured).
+pub fn pin_with_optional_spinner(arg: &Arg) -> Result<Option<Helper>, i32> {
+    let spin = arg.flag(FLAG_A);
+    if spin {
+        require_cpus(2)?;
+    }
+    pin(0)?;
+    if spin {
+        Ok(Some(Helper::spinner(1)?))
+    } else {
+        Ok(None)
+    }
+}
+
 pub fn require_cpus(n: u64) -> Result<(), i32> {
     let online = cpus();
     if online < n {

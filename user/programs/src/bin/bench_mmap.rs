@@ -11,22 +11,13 @@
 #![forbid(unsafe_code)]
 
 use ulib::mm::Mapping;
-use userland::bench::{self, Arg, Helper, FLAG_A};
+use userland::bench::{self, Arg};
 
 ulib::entry!(run);
 
 fn run(raw: u64) -> Result<(), i32> {
     let arg = Arg::decode(raw, 16, 5, 20);
-    let spin = arg.flag(FLAG_A);
-    if spin {
-        bench::require_cpus(2)?;
-    }
-    bench::pin(0)?;
-    let spinner = if spin {
-        Some(Helper::spinner(1)?)
-    } else {
-        None
-    };
+    let spinner = bench::pin_with_optional_spinner(&arg)?;
     let pages = arg.n as usize;
     let m = bench::measure(
         &arg,
@@ -41,6 +32,6 @@ fn run(raw: u64) -> Result<(), i32> {
     if let Some(s) = spinner {
         s.stop()?;
     }
-    let threads = if spin { 2 } else { 1 };
+    let threads = if spinner.is_some() { 2 } else { 1 };
     bench::report("mmap", &arg, &[("pages", arg.n), ("threads", threads)], &m)
 }

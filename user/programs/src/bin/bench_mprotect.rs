@@ -14,22 +14,13 @@
 
 use ulib::abi::prot;
 use ulib::mm::Mapping;
-use userland::bench::{self, Arg, Helper, FLAG_A};
+use userland::bench::{self, Arg};
 
 ulib::entry!(run);
 
 fn run(raw: u64) -> Result<(), i32> {
     let arg = Arg::decode(raw, 16, 5, 20);
-    let spin = arg.flag(FLAG_A);
-    if spin {
-        bench::require_cpus(2)?;
-    }
-    bench::pin(0)?;
-    let spinner = if spin {
-        Some(Helper::spinner(1)?)
-    } else {
-        None
-    };
+    let spinner = bench::pin_with_optional_spinner(&arg)?;
     let pages = arg.n as usize;
     let mut m = bench::setup("mmap", Mapping::pages(arg.n))?;
     bench::touch(&mut m, pages, 1);
@@ -46,7 +37,7 @@ fn run(raw: u64) -> Result<(), i32> {
     if let Some(s) = spinner {
         s.stop()?;
     }
-    let threads = if spin { 2 } else { 1 };
+    let threads = if spinner.is_some() { 2 } else { 1 };
     bench::report(
         "mprotect",
         &arg,
