@@ -4,6 +4,7 @@
 
 use crate::errno::Errno;
 
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
 #[repr(C)]
 struct ProbeResult {
     ok: u64,

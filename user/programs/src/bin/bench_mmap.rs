@@ -18,6 +18,7 @@ ulib::entry!(run);
 fn run(raw: u64) -> Result<(), i32> {
     let arg = Arg::decode(raw, 16, 5, 20);
     let spinner = bench::pin_with_optional_spinner(&arg)?;
+    let threads = if spinner.is_some() { 2 } else { 1 };
     let pages = arg.n as usize;
     let m = bench::measure(
         &arg,
@@ -32,6 +33,5 @@ fn run(raw: u64) -> Result<(), i32> {
     if let Some(s) = spinner {
         s.stop()?;
     }
-    let threads = if spinner.is_some() { 2 } else { 1 };
     bench::report("mmap", &arg, &[("pages", arg.n), ("threads", threads)], &m)
 }

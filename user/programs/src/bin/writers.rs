@@ -24,7 +24,8 @@ ulib::entry!(run);
 
 fn run(_arg: u64) -> Result<(), i32> {
     for cpu in 1..4 {
-        try_sys!(thread::spawn(move || write_forever(cpu)), 1);
+        // Never joined: the threads run until the process is killed.
+        let _ = try_sys!(thread::spawn(move || write_forever(cpu)), 1);
     }
     Err(write_forever(0))
 }
