@@ -52,7 +52,7 @@ ktest!(#[config(append = "asid_bits=3", timeout_s = 300)] fn thousand_processes_
 ktest!(#[config(append = "asid_bits=3", timeout_s = 300)] fn running_process_keeps_its_asid_across_rollovers() {
     // The long-lived process sleeps and wakes on CPU 3, alone; churn runs on
     // CPUs 0-2, forcing rollovers while it lives.
-    let spinner = spawn_on("spin", 3 | (4000 << 8), 0, Some(3)).expect("spawn spin");
+    let spinner = spawn_on("spin", 3 | (20_000 << 8), 0, Some(3)).expect("spawn spin");
     let mut first = None;
     while first.is_none() {
         first = spinner.mm.ctx.asid();

@@ -16,10 +16,12 @@ fn spin_ms(ms: u64) {
 ktest!(fn timer_ticks_on_every_cpu() {
     let n = percpu::online_count();
     let before: alloc::vec::Vec<u64> = (0..n).map(|c| percpu::get(c).ticks.load(Ordering::Relaxed)).collect();
-    spin_ms(100);
+    // 20 ticks are due at 100 Hz; a loaded host may delay a vCPU, so only
+    // progress is required (a CPU whose timer is dead shows 0).
+    spin_ms(200);
     for (c, b) in before.iter().enumerate() {
         let now = percpu::get(c).ticks.load(Ordering::Relaxed);
-        assert!(now >= b + 3, "CPU {c}: {} ticks in 100 ms at 100 Hz", now - b);
+        assert!(now >= b + 2, "CPU {c}: {} ticks in 200 ms at 100 Hz", now - b);
     }
 });
 
