@@ -202,12 +202,18 @@ impl Mm {
     /// still run on other CPUs until they notice. Not exit mode: every
     /// batch is flushed before its frames are freed, so a thread still
     /// running faults (and dies) instead of touching a freed frame.
-    pub fn reap(&self) {
+    ///
+    /// `kill` runs under the mm lock before the zap: the victim's threads
+    /// learn they were killed only once the reaper holds the address space,
+    /// so they cannot tear it down first, and those still running on other
+    /// CPUs keep running while their memory is taken.
+    pub fn reap(&self, kill: impl FnOnce()) {
         self.reaped.store(true, Ordering::Release);
         self.begin_zap();
         let mut g = Gather::new();
         {
             let mut a = self.aspace.lock();
+            kill();
             let ranges: Vec<(u64, u64)> = a.vmas().iter().map(|v| (v.start, v.end)).collect();
             for (start, end) in ranges {
                 let _ = a.munmap(start, end - start, &KernelMem, &mut g, &mut |r| self.flush(r));

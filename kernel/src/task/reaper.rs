@@ -16,9 +16,10 @@ static WQ: WaitQueue = WaitQueue::new();
 /// Address spaces reaped since boot.
 pub static REAPED: AtomicU64 = AtomicU64::new(0);
 
-/// Kills `p` (exit status KILLED) and has its memory reclaimed now.
+/// Kills `p` (exit status KILLED) and has its memory reclaimed now: the
+/// reaper thread takes the address space, marks the process killed, and
+/// zaps it while the process's threads may still be running.
 pub fn kill(p: &Arc<Process>) {
-    p.kill(abi::KILLED_BASE + abi::cause::KILLED);
     QUEUE.lock().push_back(p.clone());
     WQ.wake_all();
 }
@@ -31,7 +32,7 @@ fn reaper_loop(_: usize) {
             next.is_some()
         });
         if let Some(p) = next {
-            p.mm.reap();
+            p.mm.reap(|| p.kill(abi::KILLED_BASE + abi::cause::KILLED));
             REAPED.fetch_add(1, Ordering::Relaxed);
             log::debug!(target: "reaper", "reaped pid {}", p.pid);
         }
