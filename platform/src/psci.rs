@@ -22,10 +22,3 @@ pub fn cpu_on(conduit: Conduit, mpidr: u64, entry: u64, context: u64) -> Result<
     .map_err(PsciError)
 }
 
-pub fn system_off(conduit: Conduit) -> Result<(), PsciError> {
-    match conduit {
-        Conduit::Hvc => psci::system_off::<Hvc>(),
-        Conduit::Smc => psci::system_off::<Smc>(),
-    }
-    .map_err(PsciError)
-}

@@ -25,6 +25,3 @@ pub fn arm(ticks: u64) {
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
 }
 
-pub fn disarm() {
-    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR);
-}

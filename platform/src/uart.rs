@@ -29,10 +29,6 @@ pub unsafe fn init(va: u64) {
     *CONSOLE.lock() = Some(Console(uart));
 }
 
-pub fn is_ready() -> bool {
-    CONSOLE.lock().is_some()
-}
-
 /// Writes `s`, turning `\n` into `\r\n`. Returns false if the UART is not set up.
 pub fn write_str(s: &str) -> bool {
     let mut guard = CONSOLE.lock();

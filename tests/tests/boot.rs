@@ -2,12 +2,12 @@
 //! ends the run before any test would start: command-line errors, the
 //! default workload, and `run=` programs' exit statuses.
 
-use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ktest_harness::build::{self, CargoOutput, Kernel};
 use ktest_harness::qemu::{Machine, Qemu};
+use ktest_harness::suite::{Launcher, Next, ProcessLauncher};
 
 fn kernel() -> &'static Kernel {
     static K: OnceLock<Kernel> = OnceLock::new();
@@ -22,27 +22,26 @@ fn boot(append: &str) -> (i32, String) {
         append: append.into(),
         gdb: false,
     };
-    let mut child = q
-        .command()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start QEMU");
+    let launcher = ProcessLauncher { program: Qemu::program(), verbose: false };
+    let mut b = launcher.launch(&q).expect("start QEMU");
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut text = String::new();
     loop {
-        if let Some(status) = child.try_wait().expect("wait for QEMU") {
-            let out = child.wait_with_output().expect("QEMU output");
-            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&out.stderr));
-            return (status.code().unwrap_or(-1), text);
+        match b.next(deadline) {
+            Next::Line(l) => {
+                text.push_str(&l);
+                text.push('\n');
+            }
+            Next::Ended => break,
+            Next::DeadlinePassed => {
+                b.kill();
+                panic!("QEMU did not exit within 60 s: {}", q.command_line());
+            }
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("QEMU did not exit within 60 s: {}", q.command_line());
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
+    let (exit, stderr) = b.finish();
+    text.push_str(&stderr);
+    (exit.code(), text)
 }
 
 #[test]

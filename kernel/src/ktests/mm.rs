@@ -47,10 +47,10 @@ ktest!(fn rodata_is_read_only() {
 });
 
 ktest!(fn data_is_not_executable() {
-    let f: extern "C" fn() = unsafe {
-        // SAFETY: deliberately jumping into a never-execute data page; caught.
-        core::mem::transmute::<*const u8, extern "C" fn()>(&raw const DATA_WORDS as *const u8)
-    };
+    // SAFETY: deliberately makes a function pointer into a never-execute
+    // data page; calling it faults, and `expect_fault` catches that.
+    let f: extern "C" fn() =
+        unsafe { core::mem::transmute::<*const u8, extern "C" fn()>(&raw const DATA_WORDS as *const u8) };
     expect_fault("execute data", || f(), "EC 0x21");
 });
 
@@ -155,4 +155,10 @@ ktest!(fn tlbi_range_op_executes_where_supported() {
     let before = TLB_STATS.total();
     tlbi::run(&[TlbiOp::Range { asid: 3, base: 0x20_0000, num: 3, scale: 1, last_level: false, ttl: None }], Scope::Broadcast);
     assert_eq!(TLB_STATS.total().since(&before).get(OpKind::Rvae1is), 1);
+});
+
+ktest!(fn pan_is_on_in_the_kernel() {
+    // With FEAT_PAN (as on -cpu max) the kernel cannot touch user memory
+    // except through the unprivileged copy routines (issue 3).
+    assert!(cpu::pan_enabled(), "PSTATE.PAN must be set in kernel context");
 });

@@ -12,9 +12,7 @@ use crate::task::{reaper, sched};
 use crate::{ktest, FEATURES};
 use abi::{cause, KILLED_BASE};
 
-fn settle() {
-    sched::sleep_ns(20_000_000);
-}
+use super::settle;
 
 /// Broadcast op counts of one munmap of `pages` pages, decoded from the
 /// `munmap_ops` program's exit status: (vae1is, vale1is, rvae1is, rvale1is,

@@ -19,10 +19,7 @@ fn expect(name: &str, arg: u64, status: i64) {
     assert_eq!(s, status, "{name}({arg}) exited with {s:#x}, expected {status:#x}");
 }
 
-/// Lets exited tasks be switched out and dropped on every CPU.
-fn settle() {
-    crate::task::sched::sleep_ns(20_000_000);
-}
+use super::settle;
 
 ktest!(fn hello_runs_in_el0() {
     expect("hello", 0, 0);

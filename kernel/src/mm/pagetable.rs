@@ -118,14 +118,15 @@ impl core::fmt::Display for MapError {
 }
 
 /// Reads entry `idx` of table `table`.
+///
+/// `table` is always a table frame of a live tree: every caller got it from
+/// the root or from a valid table descriptor, and tables are freed only
+/// through a gather after they were unlinked.
 fn load(mem: &impl PhysMem, table: u64, idx: usize) -> u64 {
     debug_assert!(idx < ENTRIES);
-    // SAFETY: 1. `table` is a table frame of a live tree (every caller got it
-    // from the root or from a valid table descriptor, and tables are freed
-    // only through a gather after they were unlinked), so by PhysMem's
-    // contract `ptr` is valid for 4096 bytes and 4096-aligned: entry `idx <
-    // 512` is in bounds and 8-aligned. 2. Descriptors are only ever accessed
-    // atomically, so there is no data race with other readers.
+    // SAFETY: 1. `ptr(table)` is valid and 4096-aligned (live table frame,
+    // PhysMem contract), so entry `idx < 512` is in bounds and aligned.
+    // 2. Descriptors are only accessed atomically: no data race.
     let e = unsafe { AtomicU64::from_ptr(mem.ptr(table).cast::<u64>().add(idx)) };
     e.load(Ordering::Relaxed)
 }
@@ -146,10 +147,8 @@ fn store(mem: &impl PhysMem, table: u64, idx: usize, desc: u64) {
 ///
 /// `pa` is a frame of `mem` that stays allocated for `'a`.
 unsafe fn frame_bytes<M: PhysMem>(mem: &M, pa: u64) -> &[AtomicU8] {
-    // SAFETY: by PhysMem's contract `ptr(pa)` is valid for 4096 bytes while
-    // the frame is allocated, which the caller guarantees for the lifetime;
-    // AtomicU8 has the size, alignment and validity of u8; the frame is only
-    // accessed atomically or by code outside Rust (user threads, walkers).
+    // SAFETY: `ptr(pa)` is valid for 4096 bytes while allocated (caller: for
+    // 'a); AtomicU8 has u8's layout; the frame is only accessed atomically.
     unsafe { core::slice::from_raw_parts(mem.ptr(pa).cast::<AtomicU8>(), PAGE_SIZE as usize) }
 }
 
@@ -248,21 +247,25 @@ impl PageTable {
         self.lookup(mem, va).map(desc_pa)
     }
 
+    /// The bytes of the page mapped at `va`, from `va` on, for an access of
+    /// `len` bytes that must not cross the page's end; `None` if no page is
+    /// present.
+    fn page_bytes<'a, M: PhysMem>(&'a self, mem: &'a M, va: u64, len: usize) -> Option<&'a [AtomicU8]> {
+        let off = (va % PAGE_SIZE) as usize;
+        assert!(off + len <= PAGE_SIZE as usize, "access at {va:#x} of {len} bytes crosses a page");
+        let pa = self.mapped_frame(mem, va)?;
+        // SAFETY: `pa` is mapped by a present leaf of this tree, which holds
+        // a reference; the tree cannot change while `self` is borrowed.
+        let bytes = unsafe { frame_bytes(mem, pa) };
+        Some(&bytes[off..])
+    }
+
     /// Copies `buf.len()` bytes from the page mapped at `va` (they must not
     /// cross its end) into `buf`, regardless of permissions. False if no
     /// page is present.
     pub fn read(&self, mem: &impl PhysMem, va: u64, buf: &mut [u8]) -> bool {
-        let off = (va % PAGE_SIZE) as usize;
-        assert!(
-            off + buf.len() <= PAGE_SIZE as usize,
-            "read at {va:#x} of {} bytes crosses a page",
-            buf.len()
-        );
-        let Some(pa) = self.mapped_frame(mem, va) else { return false };
-        // SAFETY: `pa` is mapped by a present leaf of this tree, which holds
-        // a reference; the tree cannot change while `self` is borrowed.
-        let bytes = unsafe { frame_bytes(mem, pa) };
-        for (b, src) in buf.iter_mut().zip(&bytes[off..]) {
+        let Some(bytes) = self.page_bytes(mem, va, buf.len()) else { return false };
+        for (b, src) in buf.iter_mut().zip(bytes) {
             *b = src.load(Ordering::Relaxed);
         }
         true
@@ -272,16 +275,8 @@ impl PageTable {
     /// regardless of permissions and of sharing: the caller makes sure the
     /// frame is private when it must be. False if no page is present.
     pub fn write(&mut self, mem: &impl PhysMem, va: u64, data: &[u8]) -> bool {
-        let off = (va % PAGE_SIZE) as usize;
-        assert!(
-            off + data.len() <= PAGE_SIZE as usize,
-            "write at {va:#x} of {} bytes crosses a page",
-            data.len()
-        );
-        let Some(pa) = self.mapped_frame(mem, va) else { return false };
-        // SAFETY: as in `read`.
-        let bytes = unsafe { frame_bytes(mem, pa) };
-        for (dst, &b) in bytes[off..].iter().zip(data) {
+        let Some(bytes) = self.page_bytes(mem, va, data.len()) else { return false };
+        for (dst, &b) in bytes.iter().zip(data) {
             dst.store(b, Ordering::Relaxed);
         }
         true
@@ -292,7 +287,7 @@ impl PageTable {
     pub fn duplicate(&self, mem: &impl PhysMem, va: u64) -> Result<u64, MapError> {
         let old = self.mapped_frame(mem, va).ok_or(MapError::NotMapped { va })?;
         let new = mem.alloc_zeroed().ok_or(MapError::OutOfMemory)?;
-        // SAFETY: `old` is held by a present leaf of this tree (see `read`);
+        // SAFETY: `old` is held by a present leaf of this tree (see `page_bytes`);
         // `new` was just allocated and is ours until we hand it out.
         let (src, dst) = unsafe { (frame_words(mem, old), frame_words(mem, new)) };
         for (d, s) in dst.iter().zip(src) {

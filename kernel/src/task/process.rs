@@ -40,8 +40,6 @@ pub struct Mm {
     /// that finishes while another is in flight cannot know what the other
     /// cleared or freed, so it flushes the whole ASID (mechanisms.md §5).
     pub flush_pending: AtomicUsize,
-    /// The reaper took this mm's memory: its threads are being killed.
-    pub reaped: AtomicBool,
 }
 
 static NEXT_MM: AtomicU64 = AtomicU64::new(1);
@@ -57,7 +55,6 @@ impl Mm {
             cpus: AtomicU64::new(0),
             ever_active: AtomicBool::new(false),
             flush_pending: AtomicUsize::new(0),
-            reaped: AtomicBool::new(false),
         })
     }
 
@@ -76,9 +73,8 @@ impl Mm {
             return;
         }
         let Some(asid) = self.ctx.asid() else { return };
-        let f = crate::FEATURES.get().copied().unwrap_or_else(crate::arch::aarch64::cpu::CpuFeatures::detect);
-        let feat = crate::mm::tlb::CpuFeatures { tlbi_range: f.tlbi_range, ttl: f.ttl };
-        match policy().plan(&r.request(asid), &feat) {
+        let (policy, feat) = policy();
+        match policy.plan(&r.request(asid), feat) {
             Ok(plan) => tlbi::run(plan.ops(), plan.scope()),
             Err(e) => {
                 log::error!(target: "tlb", "bad flush request {r:?}: {e}; flushing ASID {asid}");
@@ -208,7 +204,6 @@ impl Mm {
     /// so they cannot tear it down first, and those still running on other
     /// CPUs keep running while their memory is taken.
     pub fn reap(&self, kill: impl FnOnce()) {
-        self.reaped.store(true, Ordering::Release);
         self.begin_zap();
         let mut g = Gather::new();
         {
@@ -257,10 +252,15 @@ impl Mm {
 pub static LEAKED_MMS: AtomicU64 = AtomicU64::new(0);
 
 /// The flush strategy (the policy parameters come from the command line).
-static POLICY: spin::Once<RangePolicy> = spin::Once::new();
+/// Built once, with the features the policy needs, off the flush path.
+static POLICY: spin::Once<(RangePolicy, crate::mm::tlb::CpuFeatures)> = spin::Once::new();
 
-pub fn policy() -> &'static RangePolicy {
-    POLICY.call_once(|| RangePolicy::new(crate::OPTIONS.get().map(|o| o.tlb).unwrap_or_default()))
+pub fn policy() -> &'static (RangePolicy, crate::mm::tlb::CpuFeatures) {
+    POLICY.call_once(|| {
+        let params = crate::OPTIONS.get().map(|o| o.tlb).unwrap_or_default();
+        let f = crate::FEATURES.get().copied().unwrap_or_else(crate::arch::aarch64::cpu::CpuFeatures::detect);
+        (RangePolicy::new(params), f.tlb())
+    })
 }
 
 /// The kernel's ASID allocator.

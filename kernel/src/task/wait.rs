@@ -73,16 +73,6 @@ impl WaitQueue {
         woken
     }
 
-    /// Wakes one specific task if it waits here (used by kill).
-    pub fn wake_task(&self, t: &Arc<Task>) {
-        let found = {
-            let mut q = self.q.lock();
-            q.iter().position(|x| Arc::ptr_eq(x, t)).and_then(|i| q.remove(i))
-        };
-        if let Some(t) = found {
-            sched::wake(&t);
-        }
-    }
 }
 
 impl Default for WaitQueue {

@@ -191,8 +191,8 @@ pub fn ep_create() -> Result<u64, Errno> {
 
 /// Sends `msg` to endpoint `ep` and waits for the reply.
 pub fn ep_call(ep: u64, msg: Msg) -> Result<Msg, Errno> {
-    // SAFETY: EP_CALL touches no user memory; the words travel in registers.
     let [status, r0, r1, r2, r3] =
+        // SAFETY: EP_CALL touches no user memory; the words travel in registers.
         unsafe { syscall_ret5(nr::EP_CALL, ep, msg[0], msg[1], msg[2], msg[3]) };
     Errno::result(status).map(|_| [r0, r1, r2, r3])
 }

@@ -54,7 +54,9 @@ fn mmfr2() -> u64 {
 
 impl CpuFeatures {
     pub fn detect() -> Self {
-        let tlb = (isar0() >> 56) & 0xf;
+        let (isar0, mmfr2) = (isar0(), mmfr2());
+        let tlb = (isar0 >> 56) & 0xf;
+        let policy = crate::mm::tlb::CpuFeatures::from_id_regs(isar0, mmfr2);
         let mmfr0 = ID_AA64MMFR0_EL1.get();
         let pa_bits = match mmfr0 & 0xf {
             0 => 32,
@@ -66,13 +68,18 @@ impl CpuFeatures {
             _ => 52,
         };
         CpuFeatures {
-            tlbi_range: tlb >= 2,
+            tlbi_range: policy.tlbi_range,
             tlbi_os: tlb >= 1,
-            ttl: (mmfr2() >> 48) & 0xf != 0,
+            ttl: policy.ttl,
             asid_bits: if (mmfr0 >> 4) & 0xf == 2 { 16 } else { 8 },
             pa_bits,
             midr: MIDR_EL1.get(),
         }
+    }
+
+    /// What the flush policy needs to know.
+    pub fn tlb(&self) -> crate::mm::tlb::CpuFeatures {
+        crate::mm::tlb::CpuFeatures { tlbi_range: self.tlbi_range, ttl: self.ttl }
     }
 
     /// A short name for the CPU from MIDR (implementer/part).

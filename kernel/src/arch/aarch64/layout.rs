@@ -21,8 +21,3 @@ pub const fn phys_to_virt(pa: u64) -> u64 {
     pa + LINEAR_BASE
 }
 
-/// Physical address of a linear-map virtual address.
-#[inline]
-pub const fn virt_to_phys(va: u64) -> u64 {
-    va - LINEAR_BASE
-}

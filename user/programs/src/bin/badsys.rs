@@ -64,12 +64,10 @@ fn run(_arg: u64) -> Result<(), i32> {
     let before = try_sys!(sys::stat(stats::BAD_SYSCALLS), 1);
     let got = cases.each_ref().map(|c| {
         let [a0, a1, a2, a3, a4, a5] = c.args;
-        // SAFETY: every call is invalid and must be rejected before it acts.
-        // The pointers are null, kernel or unaligned (the kernel would only
-        // read there); the only memory named is `scratch`, which nothing
-        // uses, or ranges that are not mapped. A kernel that wrongly acted
-        // could at worst unmap memory we use, which ends the process with a
-        // fault rather than corrupting it silently.
+        // A kernel that wrongly acted could at worst unmap memory we use,
+        // which ends the process with a fault, not silent corruption.
+        // SAFETY: every call is invalid and rejected before it acts; the only
+        // memory named is unused `scratch`, null, kernel or unmapped ranges.
         Errno::result(unsafe { raw::syscall6(c.nr, a0, a1, a2, a3, a4, a5) })
     });
     let after = try_sys!(sys::stat(stats::BAD_SYSCALLS), 1);

@@ -33,10 +33,8 @@ fn run(arg: u64) -> Result<(), i32> {
             ("image", image_start, image_end),
             ("stack", stack_bottom, USER_STACK_TOP),
         ] {
-            // SAFETY: the image is mapped readable from `__image_start` to
-            // `__image_end` (user.ld), and the stack from this frame's page
-            // up to USER_STACK_TOP. The scan only reads, and no `&mut` to
-            // anything in those ranges is live while it runs.
+            // SAFETY: both ranges are mapped readable (image per user.ld, stack
+            // from this frame up); the scan only reads, with no live `&mut`.
             if let Some((addr, w)) = unsafe { scan(start, end, tag) } {
                 fail!(
                     1,
