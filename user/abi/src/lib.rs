@@ -158,3 +158,21 @@ pub const USER_STACK_TOP: u64 = 0x7fff_0000_0000;
 pub const USER_STACK_SIZE: u64 = 256 * 1024;
 /// Start of the region non-fixed `mmap` allocates from.
 pub const MMAP_BASE: u64 = 0x10_0000_0000;
+
+/// Region markers for the TCG plugin (`tests/qemu-plugin`): `HINT #imm`
+/// instructions that a guest program executes around a region it wants
+/// counted on its own (the `bench_*` programs put them around their timed
+/// repetitions). The immediates are in the architecturally unallocated part
+/// of the hint space, which the architecture and QEMU execute as `NOP`:
+/// without the plugin they cost one instruction each.
+pub mod marker {
+    /// `HINT #0x7e`: a counted region begins after this instruction.
+    pub const BEGIN: u32 = 0x7e;
+    /// `HINT #0x7f`: the counted region ends before this instruction.
+    pub const END: u32 = 0x7f;
+
+    /// The A64 encoding of `HINT #imm` (`NOP` is `HINT #0`).
+    pub const fn hint(imm: u32) -> u32 {
+        0xd503_201f | (imm & 0x7f) << 5
+    }
+}
