@@ -18,6 +18,14 @@
 //! repetition with CNTVCT_EL0, and reads the counters again. The report
 //! carries the raw totals; the host divides them by `counted_ops`.
 //!
+//! The repetitions are also a region for the TCG plugin
+//! (`tests/qemu-plugin`): `HINT #abi::marker::BEGIN` after the first
+//! counter read and `HINT #END` before the second (both execute as `NOP`
+//! without the plugin), so the plugin's counts cover what the kernel's do,
+//! less the counter reads. A helper thread ([`measure_with_helper`]) is
+//! paused outside its operations around both reads and markers, so that no
+//! operation of it straddles an end of the region.
+//!
 //! # Report
 //!
 //! One line, written with one WRITE so that nothing interleaves:
@@ -169,17 +177,40 @@ pub struct Measurement {
 /// Runs `arg.ops` warm-up operations, then `arg.reps` timed repetitions of
 /// `arg.ops` operations; `op(i)` does operation `i` (counting from 0 over
 /// the warm-up and the repetitions). `others()` is how many operations
-/// helper threads have done so far (0 if there are none).
+/// other threads have done so far (0 if there are none).
 pub fn measure(
+    arg: &Arg,
+    op: impl FnMut(u64) -> Result<(), i32>,
+    others: impl Fn() -> u64,
+) -> Result<Measurement, i32> {
+    measure_around(arg, op, others, None)
+}
+
+/// [`measure`] while `helper` does operations of its own on another CPU:
+/// they are counted (`counted_ops`), and the helper is paused around the
+/// counter reads and region markers.
+pub fn measure_with_helper(
+    arg: &Arg,
+    op: impl FnMut(u64) -> Result<(), i32>,
+    helper: &Helper,
+) -> Result<Measurement, i32> {
+    measure_around(arg, op, || helper.ops(), Some(helper))
+}
+
+fn measure_around(
     arg: &Arg,
     mut op: impl FnMut(u64) -> Result<(), i32>,
     others: impl Fn() -> u64,
+    helper: Option<&Helper>,
 ) -> Result<Measurement, i32> {
     let (reps, ops) = (arg.reps as usize, arg.ops);
     let mut i = 0;
     for _ in 0..ops {
         op(i)?;
         i += 1;
+    }
+    if let Some(h) = helper {
+        h.pause()?;
     }
     let mut m = Measurement {
         rep_ticks: [0; MAX_REPS],
@@ -191,6 +222,10 @@ pub fn measure(
     };
     let others_before = others();
     let before = m.counters;
+    region::begin();
+    if let Some(h) = helper {
+        h.resume();
+    }
     for r in 0..reps {
         let start = cntvct();
         for _ in 0..ops {
@@ -199,10 +234,42 @@ pub fn measure(
         }
         m.rep_ticks[r] = cntvct() - start;
     }
+    if let Some(h) = helper {
+        h.pause()?;
+    }
+    region::end();
     let after = read_counters()?;
     m.counted_ops = reps as u64 * ops + others().wrapping_sub(others_before);
     m.counters = after.since(&before);
+    if let Some(h) = helper {
+        h.resume();
+    }
     Ok(m)
+}
+
+/// The region markers of the TCG plugin (`abi::marker`).
+mod region {
+    /// Executes `HINT #abi::marker::BEGIN`.
+    pub fn begin() {
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: an unallocated HINT executes as NOP: it reads and writes
+        // no register, flag or memory. It is not `nomem`, so the compiler
+        // keeps the region's memory accesses on their side of it.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::asm!("hint #{imm}", imm = const ulib::abi::marker::BEGIN, options(nostack, preserves_flags))
+        };
+    }
+
+    /// Executes `HINT #abi::marker::END`.
+    pub fn end() {
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as in `begin`.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::asm!("hint #{imm}", imm = const ulib::abi::marker::END, options(nostack, preserves_flags))
+        };
+    }
 }
 
 fn read_counters() -> Result<Counters, i32> {
@@ -272,11 +339,24 @@ pub fn require_cpus(n: u64) -> Result<(), i32> {
 /// thread measures.
 #[derive(Debug)]
 pub struct Helper {
-    /// [stop requested, started, operations done, exit status + 1 if the
-    /// thread ended early].
+    /// Words indexed by [`STOP`], [`STARTED`], [`DONE`], [`ENDED`],
+    /// [`PAUSE`], [`PAUSED`].
     shared: &'static [AtomicU64],
     handle: JoinHandle,
 }
+
+/// Stop requested.
+const STOP: usize = 0;
+/// The thread runs on its CPU.
+const STARTED: usize = 1;
+/// Operations done.
+const DONE: usize = 2;
+/// Exit status + 1 once the thread ended (early, on a failure, or stopped).
+const ENDED: usize = 3;
+/// Pause requested.
+const PAUSE: usize = 4;
+/// The thread is paused between two operations.
+const PAUSED: usize = 5;
 
 impl Helper {
     /// Starts the thread, pinned to `cpu`, and waits until it runs there.
@@ -288,21 +368,31 @@ impl Helper {
         let body = move || {
             let status = (|| {
                 pin(cpu)?;
-                shared[1].store(1, Ordering::Release);
-                while shared[0].load(Ordering::Acquire) == 0 {
+                shared[STARTED].store(1, Ordering::Release);
+                while shared[STOP].load(Ordering::Acquire) == 0 {
+                    if shared[PAUSE].load(Ordering::Acquire) != 0 {
+                        shared[PAUSED].store(1, Ordering::Release);
+                        while shared[PAUSE].load(Ordering::Acquire) != 0
+                            && shared[STOP].load(Ordering::Acquire) == 0
+                        {
+                            core::hint::spin_loop();
+                        }
+                        shared[PAUSED].store(0, Ordering::Release);
+                        continue;
+                    }
                     work()?;
-                    shared[2].fetch_add(1, Ordering::Relaxed);
+                    shared[DONE].fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(())
             })()
             .err()
             .unwrap_or(0);
-            shared[3].store(status as u64 + 1, Ordering::Release);
+            shared[ENDED].store(status as u64 + 1, Ordering::Release);
             status
         };
         let handle = setup("starting a helper thread", thread::spawn(body))?;
-        while shared[1].load(Ordering::Acquire) == 0 {
-            if shared[3].load(Ordering::Acquire) != 0 {
+        while shared[STARTED].load(Ordering::Acquire) == 0 {
+            if shared[ENDED].load(Ordering::Acquire) != 0 {
                 let _ = handle.join();
                 return Err(status::SETUP);
             }
@@ -321,12 +411,31 @@ impl Helper {
 
     /// Times `work` has completed so far.
     pub fn ops(&self) -> u64 {
-        self.shared[2].load(Ordering::Relaxed)
+        self.shared[DONE].load(Ordering::Relaxed)
+    }
+
+    /// Returns once the thread is between two operations and waits there
+    /// (or fails with [`status::OP`] if it ended).
+    pub fn pause(&self) -> Result<(), i32> {
+        self.shared[PAUSE].store(1, Ordering::Release);
+        while self.shared[PAUSED].load(Ordering::Acquire) == 0 {
+            if self.shared[ENDED].load(Ordering::Acquire) != 0 {
+                ulib::println!("bench: FAIL: the helper thread ended while running");
+                return Err(status::OP);
+            }
+            core::hint::spin_loop();
+        }
+        Ok(())
+    }
+
+    /// Lets a paused thread go on.
+    pub fn resume(&self) {
+        self.shared[PAUSE].store(0, Ordering::Release);
     }
 
     /// Stops the thread and waits for it; its failure is this one's.
     pub fn stop(self) -> Result<(), i32> {
-        self.shared[0].store(1, Ordering::Release);
+        self.shared[STOP].store(1, Ordering::Release);
         match op("joining a helper thread", self.handle.join())? {
             0 => Ok(()),
             code => Err(code),

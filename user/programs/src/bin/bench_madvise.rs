@@ -38,15 +38,15 @@ fn run(raw: u64) -> Result<(), i32> {
     } else {
         None
     };
-    let m = bench::measure(
-        &arg,
-        |i| {
-            bench::op("madvise", mine.discard())?;
-            bench::touch(&mut mine, pages, i);
-            Ok(())
-        },
-        || helper.as_ref().map_or(0, Helper::ops),
-    )?;
+    let op = |i| {
+        bench::op("madvise", mine.discard())?;
+        bench::touch(&mut mine, pages, i);
+        Ok(())
+    };
+    let m = match &helper {
+        Some(h) => bench::measure_with_helper(&arg, op, h)?,
+        None => bench::measure(&arg, op, || 0)?,
+    };
     if let Some(h) = helper {
         h.stop()?;
     }
