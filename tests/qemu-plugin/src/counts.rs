@@ -10,6 +10,7 @@
 //! vCPU's counters, the end marker snapshots them again, and the region's
 //! counts are the differences. The marking vCPU's own counts are exact at
 //! both ends; another vCPU's are read at whatever point it has reached.
+//! Regions nest: an end marker ends the innermost open region.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -121,6 +122,8 @@ impl Counts {
 /// A marked region that ended (or was still open when QEMU exited).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Region {
+    /// How many regions were open around it (0: outermost).
+    pub depth: u32,
     pub begin_vcpu: u32,
     /// `None` if QEMU exited inside the region.
     pub end_vcpu: Option<u32>,
@@ -129,15 +132,19 @@ pub struct Region {
 }
 
 struct Open {
+    /// Its place among all regions, in the order they began.
+    seq: usize,
     vcpu: u32,
     start: Vec<Counts>,
 }
 
 #[derive(Default)]
 struct Regions {
-    open: Option<Open>,
-    closed: Vec<Region>,
-    /// Markers that did not fit: a begin inside a region, an end outside one.
+    /// Innermost last.
+    open: Vec<Open>,
+    begun: usize,
+    closed: Vec<(usize, Region)>,
+    /// End markers outside any region.
     unpaired: u64,
 }
 
@@ -173,11 +180,10 @@ impl State {
     /// A begin marker executed on `vcpu`.
     pub fn begin(&self, vcpu: u32) {
         let mut r = self.regions();
-        if r.open.is_some() {
-            r.unpaired += 1;
-            return;
-        }
-        r.open = Some(Open {
+        let seq = r.begun;
+        r.begun += 1;
+        r.open.push(Open {
+            seq,
             vcpu,
             start: self.snapshot(),
         });
@@ -186,18 +192,20 @@ impl State {
     /// An end marker executed on `vcpu`.
     pub fn end(&self, vcpu: u32) {
         let mut r = self.regions();
-        match r.open.take() {
+        match r.open.pop() {
             Some(open) => {
-                let region = self.close(open, Some(vcpu));
-                r.closed.push(region);
+                let depth = r.open.len() as u32;
+                let closed = self.close(open, depth, Some(vcpu));
+                r.closed.push(closed);
             }
             None => r.unpaired += 1,
         }
     }
 
-    fn close(&self, open: Open, end_vcpu: Option<u32>) -> Region {
+    fn close(&self, open: Open, depth: u32, end_vcpu: Option<u32>) -> (usize, Region) {
         let now = self.snapshot();
-        Region {
+        let region = Region {
+            depth,
             begin_vcpu: open.vcpu,
             end_vcpu,
             per_vcpu: now
@@ -205,18 +213,23 @@ impl State {
                 .zip(&open.start)
                 .map(|(n, s)| n.since(s))
                 .collect(),
-        }
+        };
+        (open.seq, region)
     }
 
-    /// The regions so far (one still open is ended here, without an end
-    /// vCPU), and the number of unpaired markers.
+    /// The regions so far in the order they began (those still open are
+    /// ended here, without an end vCPU), and the number of end markers
+    /// outside any region.
     pub fn regions_at_exit(&self) -> (Vec<Region>, u64) {
         let mut r = self.regions();
         let mut all = r.closed.clone();
-        if let Some(open) = r.open.take() {
-            all.push(self.close(open, None));
+        while let Some(open) = r.open.pop() {
+            let depth = r.open.len() as u32;
+            all.push(self.close(open, depth, None));
         }
-        (all, r.unpaired)
+        all.sort_by_key(|(seq, _)| *seq);
+        let regions = all.into_iter().map(|(_, region)| region).collect();
+        (regions, r.unpaired)
     }
 }
 
@@ -263,27 +276,34 @@ mod tests {
         s.begin(0);
         v0.insns(5);
         v1.insns(7);
-        s.begin(1); // unpaired: already open
+        s.begin(1); // nested
         v0.tlbi(3);
         v0.dsb(11);
-        s.end(0);
+        s.end(0); // the inner one
+        v0.insns(2);
+        s.end(1);
         v0.insns(100);
         s.begin(1);
         v1.insns(1);
         let (regions, unpaired) = s.regions_at_exit();
-        assert_eq!(unpaired, 2);
-        assert_eq!(regions.len(), 2);
-        let r = &regions[0];
-        assert_eq!((r.begin_vcpu, r.end_vcpu), (0, Some(0)));
-        assert_eq!((r.per_vcpu[0].insns, r.per_vcpu[1].insns), (5, 7));
+        assert_eq!(unpaired, 1);
+        assert_eq!(regions.len(), 3);
+        let outer = &regions[0];
+        let ends = (outer.depth, outer.begin_vcpu, outer.end_vcpu);
+        assert_eq!(ends, (0, 0, Some(1)));
+        assert_eq!((outer.per_vcpu[0].insns, outer.per_vcpu[1].insns), (7, 7));
+        let v0_counts = &outer.per_vcpu[0];
+        assert_eq!((v0_counts.tlbi[3], v0_counts.dsb_completing), (1, 1));
+        let total = Counts::sum(&outer.per_vcpu);
+        assert_eq!((total.insns, total.dsb[11]), (14, 1));
+        let inner = &regions[1];
         assert_eq!(
-            (r.per_vcpu[0].tlbi[3], r.per_vcpu[0].dsb_completing),
-            (1, 1)
+            (inner.depth, inner.begin_vcpu, inner.end_vcpu),
+            (1, 1, Some(0))
         );
-        let total = Counts::sum(&r.per_vcpu);
-        assert_eq!((total.insns, total.dsb[11]), (12, 1));
-        let open = &regions[1];
-        assert_eq!((open.begin_vcpu, open.end_vcpu), (1, None));
+        assert_eq!((inner.per_vcpu[0].insns, inner.per_vcpu[0].tlbi[3]), (0, 1));
+        let open = &regions[2];
+        assert_eq!((open.depth, open.begin_vcpu, open.end_vcpu), (0, 1, None));
         assert_eq!((open.per_vcpu[0].insns, open.per_vcpu[1].insns), (0, 1));
     }
 }

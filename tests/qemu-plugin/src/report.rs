@@ -4,14 +4,16 @@
 //! {"plugin":"tlbcount","version":1,"count":"tb","vcpus":2,
 //!  "markers":{"begin":"hint #0x7e","end":"hint #0x7f"},
 //!  "total":COUNTS,"per_vcpu":[COUNTS,...],
-//!  "regions":[{"begin_vcpu":0,"end_vcpu":0,"total":COUNTS,"per_vcpu":[COUNTS,...]}],
+//!  "regions":[{"depth":0,"begin_vcpu":0,"end_vcpu":0,"total":COUNTS,"per_vcpu":[COUNTS,...]}],
 //!  "unpaired_markers":0}
 //! COUNTS = {"insns":N,"tlbi":{"vae1is":N,...},"dsb":{"ish":N,...},"dsb_completing":N}
 //! ```
 //!
 //! `total` and `per_vcpu` cover the whole run; each region covers what
 //! happened between a begin and an end marker (`end_vcpu` is null if QEMU
-//! exited inside it). `tlbi` and `dsb` list only the kinds that occurred.
+//! exited inside it), listed in the order they began; `depth` counts the
+//! regions around it. `unpaired_markers` counts end markers outside any
+//! region. `tlbi` and `dsb` list only the kinds that occurred.
 //! `dsb_completing` counts the full DSBs that completed TLB maintenance (see
 //! [`crate::counts::Vcpu`]).
 
@@ -45,7 +47,11 @@ pub fn json(mode: Mode, per_vcpu: &[Counts], regions: &[Region], unpaired: u64) 
             s.push(',');
         }
         let end = r.end_vcpu.map_or("null".to_string(), |v| v.to_string());
-        let _ = write!(s, "{{\"begin_vcpu\":{},\"end_vcpu\":{end},", r.begin_vcpu);
+        let _ = write!(
+            s,
+            "{{\"depth\":{},\"begin_vcpu\":{},\"end_vcpu\":{end},",
+            r.depth, r.begin_vcpu
+        );
         write_totals(&mut s, &r.per_vcpu);
         s.push('}');
     }
@@ -107,7 +113,7 @@ mod tests {
             "{{\"plugin\":\"tlbcount\",\"version\":1,\"count\":\"tb\",\"vcpus\":2,\
              \"markers\":{{\"begin\":\"hint #0x7e\",\"end\":\"hint #0x7f\"}},\
              \"total\":{whole},\"per_vcpu\":[{zero},{whole}],\
-             \"regions\":[{{\"begin_vcpu\":1,\"end_vcpu\":1,\"total\":{counts},\"per_vcpu\":[{zero},{counts}]}}],\
+             \"regions\":[{{\"depth\":0,\"begin_vcpu\":1,\"end_vcpu\":1,\"total\":{counts},\"per_vcpu\":[{zero},{counts}]}}],\
              \"unpaired_markers\":0}}\n"
         );
         assert_eq!(text, expected);
