@@ -18,13 +18,15 @@
 //! repetition with CNTVCT_EL0, and reads the counters again. The report
 //! carries the raw totals; the host divides them by `counted_ops`.
 //!
-//! The repetitions are also a region for the TCG plugin
-//! (`tests/qemu-plugin`): `HINT #abi::marker::BEGIN` after the first
-//! counter read and `HINT #END` before the second (both execute as `NOP`
-//! without the plugin), so the plugin's counts cover what the kernel's do,
-//! less the counter reads. A helper thread ([`measure_with_helper`]) is
-//! paused outside its operations around both reads and markers, so that no
-//! operation of it straddles an end of the region.
+//! For the TCG plugin (`tests/qemu-plugin`) it also marks two nested
+//! regions with `HINT #abi::marker::BEGIN` / `#END` (`NOP`s without the
+//! plugin): the outer one begins just after the kernel's TLBI counters are
+//! read and ends just before they are read again, so the plugin counts
+//! what the kernel's deltas count; the inner one spans the timed
+//! repetitions alone, for instructions per operation. A helper thread
+//! ([`measure_with_helper`]) is paused between its operations around both
+//! counter reads, so that none of its operations straddles an end of the
+//! outer region.
 //!
 //! # Report
 //!
@@ -135,13 +137,29 @@ pub struct Counters {
 
 impl Counters {
     pub fn read() -> Result<Counters, ulib::Errno> {
+        Counters::read_marked(None)
+    }
+
+    /// Reads the counters with the plugin's region marker `mark` right
+    /// next to the moment the kernel reads its TLBI counters: a begin
+    /// marker just after that STATS call returns, an end marker just
+    /// before it is made. Between the two, the kernel only copies the
+    /// words out to a buffer already written (so no page fault, no TLB
+    /// maintenance, can fall between the kernel's read and the marker).
+    fn read_marked(mark: Option<region::Mark>) -> Result<Counters, ulib::Errno> {
         let mut c = Counters {
             tlbi: [0; TLBI_WORDS],
             tlbi_words: 0,
             asid: [0; 5],
             faults: 0,
         };
+        if mark == Some(region::Mark::End) {
+            region::mark(region::Mark::End, c.tlbi.as_ptr().cast());
+        }
         c.tlbi_words = sys::stats(stats::TLBI, &mut c.tlbi)? as usize;
+        if mark == Some(region::Mark::Begin) {
+            region::mark(region::Mark::Begin, c.tlbi.as_ptr().cast());
+        }
         sys::stats(stats::ASID, &mut c.asid)?;
         c.faults = sys::stat(stats::PAGE_FAULTS)?;
         Ok(c)
@@ -212,68 +230,89 @@ fn measure_around(
     if let Some(h) = helper {
         h.pause()?;
     }
-    let mut m = Measurement {
-        rep_ticks: [0; MAX_REPS],
-        reps,
-        ops,
-        warmup: ops,
-        counted_ops: 0,
-        counters: read_counters()?,
-    };
+    // Two nested regions: the outer one spans what the kernel's counter
+    // deltas span (for `bench --verify`), the inner one the timed
+    // repetitions (for instructions per operation).
+    let before = read_counters(region::Mark::Begin)?;
     let others_before = others();
-    let before = m.counters;
-    region::begin();
     if let Some(h) = helper {
         h.resume();
     }
-    for r in 0..reps {
+    let mut rep_ticks = [0; MAX_REPS];
+    region::mark(region::Mark::Begin, core::ptr::null());
+    for ticks in &mut rep_ticks[..reps] {
         let start = cntvct();
         for _ in 0..ops {
             op(i)?;
             i += 1;
         }
-        m.rep_ticks[r] = cntvct() - start;
+        *ticks = cntvct() - start;
     }
+    region::mark(region::Mark::End, core::ptr::null());
     if let Some(h) = helper {
         h.pause()?;
     }
-    region::end();
-    let after = read_counters()?;
-    m.counted_ops = reps as u64 * ops + others().wrapping_sub(others_before);
-    m.counters = after.since(&before);
+    let counted_ops = reps as u64 * ops + others().wrapping_sub(others_before);
+    let after = read_counters(region::Mark::End)?;
     if let Some(h) = helper {
         h.resume();
     }
-    Ok(m)
+    Ok(Measurement {
+        rep_ticks,
+        reps,
+        ops,
+        warmup: ops,
+        counted_ops,
+        counters: after.since(&before),
+    })
 }
 
 /// The region markers of the TCG plugin (`abi::marker`).
 mod region {
-    /// Executes `HINT #abi::marker::BEGIN`.
-    pub fn begin() {
-        #[cfg(target_arch = "aarch64")]
-        // SAFETY: an unallocated HINT executes as NOP: it reads and writes
-        // no register, flag or memory. It is not `nomem`, so the compiler
-        // keeps the region's memory accesses on their side of it.
-        #[allow(unsafe_code)]
-        unsafe {
-            core::arch::asm!("hint #{imm}", imm = const ulib::abi::marker::BEGIN, options(nostack, preserves_flags))
-        };
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Mark {
+        /// `HINT #abi::marker::BEGIN`
+        Begin,
+        /// `HINT #abi::marker::END`
+        End,
     }
 
-    /// Executes `HINT #abi::marker::END`.
-    pub fn end() {
+    /// Executes the marker; memory at `written` (may be null) has been
+    /// written by then, not after.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(unused_variables))]
+    pub fn mark(mark: Mark, written: *const u8) {
         #[cfg(target_arch = "aarch64")]
-        // SAFETY: as in `begin`.
-        #[allow(unsafe_code)]
-        unsafe {
-            core::arch::asm!("hint #{imm}", imm = const ulib::abi::marker::END, options(nostack, preserves_flags))
-        };
+        match mark {
+            // SAFETY: an unallocated HINT executes as NOP: it reads and
+            // writes no register, flag or memory. `written` is only named
+            // (in a comment) so that the compiler completes the stores to
+            // it before the HINT; the asm is not `nomem`, so the compiler
+            // keeps other memory accesses on their side of it as well.
+            #[allow(unsafe_code)]
+            Mark::Begin => unsafe {
+                core::arch::asm!(
+                    "hint #{imm} // {p}",
+                    imm = const ulib::abi::marker::BEGIN,
+                    p = in(reg) written,
+                    options(nostack, preserves_flags)
+                )
+            },
+            // SAFETY: as above.
+            #[allow(unsafe_code)]
+            Mark::End => unsafe {
+                core::arch::asm!(
+                    "hint #{imm} // {p}",
+                    imm = const ulib::abi::marker::END,
+                    p = in(reg) written,
+                    options(nostack, preserves_flags)
+                )
+            },
+        }
     }
 }
 
-fn read_counters() -> Result<Counters, i32> {
-    Counters::read().map_err(|e| {
+fn read_counters(mark: region::Mark) -> Result<Counters, i32> {
+    Counters::read_marked(Some(mark)).map_err(|e| {
         ulib::println!("bench: FAIL: reading the kernel's counters: {e}");
         status::REPORT
     })
