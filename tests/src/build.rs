@@ -159,7 +159,7 @@ pub fn build_kernel(root: &Path, output: CargoOutput) -> Result<Kernel, BuildErr
     Ok(Kernel { elf, image })
 }
 
-fn run_cargo(mut cmd: Command, output: CargoOutput) -> Result<(), BuildError> {
+pub(crate) fn run_cargo(mut cmd: Command, output: CargoOutput) -> Result<(), BuildError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let spawn_error = |source| BuildError::Spawn {
         cargo: program.clone(),

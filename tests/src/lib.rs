@@ -21,6 +21,7 @@ pub mod ktap;
 pub mod ktests;
 pub mod qemu;
 pub mod suite;
+pub mod tcg_plugin;
 pub mod trials;
 
 #[cfg(test)]

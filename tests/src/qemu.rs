@@ -9,6 +9,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 
+use crate::tcg_plugin::Load;
+
 /// The QEMU binary, unless `KTEST_QEMU` names another.
 pub const DEFAULT_QEMU: &str = "qemu-system-aarch64";
 
@@ -41,6 +43,8 @@ pub struct Qemu {
     pub append: String,
     /// Wait for gdb on tcp::1234 before the first instruction (`-s -S`).
     pub gdb: bool,
+    /// The TCG plugin to load (`-plugin`), if any.
+    pub plugin: Option<Load>,
 }
 
 impl Qemu {
@@ -81,6 +85,9 @@ impl Qemu {
         args.extend(["-append", self.append.trim(), "-no-reboot"].map(OsString::from));
         if self.gdb {
             args.extend(["-s", "-S"].map(OsString::from));
+        }
+        if let Some(plugin) = &self.plugin {
+            args.extend(plugin.qemu_args());
         }
         args
     }
@@ -208,6 +215,7 @@ mod tests {
             image: "/t/kernel.img".into(),
             append: " log=debug ktest.run=a::b,c ".into(),
             gdb,
+            plugin: None,
         }
     }
 

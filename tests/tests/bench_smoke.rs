@@ -12,6 +12,7 @@ use ktest_harness::bench::runner::{Outcome, Runner};
 use ktest_harness::bench::sweep::{self, Point};
 use ktest_harness::bench::{self, report};
 use ktest_harness::build::{self, CargoOutput};
+use ktest_harness::tcg_plugin::{self, CountMode};
 
 /// A strategy whose option no kernel knows.
 static BOGUS: Strategy = Strategy {
@@ -33,14 +34,19 @@ fn points() -> Vec<Point> {
 
 #[test]
 fn a_tiny_benchmark_end_to_end() {
-    let kernel = build::build_kernel(&build::workspace_root(), CargoOutput::Capture)
+    let root = build::workspace_root();
+    let kernel = build::build_kernel(&root, CargoOutput::Capture)
         .unwrap_or_else(|e| panic!("building the kernel: {e}"));
+    let plugin = tcg_plugin::build(&root, CargoOutput::Capture)
+        .unwrap_or_else(|e| panic!("building the TCG plugin: {e}"));
     let runner = Runner {
         image: kernel.image,
         jobs: 2,
         timeout: bench::scaled(Duration::from_secs(60)),
         verbose: false,
         progress: true,
+        plugin: Some(plugin),
+        plugin_count: CountMode::Block,
     };
     let points = points();
     let mut out = bench::measure(&runner, &points, "smoke");
@@ -104,7 +110,11 @@ fn a_tiny_benchmark_end_to_end() {
             && summary.contains("bench.smoke_unknown_option"),
         "{summary}"
     );
-    assert_eq!(out.plots, ["mmap_time.svg", "mmap_tlbi.svg"], "plots drawn");
+    assert_eq!(
+        out.plots,
+        ["mmap_time.svg", "mmap_tlbi.svg", "mmap_insns.svg"],
+        "plots drawn"
+    );
     for plot in &out.plots {
         let svg = std::fs::read_to_string(dir.join(plot)).unwrap();
         assert!(
@@ -173,6 +183,13 @@ fn check_record(r: &Record, p: &Point) {
             "{ctx}: fresh pages are written, so they fault"
         );
     }
+    let insns = r
+        .insns_per_op
+        .unwrap_or_else(|| panic!("{ctx}: no instruction count"));
+    assert!(
+        insns > 100.0 && insns < 1e7,
+        "{ctx}: {insns} guest instructions per operation"
+    );
     assert!(
         r.cmdline
             .contains(&format!("run={}:{:#x}", p.program, p.arg())),

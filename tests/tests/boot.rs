@@ -21,6 +21,7 @@ fn boot(append: &str) -> (i32, String) {
         image: kernel().image.clone(),
         append: append.into(),
         gdb: false,
+        plugin: None,
     };
     let launcher = ProcessLauncher { program: Qemu::program(), verbose: false };
     let mut b = launcher.launch(&q).expect("start QEMU");

@@ -7,11 +7,15 @@
 //! - [`sweep`]: the workloads and the points a run measures;
 //! - [`runner`]: option probing, parallel boots, progress;
 //! - [`record`]: the program's line and the host's record of it;
-//! - [`report`], [`plot`]: JSON Lines, CSV, Markdown and SVG.
+//! - [`report`], [`plot`]: JSON Lines, CSV, Markdown and SVG;
+//! - [`verify`]: the kernel's counters against the TCG plugin's (`--verify`).
 //!
 //! The user programs time with CNTVCT_EL0 and read the kernel's own
 //! counters (STATS) before and after; the host computes medians and
-//! per-operation counts.
+//! per-operation counts. The TCG plugin (`crate::tcg_plugin`), loaded into
+//! every measuring boot, counts the guest instructions, TLBIs and DSBs
+//! between the markers the programs execute around their timed
+//! repetitions.
 
 pub mod config;
 pub mod plot;
@@ -19,6 +23,7 @@ pub mod record;
 pub mod report;
 pub mod runner;
 pub mod sweep;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +50,8 @@ pub struct RunOutput {
     /// Options the kernel rejected: option → its message.
     pub unsupported: BTreeMap<String, String>,
     pub meta: RunMeta,
+    /// The result of `--verify`, if asked for.
+    pub verification: Option<verify::Verification>,
 }
 
 impl RunOutput {
@@ -101,6 +108,10 @@ pub fn measure(runner: &Runner, points: &[Point], mode: &str) -> RunOutput {
         kernel: kernel_identity(&runner.image),
         base_args: base,
         host: host_identity(),
+        plugin: runner
+            .plugin
+            .as_ref()
+            .map(|p| format!("{},count={}", p.display(), runner.plugin_count.arg())),
         load: load_before.zip(host_load()),
     };
     RunOutput {
@@ -109,6 +120,7 @@ pub fn measure(runner: &Runner, points: &[Point], mode: &str) -> RunOutput {
         plots: Vec::new(),
         unsupported,
         meta,
+        verification: None,
     }
 }
 
@@ -121,7 +133,12 @@ pub fn write_results(dir: &Path, out: &mut RunOutput) -> anyhow::Result<()> {
     out.plots = plot::draw_all(dir, &out.records)?;
     std::fs::write(
         dir.join("summary.md"),
-        report::summary(&out.results, &out.meta, &out.plots),
+        report::summary(
+            &out.results,
+            &out.meta,
+            &out.plots,
+            out.verification.as_ref(),
+        ),
     )
     .context("summary.md")?;
     Ok(())
@@ -148,15 +165,17 @@ pub fn table_points() -> Vec<Point> {
     points
 }
 
-/// Runs [`table_points`] on the kernel Image `image` and returns the short
-/// table (for `scripts/run.sh`).
-pub fn quick_table(image: &Path, jobs: usize, progress: bool) -> String {
+/// Runs [`table_points`] on the kernel Image `image` (with the TCG plugin
+/// `plugin`, if any) and returns the short table (for `scripts/run.sh`).
+pub fn quick_table(image: &Path, plugin: Option<&Path>, jobs: usize, progress: bool) -> String {
     let runner = Runner {
         image: image.to_path_buf(),
         jobs,
         timeout: scaled(BOOT_TIMEOUT),
         verbose: false,
         progress,
+        plugin: plugin.map(Path::to_path_buf),
+        plugin_count: crate::tcg_plugin::CountMode::Block,
     };
     let out = measure(&runner, &table_points(), "table");
     report::short_table(&out.results)

@@ -17,6 +17,9 @@ pub enum Metric {
     NsPerOp,
     /// TLBI instructions per operation, all kinds together.
     TlbiPerOp,
+    /// Guest instructions per operation on the measuring CPU (log scale);
+    /// records without instruction counts are left out.
+    InsnsPerOp,
 }
 
 /// One plot: which records, which x, which series.
@@ -98,6 +101,16 @@ pub const PLOTS: &[PlotSpec] = &[
         log_x: true,
     },
     PlotSpec {
+        file: "mmap_insns.svg",
+        title: "mmap + touch + munmap: guest instructions per operation",
+        workload: "mmap",
+        x_label: "pages",
+        metric: Metric::InsnsPerOp,
+        x: pages,
+        series: by_config,
+        log_x: true,
+    },
+    PlotSpec {
         file: "mprotect_time.svg",
         title: "mprotect read-only and back + touch: time per operation",
         workload: "mprotect",
@@ -118,11 +131,32 @@ pub const PLOTS: &[PlotSpec] = &[
         log_x: true,
     },
     PlotSpec {
+        file: "mprotect_insns.svg",
+        title: "mprotect read-only and back + touch: guest instructions per operation",
+        workload: "mprotect",
+        x_label: "pages",
+        metric: Metric::InsnsPerOp,
+        x: pages,
+        series: by_config,
+        log_x: true,
+    },
+    PlotSpec {
         file: "exit_elision.svg",
         title: "fork + touch + exit + wait: time per operation, exit flush elided or not",
         workload: "exit",
         x_label: "pages touched by the child",
         metric: Metric::NsPerOp,
+        x: pages,
+        series: by_elision,
+        log_x: true,
+    },
+    PlotSpec {
+        file: "exit_insns.svg",
+        title:
+            "fork + touch + exit + wait: guest instructions per operation, exit flush elided or not",
+        workload: "exit",
+        x_label: "pages touched by the child",
+        metric: Metric::InsnsPerOp,
         x: pages,
         series: by_elision,
         log_x: true,
@@ -152,6 +186,10 @@ pub fn series(spec: &PlotSpec, records: &[Record]) -> Vec<(String, Vec<Sample>)>
         let s = match spec.metric {
             Metric::NsPerOp => (x, r.ns_per_op.median, r.ns_per_op.min, r.ns_per_op.max),
             Metric::TlbiPerOp => (x, r.tlbi_ops_per_op, r.tlbi_ops_per_op, r.tlbi_ops_per_op),
+            Metric::InsnsPerOp => match r.insns_per_op {
+                Some(n) => (x, n, n, n),
+                None => continue,
+            },
         };
         out.entry(name).or_default().push(s);
     }
@@ -204,7 +242,7 @@ pub fn draw(
         (x_lo - 1.0, x_hi + 1.0)
     };
     match (spec.log_x, spec.metric) {
-        (true, Metric::NsPerOp) => chart(
+        (true, Metric::NsPerOp | Metric::InsnsPerOp) => chart(
             &root,
             spec,
             data,
@@ -218,7 +256,7 @@ pub fn draw(
             (x_pad.0..x_pad.1).log_scale(),
             0.0..(y_hi * 1.1).max(1.0),
         ),
-        (false, Metric::NsPerOp) => chart(
+        (false, Metric::NsPerOp | Metric::InsnsPerOp) => chart(
             &root,
             spec,
             data,
@@ -270,10 +308,11 @@ where
     let y_desc = match spec.metric {
         Metric::NsPerOp => "time per operation (µs, median; bars: min–max)",
         Metric::TlbiPerOp => "TLBI instructions per operation",
+        Metric::InsnsPerOp => "guest instructions per operation (measuring CPU)",
     };
     let y_fmt = |v: &f64| match spec.metric {
         Metric::NsPerOp => trim(v / 1e3),
-        Metric::TlbiPerOp => trim(*v),
+        Metric::TlbiPerOp | Metric::InsnsPerOp => trim(*v),
     };
     chart
         .configure_mesh()
@@ -330,7 +369,7 @@ fn trim(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::record::tests::{record, LINE};
+    use crate::bench::record::tests::{plugin_counts, record, record_with_plugin, LINE};
 
     #[test]
     fn plots_are_svg_with_text() {
@@ -345,7 +384,12 @@ mod tests {
                     "\"pages\":16,\"threads\":1",
                     &format!("\"pages\":{pages},\"threads\":{threads}"),
                 );
-                let mut r = record(&line);
+                // The two-thread runs were measured without the plugin.
+                let mut r = if threads == 1 {
+                    record_with_plugin(&line, &plugin_counts())
+                } else {
+                    record(&line)
+                };
                 r.config = cfg.into();
                 rs.push(r);
             }
@@ -360,7 +404,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bench-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let files = draw_all(&dir, &rs).unwrap();
-        assert_eq!(files, ["mmap_time.svg", "mmap_tlbi.svg"]);
+        assert_eq!(files, ["mmap_time.svg", "mmap_tlbi.svg", "mmap_insns.svg"]);
+        let insns = series(&PLOTS[2], &rs);
+        assert_eq!(
+            insns.len(),
+            2,
+            "records without instruction counts are left out"
+        );
         let svg = std::fs::read_to_string(dir.join("mmap_time.svg")).unwrap();
         assert!(
             svg.starts_with("<svg") && svg.contains("<text") && svg.contains("time per operation"),

@@ -196,6 +196,14 @@ pub struct Record {
     pub asid_total: Counts<u64>,
     pub page_faults: u64,
     pub page_faults_per_op: f64,
+    /// Guest instructions per operation: the TCG plugin's count on the CPU
+    /// that ran the timed repetitions, between its markers, over
+    /// repetitions × operations. `None` when measured without the plugin.
+    #[serde(default)]
+    pub insns_per_op: Option<f64>,
+    /// The plugin's counts over the timed repetitions.
+    #[serde(default)]
+    pub plugin: Option<PluginCounts>,
     pub cntfrq: u64,
     pub rep_ticks: Vec<u64>,
     /// The program's line, as printed.
@@ -203,6 +211,53 @@ pub struct Record {
     /// The QEMU command line, to reproduce the measurement.
     pub qemu: String,
     pub wall_seconds: f64,
+}
+
+/// What the TCG plugin (`crate::tcg_plugin`) counted in the two regions a
+/// program marks (`userland::bench`): TLBIs and DSBs over the outer one,
+/// which spans what the kernel's counter deltas span, and instructions over
+/// the inner one, the timed repetitions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginCounts {
+    /// How it counted instructions: `tb` (per translation block) or `insn`.
+    pub count: String,
+    /// The vCPU that executed the markers (the program's CPU).
+    pub vcpu: u32,
+    /// That vCPU's instructions over the timed repetitions: user and
+    /// kernel, the program's and any other task's that ran there meanwhile
+    /// (a forked child, a server).
+    pub insns: u64,
+    /// Every vCPU's instructions over the timed repetitions (idle loops and
+    /// spinning threads too).
+    pub insns_all_vcpus: u64,
+    /// TLBIs by kind, every vCPU's, over the outer region.
+    pub tlbi: BTreeMap<String, u64>,
+    /// DSBs by option, every vCPU's, over the outer region.
+    pub dsb: BTreeMap<String, u64>,
+    /// DSBs that completed TLB maintenance (a full DSB after at least one
+    /// TLBI on the same vCPU since its previous such DSB), every vCPU's,
+    /// over the outer region.
+    pub dsb_completing: u64,
+}
+
+impl PluginCounts {
+    /// The counts of a program's `outer` and `inner` regions, from a report
+    /// made in `count` mode.
+    pub fn of_regions(
+        outer: &crate::tcg_plugin::Region,
+        inner: &crate::tcg_plugin::Region,
+        count: &str,
+    ) -> PluginCounts {
+        PluginCounts {
+            count: count.to_string(),
+            vcpu: inner.begin_vcpu,
+            insns: inner.marking_vcpu().insns,
+            insns_all_vcpus: inner.total.insns,
+            tlbi: outer.total.tlbi.clone(),
+            dsb: outer.total.dsb.clone(),
+            dsb_completing: outer.total.dsb_completing,
+        }
+    }
 }
 
 /// What the kernel's banner says about the machine.
@@ -235,6 +290,8 @@ pub struct RunInfo<'a> {
     pub qemu: &'a str,
     pub banner: &'a Banner,
     pub wall_seconds: f64,
+    /// The plugin's counts for this line's region, if it was loaded.
+    pub plugin: Option<&'a PluginCounts>,
 }
 
 impl Record {
@@ -282,6 +339,8 @@ impl Record {
             asid_total: b.asid.clone(),
             page_faults: b.faults,
             page_faults_per_op: per_op(b.faults),
+            insns_per_op: run.plugin.map(|p| p.insns as f64 / timed_ops(&b) as f64),
+            plugin: run.plugin.cloned(),
             cntfrq: b.cntfrq,
             rep_ticks: b.rep_ticks.clone(),
             raw: line.trim().to_string(),
@@ -376,6 +435,20 @@ impl Record {
             b.params == self.params && b.workload == self.workload,
             "workload/params".into(),
         );
+        match (&self.plugin, self.insns_per_op) {
+            (Some(p), Some(per_op)) => expect(
+                close(per_op * timed_ops(&b) as f64, p.insns as f64),
+                format!(
+                    "insns_per_op={per_op} from the plugin's {} instructions",
+                    p.insns
+                ),
+            ),
+            (None, None) => {}
+            _ => expect(
+                false,
+                "insns_per_op without plugin counts, or the reverse".into(),
+            ),
+        }
         let s = &self.ns_per_op;
         expect(
             s.min <= s.median && s.median <= s.max && s.min > 0.0,
@@ -392,6 +465,23 @@ impl Record {
         } else {
             Err(problems.join("; "))
         }
+    }
+}
+
+/// Operations of the timed repetitions (the measuring thread's: repetitions
+/// × operations per repetition), over which time and instructions per
+/// operation are taken.
+fn timed_ops(b: &BenchLine) -> u64 {
+    u64::from(b.reps) * b.ops
+}
+
+/// Instructions per operation, `-` when not counted: `12.3k`.
+pub fn fmt_insns(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(n) if n >= 1e6 => format!("{:.2}M", n / 1e6),
+        Some(n) if n >= 1e4 => format!("{:.1}k", n / 1e3),
+        Some(n) => format!("{n:.0}"),
     }
 }
 
@@ -458,8 +548,69 @@ pub(crate) mod tests {
             qemu: "qemu ...",
             banner: &banner,
             wall_seconds: 1.5,
+            plugin: None,
         };
         Record::new(line, &info).unwrap()
+    }
+
+    /// Plugin counts that agree with [`LINE`]'s kernel counters.
+    pub fn plugin_counts() -> PluginCounts {
+        PluginCounts {
+            count: "tb".into(),
+            vcpu: 0,
+            insns: 90_000,
+            insns_all_vcpus: 95_000,
+            tlbi: [("vale1is".to_string(), 3), ("rvae1is".to_string(), 30)].into(),
+            dsb: [("ish".to_string(), 30), ("ishst".to_string(), 30)].into(),
+            dsb_completing: 30,
+        }
+    }
+
+    /// The record of `line` measured with the plugin counting `counts`.
+    pub fn record_with_plugin(line: &str, counts: &PluginCounts) -> Record {
+        let p = point();
+        let banner = Banner::default();
+        let info = RunInfo {
+            point: &p,
+            cmdline: "log=warn",
+            qemu: "qemu ...",
+            banner: &banner,
+            wall_seconds: 1.0,
+            plugin: Some(counts),
+        };
+        Record::new(line, &info).unwrap()
+    }
+
+    #[test]
+    fn instructions_per_op_come_from_the_plugin() {
+        assert_eq!(record(LINE).insns_per_op, None);
+        let r = record_with_plugin(LINE, &plugin_counts());
+        // 90 000 instructions over 3 repetitions of 10 operations.
+        assert_eq!(r.insns_per_op, Some(3000.0));
+        r.check().unwrap();
+        let mut bad = r.clone();
+        bad.insns_per_op = Some(3001.0);
+        assert!(bad.check().unwrap_err().contains("insns_per_op"));
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Record>(&json).unwrap(), r);
+        let old = json.replace(",\"insns_per_op\":3000.0", "");
+        let old = old[..old.find(",\"plugin\":").unwrap()].to_string()
+            + &old[old.find(",\"cntfrq\"").unwrap()..];
+        let back: Record = serde_json::from_str(&old).unwrap();
+        assert_eq!(
+            (back.insns_per_op, back.plugin),
+            (None, None),
+            "records of older runs read"
+        );
+        assert_eq!(
+            (
+                fmt_insns(None),
+                fmt_insns(Some(812.4)),
+                fmt_insns(Some(45_678.0)),
+                fmt_insns(Some(2.5e6))
+            ),
+            ("-".into(), "812".into(), "45.7k".into(), "2.50M".into())
+        );
     }
 
     #[test]

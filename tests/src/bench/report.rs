@@ -6,9 +6,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::record::{by_params, fmt_count, fmt_ns, Record};
+use super::record::{by_params, fmt_count, fmt_insns, fmt_ns, Record};
 use super::runner::{Outcome, PointResult};
 use super::sweep::WORKLOADS;
+use super::verify::Verification;
 
 /// The TLBI kinds in the kernel's order (`kernel/src/mm/tlb/op.rs`), for
 /// CSV columns; kinds a newer kernel adds go in the `tlbi_other` column.
@@ -85,6 +86,7 @@ pub fn csv(records: &[Record]) -> String {
         "ns_min",
         "ns_max",
         "ns_mean",
+        "insns_per_op",
         "tlbi_per_op",
     ]
     .map(String::from)
@@ -125,6 +127,9 @@ pub fn csv(records: &[Record]) -> String {
             format!("{:.1}", s.min),
             format!("{:.1}", s.max),
             format!("{:.1}", s.mean),
+            r.insns_per_op
+                .map(|n| format!("{n:.1}"))
+                .unwrap_or_default(),
             format!("{:.4}", r.tlbi_ops_per_op),
         ];
         row.extend(
@@ -171,10 +176,17 @@ pub struct RunMeta {
     pub host: String,
     /// The host's load average before and after the run.
     pub load: Option<(f64, f64)>,
+    /// The TCG plugin loaded into every measuring boot, if any.
+    pub plugin: Option<String>,
 }
 
 /// `summary.md`.
-pub fn summary(results: &[PointResult], meta: &RunMeta, plots: &[String]) -> String {
+pub fn summary(
+    results: &[PointResult],
+    meta: &RunMeta,
+    plots: &[String],
+    verification: Option<&Verification>,
+) -> String {
     let records: Vec<Record> = records_of(results);
     let mut s = String::new();
     let _ = writeln!(s, "# Benchmark results ({})\n", meta.mode);
@@ -213,24 +225,36 @@ pub fn summary(results: &[PointResult], meta: &RunMeta, plots: &[String]) -> Str
             .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
             .count()
     );
-    let _ = writeln!(s, "- time per operation: median (min–max) over the repetitions; counters are the kernel's, per operation; IPIs are not counted by the kernel yet\n");
+    let _ = writeln!(s, "- time per operation: median (min–max) over the repetitions; counters are the kernel's, per operation; IPIs are not counted by the kernel yet");
+    match &meta.plugin {
+        Some(p) => {
+            let _ = writeln!(s, "- instructions per operation: guest instructions (user and kernel) the TCG plugin counted on the measuring CPU over the timed repetitions, per operation (`{p}`)\n");
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "- measured without the TCG plugin: no instruction counts\n"
+            );
+        }
+    }
     for w in WORKLOADS {
         let groups = by_params(&records, w.name);
         if groups.is_empty() {
             continue;
         }
         let _ = writeln!(s, "## {}\n\nOne operation: {}.\n", w.name, w.op);
-        s.push_str("| params | config | time/op | min–max | TLBI/op | by kind | DSB/op | faults/op | rollovers/op |\n");
-        s.push_str("|---|---|---:|---:|---:|---|---:|---:|---:|\n");
+        s.push_str("| params | config | time/op | min–max | insns/op | TLBI/op | by kind | DSB/op | faults/op | rollovers/op |\n");
+        s.push_str("|---|---|---:|---:|---:|---:|---|---:|---:|---:|\n");
         for (params, rs) in groups {
             for r in rs {
                 let _ = writeln!(
                     s,
-                    "| {params} | {} | {} | {}–{} | {} | {} | {} | {} | {} |",
+                    "| {params} | {} | {} | {}–{} | {} | {} | {} | {} | {} | {} |",
                     r.config,
                     fmt_ns(r.ns_per_op.median),
                     fmt_ns(r.ns_per_op.min),
                     fmt_ns(r.ns_per_op.max),
+                    fmt_insns(r.insns_per_op),
                     fmt_count(r.tlbi_ops_per_op),
                     r.tlbi_breakdown(),
                     fmt_count(r.dsb_per_op),
@@ -283,6 +307,11 @@ pub fn summary(results: &[PointResult], meta: &RunMeta, plots: &[String]) -> Str
             }
         }
     }
+    if let Some(v) = verification {
+        s.push_str("## Verification (`--verify`)\n\nThe kernel's TLBI counters per kind and its DSB counter against the TCG plugin's counts of TLBIs and of DSBs that completed TLB maintenance, over the same timed repetitions.\n\n```\n");
+        s.push_str(&v.text());
+        s.push_str("```\n\n");
+    }
     if !plots.is_empty() {
         s.push_str("## Plots\n\n");
         for p in plots {
@@ -306,18 +335,20 @@ pub fn records_of(results: &[PointResult]) -> Vec<Record> {
 
 /// A short plain-text table: one line per measurement.
 pub fn short_table(results: &[PointResult]) -> String {
-    let mut rows: Vec<[String; 5]> = vec![[
+    let mut rows: Vec<[String; 6]> = vec![[
         "workload".into(),
         "params".into(),
         "config".into(),
         "time/op".into(),
+        "insns/op".into(),
         "TLBI/op".into(),
     ]];
     for r in results {
-        let (time, tlbi) = match &r.outcome {
+        let (time, insns, tlbi) = match &r.outcome {
             Outcome::Measured(rs) => match rs.first() {
                 Some(rec) => (
                     fmt_ns(rec.ns_per_op.median),
+                    fmt_insns(rec.insns_per_op),
                     format!(
                         "{} ({})",
                         fmt_count(rec.tlbi_ops_per_op),
@@ -326,10 +357,12 @@ pub fn short_table(results: &[PointResult]) -> String {
                 ),
                 None => continue,
             },
-            Outcome::Unsupported { option, .. } => {
-                ("-".into(), format!("unsupported by this kernel: {option}"))
-            }
-            Outcome::Failed { reason, .. } => ("-".into(), format!("FAILED: {reason}")),
+            Outcome::Unsupported { option, .. } => (
+                "-".into(),
+                "-".into(),
+                format!("unsupported by this kernel: {option}"),
+            ),
+            Outcome::Failed { reason, .. } => ("-".into(), "-".into(), format!("FAILED: {reason}")),
         };
         let params = match &r.outcome {
             Outcome::Measured(rs) => rs[0].params_label(),
@@ -340,10 +373,11 @@ pub fn short_table(results: &[PointResult]) -> String {
             params,
             r.point.config.label(),
             time,
+            insns,
             tlbi,
         ]);
     }
-    let widths: Vec<usize> = (0..5)
+    let widths: Vec<usize> = (0..6)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -353,7 +387,7 @@ pub fn short_table(results: &[PointResult]) -> String {
             .zip(&widths)
             .enumerate()
             .map(|(c, (cell, w))| {
-                if c == 3 {
+                if c == 3 || c == 4 {
                     format!("{cell:>w$}")
                 } else {
                     format!("{cell:<w$}")
@@ -420,9 +454,10 @@ mod tests {
                 ..Default::default()
             },
             &["mmap.svg".into()],
+            None,
         );
         assert!(md.contains("## mmap"), "{md}");
-        assert!(md.contains("| pages=16 threads=1 | max 2cpu range/default | 15.0 µs | 10.0 µs–20.0 µs | 1.10 |"), "{md}");
+        assert!(md.contains("| pages=16 threads=1 | max 2cpu range/default | 15.0 µs | 10.0 µs–20.0 µs | - | 1.10 |"), "{md}");
         assert!(md.contains("## Unsupported by this kernel") && md.contains("`tlb.exit_elide`"));
         assert!(
             md.contains("## Failed") && md.contains("boom") && md.contains("![mmap.svg](mmap.svg)")

@@ -15,10 +15,11 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::config::{Config, BASE_ARGS, CPU_RANGE, OPTIONAL_BASE_ARGS};
-use super::record::{fmt_count, fmt_ns, Banner, Record, RunInfo, PREFIX};
+use super::record::{fmt_count, fmt_insns, fmt_ns, Banner, PluginCounts, Record, RunInfo, PREFIX};
 use super::sweep::Point;
 use crate::qemu::{Exit, Qemu};
 use crate::suite::{Launcher, Next, ProcessLauncher};
+use crate::tcg_plugin::{CountMode, Load, Report};
 
 /// The kernel's exit status for a bad command line.
 pub const EXIT_USAGE: i32 = 2;
@@ -39,6 +40,11 @@ pub struct Runner {
     pub verbose: bool,
     /// Print a line per finished point to stderr.
     pub progress: bool,
+    /// The TCG plugin (`crate::tcg_plugin`) to load into every measuring
+    /// boot, for instruction counts (and `--verify`); `None`: without it.
+    pub plugin: Option<PathBuf>,
+    /// How the plugin counts instructions.
+    pub plugin_count: CountMode,
 }
 
 /// How one point went.
@@ -72,6 +78,8 @@ pub struct BootLog {
     pub stderr: String,
     pub seconds: f64,
     pub qemu: String,
+    /// What the plugin wrote, if it was loaded (or why there is nothing).
+    pub plugin: Option<Result<Report, String>>,
 }
 
 impl BootLog {
@@ -120,13 +128,19 @@ pub fn options_to_probe(points: &[Point]) -> Vec<String> {
 }
 
 impl Runner {
-    /// Boots `config`'s machine with `args` on the command line.
-    pub fn boot(&self, config: &Config, args: &[String]) -> BootLog {
+    /// Boots `config`'s machine with `args` on the command line (and the
+    /// plugin, if `plugin`).
+    pub fn boot(&self, config: &Config, args: &[String], plugin: bool) -> BootLog {
+        let load = match (&self.plugin, plugin) {
+            (Some(lib), true) => Some(Load::temporary(lib, self.plugin_count)),
+            _ => None,
+        };
         let qemu = Qemu {
             machine: config.machine(),
             image: self.image.clone(),
             append: args.join(" "),
             gdb: false,
+            plugin: load.clone(),
         };
         let launcher = ProcessLauncher {
             program: Qemu::program(),
@@ -144,6 +158,7 @@ impl Runner {
             stderr: String::new(),
             seconds: 0.0,
             qemu: command,
+            plugin: None,
         };
         let mut boot = match launcher.launch(&qemu) {
             Ok(b) => b,
@@ -169,6 +184,7 @@ impl Runner {
         }
         (log.exit, log.stderr) = boot.finish();
         log.seconds = start.elapsed().as_secs_f64();
+        log.plugin = load.map(|l| l.take_report().map_err(|e| e.to_string()));
         log
     }
 
@@ -184,7 +200,7 @@ impl Runner {
             options,
             |_| 1,
             |_, opt| {
-                let log = self.boot(&config, &["workload=none".to_string(), opt.clone()]);
+                let log = self.boot(&config, &["workload=none".to_string(), opt.clone()], false);
                 match (log.exit, log.rejected_option()) {
                     (Exit::Passed, _) => Ok(()),
                     (_, Some((_, message))) => Err(message),
@@ -250,7 +266,7 @@ impl Runner {
     pub fn measure(&self, p: &Point, base: &[String]) -> Outcome {
         let mut args = base.to_vec();
         args.extend(p.args());
-        let log = self.boot(&p.config, &args);
+        let log = self.boot(&p.config, &args, true);
         let fail = |reason: String| Outcome::Failed {
             reason,
             console_tail: log.tail(),
@@ -275,20 +291,31 @@ impl Runner {
         }
         let banner = Banner::parse(log.console.iter().map(String::as_str));
         let cmdline = args.join(" ");
-        let info = RunInfo {
-            point: p,
-            cmdline: &cmdline,
-            qemu: &log.qemu,
-            banner: &banner,
-            wall_seconds: log.seconds,
-        };
-        let mut records = Vec::new();
-        for line in log
+        let lines: Vec<&str> = log
             .console
             .iter()
-            .filter(|l| l.trim_start().starts_with(PREFIX))
-        {
-            match Record::new(line.trim_start(), &info) {
+            .map(|l| l.trim_start())
+            .filter(|l| l.starts_with(PREFIX))
+            .collect();
+        let plugin = match &log.plugin {
+            None => vec![None; lines.len()],
+            Some(Err(e)) => return fail(e.clone()),
+            Some(Ok(report)) => match plugin_counts(report, lines.len()) {
+                Ok(counts) => counts.into_iter().map(Some).collect(),
+                Err(e) => return fail(e),
+            },
+        };
+        let mut records = Vec::new();
+        for (line, counts) in lines.iter().zip(&plugin) {
+            let info = RunInfo {
+                point: p,
+                cmdline: &cmdline,
+                qemu: &log.qemu,
+                banner: &banner,
+                wall_seconds: log.seconds,
+                plugin: counts.as_ref(),
+            };
+            match Record::new(line, &info) {
                 Ok(r) => records.push(r),
                 Err(e) => return fail(format!("{e}: {line}")),
             }
@@ -356,6 +383,36 @@ impl Runner {
     }
 }
 
+/// The plugin's counts for each of `lines` BENCH lines: each line's
+/// measurement marks two regions, an outer one and the timed repetitions
+/// inside it, all on one vCPU.
+fn plugin_counts(report: &Report, lines: usize) -> Result<Vec<PluginCounts>, String> {
+    if report.regions.len() != 2 * lines || report.unpaired_markers != 0 {
+        return Err(format!(
+            "the plugin saw {} marked regions ({} unpaired end markers) for {lines} BENCH lines (2 each)",
+            report.regions.len(),
+            report.unpaired_markers
+        ));
+    }
+    report
+        .regions
+        .chunks(2)
+        .map(|pair| {
+            let (outer, inner) = (&pair[0], &pair[1]);
+            let one_vcpu = [outer.end_vcpu, inner.end_vcpu, Some(inner.begin_vcpu)]
+                .iter()
+                .all(|&v| v == Some(outer.begin_vcpu));
+            if (outer.depth, inner.depth) != (0, 1) || !one_vcpu {
+                return Err(format!(
+                    "unexpected regions: outer depth {} on vCPUs {}..{:?}, inner depth {} on vCPUs {}..{:?}",
+                    outer.depth, outer.begin_vcpu, outer.end_vcpu, inner.depth, inner.begin_vcpu, inner.end_vcpu
+                ));
+            }
+            Ok(PluginCounts::of_regions(outer, inner, &report.count))
+        })
+        .collect()
+}
+
 /// One progress word for an outcome.
 fn summary(o: &Outcome) -> String {
     match o {
@@ -363,8 +420,9 @@ fn summary(o: &Outcome) -> String {
             .iter()
             .map(|r| {
                 format!(
-                    "{}/op, {} TLBI/op",
+                    "{}/op, {} insns/op, {} TLBI/op",
                     fmt_ns(r.ns_per_op.median),
+                    fmt_insns(r.insns_per_op),
                     fmt_count(r.tlbi_ops_per_op)
                 )
             })
@@ -393,6 +451,7 @@ mod tests {
             stderr: String::new(),
             seconds: 0.1,
             qemu: "qemu".into(),
+            plugin: None,
         }
     }
 
@@ -433,6 +492,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             verbose: false,
             progress: false,
+            plugin: None,
+            plugin_count: CountMode::Block,
         };
         let seen = Mutex::new(Vec::new());
         let out = r.pool(

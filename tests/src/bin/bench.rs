@@ -3,10 +3,14 @@
 //! `records.jsonl`, `records.csv`, `summary.md` and SVG plots into a
 //! results directory (default `results/<timestamp>/`).
 //!
-//! - `bench [--quick] [--workload NAME]... [--out DIR] [--jobs N]`
+//! - `bench [--quick] [--workload NAME]... [--out DIR] [--jobs N] [--verify] [--no-plugin]`
 //! - `bench --list [--quick] [--workload NAME]...`: what a run would measure;
 //! - `bench --table-only`: a short table of a few measurements on stdout
 //!   (what `scripts/run.sh` prints at its end); writes nothing.
+//!
+//! Every measuring boot loads the TCG plugin (`tests/qemu-plugin`, built
+//! here with cargo) for guest instructions per operation; `--verify`
+//! compares the kernel's TLBI and DSB counters with the plugin's counts.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,8 +20,9 @@ use clap::Parser;
 use ktest_harness::bench::config::{POLICIES, STRATEGIES};
 use ktest_harness::bench::runner::Runner;
 use ktest_harness::bench::sweep::{self, Depth, Workload, WORKLOADS};
-use ktest_harness::bench::{self, report};
+use ktest_harness::bench::{self, report, verify};
 use ktest_harness::build::{self, CargoOutput};
+use ktest_harness::tcg_plugin::{self, CountMode};
 
 #[derive(Parser)]
 #[command(about = "Benchmark the kernel's TLB flush strategies under QEMU")]
@@ -44,6 +49,24 @@ struct Cli {
     /// Echo every console line to stderr.
     #[arg(long, short)]
     verbose: bool,
+    /// Check every record: the kernel's TLBI counters per kind and its DSB
+    /// counter must equal the TCG plugin's counts over the same region;
+    /// fail with a diff otherwise.
+    #[arg(long)]
+    verify: bool,
+    /// Measure without the TCG plugin: no instruction counts, and times
+    /// without the plugin's overhead.
+    #[arg(long, conflicts_with = "verify")]
+    no_plugin: bool,
+    /// How the plugin counts instructions: per translation block (tb) or
+    /// per instruction (insn, slower; see the README).
+    #[arg(long, value_name = "tb|insn", default_value = "tb", value_parser = ["tb", "insn"])]
+    plugin_count: String,
+    /// Test only: take the kernel's COUNTER (a TLBI kind, or dsb) as one
+    /// more than it was before --verify compares, to show that a wrong
+    /// counter fails.
+    #[arg(long, value_name = "COUNTER", requires = "verify", hide = true)]
+    verify_corrupt: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -95,12 +118,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         CargoOutput::Stream
     };
     let kernel = build::build_kernel(&root, output)?;
+    let plugin = if cli.no_plugin {
+        None
+    } else {
+        Some(tcg_plugin::build(&root, output)?)
+    };
     if cli.table_only {
         eprintln!(
             "bench: {} short measurements for the table (scripts/bench.sh --quick measures more)",
             points.len()
         );
-        print!("{}", bench::quick_table(&kernel.image, jobs, false));
+        print!(
+            "{}",
+            bench::quick_table(&kernel.image, plugin.as_deref(), jobs, false)
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let out_dir = cli.out.unwrap_or_else(|| bench::default_out_dir(&root));
@@ -110,11 +141,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         timeout: bench::scaled(bench::BOOT_TIMEOUT),
         verbose: cli.verbose,
         progress: true,
+        plugin,
+        plugin_count: match cli.plugin_count.as_str() {
+            "insn" => CountMode::Each,
+            _ => CountMode::Block,
+        },
     };
     let mode = if cli.quick { "quick" } else { "full" };
     let mut out = bench::measure(&runner, &points, mode);
+    if cli.verify {
+        out.verification = Some(verify::verify(&out.records, cli.verify_corrupt.as_deref())?);
+    }
     bench::write_results(&out_dir, &mut out)?;
     print!("{}", report::short_table(&out.results));
+    let verified = match &out.verification {
+        Some(v) => {
+            eprint!("{}", v.text());
+            v.passed()
+        }
+        None => true,
+    };
     eprintln!(
         "bench: {} records, {} unsupported, {} failed in {:.0} s; results in {}",
         out.records.len(),
@@ -123,7 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         out.meta.seconds,
         out_dir.display()
     );
-    Ok(if out.failures() == 0 {
+    Ok(if out.failures() == 0 && verified {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

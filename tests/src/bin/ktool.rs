@@ -87,6 +87,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 image: kernel.image,
                 append: args.join(" "),
                 gdb,
+                plugin: None,
             };
             eprintln!("ktool: {}", qemu.command_line());
             if gdb {

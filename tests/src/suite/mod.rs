@@ -42,6 +42,7 @@ impl Suite {
             image: image.into(),
             append: append.trim().to_owned(),
             gdb: false,
+            plugin: None,
         }
     }
 

@@ -200,6 +200,7 @@ esac"#;
             image: "/k.img".into(),
             append: "x y".into(),
             gdb: false,
+            plugin: None,
         };
         assert!(launcher
             .command_line(&qemu)
