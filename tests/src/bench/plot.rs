@@ -17,7 +17,7 @@ pub enum Metric {
     NsPerOp,
     /// TLBI instructions per operation, all kinds together.
     TlbiPerOp,
-    /// Guest instructions per operation on the measuring CPU (log scale);
+    /// Guest instructions per operation (log scale; `Record::insns_scope`);
     /// records without instruction counts are left out.
     InsnsPerOp,
 }
@@ -308,7 +308,7 @@ where
     let y_desc = match spec.metric {
         Metric::NsPerOp => "time per operation (µs, median; bars: min–max)",
         Metric::TlbiPerOp => "TLBI instructions per operation",
-        Metric::InsnsPerOp => "guest instructions per operation (measuring CPU)",
+        Metric::InsnsPerOp => "guest instructions per operation",
     };
     let y_fmt = |v: &f64| match spec.metric {
         Metric::NsPerOp => trim(v / 1e3),

@@ -196,11 +196,14 @@ pub struct Record {
     pub asid_total: Counts<u64>,
     pub page_faults: u64,
     pub page_faults_per_op: f64,
-    /// Guest instructions per operation: the TCG plugin's count on the CPU
-    /// that ran the timed repetitions, between its markers, over
-    /// repetitions × operations. `None` when measured without the plugin.
+    /// Guest instructions per operation: the TCG plugin's count over the
+    /// timed repetitions (user and kernel), over repetitions × operations;
+    /// on the vCPUs [`Record::insns_scope`] says. `None` when measured
+    /// without the plugin.
     #[serde(default)]
     pub insns_per_op: Option<f64>,
+    #[serde(default)]
+    pub insns_scope: Option<InsnsScope>,
     /// The plugin's counts over the timed repetitions.
     #[serde(default)]
     pub plugin: Option<PluginCounts>,
@@ -211,6 +214,39 @@ pub struct Record {
     /// The QEMU command line, to reproduce the measurement.
     pub qemu: String,
     pub wall_seconds: f64,
+}
+
+/// Whose instructions [`Record::insns_per_op`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InsnsScope {
+    /// Every vCPU's: the operation's work wherever it ran (a forked child
+    /// or an IPC peer the scheduler put on another CPU), plus the other
+    /// CPUs' idle ticks (a few instructions per operation).
+    AllVcpus,
+    /// The measuring vCPU's only: a second thread of the workload keeps
+    /// another CPU busy (threads=2), and its spinning or its own operations
+    /// are not this operation's.
+    MeasuringVcpu,
+}
+
+impl InsnsScope {
+    /// The scope for a measurement of `point`.
+    pub fn of(point: &Point) -> InsnsScope {
+        if point.busy_cpus > 1 {
+            InsnsScope::MeasuringVcpu
+        } else {
+            InsnsScope::AllVcpus
+        }
+    }
+
+    /// The instructions of `p` in this scope.
+    pub fn insns(self, p: &PluginCounts) -> u64 {
+        match self {
+            InsnsScope::AllVcpus => p.insns_all_vcpus,
+            InsnsScope::MeasuringVcpu => p.insns,
+        }
+    }
 }
 
 /// What the TCG plugin (`crate::tcg_plugin`) counted in the two regions a
@@ -339,7 +375,10 @@ impl Record {
             asid_total: b.asid.clone(),
             page_faults: b.faults,
             page_faults_per_op: per_op(b.faults),
-            insns_per_op: run.plugin.map(|p| p.insns as f64 / timed_ops(&b) as f64),
+            insns_per_op: run
+                .plugin
+                .map(|p| InsnsScope::of(run.point).insns(p) as f64 / timed_ops(&b) as f64),
+            insns_scope: run.plugin.map(|_| InsnsScope::of(run.point)),
             plugin: run.plugin.cloned(),
             cntfrq: b.cntfrq,
             rep_ticks: b.rep_ticks.clone(),
@@ -435,18 +474,18 @@ impl Record {
             b.params == self.params && b.workload == self.workload,
             "workload/params".into(),
         );
-        match (&self.plugin, self.insns_per_op) {
-            (Some(p), Some(per_op)) => expect(
-                close(per_op * timed_ops(&b) as f64, p.insns as f64),
+        match (&self.plugin, self.insns_per_op, self.insns_scope) {
+            (Some(p), Some(per_op), Some(scope)) => expect(
+                close(per_op * timed_ops(&b) as f64, scope.insns(p) as f64),
                 format!(
-                    "insns_per_op={per_op} from the plugin's {} instructions",
-                    p.insns
+                    "insns_per_op={per_op} from the plugin's {} instructions ({scope:?})",
+                    scope.insns(p)
                 ),
             ),
-            (None, None) => {}
+            (None, None, None) => {}
             _ => expect(
                 false,
-                "insns_per_op without plugin counts, or the reverse".into(),
+                "insns_per_op, insns_scope and plugin counts go together".into(),
             ),
         }
         let s = &self.ns_per_op;
@@ -558,8 +597,8 @@ pub(crate) mod tests {
         PluginCounts {
             count: "tb".into(),
             vcpu: 0,
-            insns: 90_000,
-            insns_all_vcpus: 95_000,
+            insns: 85_000,
+            insns_all_vcpus: 90_000,
             tlbi: [("vale1is".to_string(), 3), ("rvae1is".to_string(), 30)].into(),
             dsb: [("ish".to_string(), 30), ("ishst".to_string(), 30)].into(),
             dsb_completing: 30,
@@ -585,15 +624,17 @@ pub(crate) mod tests {
     fn instructions_per_op_come_from_the_plugin() {
         assert_eq!(record(LINE).insns_per_op, None);
         let r = record_with_plugin(LINE, &plugin_counts());
-        // 90 000 instructions over 3 repetitions of 10 operations.
+        // 90 000 instructions over 3 repetitions of 10 operations, on
+        // every vCPU (the point has no busy second thread).
         assert_eq!(r.insns_per_op, Some(3000.0));
+        assert_eq!(r.insns_scope, Some(InsnsScope::AllVcpus));
         r.check().unwrap();
         let mut bad = r.clone();
         bad.insns_per_op = Some(3001.0);
         assert!(bad.check().unwrap_err().contains("insns_per_op"));
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<Record>(&json).unwrap(), r);
-        let old = json.replace(",\"insns_per_op\":3000.0", "");
+        let old = json.replace(",\"insns_per_op\":3000.0,\"insns_scope\":\"all_vcpus\"", "");
         let old = old[..old.find(",\"plugin\":").unwrap()].to_string()
             + &old[old.find(",\"cntfrq\"").unwrap()..];
         let back: Record = serde_json::from_str(&old).unwrap();

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::record::{by_params, fmt_count, fmt_insns, fmt_ns, Record};
+use super::record::{by_params, fmt_count, fmt_insns, fmt_ns, InsnsScope, Record};
 use super::runner::{Outcome, PointResult};
 use super::sweep::WORKLOADS;
 use super::verify::Verification;
@@ -87,6 +87,7 @@ pub fn csv(records: &[Record]) -> String {
         "ns_max",
         "ns_mean",
         "insns_per_op",
+        "insns_scope",
         "tlbi_per_op",
     ]
     .map(String::from)
@@ -130,6 +131,11 @@ pub fn csv(records: &[Record]) -> String {
             r.insns_per_op
                 .map(|n| format!("{n:.1}"))
                 .unwrap_or_default(),
+            match r.insns_scope {
+                Some(InsnsScope::AllVcpus) => "all_vcpus".into(),
+                Some(InsnsScope::MeasuringVcpu) => "measuring_vcpu".into(),
+                None => String::new(),
+            },
             format!("{:.4}", r.tlbi_ops_per_op),
         ];
         row.extend(
@@ -228,7 +234,7 @@ pub fn summary(
     let _ = writeln!(s, "- time per operation: median (min–max) over the repetitions; counters are the kernel's, per operation; IPIs are not counted by the kernel yet");
     match &meta.plugin {
         Some(p) => {
-            let _ = writeln!(s, "- instructions per operation: guest instructions (user and kernel) the TCG plugin counted on the measuring CPU over the timed repetitions, per operation (`{p}`)\n");
+            let _ = writeln!(s, "- instructions per operation: guest instructions (user and kernel) the TCG plugin counted over the timed repetitions, per operation, on every vCPU (with a second busy thread, threads=2: on the measuring vCPU only); plugin `{p}`\n");
         }
         None => {
             let _ = writeln!(
