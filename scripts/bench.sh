@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs the benchmark suite: builds the kernel and the bench_* programs, boots
-# QEMU once per measurement (as many at a time as the host has cores), and
-# writes records.jsonl, records.csv, summary.md and SVG plots into
+# Runs the benchmark suite: builds the kernel, the bench_* programs and the
+# TCG plugin (tests/qemu-plugin), boots QEMU once per measurement with the
+# plugin loaded (as many at a time as the host has cores), and writes
+# records.jsonl, records.csv, summary.md and SVG plots into
 # results/<timestamp>/ (or --out DIR).
 # Usage: scripts/bench.sh [--quick] [--workload NAME]... [--out DIR] [--jobs N]
+#                         [--verify] [--no-plugin] [--plugin-count tb|insn]
 #        scripts/bench.sh --list [--quick] [--workload NAME]...
 #        scripts/bench.sh --table-only
 set -euo pipefail

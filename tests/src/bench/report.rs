@@ -314,7 +314,7 @@ pub fn summary(
         }
     }
     if let Some(v) = verification {
-        s.push_str("## Verification (`--verify`)\n\nThe kernel's TLBI counters per kind and its DSB counter against the TCG plugin's counts of TLBIs and of DSBs that completed TLB maintenance, over the same timed repetitions.\n\n```\n");
+        s.push_str("## Verification (`--verify`)\n\nThe kernel's TLBI counters per kind and its DSB counter against the TCG plugin's counts of TLBIs and of DSBs that completed TLB maintenance, over the same region: from just after the program's first read of the kernel's counters to just before its second.\n\n```\n");
         s.push_str(&v.text());
         s.push_str("```\n\n");
     }
