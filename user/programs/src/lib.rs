@@ -8,6 +8,7 @@
 pub use ulib;
 
 pub mod bench;
+pub mod churn;
 pub mod ipc;
 pub mod pattern;
 
