@@ -54,6 +54,10 @@ pub struct Options {
     /// Fill freed frames with a poison pattern and check it when they are
     /// handed out again (`mm.poison`, default on; benchmarks turn it off).
     pub poison: bool,
+    /// Free kernel heap (KiB) that user-caused allocations must leave
+    /// (`kheap.reserve_kb`; default: `mm::heap`'s 4 MiB). System calls that
+    /// would keep heap memory fail with ENOMEM below it.
+    pub heap_reserve_kb: Option<u64>,
 }
 
 impl Default for Options {
@@ -69,6 +73,7 @@ impl Default for Options {
             exit_elide: true,
             nested_fix: true,
             poison: true,
+            heap_reserve_kb: None,
         }
     }
 }
@@ -94,7 +99,7 @@ impl fmt::Display for CmdlineError {
 
 /// Every key this parser accepts, for the error message.
 pub const KNOWN: &[&str] =
-    &["log", "ktest.run", "ktest.all", "ktest.list", "workload", "run", "tick_hz", "asid_bits", "tlb.exit_elide", "tlb.nested_fix", "mm.poison"];
+    &["log", "ktest.run", "ktest.all", "ktest.list", "workload", "run", "tick_hz", "asid_bits", "tlb.exit_elide", "tlb.nested_fix", "mm.poison", "kheap.reserve_kb"];
 
 fn bad(option: &str, value: &str, expected: &'static str) -> CmdlineError {
     CmdlineError::BadValue { option: option.to_string(), value: value.to_string(), expected }
@@ -184,6 +189,13 @@ pub fn parse(line: &str) -> Result<Options, CmdlineError> {
             "tlb.exit_elide" => o.exit_elide = flag(key, value)?,
             "tlb.nested_fix" => o.nested_fix = flag(key, value)?,
             "mm.poison" => o.poison = flag(key, value)?,
+            "kheap.reserve_kb" => {
+                let v = value.unwrap_or("");
+                o.heap_reserve_kb = match parse_u64(v) {
+                    Some(n) if n <= 1 << 20 => Some(n),
+                    _ => return Err(bad(key, v, "a size in KiB up to 1048576")),
+                }
+            }
             _ if key.starts_with("tlb.") => match o.tlb.apply(key, value) {
                 Ok(Claim::Applied) => {}
                 Ok(Claim::NotMine) => return Err(CmdlineError::UnknownOption(key.to_string())),

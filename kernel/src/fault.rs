@@ -33,7 +33,12 @@ pub fn unexpected_exception(u: &Unexpected, frame: &TrapFrame) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     let cpu = crate::arch::aarch64::cpu::cpu_id();
-    crate::console::print_panic(format_args!("\npanic on CPU {cpu}: {info}\n"));
+    // One line with the message: `PanicInfo`'s own Display puts the message
+    // on a line of its own after the location.
+    match info.location() {
+        Some(l) => crate::console::print_panic(format_args!("\npanic on CPU {cpu} at {l}: {}\n", info.message())),
+        None => crate::console::print_panic(format_args!("\npanic on CPU {cpu}: {}\n", info.message())),
+    }
     crate::test::record_failure(format_args!("panic on CPU {cpu}: {}", info.message()));
     recover_if_possible();
     crate::console::print_panic(format_args!("kernel: panic outside a test, ending the run\n"));

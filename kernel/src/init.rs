@@ -76,6 +76,9 @@ extern "C" fn kernel_main(_dtb_pa: u64, _image_pa: u64) -> ! {
     if let Err(e) = unsafe { gic::init(phys_to_virt(board.gicd.base), phys_to_virt(board.gicr.base), board.ncpus, 0) } {
         die(format_args!("GIC: {e}"), semihost::EXIT_CRASH);
     }
+    if let Some(kb) = opts.heap_reserve_kb {
+        crate::mm::heap::HEAP.set_reserve((kb as usize) << 10);
+    }
     irq::set_tick_hz(opts.tick_hz);
     irq::init_cpu(0);
     crate::task::sched::init_cpu(0, "main", false);
@@ -131,10 +134,13 @@ pub fn options() -> &'static Options {
     OPTIONS.get().expect("options parsed at boot")
 }
 
-/// Starts each program and waits for all; prints each exit status.
+/// Starts each program and waits for all; prints each exit status, the
+/// TLB maintenance they caused, and whether every kernel resource came back
+/// (a leak fails the run).
 fn run_programs(progs: &[(alloc::string::String, u64)]) -> i32 {
     use crate::task::process;
     let mut started = alloc::vec::Vec::new();
+    let resources_before = settled_resources();
     let before = crate::mm::tlb::TLB_STATS.total();
     for (name, arg) in progs {
         match process::spawn(name, *arg, 0) {
@@ -148,16 +154,90 @@ fn run_programs(progs: &[(alloc::string::String, u64)]) -> i32 {
         }
     }
     let mut ok = true;
+    let t0 = platform::timer::now();
+    let mut next_report = PROGRESS_EVERY_S;
     for (name, p) in started {
+        // Poll rather than block, to say every minute what is running.
+        while !p.has_exited() {
+            crate::task::sched::sleep_ns(100_000_000);
+            let s = platform::timer::ticks_to_ns(platform::timer::now() - t0) / 1_000_000_000;
+            if s >= next_report {
+                next_report += PROGRESS_EVERY_S;
+                let r = crate::task::resources();
+                crate::kprintln!("run: {s} s: {}", ResourceLine(&r));
+                crate::task::dump(|l| crate::kprintln!("run:   {l}"));
+            }
+        }
         let status = process::wait_from_kernel(&p);
         crate::kprintln!("run: {name} (pid {}) exited with status {status}", p.pid);
         ok &= status == 0;
     }
     let d = crate::mm::tlb::TLB_STATS.total().since(&before);
     crate::kprintln!("run: TLB maintenance while the programs ran: {d}");
+    ok &= report_resources(&resources_before);
     if ok {
         semihost::EXIT_PASS
     } else {
         semihost::EXIT_FAIL
+    }
+}
+
+/// Seconds between the progress lines of `run=`.
+const PROGRESS_EVERY_S: u64 = 60;
+
+/// The resource words as `name value, ...`.
+struct ResourceLine<'a>(&'a [u64; abi::resources::COUNT]);
+
+impl core::fmt::Display for ResourceLine<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, (name, v)) in abi::resources::NAMES.iter().zip(self.0).enumerate() {
+            write!(f, "{}{name} {v}", if i == 0 { "" } else { ", " })?;
+        }
+        Ok(())
+    }
+}
+
+/// The resources once the kernel is quiet (two readings 20 ms apart
+/// agree): kernel threads started at boot, like the reaper, have settled.
+fn settled_resources() -> [u64; abi::resources::COUNT] {
+    let mut prev = crate::task::resources();
+    for _ in 0..50 {
+        crate::task::sched::sleep_ns(20_000_000);
+        let now = crate::task::resources();
+        if now == prev {
+            break;
+        }
+        prev = now;
+    }
+    prev
+}
+
+/// Waits (up to 2 s) for every resource to come back to `before` (exited
+/// tasks are freed by the next switch on their CPU) and prints the result:
+/// `run: resources back to baseline (...)` or `run: LEAK: ...`.
+fn report_resources(before: &[u64; abi::resources::COUNT]) -> bool {
+    use abi::resources as r;
+    let mut after = crate::task::resources();
+    for _ in 0..100 {
+        if crate::task::resource_leaks(before, &after).is_empty() {
+            break;
+        }
+        crate::task::sched::sleep_ns(20_000_000);
+        after = crate::task::resources();
+    }
+    let leaks = crate::task::resource_leaks(before, &after);
+    let heap = |w: &[u64; r::COUNT]| w[r::HEAP_BYTES];
+    if leaks.is_empty() {
+        crate::kprintln!(
+            "run: resources back to baseline (heap {} bytes before and after, peak {}; {} frames free; {} calls refused at the heap reserve)",
+            heap(before),
+            crate::mm::heap::HEAP.stats().peak,
+            after[r::FREE_FRAMES],
+            after[r::HEAP_REFUSALS] - before[r::HEAP_REFUSALS]
+        );
+        true
+    } else {
+        crate::kprintln!("run: LEAK: {leaks}");
+        false
     }
 }

@@ -3,7 +3,7 @@
 
 use core::sync::atomic::Ordering;
 
-use crate::mm::frame::{free_frames, FRAMES};
+use crate::mm::frame::free_frames;
 use crate::{percpu, smp};
 use platform::{semihost, timer};
 
@@ -19,9 +19,9 @@ pub fn run(online: usize, listed: usize) -> i32 {
     check("all CPUs online", online == listed, format_args!("{online}/{listed}"));
 
     let before = free_frames();
-    let got = FRAMES.lock().alloc(8);
+    let got = crate::mm::phys::alloc_frames(8);
     if let Some(f) = got {
-        FRAMES.lock().free(f);
+        crate::mm::phys::free_frames(f);
     }
     check("frame alloc/free", got.is_some() && free_frames() == before, format_args!("{before} free"));
 

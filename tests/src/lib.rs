@@ -20,6 +20,7 @@ pub mod image;
 pub mod ktap;
 pub mod ktests;
 pub mod qemu;
+pub mod stress;
 pub mod suite;
 pub mod tcg_plugin;
 pub mod trials;

@@ -82,3 +82,14 @@ fn run_reports_program_status() {
     assert_eq!(status, 2, "console:\n{out}");
     assert!(out.contains("cannot start 'nonexistent'"), "console:\n{out}");
 }
+
+#[test]
+fn panic_line_carries_the_message() {
+    // The framework test panics on purpose ("deliberate") and catches it:
+    // the console line the panic handler prints must carry the message,
+    // not only the location.
+    let (status, out) = boot("ktest.run=framework::panic_is_caught_as_failure");
+    assert_eq!(status, 0, "console:\n{out}");
+    let line = out.lines().find(|l| l.contains("panic on CPU")).unwrap_or_else(|| panic!("no panic line; console:\n{out}"));
+    assert!(line.contains("deliberate") && line.contains("framework.rs"), "panic line without its message or location: {line:?}");
+}

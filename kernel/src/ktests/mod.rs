@@ -6,6 +6,7 @@ mod boot;
 mod framework;
 mod irq;
 mod mm;
+mod robust;
 mod sched;
 mod tlb;
 mod user;

@@ -76,6 +76,14 @@ pub const fn desc_allows(desc: u64, access: Access) -> bool {
     }
 }
 
+/// Fails unless `grow` more VMAs fit under `abi::limits::MAX_MAPPINGS`.
+fn room_for(vmas: &VmaSet, grow: usize) -> Result<(), MmError> {
+    if vmas.len() + grow > abi::limits::MAX_MAPPINGS {
+        return Err(MmError::TooManyMappings);
+    }
+    Ok(())
+}
+
 /// `[addr, addr + len rounded up to pages)`, checked.
 fn user_range(addr: u64, len: u64) -> Result<(u64, u64), MmError> {
     if len == 0 {
@@ -161,11 +169,13 @@ impl AddressSpace {
                 return Err(MmError::FixedAtZero);
             }
             let (start, end) = user_range(addr, len)?;
+            room_for(&self.vmas, self.vmas.splits(start, end) + 1)?;
             self.vmas.remove(start, end);
             self.pt.zap(mem, start, end, g, flush);
             self.vmas.insert(start, end, prot);
             return Ok(start);
         }
+        room_for(&self.vmas, 1)?;
         if addr != 0 {
             let (start, end) = user_range(addr, len)?;
             if self.vmas.is_free(start, end) {
@@ -191,6 +201,7 @@ impl AddressSpace {
         flush: &mut F,
     ) -> Result<(), MmError> {
         let (start, end) = user_range(addr, len)?;
+        room_for(&self.vmas, self.vmas.splits(start, end))?;
         self.vmas.remove(start, end);
         self.pt.zap(mem, start, end, g, flush);
         Ok(())
@@ -216,6 +227,8 @@ impl AddressSpace {
             return Err(MmError::BadProt(prot));
         }
         let (start, end) = user_range(addr, len)?;
+        self.vmas.check(start, end, |_| true).map_err(|addr| MmError::NotMapped { addr })?;
+        room_for(&self.vmas, self.vmas.splits(start, end))?;
         self.vmas.protect(start, end, prot).map_err(|addr| MmError::NotMapped { addr })?;
         let Ok(()) = self.pt.update_leaves::<_, Infallible>(mem, start, end, |va, old| {
             let new = leaf_for(mem, desc_pa(old), prot);

@@ -262,9 +262,14 @@ impl Gather {
     pub fn flush_partial(&mut self, mem: &impl PhysMem, flush: impl FnOnce(Option<FlushRange>)) {
         flush(self.flush_range());
         self.totals.flushes += 1;
-        for pa in self.frames.drain(..).chain(self.tables.drain(..)) {
+        for pa in self.frames.drain(..) {
             if mem.put(pa) {
                 mem.free(pa);
+            }
+        }
+        for pa in self.tables.drain(..) {
+            if mem.put(pa) {
+                mem.free_table(pa);
             }
         }
         (self.start, self.end) = (0, 0);

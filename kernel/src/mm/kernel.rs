@@ -2,8 +2,6 @@
 //! the devices, the kernel heap, the frame allocator, and the empty table
 //! TTBR0 points at when no user address space is loaded.
 
-use buddy_system_allocator::LockedHeap;
-
 use crate::arch::aarch64::early::BOOT_INFO;
 use crate::arch::aarch64::kmap::{self, KmapError, PoolAlloc, POOL_PAGES, TABLE_POOL};
 use crate::arch::aarch64::layout::{phys_to_virt, KIMAGE_VBASE};
@@ -12,9 +10,6 @@ use crate::mm::frame::FRAMES;
 use crate::mm::pte::*;
 use crate::mm::tlb::{Scope, TlbiOp};
 use platform::{BoardInfo, MemRegion};
-
-#[global_allocator]
-static HEAP: LockedHeap<32> = LockedHeap::empty();
 
 /// Kernel heap size. 32 MiB is ample for the kernel's own structures; user
 /// memory and page tables come from the frame allocator.
@@ -130,9 +125,8 @@ pub fn init_memory(board: &BoardInfo) -> Result<MemRegion, MemInitError> {
     // SAFETY: the heap range is RAM mapped read-write in the linear map and
     // used by nothing else (it avoids the image, the DTB and, below, the
     // frame allocator).
-    unsafe { HEAP.lock().init(phys_to_virt(heap.base) as usize, heap.size as usize) };
+    unsafe { crate::mm::heap::HEAP.init(phys_to_virt(heap.base) as usize, heap.size as usize) };
     let reserved = [image, dtb, (heap.base, heap.end())];
-    let mut frames = FRAMES.lock();
     for r in board.memory() {
         // Add [r.base, r.end) minus the reserved ranges.
         let mut pieces = [(r.base, r.end()); 1].to_vec();
@@ -152,9 +146,12 @@ pub fn init_memory(board: &BoardInfo) -> Result<MemRegion, MemInitError> {
             }
             pieces = next;
         }
-        for (s, e) in pieces {
-            frames.add_range(s, e);
-        }
+        crate::mm::heap::frame_allocator_metadata(|| {
+            let mut frames = FRAMES.lock();
+            for (s, e) in pieces {
+                frames.add_range(s, e);
+            }
+        });
     }
     Ok(heap)
 }

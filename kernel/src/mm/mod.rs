@@ -5,6 +5,8 @@
 pub mod asid;
 pub mod frame;
 #[cfg(target_os = "none")]
+pub mod heap;
+#[cfg(target_os = "none")]
 pub mod kernel;
 #[cfg(target_os = "none")]
 pub mod phys;

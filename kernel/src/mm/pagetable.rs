@@ -66,6 +66,16 @@ pub unsafe trait PhysMem {
     /// the frame, after any TLB flush that covers it).
     fn put(&self, pa: u64) -> bool;
     fn refs(&self, pa: u64) -> u32;
+    /// A zeroed frame for a page-table page (reference count 1); the same
+    /// as [`alloc_zeroed`](Self::alloc_zeroed) unless the memory counts
+    /// table pages apart.
+    fn alloc_table(&self) -> Option<u64> {
+        self.alloc_zeroed()
+    }
+    /// Returns a page-table page whose last reference went.
+    fn free_table(&self, pa: u64) {
+        self.free(pa)
+    }
 }
 
 /// Level of every leaf this code writes.
@@ -186,7 +196,7 @@ pub struct PageTable {
 impl PageTable {
     /// A new tree: an empty root table. `None` when out of frames.
     pub fn new(mem: &impl PhysMem) -> Option<Self> {
-        Some(Self { root: Some(mem.alloc_zeroed()?) })
+        Some(Self { root: Some(mem.alloc_table()?) })
     }
 
     /// A placeholder without tables: lookups find nothing, maps fail.
@@ -209,7 +219,7 @@ impl PageTable {
             table = if e & VALID != 0 {
                 desc_pa(e)
             } else {
-                let new = mem.alloc_zeroed().ok_or(MapError::OutOfMemory)?;
+                let new = mem.alloc_table().ok_or(MapError::OutOfMemory)?;
                 store(mem, table, idx, table_desc(new));
                 new
             };

@@ -38,7 +38,7 @@ fn poison_bit(pa: u64) -> Option<(&'static AtomicU64, u64)> {
 /// Allocates `count` frames (rounded up to a power of two), checking that
 /// frames poisoned at free time were not written since.
 pub fn alloc_frames(count: usize) -> Option<Frames> {
-    let f = FRAMES.lock().alloc(count)?;
+    let f = super::heap::frame_allocator_metadata(|| FRAMES.lock().alloc(count))?;
     for i in 0..f.count as u64 {
         let pa = f.pa() + i * PAGE_SIZE;
         let Some((word, bit)) = poison_bit(pa) else { continue };
@@ -73,7 +73,7 @@ pub fn free_frames(f: Frames) {
             }
         }
     }
-    FRAMES.lock().free(f);
+    super::heap::frame_allocator_metadata(|| FRAMES.lock().free(f));
 }
 
 static REFS: Once<RefTable> = Once::new();
@@ -138,7 +138,21 @@ unsafe impl PhysMem for KernelMem {
     fn refs(&self, pa: u64) -> u32 {
         slot(pa).load(Ordering::Acquire)
     }
+
+    fn alloc_table(&self) -> Option<u64> {
+        let pa = self.alloc_zeroed()?;
+        PT_PAGES.fetch_add(1, Ordering::Relaxed);
+        Some(pa)
+    }
+
+    fn free_table(&self, pa: u64) {
+        PT_PAGES.fetch_sub(1, Ordering::Relaxed);
+        self.free(pa);
+    }
 }
+
+/// Page-table pages of user address spaces allocated now.
+pub static PT_PAGES: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 /// Checks every free frame that was poisoned when freed: returns how many
 /// were written since (each also counted in [`POISON_VIOLATIONS`]).

@@ -87,6 +87,12 @@ impl VmaSet {
         }
     }
 
+    /// How many of `start` and `end` fall strictly inside a VMA: the splits
+    /// a change of `[start, end)` makes, each one VMA more.
+    pub fn splits(&self, start: u64, end: u64) -> usize {
+        [start, end].iter().filter(|&&a| self.find(a).is_some_and(|v| v.start < a)).count()
+    }
+
     /// Splits the VMA straddling `addr` (if any) into two at `addr`.
     fn split_at(&mut self, addr: u64) {
         if let Some(&v) = self.find(addr).filter(|v| v.start < addr) {

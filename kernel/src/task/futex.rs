@@ -31,6 +31,21 @@ fn read(addr: u64) -> Result<u32, i64> {
     Ok(u32::from_le_bytes(b))
 }
 
+/// Drops a reference to the queue of `key` and removes the queue from the
+/// map when nobody else holds it: an address waited on once does not keep
+/// a queue for the life of the kernel. Clones are only made under the map
+/// lock, so the count read under it is exact.
+fn put(key: (u64, u64), wq: Arc<WaitQueue>) {
+    let mut m = FUTEXES.lock();
+    drop(wq);
+    if m.get(&key).is_some_and(|q| Arc::strong_count(q) == 1) {
+        m.remove(&key);
+        if m.is_empty() {
+            *m = BTreeMap::new();
+        }
+    }
+}
+
 pub fn wait(p: &Process, addr: u64, expected: u32, timeout_ns: u64) -> Result<u64, i64> {
     check(addr)?;
     if timeout_ns != 0 {
@@ -40,21 +55,31 @@ pub fn wait(p: &Process, addr: u64, expected: u32, timeout_ns: u64) -> Result<u6
     if read(addr)? != expected {
         return Err(-EAGAIN);
     }
-    let wq = FUTEXES.lock().entry((p.mm.id, addr)).or_insert_with(|| Arc::new(WaitQueue::new())).clone();
+    let key = (p.mm.id, addr);
+    let wq = FUTEXES.lock().entry(key).or_insert_with(|| Arc::new(WaitQueue::new("futex_wait"))).clone();
     let mut err = None;
-    wq.wait_until(|| match read(addr) {
+    let r = wq.wait_until(|| match read(addr) {
         Ok(v) => v != expected,
         Err(e) => {
             err = Some(e);
             true
         }
-    })
-    .map_err(|_| -EINTR)?;
+    });
+    put(key, wq);
+    r.map_err(|_| -EINTR)?;
     err.map_or(Ok(0), Err)
 }
 
 pub fn wake(p: &Process, addr: u64, count: u64) -> Result<u64, i64> {
     check(addr)?;
-    let wq = FUTEXES.lock().get(&(p.mm.id, addr)).cloned();
-    Ok(wq.map_or(0, |q| q.wake_n(count as usize) as u64))
+    let key = (p.mm.id, addr);
+    let Some(wq) = FUTEXES.lock().get(&key).cloned() else { return Ok(0) };
+    let woken = wq.wake_n(count as usize) as u64;
+    put(key, wq);
+    Ok(woken)
+}
+
+/// Futex queues that exist now (for tests).
+pub fn queues() -> usize {
+    FUTEXES.lock().len()
 }

@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use super::process::Process;
 use super::wait::WaitQueue;
 use crate::sync::IrqMutex;
-use abi::errno::{EINTR, ENOENT, EPIPE};
+use abi::errno::{EAGAIN, EINTR, ENOENT, ENOMEM, EPIPE};
 
 pub type Msg = [u64; 4];
 
@@ -46,16 +46,27 @@ fn lookup(id: u64) -> Result<Arc<Endpoint>, i64> {
     ENDPOINTS.lock().get(&id).cloned().ok_or(-ENOENT)
 }
 
-pub fn create(owner: &Process) -> u64 {
+/// Creates an endpoint owned by `owner`; ENOMEM past
+/// `abi::limits::MAX_ENDPOINTS` open endpoints of one process.
+pub fn create(owner: &Process) -> Result<u64, i64> {
+    owner
+        .endpoints
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < abi::limits::MAX_ENDPOINTS).then_some(n + 1))
+        .map_err(|_| -ENOMEM)?;
     let id = NEXT_EP.fetch_add(1, Ordering::Relaxed);
     let ep = Endpoint {
         owner: owner.pid,
         queue: IrqMutex::new(VecDeque::new()),
-        receivers: WaitQueue::new(),
+        receivers: WaitQueue::new("ep_recv"),
         closed: AtomicBool::new(false),
     };
     ENDPOINTS.lock().insert(id, Arc::new(ep));
-    id
+    Ok(id)
+}
+
+/// Endpoints open now.
+pub fn count() -> usize {
+    ENDPOINTS.lock().len()
 }
 
 /// Endpoints created by process `pid` (for tests).
@@ -65,7 +76,7 @@ pub fn owned_by(pid: u64) -> alloc::vec::Vec<u64> {
 
 pub fn call(id: u64, msg: Msg) -> Result<Msg, i64> {
     let ep = lookup(id)?;
-    let c = Arc::new(Call { msg, reply: IrqMutex::new(None), wq: WaitQueue::new() });
+    let c = Arc::new(Call { msg, reply: IrqMutex::new(None), wq: WaitQueue::new("ep_call") });
     {
         let mut q = ep.queue.lock();
         if ep.closed.load(Ordering::Acquire) {
@@ -75,30 +86,44 @@ pub fn call(id: u64, msg: Msg) -> Result<Msg, i64> {
     }
     ep.receivers.wake_one();
     if c.wq.wait_until(|| c.reply.lock().is_some()).is_err() {
+        // Killed: a call nobody took yet leaves the queue (it would sit
+        // there until the endpoint closes); one a receiver holds is
+        // dropped when it replies or exits.
+        let mut q = ep.queue.lock();
+        q.retain(|x| !Arc::ptr_eq(x, &c));
+        super::wait::shrink_if_empty(&mut q);
         return Err(-EINTR);
     }
     let r = c.reply.lock().take();
     r.unwrap_or(Err(-EPIPE))
 }
 
-/// Takes the next call; returns its reply token and message.
+/// Takes the next call; returns its reply token and message. EAGAIN while
+/// this process holds `abi::limits::MAX_PENDING_CALLS` calls it has not
+/// replied to.
 pub fn recv(me: &Process, id: u64) -> Result<(u64, Msg), i64> {
     let ep = lookup(id)?;
-    let mut got = None;
-    let waited = ep.receivers.wait_until(|| {
+    if me.pending_calls.lock().len() >= abi::limits::MAX_PENDING_CALLS {
+        return Err(-EAGAIN);
+    }
+    let waited = ep.receivers.wait_for(|| {
         if ep.closed.load(Ordering::Acquire) {
-            return true;
+            return Some(None);
         }
-        got = ep.queue.lock().pop_front();
-        got.is_some()
+        let mut q = ep.queue.lock();
+        let c = q.pop_front()?;
+        super::wait::shrink_if_empty(&mut q);
+        Some(Some(c))
     });
-    if waited.is_err() {
-        // Killed while waiting; a call we popped goes back to the queue.
-        if let Some(c) = got {
-            ep.queue.lock().push_front(c);
+    let Ok(got) = waited else {
+        // Killed while waiting. A caller's `wake_one` may have picked us
+        // (we left the queue, but will not take its call): pass the wake-up
+        // on to the next receiver, or the call waits for the one after it.
+        if !ep.queue.lock().is_empty() {
+            ep.receivers.wake_one();
         }
         return Err(-EINTR);
-    }
+    };
     let Some(c) = got else { return Err(-EPIPE) };
     let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
     let msg = c.msg;
@@ -121,8 +146,13 @@ pub fn process_exited(p: &Process) {
     let mine: alloc::vec::Vec<Arc<Endpoint>> = {
         let mut eps = ENDPOINTS.lock();
         let ids: alloc::vec::Vec<u64> = eps.iter().filter(|(_, e)| e.owner == p.pid).map(|(k, _)| *k).collect();
-        ids.iter().filter_map(|k| eps.remove(k)).collect()
+        let mine = ids.iter().filter_map(|k| eps.remove(k)).collect();
+        if eps.is_empty() {
+            *eps = BTreeMap::new(); // no node kept: see `process::reap`
+        }
+        mine
     };
+    p.endpoints.store(0, Ordering::Release);
     for ep in mine {
         let queued = {
             let mut q = ep.queue.lock();

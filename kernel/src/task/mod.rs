@@ -7,6 +7,7 @@ pub mod ipc;
 pub mod loader;
 pub mod process;
 pub mod reaper;
+mod registry;
 pub mod sched;
 pub mod syscall;
 pub mod wait;
@@ -51,6 +52,10 @@ pub struct Task {
     kstack: Frames,
     /// User side, for user threads.
     pub user: Option<process::UserThread>,
+    /// What the task waits for while Blocked ("" otherwise), for [`dump`].
+    waiting: spin::Mutex<&'static str>,
+    /// Its slot in the registry [`dump`] reads.
+    slot: AtomicUsize,
 }
 
 // SAFETY: `ctx` is only touched by the scheduler on the CPU switching the
@@ -68,6 +73,7 @@ pub struct OutOfMemory;
 impl Task {
     fn alloc(name: &'static str, user: Option<process::UserThread>) -> Result<Task, OutOfMemory> {
         let kstack = crate::mm::phys::alloc_frames(KSTACK_PAGES).ok_or(OutOfMemory)?;
+        TASKS.fetch_add(1, Ordering::Relaxed);
         Ok(Task {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name,
@@ -80,7 +86,14 @@ impl Task {
             wake_at: AtomicU64::new(0),
             kstack,
             user,
+            waiting: spin::Mutex::new(""),
+            slot: AtomicUsize::new(usize::MAX),
         })
+    }
+
+    /// Records what the task waits for ("" when it stops waiting).
+    pub fn set_waiting(&self, what: &'static str) {
+        *self.waiting.lock() = what;
     }
 
     pub fn kstack_top(&self) -> u64 {
@@ -98,7 +111,7 @@ impl Task {
             ctx.lr = context::task_trampoline as *const () as u64;
             ctx.sp = t.kstack_top();
         }
-        Ok(Arc::new(t))
+        Ok(registry::register(Arc::new(t)))
     }
 
     /// A user thread that enters EL0 at `entry` with `sp_el0` and x0 = `arg`.
@@ -122,7 +135,7 @@ impl Task {
             ctx.lr = context::user_trampoline as *const () as u64;
             ctx.sp = frame_addr;
         }
-        Ok(Arc::new(t))
+        Ok(registry::register(Arc::new(t)))
     }
 
     /// A user thread that resumes from a copy of `parent_frame` with x0 = 0
@@ -169,8 +182,51 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
+        registry::unregister(self);
         crate::mm::phys::free_frames(self.kstack);
+        TASKS.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+pub use registry::dump;
+
+/// Tasks whose kernel stack is allocated.
+pub static TASKS: AtomicUsize = AtomicUsize::new(0);
+
+/// The kernel resources in use now, indexed by `abi::resources`: what leak
+/// tests compare against a baseline (through `stats(RESOURCES)` from user
+/// space, or directly in kernel tests).
+pub fn resources() -> [u64; abi::resources::COUNT] {
+    use abi::resources as r;
+    let heap = crate::mm::heap::HEAP.stats();
+    let mut w = [0u64; r::COUNT];
+    w[r::FREE_FRAMES] = crate::mm::frame::free_frames() as u64;
+    w[r::PT_PAGES] = crate::mm::phys::PT_PAGES.load(Ordering::Relaxed) as u64;
+    w[r::HEAP_BYTES] = heap.in_use as u64;
+    w[r::PROCESSES] = process::count() as u64;
+    w[r::TASKS] = TASKS.load(Ordering::Relaxed) as u64;
+    w[r::THREADS] = process::THREADS.load(Ordering::Relaxed) as u64;
+    w[r::MMS] = process::MMS.load(Ordering::Relaxed) as u64;
+    w[r::ENDPOINTS] = ipc::count() as u64;
+    w[r::ASIDS] = process::MMS_WITH_ASID.load(Ordering::Relaxed) as u64;
+    w[r::HEAP_TOTAL] = heap.total as u64;
+    w[r::HEAP_REFUSALS] = crate::mm::heap::HEAP_REFUSALS.load(Ordering::Relaxed) as u64;
+    w[r::FRAME_LIST_BYTES] = heap.frame_meta as u64;
+    w
+}
+
+/// The differences between two [`resources`] snapshots in the words that
+/// must come back to baseline, as "name: before -> after" text; empty when
+/// there are none.
+pub fn resource_leaks(before: &[u64; abi::resources::COUNT], after: &[u64; abi::resources::COUNT]) -> alloc::string::String {
+    use core::fmt::Write;
+    let mut s = alloc::string::String::new();
+    for &i in &abi::resources::LEVELS {
+        if before[i] != after[i] {
+            let _ = write!(s, "{}{}: {} -> {}", if s.is_empty() { "" } else { ", " }, abi::resources::NAMES[i], before[i], after[i]);
+        }
+    }
+    s
 }
 
 /// Bytes the exception entry reserves for a TrapFrame (see exception.rs).

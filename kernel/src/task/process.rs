@@ -4,7 +4,7 @@
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::sched::{self, current};
 use super::wait::WaitQueue;
@@ -40,12 +40,19 @@ pub struct Mm {
     /// that finishes while another is in flight cannot know what the other
     /// cleared or freed, so it flushes the whole ASID (mechanisms.md §5).
     pub flush_pending: AtomicUsize,
+    /// The allocator gave this mm an ASID (counted in [`MMS_WITH_ASID`]).
+    has_asid: AtomicBool,
 }
 
 static NEXT_MM: AtomicU64 = AtomicU64::new(1);
+/// Address spaces allocated now.
+pub static MMS: AtomicUsize = AtomicUsize::new(0);
+/// Address spaces that hold an ASID now.
+pub static MMS_WITH_ASID: AtomicUsize = AtomicUsize::new(0);
 
 impl Mm {
     fn from_aspace(a: AddressSpace) -> Arc<Mm> {
+        MMS.fetch_add(1, Ordering::Relaxed);
         Arc::new(Mm {
             id: NEXT_MM.fetch_add(1, Ordering::Relaxed),
             root_pa: a.root_pa(),
@@ -55,7 +62,15 @@ impl Mm {
             cpus: AtomicU64::new(0),
             ever_active: AtomicBool::new(false),
             flush_pending: AtomicUsize::new(0),
+            has_asid: AtomicBool::new(false),
         })
+    }
+
+    /// Counts this mm in [`MMS_WITH_ASID`] once it got an ASID.
+    fn note_asid(&self) {
+        if !self.has_asid.swap(true, Ordering::Relaxed) {
+            MMS_WITH_ASID.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn new() -> Result<Arc<Mm>, i64> {
@@ -161,6 +176,9 @@ impl Mm {
     /// With `tlb.exit_elide=off` the teardown issues one whole-ASID flush
     /// instead, for comparison.
     fn teardown_exit(&self) {
+        if self.aspace.lock().root_pa() == 0 {
+            return; // torn down already
+        }
         let loaded = self.cpus.load(Ordering::Acquire);
         if loaded != 0 {
             // Cannot happen (see 1.). If it did, no flush would make freeing
@@ -247,6 +265,23 @@ impl Mm {
     }
 }
 
+/// The last reference is gone. An mm whose process never ran (a spawn or
+/// fork that failed half-way) still holds its tables and pages: they go now,
+/// through the same exit-mode teardown (which flushes nothing for an mm that
+/// was never loaded, and leaks rather than frees one still loaded).
+impl Drop for Mm {
+    fn drop(&mut self) {
+        self.teardown_exit();
+        if let Some(alloc) = ASIDS.get() {
+            alloc.release(&Hw, &self.ctx);
+        }
+        if self.has_asid.load(Ordering::Relaxed) {
+            MMS_WITH_ASID.fetch_sub(1, Ordering::Relaxed);
+        }
+        MMS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Address spaces leaked because they were still loaded at exit (always 0
 /// unless an invariant broke).
 pub static LEAKED_MMS: AtomicU64 = AtomicU64::new(0);
@@ -293,6 +328,7 @@ pub fn activate(mm: &Mm) {
     // with the wrong TTBR").
     crate::mm::kernel::enter_empty_ttbr0_no_flush();
     let asid = alloc.switch_in(&Hw, &mm.ctx);
+    mm.note_asid();
     mm.ever_active.store(true, Ordering::Release);
     mm.cpus.fetch_or(1 << c, Ordering::AcqRel);
     cpu::set_ttbr0(mm.root_pa, asid);
@@ -335,15 +371,37 @@ pub struct UserThread {
     pub tid: u64,
 }
 
+impl UserThread {
+    /// The thread half of a user task: counts itself in [`THREADS`] until
+    /// the task is dropped.
+    fn new(process: Arc<Process>, tid: u64) -> UserThread {
+        THREADS.fetch_add(1, Ordering::Relaxed);
+        UserThread { process, tid }
+    }
+}
+
+impl Drop for UserThread {
+    fn drop(&mut self) {
+        THREADS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// User threads whose task still exists.
+pub static THREADS: AtomicUsize = AtomicUsize::new(0);
+
 pub struct Process {
     pub pid: u64,
     pub name: &'static str,
     pub parent: u64,
     pub mm: Arc<Mm>,
+    /// Threads, live or exited and not joined yet (bounded by
+    /// `abi::limits::MAX_THREADS`).
     threads: IrqMutex<BTreeMap<u64, ThreadSlot>>,
     live: AtomicUsize,
     next_tid: AtomicU64,
     killed: AtomicBool,
+    /// Handed to the reaper already (a second kill queues nothing).
+    reap_queued: AtomicBool,
     exit_status: IrqMutex<Option<i64>>,
     exited: AtomicBool,
     children: IrqMutex<Vec<u64>>,
@@ -352,6 +410,8 @@ pub struct Process {
     /// Woken when a thread of this process exits.
     pub join_wq: WaitQueue,
     pub pending_calls: IrqMutex<BTreeMap<u64, Arc<ipc::Call>>>,
+    /// Endpoints this process created and has open.
+    pub endpoints: AtomicUsize,
     /// User PC to resume at after a fault instead of dying (0: die).
     pub fault_resume: AtomicU64,
 }
@@ -365,8 +425,11 @@ struct ThreadSlot {
 
 static PROCS: IrqMutex<BTreeMap<u64, Arc<Process>>> = IrqMutex::new(BTreeMap::new());
 static NEXT_PID: AtomicU64 = AtomicU64::new(1);
+/// Process objects alive (registered or not, reaped or still referenced):
+/// what `abi::limits::MAX_PROCESSES` bounds.
+static PROCESS_OBJECTS: AtomicUsize = AtomicUsize::new(0);
 /// Woken when any process whose parent is the kernel exits.
-pub static KERNEL_CHILD_WQ: WaitQueue = WaitQueue::new();
+pub static KERNEL_CHILD_WQ: WaitQueue = WaitQueue::new("wait (kernel)");
 
 pub fn lookup(pid: u64) -> Option<Arc<Process>> {
     PROCS.lock().get(&pid).cloned()
@@ -377,9 +440,32 @@ pub fn count() -> usize {
     PROCS.lock().len()
 }
 
+/// A place for one more process under `abi::limits::MAX_PROCESSES`, taken
+/// before anything is allocated for it; given back when dropped unless a
+/// [`Process`] took it over.
+struct ProcessSlot(());
+
+impl ProcessSlot {
+    fn take() -> Result<ProcessSlot, i64> {
+        PROCESS_OBJECTS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < abi::limits::MAX_PROCESSES).then_some(n + 1))
+            .map(|_| ProcessSlot(()))
+            .map_err(|_| -EAGAIN)
+    }
+}
+
+impl Drop for ProcessSlot {
+    fn drop(&mut self) {
+        PROCESS_OBJECTS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Process {
-    fn new(name: &'static str, parent: u64, mm: Arc<Mm>) -> Arc<Process> {
-        let p = Arc::new(Process {
+    /// A process object owning `mm`, not yet visible to anyone: failures
+    /// after this just drop it (and the mm with it, see `Drop for Mm`).
+    fn create(slot: ProcessSlot, name: &'static str, parent: u64, mm: Arc<Mm>) -> Arc<Process> {
+        core::mem::forget(slot); // released by `Drop for Process`
+        Arc::new(Process {
             pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
             name,
             parent,
@@ -388,27 +474,32 @@ impl Process {
             live: AtomicUsize::new(0),
             next_tid: AtomicU64::new(1),
             killed: AtomicBool::new(false),
+            reap_queued: AtomicBool::new(false),
             exit_status: IrqMutex::new(None),
             exited: AtomicBool::new(false),
             children: IrqMutex::new(Vec::new()),
-            child_wq: WaitQueue::new(),
-            join_wq: WaitQueue::new(),
+            child_wq: WaitQueue::new("wait"),
+            join_wq: WaitQueue::new("join"),
             pending_calls: IrqMutex::new(BTreeMap::new()),
+            endpoints: AtomicUsize::new(0),
             fault_resume: AtomicU64::new(0),
-        });
-        PROCS.lock().insert(p.pid, p.clone());
-        if let Some(pp) = lookup(parent) {
-            pp.children.lock().push(p.pid);
+        })
+    }
+
+    /// Makes the process visible: lookups, its parent's `wait`.
+    fn register(self: &Arc<Self>) {
+        PROCS.lock().insert(self.pid, self.clone());
+        if let Some(pp) = lookup(self.parent) {
+            pp.children.lock().push(self.pid);
         }
-        p
     }
 
     pub fn is_killed(&self) -> bool {
-        self.killed.load(Ordering::Acquire)
+        self.killed.load(Ordering::SeqCst)
     }
 
     pub fn has_exited(&self) -> bool {
-        self.exited.load(Ordering::Acquire)
+        self.exited.load(Ordering::SeqCst)
     }
 
     pub fn exit_status(&self) -> Option<i64> {
@@ -422,24 +513,36 @@ impl Process {
 
     fn add_thread_on(self: &Arc<Self>, entry: u64, sp: u64, arg: u64, cpu: Option<usize>) -> Result<u64, i64> {
         let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
-        let ut = UserThread { process: self.clone(), tid };
+        let ut = UserThread::new(self.clone(), tid);
         let t = Task::new_user(self.name, ut, entry, sp, arg).map_err(|OutOfMemory| -ENOMEM)?;
         if let Some(c) = cpu {
             t.affinity.store(c as i64, Ordering::Relaxed);
         }
-        self.start_thread(tid, t);
+        self.start_thread(tid, t)?;
         Ok(tid)
     }
 
-    fn start_thread(&self, tid: u64, t: Arc<Task>) {
-        self.live.fetch_add(1, Ordering::AcqRel);
-        self.mm.users.fetch_add(1, Ordering::AcqRel);
-        self.threads.lock().insert(tid, ThreadSlot { task: Some(t.clone()), exit_code: None });
+    /// Registers `t` as thread `tid` and starts it, unless the process
+    /// already holds `abi::limits::MAX_THREADS` threads (live or unjoined):
+    /// EAGAIN, and `t` is dropped unstarted.
+    fn start_thread(&self, tid: u64, t: Arc<Task>) -> Result<(), i64> {
+        {
+            let mut threads = self.threads.lock();
+            if threads.len() >= abi::limits::MAX_THREADS {
+                drop(threads);
+                drop(t);
+                return Err(-EAGAIN);
+            }
+            self.live.fetch_add(1, Ordering::AcqRel);
+            self.mm.users.fetch_add(1, Ordering::AcqRel);
+            threads.insert(tid, ThreadSlot { task: Some(t.clone()), exit_code: None });
+        }
         sched::spawn(t);
+        Ok(())
     }
 
     /// Marks the process killed with `status` (first cause wins) and wakes
-    /// its blocked threads so they notice.
+    /// its blocked threads so they notice (see `wait.rs` for the ordering).
     pub fn kill(&self, status: i64) {
         {
             let mut s = self.exit_status.lock();
@@ -447,33 +550,53 @@ impl Process {
                 *s = Some(status);
             }
         }
-        self.killed.store(true, Ordering::Release);
+        self.killed.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         let tasks: Vec<Arc<Task>> = self.threads.lock().values().filter_map(|s| s.task.clone()).collect();
         for t in &tasks {
             sched::wake(t);
         }
     }
 
-    /// Waits for thread `tid` to end; returns its exit code.
-    pub fn join(&self, tid: u64) -> Result<i64, i64> {
-        if !self.threads.lock().contains_key(&tid) {
-            return Err(-ESRCH);
+    /// Hands the process to the reaper unless that happened already.
+    pub fn claim_for_reaper(&self) -> bool {
+        !self.reap_queued.swap(true, Ordering::AcqRel)
+    }
+
+    /// Waits for thread `tid` of this process to end and returns its exit
+    /// code. `caller` is the calling thread's tid (EDEADLK if equal). Of
+    /// two threads joining one, one gets the code, the other ESRCH.
+    pub fn join(&self, tid: u64, caller: u64) -> Result<i64, i64> {
+        if tid == caller {
+            return Err(-EDEADLK);
         }
-        let mut code = None;
         self.join_wq
-            .wait_until(|| {
-                code = self.threads.lock().get(&tid).and_then(|s| s.exit_code);
-                code.is_some()
+            .wait_for(|| {
+                let mut threads = self.threads.lock();
+                match threads.get(&tid).map(|s| s.exit_code) {
+                    None => Some(Err(-ESRCH)),
+                    Some(None) => None,
+                    Some(Some(code)) => {
+                        threads.remove(&tid);
+                        Some(Ok(code))
+                    }
+                }
             })
-            .map_err(|_| -EINTR)?;
-        self.threads.lock().remove(&tid);
-        Ok(code.unwrap_or(0))
+            .map_err(|_| -EINTR)?
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        PROCESS_OBJECTS.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// Pins `mm`'s ASID (it then survives rollovers) and returns it.
 pub fn pin_asid(mm: &Mm) -> Result<u16, crate::mm::asid::AsidError> {
-    ASIDS.get().expect("ASID allocator").pin(&Hw, &mm.ctx)
+    let asid = ASIDS.get().expect("ASID allocator").pin(&Hw, &mm.ctx)?;
+    mm.note_asid();
+    Ok(asid)
 }
 
 pub fn unpin_asid(mm: &Mm) {
@@ -487,27 +610,38 @@ pub fn spawn(name: &str, arg: u64, parent: u64) -> Result<Arc<Process>, i64> {
 }
 
 /// Like [`spawn`], with the main thread pinned to `cpu` from the start.
+/// Any failure leaves nothing behind: the address space is torn down and
+/// no process is registered.
 pub fn spawn_on(name: &str, arg: u64, parent: u64, cpu: Option<usize>) -> Result<Arc<Process>, i64> {
     let (pname, elf) = loader::find(name).ok_or(-ENOENT)?;
+    let slot = ProcessSlot::take()?;
     let mm = Mm::new()?;
     let entry = {
         let mut a = mm.aspace.lock();
         loader::load(&mut a, elf).map_err(|e| {
-            log::warn!(target: "proc", "cannot load {name}: {e}");
+            log::debug!(target: "proc", "cannot load {name}: {e}");
             -ENOMEM
         })?
     };
-    let p = Process::new(pname, parent, mm);
-    if let Err(e) = p.add_thread_on(entry, abi::USER_STACK_TOP, arg, cpu) {
-        p.exited.store(true, Ordering::Release);
-        reap(p.pid);
+    let p = Process::create(slot, pname, parent, mm);
+    let tid = p.next_tid.fetch_add(1, Ordering::Relaxed);
+    let t = Task::new_user(pname, UserThread::new(p.clone(), tid), entry, abi::USER_STACK_TOP, arg)
+        .map_err(|OutOfMemory| -ENOMEM)?;
+    if let Some(c) = cpu {
+        t.affinity.store(c as i64, Ordering::Relaxed);
+    }
+    p.register();
+    if let Err(e) = p.start_thread(tid, t) {
+        unregister(&p);
         return Err(e);
     }
     Ok(p)
 }
 
 /// fork(): a copy-on-write child whose one thread resumes from `frame`.
+/// A failure at any step leaves no child behind.
 pub fn fork(parent: &Arc<Process>, frame: &TrapFrame) -> Result<u64, i64> {
+    let slot = ProcessSlot::take()?;
     let mut g = Gather::new();
     let child_as = {
         let mut a = parent.mm.aspace.lock();
@@ -518,16 +652,27 @@ pub fn fork(parent: &Arc<Process>, frame: &TrapFrame) -> Result<u64, i64> {
         r
     };
     let child_as = child_as.map_err(|e| e.errno())?;
-    let child = Process::new(parent.name, parent.pid, Mm::from_aspace(child_as));
+    let child = Process::create(slot, parent.name, parent.pid, Mm::from_aspace(child_as));
     let tid = child.next_tid.fetch_add(1, Ordering::Relaxed);
-    let ut = UserThread { process: child.clone(), tid };
-    let t = Task::new_user_from_frame(parent.name, ut, frame).map_err(|OutOfMemory| -ENOMEM)?;
-    child.start_thread(tid, t);
+    let t = Task::new_user_from_frame(parent.name, UserThread::new(child.clone(), tid), frame)
+        .map_err(|OutOfMemory| -ENOMEM)?;
+    child.register();
+    if let Err(e) = child.start_thread(tid, t) {
+        unregister(&child);
+        return Err(e);
+    }
     Ok(child.pid)
 }
 
+/// Undoes [`Process::register`] for a process none of whose threads ran.
+fn unregister(p: &Arc<Process>) {
+    p.exited.store(true, Ordering::SeqCst);
+    reap(p.pid);
+}
+
 /// Ends the current user thread with `code`; the last one out tears the
-/// process down.
+/// process down. The caller holds no reference it would leak: this never
+/// returns, so nothing on the caller's stack is ever dropped.
 pub fn exit_thread(code: i64) -> ! {
     // No rescheduling from here on: once this CPU has left the mm's tables
     // it must not load them again (see `Mm::teardown_exit`).
@@ -575,7 +720,11 @@ fn teardown(p: &Arc<Process>) {
             *s = Some(0);
         }
     }
-    p.exited.store(true, Ordering::Release);
+    // `exited` and the parent's state are a Dekker pair with the parent's
+    // own teardown (SeqCst on both sides): of a parent and a child exiting
+    // at once, at least one sees the other exited, so an exited child is
+    // always reaped by someone.
+    p.exited.store(true, Ordering::SeqCst);
     // Orphans are reaped when they exit.
     let kids = core::mem::take(&mut *p.children.lock());
     for k in kids {
@@ -591,35 +740,51 @@ fn teardown(p: &Arc<Process>) {
 }
 
 fn reap(pid: u64) {
-    let p = PROCS.lock().remove(&pid);
+    let p = {
+        let mut procs = PROCS.lock();
+        let p = procs.remove(&pid);
+        if procs.is_empty() {
+            // An empty map keeps no node: a quiet kernel's heap use does
+            // not depend on how many processes once lived.
+            *procs = BTreeMap::new();
+        }
+        p
+    };
     if let Some(p) = p {
         if let Some(pp) = lookup(p.parent) {
-            pp.children.lock().retain(|&c| c != pid);
+            let mut kids = pp.children.lock();
+            kids.retain(|&c| c != pid);
+            if kids.is_empty() {
+                *kids = Vec::new();
+            }
         }
     }
 }
 
 /// wait(): for a child (`pid` > 0) or any child (`pid` == -1) to exit.
+/// The child is claimed under the parent's child list lock, so of two
+/// waiters for one child exactly one gets it; the other sees ECHILD once no
+/// child it could wait for is left.
 pub fn wait_child(me: &Arc<Process>, pid: i64) -> Result<(u64, i64), i64> {
-    let matches = |c: &u64| pid == -1 || *c as i64 == pid;
-    if !me.children.lock().iter().any(matches) {
-        return Err(-ECHILD);
-    }
-    let mut found = None;
-    me.child_wq
-        .wait_until(|| {
-            found = me
-                .children
-                .lock()
-                .iter()
-                .filter(|c| matches(c))
-                .find_map(|c| lookup(*c).filter(|p| p.has_exited()).map(|p| (p.pid, p.exit_status().unwrap_or(0))));
-            found.is_some()
+    let matches = |c: u64| pid == -1 || c as i64 == pid;
+    let claimed = me
+        .child_wq
+        .wait_for(|| {
+            let mut kids = me.children.lock();
+            if !kids.iter().any(|&c| matches(c)) {
+                return Some(Err(-ECHILD));
+            }
+            let i = kids.iter().position(|&c| matches(c) && lookup(c).is_some_and(|p| p.has_exited()))?;
+            let claimed = kids.swap_remove(i);
+            if kids.is_empty() {
+                *kids = Vec::new(); // see `reap`
+            }
+            Some(Ok(claimed))
         })
-        .map_err(|_| -EINTR)?;
-    let (cpid, status) = found.unwrap_or((0, 0));
-    reap(cpid);
-    Ok((cpid, status))
+        .map_err(|_| -EINTR)??;
+    let status = lookup(claimed).and_then(|c| c.exit_status()).unwrap_or(0);
+    reap(claimed);
+    Ok((claimed, status))
 }
 
 /// For kernel tests: waits until process `pid` (a child of the kernel) has
@@ -629,6 +794,44 @@ pub fn wait_from_kernel(p: &Arc<Process>) -> i64 {
     let s = p.exit_status().unwrap_or(0);
     reap(p.pid);
     s
+}
+
+/// For kernel tests: like [`wait_from_kernel`], but gives up after `ms`
+/// milliseconds: then the process is killed (and reaped) and `None` comes
+/// back, so a test can fail on a hang instead of hanging.
+pub fn wait_from_kernel_for(p: &Arc<Process>, ms: u64) -> Option<i64> {
+    let deadline = platform::timer::now()
+        .saturating_add(sched::ns_to_ticks(ms.saturating_mul(1_000_000), platform::timer::frequency()));
+    while !p.has_exited() {
+        if platform::timer::now() >= deadline {
+            super::reaper::kill(p);
+            wait_from_kernel(p);
+            return None;
+        }
+        sched::sleep_ns(1_000_000);
+    }
+    Some(wait_from_kernel(p))
+}
+
+/// Whether `p` is process `ancestor` or descends from it (through parents
+/// that are not reaped yet): what `kill` allows.
+pub fn is_self_or_descendant(p: &Arc<Process>, ancestor: u64) -> bool {
+    let mut pid = p.pid;
+    let mut parent = p.parent;
+    // Parents have smaller pids than their children: the walk ends.
+    loop {
+        if pid == ancestor {
+            return true;
+        }
+        if parent == 0 || parent >= pid {
+            return false;
+        }
+        pid = parent;
+        parent = match lookup(pid) {
+            Some(pp) => pp.parent,
+            None => return false,
+        };
+    }
 }
 
 /// Kills the current process because of `cause` and ends this thread.

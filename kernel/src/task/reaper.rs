@@ -12,14 +12,18 @@ use super::{sched, Task};
 use crate::sync::IrqMutex;
 
 static QUEUE: IrqMutex<VecDeque<Arc<Process>>> = IrqMutex::new(VecDeque::new());
-static WQ: WaitQueue = WaitQueue::new();
+static WQ: WaitQueue = WaitQueue::new("reaper queue");
 /// Address spaces reaped since boot.
 pub static REAPED: AtomicU64 = AtomicU64::new(0);
 
 /// Kills `p` (exit status KILLED) and has its memory reclaimed now: the
 /// reaper thread takes the address space, marks the process killed, and
 /// zaps it while the process's threads may still be running.
+/// A process killed twice is queued once.
 pub fn kill(p: &Arc<Process>) {
+    if !p.claim_for_reaper() {
+        return;
+    }
     QUEUE.lock().push_back(p.clone());
     WQ.wake_all();
 }
@@ -28,7 +32,9 @@ fn reaper_loop(_: usize) {
     loop {
         let mut next = None;
         let _ = WQ.wait_until(|| {
-            next = QUEUE.lock().pop_front();
+            let mut q = QUEUE.lock();
+            next = q.pop_front();
+            super::wait::shrink_if_empty(&mut q);
             next.is_some()
         });
         if let Some(p) = next {

@@ -15,6 +15,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::context::switch_context;
+use super::wait::Block;
 use super::{State, Task};
 use crate::arch::aarch64::cpu::{cpu_id, irq_restore, irq_save, wfi};
 use crate::percpu::{self, MAX_CPUS};
@@ -23,6 +24,19 @@ use platform::{gic, timer};
 
 /// SGI that tells a CPU to look at its run queue.
 pub const SGI_RESCHED: u32 = 3;
+
+/// Run-queue and sleeper-list slots each CPU keeps allocated. A queue that
+/// grew beyond them gives the extra back once it is empty again, so the
+/// heap a quiet kernel uses does not depend on past load (leak tests
+/// compare it exactly) and the common case never allocates.
+const RQ_KEEP: usize = 32;
+const SLEEPERS_KEEP: usize = 16;
+
+fn trim_queue<T>(q: &mut VecDeque<T>, keep: usize) {
+    if q.is_empty() && q.capacity() > keep {
+        q.shrink_to(keep);
+    }
+}
 
 struct CpuSched {
     rq: IrqMutex<VecDeque<Arc<Task>>>,
@@ -98,6 +112,8 @@ pub fn init_cpu(cpu: usize, name: &'static str, idle: bool) {
     t.cpu.store(cpu, Ordering::Relaxed);
     let daif = irq_save();
     let cs = &CPUS[cpu];
+    cs.rq.lock().reserve_exact(RQ_KEEP);
+    cs.sleepers.lock().reserve_exact(SLEEPERS_KEEP);
     // SAFETY: own CPU's entry, IRQs masked.
     unsafe {
         *cs.current.get() = Some(t.clone());
@@ -144,9 +160,13 @@ fn has_work(cpu: usize) -> bool {
 /// Takes the next task for `cpu`: its own queue first, then one stolen from
 /// the longest other queue.
 fn pick(cpu: usize) -> Option<Arc<Task>> {
-    if let Some(t) = CPUS[cpu].rq.lock().pop_front() {
-        t.queued.store(false, Ordering::Release);
-        return Some(t);
+    {
+        let mut q = CPUS[cpu].rq.lock();
+        if let Some(t) = q.pop_front() {
+            trim_queue(&mut q, RQ_KEEP);
+            t.queued.store(false, Ordering::Release);
+            return Some(t);
+        }
     }
     let mut best: Option<(usize, usize)> = None;
     for c in (0..MAX_CPUS).filter(|&c| c != cpu) {
@@ -159,6 +179,7 @@ fn pick(cpu: usize) -> Option<Arc<Task>> {
     let mut q = CPUS[victim].rq.lock();
     let pos = q.iter().position(|t| may_run_on(t, cpu))?;
     let t = q.remove(pos)?;
+    trim_queue(&mut q, RQ_KEEP);
     t.queued.store(false, Ordering::Release);
     CPUS[cpu].steals.fetch_add(1, Ordering::Relaxed);
     Some(t)
@@ -313,21 +334,50 @@ pub fn yield_now() {
     schedule();
 }
 
-/// Blocks the current task until the virtual counter reaches `deadline`
-/// (or it is woken earlier: callers loop).
+/// Blocks the current task until the virtual counter reaches `deadline`,
+/// it is woken earlier (callers loop), or its process is killed.
 pub fn sleep_until(deadline: u64) {
     let t = current();
+    let cpu = cpu_id();
     t.wake_at.store(deadline, Ordering::Relaxed);
-    {
-        let mut s = me().sleepers.lock();
-        t.set_state(State::Blocked);
-        s.push(t.clone());
+    t.set_waiting("sleep");
+    match super::wait::block_unless_killed(&t) {
+        Block::Blocked => CPUS[cpu].sleepers.lock().push(t.clone()),
+        Block::Killed { woken } => {
+            if woken {
+                schedule();
+            }
+            t.set_waiting("");
+            return;
+        }
     }
     schedule();
+    // Woken by the tick (which took us off the list), by a kill, or by
+    // anything else that wakes Blocked tasks: leave the list either way,
+    // or the list keeps the task (and its stack) alive until the deadline,
+    // which may be never.
+    let mut s = CPUS[cpu].sleepers.lock();
+    s.retain(|x| !Arc::ptr_eq(x, &t));
+    trim_vec(&mut s, SLEEPERS_KEEP);
+    drop(s);
+    t.set_waiting("");
 }
 
+fn trim_vec<T>(v: &mut Vec<T>, keep: usize) {
+    if v.is_empty() && v.capacity() > keep {
+        v.shrink_to(keep);
+    }
+}
+
+/// Counter ticks in `ns` nanoseconds at frequency `hz`, saturating (a
+/// sleep of `u64::MAX` ns at 1 GHz is `u64::MAX` ticks, not an overflow).
+pub fn ns_to_ticks(ns: u64, hz: u64) -> u64 {
+    u64::try_from(ns as u128 * hz as u128 / 1_000_000_000).unwrap_or(u64::MAX)
+}
+
+/// Sleeps `ns` nanoseconds, or until the process is killed.
 pub fn sleep_ns(ns: u64) {
-    let deadline = timer::now() + (ns as u128 * timer::frequency() as u128 / 1_000_000_000) as u64;
+    let deadline = timer::now().saturating_add(ns_to_ticks(ns, timer::frequency()));
     while timer::now() < deadline {
         if current().process().is_some_and(|p| p.is_killed()) {
             return;
@@ -340,15 +390,19 @@ pub fn sleep_ns(ns: u64) {
 pub fn tick() {
     let cs = me();
     let now = timer::now();
-    let expired: Vec<Arc<Task>> = {
+    {
+        // Woken in place, under the list's lock (the run-queue locks nest
+        // inside it; nothing takes them in the other order): collecting the
+        // expired tasks first would allocate in every tick that wakes one.
         let mut s = cs.sleepers.lock();
-        let (due, keep): (Vec<_>, Vec<_>) =
-            core::mem::take(&mut *s).into_iter().partition(|t| t.wake_at.load(Ordering::Relaxed) <= now);
-        *s = keep;
-        due
-    };
-    for t in &expired {
-        wake(t);
+        s.retain(|t| {
+            let due = t.wake_at.load(Ordering::Relaxed) <= now;
+            if due {
+                wake(t);
+            }
+            !due
+        });
+        trim_vec(&mut s, SLEEPERS_KEEP);
     }
     if !cs.rq.lock().is_empty() {
         cs.need_resched.store(true, Ordering::Release);

@@ -24,7 +24,7 @@ pub static PAGE_FAULTS: AtomicU64 = AtomicU64::new(0);
 /// Errors that mean "the caller passed something wrong" (counted), as
 /// opposed to resource states like EAGAIN or ETIMEDOUT.
 fn is_bad_argument(e: i64) -> bool {
-    matches!(-e, EINVAL | EFAULT | ENOSYS | ENOENT | ESRCH | ECHILD)
+    matches!(-e, EINVAL | EFAULT | ENOSYS | ENOENT | ESRCH | ECHILD | EPERM)
 }
 
 fn current_process() -> Arc<Process> {
@@ -56,10 +56,42 @@ fn user_str(ptr: u64, len: u64, buf: &mut [u8]) -> Result<usize, i64> {
     Ok(len as usize)
 }
 
+/// Calls that may keep kernel heap memory (a process, a thread, an
+/// endpoint, a mapping, or a queued call, waiter or received call while
+/// they block): refused with ENOMEM while the heap is at its reserve (see
+/// `mm::heap`). Calls that give memory back (exit, kill, wait, join, reply,
+/// madvise) and calls that only use the heap for a moment still work, so a
+/// system at its reserve can always recover.
+fn may_keep_heap(n: u64) -> bool {
+    matches!(
+        n,
+        nr::SPAWN
+            | nr::FORK
+            | nr::THREAD_CREATE
+            | nr::EP_CREATE
+            | nr::EP_CALL
+            | nr::EP_RECV
+            | nr::FUTEX_WAIT
+            | nr::SLEEP
+            | nr::MMAP
+            | nr::MUNMAP
+            | nr::MPROTECT
+    )
+}
+
 fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
-    let p = current_process();
+    // The calls that never return come first, before this function holds
+    // any reference: whatever it held would never be dropped.
     match n {
         nr::EXIT => process::exit_process(a[0] as i32 as i64),
+        nr::THREAD_EXIT => process::exit_thread(a[0] as i32 as i64),
+        _ => {}
+    }
+    if may_keep_heap(n) && crate::mm::heap::headroom().is_err() {
+        return Err(-ENOMEM);
+    }
+    let p = current_process();
+    match n {
         nr::WRITE => {
             if a[1] > 4096 {
                 return Err(-EINVAL);
@@ -123,8 +155,12 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
             }
             p.add_thread(a[0], a[1], a[2])
         }
-        nr::THREAD_EXIT => process::exit_thread(a[0] as i32 as i64),
-        nr::JOIN => p.join(a[0]).map(|c| c as u64),
+        nr::JOIN => {
+            let me = sched::current().user.as_ref().map_or(0, |u| u.tid);
+            // The 32-bit code, zero-extended: never negative, so never
+            // mistaken for an errno.
+            p.join(a[0], me).map(|c| c as i32 as u32 as u64)
+        }
         nr::YIELD => {
             sched::yield_now();
             Ok(0)
@@ -148,7 +184,7 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
         nr::GETPID => Ok(p.pid),
         nr::TIME_NS => Ok(platform::timer::ticks_to_ns(platform::timer::now())),
         nr::STATS => stats(a[0], a[1], a[2]),
-        nr::EP_CREATE => Ok(ipc::create(&p)),
+        nr::EP_CREATE => ipc::create(&p),
         nr::EP_CALL => {
             let r = ipc::call(a[0], [a[1], a[2], a[3], a[4]])?;
             frame.x[1..5].copy_from_slice(&r);
@@ -164,7 +200,13 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
         nr::FUTEX_WAKE => super::futex::wake(&p, a[0], a[1]),
         nr::KILL => {
             let target = process::lookup(a[0]).filter(|t| !t.has_exited()).ok_or(-ESRCH)?;
+            if !process::is_self_or_descendant(&target, p.pid) {
+                return Err(-EPERM);
+            }
             if target.pid == p.pid {
+                // Never returns: drop our references first.
+                drop(target);
+                drop(p);
                 process::exit_process(abi::KILLED_BASE + abi::cause::KILLED);
             }
             super::reaper::kill(&target);
@@ -225,6 +267,11 @@ fn stats(which: u64, buf: u64, len: u64) -> Result<u64, i64> {
         abi::stats::CPUS => {
             words[0] = crate::percpu::online_count() as u64;
             1
+        }
+        abi::stats::RESOURCES => {
+            let r = super::resources();
+            words[..r.len()].copy_from_slice(&r);
+            r.len()
         }
         _ => return Err(-EINVAL),
     };

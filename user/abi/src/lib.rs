@@ -22,13 +22,18 @@ pub mod nr {
     /// fork() → child pid in the parent, 0 in the child.
     pub const FORK: u64 = 7;
     /// wait(pid or -1, status_ptr or 0) → pid of the child that ended.
+    /// ECHILD when no child matches, also when another thread's wait took
+    /// the last one meanwhile.
     pub const WAIT: u64 = 8;
     /// thread_create(entry, stack_top, arg) → tid. The thread starts at
     /// `entry(arg)` on `stack_top`.
     pub const THREAD_CREATE: u64 = 9;
     pub const THREAD_EXIT: u64 = 10;
-    /// join(tid) → the thread's exit code (thread exit codes are
-    /// non-negative; a negative result is `-errno`).
+    /// join(tid) → the thread's 32-bit exit code, zero-extended (so never
+    /// negative; a negative result is `-errno`). ESRCH for a thread that is
+    /// not in this process or was joined already (when two threads join
+    /// one, one gets the code and the other ESRCH), EDEADLK for the caller
+    /// itself.
     pub const JOIN: u64 = 11;
     pub const YIELD: u64 = 12;
     /// sleep(nanoseconds).
@@ -51,7 +56,9 @@ pub mod nr {
     /// futex_wake(addr, count) → threads woken.
     pub const FUTEX_WAKE: u64 = 22;
     pub const GETPID: u64 = 23;
-    /// kill(pid): ends another process (its memory is reclaimed at once).
+    /// kill(pid): ends the process `pid` (its memory is reclaimed at once):
+    /// this process or one descended from it; EPERM for any other, ESRCH
+    /// for one that does not exist or has ended.
     pub const KILL: u64 = 24;
     /// time_ns() → nanoseconds since boot.
     pub const TIME_NS: u64 = 25;
@@ -60,6 +67,13 @@ pub mod nr {
     /// x0 = the faulting address. For tests that must survive a fault.
     pub const FAULT_RESUME: u64 = 26;
     pub const COUNT: u64 = 27;
+
+    /// Each call's name, indexed by its number.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "exit", "write", "mmap", "munmap", "mprotect", "madvise", "spawn", "fork", "wait", "thread_create",
+        "thread_exit", "join", "yield", "sleep", "set_affinity", "getcpu", "stats", "ep_create", "ep_call",
+        "ep_recv", "ep_reply", "futex_wait", "futex_wake", "getpid", "kill", "time_ns", "fault_resume",
+    ];
 }
 
 /// Error numbers (returned negated).
@@ -120,11 +134,85 @@ pub mod stats {
     pub const CPUS: u64 = 5;
     /// [frames found written after they were freed (poison check)].
     pub const POISON: u64 = 6;
+    /// Kernel resources in use now, one word each, indexed by
+    /// [`super::resources`]: what leak tests compare against a baseline.
+    pub const RESOURCES: u64 = 8;
     /// TLB decisions that issue no instruction, summed over CPUs:
     /// [exits whose flush was elided, zaps that fell back to a whole-ASID
     /// flush because another was in flight, flushes skipped because the mm
     /// was never loaded].
     pub const EVENTS: u64 = 7;
+}
+
+/// Word indices of `stats(RESOURCES)`.
+pub mod resources {
+    /// Frames free in the frame allocator.
+    pub const FREE_FRAMES: usize = 0;
+    /// Page-table pages of user address spaces.
+    pub const PT_PAGES: usize = 1;
+    /// Kernel heap bytes in use (as the allocator rounds them).
+    pub const HEAP_BYTES: usize = 2;
+    /// Processes not yet reaped (running or zombie).
+    pub const PROCESSES: usize = 3;
+    /// Tasks (kernel and user threads) whose kernel stack is allocated.
+    pub const TASKS: usize = 4;
+    /// User threads that have not exited.
+    pub const THREADS: usize = 5;
+    /// Address spaces (mms) allocated.
+    pub const MMS: usize = 6;
+    /// IPC endpoints open.
+    pub const ENDPOINTS: usize = 7;
+    /// Address spaces that hold an ASID.
+    pub const ASIDS: usize = 8;
+    /// Kernel heap size in bytes.
+    pub const HEAP_TOTAL: usize = 9;
+    /// System calls refused with ENOMEM because the heap was at its
+    /// reserve, since boot.
+    pub const HEAP_REFUSALS: usize = 10;
+    /// Kernel heap bytes holding the frame allocator's free lists (they
+    /// grow and shrink with the fragmentation of physical memory, so they
+    /// are not in `HEAP_BYTES`).
+    pub const FRAME_LIST_BYTES: usize = 11;
+    /// Words `stats(RESOURCES)` writes.
+    pub const COUNT: usize = 12;
+
+    /// What each word is, for messages.
+    pub const NAMES: [&str; COUNT] = [
+        "free frames",
+        "page-table pages",
+        "heap bytes",
+        "processes",
+        "tasks",
+        "threads",
+        "mms",
+        "endpoints",
+        "mms with an ASID",
+        "heap total",
+        "heap refusals",
+        "frame-list heap bytes",
+    ];
+
+    /// The words that come back to their value when everything started
+    /// since has ended (the others are sizes and event counters).
+    pub const LEVELS: [usize; 9] =
+        [FREE_FRAMES, PT_PAGES, HEAP_BYTES, PROCESSES, TASKS, THREADS, MMS, ENDPOINTS, ASIDS];
+}
+
+/// Per-process and global limits: a call that would pass one fails with the
+/// errno named, and nothing changes.
+pub mod limits {
+    /// Threads alive in one process (thread_create: EAGAIN).
+    pub const MAX_THREADS: usize = 128;
+    /// Endpoints one process has open (ep_create: ENOMEM).
+    pub const MAX_ENDPOINTS: usize = 64;
+    /// Mappings (VMAs) in one address space (mmap, or a munmap or mprotect
+    /// that would split one: ENOMEM).
+    pub const MAX_MAPPINGS: usize = 4096;
+    /// Calls one process has received and not yet replied to (ep_recv:
+    /// EAGAIN).
+    pub const MAX_PENDING_CALLS: usize = 64;
+    /// Processes in the system, zombies included (spawn, fork: EAGAIN).
+    pub const MAX_PROCESSES: usize = 1024;
 }
 
 /// Exit status of a process the kernel killed: `KILLED_BASE + cause`.

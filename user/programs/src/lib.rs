@@ -9,6 +9,7 @@
 pub use ulib;
 
 pub mod bench;
+pub mod churn;
 pub mod ipc;
 pub mod pattern;
 

@@ -105,14 +105,17 @@ impl CpuFeatures {
 pub fn irq_save() -> u64 {
     let daif: u64;
     // SAFETY: masking interrupts on the local CPU is always allowed.
-    unsafe { asm!("mrs {}, daif", "msr daifset, #2", out(reg) daif, options(nomem, nostack)) };
+    // Not `nomem`: this is a compiler barrier too, so no memory access the
+    // masking protects moves out of the masked section.
+    unsafe { asm!("mrs {}, daif", "msr daifset, #2", out(reg) daif, options(nostack)) };
     daif
 }
 
 #[inline]
 pub fn irq_restore(daif: u64) {
     // SAFETY: restores a DAIF value read by `irq_save` on this CPU.
-    unsafe { asm!("msr daif, {}", in(reg) daif, options(nomem, nostack)) };
+    // Not `nomem`: a compiler barrier, as in `irq_save`.
+    unsafe { asm!("msr daif, {}", in(reg) daif, options(nostack)) };
 }
 
 #[inline]

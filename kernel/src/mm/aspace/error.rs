@@ -31,6 +31,9 @@ pub enum MmError {
     NotMapped { addr: u64 },
     /// Out of frames for page tables (ENOMEM).
     OutOfMemory,
+    /// The change would leave more than `abi::limits::MAX_MAPPINGS`
+    /// mappings (ENOMEM, as Linux past `vm.max_map_count`; nothing changed).
+    TooManyMappings,
     /// A user buffer the kernel was asked to access is not entirely mapped
     /// with the needed permission; `addr` is the first bad address (EFAULT).
     BadUserAddress { addr: u64 },
@@ -48,7 +51,7 @@ impl MmError {
             | Self::BadFlags(_)
             | Self::BadAdvice(_)
             | Self::FixedAtZero => errno::EINVAL,
-            Self::NoSpace { .. } | Self::NotMapped { .. } | Self::OutOfMemory => errno::ENOMEM,
+            Self::NoSpace { .. } | Self::NotMapped { .. } | Self::OutOfMemory | Self::TooManyMappings => errno::ENOMEM,
             Self::BadUserAddress { .. } => errno::EFAULT,
         }
     }
@@ -69,6 +72,9 @@ impl fmt::Display for MmError {
             Self::NoSpace { len } => write!(f, "no free range of {len:#x} bytes"),
             Self::NotMapped { addr } => write!(f, "{addr:#x} is not mapped"),
             Self::OutOfMemory => write!(f, "out of memory"),
+            Self::TooManyMappings => {
+                write!(f, "more than {} mappings", abi::limits::MAX_MAPPINGS)
+            }
             Self::BadUserAddress { addr } => write!(f, "bad user address {addr:#x}"),
         }
     }

@@ -460,3 +460,35 @@ fn empty_placeholder() {
     teardown(a, &mem);
     assert_eq!(mem.outstanding(), 0);
 }
+
+/// The mapping limit: mmap, and munmap and mprotect that would split a
+/// mapping, fail with ENOMEM at `MAX_MAPPINGS` and change nothing; calls
+/// that need no new mapping still work there.
+#[test]
+fn mapping_limit_is_enomem_and_changes_nothing() {
+    use abi::limits::MAX_MAPPINGS;
+    let (mem, mut a) = setup();
+    // One-page mappings with one-page holes: none merge.
+    let base = MMAP_BASE;
+    for i in 0..MAX_MAPPINGS as u64 - 1 {
+        assert_eq!(mmap(&mut a, &mem, base + 2 * i * P, P, R, map::FIXED), Ok(base + 2 * i * P));
+    }
+    let three = base + 2 * MAX_MAPPINGS as u64 * P;
+    assert_eq!(mmap(&mut a, &mem, three, 3 * P, R, map::FIXED), Ok(three));
+    assert_eq!(a.vmas().len(), MAX_MAPPINGS);
+    let before: Vec<_> = a.vmas().iter().copied().collect();
+    assert_eq!(mmap(&mut a, &mem, 0, P, R, 0), Err(MmError::TooManyMappings));
+    assert_eq!(mmap(&mut a, &mem, three + 8 * P, P, R, map::FIXED), Err(MmError::TooManyMappings));
+    let mut g = Gather::new();
+    assert_eq!(a.munmap(three + P, P, &mem, &mut g, &mut |_| {}), Err(MmError::TooManyMappings));
+    assert_eq!(a.mprotect(three + P, P, R | W, &mem, &mut g), Err(MmError::TooManyMappings));
+    assert_eq!(MmError::TooManyMappings.errno(), -ENOMEM);
+    assert!(a.vmas().iter().copied().eq(before.iter().copied()), "a refused call changed the mappings");
+    // No split needed: fine at the limit.
+    assert_eq!(a.mprotect(three, 3 * P, R | W, &mem, &mut g), Ok(()));
+    assert_eq!(a.munmap(three, 3 * P, &mem, &mut g, &mut |_| {}), Ok(()));
+    assert_eq!(mmap(&mut a, &mem, 0, P, R, 0).map(|_| ()), Ok(()));
+    let _ = g.finish(&mem, |_| {});
+    teardown(a, &mem);
+    assert_eq!(mem.outstanding(), 0);
+}
