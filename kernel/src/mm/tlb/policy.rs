@@ -19,6 +19,9 @@
 //! 3. else one `ASIDE1IS`, which drops every entry of the ASID, walk caches
 //!    included.
 //!
+//! The plan says which of these it took, and why, as a [`PlanReason`]
+//! (`FlushPlan::reason`): the TLB decision trace (`super::trace`) records it.
+//!
 //! Ops are leaf-only (`VALE1IS`, `RVALE1IS`) unless page-table pages were
 //! freed: then cached upper-level entries may point into a freed table and
 //! must go too. The FEAT_TTL level hint is added only when the CPU has it,
@@ -298,13 +301,63 @@ fn parse_u32(s: &str) -> Option<u32> {
 /// Capacity of a [`FlushPlan`].
 pub const PLAN_CAPACITY: usize = 64;
 
-/// The ops a strategy chose, in issue order, and the scope to issue them
-/// with. Fixed capacity: building a plan never allocates.
+/// Why a strategy chose the ops of its plan. [`RangePolicy`] gives one per
+/// branch of its decision (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PlanReason {
+    /// The request covered nothing: no ops.
+    Empty,
+    /// At most `per_page_max` entries: one op per entry.
+    PerPage,
+    /// More than `per_page_max` entries and fewer than `asid_threshold`
+    /// pages, with range ops in use: the fewest range ops.
+    Range,
+    /// More than `per_page_max` entries and no range ops (the CPU lacks
+    /// FEAT_TLBIRANGE, or `tlb.range=off`): the whole ASID.
+    WholeAsidNoRange,
+    /// `asid_threshold` pages or more, with range ops in use: the whole ASID.
+    WholeAsidThreshold,
+    /// The ops the other branches would choose do not fit in a plan
+    /// ([`PLAN_CAPACITY`]): the whole ASID.
+    WholeAsidCapacity,
+    /// A step that cannot fail for a validated request failed (a bug):
+    /// the whole ASID, which is always correct.
+    WholeAsidFallback,
+}
+
+impl PlanReason {
+    pub const ALL: [PlanReason; 7] = [
+        PlanReason::Empty,
+        PlanReason::PerPage,
+        PlanReason::Range,
+        PlanReason::WholeAsidNoRange,
+        PlanReason::WholeAsidThreshold,
+        PlanReason::WholeAsidCapacity,
+        PlanReason::WholeAsidFallback,
+    ];
+
+    /// Stable name, used in the decision trace.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PlanReason::Empty => "empty",
+            PlanReason::PerPage => "per_page",
+            PlanReason::Range => "range",
+            PlanReason::WholeAsidNoRange => "whole_asid_no_range",
+            PlanReason::WholeAsidThreshold => "whole_asid_threshold",
+            PlanReason::WholeAsidCapacity => "whole_asid_capacity",
+            PlanReason::WholeAsidFallback => "whole_asid_fallback",
+        }
+    }
+}
+
+/// The ops a strategy chose, in issue order, the scope to issue them with,
+/// and why it chose them. Fixed capacity: building a plan never allocates.
 #[derive(Clone, Copy, Debug)]
 pub struct FlushPlan {
     scope: Scope,
     len: usize,
     ops: [TlbiOp; PLAN_CAPACITY],
+    reason: PlanReason,
 }
 
 /// [`FlushPlan::try_push`] on a full plan.
@@ -320,12 +373,25 @@ impl fmt::Display for PlanFull {
 impl FlushPlan {
     pub const CAPACITY: usize = PLAN_CAPACITY;
 
-    /// An empty plan.
+    /// An empty plan (reason [`PlanReason::Empty`] until
+    /// [`Self::with_reason`] says otherwise).
     pub const fn new(scope: Scope) -> Self {
-        Self { scope, len: 0, ops: [TlbiOp::All; PLAN_CAPACITY] }
+        Self { scope, len: 0, ops: [TlbiOp::All; PLAN_CAPACITY], reason: PlanReason::Empty }
     }
 
-    /// A plan of one whole-ASID flush.
+    /// This plan, chosen for `reason`.
+    pub const fn with_reason(mut self, reason: PlanReason) -> Self {
+        self.reason = reason;
+        self
+    }
+
+    /// Why the strategy chose these ops.
+    pub const fn reason(&self) -> PlanReason {
+        self.reason
+    }
+
+    /// A plan of one whole-ASID flush (give it its reason with
+    /// [`Self::with_reason`]).
     pub const fn whole_asid(asid: u16, scope: Scope) -> Self {
         let mut plan = Self::new(scope);
         plan.ops[0] = TlbiOp::Asid { asid };
@@ -359,7 +425,7 @@ impl FlushPlan {
 
 impl PartialEq for FlushPlan {
     fn eq(&self, other: &Self) -> bool {
-        self.scope == other.scope && self.ops() == other.ops()
+        self.scope == other.scope && self.ops() == other.ops() && self.reason == other.reason
     }
 }
 
@@ -403,19 +469,20 @@ impl FlushStrategy for RangePolicy {
         let use_range = p.use_range && feat.tlbi_range;
         let last_level = !req.tables_freed;
         let ttl = if p.use_ttl && feat.ttl && !req.tables_freed { req.leaf_level } else { None };
-        let whole_asid = FlushPlan::whole_asid(req.asid, scope);
+        let whole_asid = |why| FlushPlan::whole_asid(req.asid, scope).with_reason(why);
         let entries = req.entries();
         let pages = req.pages();
+        let per_page_max = p.per_page_max_for(use_range) as u64;
 
-        if entries <= p.per_page_max_for(use_range) as u64 && entries <= PLAN_CAPACITY as u64 {
+        if entries <= per_page_max && entries <= PLAN_CAPACITY as u64 {
             for i in 0..entries {
                 let va = req.start + i * req.stride;
                 let op = TlbiOp::Va { asid: req.asid, va, last_level, ttl };
                 if plan.try_push(op).is_err() {
-                    return Ok(whole_asid);
+                    return Ok(whole_asid(PlanReason::WholeAsidFallback));
                 }
             }
-            return Ok(plan);
+            return Ok(plan.with_reason(PlanReason::PerPage));
         }
         if use_range
             && pages < p.asid_threshold as u64
@@ -423,16 +490,23 @@ impl FlushStrategy for RangePolicy {
         {
             // Cannot fail for a validated request; if it did, over-flush.
             let Ok(split) = range::split(req.asid, req.start, pages, last_level, ttl) else {
-                return Ok(whole_asid);
+                return Ok(whole_asid(PlanReason::WholeAsidFallback));
             };
             for op in split {
                 if plan.try_push(op).is_err() {
-                    return Ok(whole_asid);
+                    return Ok(whole_asid(PlanReason::WholeAsidFallback));
                 }
             }
-            return Ok(plan);
+            return Ok(plan.with_reason(PlanReason::Range));
         }
-        Ok(whole_asid)
+        let why = match (use_range, entries <= per_page_max) {
+            // Few enough entries for per-page ops, too many for a plan.
+            (false, true) => PlanReason::WholeAsidCapacity,
+            (false, false) => PlanReason::WholeAsidNoRange,
+            (true, _) if pages >= p.asid_threshold as u64 => PlanReason::WholeAsidThreshold,
+            (true, _) => PlanReason::WholeAsidCapacity,
+        };
+        Ok(whole_asid(why))
     }
 }
 
@@ -537,6 +611,48 @@ mod tests {
                 got.ops()
             );
         }
+    }
+
+    /// The reason each branch gives, on the requests of `every_branch`
+    /// and the capacity edges; the ops are those `every_branch` checks.
+    #[test]
+    fn reasons_name_the_branch_taken() {
+        use PlanReason::*;
+        let tiny = PolicyParams { per_page_max: Some(8), asid_threshold: 100, ..D };
+        let no_range = PolicyParams { use_range: false, ..D };
+        let unbounded = PolicyParams { asid_threshold: u32::MAX, ..D };
+        let wide = PolicyParams { per_page_max: Some(1000), ..D };
+        let m = MAX_RANGE_PAGES;
+        #[rustfmt::skip]
+        let cases: Vec<(&str, PolicyParams, CpuFeatures, FlushRequest, PlanReason)> = vec![
+            ("max 0", D, MAX, munmap(0), Empty),
+            ("max 1", D, MAX, munmap(1), PerPage),
+            ("max 16", D, MAX, munmap(16), Range),
+            ("max 512", D, MAX, munmap(512), Range),
+            ("max 4096", D, MAX, munmap(4096), Range),
+            ("a72 16", D, A72, munmap(16), PerPage),
+            ("a72 512", D, A72, munmap(512), WholeAsidNoRange),
+            ("freed a72 33", D, A72, freed(33), WholeAsidNoRange),
+            ("range off 33", no_range, MAX, munmap(33), WholeAsidNoRange),
+            ("tiny 8", tiny, MAX, munmap(8), PerPage),
+            ("tiny 99", tiny, MAX, munmap(99), Range),
+            ("tiny 100", tiny, MAX, munmap(100), WholeAsidThreshold),
+            ("default threshold", D, MAX, munmap(m), WholeAsidThreshold),
+            ("64 * 2^21", unbounded, MAX, munmap(64 * m), Range),
+            ("65 * 2^21", unbounded, MAX, munmap(65 * m), WholeAsidCapacity),
+            ("per-page over capacity", wide, A72, munmap(100), WholeAsidCapacity),
+        ];
+        for (what, params, feat, req, want) in cases {
+            let got = plan(params, &req, feat);
+            assert_eq!(got.reason(), want, "{what}: expected {}, saw {} with ops {:?}", want.name(), got.reason().name(), got.ops());
+            let whole = got.ops() == asid();
+            let says_whole = want.name().starts_with("whole_asid");
+            assert_eq!(whole, says_whole, "{what}: reason {} but ops {:?}", want.name(), got.ops());
+        }
+        let names: std::collections::HashSet<_> = PlanReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), PlanReason::ALL.len(), "reason names are distinct");
+        let a = FlushPlan::whole_asid(ASID, Scope::Broadcast);
+        assert_ne!(a, a.with_reason(WholeAsidThreshold), "plans with other reasons differ");
     }
 
     #[test]
