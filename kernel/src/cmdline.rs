@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::mm::tlb::policy::Claim;
+use crate::mm::tlb::trace::TraceParams;
 use crate::mm::tlb::PolicyParams;
 
 /// What to run after boot when no tests are selected.
@@ -58,6 +59,9 @@ pub struct Options {
     /// (`kheap.reserve_kb`; default: `mm::heap`'s 4 MiB). System calls that
     /// would keep heap memory fail with ENOMEM below it.
     pub heap_reserve_kb: Option<u64>,
+    /// The TLB decision trace (`trace=tlb`, `trace.size`; see
+    /// `mm::tlb::trace`).
+    pub trace: TraceParams,
 }
 
 impl Default for Options {
@@ -74,6 +78,7 @@ impl Default for Options {
             nested_fix: true,
             poison: true,
             heap_reserve_kb: None,
+            trace: TraceParams::DEFAULT,
         }
     }
 }
@@ -88,7 +93,13 @@ impl fmt::Display for CmdlineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CmdlineError::UnknownOption(k) => {
-                write!(f, "unknown kernel option '{k}' (known: {}, {})", KNOWN.join(", "), PolicyParams::KEYS.join(", "))
+                write!(
+                    f,
+                    "unknown kernel option '{k}' (known: {}, {}, {})",
+                    KNOWN.join(", "),
+                    PolicyParams::KEYS.join(", "),
+                    TraceParams::KEYS.join(", ")
+                )
             }
             CmdlineError::BadValue { option, value, expected } => {
                 write!(f, "bad value '{value}' for kernel option '{option}': expected {expected}")
@@ -196,6 +207,10 @@ pub fn parse(line: &str) -> Result<Options, CmdlineError> {
                     _ => return Err(bad(key, v, "a size in KiB up to 1048576")),
                 }
             }
+            "trace" | "trace.size" => match o.trace.apply(key, value) {
+                Ok(_) => {}
+                Err(e) => return Err(bad(e.option, e.value, e.expected)),
+            },
             _ if key.starts_with("tlb.") => match o.tlb.apply(key, value) {
                 Ok(Claim::Applied) => {}
                 Ok(Claim::NotMine) => return Err(CmdlineError::UnknownOption(key.to_string())),
@@ -249,6 +264,21 @@ mod tests {
             other => panic!("expected BadValue for tlb.range, got {other:?}"),
         }
         assert_eq!(parse("tlb.bogus=1").unwrap_err(), CmdlineError::UnknownOption("tlb.bogus".into()));
+    }
+
+    #[test]
+    fn trace_options_are_parsed_and_checked() {
+        assert_eq!(Options::default().trace, TraceParams { tlb: false, size: 4096 }, "off by default");
+        let o = parse("trace=tlb trace.size=64").unwrap();
+        assert_eq!(o.trace, TraceParams { tlb: true, size: 64 });
+        for (line, opt) in [("trace=all", "trace"), ("trace", "trace"), ("trace.size=0", "trace.size"), ("trace.size=1000000", "trace.size")] {
+            match parse(line) {
+                Err(CmdlineError::BadValue { option, .. }) => assert_eq!(option, opt, "for {line}"),
+                other => panic!("{line}: expected BadValue for {opt}, got {other:?}"),
+            }
+        }
+        assert_eq!(parse("trace.depth=3").unwrap_err(), CmdlineError::UnknownOption("trace.depth".into()));
+        assert!(parse("bogus").unwrap_err().to_string().contains("trace.size"), "the known keys include the trace's");
     }
 
     #[test]

@@ -69,6 +69,9 @@ extern "C" fn kernel_main(_dtb_pa: u64, _image_pa: u64) -> ! {
         }
         Err(e) => die(format_args!("ASID allocator: {e}"), semihost::EXIT_USAGE),
     }
+    if let Err(e) = crate::mm::tlb::trace::hook::init(&opts.trace, board.ncpus) {
+        die(format_args!("command line: trace: {e}"), semihost::EXIT_USAGE);
+    }
     percpu::get(0).mpidr.store(cpu::mpidr(), Ordering::Relaxed);
     percpu::get(0).online.store(true, Ordering::Release);
 
@@ -99,6 +102,7 @@ extern "C" fn kernel_main(_dtb_pa: u64, _image_pa: u64) -> ! {
         Workload::None => semihost::EXIT_PASS,
         Workload::Programs(ref progs) => run_programs(progs),
     };
+    crate::mm::tlb::trace::hook::dump();
     semihost::exit(status)
 }
 

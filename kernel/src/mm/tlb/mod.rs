@@ -1,5 +1,5 @@
-//! TLB maintenance: operations as data, their counters, the range encoder
-//! and the flush policy.
+//! TLB maintenance: operations as data, their counters, the range encoder,
+//! the flush policy and the decision trace.
 
 pub mod op;
 pub mod stats;
@@ -8,5 +8,6 @@ pub use op::{OpKind, Scope, TlbiOp};
 pub use stats::{Event, TlbCounts, TlbStats, TLB_STATS};
 pub mod policy;
 pub mod range;
+pub mod trace;
 pub use policy::{CpuFeatures, FlushPlan, FlushRequest, FlushRequestError, FlushStrategy};
 pub use policy::{PolicyParams, RangePolicy};
