@@ -19,6 +19,7 @@ use crate::mm::asid::{AsidAllocator, AsidHw, MmContext};
 use crate::mm::gather::Gather;
 use crate::mm::phys::KernelMem;
 use crate::mm::tlb::{Event, Scope, TlbiOp, TLB_STATS};
+use crate::mm::tlb::trace::{hook as trace, Cause};
 use crate::percpu::MAX_CPUS;
 use crate::sync::IrqMutex;
 use abi::errno::*;
@@ -85,14 +86,19 @@ impl Mm {
         let Some(r) = r else { return };
         if !self.ever_active.load(Ordering::Acquire) {
             TLB_STATS.record_event(cpu_id(), Event::NeverActiveSkipped);
+            trace::never_active(r.start, r.end);
             return;
         }
         let Some(asid) = self.ctx.asid() else { return };
         let (policy, feat) = policy();
         match policy.plan(&r.request(asid), feat) {
-            Ok(plan) => tlbi::run(plan.ops(), plan.scope()),
+            Ok(plan) => {
+                trace::plan(policy, &r.request(asid), &plan);
+                tlbi::run(plan.ops(), plan.scope())
+            }
             Err(e) => {
                 log::error!(target: "tlb", "bad flush request {r:?}: {e}; flushing ASID {asid}");
+                trace::bad_request(asid);
                 tlbi::run(&[TlbiOp::Asid { asid }], Scope::Broadcast);
             }
         }
@@ -104,6 +110,7 @@ impl Mm {
             return;
         }
         if let Some(asid) = self.ctx.asid() {
+            trace::whole_asid(asid);
             tlbi::run(&[TlbiOp::Asid { asid }], Scope::Broadcast);
         }
     }
@@ -120,6 +127,7 @@ impl Mm {
     /// nothing: flush the whole ASID, as `finish_zap` does for nested zaps.
     /// Found by the host model (`locked_calls_racing_a_zap_need_the_nested_fix`).
     pub fn finish_locked(&self, g: Gather) {
+        let _t = trace::cause(Cause::Locked);
         let racing = self.flush_pending.load(Ordering::Acquire) > 0;
         self.finish_flushing_all_if(g, racing);
     }
@@ -136,6 +144,7 @@ impl Mm {
     /// freed tables), so the whole ASID is flushed, walk caches included —
     /// unless `tlb.nested_fix=off`, which exists only to show the bug.
     pub fn finish_zap(&self, g: Gather) {
+        let _t = trace::cause(Cause::Zap);
         let nested = self.flush_pending.load(Ordering::Acquire) > 1;
         self.finish_flushing_all_if(g, nested);
         self.flush_pending.fetch_sub(1, Ordering::AcqRel);
@@ -176,6 +185,7 @@ impl Mm {
     /// With `tlb.exit_elide=off` the teardown issues one whole-ASID flush
     /// instead, for comparison.
     fn teardown_exit(&self) {
+        let _t = trace::cause(Cause::Exit);
         if self.aspace.lock().root_pa() == 0 {
             return; // torn down already
         }
@@ -197,6 +207,7 @@ impl Mm {
             if elide {
                 if !counted {
                     TLB_STATS.record_event(cpu_id(), Event::ExitElided);
+                    trace::exit_elided(self.ctx.asid());
                     counted = true;
                 }
             } else if !flushed {
@@ -222,6 +233,7 @@ impl Mm {
     /// so they cannot tear it down first, and those still running on other
     /// CPUs keep running while their memory is taken.
     pub fn reap(&self, kill: impl FnOnce()) {
+        let _t = trace::cause(Cause::Reaper);
         self.begin_zap();
         let mut g = Gather::new();
         {
@@ -238,6 +250,7 @@ impl Mm {
     /// Resolves a page fault at `va`; `Err(cause)` if the access is not
     /// allowed (the process is then killed with that cause).
     pub fn fault(&self, va: u64, write: bool, exec: bool) -> Result<(), i64> {
+        let _t = trace::cause(Cause::Fault);
         let access = if exec {
             Access::Exec
         } else if write {
@@ -255,6 +268,7 @@ impl Mm {
                 if f.local_invalidate() {
                     if let Some(asid) = self.ctx.asid() {
                         let op = TlbiOp::Va { asid, va: f.va, last_level: true, ttl: None };
+                        trace::fault_local(&op, Scope::Local);
                         tlbi::run(&[op], Scope::Local);
                     }
                 }
@@ -307,6 +321,7 @@ impl AsidHw for Hw {
         cpu_id()
     }
     fn flush_local_tlb_all(&self) {
+        trace::rollover();
         crate::arch::aarch64::tlbi::local_flush_all();
     }
 }
