@@ -23,6 +23,7 @@ pub mod qemu;
 pub mod stress;
 pub mod suite;
 pub mod tcg_plugin;
+pub mod tlbtrace;
 pub mod trials;
 
 #[cfg(test)]
