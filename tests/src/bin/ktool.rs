@@ -1,17 +1,23 @@
 //! `ktool`: build the kernel and boot it by hand.
 //!
-//! - `ktool run [--cpus N] [--cpu MODEL] [--mem MB] [--el2] [--gdb] [-- ARGS...]`
-//!   boots QEMU on this terminal and exits with QEMU's status;
+//! - `ktool run [--cpus N] [--cpu MODEL] [--mem MB] [--el2] [--gdb] [--trace FILE] [-- ARGS...]`
+//!   boots QEMU on this terminal and exits with QEMU's status; with
+//!   `--trace FILE` the kernel records its TLB flush decisions (`trace=tlb`),
+//!   and ktool writes them to FILE as Chrome/Perfetto trace JSON and prints
+//!   a summary (`ktest_harness::tlbtrace`);
 //! - `ktool image` builds and prints the Image's path;
 //! - `ktool list` prints the in-kernel tests and the machine each needs.
 
-use std::process::ExitCode;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ktest_harness::build::{self, CargoOutput, Kernel};
 use ktest_harness::ktests;
 use ktest_harness::qemu::{Exit, Machine, Qemu};
+use ktest_harness::tlbtrace::{self, Trace};
 
 #[derive(Parser)]
 #[command(about = "Build the kernel and boot it under QEMU")]
@@ -39,6 +45,12 @@ enum Command {
         /// Wait for gdb on :1234 before the first instruction (-s -S).
         #[arg(long)]
         gdb: bool,
+        /// Record the kernel's TLB flush decisions (adds `trace=tlb` to the
+        /// command line), write them to FILE as Chrome/Perfetto trace JSON
+        /// (ui.perfetto.dev, chrome://tracing) and print a summary. The
+        /// TRACE lines are not echoed.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
         /// Kernel command line arguments (after `--`), e.g. `ktest.run=mm::asid`.
         #[arg(last = true)]
         args: Vec<String>,
@@ -66,6 +78,40 @@ fn build() -> anyhow::Result<Kernel> {
     )?)
 }
 
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+}
+
+/// Copies the console to stdout as it comes, except the TLB trace's lines,
+/// which it returns.
+fn echo_keeping_trace(console: impl std::io::Read) -> Vec<String> {
+    let mut kept = Vec::new();
+    for line in BufReader::new(console).split(b'\n') {
+        let Ok(line) = line else { break };
+        let line = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+        if line.trim_start().starts_with("TRACE") {
+            kept.push(line);
+        } else {
+            println!("{line}");
+        }
+    }
+    kept
+}
+
+/// Parses the trace in `lines`, writes its JSON to `path`; returns the summary.
+fn write_trace(lines: &[String], path: &Path) -> anyhow::Result<String> {
+    let trace = Trace::parse_lines(lines.iter().map(String::as_str))?;
+    trace
+        .write_json(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!(
+        "ktool: {} TLB flush decisions written to {} (open it in ui.perfetto.dev or chrome://tracing)",
+        trace.events.len(),
+        path.display()
+    );
+    Ok(tlbtrace::summary::text(&trace))
+}
+
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run {
@@ -74,9 +120,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             mem,
             el2,
             gdb,
+            trace,
             args,
         } => {
             let kernel = build()?;
+            let mut append = args.join(" ");
+            if trace.is_some() && !args.iter().any(|a| a == tlbtrace::KERNEL_OPTION) {
+                append = format!("{append} {}", tlbtrace::KERNEL_OPTION);
+            }
             let qemu = Qemu {
                 machine: Machine {
                     cpu,
@@ -85,7 +136,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     el2,
                 },
                 image: kernel.image,
-                append: args.join(" "),
+                append,
                 gdb,
                 plugin: None,
             };
@@ -96,15 +147,36 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     elf = kernel.elf.display()
                 );
             }
-            let status = qemu.command().status().with_context(|| {
+            let cannot_start = || {
                 format!(
                     "cannot start {}; run scripts/setup.sh",
                     Qemu::program().to_string_lossy()
                 )
-            })?;
-            let exit = Exit::from_status(status);
+            };
+            let Some(path) = trace else {
+                let status = qemu.command().status().with_context(cannot_start)?;
+                let exit = Exit::from_status(status);
+                eprintln!("ktool: QEMU ended: {exit}");
+                return Ok(exit_code(exit.code()));
+            };
+            let mut child = qemu
+                .command()
+                .stdout(Stdio::piped())
+                .spawn()
+                .with_context(cannot_start)?;
+            let lines = echo_keeping_trace(child.stdout.take().expect("stdout is piped"));
+            let exit = Exit::from_status(child.wait()?);
             eprintln!("ktool: QEMU ended: {exit}");
-            Ok(ExitCode::from(u8::try_from(exit.code()).unwrap_or(u8::MAX)))
+            match write_trace(&lines, &path) {
+                Ok(summary) => {
+                    print!("{summary}");
+                    Ok(exit_code(exit.code()))
+                }
+                Err(e) => {
+                    eprintln!("ktool: no trace written to {}: {e:#}", path.display());
+                    Ok(exit_code(if exit.code() == 0 { 1 } else { exit.code() }))
+                }
+            }
         }
         Command::Image => {
             let kernel = build()?;
