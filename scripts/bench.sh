@@ -5,7 +5,9 @@
 # records.jsonl, records.csv, summary.md and SVG plots into
 # results/<timestamp>/ (or --out DIR).
 # Usage: scripts/bench.sh [--quick] [--workload NAME]... [--out DIR] [--jobs N]
-#                         [--verify] [--no-plugin] [--plugin-count tb|insn]
+#                         [--verify] [--no-plugin] [--plugin-count tb|insn] [--trace]
+#   --trace: boot every measurement with the kernel's TLB decision trace
+#   (trace=tlb) and keep it as trace-<point>.json in the results directory.
 #        scripts/bench.sh --list [--quick] [--workload NAME]...
 #        scripts/bench.sh --table-only
 set -euo pipefail

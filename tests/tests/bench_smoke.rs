@@ -47,6 +47,7 @@ fn a_tiny_benchmark_end_to_end() {
         progress: true,
         plugin: Some(plugin),
         plugin_count: CountMode::Block,
+        trace_dir: None,
     };
     let points = points();
     let mut out = bench::measure(&runner, &points, "smoke");

@@ -42,6 +42,7 @@ fn verify_passes_on_real_runs_and_fails_on_a_wrong_counter() {
         progress: true,
         plugin: Some(plugin),
         plugin_count: CountMode::Block,
+        trace_dir: None,
     };
     let out = bench::measure(&runner, &points(), "verify test");
     for r in &out.results {

@@ -176,6 +176,7 @@ pub fn quick_table(image: &Path, plugin: Option<&Path>, jobs: usize, progress: b
         progress,
         plugin: plugin.map(Path::to_path_buf),
         plugin_count: crate::tcg_plugin::CountMode::Block,
+        trace_dir: None,
     };
     let out = measure(&runner, &table_points(), "table");
     report::short_table(&out.results)

@@ -20,6 +20,7 @@ use super::sweep::Point;
 use crate::qemu::{Exit, Qemu};
 use crate::suite::{Launcher, Next, ProcessLauncher};
 use crate::tcg_plugin::{CountMode, Load, Report};
+use crate::tlbtrace::{self, Trace};
 
 /// The kernel's exit status for a bad command line.
 pub const EXIT_USAGE: i32 = 2;
@@ -45,6 +46,10 @@ pub struct Runner {
     pub plugin: Option<PathBuf>,
     /// How the plugin counts instructions.
     pub plugin_count: CountMode,
+    /// Record the kernel's TLB flush decisions in every measuring boot
+    /// (`trace=tlb`) and write each as `trace-<point>.json` here
+    /// ([`trace_file_name`]); `None`: no trace.
+    pub trace_dir: Option<PathBuf>,
 }
 
 /// How one point went.
@@ -224,7 +229,7 @@ impl Runner {
         let outcomes = self.pool(
             points,
             |p| p.busy_cpus as usize,
-            |_, p| {
+            |i, p| {
                 if let Some((opt, msg)) = p
                     .config
                     .args()
@@ -236,7 +241,7 @@ impl Runner {
                         message: msg.clone(),
                     };
                 }
-                self.measure(p, base)
+                self.measure(i, p, base)
             },
             |done, p, outcome| {
                 if self.progress {
@@ -262,10 +267,14 @@ impl Runner {
             .collect()
     }
 
-    /// Boots one point and reads its records.
-    pub fn measure(&self, p: &Point, base: &[String]) -> Outcome {
+    /// Boots point number `index` (from 0) and reads its records; writes
+    /// its trace if [`Self::trace_dir`] is set.
+    pub fn measure(&self, index: usize, p: &Point, base: &[String]) -> Outcome {
         let mut args = base.to_vec();
         args.extend(p.args());
+        if self.trace_dir.is_some() {
+            args.push(tlbtrace::KERNEL_OPTION.to_string());
+        }
         let log = self.boot(&p.config, &args, true);
         let fail = |reason: String| Outcome::Failed {
             reason,
@@ -322,6 +331,11 @@ impl Runner {
         }
         if records.is_empty() {
             return fail("the program printed no BENCH line".into());
+        }
+        if let Some(dir) = &self.trace_dir {
+            if let Err(e) = write_trace(dir, &trace_file_name(index, p), &log.console) {
+                return fail(format!("trace: {e:#}"));
+            }
         }
         Outcome::Measured(records)
     }
@@ -381,6 +395,29 @@ impl Runner {
             .map(|r| r.expect("every item ran"))
             .collect()
     }
+}
+
+/// `trace-<NNN>-<workload, size, flags and configuration>.json` for point
+/// number `index` (from 0), e.g. `trace-007-mmap-n-64-max-2cpu-range-default.json`.
+pub fn trace_file_name(index: usize, p: &Point) -> String {
+    let words = format!("{} {}", p.describe(), p.config.label()).to_ascii_lowercase();
+    let mut slug = String::new();
+    for c in words.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    format!("trace-{:03}-{}.json", index + 1, slug.trim_matches('-'))
+}
+
+/// Parses the trace block of `console` and writes it as `dir/name`.
+fn write_trace(dir: &std::path::Path, name: &str, console: &[String]) -> anyhow::Result<()> {
+    let trace = Trace::parse_lines(console.iter().map(String::as_str))?;
+    std::fs::create_dir_all(dir)?;
+    trace.write_json(&dir.join(name))?;
+    Ok(())
 }
 
 /// The plugin's counts for each of `lines` BENCH lines: each line's
@@ -494,6 +531,7 @@ mod tests {
             progress: false,
             plugin: None,
             plugin_count: CountMode::Block,
+            trace_dir: None,
         };
         let seen = Mutex::new(Vec::new());
         let out = r.pool(
@@ -531,5 +569,17 @@ mod tests {
             peak.load(Ordering::SeqCst)
         );
         assert_eq!(clock(61.4), "1:01");
+    }
+
+    #[test]
+    fn trace_files_are_named_by_index_and_point() {
+        use crate::bench::config::{Config, CPU_NO_RANGE};
+        use crate::bench::sweep::{self, FLAG_A};
+        let w = sweep::workload("mmap").unwrap();
+        let p = Point::new(w, 64, FLAG_A, 3, 8, Config::new(CPU_NO_RANGE, 2).with_exit_elide(false));
+        let name = trace_file_name(6, &p);
+        assert!(name.starts_with("trace-007-mmap-n-64-flags-0x1-"), "{name}");
+        assert!(name.ends_with(".json") && name.contains("cortex-a72-2cpu-range-default-elide-off"), "{name}");
+        assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)), "{name}");
     }
 }

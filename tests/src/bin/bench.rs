@@ -3,7 +3,7 @@
 //! `records.jsonl`, `records.csv`, `summary.md` and SVG plots into a
 //! results directory (default `results/<timestamp>/`).
 //!
-//! - `bench [--quick] [--workload NAME]... [--out DIR] [--jobs N] [--verify] [--no-plugin]`
+//! - `bench [--quick] [--workload NAME]... [--out DIR] [--jobs N] [--verify] [--no-plugin] [--trace]`
 //! - `bench --list [--quick] [--workload NAME]...`: what a run would measure;
 //! - `bench --table-only`: a short table of a few measurements on stdout
 //!   (what `scripts/run.sh` prints at its end); writes nothing.
@@ -11,6 +11,8 @@
 //! Every measuring boot loads the TCG plugin (`tests/qemu-plugin`, built
 //! here with cargo) for guest instructions per operation; `--verify`
 //! compares the kernel's TLBI and DSB counters with the plugin's counts.
+//! `--trace` keeps the kernel's TLB decision trace of every measurement as
+//! `trace-<point>.json` in the results directory.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +64,11 @@ struct Cli {
     /// per instruction (insn, slower; see the README).
     #[arg(long, value_name = "tb|insn", default_value = "tb", value_parser = ["tb", "insn"])]
     plugin_count: String,
+    /// Boot every measurement with the kernel's TLB decision trace
+    /// (`trace=tlb`) and keep it as Chrome/Perfetto trace JSON,
+    /// `trace-<point>.json` in the results directory.
+    #[arg(long, conflicts_with = "table_only")]
+    trace: bool,
     /// Test only: take the kernel's COUNTER (a TLBI kind, or dsb) as one
     /// more than it was before --verify compares, to show that a wrong
     /// counter fails.
@@ -146,6 +153,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             "insn" => CountMode::Each,
             _ => CountMode::Block,
         },
+        trace_dir: cli.trace.then(|| out_dir.clone()),
     };
     let mode = if cli.quick { "quick" } else { "full" };
     let mut out = bench::measure(&runner, &points, mode);
@@ -161,6 +169,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         None => true,
     };
+    if cli.trace {
+        eprintln!("bench: one TLB decision trace per measurement: {}/trace-*.json", out_dir.display());
+    }
     eprintln!(
         "bench: {} records, {} unsupported, {} failed in {:.0} s; results in {}",
         out.records.len(),
