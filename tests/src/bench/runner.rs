@@ -576,10 +576,24 @@ mod tests {
         use crate::bench::config::{Config, CPU_NO_RANGE};
         use crate::bench::sweep::{self, FLAG_A};
         let w = sweep::workload("mmap").unwrap();
-        let p = Point::new(w, 64, FLAG_A, 3, 8, Config::new(CPU_NO_RANGE, 2).with_exit_elide(false));
+        let p = Point::new(
+            w,
+            64,
+            FLAG_A,
+            3,
+            8,
+            Config::new(CPU_NO_RANGE, 2).with_exit_elide(false),
+        );
         let name = trace_file_name(6, &p);
         assert!(name.starts_with("trace-007-mmap-n-64-flags-0x1-"), "{name}");
-        assert!(name.ends_with(".json") && name.contains("cortex-a72-2cpu-range-default-elide-off"), "{name}");
-        assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)), "{name}");
+        assert!(
+            name.ends_with(".json") && name.contains("cortex-a72-2cpu-range-default-elide-off"),
+            "{name}"
+        );
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)),
+            "{name}"
+        );
     }
 }

@@ -170,7 +170,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => true,
     };
     if cli.trace {
-        eprintln!("bench: one TLB decision trace per measurement: {}/trace-*.json", out_dir.display());
+        eprintln!(
+            "bench: one TLB decision trace per measurement: {}/trace-*.json",
+            out_dir.display()
+        );
     }
     eprintln!(
         "bench: {} records, {} unsupported, {} failed in {:.0} s; results in {}",

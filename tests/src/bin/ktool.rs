@@ -88,7 +88,9 @@ fn echo_keeping_trace(console: impl std::io::Read) -> Vec<String> {
     let mut kept = Vec::new();
     for line in BufReader::new(console).split(b'\n') {
         let Ok(line) = line else { break };
-        let line = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+        let line = String::from_utf8_lossy(&line)
+            .trim_end_matches('\r')
+            .to_string();
         if line.trim_start().starts_with("TRACE") {
             kept.push(line);
         } else {
