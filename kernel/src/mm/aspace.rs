@@ -45,7 +45,8 @@ use abi::{advice, map, prot, MMAP_BASE, USER_END, USER_STACK_SIZE, USER_STACK_TO
 
 use super::gather::{no_flush, FlushRange, Gather};
 use super::pagetable::{
-    desc_pa, el0_can_exec, el0_can_read, el0_can_write, page_desc, PageTable, PhysMem, LEAF_LEVEL,
+    desc_pa, el0_can_exec, el0_can_read, el0_can_write, page_desc, PageTable, PhysMem, TableFree,
+    LEAF_LEVEL,
 };
 use super::pte::{user_attrs, AP_RO, PAGE_SIZE};
 use super::vma::{Vma, VmaSet};
@@ -171,7 +172,8 @@ impl AddressSpace {
             let (start, end) = user_range(addr, len)?;
             room_for(&self.vmas, self.vmas.splits(start, end) + 1)?;
             self.vmas.remove(start, end);
-            self.pt.zap(mem, start, end, g, flush);
+            // The range is mapped again at once: its tables stay.
+            self.pt.zap(mem, start, end, &TableFree::Never, g, flush);
             self.vmas.insert(start, end, prot);
             return Ok(start);
         }
@@ -203,7 +205,9 @@ impl AddressSpace {
         let (start, end) = user_range(addr, len)?;
         room_for(&self.vmas, self.vmas.splits(start, end))?;
         self.vmas.remove(start, end);
-        self.pt.zap(mem, start, end, g, flush);
+        let vmas = &self.vmas;
+        let mapped = |s: u64, e: u64| !vmas.is_free(s, e);
+        self.pt.zap(mem, start, end, &TableFree::Unmapped(&mapped), g, flush);
         Ok(())
     }
 
@@ -267,7 +271,9 @@ impl AddressSpace {
         }
         let (start, end) = user_range(addr, len)?;
         self.vmas.check(start, end, |_| true).map_err(|addr| MmError::NotMapped { addr })?;
-        self.pt.zap(mem, start, end, g, flush);
+        // The mappings stay: a fault may fill the range again at any moment,
+        // so no table goes (mechanisms.md §3).
+        self.pt.zap(mem, start, end, &TableFree::Never, g, flush);
         Ok(())
     }
 
