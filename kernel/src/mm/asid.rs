@@ -249,6 +249,15 @@ impl MmContext {
     pub fn is_pinned(&self) -> bool {
         self.pinned.load(Relaxed) != 0
     }
+
+    /// A copy holding the same values (for the host model, which keeps
+    /// whole address spaces in its states).
+    pub fn snapshot(&self) -> Self {
+        Self {
+            id: AtomicU64::new(self.id.load(SeqCst)),
+            pinned: AtomicU32::new(self.pinned.load(SeqCst)),
+        }
+    }
 }
 
 impl Default for MmContext {

@@ -17,4 +17,7 @@ pub mod tlb;
 pub mod aspace;
 pub mod gather;
 pub mod pagetable;
+pub mod space;
+#[cfg(target_os = "none")]
+pub mod user;
 pub mod vma;

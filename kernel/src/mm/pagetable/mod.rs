@@ -281,6 +281,12 @@ impl<F: Format> PageTable<F> {
         }
     }
 
+    /// Gives up the tree, returning its root table (for a teardown that
+    /// emptied it step by step and frees the root through its gather).
+    pub fn into_root(self) -> Option<u64> {
+        self.root
+    }
+
     /// Page-table pages in the tree, the root included.
     pub fn count_tables(&self, mem: &impl PhysMem) -> usize {
         fn count<F: Format>(f: F, mem: &impl PhysMem, table: u64, level: u32) -> usize {
