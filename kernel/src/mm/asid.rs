@@ -122,15 +122,12 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 
 use super::tlb::stats::MAX_CPUS;
 
-#[cfg(test)]
 mod checker_support;
 mod step;
 #[cfg(test)]
 mod tests;
 
-#[cfg(test)]
-pub(crate) use step::Phase;
-pub(crate) use step::{AsidOp, Request, Step};
+pub use step::{AsidOp, Phase, Request, Step};
 
 /// Width of the ASID field of an id (TTBR0_EL1[63:48] is 16 bits wide).
 const ASID_FIELD: u32 = 16;
@@ -250,14 +247,6 @@ impl MmContext {
         self.pinned.load(Relaxed) != 0
     }
 
-    /// A copy holding the same values (for the host model, which keeps
-    /// whole address spaces in its states).
-    pub fn snapshot(&self) -> Self {
-        Self {
-            id: AtomicU64::new(self.id.load(SeqCst)),
-            pinned: AtomicU32::new(self.pinned.load(SeqCst)),
-        }
-    }
 }
 
 impl Default for MmContext {

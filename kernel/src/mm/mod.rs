@@ -11,8 +11,6 @@ pub mod kernel;
 #[cfg(target_os = "none")]
 pub mod phys;
 pub mod pte;
-#[cfg(test)]
-pub mod model;
 pub mod tlb;
 pub mod aspace;
 pub mod gather;

@@ -212,7 +212,7 @@ impl<F: Format> Mm<F> {
             locked: AtomicBool::new(self.locked.load(Ordering::Relaxed)),
             // SAFETY: nothing else accesses the address space (caller).
             aspace: UnsafeCell::new(unsafe { (*self.aspace.get()).clone() }),
-            ctx: self.ctx.snapshot(),
+            ctx: self.ctx.clone(),
             users: AtomicUsize::new(self.users.load(Ordering::Relaxed)),
             cpus: AtomicU64::new(self.cpus.load(Ordering::Relaxed)),
             pending: AtomicUsize::new(self.pending.load(Ordering::Relaxed)),

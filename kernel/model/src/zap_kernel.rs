@@ -26,10 +26,10 @@
 use core::cell::{Cell, RefCell};
 
 use super::mem::{Desc, Format, FrameUse, Memory, MmTag, Pfn};
-use crate::mm::gather::{FlushRange, Gather};
-use crate::mm::pagetable::PhysMem;
-use crate::mm::pte::PAGE_SIZE;
-use crate::mm::tlb::{range, CpuFeatures, FlushStrategy, PolicyParams, RangePolicy, Scope, TlbiOp};
+use kernel::mm::gather::{FlushRange, Gather};
+use kernel::mm::pagetable::PhysMem;
+use kernel::mm::pte::PAGE_SIZE;
+use kernel::mm::tlb::{range, CpuFeatures, FlushStrategy, PolicyParams, RangePolicy, Scope, TlbiOp};
 
 pub fn va(vpn: u64) -> u64 {
     vpn * PAGE_SIZE
