@@ -65,7 +65,7 @@ extern "C" fn kernel_main(_dtb_pa: u64, _image_pa: u64) -> ! {
     }
     match crate::mm::asid::AsidAllocator::new(asid_bits, board.ncpus, Default::default()) {
         Ok(a) => {
-            crate::task::process::ASIDS.call_once(|| a);
+            crate::mm::user::ASIDS.call_once(|| a);
         }
         Err(e) => die(format_args!("ASID allocator: {e}"), semihost::EXIT_USAGE),
     }

@@ -2,3 +2,7 @@
 //! target; the mm logic above it talks to it through small interfaces.
 
 pub mod aarch64;
+
+/// The hardware half of the TLB protocol on this CPU (the one facade other
+/// code names).
+pub use aarch64::mmu::Hw;

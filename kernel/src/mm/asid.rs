@@ -122,15 +122,12 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 
 use super::tlb::stats::MAX_CPUS;
 
-#[cfg(test)]
 mod checker_support;
 mod step;
 #[cfg(test)]
 mod tests;
 
-#[cfg(test)]
-pub(crate) use step::Phase;
-pub(crate) use step::{AsidOp, Request, Step};
+pub use step::{AsidOp, Phase, Request, Step};
 
 /// Width of the ASID field of an id (TTBR0_EL1[63:48] is 16 bits wide).
 const ASID_FIELD: u32 = 16;
@@ -249,6 +246,7 @@ impl MmContext {
     pub fn is_pinned(&self) -> bool {
         self.pinned.load(Relaxed) != 0
     }
+
 }
 
 impl Default for MmContext {

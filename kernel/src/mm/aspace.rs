@@ -24,6 +24,13 @@
 //! that may hold the ASID and wait for completion; `flush(None)` means
 //! nothing was cleared.
 //!
+//! Each call comes in two forms. The pieces (`*_vmas`, [`Self::zap_step`],
+//! [`Self::protect_step`], [`Self::fork_begin`] / [`Self::fork_step`], the
+//! fault's plan) are what the TLB protocol (`mm::space`) steps through, one
+//! page-table write at a time, with its flushes and lock around them; the
+//! whole calls (`mmap`, `munmap`, ...) run the same pieces to the end with a
+//! flush callback, for the program loader and the tests.
+//!
 //! No unsafe code here: frame memory is reached only through
 //! [`PageTable`]'s methods. (`deny`, not `forbid`, so that the test-only
 //! [`PhysMem`] in `test_mem` may implement the unsafe trait.)
@@ -37,15 +44,14 @@ pub mod test_mem;
 mod tests;
 
 pub use error::{FaultError, MmError};
-pub use fault::{Access, Fault, FaultKind};
-
-use core::convert::Infallible;
+pub use fault::{Access, Fault, FaultKind, FaultPlan};
 
 use abi::{advice, map, prot, MMAP_BASE, USER_END, USER_STACK_SIZE, USER_STACK_TOP};
 
 use super::gather::{no_flush, FlushRange, Gather};
 use super::pagetable::{
-    desc_pa, el0_can_exec, el0_can_read, el0_can_write, page_desc, PageTable, PhysMem, LEAF_LEVEL,
+    desc_pa, el0_can_exec, el0_can_read, el0_can_write, page_desc, Arm4k, Format, LeafCursor,
+    PageTable, PhysMem, TableFree, ZapCursor, ZapEdit, LEAF_LEVEL,
 };
 use super::pte::{user_attrs, AP_RO, PAGE_SIZE};
 use super::vma::{Vma, VmaSet};
@@ -103,25 +109,46 @@ fn page_round(len: u64) -> Option<u64> {
     Some(len.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1))
 }
 
+/// Which tables a zap of an address space may unlink (see
+/// [`TableFree`]); the unmapped test reads the VMAs at each step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ZapTables {
+    Never,
+    Unmapped,
+    All,
+}
+
 /// A user address space. Must end in [`AddressSpace::teardown`]: dropping
 /// it leaks its frames.
-#[derive(Debug)]
-pub struct AddressSpace {
-    pt: PageTable,
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AddressSpace<F: Format = Arm4k> {
+    pt: PageTable<F>,
     vmas: VmaSet,
 }
 
-impl AddressSpace {
+impl AddressSpace<Arm4k> {
     /// An empty address space (one root table).
     pub fn new(mem: &impl PhysMem) -> Result<Self, MmError> {
-        let pt = PageTable::new(mem).ok_or(MmError::OutOfMemory)?;
-        Ok(Self { pt, vmas: VmaSet::new() })
+        Self::new_in(Arm4k, mem)
     }
 
     /// A placeholder with no tables, to move a real one out from under a
     /// lock (`mem::replace`). Faults in it fail with OutOfMemory.
     pub const fn empty() -> Self {
         Self { pt: PageTable::empty(), vmas: VmaSet::new() }
+    }
+}
+
+impl<F: Format> AddressSpace<F> {
+    /// An empty address space of page-table format `fmt`.
+    pub fn new_in(fmt: F, mem: &impl PhysMem) -> Result<Self, MmError> {
+        let pt = PageTable::new_in(fmt, mem).ok_or(MmError::OutOfMemory)?;
+        Ok(Self { pt, vmas: VmaSet::new() })
+    }
+
+    /// A placeholder of format `fmt` (see [`AddressSpace::empty`]).
+    pub const fn empty_in(fmt: F) -> Self {
+        Self { pt: PageTable::empty_in(fmt), vmas: VmaSet::new() }
     }
 
     /// The root table's physical address, for TTBR0 (0 for a placeholder).
@@ -133,28 +160,25 @@ impl AddressSpace {
         &self.vmas
     }
 
+    pub fn page_table(&self) -> &PageTable<F> {
+        &self.pt
+    }
+
     /// The present leaf descriptor mapping `va`, if any.
     pub fn translate(&self, va: u64, mem: &impl PhysMem) -> Option<u64> {
         self.pt.lookup(mem, va & !(PAGE_SIZE - 1))
     }
 
-    /// mmap: anonymous private memory of `len` bytes (rounded up to pages).
-    /// With `map::FIXED` exactly at `addr`, replacing what was there (its
-    /// pages are zapped into `g`). Otherwise `addr`, if not 0, is a hint used
-    /// when that range is free; else the lowest free range in
-    /// `[MMAP_BASE, MMAP_END)`. A hint must itself be a valid range (EINVAL
-    /// otherwise; Linux ignores bad hints).
-    #[allow(clippy::too_many_arguments)]
-    pub fn mmap<M: PhysMem, F: FnMut(Option<FlushRange>)>(
-        &mut self,
-        addr: u64,
-        len: u64,
-        prot: u64,
-        flags: u64,
-        mem: &M,
-        g: &mut Gather,
-        flush: &mut F,
-    ) -> Result<u64, MmError> {
+    // The pieces the TLB protocol steps through.
+
+    /// mmap's mapping change: anonymous private memory of `len` bytes
+    /// (rounded up to pages). With `map::FIXED` exactly at `addr`, replacing
+    /// what was there: returns the range whose pages must then be zapped
+    /// ([`ZapTables::Never`]: it is mapped again at once). Otherwise `addr`,
+    /// if not 0, is a hint used when that range is free; else the lowest
+    /// free range in `[MMAP_BASE, MMAP_END)`. A hint must itself be a valid
+    /// range (EINVAL otherwise; Linux ignores bad hints).
+    pub fn map_vmas(&mut self, addr: u64, len: u64, prot: u64, flags: u64) -> Result<(u64, Option<(u64, u64)>), MmError> {
         if prot & !prot::ALL != 0 {
             return Err(MmError::BadProt(prot));
         }
@@ -171,58 +195,50 @@ impl AddressSpace {
             let (start, end) = user_range(addr, len)?;
             room_for(&self.vmas, self.vmas.splits(start, end) + 1)?;
             self.vmas.remove(start, end);
-            self.pt.zap(mem, start, end, g, flush);
             self.vmas.insert(start, end, prot);
-            return Ok(start);
+            return Ok((start, Some((start, end))));
         }
         room_for(&self.vmas, 1)?;
         if addr != 0 {
             let (start, end) = user_range(addr, len)?;
             if self.vmas.is_free(start, end) {
                 self.vmas.insert(start, end, prot);
-                return Ok(start);
+                return Ok((start, None));
             }
         }
         let rounded = page_round(len).ok_or(MmError::NoSpace { len })?;
         let start =
             self.vmas.find_free(rounded, MMAP_BASE, MMAP_END).ok_or(MmError::NoSpace { len })?;
         self.vmas.insert(start, start + rounded, prot);
-        Ok(start)
+        Ok((start, None))
     }
 
-    /// munmap: removes the mappings in the range (holes are fine) and zaps
-    /// their pages into `g`; page-table pages that become empty go too.
-    pub fn munmap<M: PhysMem, F: FnMut(Option<FlushRange>)>(
-        &mut self,
-        addr: u64,
-        len: u64,
-        mem: &M,
-        g: &mut Gather,
-        flush: &mut F,
-    ) -> Result<(), MmError> {
+    /// munmap's mapping change: removes the mappings in the range (holes
+    /// are fine); returns the range to zap ([`ZapTables::Unmapped`]).
+    pub fn unmap_vmas(&mut self, addr: u64, len: u64) -> Result<(u64, u64), MmError> {
         let (start, end) = user_range(addr, len)?;
         room_for(&self.vmas, self.vmas.splits(start, end))?;
         self.vmas.remove(start, end);
-        self.pt.zap(mem, start, end, g, flush);
-        Ok(())
+        Ok((start, end))
     }
 
-    /// mprotect: the whole range must be mapped (else ENOMEM and nothing
-    /// changes; Linux may change a prefix). Present pages get the new
-    /// permissions at once. Entries that lose a permission are recorded in
-    /// `g` as needing a flush; entries that only gain are counted as
-    /// upgrades and need none: a CPU with the old, stricter entry cached
-    /// takes a fault and [`Self::handle_fault`] reports it spurious. A page
-    /// still shared copy-on-write stays read-only even when the range
-    /// becomes writable.
-    pub fn mprotect(
-        &mut self,
-        addr: u64,
-        len: u64,
-        prot: u64,
-        mem: &impl PhysMem,
-        g: &mut Gather,
-    ) -> Result<(), MmError> {
+    /// madvise's check: only `DONTNEED`, and the whole range must be mapped
+    /// (else ENOMEM and nothing happens; Linux drops the mapped parts and
+    /// still says ENOMEM). Returns the range to zap ([`ZapTables::Never`]:
+    /// the mappings stay, so a fault may refill it at any moment).
+    pub fn dontneed_range(&self, addr: u64, len: u64, advice: u64) -> Result<(u64, u64), MmError> {
+        if advice != advice::DONTNEED {
+            return Err(MmError::BadAdvice(advice));
+        }
+        let (start, end) = user_range(addr, len)?;
+        self.vmas.check(start, end, |_| true).map_err(|addr| MmError::NotMapped { addr })?;
+        Ok((start, end))
+    }
+
+    /// mprotect's mapping change: the whole range must be mapped (else
+    /// ENOMEM and nothing changes; Linux may change a prefix). Returns the
+    /// range whose present leaves [`Self::protect_step`] then updates.
+    pub fn protect_vmas(&mut self, addr: u64, len: u64, prot: u64) -> Result<(u64, u64), MmError> {
         if prot & !prot::ALL != 0 {
             return Err(MmError::BadProt(prot));
         }
@@ -230,11 +246,33 @@ impl AddressSpace {
         self.vmas.check(start, end, |_| true).map_err(|addr| MmError::NotMapped { addr })?;
         room_for(&self.vmas, self.vmas.splits(start, end))?;
         self.vmas.protect(start, end, prot).map_err(|addr| MmError::NotMapped { addr })?;
-        let Ok(()) = self.pt.update_leaves::<_, Infallible>(mem, start, end, |va, old| {
-            let new = leaf_for(mem, desc_pa(old), prot);
-            if new == old {
-                return Ok(None);
-            }
+        Ok((start, end))
+    }
+
+    /// One page-table write of a zap (see [`ZapCursor`]), unlinking emptied
+    /// tables as `tables` allows; `None` when the zap is done.
+    pub fn zap_step<M: PhysMem>(&mut self, c: &mut ZapCursor, tables: ZapTables, mem: &M, g: &mut Gather) -> Option<ZapEdit> {
+        let vmas = &self.vmas;
+        let mapped = |s: u64, e: u64| !vmas.is_free(s, e);
+        let free = match tables {
+            ZapTables::Never => TableFree::Never,
+            ZapTables::Unmapped => TableFree::Unmapped(&mapped),
+            ZapTables::All => TableFree::All,
+        };
+        c.step(&mut self.pt, mem, &free, g)
+    }
+
+    /// One leaf of an mprotect to `prot`: the next present leaf of the
+    /// cursor gets the new permissions. Entries that lose a permission are
+    /// recorded in `g` as needing a flush; entries that only gain are counted
+    /// as upgrades and need none: a CPU with the old, stricter entry cached
+    /// takes a fault and the fault handler reports it spurious. A page still
+    /// shared copy-on-write stays read-only even when the range becomes
+    /// writable. `false` when no leaf is left.
+    pub fn protect_step<M: PhysMem>(&mut self, c: &mut LeafCursor, prot: u64, mem: &M, g: &mut Gather) -> bool {
+        let Some((va, old)) = c.next(&self.pt, mem) else { return false };
+        let new = leaf_for(mem, desc_pa(old), prot);
+        if new != old {
             let lost = [Access::Read, Access::Write, Access::Exec]
                 .iter()
                 .any(|&a| desc_allows(old, a) && !desc_allows(new, a));
@@ -243,32 +281,145 @@ impl AddressSpace {
             } else {
                 g.upgrade_leaf();
             }
-            Ok(Some(new))
-        });
+            self.pt.replace_leaf(mem, va, new);
+        }
+        true
+    }
+
+    /// fork's start: a child with the same mappings and an empty tree.
+    pub fn fork_begin(&self, mem: &impl PhysMem) -> Result<AddressSpace<F>, MmError> {
+        let mut child = AddressSpace::new_in(self.pt.format(), mem)?;
+        child.vmas = self.vmas.clone();
+        Ok(child)
+    }
+
+    /// One page of a fork: the next present leaf is shared with `child`
+    /// (one more reference), read-only in both; a leaf that was writable is
+    /// recorded in `g`: the parent's stale writable entries must be flushed
+    /// before the lock drops and before the child runs. `Ok(false)` when no
+    /// leaf is left. Out of frames for the child's tables: ENOMEM (the
+    /// caller discards the child; parent pages already write-protected stay
+    /// so, and their next write fault finds them unshared and makes them
+    /// writable in place).
+    pub fn fork_step<M: PhysMem>(
+        &mut self,
+        child: &mut AddressSpace<F>,
+        c: &mut LeafCursor,
+        mem: &M,
+        g: &mut Gather,
+    ) -> Result<bool, MmError> {
+        let Some((va, desc)) = c.next(&self.pt, mem) else { return Ok(false) };
+        let ro = desc | AP_RO;
+        child.pt.map(mem, va, ro).map_err(|_| MmError::OutOfMemory)?;
+        mem.get(desc_pa(desc));
+        if ro != desc {
+            g.protect_leaf(va, LEAF_LEVEL);
+            self.pt.replace_leaf(mem, va, ro);
+        }
+        Ok(true)
+    }
+
+    /// Tears down an address space that no TLB can hold entries of (never
+    /// loaded): nothing to flush, so everything goes at once.
+    pub fn discard(self, mem: &impl PhysMem) {
+        let mut g = Gather::new();
+        self.teardown(mem, &mut g, &mut no_flush);
+        let _ = g.finish(mem, no_flush);
+    }
+
+    // Whole calls, for the loader and the tests.
+
+    /// mmap ([`Self::map_vmas`], then the zap of a fixed mapping).
+    #[allow(clippy::too_many_arguments)]
+    pub fn mmap<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        mem: &M,
+        g: &mut Gather,
+        flush: &mut Fl,
+    ) -> Result<u64, MmError> {
+        let (start, zap) = self.map_vmas(addr, len, prot, flags)?;
+        if let Some((s, e)) = zap {
+            self.zap_all(s, e, ZapTables::Never, mem, g, flush);
+        }
+        Ok(start)
+    }
+
+    /// munmap ([`Self::unmap_vmas`], then the zap).
+    pub fn munmap<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(
+        &mut self,
+        addr: u64,
+        len: u64,
+        mem: &M,
+        g: &mut Gather,
+        flush: &mut Fl,
+    ) -> Result<(), MmError> {
+        let (s, e) = self.unmap_vmas(addr, len)?;
+        self.zap_all(s, e, ZapTables::Unmapped, mem, g, flush);
         Ok(())
     }
 
-    /// madvise. Only `DONTNEED`: drops the pages of the range (into `g`) and
-    /// keeps the mappings, so the next touch reads zeroes. The whole range
-    /// must be mapped (else ENOMEM and nothing happens; Linux drops the
-    /// mapped parts and still says ENOMEM).
+    /// mprotect ([`Self::protect_vmas`], then every leaf).
+    pub fn mprotect(&mut self, addr: u64, len: u64, prot: u64, mem: &impl PhysMem, g: &mut Gather) -> Result<(), MmError> {
+        let (s, e) = self.protect_vmas(addr, len, prot)?;
+        let mut c = LeafCursor::new(s, e);
+        while self.protect_step(&mut c, prot, mem, g) {}
+        Ok(())
+    }
+
+    /// madvise ([`Self::dontneed_range`], then the zap).
     #[allow(clippy::too_many_arguments)]
-    pub fn madvise<M: PhysMem, F: FnMut(Option<FlushRange>)>(
+    pub fn madvise<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(
         &mut self,
         addr: u64,
         len: u64,
         advice: u64,
         mem: &M,
         g: &mut Gather,
-        flush: &mut F,
+        flush: &mut Fl,
     ) -> Result<(), MmError> {
-        if advice != advice::DONTNEED {
-            return Err(MmError::BadAdvice(advice));
-        }
-        let (start, end) = user_range(addr, len)?;
-        self.vmas.check(start, end, |_| true).map_err(|addr| MmError::NotMapped { addr })?;
-        self.pt.zap(mem, start, end, g, flush);
+        let (s, e) = self.dontneed_range(addr, len, advice)?;
+        self.zap_all(s, e, ZapTables::Never, mem, g, flush);
         Ok(())
+    }
+
+    /// fork ([`Self::fork_begin`], then every leaf; the child is undone on
+    /// failure).
+    pub fn fork(&mut self, mem: &impl PhysMem, g: &mut Gather) -> Result<AddressSpace<F>, MmError> {
+        let mut child = self.fork_begin(mem)?;
+        let mut c = LeafCursor::new(0, self.pt.format().span());
+        loop {
+            match self.fork_step(&mut child, &mut c, mem, g) {
+                Ok(true) => {}
+                Ok(false) => return Ok(child),
+                Err(e) => {
+                    child.discard(mem);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// A zap of `[start, end)` run to the end, flushing through `flush`
+    /// when the gather fills.
+    fn zap_all<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(
+        &mut self,
+        start: u64,
+        end: u64,
+        tables: ZapTables,
+        mem: &M,
+        g: &mut Gather,
+        flush: &mut Fl,
+    ) {
+        let mut c = ZapCursor::new(start, end);
+        while self.zap_step(&mut c, tables, mem, g).is_some() {
+            if g.is_full() {
+                g.flush_partial(mem, &mut *flush);
+            }
+        }
     }
 
     /// For the kernel's user-copy routines: every byte of `[va, va + len)`
@@ -287,56 +438,29 @@ impl AddressSpace {
         self.vmas.check(va, end, ok).map_err(|addr| MmError::BadUserAddress { addr: addr.max(va) })
     }
 
-    /// fork: a child with the same mappings sharing every present frame
-    /// (one more reference each). Pages that were writable become read-only
-    /// in both, recorded in `g`: the parent's stale writable entries must be
-    /// flushed before the lock drops and before the child runs. The child
-    /// was never loaded in a TTBR0, so it needs no flush. Out of frames for
-    /// the child's tables: ENOMEM, the child is undone; parent pages already
-    /// write-protected stay so (their next write fault finds them unshared
-    /// and makes them writable in place).
-    pub fn fork(&mut self, mem: &impl PhysMem, g: &mut Gather) -> Result<AddressSpace, MmError> {
-        let mut child = AddressSpace::new(mem)?;
-        child.vmas = self.vmas.clone();
-        for v in self.vmas.iter() {
-            let shared = self.pt.update_leaves(mem, v.start, v.end, |va, desc| {
-                let ro = desc | AP_RO;
-                child.pt.map(mem, va, ro).map_err(|_| MmError::OutOfMemory)?;
-                mem.get(desc_pa(desc));
-                if ro == desc {
-                    return Ok(None);
-                }
-                g.protect_leaf(va, LEAF_LEVEL);
-                Ok(Some(ro))
-            });
-            if let Err(e) = shared {
-                child.discard(mem);
-                return Err(e);
-            }
-        }
-        Ok(child)
-    }
-
-    /// Tears down an address space that no TLB can hold entries of (never
-    /// loaded): nothing to flush, so everything goes at once.
-    fn discard(self, mem: &impl PhysMem) {
-        let mut g = Gather::new();
-        self.teardown(mem, &mut g, &mut no_flush);
-        let _ = g.finish(mem, no_flush);
-    }
-
     /// exit: clears every page and frees every page-table page, the root
     /// included, through `g` (batches flush through `flush`). Before `g`
     /// finishes, every CPU must have switched TTBR0 away from
     /// [`Self::root_pa`] (mechanisms.md §4): the root is referenced by
     /// nothing else the flush could cover.
-    pub fn teardown<M: PhysMem, F: FnMut(Option<FlushRange>)>(
-        self,
-        mem: &M,
-        g: &mut Gather,
-        flush: &mut F,
-    ) {
+    pub fn teardown<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(self, mem: &M, g: &mut Gather, flush: &mut Fl) {
         self.pt.destroy(mem, g, flush);
+    }
+
+    /// The reaper's mapping change: every mapping goes; returns the whole
+    /// range to zap ([`ZapTables::Unmapped`]: every emptied table goes but
+    /// the root, which the process keeps until it exits).
+    pub fn unmap_all(&mut self) -> (u64, u64) {
+        self.vmas = VmaSet::new();
+        (0, self.pt.format().span())
+    }
+
+    /// Takes the page table out for a teardown run step by step (the
+    /// address space is left a placeholder).
+    pub fn take_tables(&mut self) -> PageTable<F> {
+        self.vmas = VmaSet::new();
+        let fmt = self.pt.format();
+        core::mem::replace(&mut self.pt, PageTable::empty_in(fmt))
     }
 }
 

@@ -93,7 +93,7 @@ impl FlushRange {
 }
 
 /// Counts over a gather's whole life, partial flushes included.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct GatherTotals {
     /// Leaf entries cleared.
     pub cleared: u64,
@@ -111,9 +111,11 @@ pub struct GatherTotals {
 /// What a zap cleared and must flush before it frees (see the module
 /// documentation). Finish every gather: dropping one leaks the frames it
 /// holds (never a use-after-free).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 #[must_use = "a gather must be finished: it holds frames until its flush"]
 pub struct Gather {
+    /// Frames and tables held before [`Self::is_full`] (0: [`BATCH`]).
+    batch: usize,
     /// `[start, end)` touched since the last flush; `start == end`: none.
     start: u64,
     end: u64,
@@ -132,6 +134,12 @@ pub struct Gather {
 impl Gather {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A gather that fills at `batch` frames and tables instead of
+    /// [`BATCH`] (the host model uses a few, to reach partial flushes).
+    pub fn with_batch(batch: usize) -> Self {
+        Self { batch, ..Self::default() }
     }
 
     fn extend(&mut self, lo: u64, hi: u64) {
@@ -232,7 +240,8 @@ impl Gather {
 
     /// The zap must flush and release before it clears more.
     pub fn is_full(&self) -> bool {
-        self.frames.len() + self.tables.len() >= BATCH
+        let batch = if self.batch == 0 { BATCH } else { self.batch };
+        self.frames.len() + self.tables.len() >= batch
     }
 
     /// What to flush, or `None` when nothing that needs a flush happened
@@ -261,6 +270,14 @@ impl Gather {
     /// empty again.
     pub fn flush_partial(&mut self, mem: &impl PhysMem, flush: impl FnOnce(Option<FlushRange>)) {
         flush(self.flush_range());
+        self.release(mem);
+    }
+
+    /// After the flush of [`Self::flush_range`] completed on every CPU:
+    /// drops the references held, frees frames whose last reference that
+    /// was, and starts an empty range. (The TLB protocol calls this as its
+    /// own step; [`Self::flush_partial`] is flush and release in one.)
+    pub fn release(&mut self, mem: &impl PhysMem) {
         self.totals.flushes += 1;
         for pa in self.frames.drain(..) {
             if mem.put(pa) {

@@ -37,16 +37,16 @@ pub fn empty_ttbr0_pa() -> u64 {
 }
 
 /// Points TTBR0 at the empty table (ASID 0) on this CPU and drops any
-/// lower-half entries this CPU may hold (the boot identity map).
+/// lower-half entries this CPU may hold (the boot identity map). The first
+/// call also makes the empty table the protocol's reserved one.
 pub fn enter_empty_ttbr0() {
-    cpu::set_ttbr0(empty_ttbr0_pa(), 0);
+    // SAFETY: EMPTY_TTBR0 is an all-invalid, 4096-aligned table in the
+    // image, never written.
+    unsafe {
+        crate::arch::aarch64::mmu::set_reserved_ttbr0(empty_ttbr0_pa());
+        cpu::set_ttbr0(empty_ttbr0_pa(), 0);
+    }
     tlbi::run(&[TlbiOp::All], Scope::Local);
-}
-
-/// Points TTBR0 at the empty table without invalidating anything: for a
-/// CPU leaving a user address space whose entries stay tagged with its ASID.
-pub fn enter_empty_ttbr0_no_flush() {
-    cpu::set_ttbr0(empty_ttbr0_pa(), 0);
 }
 
 /// Translates a table's physical address for the mapper while the pool pages

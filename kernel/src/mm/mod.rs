@@ -11,10 +11,11 @@ pub mod kernel;
 #[cfg(target_os = "none")]
 pub mod phys;
 pub mod pte;
-#[cfg(test)]
-pub mod model;
 pub mod tlb;
 pub mod aspace;
 pub mod gather;
 pub mod pagetable;
+pub mod space;
+#[cfg(target_os = "none")]
+pub mod user;
 pub mod vma;

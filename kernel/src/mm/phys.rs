@@ -104,10 +104,28 @@ pub fn user_frames_in_use() -> usize {
 #[derive(Clone, Copy, Default)]
 pub struct KernelMem;
 
-// SAFETY: `ptr` returns the linear-map address of a frame, valid for 4 KiB
-// for as long as the frame is allocated; frames come from and return to the
-// buddy allocator exactly once each (the reference counts decide when).
-unsafe impl PhysMem for KernelMem {
+/// The linear-map address of word `idx` of frame `pa`.
+fn word(pa: u64, idx: usize) -> *mut u64 {
+    (phys_to_virt(pa) as *mut u64).wrapping_add(idx)
+}
+
+/// Frame `pa`'s bytes `[off, off + len)` as atomics.
+///
+/// # Safety
+/// `pa` is an allocated frame (RAM in the linear map) that stays allocated
+/// while the slice is used, and `off + len <= PAGE_SIZE`.
+unsafe fn bytes<'a>(pa: u64, off: usize, len: usize) -> &'a [core::sync::atomic::AtomicU8] {
+    debug_assert!(off + len <= PAGE_SIZE as usize);
+    // SAFETY: the range lies in the frame, valid RAM (caller); AtomicU8 has
+    // u8's layout, and user memory is only accessed atomically by the kernel
+    // (user threads may access it at the same time).
+    unsafe { core::slice::from_raw_parts((phys_to_virt(pa) as *const core::sync::atomic::AtomicU8).add(off), len) }
+}
+
+/// Frames come from and return to the buddy allocator exactly once each
+/// (the reference counts decide when); their contents are reached through
+/// the linear map.
+impl PhysMem for KernelMem {
     fn alloc_zeroed(&self) -> Option<u64> {
         let f = alloc_frames(1)?;
         let pa = f.pa();
@@ -123,10 +141,6 @@ unsafe impl PhysMem for KernelMem {
         free_frames(Frames { pfn: (pa / PAGE_SIZE) as usize, count: 1 });
     }
 
-    fn ptr(&self, pa: u64) -> *mut u8 {
-        phys_to_virt(pa) as *mut u8
-    }
-
     fn get(&self, pa: u64) {
         slot(pa).fetch_add(1, Ordering::AcqRel);
     }
@@ -139,7 +153,7 @@ unsafe impl PhysMem for KernelMem {
         slot(pa).load(Ordering::Acquire)
     }
 
-    fn alloc_table(&self) -> Option<u64> {
+    fn alloc_table(&self, _level: u32) -> Option<u64> {
         let pa = self.alloc_zeroed()?;
         PT_PAGES.fetch_add(1, Ordering::Relaxed);
         Some(pa)
@@ -148,6 +162,48 @@ unsafe impl PhysMem for KernelMem {
     fn free_table(&self, pa: u64) {
         PT_PAGES.fetch_sub(1, Ordering::Relaxed);
         self.free(pa);
+    }
+
+    unsafe fn load_desc(&self, table: u64, idx: usize) -> u64 {
+        debug_assert!(idx < 512);
+        // SAFETY: `table` is an allocated table page (caller), RAM in the
+        // linear map, 4096-aligned, so word `idx < 512` is in bounds and
+        // aligned; descriptors are only accessed atomically (no data race).
+        unsafe { core::sync::atomic::AtomicU64::from_ptr(word(table, idx)) }.load(Ordering::Relaxed)
+    }
+
+    unsafe fn store_desc(&self, table: u64, idx: usize, desc: u64) {
+        debug_assert!(idx < 512);
+        // SAFETY: as in `load_desc`.
+        unsafe { core::sync::atomic::AtomicU64::from_ptr(word(table, idx)) }.store(desc, Ordering::Release)
+    }
+
+    unsafe fn read_data(&self, pa: u64, off: usize, buf: &mut [u8]) {
+        // SAFETY: forwarded from the caller (an allocated data frame, the
+        // range inside it).
+        let src = unsafe { bytes(pa, off, buf.len()) };
+        for (b, s) in buf.iter_mut().zip(src) {
+            *b = s.load(Ordering::Relaxed);
+        }
+    }
+
+    unsafe fn write_data(&self, pa: u64, off: usize, data: &[u8]) {
+        // SAFETY: as in `read_data`.
+        let dst = unsafe { bytes(pa, off, data.len()) };
+        for (d, &b) in dst.iter().zip(data) {
+            d.store(b, Ordering::Relaxed);
+        }
+    }
+
+    unsafe fn copy_page(&self, dst: u64, src: u64) {
+        for i in 0..(PAGE_SIZE / 8) as usize {
+            // SAFETY: both are allocated frames (caller), word `i < 512` lies
+            // in each; accessed atomically (user threads may write `src`).
+            let (d, s) = unsafe {
+                (core::sync::atomic::AtomicU64::from_ptr(word(dst, i)), core::sync::atomic::AtomicU64::from_ptr(word(src, i)))
+            };
+            d.store(s.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 /// One mapping: `[start, end)` with `abi::prot` bits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Vma {
     pub start: u64,
     pub end: u64,
@@ -31,7 +31,7 @@ impl Vma {
 }
 
 /// The VMAs of one address space.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VmaSet {
     map: BTreeMap<u64, Vma>,
 }

@@ -206,9 +206,9 @@ pub fn resources() -> [u64; abi::resources::COUNT] {
     w[r::PROCESSES] = process::count() as u64;
     w[r::TASKS] = TASKS.load(Ordering::Relaxed) as u64;
     w[r::THREADS] = process::THREADS.load(Ordering::Relaxed) as u64;
-    w[r::MMS] = process::MMS.load(Ordering::Relaxed) as u64;
+    w[r::MMS] = crate::mm::user::MMS.load(Ordering::Relaxed) as u64;
     w[r::ENDPOINTS] = ipc::count() as u64;
-    w[r::ASIDS] = process::MMS_WITH_ASID.load(Ordering::Relaxed) as u64;
+    w[r::ASIDS] = crate::mm::user::MMS_WITH_ASID.load(Ordering::Relaxed) as u64;
     w[r::HEAP_TOTAL] = heap.total as u64;
     w[r::HEAP_REFUSALS] = crate::mm::heap::HEAP_REFUSALS.load(Ordering::Relaxed) as u64;
     w[r::FRAME_LIST_BYTES] = heap.frame_meta as u64;

@@ -1,5 +1,6 @@
 //! Processes: an address space (mm) shared by threads, a parent, children,
-//! an exit status; spawn, fork, exit, wait and kill.
+//! an exit status; spawn, fork, exit, wait and kill. Which address space a
+//! CPU has loaded follows the running task ([`switch_mm`]).
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -9,374 +10,48 @@ use core::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use super::sched::{self, current};
 use super::wait::WaitQueue;
 use super::{ipc, loader, OutOfMemory, Task};
-use crate::arch::aarch64::cpu::{self, cpu_id};
+use crate::arch::aarch64::cpu::cpu_id;
 use crate::arch::aarch64::exception::TrapFrame;
-use crate::arch::aarch64::tlbi;
-use crate::mm::aspace::{Access, AddressSpace};
-use crate::mm::gather::FlushRange;
-use crate::mm::tlb::{FlushStrategy, RangePolicy};
-use crate::mm::asid::{AsidAllocator, AsidHw, MmContext};
-use crate::mm::gather::Gather;
-use crate::mm::phys::KernelMem;
-use crate::mm::tlb::{Event, Scope, TlbiOp, TLB_STATS};
-use crate::mm::tlb::trace::{hook as trace, Cause};
+use crate::mm::user::{self, UserMm};
 use crate::percpu::MAX_CPUS;
 use crate::sync::IrqMutex;
 use abi::errno::*;
 
-/// An address space and who uses it.
-pub struct Mm {
-    pub id: u64,
-    pub aspace: IrqMutex<AddressSpace>,
-    pub root_pa: u64,
-    pub ctx: MmContext,
-    /// Threads (and kernel threads that adopted it) using this mm.
-    pub users: AtomicUsize,
-    /// CPUs whose TTBR0 holds this mm's tables now (bit per CPU).
-    pub cpus: AtomicU64,
-    /// Set once the mm was loaded on any CPU: before that no TLB can hold
-    /// its entries and changes need no invalidation.
-    pub ever_active: AtomicBool,
-    /// Zapping gathers in flight (Linux's `tlb_flush_pending`): a gather
-    /// that finishes while another is in flight cannot know what the other
-    /// cleared or freed, so it flushes the whole ASID (mechanisms.md §5).
-    pub flush_pending: AtomicUsize,
-    /// The allocator gave this mm an ASID (counted in [`MMS_WITH_ASID`]).
-    has_asid: AtomicBool,
-}
+/// The kernel's address space type.
+pub type Mm = UserMm;
 
-static NEXT_MM: AtomicU64 = AtomicU64::new(1);
-/// Address spaces allocated now.
-pub static MMS: AtomicUsize = AtomicUsize::new(0);
-/// Address spaces that hold an ASID now.
-pub static MMS_WITH_ASID: AtomicUsize = AtomicUsize::new(0);
-
-impl Mm {
-    fn from_aspace(a: AddressSpace) -> Arc<Mm> {
-        MMS.fetch_add(1, Ordering::Relaxed);
-        Arc::new(Mm {
-            id: NEXT_MM.fetch_add(1, Ordering::Relaxed),
-            root_pa: a.root_pa(),
-            aspace: IrqMutex::new(a),
-            ctx: MmContext::new(),
-            users: AtomicUsize::new(0),
-            cpus: AtomicU64::new(0),
-            ever_active: AtomicBool::new(false),
-            flush_pending: AtomicUsize::new(0),
-            has_asid: AtomicBool::new(false),
-        })
-    }
-
-    /// Counts this mm in [`MMS_WITH_ASID`] once it got an ASID.
-    fn note_asid(&self) {
-        if !self.has_asid.swap(true, Ordering::Relaxed) {
-            MMS_WITH_ASID.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub fn new() -> Result<Arc<Mm>, i64> {
-        let a = AddressSpace::new(&KernelMem).map_err(|_| -ENOMEM)?;
-        Ok(Mm::from_aspace(a))
-    }
-
-    /// Invalidates `r` of this mm on every CPU, as the flush policy says;
-    /// returns when the invalidation is complete. An mm that was never
-    /// loaded in a TTBR0 has no TLB entries anywhere: nothing to do.
-    pub fn flush(&self, r: Option<FlushRange>) {
-        let Some(r) = r else { return };
-        if !self.ever_active.load(Ordering::Acquire) {
-            TLB_STATS.record_event(cpu_id(), Event::NeverActiveSkipped);
-            trace::never_active(r.start, r.end);
-            return;
-        }
-        let Some(asid) = self.ctx.asid() else { return };
-        let (policy, feat) = policy();
-        match policy.plan(&r.request(asid), feat) {
-            Ok(plan) => {
-                trace::plan(policy, &r.request(asid), &plan);
-                tlbi::run(plan.ops(), plan.scope())
-            }
-            Err(e) => {
-                log::error!(target: "tlb", "bad flush request {r:?}: {e}; flushing ASID {asid}");
-                trace::bad_request(asid);
-                tlbi::run(&[TlbiOp::Asid { asid }], Scope::Broadcast);
-            }
-        }
-    }
-
-    /// Invalidates every entry of this mm's ASID, walk caches included.
-    pub fn flush_whole_asid(&self) {
-        if !self.ever_active.load(Ordering::Acquire) {
-            return;
-        }
-        if let Some(asid) = self.ctx.asid() {
-            trace::whole_asid(asid);
-            tlbi::run(&[TlbiOp::Asid { asid }], Scope::Broadcast);
-        }
-    }
-
-    /// Flushes what `g` gathered, then frees it.
-    pub fn finish_gather(&self, g: Gather) {
-        g.finish(&KernelMem, |r| self.flush(r));
-    }
-
-    /// Finishes the gather of a call that holds the mm lock throughout
-    /// (mprotect, mmap with FIXED, fork). A zap in flight (its entries
-    /// cleared under the lock, its flush not done yet) may have cleared
-    /// entries this call then found empty, so the call's own range proves
-    /// nothing: flush the whole ASID, as `finish_zap` does for nested zaps.
-    /// Found by the host model (`locked_calls_racing_a_zap_need_the_nested_fix`).
-    pub fn finish_locked(&self, g: Gather) {
-        let _t = trace::cause(Cause::Locked);
-        let racing = self.flush_pending.load(Ordering::Acquire) > 0;
-        self.finish_flushing_all_if(g, racing);
-    }
-
-    /// Marks a zapping gather (munmap, madvise, reaper) as in flight; call
-    /// before clearing any entry, and [`Self::finish_zap`] after.
-    pub fn begin_zap(&self) {
-        self.flush_pending.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Finishes a zapping gather, possibly outside the mm lock. If another
-    /// zap of this mm is in flight, the range we gathered proves nothing
-    /// (the other may have cleared our PTEs first and not flushed yet, or
-    /// freed tables), so the whole ASID is flushed, walk caches included —
-    /// unless `tlb.nested_fix=off`, which exists only to show the bug.
-    pub fn finish_zap(&self, g: Gather) {
-        let _t = trace::cause(Cause::Zap);
-        let nested = self.flush_pending.load(Ordering::Acquire) > 1;
-        self.finish_flushing_all_if(g, nested);
-        self.flush_pending.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Finishes `g`; if `racing` (and `tlb.nested_fix` is on) the whole ASID
-    /// is flushed instead of the gathered range, and counted.
-    fn finish_flushing_all_if(&self, g: Gather, racing: bool) {
-        let fix = crate::OPTIONS.get().is_none_or(|o| o.nested_fix);
-        g.finish(&KernelMem, |r| {
-            if racing && fix {
-                TLB_STATS.record_event(cpu_id(), Event::NestedFullFlush);
-                self.flush_whole_asid();
-            } else {
-                self.flush(r)
-            }
-        });
-    }
-
-    /// Tears the whole address space down when its last thread has exited
-    /// (exit mode, mechanisms.md §4).
-    ///
-    /// Why no TLBI is needed, even though page-table pages are freed:
-    /// 1. Every thread of the mm switched its CPU's TTBR0 to the empty table
-    ///    before counting itself out (`exit_thread`), and kernel threads in
-    ///    this kernel never run on a user mm lazily: they load the empty
-    ///    table. So no CPU has this mm's tables or ASID in TTBR0 (checked
-    ///    below), and no CPU can walk with this ASID — speculatively or not
-    ///    — into the tables we are about to free.
-    /// 2. Entries tagged with the dead ASID may stay in TLBs and walk caches,
-    ///    but they can only be used by a CPU whose TTBR0 holds that ASID.
-    ///    The allocator never hands the ASID to another mm in this
-    ///    generation (`release` keeps it taken), and a rollover makes every
-    ///    CPU flush its local TLB before it runs any new-generation ASID.
-    ///
-    /// Linux still flushes the ASID here because its exiting CPU may keep
-    /// the dead mm in TTBR0 (and lazy CPUs may too) while tables are freed.
-    /// With `tlb.exit_elide=off` the teardown issues one whole-ASID flush
-    /// instead, for comparison.
-    fn teardown_exit(&self) {
-        let _t = trace::cause(Cause::Exit);
-        if self.aspace.lock().root_pa() == 0 {
-            return; // torn down already
-        }
-        let loaded = self.cpus.load(Ordering::Acquire);
-        if loaded != 0 {
-            // Cannot happen (see 1.). If it did, no flush would make freeing
-            // safe: a live TTBR0 can walk into (and refill from) any table
-            // we free. Leak the whole address space instead, loudly.
-            log::error!(target: "tlb", "mm {} still loaded on CPUs {loaded:#x} at exit: leaking it", self.id);
-            LEAKED_MMS.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let elide = crate::OPTIONS.get().is_none_or(|o| o.exit_elide);
-        let (mut flushed, mut counted) = (false, false);
-        let mut sink = |r: Option<FlushRange>| {
-            if r.is_none() || !self.ever_active.load(Ordering::Acquire) {
-                return;
-            }
-            if elide {
-                if !counted {
-                    TLB_STATS.record_event(cpu_id(), Event::ExitElided);
-                    trace::exit_elided(self.ctx.asid());
-                    counted = true;
-                }
-            } else if !flushed {
-                // One flush suffices: no CPU can create new entries for this
-                // ASID, so later batches have nothing left to invalidate.
-                self.flush_whole_asid();
-                flushed = true;
-            }
-        };
-        let a = core::mem::replace(&mut *self.aspace.lock(), AddressSpace::empty());
-        let mut g = Gather::new();
-        a.teardown(&KernelMem, &mut g, &mut sink);
-        g.finish(&KernelMem, sink);
-    }
-
-    /// The reaper's teardown: the process was killed but its threads may
-    /// still run on other CPUs until they notice. Not exit mode: every
-    /// batch is flushed before its frames are freed, so a thread still
-    /// running faults (and dies) instead of touching a freed frame.
-    ///
-    /// `kill` runs under the mm lock before the zap: the victim's threads
-    /// learn they were killed only once the reaper holds the address space,
-    /// so they cannot tear it down first, and those still running on other
-    /// CPUs keep running while their memory is taken.
-    pub fn reap(&self, kill: impl FnOnce()) {
-        let _t = trace::cause(Cause::Reaper);
-        self.begin_zap();
-        let mut g = Gather::new();
-        {
-            let mut a = self.aspace.lock();
-            kill();
-            let ranges: Vec<(u64, u64)> = a.vmas().iter().map(|v| (v.start, v.end)).collect();
-            for (start, end) in ranges {
-                let _ = a.munmap(start, end - start, &KernelMem, &mut g, &mut |r| self.flush(r));
-            }
-        }
-        self.finish_zap(g);
-    }
-
-    /// Resolves a page fault at `va`; `Err(cause)` if the access is not
-    /// allowed (the process is then killed with that cause).
-    pub fn fault(&self, va: u64, write: bool, exec: bool) -> Result<(), i64> {
-        let _t = trace::cause(Cause::Fault);
-        let access = if exec {
-            Access::Exec
-        } else if write {
-            Access::Write
-        } else {
-            Access::Read
-        };
-        let r = {
-            let mut a = self.aspace.lock();
-            a.handle_fault(va, access, &KernelMem, &mut |r| self.flush(r))
-        };
-        match r {
-            Ok(f) => {
-                crate::task::syscall::PAGE_FAULTS.fetch_add(1, Ordering::Relaxed);
-                if f.local_invalidate() {
-                    if let Some(asid) = self.ctx.asid() {
-                        let op = TlbiOp::Va { asid, va: f.va, last_level: true, ttl: None };
-                        trace::fault_local(&op, Scope::Local);
-                        tlbi::run(&[op], Scope::Local);
-                    }
-                }
-                Ok(())
-            }
-            Err(e) => Err(e.cause()),
-        }
-    }
-}
-
-/// The last reference is gone. An mm whose process never ran (a spawn or
-/// fork that failed half-way) still holds its tables and pages: they go now,
-/// through the same exit-mode teardown (which flushes nothing for an mm that
-/// was never loaded, and leaks rather than frees one still loaded).
-impl Drop for Mm {
-    fn drop(&mut self) {
-        self.teardown_exit();
-        if let Some(alloc) = ASIDS.get() {
-            alloc.release(&Hw, &self.ctx);
-        }
-        if self.has_asid.load(Ordering::Relaxed) {
-            MMS_WITH_ASID.fetch_sub(1, Ordering::Relaxed);
-        }
-        MMS.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Address spaces leaked because they were still loaded at exit (always 0
-/// unless an invariant broke).
-pub static LEAKED_MMS: AtomicU64 = AtomicU64::new(0);
-
-/// The flush strategy (the policy parameters come from the command line).
-/// Built once, with the features the policy needs, off the flush path.
-static POLICY: spin::Once<(RangePolicy, crate::mm::tlb::CpuFeatures)> = spin::Once::new();
-
-pub fn policy() -> &'static (RangePolicy, crate::mm::tlb::CpuFeatures) {
-    POLICY.call_once(|| {
-        let params = crate::OPTIONS.get().map(|o| o.tlb).unwrap_or_default();
-        let f = crate::FEATURES.get().copied().unwrap_or_else(crate::arch::aarch64::cpu::CpuFeatures::detect);
-        (RangePolicy::new(params), f.tlb())
-    })
-}
-
-/// The kernel's ASID allocator.
-pub static ASIDS: spin::Once<AsidAllocator> = spin::Once::new();
-
-struct Hw;
-impl AsidHw for Hw {
-    fn cpu_id(&self) -> usize {
-        cpu_id()
-    }
-    fn flush_local_tlb_all(&self) {
-        trace::rollover();
-        crate::arch::aarch64::tlbi::local_flush_all();
-    }
-}
-
-/// Mm id loaded in each CPU's TTBR0 (0 = the empty table).
+/// Mm id loaded in each CPU's TTBR0 (0 = the reserved table).
 static LOADED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-/// Loads `mm` into this CPU's TTBR0 (with its ASID).
-pub fn activate(mm: &Mm) {
-    let c = cpu_id();
-    let alloc = ASIDS.get().expect("ASID allocator");
-    // Park TTBR0 on the empty table first. During `switch_in` this CPU's
-    // `active` ASID already names the next mm; if a rollover on another CPU
-    // happened while TTBR0 still held the previous mm (tables and ASID), the
-    // previous mm could get a new ASID elsewhere whose TLBIs miss this CPU,
-    // which would keep walking the previous mm's tables under the old one.
-    // Found by the host model (`previous_mm_in_ttbr0_during_switch_is_caught`);
-    // 32-bit Linux does the same ("to avoid speculative page table walking
-    // with the wrong TTBR").
-    crate::mm::kernel::enter_empty_ttbr0_no_flush();
-    let asid = alloc.switch_in(&Hw, &mm.ctx);
-    mm.note_asid();
-    mm.ever_active.store(true, Ordering::Release);
-    mm.cpus.fetch_or(1 << c, Ordering::AcqRel);
-    cpu::set_ttbr0(mm.root_pa, asid);
-    LOADED[c].store(mm.id, Ordering::Release);
-}
-
-/// Points this CPU's TTBR0 at the empty table.
-pub fn deactivate(mm: Option<&Mm>) {
-    let c = cpu_id();
-    crate::mm::kernel::enter_empty_ttbr0_no_flush();
-    if let Some(mm) = mm {
-        mm.cpus.fetch_and(!(1 << c), Ordering::AcqRel);
-    }
-    LOADED[c].store(0, Ordering::Release);
+/// Loads `mm` into this CPU's TTBR0.
+fn activate(mm: &UserMm) {
+    mm.activate();
+    LOADED[cpu_id()].store(mm.id, Ordering::Release);
 }
 
 /// Called by the scheduler before switching from `prev` to `next`.
 pub fn switch_mm(prev: &Arc<Task>, next: &Arc<Task>) {
     let c = cpu_id();
     let loaded = LOADED[c].load(Ordering::Acquire);
+    let prev_mm = prev.process().map(|p| &*p.mm).filter(|m| m.id == loaded);
     match next.process() {
         Some(p) if p.mm.id == loaded => {}
         Some(p) => {
-            // Load the new tables first, then drop the old mm's CPU bit: the
-            // bit never says "not here" while TTBR0 still holds its tables.
+            // Load the new tables first (which leaves the old ones for the
+            // reserved table on the way), then drop the old mm's CPU bit:
+            // the bit never says "not here" while TTBR0 holds its tables.
             activate(&p.mm);
-            if let Some(pp) = prev.process() {
-                if pp.mm.id == loaded {
-                    pp.mm.cpus.fetch_and(!(1 << c), Ordering::AcqRel);
-                }
+            if let Some(pm) = prev_mm {
+                pm.cpus.fetch_and(!(1 << c), Ordering::AcqRel);
             }
         }
-        None if loaded != 0 => deactivate(prev.process().map(|p| &*p.mm).filter(|m| m.id == loaded)),
+        None if loaded != 0 => {
+            match prev_mm {
+                Some(pm) => pm.leave(),
+                None => user::leave_all(),
+            }
+            LOADED[c].store(0, Ordering::Release);
+        }
         None => {}
     }
 }
@@ -607,17 +282,6 @@ impl Drop for Process {
     }
 }
 
-/// Pins `mm`'s ASID (it then survives rollovers) and returns it.
-pub fn pin_asid(mm: &Mm) -> Result<u16, crate::mm::asid::AsidError> {
-    let asid = ASIDS.get().expect("ASID allocator").pin(&Hw, &mm.ctx)?;
-    mm.note_asid();
-    Ok(asid)
-}
-
-pub fn unpin_asid(mm: &Mm) {
-    ASIDS.get().expect("ASID allocator").unpin(&Hw, &mm.ctx)
-}
-
 /// Starts built-in program `name` with `arg` as a child of `parent` (0 =
 /// the kernel).
 pub fn spawn(name: &str, arg: u64, parent: u64) -> Result<Arc<Process>, i64> {
@@ -630,14 +294,11 @@ pub fn spawn(name: &str, arg: u64, parent: u64) -> Result<Arc<Process>, i64> {
 pub fn spawn_on(name: &str, arg: u64, parent: u64, cpu: Option<usize>) -> Result<Arc<Process>, i64> {
     let (pname, elf) = loader::find(name).ok_or(-ENOENT)?;
     let slot = ProcessSlot::take()?;
-    let mm = Mm::new()?;
-    let entry = {
-        let mut a = mm.aspace.lock();
-        loader::load(&mut a, elf).map_err(|e| {
-            log::debug!(target: "proc", "cannot load {name}: {e}");
-            -ENOMEM
-        })?
-    };
+    let mm = Mm::new().map_err(|e| e.errno())?;
+    let entry = mm.with_aspace(|a| loader::load(a, elf)).map_err(|e| {
+        log::debug!(target: "proc", "cannot load {name}: {e}");
+        -ENOMEM
+    })?;
     let p = Process::create(slot, pname, parent, mm);
     let tid = p.next_tid.fetch_add(1, Ordering::Relaxed);
     let t = Task::new_user(pname, UserThread::new(p.clone(), tid), entry, abi::USER_STACK_TOP, arg)
@@ -657,17 +318,10 @@ pub fn spawn_on(name: &str, arg: u64, parent: u64, cpu: Option<usize>) -> Result
 /// A failure at any step leaves no child behind.
 pub fn fork(parent: &Arc<Process>, frame: &TrapFrame) -> Result<u64, i64> {
     let slot = ProcessSlot::take()?;
-    let mut g = Gather::new();
-    let child_as = {
-        let mut a = parent.mm.aspace.lock();
-        let r = a.fork(&KernelMem, &mut g);
-        // The parent's writable pages became read-only: the flush completes
-        // before the lock is released (and even if the fork failed half-way).
-        parent.mm.finish_locked(g);
-        r
-    };
-    let child_as = child_as.map_err(|e| e.errno())?;
-    let child = Process::create(slot, parent.name, parent.pid, Mm::from_aspace(child_as));
+    // The parent's writable pages become read-only; the flush completes
+    // before the mm lock is released (even if the fork failed half-way).
+    let child_mm = parent.mm.fork().map_err(|e| e.errno())?;
+    let child = Process::create(slot, parent.name, parent.pid, child_mm);
     let tid = child.next_tid.fetch_add(1, Ordering::Relaxed);
     let t = Task::new_user_from_frame(parent.name, UserThread::new(child.clone(), tid), frame)
         .map_err(|OutOfMemory| -ENOMEM)?;
@@ -690,15 +344,21 @@ fn unregister(p: &Arc<Process>) {
 /// returns, so nothing on the caller's stack is ever dropped.
 pub fn exit_thread(code: i64) -> ! {
     // No rescheduling from here on: once this CPU has left the mm's tables
-    // it must not load them again (see `Mm::teardown_exit`).
+    // it must not load them again (see `space::switch::leave_dying`).
     crate::arch::aarch64::cpu::irq_save();
     let me = current();
     let p = me.process().expect("user thread").clone();
     let tid = me.user.as_ref().map_or(0, |u| u.tid);
     // First stop walking the mm's tables on this CPU, then count ourselves
     // out: when the last thread tears the tables down, no other thread's CPU
-    // still has them in TTBR0.
-    deactivate(Some(&p.mm));
+    // still has them in TTBR0. A thread of a process that is ending leaves
+    // with its CPU's entries of the ASID dropped (`leave_dying`).
+    if p.is_killed() || p.live.load(Ordering::Acquire) == 1 {
+        p.mm.leave_dying();
+    } else {
+        p.mm.leave();
+    }
+    LOADED[cpu_id()].store(0, Ordering::Release);
     if let Some(s) = p.threads.lock().get_mut(&tid) {
         s.exit_code = Some(code);
         s.task = None;
@@ -726,9 +386,6 @@ pub fn exit_process(status: i64) -> ! {
 fn teardown(p: &Arc<Process>) {
     ipc::process_exited(p);
     p.mm.teardown_exit();
-    if let Some(alloc) = ASIDS.get() {
-        alloc.release(&Hw, &p.mm.ctx);
-    }
     {
         let mut s = p.exit_status.lock();
         if s.is_none() {

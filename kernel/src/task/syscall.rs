@@ -10,8 +10,6 @@ use super::{ipc, sched};
 use crate::arch::aarch64::cpu::cpu_id;
 use crate::arch::aarch64::exception::TrapFrame;
 use crate::arch::aarch64::uaccess::{copy_from_user, copy_to_user};
-use crate::mm::gather::Gather;
-use crate::mm::phys::KernelMem;
 use crate::mm::tlb::{OpKind, TLB_STATS};
 use abi::errno::*;
 use abi::nr;
@@ -101,40 +99,12 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
             crate::console::print(format_args!("{}", alloc::string::String::from_utf8_lossy(&buf[..n])));
             Ok(n as u64)
         }
-        nr::MMAP | nr::MUNMAP | nr::MPROTECT | nr::MADVISE => {
-            let mut g = Gather::new();
-            let mm = &p.mm;
-            let mut flush = |r| mm.flush(r);
-            if n == nr::MUNMAP || n == nr::MADVISE {
-                // Zaps: entries are cleared under the mm lock, the flush
-                // happens after it is dropped, so two zaps of one mm can
-                // overlap; `finish_zap` handles that (mechanisms.md §5).
-                // Frames stay referenced until the flush, so this is
-                // memory-safe.
-                mm.begin_zap();
-                let r = {
-                    let mut asp = mm.aspace.lock();
-                    if n == nr::MUNMAP {
-                        asp.munmap(a[0], a[1], &KernelMem, &mut g, &mut flush)
-                    } else {
-                        asp.madvise(a[0], a[1], a[2], &KernelMem, &mut g, &mut flush)
-                    }
-                };
-                mm.finish_zap(g);
-                return r.map(|_| 0).map_err(|e| e.errno());
-            }
-            // mmap (FIXED may zap) and mprotect finish their gather before
-            // the lock is released: a write-protect must be complete before
-            // another thread's copy-on-write fault can copy the page.
-            let mut asp = mm.aspace.lock();
-            let r = match n {
-                nr::MMAP => asp.mmap(a[0], a[1], a[2], a[3], &KernelMem, &mut g, &mut flush),
-                _ => asp.mprotect(a[0], a[1], a[2], &KernelMem, &mut g).map(|_| 0),
-            };
-            mm.finish_locked(g);
-            drop(asp);
-            r.map_err(|e| e.errno())
-        }
+        // One call into the TLB protocol each (`mm::space`): the locking,
+        // the gathers and the flushes are its business.
+        nr::MMAP => p.mm.mmap(a[0], a[1], a[2], a[3]).map_err(|e| e.errno()),
+        nr::MUNMAP => p.mm.munmap(a[0], a[1]).map(|_| 0).map_err(|e| e.errno()),
+        nr::MPROTECT => p.mm.mprotect(a[0], a[1], a[2]).map(|_| 0).map_err(|e| e.errno()),
+        nr::MADVISE => p.mm.madvise(a[0], a[1], a[2]).map(|_| 0).map_err(|e| e.errno()),
         nr::SPAWN => {
             let mut buf = [0u8; 64];
             let len = user_str(a[0], a[1], &mut buf)?;
@@ -245,7 +215,7 @@ fn stats(which: u64, buf: u64, len: u64) -> Result<u64, i64> {
             OpKind::COUNT + 1
         }
         abi::stats::ASID => {
-            let s = process::ASIDS.get().map(|a| a.stats()).unwrap_or_default();
+            let s = crate::mm::user::ASIDS.get().map(|a| a.stats()).unwrap_or_default();
             words[..5].copy_from_slice(&[s.rollovers, s.slow_switches, s.fast_switches, s.rollover_flushes, s.pinned]);
             5
         }

@@ -60,7 +60,13 @@ impl Suite {
     }
 }
 
-/// Groups `tests` into suites, ordered by their first test.
+/// Bytes of test names one boot's `ktest.run=` may carry: the kernel reads
+/// at most `platform::board::BOOTARGS_MAX` (2048) bytes of command line,
+/// and a suite's own options and the separators need the rest.
+pub const MAX_NAMES_BYTES: usize = 1700;
+
+/// Groups `tests` into suites, ordered by their first test. Tests that share
+/// a machine share a boot, as many as fit one command line.
 pub fn group<'a>(tests: impl IntoIterator<Item = &'a KTest>) -> Vec<Suite> {
     let mut tests: Vec<&KTest> = tests.into_iter().collect();
     tests.sort_by_key(|t| t.index);
@@ -83,6 +89,8 @@ pub fn group<'a>(tests: impl IntoIterator<Item = &'a KTest>) -> Vec<Suite> {
         } else {
             shared.get(&key).copied()
         };
+        let fits = |s: &Suite| s.tests.iter().map(|t| t.name.len() + 1).sum::<usize>() + test.name.len() <= MAX_NAMES_BYTES;
+        let slot = slot.filter(|&i| fits(&suites[i]));
         match slot {
             Some(i) => suites[i].tests.push(test.clone()),
             None => {
@@ -309,5 +317,36 @@ pub(crate) mod tests {
         assert!(msg.starts_with("TIMEOUT: no result within 15 s\n"));
         assert!(msg.contains("spinning\n") && msg.contains("\nqemu-system-aarch64 -M virt\n"));
         assert!(msg.ends_with("-- --exact t\n"));
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+    use crate::ktests::Flags;
+
+    #[test]
+    fn a_suite_too_long_for_one_command_line_is_split() {
+        let t = |i: usize| KTest {
+            index: i,
+            record_va: 0,
+            name: format!("area::a_test_with_a_rather_long_descriptive_name_{i:03}"),
+            cpu: "max".into(),
+            cpus: 4,
+            mem_mb: 1024,
+            timeout_s: 60,
+            flags: Flags::default(),
+            append: String::new(),
+        };
+        let tests: Vec<KTest> = (0..100).map(t).collect();
+        let suites = group(&tests);
+        assert!(suites.len() > 1, "100 long names need more than one boot");
+        for s in &suites {
+            let names: Vec<&str> = s.tests.iter().map(|t| t.name.as_str()).collect();
+            let q = s.qemu(Path::new("/k"), &names);
+            assert!(q.append.len() < 2048, "command line of {} bytes", q.append.len());
+        }
+        assert_eq!(suites.iter().map(|s| s.tests.len()).sum::<usize>(), 100);
+        assert!(suites.windows(2).all(|w| w[0].tests.last().unwrap().index < w[1].tests[0].index), "in order");
     }
 }

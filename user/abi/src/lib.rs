@@ -137,10 +137,11 @@ pub mod stats {
     /// Kernel resources in use now, one word each, indexed by
     /// [`super::resources`]: what leak tests compare against a baseline.
     pub const RESOURCES: u64 = 8;
-    /// TLB decisions that issue no instruction, summed over CPUs:
-    /// [exits whose flush was elided, zaps that fell back to a whole-ASID
-    /// flush because another was in flight, flushes skipped because the mm
-    /// was never loaded].
+    /// TLB decisions, summed over CPUs, one word each (the kernel's
+    /// `mm::tlb::Event` in order): [exits whose flush was elided, zaps that
+    /// flushed the whole ASID because another was in flight, locked calls
+    /// and faults that flushed the whole ASID because a zap was in flight,
+    /// CPUs that left a dying address space with a local ASID flush].
     pub const EVENTS: u64 = 7;
 }
 

@@ -130,13 +130,19 @@ pub fn wfi() {
     unsafe { asm!("wfi", options(nomem, nostack)) };
 }
 
-/// Points TTBR0 at `root_pa` tagged with `asid`, then ISB.
-pub fn set_ttbr0(root_pa: u64, asid: u16) {
+/// Points TTBR0 at `root_pa` tagged with `asid`, then `ISB` and `DSB NSH`:
+/// later translations use the new tables, and no walk of the old ones is
+/// still in flight (an ISB alone does not complete walks already started;
+/// the DSB does).
+///
+/// # Safety
+/// `root_pa` is a level-0 table (or the empty table) whose tree stays
+/// allocated while it is loaded here.
+pub unsafe fn set_ttbr0(root_pa: u64, asid: u16) {
     let v = root_pa | ((asid as u64) << 48);
-    // SAFETY: the caller passes a valid level-0 table (or the empty table);
-    // TTBR0 only affects lower-half translations, which the kernel does not
-    // execute from.
-    unsafe { asm!("msr ttbr0_el1, {}", "isb", in(reg) v, options(nostack)) };
+    // SAFETY: a valid table (caller); TTBR0 only affects lower-half
+    // translations, which the kernel does not execute from.
+    unsafe { asm!("msr ttbr0_el1, {}", "isb", "dsb nsh", in(reg) v, options(nostack)) };
 }
 
 pub fn ttbr0() -> u64 {

@@ -6,6 +6,7 @@ pub mod early;
 pub mod exception;
 pub mod kmap;
 pub mod layout;
+pub mod mmu;
 pub mod recover;
 pub mod tlbi;
 pub mod trap;

@@ -83,8 +83,9 @@ pub fn sync(scope: Scope) {
     TLB_STATS.record_dsb(cpu_id());
 }
 
-/// Runs a batch of ops and waits for them: `DSB ISHST`, TLBIs, `DSB`, `ISB`.
-pub fn run(ops: &[TlbiOp], scope: Scope) {
+/// Issues a batch of ops without waiting: `DSB ISHST`, then the TLBIs.
+/// Complete them with [`sync`] on this CPU.
+pub fn issue_all(ops: &[TlbiOp], scope: Scope) {
     if ops.is_empty() {
         return;
     }
@@ -92,6 +93,14 @@ pub fn run(ops: &[TlbiOp], scope: Scope) {
     for op in ops {
         issue(op, scope);
     }
+}
+
+/// Runs a batch of ops and waits for them: `DSB ISHST`, TLBIs, `DSB`, `ISB`.
+pub fn run(ops: &[TlbiOp], scope: Scope) {
+    if ops.is_empty() {
+        return;
+    }
+    issue_all(ops, scope);
     sync(scope);
 }
 

@@ -75,7 +75,9 @@ fn user_fault(far: u64, write: bool, exec: bool) -> Result<(), i64> {
     }
     let t = sched::current();
     let Some(p) = t.process() else { return Err(cause::OTHER_FAULT) };
-    p.mm.fault(far, write, exec)
+    p.mm.fault(far, write, exec)?;
+    syscall::PAGE_FAULTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    Ok(())
 }
 
 fn user_sync(frame: &mut TrapFrame) {

@@ -1,5 +1,5 @@
-//! Support for the host checker, which clones whole system states and
-//! hashes them. Counters are copied but not hashed (they would make every
+//! Support for the host model (`tlbmodel`), which clones whole system
+//! states and hashes them. Counters are copied but not hashed (they would make every
 //! path a distinct state).
 
 use core::hash::{Hash, Hasher};
@@ -75,16 +75,16 @@ impl Hash for AsidAllocator {
 
 /// Read-only views for the checker's invariants.
 impl AsidAllocator {
-    pub(crate) fn active_id(&self, cpu: usize) -> u64 {
+    pub fn active_id(&self, cpu: usize) -> u64 {
         self.active[cpu].load(SeqCst)
     }
-    pub(crate) fn reserved_id(&self, cpu: usize) -> u64 {
+    pub fn reserved_id(&self, cpu: usize) -> u64 {
         self.reserved[cpu].load(Relaxed)
     }
-    pub(crate) fn is_taken(&self, asid: u16) -> bool {
+    pub fn is_taken(&self, asid: u16) -> bool {
         self.map[asid as usize / 64].load(Relaxed) & (1 << (asid % 64)) != 0
     }
-    pub(crate) fn lock_held(&self) -> bool {
+    pub fn lock_held(&self) -> bool {
         self.lock.load(SeqCst) != 0
     }
 }

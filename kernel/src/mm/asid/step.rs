@@ -9,7 +9,7 @@ use super::{asid_of, bump, generation_of, AsidAllocator, AsidError, AsidHw, MmCo
 
 /// What an [`AsidOp`] does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Request {
+pub enum Request {
     Switch,
     Pin,
     Unpin,
@@ -69,15 +69,14 @@ enum Pc {
 
 /// One switch/pin/unpin/release in progress, resumable step by step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct AsidOp {
+pub struct AsidOp {
     req: Request,
     pc: Pc,
 }
 
 /// Where an [`AsidOp`] stands, coarsely (for the checker's coverage counts).
-#[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Phase {
+pub enum Phase {
     FastPath,
     /// Between the fast path's reads and its compare-and-swap.
     FastCas,
@@ -89,7 +88,7 @@ pub(crate) enum Phase {
 
 /// Result of one step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Step {
+pub enum Step {
     Ran,
     /// Waiting for the lock; nothing changed.
     Blocked,
@@ -98,7 +97,7 @@ pub(crate) enum Step {
 }
 
 impl AsidOp {
-    pub(crate) const fn new(req: Request) -> Self {
+    pub const fn new(req: Request) -> Self {
         let pc = match req {
             Request::Switch => Pc::ReadId,
             _ => Pc::Lock,
@@ -106,13 +105,11 @@ impl AsidOp {
         Self { req, pc }
     }
 
-    #[cfg(test)]
-    pub(crate) fn request(&self) -> Request {
+    pub fn request(&self) -> Request {
         self.req
     }
 
-    #[cfg(test)]
-    pub(crate) fn phase(&self) -> Phase {
+    pub fn phase(&self) -> Phase {
         match self.pc {
             Pc::ReadId | Pc::ReadActive { .. } | Pc::ReadGen { .. } => Phase::FastPath,
             Pc::Cas { .. } => Phase::FastCas,
@@ -132,8 +129,7 @@ impl AsidOp {
     /// word while it is held). Such a step commutes with every step of every
     /// other CPU, so a checker may run it together with the step before it
     /// without losing any behaviour (a partial-order reduction).
-    #[cfg(test)]
-    pub(crate) fn next_step_is_private(&self, cpu: usize) -> bool {
+    pub fn next_step_is_private(&self, cpu: usize) -> bool {
         match self.pc {
             Pc::Locked
             | Pc::AllocAfterRollover
@@ -149,14 +145,13 @@ impl AsidOp {
 
 impl AsidAllocator {
     /// True if `op`'s next step would only wait for the lock.
-    #[cfg(test)]
-    pub(crate) fn would_block(&self, op: &AsidOp) -> bool {
+    pub fn would_block(&self, op: &AsidOp) -> bool {
         op.pc == Pc::Lock && self.lock.load(SeqCst) != 0
     }
 
     /// Run one step of `op` on the CPU `hw` stands for. `mm` must be the same
     /// context on every step of one op.
-    pub(crate) fn step(&self, op: &mut AsidOp, hw: &impl AsidHw, mm: &MmContext) -> Step {
+    pub fn step(&self, op: &mut AsidOp, hw: &impl AsidHw, mm: &MmContext) -> Step {
         let cpu = hw.cpu_id();
         assert!(cpu < self.ncpus, "cpu {cpu} >= ncpus {}", self.ncpus);
         op.pc = match op.pc {

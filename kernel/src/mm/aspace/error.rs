@@ -7,7 +7,7 @@ use core::fmt;
 use abi::{cause, errno};
 
 /// Why mmap, munmap, mprotect, madvise, fork or a user-range check failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MmError {
     /// Length 0 (EINVAL; Linux accepts 0 for mprotect and madvise).
     ZeroLength,
@@ -82,7 +82,7 @@ impl fmt::Display for MmError {
 
 /// Why a page fault could not be resolved: the kernel kills the process
 /// with [`FaultError::cause`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FaultError {
     /// No VMA covers the address.
     Unmapped,

@@ -24,12 +24,12 @@
 
 use super::{desc_allows, leaf_for, prot_allows, AddressSpace, FaultError, MmError};
 use crate::mm::gather::FlushRange;
-use crate::mm::pagetable::{desc_pa, page_desc, PhysMem, LEAF_LEVEL};
+use crate::mm::pagetable::{desc_pa, page_desc, Format, PhysMem, LEAF_LEVEL};
 use crate::mm::pte::{user_attrs, PAGE_SIZE};
 use abi::USER_END;
 
 /// What the faulting access tried to do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
     Read,
     Write,
@@ -37,7 +37,7 @@ pub enum Access {
 }
 
 /// How a fault was resolved (for the kernel's counters and follow-up).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FaultKind {
     /// First touch: a zeroed frame was mapped.
     ZeroFill,
@@ -52,7 +52,7 @@ pub enum FaultKind {
 }
 
 /// A resolved fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Fault {
     pub kind: FaultKind,
     /// The page that faulted.
@@ -70,18 +70,24 @@ impl Fault {
     }
 }
 
-impl AddressSpace {
-    /// Resolves a fault at `va` for `access` (see the module docs). `flush`
-    /// is called at most once, for the one page of a copy-on-write copy, and
-    /// must complete the invalidation on every CPU before it returns. On any
-    /// error nothing has changed.
-    pub fn handle_fault<M: PhysMem, F: FnMut(Option<FlushRange>)>(
-        &mut self,
-        va: u64,
-        access: Access,
-        mem: &M,
-        flush: &mut F,
-    ) -> Result<Fault, FaultError> {
+/// What resolving a fault takes, decided under the lock before anything
+/// changes (so the TLB protocol can flush first when it must).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FaultPlan {
+    /// First touch: map a zeroed frame at `page` ([`AddressSpace::zero_fill`]).
+    ZeroFill { page: u64, prot: u64 },
+    /// Write `desc` at `page` in place: only permissions change (or nothing,
+    /// when `kind` is spurious): no break-before-make.
+    InPlace { page: u64, desc: u64, kind: FaultKind },
+    /// Copy-on-write copy of a shared frame: [`AddressSpace::duplicate`],
+    /// then break (clear, flush), make (map the copy), put the old frame.
+    Copy { page: u64, prot: u64 },
+}
+
+impl<F: Format> AddressSpace<F> {
+    /// Decides how to resolve a fault at `va` for `access` (see the module
+    /// docs); changes nothing.
+    pub fn fault_plan(&self, va: u64, access: Access, mem: &impl PhysMem) -> Result<FaultPlan, FaultError> {
         if va >= USER_END {
             return Err(FaultError::KernelAddress);
         }
@@ -91,28 +97,24 @@ impl AddressSpace {
         }
         let page = va & !(PAGE_SIZE - 1);
         let Some(old) = self.pt.lookup(mem, page) else {
-            let pa = self.zero_fill(mem, page, vma.prot)?;
-            return Ok(Fault { kind: FaultKind::ZeroFill, va: page, pa });
+            return Ok(FaultPlan::ZeroFill { page, prot: vma.prot });
         };
-        let pa = desc_pa(old);
         if desc_allows(old, access) {
-            return Ok(Fault { kind: FaultKind::Spurious, va: page, pa });
+            return Ok(FaultPlan::InPlace { page, desc: old, kind: FaultKind::Spurious });
         }
-        let want = leaf_for(mem, pa, vma.prot);
+        let want = leaf_for(mem, desc_pa(old), vma.prot);
         if desc_allows(want, access) {
             // Only permissions change: the frame is ours alone, or the entry
             // lacked a read/exec permission the VMA grants (not expected:
             // mprotect updates present leaves).
-            self.pt.replace_leaf(mem, page, want);
-            let kind =
-                if access == Access::Write { FaultKind::CowReuse } else { FaultKind::Spurious };
-            return Ok(Fault { kind, va: page, pa });
+            let kind = if access == Access::Write { FaultKind::CowReuse } else { FaultKind::Spurious };
+            return Ok(FaultPlan::InPlace { page, desc: want, kind });
         }
-        let new = self.cow_copy(mem, page, vma.prot, flush)?;
-        Ok(Fault { kind: FaultKind::CowCopy, va: page, pa: new })
+        Ok(FaultPlan::Copy { page, prot: vma.prot })
     }
 
-    fn zero_fill(&mut self, mem: &impl PhysMem, page: u64, prot: u64) -> Result<u64, FaultError> {
+    /// Maps a zeroed frame at `page` (no leaf there). Returns the frame.
+    pub fn zero_fill(&mut self, mem: &impl PhysMem, page: u64, prot: u64) -> Result<u64, FaultError> {
         let pa = mem.alloc_zeroed().ok_or(FaultError::OutOfMemory)?;
         if self.pt.map(mem, page, page_desc(pa, user_attrs(prot))).is_err() {
             // Only OutOfMemory is possible: the leaf was absent.
@@ -123,43 +125,99 @@ impl AddressSpace {
         Ok(pa)
     }
 
-    /// Replaces the shared frame at `page` by a private copy, with
-    /// break-before-make. Returns the new frame.
-    fn cow_copy<M: PhysMem, F: FnMut(Option<FlushRange>)>(
-        &mut self,
-        mem: &M,
-        page: u64,
-        prot: u64,
-        flush: &mut F,
-    ) -> Result<u64, FaultError> {
-        let new = self.pt.duplicate(mem, page).map_err(|_| FaultError::OutOfMemory)?;
-        // Break.
-        let old = self.pt.replace_leaf(mem, page, 0).expect("the leaf was present");
-        flush(Some(FlushRange {
+    /// Writes `desc` at `page` in place (a [`FaultPlan::InPlace`]).
+    pub fn set_leaf(&mut self, mem: &impl PhysMem, page: u64, desc: u64) {
+        self.pt.replace_leaf(mem, page, desc);
+    }
+
+    /// A private copy of the frame at `page`, not mapped yet.
+    pub fn duplicate(&self, mem: &impl PhysMem, page: u64) -> Result<u64, FaultError> {
+        self.pt.duplicate(mem, page).map_err(|_| FaultError::OutOfMemory)
+    }
+
+    /// Break: clears the leaf at `page`; returns the frame it mapped (still
+    /// referenced: [`Self::put_old`] after the flush).
+    pub fn cow_break(&mut self, mem: &impl PhysMem, page: u64) -> u64 {
+        desc_pa(self.pt.replace_leaf(mem, page, 0).expect("the leaf was present"))
+    }
+
+    /// Make: maps the copy `new` at `page`.
+    pub fn cow_make(&mut self, mem: &impl PhysMem, page: u64, new: u64, prot: u64) {
+        self.pt.replace_leaf(mem, page, page_desc(new, user_attrs(prot)));
+    }
+
+    /// The flush break-before-make needs between [`Self::cow_break`] and
+    /// [`Self::cow_make`]: the one page, leaf only.
+    pub fn cow_flush_range(page: u64) -> FlushRange {
+        FlushRange {
             start: page,
             end: page + PAGE_SIZE,
             stride: PAGE_SIZE,
             tables_freed: false,
             leaf_level: Some(LEAF_LEVEL as u8),
-        }));
-        // Make.
-        self.pt.replace_leaf(mem, page, page_desc(new, user_attrs(prot)));
-        let old = desc_pa(old);
+        }
+    }
+
+    /// Drops the old frame's reference after the flush (it is freed if the
+    /// other sharers went meanwhile).
+    pub fn put_old(mem: &impl PhysMem, old: u64) {
         if mem.put(old) {
-            // The other sharers went meanwhile; the flush is done.
             mem.free(old);
         }
+    }
+
+    /// Resolves a fault at `va` for `access` (the plan run to the end).
+    /// `flush` is called at most once, for the one page of a copy-on-write
+    /// copy, and must complete the invalidation on every CPU before it
+    /// returns. On any error nothing has changed.
+    pub fn handle_fault<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(
+        &mut self,
+        va: u64,
+        access: Access,
+        mem: &M,
+        flush: &mut Fl,
+    ) -> Result<Fault, FaultError> {
+        match self.fault_plan(va, access, mem)? {
+            FaultPlan::ZeroFill { page, prot } => {
+                let pa = self.zero_fill(mem, page, prot)?;
+                Ok(Fault { kind: FaultKind::ZeroFill, va: page, pa })
+            }
+            FaultPlan::InPlace { page, desc, kind } => {
+                self.set_leaf(mem, page, desc);
+                Ok(Fault { kind, va: page, pa: desc_pa(desc) })
+            }
+            FaultPlan::Copy { page, prot } => {
+                let new = self.cow_copy(mem, page, prot, flush)?;
+                Ok(Fault { kind: FaultKind::CowCopy, va: page, pa: new })
+            }
+        }
+    }
+
+    /// Replaces the shared frame at `page` by a private copy, with
+    /// break-before-make. Returns the new frame.
+    fn cow_copy<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(
+        &mut self,
+        mem: &M,
+        page: u64,
+        prot: u64,
+        flush: &mut Fl,
+    ) -> Result<u64, FaultError> {
+        let new = self.duplicate(mem, page)?;
+        let old = self.cow_break(mem, page);
+        flush(Some(Self::cow_flush_range(page)));
+        self.cow_make(mem, page, new, prot);
+        Self::put_old(mem, old);
         Ok(new)
     }
 
     /// Makes sure the page at `page` (in a VMA with `prot`) is present and
     /// private to this mm, without granting permissions: for kernel writes.
-    fn private_frame<M: PhysMem, F: FnMut(Option<FlushRange>)>(
+    fn private_frame<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(
         &mut self,
         mem: &M,
         page: u64,
         prot: u64,
-        flush: &mut F,
+        flush: &mut Fl,
     ) -> Result<(), FaultError> {
         match self.pt.lookup(mem, page) {
             None => self.zero_fill(mem, page, prot).map(drop),
@@ -173,12 +231,12 @@ impl AddressSpace {
     /// the mappings' protection (the program loader writes read-only text;
     /// for copies on a process's behalf check [`Self::check_user_range`]
     /// first). Every page must lie in a mapping.
-    pub fn write_bytes<M: PhysMem, F: FnMut(Option<FlushRange>)>(
+    pub fn write_bytes<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(
         &mut self,
         va: u64,
         data: &[u8],
         mem: &M,
-        flush: &mut F,
+        flush: &mut Fl,
     ) -> Result<(), FaultError> {
         let mut done = 0;
         while done < data.len() {

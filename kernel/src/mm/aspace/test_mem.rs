@@ -2,7 +2,7 @@
 //! addresses never reused (a stale access to a freed frame panics instead of
 //! reading someone else's page), an optional cap on outstanding frames (to
 //! test running out) and leak accounting.
-#![allow(unsafe_code)] // implements the unsafe trait PhysMem
+#![allow(unsafe_code)] // reaches the boxed pages through their UnsafeCells
 
 use crate::mm::pagetable::PhysMem;
 use core::cell::{Cell, RefCell, UnsafeCell};
@@ -61,11 +61,24 @@ impl TestMem {
     }
 }
 
-// SAFETY: 1. each frame is a separately boxed, 4096-aligned page that
-// stays put until `free` removes it, and `ptr` reaches it through an
-// `UnsafeCell` without creating references; 2. addresses are never
-// reused; 3. `refs` starts at 1 and changes only in `get`/`put`.
-unsafe impl PhysMem for TestMem {
+impl TestMem {
+    /// Frame `pa`'s bytes, for an access of `[off, off + len)`; panics for
+    /// a frame that is not allocated (a use after free) or a range beyond it.
+    fn with_bytes<R>(&self, pa: u64, off: usize, len: usize, f: impl FnOnce(*mut u8) -> R) -> R {
+        assert!(off + len <= 4096, "access of {len} bytes at {off} crosses frame {pa:#x}");
+        let frames = self.frames.borrow();
+        let fr = frames
+            .get(&pa)
+            .unwrap_or_else(|| panic!("access to {pa:#x}: not allocated (use after free?)"));
+        // The page is separately boxed and stays put while it is in the map.
+        f(fr.page.0.get().cast::<u8>().wrapping_add(off))
+    }
+}
+
+/// Each frame is a separately boxed, 4096-aligned page that stays put until
+/// `free` removes it; addresses are never reused, so any access through a
+/// stale address panics instead of reaching another frame.
+impl PhysMem for TestMem {
     fn alloc_zeroed(&self) -> Option<u64> {
         if self.limit.get().is_some_and(|n| self.outstanding() >= n) {
             return None;
@@ -86,14 +99,6 @@ unsafe impl PhysMem for TestMem {
         }
     }
 
-    fn ptr(&self, pa: u64) -> *mut u8 {
-        let frames = self.frames.borrow();
-        let f = frames
-            .get(&pa)
-            .unwrap_or_else(|| panic!("access to {pa:#x}: not allocated (use after free?)"));
-        f.page.0.get().cast()
-    }
-
     fn get(&self, pa: u64) {
         let mut frames = self.frames.borrow_mut();
         let f = frames.get_mut(&pa).unwrap_or_else(|| panic!("get of {pa:#x}: not allocated"));
@@ -111,5 +116,44 @@ unsafe impl PhysMem for TestMem {
 
     fn refs(&self, pa: u64) -> u32 {
         self.frames.borrow().get(&pa).map_or(0, |f| f.refs)
+    }
+
+    unsafe fn load_desc(&self, table: u64, idx: usize) -> u64 {
+        self.with_bytes(table, idx * 8, 8, |p| {
+            // SAFETY: `p` points at 8 bytes inside a live, 4096-aligned
+            // boxed page (checked above), so it is valid and aligned.
+            unsafe { core::ptr::read_volatile(p.cast::<u64>()) }
+        })
+    }
+
+    unsafe fn store_desc(&self, table: u64, idx: usize, desc: u64) {
+        self.with_bytes(table, idx * 8, 8, |p| {
+            // SAFETY: as in `load_desc`.
+            unsafe { core::ptr::write_volatile(p.cast::<u64>(), desc) }
+        })
+    }
+
+    unsafe fn read_data(&self, pa: u64, off: usize, buf: &mut [u8]) {
+        self.with_bytes(pa, off, buf.len(), |p| {
+            // SAFETY: `p..p + len` lies inside a live boxed page (checked
+            // above); `buf` is a distinct allocation.
+            unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), buf.len()) }
+        })
+    }
+
+    unsafe fn write_data(&self, pa: u64, off: usize, data: &[u8]) {
+        self.with_bytes(pa, off, data.len(), |p| {
+            // SAFETY: as in `read_data`.
+            unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) }
+        })
+    }
+
+    unsafe fn copy_page(&self, dst: u64, src: u64) {
+        let mut page = [0u8; 4096];
+        // SAFETY: forwarded from the caller (both live data frames).
+        unsafe {
+            self.read_data(src, 0, &mut page);
+            self.write_data(dst, 0, &page);
+        }
     }
 }

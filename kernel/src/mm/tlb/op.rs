@@ -73,6 +73,11 @@ impl OpKind {
         OpKind::Vmalle1is,
     ];
 
+    /// An inner-shareable (broadcast) form.
+    pub const fn is_broadcast(self) -> bool {
+        self as usize >= OpKind::Vae1is as usize
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             OpKind::Vae1 => "vae1",

@@ -144,7 +144,7 @@ impl fmt::Display for FlushRequestError {
 }
 
 /// TLB maintenance features the kernel detected at boot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CpuFeatures {
     /// FEAT_TLBIRANGE: `RVAE1IS` and friends.
     pub tlbi_range: bool,
@@ -185,7 +185,7 @@ pub const PER_PAGE_MAX_NO_RANGE: u32 = 32;
 pub const ASID_THRESHOLD: u32 = MAX_RANGE_PAGES as u32;
 
 /// Tunables of [`RangePolicy`], settable on the kernel command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PolicyParams {
     /// Flushes of at most this many entries use one op per entry
     /// (`tlb.per_page_max`, at most [`FlushPlan::CAPACITY`]). `None` = auto:

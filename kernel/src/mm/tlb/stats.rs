@@ -29,18 +29,26 @@ pub enum Event {
     /// A gather that finished while another was in flight on the same mm
     /// and therefore flushed the whole ASID (mechanisms.md §5).
     NestedFullFlush,
-    /// A flush skipped because the mm was never loaded on any CPU.
-    NeverActiveSkipped,
+    /// A call that holds the mm lock throughout (mprotect, mmap with FIXED,
+    /// fork), or a fault about to install an entry, found a zap in flight
+    /// and flushed the whole ASID first (mechanisms.md §3, §5).
+    RacingFullFlush,
+    /// A CPU left an address space whose last thread was exiting with a
+    /// local `TLBI ASIDE1` of its ASID and `DSB NSH` (mechanisms.md §4; the
+    /// TLBI itself is counted as `aside1`).
+    ExitLocalFlush,
 }
 
 impl Event {
-    pub const COUNT: usize = 3;
-    pub const ALL: [Event; Self::COUNT] = [Event::ExitElided, Event::NestedFullFlush, Event::NeverActiveSkipped];
+    pub const COUNT: usize = 4;
+    pub const ALL: [Event; Self::COUNT] =
+        [Event::ExitElided, Event::NestedFullFlush, Event::RacingFullFlush, Event::ExitLocalFlush];
     pub const fn name(self) -> &'static str {
         match self {
             Event::ExitElided => "exit_elided",
             Event::NestedFullFlush => "nested_full_flush",
-            Event::NeverActiveSkipped => "never_active_skipped",
+            Event::RacingFullFlush => "racing_full_flush",
+            Event::ExitLocalFlush => "exit_local_flush",
         }
     }
 }
@@ -76,6 +84,11 @@ impl TlbCounts {
     pub fn get(&self, kind: OpKind) -> u64 {
         self.ops[kind as usize]
     }
+    /// Broadcast (`...IS`) operations.
+    pub fn broadcast(&self) -> u64 {
+        OpKind::ALL.iter().filter(|k| k.is_broadcast()).map(|&k| self.get(k)).sum()
+    }
+
     pub fn total(&self) -> u64 {
         self.ops.iter().sum()
     }

@@ -9,26 +9,30 @@
 //! planned them ([`PlanReason`]), and the CPUs sent an IPI for it (none
 //! today: the field is there for the IPI strategy of mechanisms.md §7).
 //! Decisions that issue no TLBI (an elided exit flush, a flush skipped for
-//! an mm that never ran) are events too, with no ops.
+//! an mm that never had an ASID) are events too, with no ops.
 //!
-//! The reason comes from two places. The strategy says why it chose its ops
-//! (per page, range, whole ASID beyond a threshold: [`PlanReason`]). The
-//! kernel says why it flushed at all, when that is not an ordinary gather:
-//! the callers that matter mark their stretch of code with a [`Cause`] (a
-//! reaper's teardown, a fault, a zap or locked call that may fall back to a
-//! whole-ASID flush, an exit); [`Reason::for_plan`] and
-//! [`Reason::for_whole_asid`] combine the two.
+//! The code that makes a decision describes it as a [`Decision`] (all of
+//! the event but the time and the CPU) just before it issues the ops: the
+//! TLB protocol (`mm::space`) hands it to its hardware (`MmHw::decision`),
+//! whose kernel implementation adds the time and the CPU and records it
+//! (`hook`). The reason comes from two places. The strategy says why it
+//! chose its ops (per page, range, whole ASID beyond a threshold:
+//! [`PlanReason`]). The protocol says why it flushed at all, when that is
+//! not an ordinary gather: the [`Cause`] (the kind of call: a zap, a call
+//! finished under the lock, the reaper, a fault, the exit teardown) and
+//! [`Reason::for_plan`] or [`Reason::for_whole_asid`] combine the two.
 //!
 //! This module is plain Rust: [`ring`] keeps the per-CPU rings (allocated
 //! once, when the trace is turned on; recording never allocates), [`line`]
 //! is the console format, [`params`] the command-line options. The kernel's
-//! hooks, which add the CPU and the time, are in `hook` (target only).
+//! end, which adds the CPU and the time, is `hook` (target only).
 #![forbid(unsafe_code)]
 
 use core::fmt;
 
 use super::op::{OpKind, Scope, TlbiOp};
-use super::policy::PlanReason;
+use super::policy::{FlushPlan, FlushRequest, PlanReason};
+use super::range;
 
 #[cfg(target_os = "none")]
 pub mod hook;
@@ -68,8 +72,8 @@ pub enum Reason {
     FaultLocal,
     /// The ASID allocator's local full flush, owed after a rollover.
     AsidRollover,
-    /// The mm was never loaded on any CPU: no TLB can hold its entries, no
-    /// TLBI.
+    /// The mm never had an ASID (it was never loaded on any CPU): no TLB
+    /// can hold its entries, no TLBI.
     NeverActive,
     /// The strategy rejected the request (a kernel bug): the whole ASID.
     BadRequest,
@@ -111,66 +115,45 @@ impl Reason {
         }
     }
 
-    /// The reason for ops a strategy planned (`why`) while `causes` were in
-    /// effect on this CPU.
-    pub const fn for_plan(causes: Causes, why: PlanReason) -> Reason {
-        if causes.has(Cause::Fault) {
-            Reason::CowBreakBeforeMake
-        } else if causes.has(Cause::Reaper) {
-            Reason::Reaper
-        } else {
-            Reason::Policy(why)
+    /// The reason for ops a strategy planned (`why`) for a call of kind
+    /// `cause`.
+    pub const fn for_plan(cause: Cause, why: PlanReason) -> Reason {
+        match cause {
+            Cause::Fault => Reason::CowBreakBeforeMake,
+            Cause::Reaper => Reason::Reaper,
+            Cause::Zap | Cause::Locked | Cause::Exit => Reason::Policy(why),
         }
     }
 
-    /// The reason for a whole-ASID flush issued while `causes` were in
-    /// effect: only the racing fallbacks and a non-elided exit flush a whole
-    /// ASID without asking the strategy.
-    pub const fn for_whole_asid(causes: Causes) -> Reason {
-        if causes.has(Cause::Zap) {
-            Reason::NestedZap
-        } else if causes.has(Cause::Locked) {
-            Reason::LockedRace
-        } else if causes.has(Cause::Exit) {
-            Reason::ExitFlush
-        } else {
-            Reason::WholeAsid
+    /// The reason for a whole-ASID flush a call of kind `cause` issued
+    /// without asking the strategy: the racing fallbacks and a non-elided
+    /// exit flush.
+    pub const fn for_whole_asid(cause: Cause) -> Reason {
+        match cause {
+            Cause::Zap | Cause::Reaper => Reason::NestedZap,
+            Cause::Locked => Reason::LockedRace,
+            Cause::Exit => Reason::ExitFlush,
+            Cause::Fault => Reason::WholeAsid,
         }
     }
 }
 
-/// A stretch of kernel code whose flushes have a reason of their own.
+/// The kind of call a decision is made for, as far as it changes the
+/// reason (the TLB protocol names it for each of its calls).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
 pub enum Cause {
-    /// `finish_locked`: a whole-ASID flush here is the locked-call fallback.
-    Locked = 1 << 0,
-    /// `finish_zap`: a whole-ASID flush here is the nested-zap fallback.
-    Zap = 1 << 1,
-    /// The exit-mode teardown: a whole-ASID flush here is the exit flush.
-    Exit = 1 << 2,
-    /// The reaper's teardown.
-    Reaper = 1 << 3,
-    /// The page-fault handler: a planned flush here is a copy-on-write
+    /// munmap or madvise: a whole-ASID flush is the nested-zap fallback.
+    Zap,
+    /// A call that finishes under the mm lock (mprotect, mmap, fork): a
+    /// whole-ASID flush is the locked-call fallback.
+    Locked,
+    /// The reaper's teardown (a zap too): planned flushes are the reaper's.
+    Reaper,
+    /// The page-fault handler: a planned flush is a copy-on-write
     /// break-before-make.
-    Fault = 1 << 4,
-}
-
-/// The causes in effect on one CPU (they nest: the reaper's teardown ends
-/// with a `finish_zap`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Causes(pub u8);
-
-impl Causes {
-    pub const NONE: Causes = Causes(0);
-
-    pub const fn has(self, c: Cause) -> bool {
-        self.0 & c as u8 != 0
-    }
-
-    pub const fn with(self, c: Cause) -> Causes {
-        Causes(self.0 | c as u8)
-    }
+    Fault,
+    /// The exit teardown: a whole-ASID flush is the exit flush.
+    Exit,
 }
 
 /// What a decision covers.
@@ -305,25 +288,108 @@ impl TraceEvent {
     }
 }
 
+/// A TLB flush decision as the code that makes it knows it: a
+/// [`TraceEvent`] but for the time and the CPU, which [`Self::event`] adds.
+/// Made just before its ops, if any, are issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision<'a> {
+    /// The hardware ASID, if the decision concerns one.
+    pub asid: Option<u16>,
+    pub span: Span,
+    pub reason: Reason,
+    /// The ops about to be issued (none for a decision that issues no
+    /// TLBI), and the scope they are issued with.
+    pub ops: &'a [TlbiOp],
+    pub scope: Scope,
+    /// The strategy that planned the ops and its reason, if one did.
+    pub planned: Option<(&'static str, PlanReason)>,
+}
+
+impl<'a> Decision<'a> {
+    /// `strategy` planned `plan` for `req`.
+    pub fn planned(strategy: &'static str, req: &FlushRequest, plan: &'a FlushPlan, reason: Reason) -> Self {
+        Decision {
+            asid: Some(req.asid),
+            span: Span::Va { start: req.start, end: req.end },
+            reason,
+            ops: plan.ops(),
+            scope: plan.scope(),
+            planned: Some((strategy, plan.reason())),
+        }
+    }
+
+    /// `plan`, a whole-ASID flush of `asid` no strategy planned.
+    pub fn whole_asid(asid: u16, plan: &'a FlushPlan, reason: Reason) -> Self {
+        Decision { asid: Some(asid), span: Span::WholeAsid, reason, ops: plan.ops(), scope: plan.scope(), planned: None }
+    }
+
+    /// One op no strategy planned; its ASID and span are the op's.
+    pub fn op(op: &'a TlbiOp, scope: Scope, reason: Reason) -> Self {
+        let asid = match *op {
+            TlbiOp::Va { asid, .. } | TlbiOp::Range { asid, .. } | TlbiOp::Asid { asid } => Some(asid),
+            TlbiOp::All => None,
+        };
+        let span = match (range::op_span(op), asid) {
+            (Some((start, end)), _) => Span::Va { start, end },
+            (None, Some(_)) => Span::WholeAsid,
+            (None, None) => Span::All,
+        };
+        Decision { asid, span, reason, ops: core::slice::from_ref(op), scope, planned: None }
+    }
+
+    /// A decision that issues no TLBI.
+    pub const fn no_tlbi(asid: Option<u16>, span: Span, reason: Reason) -> Self {
+        Decision { asid, span, reason, ops: &[], scope: Scope::Broadcast, planned: None }
+    }
+
+    /// The event of this decision, made at `ticks` on `cpu`.
+    pub fn event(&self, ticks: u64, cpu: u8) -> TraceEvent {
+        let e = TraceEvent::new(ticks, cpu, self.asid, self.span, self.reason);
+        let ops = OpCounts::of(self.ops, self.scope);
+        match self.planned {
+            Some((strategy, why)) => e.planned(strategy, why, ops),
+            None => e.with_ops(ops),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn reasons_combine_causes_with_the_plan() {
-        let none = Causes::NONE;
+    fn reasons_combine_the_cause_with_the_plan() {
         let p = PlanReason::Range;
-        assert_eq!(Reason::for_plan(none, p), Reason::Policy(p));
-        assert_eq!(Reason::for_plan(none.with(Cause::Zap), p), Reason::Policy(p), "a zap's own flush is the policy's");
-        assert_eq!(Reason::for_plan(none.with(Cause::Locked), p), Reason::Policy(p));
-        assert_eq!(Reason::for_plan(none.with(Cause::Reaper), p), Reason::Reaper);
-        assert_eq!(Reason::for_plan(none.with(Cause::Reaper).with(Cause::Zap), p), Reason::Reaper, "the reaper's last batch");
-        assert_eq!(Reason::for_plan(none.with(Cause::Fault), p), Reason::CowBreakBeforeMake);
-        assert_eq!(Reason::for_whole_asid(none), Reason::WholeAsid);
-        assert_eq!(Reason::for_whole_asid(none.with(Cause::Zap)), Reason::NestedZap);
-        assert_eq!(Reason::for_whole_asid(none.with(Cause::Reaper).with(Cause::Zap)), Reason::NestedZap);
-        assert_eq!(Reason::for_whole_asid(none.with(Cause::Locked)), Reason::LockedRace);
-        assert_eq!(Reason::for_whole_asid(none.with(Cause::Exit)), Reason::ExitFlush);
+        assert_eq!(Reason::for_plan(Cause::Zap, p), Reason::Policy(p), "a zap's own flush is the policy's");
+        assert_eq!(Reason::for_plan(Cause::Locked, p), Reason::Policy(p));
+        assert_eq!(Reason::for_plan(Cause::Reaper, p), Reason::Reaper);
+        assert_eq!(Reason::for_plan(Cause::Fault, p), Reason::CowBreakBeforeMake);
+        assert_eq!(Reason::for_whole_asid(Cause::Zap), Reason::NestedZap);
+        assert_eq!(Reason::for_whole_asid(Cause::Reaper), Reason::NestedZap, "the reaper is a zap too");
+        assert_eq!(Reason::for_whole_asid(Cause::Locked), Reason::LockedRace);
+        assert_eq!(Reason::for_whole_asid(Cause::Exit), Reason::ExitFlush);
+    }
+
+    #[test]
+    fn decisions_become_events_with_their_ops_counted() {
+        let req = FlushRequest::leaf_pages(3, 0x10_0000, 0x10_4000);
+        let mut plan = FlushPlan::new(Scope::Broadcast).with_reason(PlanReason::PerPage);
+        for i in 0..4 {
+            plan.try_push(TlbiOp::Va { asid: 3, va: 0x10_0000 + i * 0x1000, last_level: true, ttl: None }).unwrap();
+        }
+        let e = Decision::planned("range", &req, &plan, Reason::Policy(PlanReason::PerPage)).event(7, 1);
+        assert_eq!((e.ticks, e.cpu, e.asid, e.pages()), (7, 1, Some(3), Some(4)));
+        assert_eq!((e.strategy, e.policy, e.ops.to_string()), (Some("range"), Some(PlanReason::PerPage), "vale1is:4".into()));
+        let whole = FlushPlan::whole_asid(3, Scope::Broadcast);
+        let e = Decision::whole_asid(3, &whole, Reason::NestedZap).event(0, 0);
+        assert_eq!((e.span, e.strategy, e.policy, e.ops.to_string()), (Span::WholeAsid, None, None, "aside1is:1".into()));
+        let local = TlbiOp::Va { asid: 3, va: 0x5000, last_level: true, ttl: None };
+        let e = Decision::op(&local, Scope::Local, Reason::FaultLocal).event(0, 0);
+        assert_eq!((e.asid, e.span, e.ops.to_string()), (Some(3), Span::Va { start: 0x5000, end: 0x6000 }, "vale1:1".into()));
+        let e = Decision::op(&TlbiOp::All, Scope::Local, Reason::AsidRollover).event(0, 0);
+        assert_eq!((e.asid, e.span, e.ops.to_string()), (None, Span::All, "vmalle1:1".into()));
+        let e = Decision::no_tlbi(Some(3), Span::WholeAsid, Reason::ExitElided).event(0, 0);
+        assert_eq!((e.ops, e.strategy), (OpCounts::NONE, None));
     }
 
     #[test]

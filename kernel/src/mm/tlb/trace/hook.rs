@@ -1,17 +1,14 @@
-//! The kernel's hooks into the TLB decision trace: each adds the calling
-//! CPU and the time (CNTVCT) to what the caller knows and records it in
-//! [`TLB_TRACE`]. With the trace off (no `trace=tlb`) every hook is one
-//! relaxed load and a branch.
+//! The kernel's end of the TLB decision trace: [`decision`] adds the calling
+//! CPU and the time (CNTVCT) to a [`Decision`] and records it in
+//! [`TLB_TRACE`]. With the trace off (no `trace=tlb`) that is one relaxed
+//! load and a branch.
 //!
-//! The hooks sit beside each TLB flush decision in `task::process` (one
-//! line each). [`cause`] marks a stretch of code whose flushes have a reason
-//! of their own; the guard it returns must be kept alive (`let _t = ...`,
-//! not `let _ = ...`). Causes are per CPU, which is right because kernel
-//! code is not preempted and the marked stretches do not block.
+//! The decisions come from the TLB protocol (`mm::space`, through
+//! `MmHw::decision`) and from the ASID allocator's rollover flush, both by
+//! way of the kernel's hardware, `arch::aarch64::mmu::Hw`.
 
-use super::{Cause, OpCounts, Reason, Span, TlbTrace, TraceEvent, TraceInitError, TraceParams};
+use super::{Decision, TlbTrace, TraceInitError, TraceParams};
 use crate::arch::aarch64::cpu::cpu_id;
-use crate::mm::tlb::{range, FlushPlan, FlushRequest, FlushStrategy, OpKind, Scope, TlbiOp};
 
 /// The kernel's trace (off unless `trace=tlb`).
 pub static TLB_TRACE: TlbTrace = TlbTrace::new();
@@ -25,107 +22,17 @@ pub fn init(p: &TraceParams, ncpus: usize) -> Result<(), TraceInitError> {
     Ok(())
 }
 
-/// Records what `make(ticks, cpu)` builds, if the trace is on.
+/// Records `d`, made now on this CPU, if the trace is on.
 #[inline(always)]
-fn record(make: impl FnOnce(u64, u8) -> TraceEvent) {
+pub fn decision(d: Decision<'_>) {
     if TLB_TRACE.is_on() {
-        record_now(make);
+        record_now(d);
     }
 }
 
 #[inline(never)]
-fn record_now(make: impl FnOnce(u64, u8) -> TraceEvent) {
-    TLB_TRACE.record(make(platform::timer::now(), cpu_id() as u8));
-}
-
-fn causes() -> super::Causes {
-    TLB_TRACE.causes(cpu_id())
-}
-
-/// Keeps a [`Cause`] in effect on this CPU until dropped.
-#[must_use = "a cause is in effect only while its guard lives: `let _t = cause(...)`"]
-pub struct CauseGuard(Option<(usize, super::Causes)>);
-
-impl Drop for CauseGuard {
-    fn drop(&mut self) {
-        if let Some((cpu, previous)) = self.0 {
-            TLB_TRACE.leave(cpu, previous);
-        }
-    }
-}
-
-/// Marks the code until the guard drops as `c` (see [`Reason::for_plan`],
-/// [`Reason::for_whole_asid`]).
-#[inline(always)]
-pub fn cause(c: Cause) -> CauseGuard {
-    if !TLB_TRACE.is_on() {
-        return CauseGuard(None);
-    }
-    let cpu = cpu_id();
-    CauseGuard(Some((cpu, TLB_TRACE.enter(cpu, c))))
-}
-
-/// `strategy` planned `plan` for `req`; the plan is about to be issued.
-#[inline(always)]
-pub fn plan(strategy: &impl FlushStrategy, req: &FlushRequest, plan: &FlushPlan) {
-    record(|t, cpu| {
-        let span = Span::Va { start: req.start, end: req.end };
-        let reason = Reason::for_plan(causes(), plan.reason());
-        let ops = OpCounts::of(plan.ops(), plan.scope());
-        TraceEvent::new(t, cpu, Some(req.asid), span, reason).planned(strategy.name(), plan.reason(), ops)
-    })
-}
-
-/// A broadcast whole-ASID flush of `asid` is about to be issued, not
-/// planned by the strategy (a racing fallback or an exit flush).
-#[inline(always)]
-pub fn whole_asid(asid: u16) {
-    record(|t, cpu| whole(t, cpu, asid, Reason::for_whole_asid(causes())))
-}
-
-/// The strategy rejected a request for `asid`; its whole ASID is flushed.
-#[inline(always)]
-pub fn bad_request(asid: u16) {
-    record(|t, cpu| whole(t, cpu, asid, Reason::BadRequest))
-}
-
-fn whole(t: u64, cpu: u8, asid: u16, reason: Reason) -> TraceEvent {
-    TraceEvent::new(t, cpu, Some(asid), Span::WholeAsid, reason).with_ops(OpCounts::one(OpKind::Aside1is))
-}
-
-/// A flush of `[start, end)` skipped: the mm never ran anywhere.
-#[inline(always)]
-pub fn never_active(start: u64, end: u64) {
-    record(|t, cpu| TraceEvent::new(t, cpu, None, Span::Va { start, end }, Reason::NeverActive))
-}
-
-/// An exit-mode teardown of `asid`'s mm elided its flush.
-#[inline(always)]
-pub fn exit_elided(asid: Option<u16>) {
-    record(|t, cpu| TraceEvent::new(t, cpu, asid, Span::WholeAsid, Reason::ExitElided))
-}
-
-/// A resolved fault is followed by `op` (one page) issued with `scope`.
-#[inline(always)]
-pub fn fault_local(op: &TlbiOp, scope: Scope) {
-    record(|t, cpu| {
-        let asid = match *op {
-            TlbiOp::Va { asid, .. } | TlbiOp::Range { asid, .. } | TlbiOp::Asid { asid } => Some(asid),
-            TlbiOp::All => None,
-        };
-        let span = match (range::op_span(op), asid) {
-            (Some((start, end)), _) => Span::Va { start, end },
-            (None, Some(_)) => Span::WholeAsid,
-            (None, None) => Span::All,
-        };
-        TraceEvent::new(t, cpu, asid, span, Reason::FaultLocal).with_ops(OpCounts::of(&[*op], scope))
-    })
-}
-
-/// The ASID allocator is about to flush this CPU's whole TLB (a rollover).
-#[inline(always)]
-pub fn rollover() {
-    record(|t, cpu| TraceEvent::new(t, cpu, None, Span::All, Reason::AsidRollover).with_ops(OpCounts::one(OpKind::Vmalle1)))
+fn record_now(d: Decision<'_>) {
+    TLB_TRACE.record(d.event(platform::timer::now(), cpu_id() as u8));
 }
 
 /// Stops the trace and prints it (see [`super::line`]); nothing if the

@@ -1,7 +1,7 @@
 //! The trace's storage: one ring of [`TraceEvent`]s per CPU, allocated once
-//! when the trace is turned on, and the [`Causes`] in effect on each CPU.
+//! when the trace is turned on.
 //!
-//! Recording is cheap and never allocates. Off (the default), a hook costs
+//! Recording is cheap and never allocates. Off (the default), recording costs
 //! one relaxed load of a flag. On, a CPU writes only its own ring, under
 //! that ring's lock taken with `try_lock`: uncontended except against a
 //! dump, or against itself if an interrupt handler on the same CPU recorded
@@ -13,9 +13,9 @@
 use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use super::{Cause, Causes, Reason, Span, TraceEvent};
+use super::{Reason, Span, TraceEvent};
 use crate::mm::tlb::stats::MAX_CPUS;
 
 /// A blank slot (overwritten before it is ever read).
@@ -93,8 +93,6 @@ pub struct TlbTrace {
     rings: spin::Once<Vec<spin::Mutex<CpuRing>>>,
     /// Per CPU: events dropped because the ring was in use.
     busy: [AtomicU64; MAX_CPUS],
-    /// Per CPU: the [`Causes`] in effect.
-    causes: [AtomicU8; MAX_CPUS],
 }
 
 impl TlbTrace {
@@ -103,7 +101,6 @@ impl TlbTrace {
             on: AtomicBool::new(false),
             rings: spin::Once::new(),
             busy: [const { AtomicU64::new(0) }; MAX_CPUS],
-            causes: [const { AtomicU8::new(0) }; MAX_CPUS],
         }
     }
 
@@ -128,7 +125,7 @@ impl TlbTrace {
         Ok(())
     }
 
-    /// Whether recording is on: the only cost of a hook when it is not.
+    /// Whether recording is on: the only cost of recording when it is not.
     #[inline(always)]
     pub fn is_on(&self) -> bool {
         self.on.load(Relaxed)
@@ -188,22 +185,6 @@ impl TlbTrace {
         let guards: Vec<_> = self.rings.get().into_iter().flatten().map(|r| r.lock()).collect();
         let rings: Vec<&CpuRing> = guards.iter().map(|g| &**g).collect();
         f(&rings)
-    }
-
-    /// Adds `c` to the causes in effect on `cpu`; returns the previous
-    /// causes, for [`Self::leave`].
-    pub fn enter(&self, cpu: usize, c: Cause) -> Causes {
-        Causes(self.causes[cpu % MAX_CPUS].fetch_or(c as u8, Relaxed))
-    }
-
-    /// Restores the causes `enter` returned.
-    pub fn leave(&self, cpu: usize, previous: Causes) {
-        self.causes[cpu % MAX_CPUS].store(previous.0, Relaxed);
-    }
-
-    /// The causes in effect on `cpu`.
-    pub fn causes(&self, cpu: usize) -> Causes {
-        Causes(self.causes[cpu % MAX_CPUS].load(Relaxed))
     }
 }
 
@@ -290,19 +271,6 @@ mod tests {
         t.start(4, 1).unwrap();
         t.with_rings(|_| t.record(ev(0, 1))); // as if a dump held it
         assert_eq!((ticks(&t, 0), t.dropped(0)), (vec![], 1));
-    }
-
-    #[test]
-    fn causes_nest_per_cpu() {
-        let t = TlbTrace::new();
-        let outer = t.enter(1, Cause::Reaper);
-        let inner = t.enter(1, Cause::Zap);
-        assert!(t.causes(1).has(Cause::Reaper) && t.causes(1).has(Cause::Zap));
-        assert_eq!(t.causes(0), Causes::NONE, "other CPUs are not affected");
-        t.leave(1, inner);
-        assert_eq!(t.causes(1), Causes::NONE.with(Cause::Reaper));
-        t.leave(1, outer);
-        assert_eq!(t.causes(1), Causes::NONE);
     }
 
     #[test]

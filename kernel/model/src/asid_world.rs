@@ -31,7 +31,7 @@ use super::explore::System;
 use super::machine::{Machine, ModelCpu};
 use super::mem::{Format, MmTag, Pfn};
 use super::violation::Violation;
-use crate::mm::asid::{asid_of, generation_of, AsidAllocator, AsidOp, Bugs, MmContext, Request};
+use kernel::mm::asid::{asid_of, generation_of, AsidAllocator, AsidOp, Bugs, MmContext, Request};
 
 mod system;
 

@@ -42,7 +42,7 @@ use super::mem::{Format, FrameUse, Memory, MmTag, Pfn};
 use super::tlb::{Entry, Tlb};
 use super::violation::Violation;
 use super::zap_steps::{steps, Pc, Task};
-use crate::mm::tlb::{CpuFeatures, PolicyParams, Scope};
+use kernel::mm::tlb::{CpuFeatures, PolicyParams, Scope};
 
 pub const A: MmTag = 1;
 pub const ASID_A: u16 = 1;

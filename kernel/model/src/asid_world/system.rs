@@ -4,11 +4,11 @@
 use core::fmt::Write;
 
 use super::{has, inc, spend, Life, Request, Speculation, Unmap, World};
-use crate::mm::asid::{asid_of, generation_of, AsidOp, Phase, Step};
-use crate::mm::model::explore::System;
-use crate::mm::model::machine::{ModelCpu, Ttbr0};
-use crate::mm::model::violation::Violation;
-use crate::mm::tlb::{Scope, TlbiOp};
+use kernel::mm::asid::{asid_of, generation_of, AsidOp, Phase, Step};
+use crate::explore::System;
+use crate::machine::{ModelCpu, Ttbr0};
+use crate::violation::Violation;
+use kernel::mm::tlb::{Scope, TlbiOp};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {

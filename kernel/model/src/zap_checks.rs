@@ -19,7 +19,7 @@ use super::explore::{explore, random_walk, Report};
 use super::mem::FrameUse;
 use super::violation::Violation;
 use super::zap_world::{Bugs, Checks, Config, ExitBug, Op, Speculation, World, A, B};
-use crate::mm::tlb::{CpuFeatures, Event, OpKind, PolicyParams};
+use kernel::mm::tlb::{CpuFeatures, Event, OpKind, PolicyParams};
 
 /// Upper bound for any one search here (the largest sees about 25,000).
 const MAX_STATES: u64 = 300_000;

@@ -14,7 +14,7 @@ use super::asid_world::{Config, Coverage, Speculation, World};
 use super::explore::{explore, random_walk, Counterexample, Report};
 use super::mem::Format;
 use super::violation::Violation;
-use crate::mm::asid::Bugs;
+use kernel::mm::asid::Bugs;
 
 /// 2 CPUs, 2-bit ASIDs (3 usable), `mms` address spaces, at most
 /// `rollovers` rollovers (and everything after the last one until another
@@ -313,7 +313,7 @@ fn random_clean(name: &str, cfg: &Config) {
         );
         let ops = w.machine().stats().total();
         assert!(
-            ops.get(crate::mm::tlb::OpKind::Vmalle1) > 0,
+            ops.get(kernel::mm::tlb::OpKind::Vmalle1) > 0,
             "{name}, seed {seed}: no local flush counted: {ops}"
         );
     }

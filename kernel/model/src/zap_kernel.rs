@@ -26,10 +26,10 @@
 use core::cell::{Cell, RefCell};
 
 use super::mem::{Desc, Format, FrameUse, Memory, MmTag, Pfn};
-use crate::mm::gather::{FlushRange, Gather};
-use crate::mm::pagetable::PhysMem;
-use crate::mm::pte::PAGE_SIZE;
-use crate::mm::tlb::{range, CpuFeatures, FlushStrategy, PolicyParams, RangePolicy, Scope, TlbiOp};
+use kernel::mm::gather::{FlushRange, Gather};
+use kernel::mm::pagetable::PhysMem;
+use kernel::mm::pte::PAGE_SIZE;
+use kernel::mm::tlb::{range, CpuFeatures, FlushStrategy, PolicyParams, RangePolicy, Scope, TlbiOp};
 
 pub fn va(vpn: u64) -> u64 {
     vpn * PAGE_SIZE
@@ -214,7 +214,7 @@ impl<'a> Frames<'a> {
 // (about frames handed out and their pointers) hold vacuously; reference
 // counts (promise 3) start at 1 and change only through `put` (a shared
 // frame counts 2 until one sharer puts it).
-unsafe impl PhysMem for Frames<'_> {
+impl PhysMem for Frames<'_> {
     fn alloc_zeroed(&self) -> Option<u64> {
         unreachable!("the gather never allocates")
     }
@@ -229,8 +229,20 @@ unsafe impl PhysMem for Frames<'_> {
         self.freed.borrow_mut().push(pfn);
     }
 
-    fn ptr(&self, pa: u64) -> *mut u8 {
-        unreachable!("the gather never touches frame {pa:#x}")
+    unsafe fn load_desc(&self, table: u64, _: usize) -> u64 {
+        unreachable!("the gather never reads frame {table:#x}")
+    }
+    unsafe fn store_desc(&self, table: u64, _: usize, _: u64) {
+        unreachable!("the gather never writes frame {table:#x}")
+    }
+    unsafe fn read_data(&self, pa: u64, _: usize, _: &mut [u8]) {
+        unreachable!("the gather never reads frame {pa:#x}")
+    }
+    unsafe fn write_data(&self, pa: u64, _: usize, _: &[u8]) {
+        unreachable!("the gather never writes frame {pa:#x}")
+    }
+    unsafe fn copy_page(&self, dst: u64, _: u64) {
+        unreachable!("the gather never copies into {dst:#x}")
     }
 
     fn get(&self, pa: u64) {

@@ -10,7 +10,7 @@
 use core::hash::{Hash, Hasher};
 
 use super::mem::{Format, MmTag, Pfn};
-use crate::mm::tlb::TlbiOp;
+use kernel::mm::tlb::TlbiOp;
 
 /// The architectural level of a 4 KiB leaf, as FEAT_TTL encodes it.
 pub const LEAF_TTL: u8 = 3;

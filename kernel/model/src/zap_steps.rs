@@ -17,10 +17,10 @@ use super::tlb::Entry;
 use super::violation::Violation;
 use super::zap_kernel::{self as k, Edit, Flusher, GatherCall};
 use super::zap_world::{bit, inc, mask, ExitBug, Op, World, A, ASID_A, CHILD};
-use crate::mm::gather::FlushRange;
-use crate::mm::pagetable::PhysMem;
-use crate::mm::pte::PAGE_SIZE;
-use crate::mm::tlb::{Event, Scope, TlbiOp};
+use kernel::mm::gather::FlushRange;
+use kernel::mm::pagetable::PhysMem;
+use kernel::mm::pte::PAGE_SIZE;
+use kernel::mm::tlb::{Event, Scope, TlbiOp};
 
 /// A step of a kernel operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use super::mem::{Desc, Format, FrameUse, Memory, MmTag, Pfn};
 use super::tlb::{Entry, Tlb};
 use super::violation::Violation;
-use crate::mm::asid::AsidHw;
-use crate::mm::tlb::{Scope, TlbStats, TlbiOp};
+use kernel::mm::asid::AsidHw;
+use kernel::mm::tlb::{Scope, TlbStats, TlbiOp};
 
 /// What a CPU's TTBR0_EL1 holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -261,7 +261,7 @@ impl Machine {
             return;
         }
         let span = f.span(level);
-        for (i, d) in self.mem.table(table).iter().enumerate() {
+        for (i, d) in self.mem.table_at(table, level).iter().enumerate() {
             let vpn = region + i as u64 * span;
             if only.is_some_and(|v| !(vpn..vpn + span).contains(&v)) {
                 continue;
@@ -430,7 +430,7 @@ impl AsidHw for ModelCpu<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::tlb::OpKind;
+    use kernel::mm::tlb::OpKind;
 
     const F: Format = Format {
         levels: 2,

@@ -1,16 +1,25 @@
 //! Simulated physical memory holding a reduced page-table format.
 //!
 //! A frame is free, a page-table page of some mm at some level, or a data page
-//! of some mm. Table pages hold `fanout` descriptors. Freeing a frame keeps its
-//! contents, so a walk that still reaches a freed (or reused) table page reads
-//! whatever is there, as hardware would.
+//! of some mm. Every frame holds `fanout` 64-bit words: a table page's are
+//! the architecture's descriptors, written by the kernel's own page-table
+//! code (`kernel::mm::pagetable`, generic over the format) through
+//! [`crate::bridge::ModelMem`]; a data page's first word stands for its
+//! contents (a copy-on-write copy copies it). Freeing a frame keeps its
+//! contents, so a walk that still reaches a freed (or reused) table page
+//! reads whatever is there, as hardware would.
 //!
 //! Levels count from the root (0) to the leaf level (`levels - 1`), whose
-//! descriptors map 4 KiB pages. There are no block mappings. A virtual page
-//! number (`vpn`) is split into one `fanout`-ary digit per level, root first.
+//! descriptors map 4 KiB pages; the kernel numbers the same levels
+//! `4 - levels ..= 3` ([`Format::kernel_level`]). There are no block
+//! mappings. A virtual page number (`vpn`, VA `vpn << 12`) is split into one
+//! `fanout`-ary digit per level, root first.
 #![forbid(unsafe_code)]
 
 use core::hash::{Hash, Hasher};
+
+use kernel::mm::pagetable::{desc_pa, page_desc, table_desc, Reduced};
+use kernel::mm::pte::{user_attrs, VALID};
 
 /// Physical frame number.
 pub type Pfn = u16;
@@ -19,14 +28,24 @@ pub type Pfn = u16;
 /// (hardware does not know it; the checker uses it to say whose entry is whose).
 pub type MmTag = u16;
 
-/// A descriptor in a table page.
+/// A descriptor in a table page, as a walk at its level reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Desc {
     Invalid,
     /// Next-level table (levels `0..levels-1`).
     Table(Pfn),
-    /// A 4 KiB page (leaf level only).
+    /// A 4 KiB page (leaf level only), and whether EL0 may write it.
     Page(Pfn),
+}
+
+/// The frame a physical address names.
+pub fn pfn_of(pa: u64) -> Pfn {
+    (pa >> 12) as Pfn
+}
+
+/// The physical address of a frame.
+pub fn pa_of(pfn: Pfn) -> u64 {
+    (pfn as u64) << 12
 }
 
 /// What a frame is used for right now.
@@ -72,6 +91,21 @@ impl Format {
         self.fanout.trailing_zeros()
     }
 
+    /// The same geometry as the kernel's page-table code knows it.
+    pub fn reduced(&self) -> Reduced {
+        Reduced { levels: self.levels as u32, bits: self.digit_bits() }
+    }
+
+    /// The kernel's number for model level `level` (the leaf is level 3).
+    pub fn kernel_level(&self, level: u8) -> u32 {
+        (level + 4 - self.levels) as u32
+    }
+
+    /// The model's number for kernel level `level`.
+    pub fn model_level(&self, level: u32) -> u8 {
+        (level + self.levels as u32 - 4) as u8
+    }
+
     /// Pages of virtual address space.
     pub fn pages(&self) -> u64 {
         1 << (self.digit_bits() * self.levels as u32)
@@ -99,7 +133,9 @@ impl Format {
 pub struct Memory {
     format: Format,
     uses: Vec<FrameUse>,
-    words: Vec<Desc>,
+    /// References to each frame (the kernel's `PhysMem` counts).
+    refs: Vec<u8>,
+    words: Vec<u64>,
 }
 
 impl Memory {
@@ -109,7 +145,8 @@ impl Memory {
         Self {
             format,
             uses: vec![FrameUse::Free; frames],
-            words: vec![Desc::Invalid; frames * format.fanout as usize],
+            refs: vec![0; frames],
+            words: vec![0; frames * format.fanout as usize],
         }
     }
 
@@ -126,14 +163,13 @@ impl Memory {
     }
 
     /// Take the lowest free frame (so freed frames are reused at once, the
-    /// worst case for stale translations). Table pages are zeroed.
+    /// worst case for stale translations), zeroed, one reference.
     pub fn alloc(&mut self, use_: FrameUse) -> Option<Pfn> {
         assert!(use_ != FrameUse::Free);
         let pfn = self.uses.iter().position(|u| *u == FrameUse::Free)?;
         self.uses[pfn] = use_;
-        if let FrameUse::Table { .. } = use_ {
-            self.table_mut(pfn as Pfn).fill(Desc::Invalid);
-        }
+        self.refs[pfn] = 1;
+        self.words_mut(pfn as Pfn).fill(0);
         Some(pfn as Pfn)
     }
 
@@ -144,21 +180,58 @@ impl Memory {
             "double free of frame {pfn}"
         );
         self.uses[pfn as usize] = FrameUse::Free;
+        self.refs[pfn as usize] = 0;
     }
 
-    /// The descriptors of a frame read as a table page (whatever it is now).
-    pub fn table(&self, pfn: Pfn) -> &[Desc] {
+    pub fn refs(&self, pfn: Pfn) -> u8 {
+        self.refs[pfn as usize]
+    }
+
+    pub fn set_refs(&mut self, pfn: Pfn, n: u8) {
+        self.refs[pfn as usize] = n;
+    }
+
+    /// The words of a frame.
+    pub fn words(&self, pfn: Pfn) -> &[u64] {
         let n = self.format.fanout as usize;
         &self.words[pfn as usize * n..][..n]
     }
 
-    fn table_mut(&mut self, pfn: Pfn) -> &mut [Desc] {
+    pub fn words_mut(&mut self, pfn: Pfn) -> &mut [u64] {
         let n = self.format.fanout as usize;
         &mut self.words[pfn as usize * n..][..n]
     }
 
+    /// The descriptors of a frame read as a table page at `level` (whatever
+    /// the frame is now: a walk through a reused page reads its contents).
+    pub fn table_at(&self, pfn: Pfn, level: u8) -> Vec<Desc> {
+        let leaf = level + 1 == self.format.levels;
+        self.words(pfn)
+            .iter()
+            .map(|&w| match w & VALID {
+                0 => Desc::Invalid,
+                _ if leaf => Desc::Page(pfn_of(desc_pa(w))),
+                _ => Desc::Table(pfn_of(desc_pa(w))),
+            })
+            .collect()
+    }
+
+    /// The descriptors of a table page, at the level its use says.
+    pub fn table(&self, pfn: Pfn) -> Vec<Desc> {
+        let level = match self.use_of(pfn) {
+            FrameUse::Table { level, .. } => level,
+            _ => 0,
+        };
+        self.table_at(pfn, level)
+    }
+
+    /// Writes a descriptor (a page is mapped read-write).
     pub fn set_desc(&mut self, table: Pfn, index: usize, desc: Desc) {
-        self.table_mut(table)[index] = desc;
+        self.words_mut(table)[index] = match desc {
+            Desc::Invalid => 0,
+            Desc::Table(p) => table_desc(pa_of(p)),
+            Desc::Page(p) => page_desc(pa_of(p), user_attrs(abi::prot::READ | abi::prot::WRITE)),
+        };
     }
 
     /// A new, empty root table for `mm`.
@@ -173,7 +246,7 @@ impl Memory {
         let mut table = root;
         for level in 0..leaf {
             let i = self.format.index(vpn, level);
-            table = match self.table(table)[i] {
+            table = match self.table_at(table, level)[i] {
                 Desc::Table(next) => next,
                 _ => {
                     let next = self.alloc(FrameUse::Table {
@@ -194,7 +267,7 @@ impl Memory {
     pub fn leaf_table(&self, root: Pfn, vpn: u64) -> Option<Pfn> {
         let mut table = root;
         for level in 0..self.format.levels - 1 {
-            match self.table(table)[self.format.index(vpn, level)] {
+            match self.table_at(table, level)[self.format.index(vpn, level)] {
                 Desc::Table(next) => table = next,
                 _ => return None,
             }
@@ -205,7 +278,7 @@ impl Memory {
     /// The current translation of `vpn` (no TLB involved).
     pub fn translate(&self, root: Pfn, vpn: u64) -> Option<Pfn> {
         let table = self.leaf_table(root, vpn)?;
-        match self.table(table)[self.format.index(vpn, self.format.levels - 1)] {
+        match self.table_at(table, self.format.levels - 1)[self.format.index(vpn, self.format.levels - 1)] {
             Desc::Page(p) => Some(p),
             _ => None,
         }
@@ -216,7 +289,7 @@ impl Memory {
     pub fn unmap(&mut self, root: Pfn, vpn: u64) -> Option<Pfn> {
         let table = self.leaf_table(root, vpn)?;
         let i = self.format.index(vpn, self.format.levels - 1);
-        match self.table(table)[i] {
+        match self.table_at(table, self.format.levels - 1)[i] {
             Desc::Page(p) => {
                 self.set_desc(table, i, Desc::Invalid);
                 Some(p)
@@ -237,7 +310,7 @@ impl Memory {
                     continue;
                 }
             };
-            for d in self.table(out[i]).to_vec() {
+            for d in self.table_at(out[i], level) {
                 match d {
                     Desc::Table(p) if level + 1 < self.format.levels => out.push(p),
                     Desc::Page(p) if level + 1 == self.format.levels => out.push(p),
@@ -295,7 +368,7 @@ mod tests {
         assert_eq!(m.free_frames(), 16);
         // The lowest frame is reused first, and a freed table keeps its contents.
         assert_eq!(
-            m.table(1)[2],
+            m.table_at(1, 1)[2],
             Desc::Table(2),
             "freed table page lost its contents"
         );

@@ -1,0 +1,72 @@
+//! The hardware half of the TLB protocol (`mm::space::MmHw`) and of the ASID
+//! allocator (`mm::asid::AsidHw`) on this CPU. Flush decisions go to the
+//! TLB decision trace (`mm::tlb::trace`) on their way.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::cpu::{self, cpu_id};
+use super::tlbi;
+use crate::mm::asid::AsidHw;
+use crate::mm::space::MmHw;
+use crate::mm::tlb::trace::{hook as trace, Decision, Reason};
+use crate::mm::tlb::{Event, Scope, TlbiOp, TLB_STATS};
+
+/// Physical address of the all-invalid table TTBR0 points at when no user
+/// address space is loaded (set once at boot).
+static RESERVED_TTBR0: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the reserved table ([`MmHw::load_reserved`] loads it).
+///
+/// # Safety
+/// `pa` is an all-invalid, 4096-aligned level-0 table that stays so for the
+/// life of the kernel.
+pub unsafe fn set_reserved_ttbr0(pa: u64) {
+    RESERVED_TTBR0.store(pa, Ordering::Release);
+}
+
+/// This CPU, as the protocol sees it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hw;
+
+impl AsidHw for Hw {
+    fn cpu_id(&self) -> usize {
+        cpu_id()
+    }
+
+    /// Called only for the flush a rollover owes this CPU.
+    fn flush_local_tlb_all(&self) {
+        trace::decision(Decision::op(&TlbiOp::All, Scope::Local, Reason::AsidRollover));
+        tlbi::local_flush_all();
+    }
+}
+
+impl MmHw for Hw {
+    fn issue(&self, ops: &[TlbiOp], scope: Scope) {
+        tlbi::issue_all(ops, scope);
+    }
+
+    fn complete(&self, scope: Scope) {
+        tlbi::sync(scope);
+    }
+
+    unsafe fn load_ttbr0(&self, root: u64, asid: u16) {
+        // SAFETY: forwarded from the caller (a tree that stays allocated
+        // while loaded).
+        unsafe { cpu::set_ttbr0(root, asid) };
+    }
+
+    fn load_reserved(&self) {
+        // SAFETY: the reserved table is all-invalid and permanent
+        // (`set_reserved_ttbr0`).
+        unsafe { cpu::set_ttbr0(RESERVED_TTBR0.load(Ordering::Acquire), 0) };
+    }
+
+    fn event(&self, e: Event) {
+        TLB_STATS.record_event(cpu_id(), e);
+    }
+
+    #[inline(always)]
+    fn decision(&self, d: Decision<'_>) {
+        trace::decision(d);
+    }
+}

@@ -1,0 +1,238 @@
+//! Walks of a tree that stop after every step and resume where they
+//! stopped: [`ZapCursor`] (one page-table write a step) and [`LeafCursor`]
+//! (one present leaf a step). The kernel runs them to the end in one go;
+//! the host model runs one step at a time and lets anything else happen in
+//! between (other CPUs, hardware walks). Both are plain values (`Clone`,
+//! `Hash`) so a model state can hold one.
+//!
+//! A cursor keeps the path from the root to where it stands, as the
+//! recursive walk's stack would: per level the table, the first address it
+//! covers, and the next entry to look at. The tree may change between two
+//! steps only as the cursor's own caller changes it (everything runs under
+//! the mm lock), so the path stays valid.
+
+use super::{desc_pa, load, store, table_is_empty, Format, PageTable, PhysMem, LEAF_LEVEL};
+use crate::mm::gather::Gather;
+use crate::mm::pte::VALID;
+
+/// Which emptied page-table pages a zap may unlink.
+#[derive(Clone, Copy)]
+pub enum TableFree<'a> {
+    /// None (madvise: the mappings stay, and a fault may fill the range
+    /// again at any moment).
+    Never,
+    /// Those whose whole region holds no mapping: `mapped(start, end)` says
+    /// whether any remains in `[start, end)` (as Linux's `free_pgtables`
+    /// frees only between the remaining VMAs).
+    Unmapped(&'a dyn Fn(u64, u64) -> bool),
+    /// Every emptied one (teardown of a whole address space).
+    All,
+}
+
+impl TableFree<'_> {
+    fn allows(&self, start: u64, end: u64) -> bool {
+        match self {
+            TableFree::Never => false,
+            TableFree::All => true,
+            TableFree::Unmapped(mapped) => !mapped(start, end),
+        }
+    }
+}
+
+impl core::fmt::Debug for TableFree<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            TableFree::Never => "Never",
+            TableFree::Unmapped(_) => "Unmapped",
+            TableFree::All => "All",
+        })
+    }
+}
+
+/// What one zap step did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ZapEdit {
+    /// Cleared the leaf mapping `va`.
+    Leaf { va: u64 },
+    /// Unlinked the emptied table below the level-`level` entry covering `va`.
+    Table { va: u64, level: u32 },
+}
+
+/// One level of a cursor's path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Frame {
+    table: u64,
+    level: u32,
+    base: u64,
+    /// Next entry to look at, and one past the last in range.
+    idx: usize,
+    end: usize,
+}
+
+/// Indices of the entries of a level-`level` table based at `base` that
+/// overlap `[start, end)`.
+fn span<F: Format>(f: F, level: u32, base: u64, start: u64, end: u64) -> (usize, usize) {
+    let size = f.level_size(level);
+    let first = (start.max(base) - base) / size;
+    let last = (end - base).div_ceil(size).min(f.entries() as u64);
+    (first as usize, last as usize)
+}
+
+/// The path of a walk, at most one frame per level.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Path {
+    frames: [Option<Frame>; 4],
+    depth: usize,
+}
+
+impl Path {
+    const fn new() -> Self {
+        Path { frames: [None; 4], depth: 0 }
+    }
+
+    fn top(&mut self) -> Option<&mut Frame> {
+        self.depth.checked_sub(1).and_then(|i| self.frames[i].as_mut())
+    }
+
+    fn push(&mut self, f: Frame) {
+        self.frames[self.depth] = Some(f);
+        self.depth += 1;
+    }
+
+    fn pop(&mut self) -> Option<Frame> {
+        self.depth = self.depth.checked_sub(1)?;
+        self.frames[self.depth].take()
+    }
+
+    fn enter<F: Format>(&mut self, f: F, table: u64, level: u32, base: u64, start: u64, end: u64) {
+        let (idx, end_idx) = span(f, level, base, start, end);
+        self.push(Frame { table, level, base, idx, end: end_idx });
+    }
+}
+
+/// A zap of `[start, end)` in progress: each [`Self::step`] clears one leaf
+/// or unlinks one emptied table (post-order: a table goes once everything
+/// below it in range is cleared), records it in the gather, and stops.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ZapCursor {
+    start: u64,
+    end: u64,
+    path: Path,
+    started: bool,
+}
+
+impl ZapCursor {
+    pub const fn new(start: u64, end: u64) -> Self {
+        ZapCursor { start, end, path: Path::new(), started: false }
+    }
+
+    /// Makes the next page-table write of the zap, or `None` when the zap
+    /// is done. `free` says which emptied tables may be unlinked.
+    pub fn step<F: Format, M: PhysMem>(
+        &mut self,
+        pt: &mut PageTable<F>,
+        mem: &M,
+        free: &TableFree,
+        g: &mut Gather,
+    ) -> Option<ZapEdit> {
+        let f = pt.format();
+        if !self.started {
+            self.started = true;
+            match pt.root {
+                Some(root) if self.start < self.end => {
+                    self.path.enter(f, root, f.root_level(), 0, self.start, self.end)
+                }
+                _ => return None,
+            }
+        }
+        loop {
+            let top = self.path.top()?;
+            if top.idx >= top.end {
+                // Everything of this table in range is cleared.
+                let done = self.path.pop()?;
+                let parent = self.path.top()?; // the root: the zap is over
+                let size = f.level_size(parent.level);
+                let va = parent.base + parent.idx as u64 * size;
+                let slot = parent.idx;
+                parent.idx += 1;
+                if table_is_empty(f, mem, done.table) && free.allows(va, va + size) {
+                    // Unlink first; the page itself goes only after the
+                    // gather's flush (walk caches may still point at it).
+                    let level = parent.level;
+                    store(mem, parent.table, slot, 0);
+                    g.clear_table(self.start.max(va), level, done.table);
+                    return Some(ZapEdit::Table { va, level });
+                }
+                continue;
+            }
+            let size = f.level_size(top.level);
+            let va = top.base + top.idx as u64 * size;
+            let e = load(mem, top.table, top.idx);
+            if e & VALID == 0 {
+                top.idx += 1;
+                continue;
+            }
+            if top.level == LEAF_LEVEL {
+                store(mem, top.table, top.idx, 0);
+                top.idx += 1;
+                g.clear_leaf(va, LEAF_LEVEL, desc_pa(e));
+                return Some(ZapEdit::Leaf { va });
+            }
+            // Descend; this frame's index stays on the entry until the
+            // table below is done.
+            let level = top.level + 1;
+            self.path.enter(f, desc_pa(e), level, va, self.start, self.end);
+        }
+    }
+}
+
+/// The present leaves of `[start, end)` in address order, one a step.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LeafCursor {
+    start: u64,
+    end: u64,
+    path: Path,
+    started: bool,
+}
+
+impl LeafCursor {
+    pub const fn new(start: u64, end: u64) -> Self {
+        LeafCursor { start, end, path: Path::new(), started: false }
+    }
+
+    /// The next present leaf: its address and descriptor.
+    pub fn next<F: Format, M: PhysMem>(&mut self, pt: &PageTable<F>, mem: &M) -> Option<(u64, u64)> {
+        let f = pt.format();
+        if !self.started {
+            self.started = true;
+            match pt.root {
+                Some(root) if self.start < self.end => {
+                    self.path.enter(f, root, f.root_level(), 0, self.start, self.end)
+                }
+                _ => return None,
+            }
+        }
+        loop {
+            let top = self.path.top()?;
+            if top.idx >= top.end {
+                self.path.pop();
+                if let Some(parent) = self.path.top() {
+                    parent.idx += 1;
+                }
+                continue;
+            }
+            let va = top.base + top.idx as u64 * f.level_size(top.level);
+            let e = load(mem, top.table, top.idx);
+            if e & VALID == 0 {
+                top.idx += 1;
+                continue;
+            }
+            if top.level == LEAF_LEVEL {
+                top.idx += 1;
+                return Some((va, e));
+            }
+            let level = top.level + 1;
+            self.path.enter(f, desc_pa(e), level, va, self.start, self.end);
+        }
+    }
+}

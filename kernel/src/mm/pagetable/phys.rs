@@ -1,0 +1,72 @@
+//! [`PhysMem`]: physical memory as the page-table code needs it.
+
+/// Frames, their reference counts, and access to what they hold.
+///
+/// Implementations: the kernel's (`mm::phys::KernelMem`: buddy-allocator
+/// frames through the linear map), the host tests' (`aspace::test_mem`,
+/// boxed pages that panic on any access to a frame not allocated), and the
+/// host model's (small frames in a model memory).
+///
+/// Contents are reached only through these methods (descriptors as
+/// single-copy-atomic words, data as bytes), never through references, so
+/// an implementation may store frames however it likes. The accessors are
+/// `unsafe`: an implementation may reach a frame through a raw pointer, and
+/// relies on the caller to name only frames it allocated and has not freed.
+pub trait PhysMem {
+    /// A zeroed data frame, reference count 1.
+    fn alloc_zeroed(&self) -> Option<u64>;
+    /// A zeroed page-table page for a table at `level`, reference count 1.
+    fn alloc_table(&self, level: u32) -> Option<u64> {
+        let _ = level;
+        self.alloc_zeroed()
+    }
+    /// Returns a data frame whose reference count reached 0.
+    fn free(&self, pa: u64);
+    /// Returns a page-table page whose last reference went.
+    fn free_table(&self, pa: u64) {
+        self.free(pa)
+    }
+    /// One more reference (a page shared copy-on-write).
+    fn get(&self, pa: u64);
+    /// One reference less; true if it was the last (the caller then frees
+    /// the frame, after any TLB flush that covers it).
+    fn put(&self, pa: u64) -> bool;
+    fn refs(&self, pa: u64) -> u32;
+
+    /// Descriptor `idx` of table `table` (a relaxed, single-copy-atomic
+    /// 64-bit load: hardware walkers read it concurrently).
+    ///
+    /// # Safety
+    /// `table` is a page-table page of this memory, allocated and not freed,
+    /// and `idx` is below the format's entries per table.
+    unsafe fn load_desc(&self, table: u64, idx: usize) -> u64;
+
+    /// Writes descriptor `idx` of table `table` (a release store, so that a
+    /// newly linked table's zeroed contents are visible before the entry
+    /// that reaches it).
+    ///
+    /// # Safety
+    /// As [`Self::load_desc`].
+    unsafe fn store_desc(&self, table: u64, idx: usize, desc: u64);
+
+    /// Copies `buf.len()` bytes at offset `off` of data frame `pa` into
+    /// `buf` (relaxed atomic loads: user threads may write it meanwhile).
+    ///
+    /// # Safety
+    /// `pa` is a data frame of this memory, allocated and not freed, and
+    /// `off + buf.len()` is at most the page size.
+    unsafe fn read_data(&self, pa: u64, off: usize, buf: &mut [u8]);
+
+    /// Writes `data` at offset `off` of data frame `pa` (relaxed atomic
+    /// stores).
+    ///
+    /// # Safety
+    /// As [`Self::read_data`].
+    unsafe fn write_data(&self, pa: u64, off: usize, data: &[u8]);
+
+    /// Copies data frame `src` into data frame `dst` (a copy-on-write copy).
+    ///
+    /// # Safety
+    /// Both are data frames of this memory, allocated and not freed.
+    unsafe fn copy_page(&self, dst: u64, src: u64);
+}

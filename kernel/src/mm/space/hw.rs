@@ -1,0 +1,48 @@
+//! The boundary between the TLB protocol and the CPU it runs on.
+
+use crate::mm::asid::AsidHw;
+use crate::mm::tlb::trace::Decision;
+use crate::mm::tlb::{Event, Scope, TlbiOp};
+
+/// What the TLB protocol ([`super`]) needs from the hardware. The kernel's
+/// implementation is in `arch::aarch64`; the host model's runs the same
+/// protocol over its software TLBs, and the host unit tests' records what
+/// it is asked. (The ASID allocator's two needs come from [`AsidHw`].)
+pub trait MmHw: AsidHw {
+    /// `DSB ISHST` (page-table writes so far are visible to table walkers),
+    /// then `ops` issued in `scope`, each counted by kind on this CPU. They
+    /// take effect only at this CPU's next [`Self::complete`]: a DSB
+    /// completes the TLBIs of the CPU that executes it, and no other.
+    fn issue(&self, ops: &[TlbiOp], scope: Scope);
+
+    /// `DSB ISH` (or `NSH` for `Scope::Local`) and `ISB` on this CPU,
+    /// counted: every TLBI this CPU issued is complete, on every CPU its
+    /// scope reaches, when this returns.
+    fn complete(&self, scope: Scope);
+
+    /// Loads TTBR0 with the tables at `root` and `asid`, then `ISB` and
+    /// `DSB NSH`, so no walk of the previous tables is still in flight on
+    /// this CPU once it returns (the DSB completes this PE's outstanding
+    /// translation table walks; an ISB alone does not).
+    ///
+    /// # Safety
+    ///
+    /// `root` is the root table of an address space that stays allocated,
+    /// with every table reachable from it, for as long as this CPU keeps it
+    /// loaded (the protocol's `Mm::cpus` bit says it does).
+    unsafe fn load_ttbr0(&self, root: u64, asid: u16);
+
+    /// Points TTBR0 at the empty reserved table (ASID 0), then `ISB` and
+    /// `DSB NSH` as [`Self::load_ttbr0`]: no walk of the user tables this
+    /// CPU had loaded is in flight once it returns.
+    fn load_reserved(&self);
+
+    /// Counts a decision that issues no instruction (or that the op
+    /// counters cannot tell apart).
+    fn event(&self, e: Event);
+
+    /// A flush decision, for the TLB decision trace (`trace=tlb`): told
+    /// just before its ops, if any, are issued (see [`Decision`]). Nothing
+    /// by default; the kernel's implementation records it.
+    fn decision(&self, _d: Decision<'_>) {}
+}

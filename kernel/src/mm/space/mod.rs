@@ -1,0 +1,244 @@
+//! The TLB protocol of an address space: [`Mm`] and the operations on it
+//! ([`Op`]), written once, run by the kernel and by the host model.
+//!
+//! An operation (munmap, madvise, mprotect, mmap, fork, a page fault, the
+//! reaper's teardown, the exit teardown) is a resumable sequence of steps:
+//! take the mm lock, change the mappings, one page-table write, issue the
+//! flush, complete it with a DSB on this CPU, free what the flush covered,
+//! drop the lock. The kernel runs an operation to the end ([`Mm::run`]);
+//! the host model runs one step at a time and interleaves them with other
+//! CPUs' steps, user accesses and hardware walks. Everything an operation
+//! does to the hardware goes through [`MmHw`]; physical memory through
+//! [`PhysMem`].
+//!
+//! # The rules the steps keep
+//!
+//! * **Free after the flush** (mechanisms.md §3): what a gather holds is
+//!   released only after the flush that covers it completed, on the CPU
+//!   that issued it.
+//! * **Concurrent zaps** (§5, seed 001): munmap and madvise finish their
+//!   flush after dropping the lock, so two zaps of one mm can overlap. Each
+//!   counts itself in `pending` for its whole length; one that finishes
+//!   while another is in flight flushes the whole ASID, walk caches
+//!   included, since it cannot know what the other cleared or freed.
+//!   Calls that finish under the lock (mprotect, mmap with FIXED, fork) do
+//!   the same when a zap is in flight, and so does a fault before it
+//!   installs an entry: the in-flight zap may have cleared entries it has
+//!   not flushed yet, and a new valid entry must not meet a stale one
+//!   (break-before-make).
+//! * **Break-before-make for tables** (§3): a zap unlinks an emptied table
+//!   only where no mapping remains, and a gather that freed tables is
+//!   flushed *before* the lock is dropped, so no fault or mmap can install a
+//!   new table in a slot whose old table walk caches may still hold.
+//! * **Exit** (§4, seed 000): the last thread's teardown elides its flush;
+//!   why that is safe is argued at [`switch::leave_dying`].
+
+mod hw;
+mod op;
+pub mod switch;
+#[cfg(test)]
+mod tests;
+
+pub use hw::MmHw;
+pub use op::{Call, Hook, Op, OpError, Outcome, Step};
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use super::asid::MmContext;
+use super::aspace::AddressSpace;
+use super::pagetable::{Arm4k, Format, PhysMem};
+use super::tlb::{CpuFeatures, PolicyParams};
+
+/// How the protocol flushes: the policy and what the CPU has, and the
+/// switches users may set on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TlbConfig {
+    pub params: PolicyParams,
+    pub features: CpuFeatures,
+    /// Whole-ASID flush for a zap racing another (`tlb.nested_fix`; off
+    /// only to demonstrate the bug of §5).
+    pub nested_fix: bool,
+    /// Elide the exit teardown's flush (`tlb.exit_elide`; off: one
+    /// whole-ASID flush, for comparison).
+    pub exit_elide: bool,
+    /// Frames a gather holds before it flushes a batch (0: the kernel's
+    /// `gather::BATCH`; the model uses a few).
+    pub batch: usize,
+    pub bugs: Bugs,
+}
+
+impl TlbConfig {
+    pub const fn new(params: PolicyParams, features: CpuFeatures) -> Self {
+        TlbConfig { params, features, nested_fix: true, exit_elide: true, batch: 0, bugs: Bugs::NONE }
+    }
+}
+
+/// Deliberate bugs, for the host model to show that its checks catch each
+/// one. Never set in a real kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Bugs {
+    /// Flushes use the leaf-only forms even after freeing tables.
+    pub leaf_only_after_free: bool,
+    /// No TLBI at all.
+    pub skip_flush: bool,
+    /// A gather that freed tables is flushed after the lock is dropped, as
+    /// a leaf-only one is (the table break-before-make hole).
+    pub table_flush_after_unlock: bool,
+    /// madvise unlinks the tables it empties, as munmap does.
+    pub madvise_frees_tables: bool,
+    /// Locked calls (mprotect, mmap FIXED, fork) and faults ignore a zap in
+    /// flight.
+    pub no_racing_fix: bool,
+    /// The exiting CPU keeps the dying mm in TTBR0 (and clears its `cpus`
+    /// bit as if it had left).
+    pub exit_keeps_ttbr0: bool,
+    /// The exiting CPU switches TTBR0 with an ISB but no DSB, so a walk of
+    /// the dying tables may still be in flight.
+    pub exit_no_dsb: bool,
+}
+
+impl Bugs {
+    pub const NONE: Bugs = Bugs {
+        leaf_only_after_free: false,
+        skip_flush: false,
+        table_flush_after_unlock: false,
+        madvise_frees_tables: false,
+        no_racing_fix: false,
+        exit_keeps_ttbr0: false,
+        exit_no_dsb: false,
+    };
+}
+
+/// An address space and who uses it: the state the protocol's steps share.
+pub struct Mm<F: Format = Arm4k> {
+    pub id: u64,
+    /// The mm lock: every change of the mappings and the tables happens
+    /// under it (taken by an operation's `Lock` step, or [`Mm::with_aspace`]).
+    locked: AtomicBool,
+    aspace: UnsafeCell<AddressSpace<F>>,
+    pub ctx: MmContext,
+    /// Threads (and kernel threads that adopted it) using this mm.
+    pub users: AtomicUsize,
+    /// CPUs whose TTBR0 holds this mm's tables now (bit per CPU).
+    pub cpus: AtomicU64,
+    /// Zapping gathers in flight (Linux's `tlb_flush_pending`).
+    pending: AtomicUsize,
+}
+
+// SAFETY: `aspace` is reached only with `locked` held (taken with Acquire,
+// released with Release); everything else is atomic or immutable.
+unsafe impl<F: Format + Send> Sync for Mm<F> {}
+// SAFETY: as above; the address space owns only plain data.
+unsafe impl<F: Format + Send> Send for Mm<F> {}
+
+impl<F: Format> Mm<F> {
+    pub fn new(id: u64, aspace: AddressSpace<F>) -> Self {
+        Mm {
+            id,
+            locked: AtomicBool::new(false),
+            aspace: UnsafeCell::new(aspace),
+            ctx: MmContext::new(),
+            users: AtomicUsize::new(0),
+            cpus: AtomicU64::new(0),
+            pending: AtomicUsize::new(0),
+        }
+    }
+
+    /// Physical address of the root table (for TTBR0); 0 once torn down.
+    pub fn root_pa(&self) -> u64 {
+        self.with_aspace(|a| a.root_pa())
+    }
+
+    fn try_lock(&self) -> bool {
+        self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+
+    fn unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
+    /// The address space, for a step that holds the lock.
+    ///
+    /// # Safety
+    /// The caller holds the lock (its `Lock` step succeeded and its
+    /// `Unlock` step has not run), and drops the reference before that.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn aspace(&self) -> &mut AddressSpace<F> {
+        // SAFETY: the lock gives exclusive access (caller).
+        unsafe { &mut *self.aspace.get() }
+    }
+
+    /// Runs `f` on the address space under the lock (spinning for it):
+    /// for callers outside an operation (the program loader, tests).
+    pub fn with_aspace<R>(&self, f: impl FnOnce(&mut AddressSpace<F>) -> R) -> R {
+        while !self.try_lock() {
+            core::hint::spin_loop();
+        }
+        // SAFETY: the lock is held until `unlock` below; the reference does
+        // not escape `f`.
+        let r = f(unsafe { self.aspace() });
+        self.unlock();
+        r
+    }
+
+    /// Zaps in flight.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Runs `op` to the end on this CPU, spinning while another holds the
+    /// lock, and calls `hook` at its hook points (see [`Hook`]).
+    pub fn run<H: MmHw, M: PhysMem>(&self, op: &mut Op<F>, cfg: &TlbConfig, hw: &H, mem: &M, mut hook: impl FnMut(Hook)) {
+        loop {
+            match op.step(self, cfg, hw, mem) {
+                Step::Ran => {}
+                Step::Blocked => core::hint::spin_loop(),
+                Step::Hook(h) => hook(h),
+                Step::Done => return,
+            }
+        }
+    }
+
+    /// A copy holding the same values, the lock state included: for the
+    /// host model, whose states hold whole address spaces.
+    ///
+    /// # Safety
+    /// No other thread uses this mm meanwhile (the model is
+    /// single-threaded; an operation in progress is part of its state).
+    pub unsafe fn snapshot(&self) -> Self {
+        Mm {
+            id: self.id,
+            locked: AtomicBool::new(self.locked.load(Ordering::Relaxed)),
+            // SAFETY: nothing else accesses the address space (caller).
+            aspace: UnsafeCell::new(unsafe { (*self.aspace.get()).clone() }),
+            ctx: self.ctx.clone(),
+            users: AtomicUsize::new(self.users.load(Ordering::Relaxed)),
+            cpus: AtomicU64::new(self.cpus.load(Ordering::Relaxed)),
+            pending: AtomicUsize::new(self.pending.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Hashes the protocol state (for the host model's state space).
+    ///
+    /// # Safety
+    /// As [`Self::snapshot`].
+    pub unsafe fn hash_state<Hs: core::hash::Hasher>(&self, h: &mut Hs)
+    where
+        F: core::hash::Hash,
+    {
+        use core::hash::Hash;
+        self.locked.load(Ordering::Relaxed).hash(h);
+        // SAFETY: as in `snapshot`.
+        unsafe { (*self.aspace.get()).hash(h) };
+        self.ctx.id().hash(h);
+        self.users.load(Ordering::Relaxed).hash(h);
+        self.cpus.load(Ordering::Relaxed).hash(h);
+        self.pending.load(Ordering::Relaxed).hash(h);
+    }
+
+    /// Whether the lock is held (for the model's checks).
+    pub fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,701 @@
+//! The operations of the TLB protocol as resumable steps (see the parent
+//! module for the rules they keep).
+//!
+//! Each call is a fixed path through [`Pc`]: the zaps (munmap, madvise, the
+//! reaper) count themselves in `pending` around everything; the calls that
+//! finish under the lock (mprotect, mmap, fork) do not; a fault resolves
+//! under the lock and may invalidate locally after it; the exit teardown
+//! takes the tables out and frees them with its flush elided. A flush is
+//! always three steps, issue, complete (the DSB on this CPU) and release,
+//! so whatever runs between them is something the hardware allows.
+
+use core::sync::atomic::{fence, Ordering};
+
+use super::{Mm, MmHw, TlbConfig};
+use crate::mm::aspace::{Access, AddressSpace, Fault, FaultError, FaultKind, FaultPlan, MmError, ZapTables};
+use crate::mm::gather::{FlushRange, Gather};
+use crate::mm::pagetable::{Format, LeafCursor, PageTable, PhysMem, TableFree, ZapCursor, LEAF_LEVEL};
+use crate::mm::tlb::trace::{Cause, Decision, Reason, Span};
+use crate::mm::tlb::{Event, FlushPlan, FlushStrategy, RangePolicy, Scope, TlbiOp};
+
+/// A call into the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Call {
+    Mmap { addr: u64, len: u64, prot: u64, flags: u64 },
+    Munmap { addr: u64, len: u64 },
+    Mprotect { addr: u64, len: u64, prot: u64 },
+    Madvise { addr: u64, len: u64, advice: u64 },
+    /// The child's address space is [`Op::take_child`].
+    Fork,
+    Fault { va: u64, access: Access },
+    /// The reaper takes every mapping while the process's threads may still
+    /// run; the process is marked killed at [`Hook::Reaping`].
+    Reap,
+    /// The last user is gone: everything goes, flush elided (exit mode).
+    Teardown,
+}
+
+impl Call {
+    /// munmap, madvise and the reaper: counted in `pending`, flushed after
+    /// the lock is dropped unless they freed tables.
+    fn zaps(&self) -> bool {
+        matches!(self, Call::Munmap { .. } | Call::Madvise { .. } | Call::Reap)
+    }
+
+    /// The kind of call, for the reasons of its flush decisions.
+    fn cause(&self) -> Cause {
+        match self {
+            Call::Munmap { .. } | Call::Madvise { .. } => Cause::Zap,
+            Call::Mmap { .. } | Call::Mprotect { .. } | Call::Fork => Cause::Locked,
+            Call::Fault { .. } => Cause::Fault,
+            Call::Reap => Cause::Reaper,
+            Call::Teardown => Cause::Exit,
+        }
+    }
+}
+
+/// What a finished operation returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Done,
+    /// mmap: the address mapped.
+    Addr(u64),
+    /// A resolved fault.
+    Fault(Fault),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpError {
+    Mm(MmError),
+    Fault(FaultError),
+    /// The teardown found the mm still loaded on these CPUs: nothing was
+    /// freed (a live TTBR0 can walk into any table we would free).
+    StillLoaded { cpus: u64 },
+}
+
+/// A point where the caller acts on the operation's behalf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// The reaper holds the mm lock and has not zapped anything: the
+    /// kernel marks the process killed now, so its threads learn it only
+    /// once the reaper owns the address space.
+    Reaping,
+}
+
+/// What one step did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    Ran,
+    /// Waiting for the mm lock; nothing changed.
+    Blocked,
+    /// Ran, and the caller must act (see [`Hook`]).
+    Hook(Hook),
+    /// Finished: see [`Op::outcome`].
+    Done,
+}
+
+/// Where a flush sequence continues after its release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Then {
+    /// Back to the zap (a full gather's batch).
+    Zap,
+    /// Drop the lock.
+    Unlock,
+    /// `pending -= 1` (a zap that flushed after dropping the lock).
+    EndZap,
+}
+
+/// Where a step continues after dropping the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AfterUnlock {
+    /// A zap that freed no table: its flush, then `pending -= 1`.
+    Finish,
+    EndZap,
+    /// A fault that changed a leaf only in place: invalidate it locally.
+    LocalInval,
+    Done,
+}
+
+/// Where an operation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pc {
+    /// A zap: `pending += 1`.
+    BeginZap,
+    Lock,
+    /// Under the lock: check the arguments, change the mappings.
+    Prepare,
+    /// The reaper, after [`Hook::Reaping`]: every mapping goes.
+    Reaping,
+    /// One page-table write of a zap.
+    Zap,
+    /// One leaf of an mprotect.
+    Protect,
+    /// One leaf of a fork.
+    Share,
+    /// Whether a zap is in flight (another one, for a zap).
+    ReadPending { then: Then },
+    Flush { then: Then },
+    Complete { then: Then },
+    Release { then: Then },
+    Unlock { then: AfterUnlock },
+    /// `pending -= 1`.
+    EndZap,
+    /// A fault, under the lock: decide.
+    Resolve,
+    /// A fault racing a zap: whole-ASID flush before installing.
+    RaceFlush,
+    RaceComplete,
+    Install,
+    /// Copy-on-write: clear the leaf, flush it, map the copy, put the old
+    /// frame.
+    Break,
+    CowFlush,
+    CowComplete,
+    Make,
+    PutOld,
+    /// After a fault that only changed permissions: `TLBI VALE1` here.
+    LocalInval,
+    LocalComplete,
+    /// The teardown: take the tables (under the lock, briefly).
+    Take,
+    TearZap,
+    FreeRoot,
+    TearFlush { more: bool },
+    TearComplete { more: bool },
+    TearRelease { more: bool },
+    Done,
+}
+
+/// One call in progress. A plain value (`Clone`, `Hash`) so a model state
+/// can hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Op<F: Format> {
+    call: Call,
+    pc: Pc,
+    g: Gather,
+    zap: ZapCursor,
+    leaves: LeafCursor,
+    tables: ZapTables,
+    /// At the flush: a zap was in flight (another one, for a zap).
+    racing: bool,
+    /// Issued TLBIs awaiting this CPU's DSB.
+    issued: Option<Scope>,
+    plan: Option<FaultPlan>,
+    /// Copy-on-write: (page, copy, old frame, prot).
+    cow: (u64, u64, u64, u64),
+    child: Option<AddressSpace<F>>,
+    /// The teardown's tables, taken out of the address space.
+    torn: Option<PageTable<F>>,
+    /// The teardown elides its flush; it flushed once already.
+    elide: bool,
+    flushed: bool,
+    /// This operation holds the mm lock.
+    locked: bool,
+    outcome: Result<Outcome, OpError>,
+}
+
+impl<F: Format> Op<F> {
+    pub fn new(call: Call, cfg: &TlbConfig) -> Self {
+        let pc = match call {
+            c if c.zaps() => Pc::BeginZap,
+            Call::Teardown => Pc::Take,
+            _ => Pc::Lock,
+        };
+        Op {
+            call,
+            pc,
+            g: Gather::with_batch(cfg.batch),
+            zap: ZapCursor::new(0, 0),
+            leaves: LeafCursor::new(0, 0),
+            tables: ZapTables::Never,
+            racing: false,
+            issued: None,
+            plan: None,
+            cow: (0, 0, 0, 0),
+            child: None,
+            torn: None,
+            elide: false,
+            flushed: false,
+            locked: false,
+            outcome: Ok(Outcome::Done),
+        }
+    }
+
+    pub fn call(&self) -> Call {
+        self.call
+    }
+
+    pub fn pc(&self) -> Pc {
+        self.pc
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.pc == Pc::Done
+    }
+
+    /// Holds the mm lock now.
+    pub fn holds_lock(&self) -> bool {
+        self.locked
+    }
+
+    pub fn gather(&self) -> &Gather {
+        &self.g
+    }
+
+    /// The result, once [`Self::is_done`].
+    pub fn outcome(&self) -> Result<Outcome, OpError> {
+        self.outcome
+    }
+
+    /// The fork child's address space, once a fork is done.
+    pub fn take_child(&mut self) -> Option<AddressSpace<F>> {
+        self.child.take()
+    }
+
+    /// Runs the next step. `mm` is the address space the call is on; a
+    /// step that needs the lock finds it held by this operation.
+    pub fn step<H: MmHw, M: PhysMem>(&mut self, mm: &Mm<F>, cfg: &TlbConfig, hw: &H, mem: &M) -> Step {
+        match self.pc {
+            Pc::BeginZap => {
+                mm.pending.fetch_add(1, Ordering::AcqRel);
+                self.pc = Pc::Lock;
+            }
+            Pc::Lock => {
+                if !mm.try_lock() {
+                    return Step::Blocked;
+                }
+                self.locked = true;
+                self.pc = if matches!(self.call, Call::Fault { .. }) { Pc::Resolve } else { Pc::Prepare };
+            }
+            Pc::Prepare => {
+                if self.call == Call::Reap {
+                    self.pc = Pc::Reaping;
+                    return Step::Hook(Hook::Reaping);
+                }
+                // SAFETY: the lock is held (this operation's `Lock` step).
+                let a = unsafe { mm.aspace() };
+                self.prepare(a, cfg, mem);
+            }
+            Pc::Reaping => {
+                // SAFETY: as above.
+                let a = unsafe { mm.aspace() };
+                self.start_zap(a.unmap_all(), ZapTables::Unmapped);
+            }
+            Pc::Zap => {
+                // SAFETY: as above.
+                let a = unsafe { mm.aspace() };
+                match a.zap_step(&mut self.zap, self.tables, mem, &mut self.g) {
+                    Some(_) if self.g.is_full() => self.pc = Pc::Flush { then: Then::Zap },
+                    Some(_) => {}
+                    None => self.pc = self.finish_zap(cfg),
+                }
+            }
+            Pc::Protect => {
+                let Call::Mprotect { prot, .. } = self.call else { unreachable!("protect step of {:?}", self.call) };
+                // SAFETY: as above.
+                let a = unsafe { mm.aspace() };
+                if !a.protect_step(&mut self.leaves, prot, mem, &mut self.g) {
+                    self.pc = Pc::ReadPending { then: Then::Unlock };
+                }
+            }
+            Pc::Share => {
+                // SAFETY: as above.
+                let a = unsafe { mm.aspace() };
+                let child = self.child.as_mut().expect("a fork's child");
+                match a.fork_step(child, &mut self.leaves, mem, &mut self.g) {
+                    Ok(true) => {}
+                    Ok(false) => self.pc = Pc::ReadPending { then: Then::Unlock },
+                    Err(e) => {
+                        // The child never ran: nothing to flush for it.
+                        if let Some(c) = self.child.take() {
+                            c.discard(mem);
+                        }
+                        self.outcome = Err(OpError::Mm(e));
+                        // Pages already write-protected still need the flush.
+                        self.pc = Pc::ReadPending { then: Then::Unlock };
+                    }
+                }
+            }
+            Pc::ReadPending { then } => {
+                let pending = mm.pending();
+                self.racing = if self.call.zaps() { pending > 1 } else { pending > 0 };
+                self.pc = Pc::Flush { then };
+            }
+            Pc::Flush { then } => {
+                let whole = self.racing && self.whole_asid_fix(cfg);
+                let plan = self.plan_flush(mm, cfg, hw, self.g.flush_range(), whole);
+                self.pc = match plan {
+                    Some(p) => {
+                        hw.issue(p.ops(), p.scope());
+                        self.issued = Some(p.scope());
+                        Pc::Complete { then }
+                    }
+                    None => Pc::Release { then },
+                };
+            }
+            Pc::Complete { then } => {
+                self.complete(hw);
+                self.pc = Pc::Release { then };
+            }
+            Pc::Release { then } => {
+                self.g.release(mem);
+                self.racing = false;
+                self.pc = match then {
+                    Then::Zap => Pc::Zap,
+                    Then::Unlock if self.call.zaps() => Pc::Unlock { then: AfterUnlock::EndZap },
+                    Then::Unlock => Pc::Unlock { then: AfterUnlock::Done },
+                    Then::EndZap => Pc::EndZap,
+                };
+            }
+            Pc::Unlock { then } => {
+                mm.unlock();
+                self.locked = false;
+                self.pc = match then {
+                    AfterUnlock::Finish => Pc::ReadPending { then: Then::EndZap },
+                    AfterUnlock::EndZap => Pc::EndZap,
+                    AfterUnlock::LocalInval => Pc::LocalInval,
+                    AfterUnlock::Done => Pc::Done,
+                };
+            }
+            Pc::EndZap => {
+                mm.pending.fetch_sub(1, Ordering::AcqRel);
+                self.pc = Pc::Done;
+            }
+            Pc::Resolve => {
+                let Call::Fault { va, access } = self.call else { unreachable!("resolve of {:?}", self.call) };
+                // SAFETY: as above.
+                let a = unsafe { mm.aspace() };
+                match a.fault_plan(va, access, mem) {
+                    Err(e) => {
+                        self.outcome = Err(OpError::Fault(e));
+                        self.pc = Pc::Unlock { then: AfterUnlock::Done };
+                    }
+                    Ok(plan) => {
+                        self.plan = Some(plan);
+                        let installs = matches!(plan, FaultPlan::ZeroFill { .. } | FaultPlan::Copy { .. });
+                        let racing = installs && mm.pending() > 0 && !cfg.bugs.no_racing_fix;
+                        self.pc = if racing { Pc::RaceFlush } else { Pc::Install };
+                    }
+                }
+            }
+            Pc::RaceFlush => {
+                // A zap in flight may have cleared the entry we are about
+                // to fill without flushing it yet: a new valid entry must
+                // not meet a stale one in some TLB (break-before-make).
+                hw.event(Event::RacingFullFlush);
+                self.pc = match self.whole_asid(mm, hw) {
+                    Some(p) => {
+                        hw.issue(p.ops(), p.scope());
+                        self.issued = Some(p.scope());
+                        Pc::RaceComplete
+                    }
+                    None => Pc::Install,
+                };
+            }
+            Pc::RaceComplete => {
+                self.complete(hw);
+                self.pc = Pc::Install;
+            }
+            Pc::Install => {
+                // SAFETY: as above.
+                let a = unsafe { mm.aspace() };
+                self.install(a, mem);
+            }
+            Pc::Break => {
+                // SAFETY: as above.
+                let a = unsafe { mm.aspace() };
+                self.cow.2 = a.cow_break(mem, self.cow.0);
+                self.pc = Pc::CowFlush;
+            }
+            Pc::CowFlush => {
+                let r = AddressSpace::<F>::cow_flush_range(self.cow.0);
+                self.pc = match self.plan_flush(mm, cfg, hw, Some(r), false) {
+                    Some(p) => {
+                        hw.issue(p.ops(), p.scope());
+                        self.issued = Some(p.scope());
+                        Pc::CowComplete
+                    }
+                    None => Pc::Make,
+                };
+            }
+            Pc::CowComplete => {
+                self.complete(hw);
+                self.pc = Pc::Make;
+            }
+            Pc::Make => {
+                // SAFETY: as above.
+                let a = unsafe { mm.aspace() };
+                let (page, new, _, prot) = self.cow;
+                a.cow_make(mem, page, new, prot);
+                self.pc = Pc::PutOld;
+            }
+            Pc::PutOld => {
+                AddressSpace::<F>::put_old(mem, self.cow.2);
+                self.outcome = Ok(Outcome::Fault(Fault { kind: FaultKind::CowCopy, va: self.cow.0, pa: self.cow.1 }));
+                self.pc = Pc::Unlock { then: AfterUnlock::Done };
+            }
+            Pc::LocalInval => {
+                // This CPU may still cache the older, stricter entry: drop it
+                // here, or the access faults again.
+                let page = match self.outcome {
+                    Ok(Outcome::Fault(f)) => f.va,
+                    _ => unreachable!("local invalidation without a resolved fault"),
+                };
+                self.pc = match mm.ctx.asid() {
+                    Some(asid) => {
+                        let op = TlbiOp::Va { asid, va: page, last_level: true, ttl: None };
+                        hw.decision(Decision::op(&op, Scope::Local, Reason::FaultLocal));
+                        hw.issue(&[op], Scope::Local);
+                        self.issued = Some(Scope::Local);
+                        Pc::LocalComplete
+                    }
+                    None => Pc::Done,
+                };
+            }
+            Pc::LocalComplete => {
+                self.complete(hw);
+                self.pc = Pc::Done;
+            }
+            Pc::Take => {
+                if !mm.try_lock() {
+                    return Step::Blocked;
+                }
+                let loaded = mm.cpus.load(Ordering::Acquire);
+                if loaded != 0 {
+                    // Cannot happen: every user left first. If it did, no
+                    // flush would make freeing safe (a live TTBR0 can walk
+                    // into, and refill from, any table we free): leak it.
+                    self.outcome = Err(OpError::StillLoaded { cpus: loaded });
+                    self.pc = Pc::Done;
+                } else {
+                    // SAFETY: as above.
+                    let a = unsafe { mm.aspace() };
+                    self.torn = Some(a.take_tables());
+                    self.zap = ZapCursor::new(0, a.page_table().format().span());
+                    self.elide = cfg.exit_elide;
+                    self.pc = Pc::TearZap;
+                }
+                mm.unlock();
+            }
+            Pc::TearZap => {
+                let pt = self.torn.as_mut().expect("the torn tables");
+                match self.zap.step(pt, mem, &TableFree::All, &mut self.g) {
+                    Some(_) if self.g.is_full() => self.pc = Pc::TearFlush { more: true },
+                    Some(_) => {}
+                    None => self.pc = Pc::FreeRoot,
+                }
+            }
+            Pc::FreeRoot => {
+                if let Some(root) = self.torn.take().and_then(PageTable::into_root) {
+                    self.g.free_root(root);
+                }
+                self.pc = Pc::TearFlush { more: false };
+            }
+            Pc::TearFlush { more } => self.pc = self.teardown_flush(mm, cfg, hw, more),
+            Pc::TearComplete { more } => {
+                self.complete(hw);
+                self.pc = Pc::TearRelease { more };
+            }
+            Pc::TearRelease { more } => {
+                self.g.release(mem);
+                self.pc = if more { Pc::TearZap } else { Pc::Done };
+            }
+            Pc::Done => return Step::Done,
+        }
+        if self.pc == Pc::Done {
+            Step::Done
+        } else {
+            Step::Ran
+        }
+    }
+
+    /// Under the lock: the arguments, the mappings, and what comes next.
+    fn prepare<M: PhysMem>(&mut self, a: &mut AddressSpace<F>, cfg: &TlbConfig, mem: &M) {
+        let r = match self.call {
+            Call::Mmap { addr, len, prot, flags } => a.map_vmas(addr, len, prot, flags).map(|(start, zap)| {
+                self.outcome = Ok(Outcome::Addr(start));
+                match zap {
+                    // Mapped again at once: the tables stay.
+                    Some(range) => self.start_zap(range, ZapTables::Never),
+                    None => self.pc = Pc::Unlock { then: AfterUnlock::Done },
+                }
+            }),
+            Call::Munmap { addr, len } => a.unmap_vmas(addr, len).map(|r| self.start_zap(r, ZapTables::Unmapped)),
+            Call::Madvise { addr, len, advice } => a.dontneed_range(addr, len, advice).map(|r| {
+                // The mappings stay and a fault may refill the range at any
+                // moment: no table goes.
+                let tables = if cfg.bugs.madvise_frees_tables { ZapTables::All } else { ZapTables::Never };
+                self.start_zap(r, tables)
+            }),
+            Call::Mprotect { addr, len, prot: p } => a.protect_vmas(addr, len, p).map(|(s, e)| {
+                self.leaves = LeafCursor::new(s, e);
+                self.pc = Pc::Protect;
+            }),
+            Call::Fork => a.fork_begin(mem).map(|child| {
+                self.child = Some(child);
+                self.leaves = LeafCursor::new(0, a.page_table().format().span());
+                self.pc = Pc::Share;
+            }),
+            Call::Fault { .. } | Call::Reap | Call::Teardown => unreachable!("{:?} prepares elsewhere", self.call),
+        };
+        if let Err(e) = r {
+            self.outcome = Err(OpError::Mm(e));
+            let then = if self.call.zaps() { AfterUnlock::EndZap } else { AfterUnlock::Done };
+            self.pc = Pc::Unlock { then };
+        }
+    }
+
+    fn start_zap(&mut self, (start, end): (u64, u64), tables: ZapTables) {
+        self.zap = ZapCursor::new(start, end);
+        self.tables = tables;
+        self.pc = Pc::Zap;
+    }
+
+    /// After the last zap step: a gather that freed tables is flushed
+    /// before the lock drops (break-before-make for table descriptors); a
+    /// zap that only cleared leaves flushes after it, concurrently with
+    /// other zaps; mmap with FIXED finishes under the lock like mprotect.
+    fn finish_zap(&self, cfg: &TlbConfig) -> Pc {
+        if !self.call.zaps() {
+            return Pc::ReadPending { then: Then::Unlock };
+        }
+        if self.g.freed_tables() && !cfg.bugs.table_flush_after_unlock {
+            Pc::ReadPending { then: Then::Unlock }
+        } else {
+            Pc::Unlock { then: AfterUnlock::Finish }
+        }
+    }
+
+    /// Fault, under the lock: carry out the plan.
+    fn install<M: PhysMem>(&mut self, a: &mut AddressSpace<F>, mem: &M) {
+        let plan = self.plan.expect("a fault's plan");
+        let then = match plan {
+            FaultPlan::ZeroFill { page, prot } => {
+                self.outcome = a
+                    .zero_fill(mem, page, prot)
+                    .map(|pa| Outcome::Fault(Fault { kind: FaultKind::ZeroFill, va: page, pa }))
+                    .map_err(OpError::Fault);
+                AfterUnlock::Done
+            }
+            FaultPlan::InPlace { page, desc, kind } => {
+                a.set_leaf(mem, page, desc);
+                let pa = crate::mm::pagetable::desc_pa(desc);
+                self.outcome = Ok(Outcome::Fault(Fault { kind, va: page, pa }));
+                AfterUnlock::LocalInval
+            }
+            FaultPlan::Copy { page, prot } => match a.duplicate(mem, page) {
+                Ok(new) => {
+                    self.cow = (page, new, 0, prot);
+                    self.pc = Pc::Break;
+                    return;
+                }
+                Err(e) => {
+                    self.outcome = Err(OpError::Fault(e));
+                    AfterUnlock::Done
+                }
+            },
+        };
+        self.pc = Pc::Unlock { then };
+    }
+
+    /// Whether a racing call flushes the whole ASID: the nested-zap fix for
+    /// zaps (`tlb.nested_fix`), the racing fix for the others.
+    fn whole_asid_fix(&self, cfg: &TlbConfig) -> bool {
+        if self.call.zaps() {
+            cfg.nested_fix
+        } else {
+            !cfg.bugs.no_racing_fix && cfg.nested_fix
+        }
+    }
+
+    /// The ASID to flush, or `None` for an mm that never had one (no TLB can
+    /// hold its entries). The fence orders our page-table writes before the
+    /// read: a CPU whose first activation we do not see here switches in
+    /// after them, so its walks already find them.
+    fn asid(mm: &Mm<F>) -> Option<u16> {
+        fence(Ordering::SeqCst);
+        mm.ctx.asid()
+    }
+
+    /// A whole-ASID flush, told to `hw` as a decision of this call (no
+    /// strategy plans it), or `None` for an mm with no ASID.
+    fn whole_asid<H: MmHw>(&self, mm: &Mm<F>, hw: &H) -> Option<FlushPlan> {
+        let asid = Self::asid(mm)?;
+        let plan = FlushPlan::whole_asid(asid, Scope::Broadcast);
+        hw.decision(Decision::whole_asid(asid, &plan, Reason::for_whole_asid(self.call.cause())));
+        Some(plan)
+    }
+
+    /// The ops that flush `range` (or the whole ASID when `whole`), or
+    /// `None` when nothing needs flushing; told to `hw` as a decision.
+    fn plan_flush<H: MmHw>(
+        &self,
+        mm: &Mm<F>,
+        cfg: &TlbConfig,
+        hw: &H,
+        range: Option<FlushRange>,
+        whole: bool,
+    ) -> Option<FlushPlan> {
+        if cfg.bugs.skip_flush {
+            return None;
+        }
+        if whole {
+            let event = if self.call.zaps() { Event::NestedFullFlush } else { Event::RacingFullFlush };
+            hw.event(event);
+            return self.whole_asid(mm, hw);
+        }
+        let mut r = range?;
+        let Some(asid) = Self::asid(mm) else {
+            hw.decision(Decision::no_tlbi(None, Span::Va { start: r.start, end: r.end }, Reason::NeverActive));
+            return None;
+        };
+        if cfg.bugs.leaf_only_after_free {
+            r.tables_freed = false;
+            r.leaf_level = Some(LEAF_LEVEL as u8);
+        }
+        let (policy, req) = (RangePolicy::new(cfg.params), r.request(asid));
+        match policy.plan(&req, &cfg.features) {
+            Ok(plan) => {
+                let why = Reason::for_plan(self.call.cause(), plan.reason());
+                hw.decision(Decision::planned(policy.name(), &req, &plan, why));
+                Some(plan)
+            }
+            Err(e) => {
+                log::error!(target: "tlb", "bad flush request {r:?}: {e}; flushing ASID {asid}");
+                let plan = FlushPlan::whole_asid(asid, Scope::Broadcast);
+                hw.decision(Decision::whole_asid(asid, &plan, Reason::BadRequest));
+                Some(plan)
+            }
+        }
+    }
+
+    /// The teardown's flush of a batch: none when eliding (counted once),
+    /// else one whole-ASID flush for the whole teardown (no CPU can create
+    /// new entries for the ASID, so later batches need none).
+    fn teardown_flush<H: MmHw>(&mut self, mm: &Mm<F>, cfg: &TlbConfig, hw: &H, more: bool) -> Pc {
+        let something = self.g.flush_range().is_some();
+        if !something || self.flushed || cfg.bugs.skip_flush || mm.ctx.asid().is_none() {
+            return Pc::TearRelease { more };
+        }
+        self.flushed = true;
+        if self.elide {
+            hw.event(Event::ExitElided);
+            hw.decision(Decision::no_tlbi(mm.ctx.asid(), Span::WholeAsid, Reason::ExitElided));
+            return Pc::TearRelease { more };
+        }
+        match self.whole_asid(mm, hw) {
+            Some(p) => {
+                hw.issue(p.ops(), p.scope());
+                self.issued = Some(p.scope());
+                Pc::TearComplete { more }
+            }
+            None => Pc::TearRelease { more },
+        }
+    }
+
+    fn complete<H: MmHw>(&mut self, hw: &H) {
+        if let Some(scope) = self.issued.take() {
+            hw.complete(scope);
+        }
+    }
+}

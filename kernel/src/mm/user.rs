@@ -1,0 +1,223 @@
+//! The kernel's user address spaces: the TLB protocol of [`super::space`]
+//! run on this CPU's hardware ([`crate::arch::Hw`]), with the kernel's
+//! frames ([`KernelMem`]) and the flush configuration of the command line;
+//! the ASID allocator; and the counts `stats(RESOURCES)` reports. One call
+//! here per system call: the callers know nothing of the locking or the
+//! flushes.
+
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use super::asid::{AsidAllocator, AsidError};
+use super::aspace::{Access, AddressSpace, Fault, MmError};
+use super::phys::KernelMem;
+use super::space::{self, Call, Hook, Mm, Op, OpError, Outcome, TlbConfig};
+use super::tlb::RangePolicy;
+use crate::arch::Hw;
+
+/// The kernel's ASID allocator.
+pub static ASIDS: spin::Once<AsidAllocator> = spin::Once::new();
+
+/// Address spaces allocated now.
+pub static MMS: AtomicUsize = AtomicUsize::new(0);
+/// Address spaces that hold an ASID now.
+pub static MMS_WITH_ASID: AtomicUsize = AtomicUsize::new(0);
+/// Address spaces leaked because they were still loaded at exit (always 0
+/// unless an invariant broke).
+pub static LEAKED_MMS: AtomicU64 = AtomicU64::new(0);
+
+static NEXT_MM: AtomicU64 = AtomicU64::new(1);
+
+/// The flush configuration: policy parameters and switches from the command
+/// line, the CPU's TLB features. Built once, off the flush path.
+pub fn config() -> &'static TlbConfig {
+    static CONFIG: spin::Once<TlbConfig> = spin::Once::new();
+    CONFIG.call_once(|| {
+        let o = crate::OPTIONS.get();
+        let params = o.map(|o| o.tlb).unwrap_or_default();
+        let features = crate::FEATURES.get().copied().unwrap_or_else(crate::arch::aarch64::cpu::CpuFeatures::detect);
+        let mut c = TlbConfig::new(params, features.tlb());
+        c.nested_fix = o.is_none_or(|o| o.nested_fix);
+        c.exit_elide = o.is_none_or(|o| o.exit_elide);
+        c
+    })
+}
+
+/// The range policy the configuration describes (for tests and tools that
+/// want to know what a flush would issue).
+pub fn policy() -> (RangePolicy, super::tlb::CpuFeatures) {
+    let c = config();
+    (RangePolicy::new(c.params), c.features)
+}
+
+fn alloc() -> &'static AsidAllocator {
+    ASIDS.get().expect("the ASID allocator is set up at boot")
+}
+
+/// A user address space of the kernel.
+pub struct UserMm {
+    mm: Mm,
+    /// The allocator gave it an ASID (counted in [`MMS_WITH_ASID`]).
+    has_asid: AtomicBool,
+}
+
+impl core::ops::Deref for UserMm {
+    type Target = Mm;
+    fn deref(&self) -> &Mm {
+        &self.mm
+    }
+}
+
+impl UserMm {
+    pub fn from_aspace(a: AddressSpace) -> Arc<UserMm> {
+        MMS.fetch_add(1, Ordering::Relaxed);
+        let id = NEXT_MM.fetch_add(1, Ordering::Relaxed);
+        Arc::new(UserMm { mm: Mm::new(id, a), has_asid: AtomicBool::new(false) })
+    }
+
+    /// An empty address space.
+    pub fn new() -> Result<Arc<UserMm>, MmError> {
+        Ok(Self::from_aspace(AddressSpace::new(&KernelMem)?))
+    }
+
+    /// Runs `call` to the end on this CPU.
+    fn run(&self, call: Call, hook: impl FnMut(Hook)) -> Op<super::pagetable::Arm4k> {
+        let cfg = config();
+        let mut op = Op::new(call, cfg);
+        self.mm.run(&mut op, cfg, &Hw, &KernelMem, hook);
+        op
+    }
+
+    fn done(op: &Op<super::pagetable::Arm4k>) -> Result<Outcome, MmError> {
+        op.outcome().map_err(|e| match e {
+            OpError::Mm(e) => e,
+            other => unreachable!("{other:?} from a system call"),
+        })
+    }
+
+    pub fn mmap(&self, addr: u64, len: u64, prot: u64, flags: u64) -> Result<u64, MmError> {
+        match Self::done(&self.run(Call::Mmap { addr, len, prot, flags }, |_| {}))? {
+            Outcome::Addr(a) => Ok(a),
+            other => unreachable!("mmap returned {other:?}"),
+        }
+    }
+
+    pub fn munmap(&self, addr: u64, len: u64) -> Result<(), MmError> {
+        Self::done(&self.run(Call::Munmap { addr, len }, |_| {})).map(drop)
+    }
+
+    pub fn mprotect(&self, addr: u64, len: u64, prot: u64) -> Result<(), MmError> {
+        Self::done(&self.run(Call::Mprotect { addr, len, prot }, |_| {})).map(drop)
+    }
+
+    pub fn madvise(&self, addr: u64, len: u64, advice: u64) -> Result<(), MmError> {
+        Self::done(&self.run(Call::Madvise { addr, len, advice }, |_| {})).map(drop)
+    }
+
+    /// fork: a copy-on-write child address space (never loaded yet).
+    pub fn fork(&self) -> Result<Arc<UserMm>, MmError> {
+        let mut op = self.run(Call::Fork, |_| {});
+        Self::done(&op)?;
+        Ok(Self::from_aspace(op.take_child().expect("a fork's child")))
+    }
+
+    /// Resolves a page fault at `va`; `Err(cause)` if the access is not
+    /// allowed (the process is then killed with that cause).
+    pub fn fault(&self, va: u64, write: bool, exec: bool) -> Result<Fault, i64> {
+        let access = if exec {
+            Access::Exec
+        } else if write {
+            Access::Write
+        } else {
+            Access::Read
+        };
+        match self.run(Call::Fault { va, access }, |_| {}).outcome() {
+            Ok(Outcome::Fault(f)) => Ok(f),
+            Err(OpError::Fault(e)) => Err(e.cause()),
+            other => unreachable!("a fault returned {other:?}"),
+        }
+    }
+
+    /// The reaper's teardown: the process was killed but its threads may
+    /// still run on other CPUs until they notice. Not exit mode: every batch
+    /// is flushed before its frames are freed, so a thread still running
+    /// faults (and dies) instead of touching a freed frame. `kill` runs
+    /// under the mm lock before the zap: the victim's threads learn they
+    /// were killed only once the reaper holds the address space, so they
+    /// cannot tear it down first.
+    pub fn reap(&self, kill: impl FnOnce()) {
+        let mut kill = Some(kill);
+        self.run(Call::Reap, |h| match h {
+            Hook::Reaping => {
+                if let Some(k) = kill.take() {
+                    k()
+                }
+            }
+        });
+    }
+
+    /// The last user left: everything goes, flush elided (exit mode; see
+    /// `space::switch::leave_dying` for why that is safe).
+    pub fn teardown_exit(&self) {
+        if let Err(OpError::StillLoaded { cpus }) = self.run(Call::Teardown, |_| {}).outcome() {
+            log::error!(target: "tlb", "mm {} still loaded on CPUs {cpus:#x} at exit: leaking it", self.id);
+            LEAKED_MMS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn note_asid(&self) {
+        if !self.has_asid.swap(true, Ordering::Relaxed) {
+            MMS_WITH_ASID.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Loads this address space into this CPU's TTBR0.
+    pub fn activate(&self) {
+        space::switch::activate(&self.mm, alloc(), &Hw);
+        self.note_asid();
+    }
+
+    /// This CPU leaves the address space for the reserved table.
+    pub fn leave(&self) {
+        space::switch::deactivate(Some(&self.mm), &Hw);
+    }
+
+    /// This CPU leaves the address space for good: its thread is exiting.
+    pub fn leave_dying(&self) {
+        space::switch::leave_dying(&self.mm, config(), &Hw);
+    }
+
+    /// Pins the ASID (it then survives rollovers) and returns it.
+    pub fn pin_asid(&self) -> Result<u16, AsidError> {
+        let asid = alloc().pin(&Hw, &self.mm.ctx)?;
+        self.note_asid();
+        Ok(asid)
+    }
+
+    pub fn unpin_asid(&self) {
+        alloc().unpin(&Hw, &self.mm.ctx)
+    }
+}
+
+/// No CPU has any address space loaded: this CPU's TTBR0 to the reserved
+/// table (after a task switch to a kernel thread with no previous mm).
+pub fn leave_all() {
+    space::switch::deactivate::<super::pagetable::Arm4k, _>(None, &Hw);
+}
+
+/// The last reference is gone. An mm whose process never ran (a spawn or
+/// fork that failed half-way) still holds its tables and pages: they go now,
+/// through the same exit-mode teardown (which flushes nothing for an mm that
+/// never had an ASID, and leaks rather than frees one still loaded).
+impl Drop for UserMm {
+    fn drop(&mut self) {
+        self.teardown_exit();
+        if let Some(a) = ASIDS.get() {
+            a.release(&Hw, &self.mm.ctx);
+        }
+        if self.has_asid.load(Ordering::Relaxed) {
+            MMS_WITH_ASID.fetch_sub(1, Ordering::Relaxed);
+        }
+        MMS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
