@@ -1,8 +1,9 @@
 //! The TLB decision trace (`trace=tlb`) end to end: boots known workloads
 //! with it, parses the console and checks the decisions the kernel
 //! recorded (one range-op munmap on `-cpu max`, one whole-ASID munmap on
-//! `-cpu cortex-a72`, an elided or a flushing exit, the fault, fork,
-//! rollover and reaper reasons, a ring that overflows); that the JSON is
+//! `-cpu cortex-a72`, an elided or a flushing exit after the exiting
+//! thread's local flush, the fault, fork, rollover and reaper reasons, a
+//! ring that overflows); that the JSON is
 //! valid with one track per CPU; that bad options exit 2; and that
 //! `ktool run --trace` and the benchmark runner's trace files work.
 
@@ -155,7 +156,7 @@ fn munmap_of_512_pages_on_max_is_one_range_decision() {
     let (t, console) = traced("max", 2, "run=munmap_ops:512", 1);
     assert_eq!(
         reasons(&t),
-        expect(&[("range", 1), ("exit_elided", 1)]),
+        expect(&[("range", 1), ("exit_local", 1), ("exit_elided", 1)]),
         "console:\n{console}"
     );
     let m = t.with_reason("range").next().unwrap();
@@ -177,13 +178,22 @@ fn munmap_of_512_pages_on_max_is_one_range_decision() {
         m.ops.len() == 1 && m.ops[0].0.starts_with("rva") && m.ops[0].1 == 1,
         "one range op: {m:?}"
     );
+    let local = t.with_reason("exit_local").next().unwrap();
+    assert_eq!(
+        (local.asid, local.range, local.ops_text().as_str()),
+        (m.asid, Range::WholeAsid, "aside1:1"),
+        "the exiting thread's CPU drops the ASID locally: {local:?}"
+    );
     let exit = t.with_reason("exit_elided").next().unwrap();
     assert_eq!(
         (exit.asid, exit.range, exit.tlbis()),
         (m.asid, Range::WholeAsid, 0),
         "the process's exit, no TLBI: {exit:?}"
     );
-    assert!(m.t_ns < exit.t_ns, "munmap before exit");
+    assert!(
+        m.t_ns < local.t_ns && local.t_ns < exit.t_ns,
+        "munmap, the thread leaves, the teardown"
+    );
     let v = check_json(&t, "max");
     assert_eq!(v["otherData"]["dropped"], 0);
 }
@@ -193,7 +203,11 @@ fn munmap_of_512_pages_on_cortex_a72_is_one_whole_asid_decision() {
     let (t, console) = traced("cortex-a72", 2, "run=munmap_ops:512", 1);
     assert_eq!(
         reasons(&t),
-        expect(&[("whole_asid_no_range", 1), ("exit_elided", 1)]),
+        expect(&[
+            ("whole_asid_no_range", 1),
+            ("exit_local", 1),
+            ("exit_elided", 1)
+        ]),
         "console:\n{console}"
     );
     let m = t.with_reason("whole_asid_no_range").next().unwrap();
@@ -219,13 +233,13 @@ fn an_exit_is_elided_or_one_whole_asid_flush() {
     let (t, console) = traced("max", 2, "run=exit_pages:64", 0);
     assert_eq!(
         reasons(&t),
-        expect(&[("exit_elided", 1)]),
+        expect(&[("exit_local", 1), ("exit_elided", 1)]),
         "console:\n{console}"
     );
     let (t, console) = traced("max", 2, "run=exit_pages:64 tlb.exit_elide=off", 0);
     assert_eq!(
         reasons(&t),
-        expect(&[("exit_flush", 1)]),
+        expect(&[("exit_local", 1), ("exit_flush", 1)]),
         "console:\n{console}"
     );
     let e = t.with_reason("exit_flush").next().unwrap();
@@ -248,6 +262,7 @@ fn fork_faults_rollovers_and_the_reaper_have_their_reasons() {
         "cow_bbm",
         "fault_local",
         "asid_rollover",
+        "exit_local",
         "exit_elided",
         "reaper",
     ] {
@@ -352,7 +367,7 @@ fn ktool_run_trace_writes_json_and_prints_a_summary() {
         "console echoed without the trace lines:\n{stdout}"
     );
     assert!(
-        stdout.contains("TLB decision trace: 2 decisions on 2 CPUs"),
+        stdout.contains("TLB decision trace: 3 decisions on 2 CPUs"),
         "summary:\n{stdout}"
     );
     let line = stdout
@@ -366,7 +381,7 @@ fn ktool_run_trace_writes_json_and_prints_a_summary() {
     );
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("the JSON file"))
         .expect("valid JSON");
-    assert_eq!(v["otherData"]["events"], 2);
+    assert_eq!(v["otherData"]["events"], 3);
     // A kernel that stops before the end leaves no trace: ktool says so and
     // passes the kernel's status on.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ktool"))

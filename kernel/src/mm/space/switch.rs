@@ -6,6 +6,7 @@ use core::sync::atomic::Ordering;
 use super::{Mm, MmHw, TlbConfig};
 use crate::mm::asid::AsidAllocator;
 use crate::mm::pagetable::Format;
+use crate::mm::tlb::trace::{Decision, Reason};
 use crate::mm::tlb::{Event, Scope, TlbiOp};
 
 /// Loads `mm` into this CPU's TTBR0 with its ASID; returns the ASID.
@@ -89,7 +90,9 @@ pub fn leave_dying<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H) {
     }
     hw.load_reserved();
     if let Some(asid) = mm.ctx.asid() {
-        hw.issue(&[TlbiOp::Asid { asid }], Scope::Local);
+        let op = TlbiOp::Asid { asid };
+        hw.decision(Decision::op(&op, Scope::Local, Reason::ExitLocal));
+        hw.issue(&[op], Scope::Local);
         hw.complete(Scope::Local);
         hw.event(Event::ExitLocalFlush);
     }

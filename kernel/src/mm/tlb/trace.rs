@@ -46,20 +46,27 @@ pub use ring::{TlbTrace, TraceInitError};
 /// Why a TLB flush decision was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
-    /// An ordinary gather (munmap, madvise, mprotect, fork, a partial flush
+    /// An ordinary gather (munmap, madvise, mprotect, mmap, fork, a batch
     /// of a long zap): the strategy chose the ops, for this reason.
     Policy(PlanReason),
-    /// A zap finished while another zap of the mm was in flight: the whole
-    /// ASID instead of its range (`finish_zap`, mechanisms.md §5).
+    /// A zap (munmap, madvise, the reaper) finished while another zap of
+    /// the mm was in flight: the whole ASID instead of its range
+    /// (mechanisms.md §5).
     NestedZap,
-    /// A call holding the mm lock (mprotect, fork) finished while a zap was
-    /// in flight: the whole ASID (`finish_locked`).
+    /// A call holding the mm lock (mprotect, mmap, fork) finished while a
+    /// zap was in flight: the whole ASID.
     LockedRace,
+    /// A fault was about to install an entry while a zap was in flight: the
+    /// whole ASID first (break-before-make).
+    FaultRace,
     /// The last thread exited: the exit-mode teardown issued no TLBI
     /// (mechanisms.md §4).
     ExitElided,
     /// The last thread exited with `tlb.exit_elide=off`: one whole-ASID flush.
     ExitFlush,
+    /// A thread of an ending process left its mm for good: a local
+    /// `ASIDE1` of the ASID on its CPU (`space::switch::leave_dying`).
+    ExitLocal,
     /// The reaper tore down a killed process's memory while its threads may
     /// still run: every batch is flushed (the strategy chose the ops).
     Reaper,
@@ -77,24 +84,23 @@ pub enum Reason {
     NeverActive,
     /// The strategy rejected the request (a kernel bug): the whole ASID.
     BadRequest,
-    /// A whole-ASID flush with none of the causes above.
-    WholeAsid,
 }
 
 impl Reason {
     /// Every reason that is not a [`Reason::Policy`].
-    pub const KERNEL: [Reason; 11] = [
+    pub const KERNEL: [Reason; 12] = [
         Reason::NestedZap,
         Reason::LockedRace,
+        Reason::FaultRace,
         Reason::ExitElided,
         Reason::ExitFlush,
+        Reason::ExitLocal,
         Reason::Reaper,
         Reason::CowBreakBeforeMake,
         Reason::FaultLocal,
         Reason::AsidRollover,
         Reason::NeverActive,
         Reason::BadRequest,
-        Reason::WholeAsid,
     ];
 
     /// Stable name, used on the console and by the host tools.
@@ -103,15 +109,16 @@ impl Reason {
             Reason::Policy(p) => p.name(),
             Reason::NestedZap => "nested_zap",
             Reason::LockedRace => "locked_race",
+            Reason::FaultRace => "fault_race",
             Reason::ExitElided => "exit_elided",
             Reason::ExitFlush => "exit_flush",
+            Reason::ExitLocal => "exit_local",
             Reason::Reaper => "reaper",
             Reason::CowBreakBeforeMake => "cow_bbm",
             Reason::FaultLocal => "fault_local",
             Reason::AsidRollover => "asid_rollover",
             Reason::NeverActive => "never_active",
             Reason::BadRequest => "bad_request",
-            Reason::WholeAsid => "whole_asid",
         }
     }
 
@@ -126,14 +133,14 @@ impl Reason {
     }
 
     /// The reason for a whole-ASID flush a call of kind `cause` issued
-    /// without asking the strategy: the racing fallbacks and a non-elided
-    /// exit flush.
+    /// without asking the strategy: the racing fallbacks and the exit flush
+    /// of `tlb.exit_elide=off`.
     pub const fn for_whole_asid(cause: Cause) -> Reason {
         match cause {
             Cause::Zap | Cause::Reaper => Reason::NestedZap,
             Cause::Locked => Reason::LockedRace,
             Cause::Exit => Reason::ExitFlush,
-            Cause::Fault => Reason::WholeAsid,
+            Cause::Fault => Reason::FaultRace,
         }
     }
 }
@@ -150,7 +157,7 @@ pub enum Cause {
     /// The reaper's teardown (a zap too): planned flushes are the reaper's.
     Reaper,
     /// The page-fault handler: a planned flush is a copy-on-write
-    /// break-before-make.
+    /// break-before-make, a whole-ASID flush the race fallback.
     Fault,
     /// The exit teardown: a whole-ASID flush is the exit flush.
     Exit,
@@ -368,6 +375,7 @@ mod tests {
         assert_eq!(Reason::for_whole_asid(Cause::Reaper), Reason::NestedZap, "the reaper is a zap too");
         assert_eq!(Reason::for_whole_asid(Cause::Locked), Reason::LockedRace);
         assert_eq!(Reason::for_whole_asid(Cause::Exit), Reason::ExitFlush);
+        assert_eq!(Reason::for_whole_asid(Cause::Fault), Reason::FaultRace);
     }
 
     #[test]

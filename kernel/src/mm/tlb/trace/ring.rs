@@ -19,7 +19,7 @@ use super::{Reason, Span, TraceEvent};
 use crate::mm::tlb::stats::MAX_CPUS;
 
 /// A blank slot (overwritten before it is ever read).
-const BLANK: TraceEvent = TraceEvent::new(0, 0, None, Span::All, Reason::WholeAsid);
+const BLANK: TraceEvent = TraceEvent::new(0, 0, None, Span::All, Reason::AsidRollover);
 
 /// The events of one CPU, oldest overwritten first.
 pub struct CpuRing {
