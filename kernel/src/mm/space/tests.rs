@@ -1,6 +1,7 @@
 //! The protocol over a fake hardware and memory that record what they are
 //! asked, in order: for each call, the ops and their scope, the DSBs, the
-//! frees, and where the lock is dropped.
+//! frees, and where the lock is dropped; and the flush decisions told for
+//! the trace, each of which must come just before its ops.
 
 use core::cell::RefCell;
 use std::vec::Vec;
@@ -10,6 +11,8 @@ use crate::mm::asid::AsidHw;
 use crate::mm::aspace::test_mem::TestMem;
 use crate::mm::aspace::Access;
 use crate::mm::pte::PAGE_SIZE;
+use crate::mm::tlb::trace::{Decision, Reason};
+use crate::mm::tlb::policy::PlanReason;
 use crate::mm::tlb::{Event, OpKind, Scope, TlbiOp};
 use abi::{advice, map, prot};
 
@@ -32,11 +35,24 @@ enum Ev {
 struct Rig {
     mem: TestMem,
     log: RefCell<Vec<Ev>>,
+    /// The reasons of the decisions told, in order.
+    reasons: RefCell<Vec<Reason>>,
+    /// The ops of the decision told last, until they are issued.
+    decided: RefCell<Option<Vec<OpKind>>>,
 }
 
 impl Rig {
     fn new() -> Self {
-        Rig { mem: TestMem::new(), log: RefCell::new(Vec::new()) }
+        Rig {
+            mem: TestMem::new(),
+            log: RefCell::new(Vec::new()),
+            reasons: RefCell::new(Vec::new()),
+            decided: RefCell::new(None),
+        }
+    }
+
+    fn reasons(&self) -> Vec<Reason> {
+        core::mem::take(&mut *self.reasons.borrow_mut())
     }
 
     fn push(&self, e: Ev) {
@@ -59,7 +75,10 @@ impl AsidHw for Rig {
 
 impl MmHw for Rig {
     fn issue(&self, ops: &[TlbiOp], scope: Scope) {
-        self.push(Ev::Issue(ops.iter().map(|o| o.kind(scope)).collect()));
+        let kinds: Vec<OpKind> = ops.iter().map(|o| o.kind(scope)).collect();
+        let decided = self.decided.borrow_mut().take();
+        assert_eq!(decided.as_ref(), Some(&kinds), "ops issued with no decision told just before: {:?}", self.log.borrow());
+        self.push(Ev::Issue(kinds));
     }
     fn complete(&self, scope: Scope) {
         self.push(Ev::Complete(scope));
@@ -72,6 +91,14 @@ impl MmHw for Rig {
     }
     fn event(&self, e: Event) {
         self.push(Ev::Event(e));
+    }
+    fn decision(&self, d: Decision<'_>) {
+        let mut decided = self.decided.borrow_mut();
+        assert!(decided.is_none(), "{d:?} told before the ops of the previous decision ({decided:?}) were issued");
+        if !d.ops.is_empty() {
+            *decided = Some(d.ops.iter().map(|o| o.kind(d.scope)).collect());
+        }
+        self.reasons.borrow_mut().push(d.reason);
     }
 }
 
@@ -125,10 +152,9 @@ fn cfg() -> TlbConfig {
     TlbConfig::new(PolicyParams::DEFAULT, CpuFeatures::RANGE_AND_TTL)
 }
 
-/// An mm with an ASID and pages written at each of `vas` (in mappings of
-/// `RW` covering `[lo, hi)`), loaded on CPU 0 (not in `cpus`: the tests
-/// that need it set it).
-fn mm_with(r: &Rig, (lo, hi): (u64, u64), vas: &[u64]) -> Mm {
+/// An mm with pages written at each of `vas` (in mappings of `RW`
+/// covering `[lo, hi)`) that never had an ASID.
+fn mm_without_asid(r: &Rig, (lo, hi): (u64, u64), vas: &[u64]) -> Mm {
     let mut a = AddressSpace::new(&r.mem).unwrap();
     let mut g = crate::mm::gather::Gather::new();
     a.mmap(lo, hi - lo, RW, map::FIXED, &r.mem, &mut g, &mut |_| {}).unwrap();
@@ -136,7 +162,14 @@ fn mm_with(r: &Rig, (lo, hi): (u64, u64), vas: &[u64]) -> Mm {
     for &va in vas {
         a.handle_fault(va, Access::Write, &r.mem, &mut |_| panic!("no flush")).unwrap();
     }
-    let mm = Mm::new(1, a);
+    Mm::new(1, a)
+}
+
+/// An mm with an ASID and pages written at each of `vas` (in mappings of
+/// `RW` covering `[lo, hi)`), loaded on CPU 0 (not in `cpus`: the tests
+/// that need it set it).
+fn mm_with(r: &Rig, range: (u64, u64), vas: &[u64]) -> Mm {
+    let mm = mm_without_asid(r, range, vas);
     let alloc = crate::mm::asid::AsidAllocator::new(4, 1, Default::default()).unwrap();
     alloc.switch_in(r, &mm.ctx);
     assert!(mm.ctx.asid().is_some());
@@ -377,4 +410,59 @@ fn a_full_gather_flushes_its_batch_before_the_zap_goes_on() {
             _ => {}
         }
     }
+}
+
+/// Each decision's reason, for the calls that make one (the ops come just
+/// after their decision: see `Rig::issue`).
+#[test]
+fn decisions_are_told_with_their_reasons() {
+    use Reason::*;
+    let r = Rig::new();
+    let base = 0x40_0000;
+    let c = cfg();
+    // A zap that never ran anywhere: no TLBI.
+    let mm = mm_without_asid(&r, (base, base + 4 * P), &[base]);
+    call(&mm, &r, Call::Munmap { addr: base, len: 4 * P });
+    assert_eq!(r.reasons(), [NeverActive]);
+    r.take();
+    let mm = mm_with(&r, (base, base + 8 * P), &[base, base + P, base + 3 * P]);
+    call(&mm, &r, Call::Madvise { addr: base, len: P, advice: advice::DONTNEED });
+    assert_eq!(r.reasons(), [Policy(PlanReason::PerPage)]);
+    // Copy-on-write, then the same page again: break-before-make, then a
+    // local invalidation.
+    let (mut f, _) = call(&mm, &r, Call::Fork);
+    assert_eq!(r.reasons(), [Policy(PlanReason::Range)], "fork write-protects 3 pages: one range op");
+    let child = f.take_child().unwrap();
+    call(&mm, &r, Call::Fault { va: base + P, access: Access::Write });
+    call(&mm, &r, Call::Fault { va: base + P, access: Access::Write });
+    assert_eq!(r.reasons(), [CowBreakBeforeMake, FaultLocal]);
+    child.discard(&r.mem);
+    // With a zap in flight: the whole-ASID fallbacks.
+    let mut z = Op::new(Call::Madvise { addr: base + 3 * P, len: P, advice: advice::DONTNEED }, &c);
+    while z.pc() != IN_FLIGHT {
+        z.step(&mm, &c, &r, &r);
+    }
+    call(&mm, &r, Call::Madvise { addr: base + 3 * P, len: P, advice: advice::DONTNEED });
+    call(&mm, &r, Call::Mprotect { addr: base, len: P, prot: prot::READ });
+    call(&mm, &r, Call::Fault { va: base + 2 * P, access: Access::Write });
+    assert_eq!(r.reasons(), [NestedZap, LockedRace, FaultRace]);
+    run(&mm, &mut z, &c, &r);
+    assert_eq!(r.reasons(), [Policy(PlanReason::PerPage)], "the zap in flight, finishing alone");
+    // The reaper's batches.
+    call(&mm, &r, Call::Reap);
+    let reaped = r.reasons();
+    assert!(!reaped.is_empty() && reaped.iter().all(|&x| x == Reaper), "{reaped:?}");
+    r.take();
+    // The exit: each leaving CPU's local flush, then the teardown.
+    let mm = mm_with(&r, (base, base + 4 * P), &[base]);
+    switch::leave_dying(&mm, &c, &r);
+    call(&mm, &r, Call::Teardown);
+    assert_eq!(r.reasons(), [ExitLocal, ExitElided]);
+    let mm = mm_with(&r, (base, base + 4 * P), &[base]);
+    let mut off = c;
+    off.exit_elide = false;
+    let mut t = Op::new(Call::Teardown, &off);
+    run(&mm, &mut t, &off, &r);
+    assert_eq!(r.reasons(), [ExitFlush]);
+    r.take();
 }
