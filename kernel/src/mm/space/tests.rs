@@ -77,7 +77,9 @@ impl MmHw for Rig {
     fn issue(&self, ops: &[TlbiOp], scope: Scope) {
         let kinds: Vec<OpKind> = ops.iter().map(|o| o.kind(scope)).collect();
         let decided = self.decided.borrow_mut().take();
-        assert_eq!(decided.as_ref(), Some(&kinds), "ops issued with no decision told just before: {:?}", self.log.borrow());
+        let log = self.log.borrow();
+        assert_eq!(decided.as_ref(), Some(&kinds), "ops issued with no decision told just before: {log:?}");
+        drop(log);
         self.push(Ev::Issue(kinds));
     }
     fn complete(&self, scope: Scope) {
