@@ -55,6 +55,10 @@ struct Cpu {
     tlb: Tlb,
     /// Issued, not yet completed by a DSB on this CPU.
     pending: Vec<(TlbiOp, Scope)>,
+    /// The TTBR0 this CPU switched away from while a walk of it may still
+    /// be in flight: a TTBR0 write followed by an ISB but no DSB (a DSB
+    /// completes the walks; an ISB does not).
+    inflight: Option<Ttbr0>,
 }
 
 /// The simulated machine. Cloning shares the statistics.
@@ -94,6 +98,7 @@ impl Machine {
             ttbr0: Ttbr0::RESERVED,
             tlb: Tlb::default(),
             pending: Vec::new(),
+            inflight: None,
         };
         Self {
             mem: Memory::new(format, frames),
@@ -118,6 +123,12 @@ impl Machine {
         &self.stats
     }
 
+    /// Counting starts again from zero (after a setup that is not part of
+    /// what is measured); clones made before keep the old counts.
+    pub fn reset_stats(&mut self) {
+        self.stats = Arc::default();
+    }
+
     pub fn ttbr0(&self, cpu: usize) -> Ttbr0 {
         self.cpus[cpu].ttbr0
     }
@@ -125,6 +136,21 @@ impl Machine {
     /// Write TTBR0 (and ISB): later walks use the new tables and ASID.
     pub fn set_ttbr0(&mut self, cpu: usize, ttbr0: Ttbr0) {
         self.cpus[cpu].ttbr0 = ttbr0;
+    }
+
+    /// Write TTBR0 with an ISB but no DSB after it: a walk of the previous
+    /// tables may still be in flight until this CPU's next DSB.
+    pub fn set_ttbr0_no_dsb(&mut self, cpu: usize, ttbr0: Ttbr0) {
+        let old = self.cpus[cpu].ttbr0;
+        if old.mm.is_some() {
+            self.cpus[cpu].inflight = Some(old);
+        }
+        self.cpus[cpu].ttbr0 = ttbr0;
+    }
+
+    /// A walk of the previous TTBR0 still in flight on `cpu`.
+    pub fn inflight(&self, cpu: usize) -> Option<Ttbr0> {
+        self.cpus[cpu].inflight
     }
 
     pub fn tlb(&self, cpu: usize) -> &Tlb {
@@ -141,9 +167,10 @@ impl Machine {
         self.cpus[cpu].pending.push((op, scope));
     }
 
-    /// `DSB` on `cpu`: complete the TLBIs `cpu` issued.
+    /// `DSB` on `cpu`: complete the TLBIs `cpu` issued (and its walks).
     pub fn dsb(&mut self, cpu: usize) {
         self.stats.record_dsb(cpu);
+        self.cpus[cpu].inflight = None;
         let format = self.mem.format();
         for (op, scope) in core::mem::take(&mut self.cpus[cpu].pending) {
             match scope {
@@ -186,6 +213,7 @@ impl Machine {
                     vpn: p,
                     pfn,
                     mm,
+                    ..
                 } = *e
                 {
                     if asid == t.asid && p == vpn {
@@ -282,7 +310,8 @@ impl Machine {
                     self.walk(next, level + 1, vpn, only, asid, mm, out);
                 }
                 Desc::Table(pfn) | Desc::Page(pfn) => {
-                    out.push(Entry::Leaf { asid, vpn, pfn, mm });
+                    let writable = kernel::mm::pagetable::el0_can_write(self.mem.words(table)[i]);
+                    out.push(Entry::Leaf { asid, vpn, pfn, mm, writable });
                 }
             }
         }
@@ -303,6 +332,13 @@ impl Machine {
                         asid: w[0].0,
                         mms: (w[0].1, w[1].1),
                     });
+                }
+            }
+            // A walk still in flight reads the tables it started from.
+            if let Some(Ttbr0 { root: Some(root), asid, mm: Some(mm) }) = c.inflight {
+                let frame = self.mem.use_of(root);
+                if frame != (FrameUse::Table { mm, level: 0 }) {
+                    return Err(Violation::WalkThroughFreedTable { cpu, mm, asid, level: None, table: root, frame });
                 }
             }
             let Ttbr0 {

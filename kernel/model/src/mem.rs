@@ -158,6 +158,11 @@ impl Memory {
         self.uses[pfn as usize]
     }
 
+    /// Frames in all.
+    pub fn frames(&self) -> usize {
+        self.uses.len()
+    }
+
     pub fn free_frames(&self) -> usize {
         self.uses.iter().filter(|u| **u == FrameUse::Free).count()
     }
@@ -273,6 +278,19 @@ impl Memory {
             }
         }
         Some(table)
+    }
+
+    /// The descriptor a walk from `root` reads at `level` for `vpn`, if the
+    /// walk gets that far.
+    pub fn desc_at(&self, root: Pfn, level: u8, vpn: u64) -> Option<Desc> {
+        let mut table = root;
+        for l in 0..level {
+            match self.table_at(table, l)[self.format.index(vpn, l)] {
+                Desc::Table(next) => table = next,
+                _ => return None,
+            }
+        }
+        Some(self.table_at(table, level)[self.format.index(vpn, level)])
     }
 
     /// The current translation of `vpn` (no TLB involved).

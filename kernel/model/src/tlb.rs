@@ -18,12 +18,14 @@ pub const LEAF_TTL: u8 = 3;
 /// A cached translation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Entry {
-    /// Page `vpn` maps frame `pfn`.
+    /// Page `vpn` maps frame `pfn` (`writable`: the descriptor let EL0
+    /// write).
     Leaf {
         asid: u16,
         vpn: u64,
         pfn: Pfn,
         mm: MmTag,
+        writable: bool,
     },
     /// The level-`level` descriptor for the region starting at page `region`
     /// points to the next-level table `table` (a cached upper-level entry).
@@ -40,8 +42,8 @@ pub enum Entry {
 impl Hash for Entry {
     fn hash<H: Hasher>(&self, h: &mut H) {
         let (a, b) = match *self {
-            Entry::Leaf { asid, vpn, pfn, mm } => {
-                (vpn, (asid as u64) << 48 | (pfn as u64) << 16 | mm as u64)
+            Entry::Leaf { asid, vpn, pfn, mm, writable } => {
+                (vpn, (asid as u64) << 48 | (pfn as u64) << 16 | (writable as u64) << 15 | mm as u64)
             }
             Entry::Walk {
                 asid,
@@ -181,6 +183,7 @@ mod tests {
                 vpn,
                 pfn: vpn as Pfn,
                 mm: asid,
+                writable: false,
             });
         }
         // Level-1 entry covering pages 4..8 and a root entry covering 0..16.

@@ -53,6 +53,31 @@ pub enum Violation {
         table: Pfn,
         frame: FrameUse,
     },
+    /// A TLB holds an entry of the mm's current ASID (a leaf, or with
+    /// `level` a walk-cache entry) that disagrees with a valid descriptor the
+    /// tables hold now: the new descriptor was written while the old one
+    /// could still be cached, without break-before-make (Arm ARM D8.16.1),
+    /// and the TLB may use either.
+    BreakBeforeMake {
+        cpu: usize,
+        mm: MmTag,
+        asid: u16,
+        vpn: u64,
+        level: Option<u8>,
+        cached: Pfn,
+        current: Pfn,
+    },
+    /// A user write reached a frame shared copy-on-write (more than one
+    /// reference): the other sharer sees it.
+    WriteToSharedFrame {
+        cpu: usize,
+        mm: MmTag,
+        vpn: u64,
+        pfn: Pfn,
+        refs: u8,
+    },
+    /// The teardown found the mm still loaded on some CPU and leaked it.
+    StillLoadedAtTeardown { mm: MmTag, cpus: u64 },
     /// Two live mms hold one ASID in one generation.
     AsidSharedInGeneration {
         asid: u16,
@@ -93,6 +118,9 @@ impl Violation {
             Violation::TlbEmptyInvalPte { .. } => "TLBEmptyInvalPTE",
             Violation::StaleTranslation { .. } => "NoStaleTranslation",
             Violation::WalkThroughFreedTable { .. } => "NoWalkThroughFreedTable",
+            Violation::BreakBeforeMake { .. } => "BreakBeforeMake",
+            Violation::WriteToSharedFrame { .. } => "NoWriteToSharedFrame",
+            Violation::StillLoadedAtTeardown { .. } => "NothingLoadedAtTeardown",
             Violation::AsidSharedInGeneration { .. } => "UniqueASIDPerGeneration",
             Violation::RunningAsidNotReserved { .. } => "RunningASIDReserved",
             Violation::NewGenerationBeforeFlush { .. } => "FlushBeforeNewGeneration",
@@ -109,6 +137,8 @@ impl Violation {
                 | Violation::TlbEmptyInvalPte { .. }
                 | Violation::StaleTranslation { .. }
                 | Violation::WalkThroughFreedTable { .. }
+                | Violation::BreakBeforeMake { .. }
+                | Violation::WriteToSharedFrame { .. }
         )
     }
 }
@@ -143,6 +173,23 @@ impl fmt::Display for Violation {
                     None => "TTBR0".into(),
                 }
             ),
+            Violation::BreakBeforeMake { cpu, mm, asid, vpn, level, cached, current } => match level {
+                None => write!(
+                    f,
+                    "cpu{cpu} caches page {vpn:#x} of mm{mm} (ASID {asid}) as frame {cached} while its tables map it to frame {current}"
+                ),
+                Some(l) => write!(
+                    f,
+                    "cpu{cpu} caches the level-{l} entry of mm{mm} (ASID {asid}) for page {vpn:#x} as table {cached} while its tables hold table {current} there"
+                ),
+            },
+            Violation::WriteToSharedFrame { cpu, mm, vpn, pfn, refs } => write!(
+                f,
+                "cpu{cpu} running mm{mm} wrote page {vpn:#x} into frame {pfn}, shared copy-on-write ({refs} references)"
+            ),
+            Violation::StillLoadedAtTeardown { mm, cpus } => {
+                write!(f, "mm{mm}'s teardown found it loaded on CPUs {cpus:#x}")
+            }
             Violation::AsidSharedInGeneration { asid, generation, mms } => write!(
                 f,
                 "mm{} and mm{} both hold ASID {asid} in generation {:#x}",

@@ -1,87 +1,139 @@
-//! The kernel's zapping operations as steps over the TLB model: munmap,
-//! madvise(DONTNEED), mprotect, fork's write-protect (and the
-//! copy-on-write fault after it), exit and the reaper, run by CPUs of one
-//! address space `A` while its other threads keep accessing memory and the
-//! hardware keeps walking. A [`System`] for `explore` and `random_walk`.
+//! The kernel's TLB protocol (`kernel::mm::space`) run as-is over the TLB
+//! model: a [`System`] for `explore` and `random_walk`.
 //!
-//! Each operation is the sequence of steps its kernel function performs
-//! ([`super::zap_steps`], each citing the function it mirrors), one per action,
-//! so the checker interleaves them with everything else: other CPUs'
-//! accesses (`Read`, `Write`, with the page faults they take), speculative
-//! walks (`Speculate`, or after every action with [`Speculation::Eager`]),
-//! another mm `B` mapping pages out of the frames `A` freed (`MapB`) and
-//! idle CPUs switching to `B` (`RunB`). Page-table writes and the gather
-//! come from [`super::zap_kernel`]; flushes are the real `RangePolicy`'s
-//! plans, issued on the operating CPU and completed by its own DSB.
+//! The address space `A` is the kernel's own `Mm` over a reduced page-table
+//! format, built and changed only by the kernel's code: its VMAs, its page
+//! tables (written through [`Bridge`] into the model memory), its gathers,
+//! the flush policy, and the ASID from the kernel's allocator. Each CPU runs
+//! a thread of `A` (or the reaper's kernel thread) and a script of calls;
+//! a call is an [`Op`] that the checker steps one step at a time, so every
+//! interleaving of its steps with other CPUs' steps, user accesses,
+//! hardware walks and context switches is explored. Nothing of the
+//! protocol is written here: only the world around it.
 //!
-//! Checked in every state: the machine's TLB invariants (no usable entry
-//! leading to a frame that is not a live page or table of the running mm),
-//! or with [`Checks::OtherMmOnly`] only entries leading into another mm's
-//! frame. Checked when an operation returns (`TLBEmptyInvalPTE`): no CPU
-//! holds a leaf of `A` for the pages it covered that differs from the page
-//! table now, nor a writable one for a page now read-only. A write through
-//! a stale writable entry into a frame shared copy-on-write is reported as
-//! that check too.
+//! Around the operations:
+//! * `Read`/`Write`: a user access through the TLB (a miss walks; a
+//!   translation or permission fault starts a `Fault` operation, within a
+//!   budget of faults per run);
+//! * `Speculate`: a hardware walk (or after every action, with
+//!   [`Speculation::Eager`]);
+//! * `Switch`: a context switch (`space::switch::deactivate` then
+//!   `activate`) between `A`, a second address space `B` and empty ones
+//!   that only use up ASIDs, so the allocator rolls over when its ASIDs are
+//!   few;
+//! * `MapB`: `B` faults a page in, from whatever frames are free (the
+//!   lowest first, so frames `A` freed are reused at once);
+//! * `ChildExit`: the fork child (which never runs) tears down, dropping its
+//!   references to the frames it shares copy-on-write.
 //!
-//! The model's TLB entries carry no permissions, so the world keeps, per
-//! CPU, a second TLB of the leaf entries cached *writable* (`wtlb`): filled
-//! from walks of TTBR0 that find a writable leaf, emptied by the same
-//! invalidations at the same DSB. `A` has ASID 1, `B` ASID 2 (no rollover
-//! here: `asid_world` checks the allocator). The fork child's tables are
-//! not modelled: it never runs, so no TLB holds its entries; its pages are
-//! frames shared with it (`shared`).
+//! An exit is `space::switch::leave_dying`, then the count of users drops;
+//! whoever drops the last reference (the last thread, or the reaper) runs
+//! the teardown operation and releases the ASID, as `mm::user` does.
+//!
+//! Checked in every state: the machine's invariants (no usable entry
+//! leading to a frame that is not a live page or table of the running mm;
+//! no walk in flight through a freed root) and break-before-make (no TLB
+//! holds an entry of `A`'s ASID that disagrees with a valid descriptor of
+//! `A`'s tables). Checked on every user write: it does not reach a frame
+//! shared copy-on-write (outside a fork's own window, from its first
+//! write-protect until its flush completes, when a write is simply earlier
+//! than the fork). Checked when an operation returns successfully
+//! (`TLBEmptyInvalPTE`): no CPU that can still run `A` holds a translation
+//! of the pages it covered that existed when it started and that the
+//! tables no longer have, nor a writable one they no longer grant.
+//!
+//! Frames carry ghost owner tags, recomputed after every action from what
+//! each address space's tables reach (`A` first, then the child, `B` and
+//! the others); a frame reachable from none keeps its tag (it is held by a
+//! gather or a copy-on-write step until its flush completes).
+#![allow(unsafe_code)] // Mm::snapshot, hash_state and peek: the model is single-threaded
 
+use core::cell::{Cell, RefCell};
 use core::fmt::Write as _;
 use core::hash::{Hash, Hasher};
-use std::cell::Cell;
+use core::ops::Range;
 use std::rc::Rc;
 
+use abi::{advice, map, prot};
+use kernel::mm::asid::{AsidAllocator, Bugs as AsidBugs};
+use kernel::mm::aspace::{Access, AddressSpace};
+use kernel::mm::pagetable::{el0_can_write, Reduced};
+use kernel::mm::pte::PAGE_SIZE;
+use kernel::mm::space::{switch, Call, Hook, Mm, Op, OpError, Outcome, Pc, Step, Then, TlbConfig};
+use kernel::mm::tlb::{CpuFeatures, PolicyParams};
+
+use super::bridge::{Bridge, HwBugs};
 use super::explore::System;
-use super::machine::{Machine, Ttbr0};
-use super::mem::{Format, FrameUse, Memory, MmTag, Pfn};
-use super::tlb::{Entry, Tlb};
+use super::machine::Machine;
+use super::mem::{pa_of, pfn_of, Desc, Format, FrameUse, Memory, MmTag, Pfn};
+use super::tlb::Entry;
 use super::violation::Violation;
-use super::zap_steps::{steps, Pc, Task};
-use kernel::mm::tlb::{CpuFeatures, PolicyParams, Scope};
 
 pub const A: MmTag = 1;
-pub const ASID_A: u16 = 1;
 pub const B: MmTag = 2;
-pub const ASID_B: u16 = 2;
 pub const CHILD: MmTag = 3;
+/// Tag of frames no address space owns (frame 0).
+pub const NOBODY: MmTag = 0;
+/// Tag of the first empty address space (the others follow).
+pub const OTHER: MmTag = 4;
 
-/// An operation a CPU runs (pages `[lo, hi)`).
+/// Slots of [`World`]'s address spaces: `A`, `B`, then the empty ones.
+pub const SLOT_A: usize = 0;
+pub const SLOT_B: usize = 1;
+
+const RW: u64 = prot::READ | prot::WRITE;
+
+/// The virtual address of model page `vpn`.
+pub fn va(vpn: u64) -> u64 {
+    vpn * PAGE_SIZE
+}
+
+/// A call a CPU's script makes on `A` (pages `[lo, hi)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Op {
-    Munmap {
-        lo: u64,
-        hi: u64,
-    },
-    Madvise {
-        lo: u64,
-        hi: u64,
-    },
+pub enum Script {
+    Munmap { lo: u64, hi: u64 },
+    /// `MADV_DONTNEED`.
+    Madvise { lo: u64, hi: u64 },
     /// To read-only.
-    Mprotect {
-        lo: u64,
-        hi: u64,
-    },
-    /// `mmap(MAP_FIXED)` over `[lo, hi)`: zaps what was there, then a new
-    /// (read-write) VMA.
-    MmapFixed {
-        lo: u64,
-        hi: u64,
-    },
+    Mprotect { lo: u64, hi: u64 },
+    /// Read-write, `MAP_FIXED`: replaces what was there.
+    MmapFixed { lo: u64, hi: u64 },
+    /// Read-write with `lo` as the hint: lands there when the range is free.
+    Mmap { lo: u64, hi: u64 },
     Fork,
-    /// This thread exits; the last one out tears `A` down.
+    /// This thread exits.
     Exit,
     /// The reaper (a kernel thread) takes `A`'s memory.
     Reap,
-    /// A page fault of a user access (started by the access, not scripted).
-    Fault {
-        vpn: u64,
-        write: bool,
-    },
+}
+
+impl Script {
+    fn call(self) -> Option<Call> {
+        let len = |lo: u64, hi: u64| (hi - lo) * PAGE_SIZE;
+        Some(match self {
+            Script::Munmap { lo, hi } => Call::Munmap { addr: va(lo), len: len(lo, hi) },
+            Script::Madvise { lo, hi } => Call::Madvise { addr: va(lo), len: len(lo, hi), advice: advice::DONTNEED },
+            Script::Mprotect { lo, hi } => Call::Mprotect { addr: va(lo), len: len(lo, hi), prot: prot::READ },
+            Script::MmapFixed { lo, hi } => Call::Mmap { addr: va(lo), len: len(lo, hi), prot: RW, flags: map::FIXED },
+            Script::Mmap { lo, hi } => Call::Mmap { addr: va(lo), len: len(lo, hi), prot: RW, flags: 0 },
+            Script::Fork => Call::Fork,
+            Script::Reap => Call::Reap,
+            Script::Exit => return None,
+        })
+    }
+
+    /// The pages whose translations the call changes.
+    fn covered(self, pages: u64) -> Range<u64> {
+        match self {
+            Script::Munmap { lo, hi }
+            | Script::Madvise { lo, hi }
+            | Script::Mprotect { lo, hi }
+            | Script::MmapFixed { lo, hi }
+            | Script::Mmap { lo, hi } => lo..hi,
+            Script::Fork | Script::Reap => 0..pages,
+            Script::Exit => 0..0,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,29 +144,6 @@ pub enum Speculation {
     /// every check only gets harder with more, so this covers every
     /// schedule of fills with far fewer states.
     Eager,
-}
-
-/// Deliberate bugs, to show the checks catch them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Bugs {
-    /// `tlb.nested_fix=off`: a zap that finishes while another is in flight
-    /// flushes only its own range.
-    pub no_nested_fix: bool,
-    /// Plan flushes as if no table page was freed: leaf-only ops.
-    pub leaf_only_after_free: bool,
-    pub exit: Option<ExitBug>,
-    /// No TLBI at all (to show each operation's check has teeth).
-    pub skip_flush: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitBug {
-    /// The exiting CPU keeps the dead mm in TTBR0 but clears its `mm.cpus`
-    /// bit as if it had switched: the teardown elides.
-    KeepTtbr0Elided,
-    /// It keeps TTBR0 and its bit: `teardown_exit` sees the mm loaded and
-    /// takes its fallback, one whole-ASID flush.
-    KeepTtbr0Flushed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,25 +158,33 @@ pub enum Checks {
 pub struct Config {
     pub ncpus: usize,
     pub format: Format,
-    /// Pages `A` maps (its VMAs).
+    /// Pages `A` maps and has faulted in at the start (each read-write;
+    /// page 0 stays unmapped, as `mmap(MAP_FIXED)` refuses address 0).
     pub pages: Vec<u64>,
-    /// Per CPU, the operations it runs in order. A CPU whose script has
-    /// `Reap` is the reaper's kernel thread (empty TTBR0); every other CPU
+    /// Pages user threads access (default: `pages`).
+    pub touch: Vec<u64>,
+    /// Per CPU, the calls it makes in order. A CPU whose script has `Reap`
+    /// is the reaper's kernel thread (no thread of `A`); every other CPU
     /// runs a thread of `A`.
-    pub scripts: Vec<Vec<Op>>,
+    pub scripts: Vec<Vec<Script>>,
     /// User accesses include writes.
     pub writes: bool,
     /// Page faults user accesses may take in a run.
     pub faults: u8,
-    /// Pages `B` may map (each once), from whatever frames are free.
+    /// Pages `B` may fault in (each once).
     pub b_pages: Vec<u64>,
-    /// CPUs done with `A` may switch to `B`.
-    pub run_b: bool,
+    /// Empty address spaces (a root table each) CPUs may switch to.
+    pub others: usize,
+    /// Context switches in a run.
+    pub switches: u8,
+    pub asid_bits: u32,
     pub spare_frames: usize,
     pub speculation: Speculation,
-    pub features: CpuFeatures,
-    pub params: PolicyParams,
-    pub bugs: Bugs,
+    /// The protocol's configuration: policy, features, the switches users
+    /// set on the command line, the gather's batch, and injected bugs.
+    pub tlb: TlbConfig,
+    /// Bugs of the sequences `arch` implements.
+    pub hw: HwBugs,
     pub checks: Checks,
     /// States where every script is done are not expanded (for random
     /// walks: each such state ends an episode and the walk restarts).
@@ -155,31 +192,40 @@ pub struct Config {
 }
 
 impl Config {
-    /// `ncpus` CPUs, a 3-level table of 2-entry tables (8 pages), `A`
-    /// mapping pages 0, 1 and 2 (pages 0-1 and 2 in two leaf tables), `B`
-    /// free to map pages 4 and 6, FEAT_TLBIRANGE and FEAT_TTL with the
-    /// default policy, eager speculation, no faults, no bugs.
-    pub fn new(scripts: Vec<Vec<Op>>) -> Self {
+    /// `scripts.len()` CPUs, a 3-level table of 2-entry tables (8 pages),
+    /// `A` mapping pages 2, 3 and 4 (pages 2-3 and 4 in two leaf tables
+    /// under two level-1 tables), `B` free to fault in pages 1 and 6, no
+    /// context switches, FEAT_TLBIRANGE and FEAT_TTL with the default
+    /// policy, batches of 2 frames, eager speculation, no faults, no bugs.
+    pub fn new(scripts: Vec<Vec<Script>>) -> Self {
+        let mut tlb = TlbConfig::new(PolicyParams::DEFAULT, CpuFeatures::RANGE_AND_TTL);
+        tlb.batch = 2;
         Config {
             ncpus: scripts.len(),
-            format: Format {
-                levels: 3,
-                fanout: 2,
-            },
-            pages: vec![0, 1, 2],
+            format: Format { levels: 3, fanout: 2 },
+            pages: vec![2, 3, 4],
+            touch: vec![2, 3, 4],
             scripts,
             writes: false,
             faults: 0,
-            b_pages: vec![4, 6],
-            run_b: false,
+            b_pages: vec![1, 6],
+            others: 0,
+            switches: 0,
+            asid_bits: 4,
             spare_frames: 3,
             speculation: Speculation::Eager,
-            features: CpuFeatures::RANGE_AND_TTL,
-            params: PolicyParams::DEFAULT,
-            bugs: Bugs::default(),
+            tlb,
+            hw: HwBugs::default(),
             checks: Checks::All,
             stop_when_done: false,
         }
+    }
+
+    /// `pages` for both what `A` maps and what its threads touch.
+    pub fn pages(mut self, pages: &[u64]) -> Self {
+        self.pages = pages.to_vec();
+        self.touch = pages.to_vec();
+        self
     }
 }
 
@@ -187,164 +233,210 @@ impl Config {
 #[derive(Debug, Default)]
 pub struct Coverage {
     pub returns: Cell<u64>,
+    /// Frames freed.
     pub frees: Cell<u64>,
-    /// `B` mapped a page into frames `A` used before.
+    /// `B` faulted a page into a frame `A` used before.
     pub reuses: Cell<u64>,
     pub zero_fills: Cell<u64>,
     pub cow_copies: Cell<u64>,
+    pub cow_reuses: Cell<u64>,
+    /// A gather flushed a full batch in the middle of a zap.
+    pub partial_batches: Cell<u64>,
+    pub rollovers: Cell<u64>,
+    /// A rollover while an operation on `A` was in progress.
+    pub rollovers_in_op: Cell<u64>,
+    /// A thread of `A` left it while a zap of `A` was in flight.
+    pub exits_during_zap: Cell<u64>,
+    pub child_exits: Cell<u64>,
 }
 
-pub(super) fn inc(c: &Cell<u64>, n: u64) {
-    c.set(c.get() + n);
+fn inc(c: &Cell<u64>) {
+    c.set(c.get() + 1);
+}
+
+/// What a CPU is doing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Work {
+    /// A call (or a fault) on `A`, in progress.
+    Op(Op<Reduced>),
+    /// Exit: leave `A` for good.
+    Leave,
+    /// Exit: count out of `A`'s users.
+    CountOut,
+    /// The last reference to `A` is gone: its teardown.
+    Teardown(Op<Reduced>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(super) struct Cpu {
+struct Task {
+    work: Work,
+    /// The pages the call covers, and every translation of them that
+    /// existed when it started (page, frame, writable).
+    covered: Range<u64>,
+    old: Vec<(u64, Pfn, bool)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Cpu {
     /// Runs a thread of `A` (else the reaper's kernel thread).
-    pub(super) user: bool,
-    /// Next op of the script.
-    pub(super) next: usize,
-    pub(super) task: Option<Task>,
-    /// The thread exited.
-    pub(super) gone: bool,
+    user: bool,
+    /// Next call of the script.
+    next: usize,
+    task: Option<Task>,
+    /// The thread of `A` exited.
+    gone: bool,
+    /// The address space loaded here (a slot), if any.
+    on: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
-    Start { cpu: usize, op: Op },
+    Start { cpu: usize, call: Script },
     Step { cpu: usize, pc: Pc },
     Read { cpu: usize, vpn: u64 },
     Write { cpu: usize, vpn: u64 },
     Speculate { cpu: usize },
+    Switch { cpu: usize, to: usize },
     MapB { vpn: u64 },
-    RunB { cpu: usize },
+    ChildExit,
 }
 
 /// One state of the model system.
-#[derive(Clone)]
 pub struct World {
-    pub(super) cfg: Rc<Config>,
-    pub(super) coverage: Rc<Coverage>,
-    pub(super) machine: Machine,
-    /// Per CPU: the leaf entries cached writable.
-    pub(super) wtlb: Vec<Tlb>,
-    pub(super) cpus: Vec<Cpu>,
-    /// CPU holding `A`'s mm lock.
-    pub(super) lock: Option<usize>,
-    /// `Mm::flush_pending`.
-    pub(super) pending: u8,
-    /// Threads of `A` not yet counted out.
-    pub(super) live: u8,
-    /// `Mm::cpus`: CPUs that have `A` loaded.
-    pub(super) loaded: u32,
-    /// Bit per page: in a VMA; in a read-only VMA; leaf read-only.
-    pub(super) vma: u32,
-    pub(super) vma_ro: u32,
-    pub(super) ro: u32,
-    /// Frames shared copy-on-write with the child.
-    pub(super) shared: Vec<(Pfn, MmTag)>,
-    /// `teardown_exit` took the address space: `A` is being torn down.
-    pub(super) taken: bool,
-    pub(super) b_mapped: u32,
-    pub(super) faults: u8,
-    pub(super) root_a: Pfn,
-    /// `B` is created (its root allocated) when it first maps a page.
-    pub(super) root_b: Option<Pfn>,
+    cfg: Rc<Config>,
+    coverage: Rc<Coverage>,
+    machine: RefCell<Machine>,
+    alloc: AsidAllocator,
+    /// `A`, `B`, then the empty ones.
+    mms: Vec<Mm<Reduced>>,
+    /// The fork child, once a fork returned (it never runs).
+    child: Option<Mm<Reduced>>,
+    cpus: Vec<Cpu>,
+    /// The reaper holds a reference to `A`.
+    reaper: bool,
+    /// The reaper marked `A`'s process killed.
+    killed: bool,
+    /// `A` was torn down and its ASID released.
+    a_dead: bool,
+    faults: u8,
+    switches: u8,
+    b_mapped: u32,
     /// Frames `A` was built from (the lowest ones).
-    pub(super) a_frames: Pfn,
+    a_frames: Pfn,
+}
+
+impl Clone for World {
+    fn clone(&self) -> Self {
+        // SAFETY: the model is single-threaded: nothing uses these mms
+        // while they are copied.
+        let snap = |m: &Mm<Reduced>| unsafe { m.snapshot() };
+        World {
+            cfg: self.cfg.clone(),
+            coverage: self.coverage.clone(),
+            machine: self.machine.clone(),
+            alloc: self.alloc.clone(),
+            mms: self.mms.iter().map(snap).collect(),
+            child: self.child.as_ref().map(snap),
+            cpus: self.cpus.clone(),
+            reaper: self.reaper,
+            killed: self.killed,
+            a_dead: self.a_dead,
+            faults: self.faults,
+            switches: self.switches,
+            b_mapped: self.b_mapped,
+            a_frames: self.a_frames,
+        }
+    }
 }
 
 impl Hash for World {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        self.machine.hash(h);
-        if self.cfg.writes {
-            self.wtlb.hash(h);
+        self.machine.borrow().hash(h);
+        self.alloc.hash(h);
+        for m in self.mms.iter().chain(&self.child) {
+            // SAFETY: single-threaded, as in `clone`.
+            unsafe { m.hash_state(h) };
         }
+        self.child.is_some().hash(h);
         self.cpus.hash(h);
-        (
-            self.lock,
-            self.pending,
-            self.live,
-            self.loaded,
-            self.vma,
-            self.vma_ro,
-            self.ro,
-        )
-            .hash(h);
-        (
-            &self.shared,
-            self.taken,
-            self.b_mapped,
-            self.root_b,
-            self.faults,
-        )
-            .hash(h);
+        (self.reaper, self.killed, self.a_dead, self.faults, self.switches, self.b_mapped).hash(h);
     }
 }
 
-pub(super) fn bit(vpn: u64) -> u32 {
-    1 << vpn
-}
-
-pub(super) fn mask(lo: u64, hi: u64) -> u32 {
-    (lo..hi).fold(0, |m, v| m | bit(v))
+/// The page-table format the kernel's code runs with here.
+pub fn reduced(f: Format) -> Reduced {
+    f.reduced()
 }
 
 impl World {
     pub fn new(cfg: Config) -> Self {
         assert_eq!(cfg.scripts.len(), cfg.ncpus, "one script per CPU");
         assert!(cfg.format.pages() <= 32, "page masks are u32");
-        let mut scratch = Memory::new(cfg.format, 64);
-        let root = scratch.new_root(A).unwrap();
-        for &vpn in &cfg.pages {
-            scratch.map(A, root, vpn).expect("scratch memory too small");
-        }
-        let a_frames = (64 - scratch.free_frames()) as Pfn;
-        let mut machine = Machine::new(cfg.ncpus, cfg.format, a_frames as usize + cfg.spare_frames);
-        let mem = machine.mem_mut();
-        let root_a = mem.new_root(A).unwrap();
-        for &vpn in &cfg.pages {
-            mem.map(A, root_a, vpn).unwrap();
+        assert!(!cfg.pages.contains(&0) && !cfg.b_pages.contains(&0), "page 0 cannot be mapped");
+        // Enough frames for everything the setup builds, then the spares.
+        let setup = 2 + cfg.pages.len() * cfg.format.levels as usize + 1 + cfg.others;
+        let machine = RefCell::new(Machine::new(cfg.ncpus, cfg.format, setup + cfg.spare_frames));
+        // Physical address 0 is the kernel's "no tables" (a torn-down
+        // address space's root): frame 0 stands for memory that is not RAM.
+        machine.borrow_mut().mem_mut().alloc(FrameUse::Data { mm: NOBODY });
+        let alloc = AsidAllocator::new(cfg.asid_bits, cfg.ncpus, AsidBugs::NONE).expect("ASID width for the CPUs");
+        let mut tlb = cfg.tlb;
+        tlb.bugs = Default::default(); // the setup is not under test
+        let mut mms = Vec::new();
+        let mut new_mm = |tag: MmTag, pages: &[u64], fault: bool| {
+            let hw = Bridge::new(&machine, 0, tag);
+            let mm = Mm::new(tag as u64, AddressSpace::new_in(reduced(cfg.format), &hw).expect("frames for a root"));
+            for &vpn in pages {
+                let mut op = Op::new(Call::Mmap { addr: va(vpn), len: PAGE_SIZE, prot: RW, flags: map::FIXED }, &tlb);
+                mm.run(&mut op, &tlb, &hw, &hw, |_| {});
+                assert_eq!(op.outcome(), Ok(Outcome::Addr(va(vpn))), "setup mmap of page {vpn}");
+                if fault {
+                    let mut op = Op::new(Call::Fault { va: va(vpn), access: Access::Write }, &tlb);
+                    mm.run(&mut op, &tlb, &hw, &hw, |_| {});
+                    assert!(matches!(op.outcome(), Ok(Outcome::Fault(_))), "setup fault of page {vpn}: {:?}", op.outcome());
+                }
+            }
+            mms.push(mm);
+        };
+        new_mm(A, &cfg.pages, true);
+        let a_frames = { let m = machine.borrow(); (m.mem().frames() - m.mem().free_frames()) as Pfn };
+        new_mm(B, &cfg.b_pages, false);
+        for i in 0..cfg.others {
+            new_mm(OTHER + i as MmTag, &[], false);
         }
         let mut w = World {
             coverage: Rc::default(),
             machine,
-            wtlb: vec![Tlb::default(); cfg.ncpus],
+            alloc,
+            mms,
+            child: None,
             cpus: Vec::new(),
-            lock: None,
-            pending: 0,
-            live: 0,
-            loaded: 0,
-            vma: cfg.pages.iter().fold(0, |m, &v| m | bit(v)),
-            vma_ro: 0,
-            ro: 0,
-            shared: Vec::new(),
-            taken: false,
-            b_mapped: 0,
+            reaper: false,
+            killed: false,
+            a_dead: false,
             faults: cfg.faults,
-            root_a,
-            root_b: None,
+            switches: cfg.switches,
+            b_mapped: 0,
             a_frames,
             cfg: Rc::new(cfg),
         };
+        let mut users = 0;
         for cpu in 0..w.cfg.ncpus {
-            let user = !w.cfg.scripts[cpu].contains(&Op::Reap);
+            let user = !w.cfg.scripts[cpu].contains(&Script::Reap);
+            let mut on = None;
             if user {
-                w.machine.set_ttbr0(cpu, Ttbr0::user(root_a, ASID_A, A));
-                w.loaded |= 1 << cpu;
-                w.live += 1;
+                switch::activate(&w.mms[SLOT_A], &w.alloc, &Bridge::new(&w.machine, cpu, A));
+                on = Some(SLOT_A);
+                users += 1;
             }
-            w.cpus.push(Cpu {
-                user,
-                next: 0,
-                task: None,
-                gone: false,
-            });
-            // Scheduled speculation starts cold (warm states are reachable
-            // through `Speculate`); eager speculation fills at once.
-            if w.cfg.speculation == Speculation::Eager {
-                w.fill(cpu);
-            }
+            w.cpus.push(Cpu { user, next: 0, task: None, gone: false, on });
+        }
+        w.mms[SLOT_A].users.store(users, core::sync::atomic::Ordering::Relaxed);
+        w.machine.get_mut().reset_stats();
+        // Scheduled speculation starts cold (warm states are reachable
+        // through `Speculate`); eager speculation fills at once.
+        if w.cfg.speculation == Speculation::Eager {
+            w.fill_all();
         }
         w
     }
@@ -353,136 +445,139 @@ impl World {
         &self.coverage
     }
 
-    pub fn machine(&self) -> &Machine {
-        &self.machine
+    /// The machine (its statistics count every TLBI and DSB since setup).
+    pub fn machine(&self) -> std::cell::Ref<'_, Machine> {
+        self.machine.borrow()
     }
 
-    pub(super) fn mem(&self) -> &Memory {
-        self.machine.mem()
+    pub fn config(&self) -> &Config {
+        &self.cfg
     }
 
-    fn frames(&self) -> Pfn {
-        self.a_frames + self.cfg.spare_frames as Pfn
+    fn a(&self) -> &Mm<Reduced> {
+        &self.mms[SLOT_A]
     }
 
-    pub(super) fn pages(&self) -> u64 {
-        self.cfg.format.pages()
-    }
-
-    /// `A`'s current translation of `vpn` (none once its address space
-    /// was taken for teardown).
-    pub(super) fn pte(&self, vpn: u64) -> Option<Pfn> {
-        (!self.taken)
-            .then(|| self.mem().translate(self.root_a, vpn))
-            .flatten()
-    }
-
-    pub(super) fn writable(&self, vpn: u64) -> Option<Pfn> {
-        self.pte(vpn).filter(|_| self.ro & bit(vpn) == 0)
-    }
-
-    /// A speculative walk on `cpu`, and the writable entries it caches.
-    pub(super) fn fill(&mut self, cpu: usize) {
-        self.machine.speculate(cpu);
-        if self.cfg.writes && self.machine.ttbr0(cpu).mm == Some(A) {
-            for vpn in 0..self.pages() {
-                if let Some(pfn) = self.writable(vpn) {
-                    self.wtlb[cpu].insert(Entry::Leaf {
-                        asid: ASID_A,
-                        vpn,
-                        pfn,
-                        mm: A,
-                    });
-                }
-            }
+    fn tag(slot: usize) -> MmTag {
+        match slot {
+            SLOT_A => A,
+            SLOT_B => B,
+            n => OTHER + (n - 2) as MmTag,
         }
     }
 
-    /// `DSB` on `cpu`: its TLBIs complete, in both TLBs of every CPU they reach.
-    pub(super) fn dsb(&mut self, cpu: usize) {
-        let ops = self.machine.pending(cpu).to_vec();
-        self.machine.dsb(cpu);
-        let f = self.cfg.format;
-        for (op, scope) in ops {
-            let reached = match scope {
-                Scope::Local => cpu..cpu + 1,
-                Scope::Broadcast => 0..self.wtlb.len(),
-            };
-            for c in reached {
-                self.wtlb[c].invalidate(&op, f);
-            }
+    /// `A`'s root table, unless its teardown took it.
+    fn a_root(&self) -> Option<Pfn> {
+        // SAFETY: single-threaded; the reference does not outlive this call.
+        let pa = unsafe { self.a().peek() }.root_pa();
+        (pa != 0).then(|| pfn_of(pa))
+    }
+
+    /// `A`'s current leaf for `vpn`: frame and whether EL0 may write.
+    fn a_leaf(&self, vpn: u64) -> Option<(Pfn, bool)> {
+        let root = self.a_root()?;
+        let m = self.machine.borrow();
+        let mem = m.mem();
+        let leaf = mem.format().levels - 1;
+        let table = mem.leaf_table(root, vpn)?;
+        let raw = mem.words(table)[mem.format().index(vpn, leaf)];
+        match mem.desc_at(root, leaf, vpn)? {
+            Desc::Page(p) => Some((p, el0_can_write(raw))),
+            _ => None,
         }
     }
 
-    /// The pages an operation covers.
-    fn covered(&self, op: Op) -> core::ops::Range<u64> {
-        match op {
-            Op::Munmap { lo, hi }
-            | Op::Madvise { lo, hi }
-            | Op::Mprotect { lo, hi }
-            | Op::MmapFixed { lo, hi } => lo..hi,
-            Op::Fault { vpn, .. } => vpn..vpn + 1,
-            _ => 0..self.pages(),
+    /// `A`'s ASID, while it has one and lives.
+    fn a_asid(&self) -> Option<u16> {
+        if self.a_dead {
+            return None;
+        }
+        self.a().ctx.asid()
+    }
+
+    fn fill_all(&mut self) {
+        let m = self.machine.get_mut();
+        for cpu in 0..m.ncpus() {
+            m.speculate(cpu);
         }
     }
 
-    /// Every translation of `op`'s pages that exists right now: in the page
-    /// table and in any CPU's TLB (`false`) or writable TLB (`true`).
-    pub(super) fn snapshot(&self, op: Op) -> Vec<(u64, Pfn, bool)> {
+    /// Every translation of `pages` that exists now: in `A`'s tables and in
+    /// any CPU's TLB.
+    fn snapshot(&self, pages: Range<u64>) -> Vec<(u64, Pfn, bool)> {
         let mut old = Vec::new();
-        for vpn in self.covered(op) {
-            old.extend(self.pte(vpn).map(|p| (vpn, p, false)));
-            old.extend(self.writable(vpn).map(|p| (vpn, p, true)));
-            for cpu in 0..self.cpus.len() {
-                for (t, w) in [(self.machine.tlb(cpu), false), (&self.wtlb[cpu], true)] {
-                    for e in t.entries() {
-                        if let Entry::Leaf {
-                            asid: ASID_A,
-                            vpn: v,
-                            pfn,
-                            mm: A,
-                        } = *e
-                        {
-                            if v == vpn && !old.contains(&(vpn, pfn, w)) {
-                                old.push((vpn, pfn, w));
-                            }
+        let m = self.machine.borrow();
+        for vpn in pages {
+            if let Some((p, w)) = self.a_leaf(vpn) {
+                old.push((vpn, p, w));
+            }
+            for cpu in 0..m.ncpus() {
+                for e in m.tlb(cpu).entries() {
+                    if let Entry::Leaf { vpn: v, pfn, mm: A, writable, .. } = *e {
+                        if v == vpn {
+                            old.push((vpn, pfn, writable));
                         }
                     }
                 }
             }
         }
         old.sort_unstable();
+        old.dedup();
         old
     }
 
-    /// TLBEmptyInvalPTE when an operation on `vpns` returns: no CPU that
-    /// can still use `A`'s ASID holds a translation that existed when the
-    /// operation started (`old`) and that the page table no longer has,
-    /// nor a writable one the page table no longer grants.
-    pub(super) fn returned(
-        &self,
-        vpns: core::ops::Range<u64>,
-        old: &[(u64, Pfn, bool)],
-    ) -> Result<(), Violation> {
-        for vpn in vpns {
-            let (now, now_w) = (self.pte(vpn), self.writable(vpn));
-            for cpu in 0..self.cpus.len() {
-                if self.live == 0 && self.machine.ttbr0(cpu).mm != Some(A) {
-                    continue; // No thread of A is left to run here again.
+    /// Whether `cpu` may run `A` again: it has it loaded, or runs a live
+    /// thread of it.
+    fn may_run_a(&self, cpu: usize) -> bool {
+        let c = &self.cpus[cpu];
+        c.on == Some(SLOT_A) || (c.user && !c.gone)
+    }
+
+    /// TLBEmptyInvalPTE when a call returns: no CPU that may run `A` holds
+    /// a translation of the covered pages, under `A`'s ASID, that existed
+    /// when the call started and that the tables no longer have (or no
+    /// longer grant write access through).
+    fn returned(&self, covered: Range<u64>, old: &[(u64, Pfn, bool)]) -> Result<(), Violation> {
+        let Some(asid) = self.a_asid() else { return Ok(()) };
+        let m = self.machine.borrow();
+        for vpn in covered {
+            let now = self.a_leaf(vpn);
+            for cpu in (0..m.ncpus()).filter(|&c| self.may_run_a(c)) {
+                for e in m.tlb(cpu).entries() {
+                    let Entry::Leaf { asid: a, vpn: v, pfn, mm: A, writable } = *e else { continue };
+                    let stale = match now {
+                        Some((p, w)) => p != pfn || (writable && !w),
+                        None => true,
+                    };
+                    if a == asid && v == vpn && stale && old.contains(&(vpn, pfn, writable)) {
+                        return Err(Violation::TlbEmptyInvalPte { cpu, mm: A, vpn, asid });
+                    }
                 }
-                let stale = |t: &Tlb, want: Option<Pfn>, w: bool| {
-                    t.entries().iter().any(|e| {
-                        matches!(*e, Entry::Leaf { asid: ASID_A, vpn: v, pfn, mm: A }
-                            if v == vpn && Some(pfn) != want && old.contains(&(vpn, pfn, w)))
-                    })
+            }
+        }
+        Ok(())
+    }
+
+    /// Break-before-make: no TLB holds an entry of `A`'s ASID that a valid
+    /// descriptor of `A`'s tables now contradicts.
+    fn break_before_make(&self) -> Result<(), Violation> {
+        let (Some(asid), Some(root)) = (self.a_asid(), self.a_root()) else { return Ok(()) };
+        let m = self.machine.borrow();
+        let mem = m.mem();
+        for cpu in 0..m.ncpus() {
+            for e in m.tlb(cpu).entries() {
+                let (vpn, level, cached) = match *e {
+                    Entry::Leaf { asid: a, vpn, pfn, mm: A, .. } if a == asid => (vpn, mem.format().levels - 1, pfn),
+                    Entry::Walk { asid: a, level, region, table, mm: A } if a == asid => (region, level, table),
+                    _ => continue,
                 };
-                if stale(self.machine.tlb(cpu), now, false) || stale(&self.wtlb[cpu], now_w, true) {
-                    return Err(Violation::TlbEmptyInvalPte {
-                        cpu,
-                        mm: A,
-                        vpn,
-                        asid: ASID_A,
-                    });
+                let current = match mem.desc_at(root, level, vpn) {
+                    Some(Desc::Page(p) | Desc::Table(p)) => p,
+                    _ => continue,
+                };
+                if current != cached {
+                    let level = (level + 1 < mem.format().levels).then_some(level);
+                    return Err(Violation::BreakBeforeMake { cpu, mm: A, asid, vpn, level, cached, current });
                 }
             }
         }
@@ -491,34 +586,19 @@ impl World {
 
     /// Leaf entries usable under a CPU's TTBR0 that lead into another mm's frame.
     fn other_mm(&self) -> Result<(), Violation> {
-        for cpu in 0..self.cpus.len() {
-            let Ttbr0 {
-                asid, mm: Some(mm), ..
-            } = self.machine.ttbr0(cpu)
-            else {
-                continue;
-            };
-            for e in self.machine.tlb(cpu).entries() {
-                let Entry::Leaf {
-                    asid: a, vpn, pfn, ..
-                } = *e
-                else {
-                    continue;
-                };
-                let frame = self.mem().use_of(pfn);
+        let m = self.machine.borrow();
+        for cpu in 0..m.ncpus() {
+            let t = m.ttbr0(cpu);
+            let Some(mm) = t.mm else { continue };
+            for e in m.tlb(cpu).entries() {
+                let Entry::Leaf { asid, vpn, pfn, .. } = *e else { continue };
+                let frame = m.mem().use_of(pfn);
                 let owner = match frame {
                     FrameUse::Data { mm } | FrameUse::Table { mm, .. } => Some(mm),
                     FrameUse::Free => None,
                 };
-                if a == asid && owner.is_some_and(|o| o != mm) {
-                    return Err(Violation::StaleTranslation {
-                        cpu,
-                        mm,
-                        asid,
-                        vpn,
-                        pfn,
-                        frame,
-                    });
+                if asid == t.asid && owner.is_some_and(|o| o != mm) {
+                    return Err(Violation::StaleTranslation { cpu, mm, asid, vpn, pfn, frame });
                 }
             }
         }
@@ -527,14 +607,279 @@ impl World {
 
     fn check_state(&self) -> Result<(), Violation> {
         match self.cfg.checks {
-            Checks::All => self.machine.check_tlbs(),
+            Checks::All => {
+                self.machine.borrow().check_tlbs()?;
+                self.break_before_make()
+            }
             Checks::OtherMmOnly => self.other_mm(),
         }
     }
 
-    fn idle(&self, cpu: usize) -> bool {
+    /// Owner tags by reachability: `A`'s tables (and the child's while a
+    /// fork builds it), the child's, `B`'s, the others'. A data frame `A`
+    /// still holds a reference to beyond what its tables show (a
+    /// copy-on-write step's old frame) stays `A`'s.
+    fn retag(&mut self) {
+        let mut roots: Vec<(MmTag, u64)> = Vec::new();
+        // SAFETY: single-threaded; the references end in this block.
+        unsafe {
+            if let Some(r) = self.a_root() {
+                roots.push((A, pa_of(r)));
+            }
+            for c in &self.cpus {
+                if let Some(Task { work: Work::Op(op), .. }) = &c.task {
+                    if let Some(child) = op.child() {
+                        roots.push((CHILD, child.root_pa()));
+                    }
+                }
+            }
+            if let Some(c) = &self.child {
+                roots.push((CHILD, c.peek().root_pa()));
+            }
+            for (slot, mm) in self.mms.iter().enumerate().skip(1) {
+                roots.push((Self::tag(slot), mm.peek().root_pa()));
+            }
+        }
+        let m = self.machine.get_mut();
+        let mut seen: Vec<Option<MmTag>> = vec![None; m.mem().frames()];
+        let mut links = vec![0u8; seen.len()];
+        for &(tag, root) in roots.iter().filter(|r| r.1 != 0) {
+            for p in m.mem().reachable(pfn_of(root)) {
+                if matches!(m.mem().use_of(p), FrameUse::Data { .. }) {
+                    links[p as usize] += 1;
+                }
+                seen[p as usize].get_or_insert(tag);
+            }
+        }
+        let mem = m.mem_mut();
+        for (p, tag) in seen.iter().enumerate() {
+            let (p, Some(tag)) = (p as Pfn, *tag) else { continue };
+            match mem.use_of(p) {
+                FrameUse::Table { level, mm } if mm != tag => mem.reassign(p, FrameUse::Table { mm: tag, level }),
+                FrameUse::Data { mm: A } if tag != A && mem.refs(p) > links[p as usize] => {}
+                FrameUse::Data { mm } if mm != tag => mem.reassign(p, FrameUse::Data { mm: tag }),
+                _ => {}
+            }
+        }
+    }
+
+    fn start(&mut self, cpu: usize, call: Script) {
+        self.cpus[cpu].next += 1;
+        let covered = call.covered(self.cfg.format.pages());
+        let old = self.snapshot(covered.clone());
+        let work = match call.call() {
+            None => Work::Leave,
+            Some(c) => {
+                if c == Call::Reap {
+                    self.reaper = true;
+                }
+                Work::Op(Op::new(c, &self.cfg.tlb))
+            }
+        };
+        self.cpus[cpu].task = Some(Task { work, covered, old });
+    }
+
+    /// A user access by `cpu` to page `vpn`: through the TLB, or a walk, or
+    /// a fault.
+    fn access(&mut self, cpu: usize, vpn: u64, write: bool) -> Result<(), Violation> {
+        let hits = {
+            let mut m = self.machine.borrow_mut();
+            // Uses a matching entry, else walks; checks each hit's frame.
+            m.access(cpu, vpn)?;
+            let asid = m.ttbr0(cpu).asid;
+            m.tlb(cpu)
+                .entries()
+                .iter()
+                .filter_map(|e| match *e {
+                    Entry::Leaf { asid: a, vpn: v, pfn, writable, .. } if a == asid && v == vpn => Some((pfn, writable)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let writable: Vec<Pfn> = hits.iter().filter(|h| h.1).map(|h| h.0).collect();
+        if hits.is_empty() || (write && writable.is_empty()) {
+            return self.fault(cpu, vpn, if write { Access::Write } else { Access::Read });
+        }
+        // A write while a fork is sharing pages but has not completed its
+        // flush lands before the fork takes effect (the child has not run):
+        // a concurrent write, not a write through a stale entry.
+        if write && !self.fork_unflushed() {
+            let m = self.machine.borrow();
+            for pfn in writable {
+                let refs = m.mem().refs(pfn);
+                if refs > 1 {
+                    return Err(Violation::WriteToSharedFrame { cpu, mm: A, vpn, pfn, refs });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fault(&mut self, cpu: usize, vpn: u64, access: Access) -> Result<(), Violation> {
+        if self.faults == 0 {
+            return Ok(());
+        }
+        self.faults -= 1;
+        let old = self.snapshot(vpn..vpn + 1);
+        let op = Op::new(Call::Fault { va: va(vpn), access }, &self.cfg.tlb);
+        self.cpus[cpu].task = Some(Task { work: Work::Op(op), covered: vpn..vpn + 1, old });
+        Ok(())
+    }
+
+    /// One step of `cpu`'s task.
+    fn step(&mut self, cpu: usize) -> Result<(), Violation> {
+        let in_zap = self.zap_in_flight();
+        let hw = Bridge { m: &self.machine, cpu, mm: A, bugs: self.cfg.hw };
+        let tlb = &self.cfg.tlb;
+        let a = &self.mms[SLOT_A];
+        let c = &mut self.cpus[cpu];
+        let task = c.task.as_mut().expect("a task to step");
+        let mut done = false;
+        match &mut task.work {
+            Work::Op(op) | Work::Teardown(op) => {
+                let before = op.pc();
+                match op.step(a, tlb, &hw, &hw) {
+                    Step::Ran | Step::Blocked => {}
+                    Step::Hook(Hook::Reaping) => self.killed = true,
+                    Step::Done => done = true,
+                }
+                if matches!(before, Pc::Flush { then: Then::Zap }) {
+                    inc(&self.coverage.partial_batches);
+                }
+            }
+            Work::Leave => {
+                if in_zap {
+                    inc(&self.coverage.exits_during_zap);
+                }
+                switch::leave_dying(a, tlb, &hw);
+                c.on = None;
+                task.work = Work::CountOut;
+            }
+            Work::CountOut => {
+                let last = a.users.fetch_sub(1, core::sync::atomic::Ordering::AcqRel) == 1;
+                c.gone = true;
+                if last && !self.reaper {
+                    task.work = Work::Teardown(Op::new(Call::Teardown, tlb));
+                } else {
+                    done = true;
+                }
+            }
+        }
+        if done {
+            self.finish(cpu)?;
+        }
+        Ok(())
+    }
+
+    /// A zap of `A` (munmap, madvise, the reaper) is in progress somewhere.
+    /// A fork runs and has not yet completed the flush of the pages it
+    /// write-protected.
+    fn fork_unflushed(&self) -> bool {
+        self.cpus.iter().any(|c| match &c.task {
+            Some(Task { work: Work::Op(op), .. }) => {
+                op.call() == Call::Fork && !matches!(op.pc(), Pc::Release { .. } | Pc::Unlock { .. } | Pc::Done)
+            }
+            _ => false,
+        })
+    }
+
+    fn zap_in_flight(&self) -> bool {
+        self.cpus.iter().any(|c| match &c.task {
+            Some(Task { work: Work::Op(op), .. }) => {
+                matches!(op.call(), Call::Munmap { .. } | Call::Madvise { .. } | Call::Reap) && op.pc() != Pc::BeginZap
+            }
+            _ => false,
+        })
+    }
+
+    /// `cpu`'s task finished its last step.
+    fn finish(&mut self, cpu: usize) -> Result<(), Violation> {
+        let mut task = self.cpus[cpu].task.take().expect("a finished task");
+        inc(&self.coverage.returns);
+        match &mut task.work {
+            Work::Op(op) => {
+                match (op.call(), op.outcome()) {
+                    (Call::Fork, Ok(_)) => {
+                        let child = op.take_child().expect("a fork's child");
+                        self.child = Some(Mm::new(CHILD as u64, child));
+                    }
+                    (Call::Fault { .. }, Ok(Outcome::Fault(f))) => {
+                        use kernel::mm::aspace::FaultKind;
+                        match f.kind {
+                            FaultKind::ZeroFill => inc(&self.coverage.zero_fills),
+                            FaultKind::CowCopy => inc(&self.coverage.cow_copies),
+                            FaultKind::CowReuse => inc(&self.coverage.cow_reuses),
+                            FaultKind::Spurious => {}
+                        }
+                    }
+                    _ => {}
+                }
+                // A call that failed (say, madvise over a range a racing
+                // munmap has just emptied) promises nothing about it.
+                if op.outcome().is_ok() {
+                    self.returned(task.covered.clone(), &task.old)?;
+                }
+                if op.call() == Call::Reap {
+                    self.reaper = false;
+                    if self.a().users.load(core::sync::atomic::Ordering::Acquire) == 0 {
+                        let op = Op::new(Call::Teardown, &self.cfg.tlb);
+                        self.cpus[cpu].task = Some(Task { work: Work::Teardown(op), covered: 0..0, old: Vec::new() });
+                    }
+                }
+            }
+            Work::Teardown(op) => {
+                if let Err(OpError::StillLoaded { cpus }) = op.outcome() {
+                    return Err(Violation::StillLoadedAtTeardown { mm: A, cpus });
+                }
+                self.alloc.release(&Bridge::new(&self.machine, cpu, A), &self.mms[SLOT_A].ctx);
+                self.a_dead = true;
+            }
+            Work::Leave | Work::CountOut => {}
+        }
+        Ok(())
+    }
+
+    fn switch(&mut self, cpu: usize, to: usize) {
         let c = &self.cpus[cpu];
-        c.task.is_none() && (c.gone || (!c.user && c.next == self.cfg.scripts[cpu].len()))
+        let home = to == SLOT_A && c.user && !c.gone;
+        if !home {
+            self.switches -= 1;
+        }
+        let generation = self.alloc.generation();
+        let hw = Bridge::new(&self.machine, cpu, Self::tag(to));
+        switch::deactivate(self.cpus[cpu].on.map(|s| &self.mms[s]), &hw);
+        switch::activate(&self.mms[to], &self.alloc, &hw);
+        self.cpus[cpu].on = Some(to);
+        if self.alloc.generation() != generation {
+            inc(&self.coverage.rollovers);
+            if self.cpus.iter().any(|c| matches!(c.task, Some(Task { work: Work::Op(_), .. }))) {
+                inc(&self.coverage.rollovers_in_op);
+            }
+        }
+    }
+
+    fn map_b(&mut self, vpn: u64) {
+        let hw = Bridge::new(&self.machine, 0, B);
+        let mut op = Op::new(Call::Fault { va: va(vpn), access: Access::Write }, &self.cfg.tlb);
+        self.mms[SLOT_B].run(&mut op, &self.cfg.tlb, &hw, &hw, |_| {});
+        self.b_mapped |= 1 << vpn;
+        if let Ok(Outcome::Fault(f)) = op.outcome() {
+            if pfn_of(f.pa) < self.a_frames {
+                inc(&self.coverage.reuses);
+            }
+        }
+    }
+
+    fn child_exit(&mut self) {
+        let child = self.child.take().expect("a child");
+        let hw = Bridge::new(&self.machine, 0, CHILD);
+        let mut op = Op::new(Call::Teardown, &self.cfg.tlb);
+        child.run(&mut op, &self.cfg.tlb, &hw, &hw, |_| {});
+        inc(&self.coverage.child_exits);
+    }
+
+    fn blocked(&self, op: &Op<Reduced>) -> bool {
+        matches!(op.pc(), Pc::Lock | Pc::Take) && self.a().is_locked()
     }
 }
 
@@ -542,87 +887,78 @@ impl System for World {
     type Action = Action;
 
     fn actions(&self, out: &mut Vec<Action>) {
+        let m = self.machine.borrow();
         let scheduled = self.cfg.speculation == Speculation::Scheduled;
         for (cpu, c) in self.cpus.iter().enumerate() {
-            let ttbr0 = self.machine.ttbr0(cpu);
             match &c.task {
-                Some(t) => {
-                    let pc = *t.todo.last().unwrap();
-                    if !(matches!(pc, Pc::Lock | Pc::Take) && self.lock.is_some()) {
-                        out.push(Action::Step { cpu, pc });
+                Some(t) => match &t.work {
+                    Work::Op(op) | Work::Teardown(op) if self.blocked(op) => {}
+                    Work::Op(op) | Work::Teardown(op) => out.push(Action::Step { cpu, pc: op.pc() }),
+                    Work::Leave | Work::CountOut => out.push(Action::Step { cpu, pc: Pc::Done }),
+                },
+                None => {
+                    let runs_a = c.on == Some(SLOT_A);
+                    if let Some(&call) = self.cfg.scripts[cpu].get(c.next) {
+                        if (c.user && runs_a && !c.gone) || (!c.user && !self.a_dead) {
+                            out.push(Action::Start { cpu, call });
+                        }
                     }
-                }
-                None if !c.gone => {
-                    if let Some(&op) = self.cfg.scripts[cpu].get(c.next) {
-                        out.push(Action::Start { cpu, op });
-                    }
-                    if c.user && ttbr0.mm == Some(A) {
-                        for &vpn in &self.cfg.pages {
+                    if c.user && runs_a && !c.gone {
+                        for &vpn in &self.cfg.touch {
                             out.push(Action::Read { cpu, vpn });
                             if self.cfg.writes {
                                 out.push(Action::Write { cpu, vpn });
                             }
                         }
                     }
+                    let home = c.user && !c.gone && !self.a_dead;
+                    if self.switches > 0 {
+                        for to in 0..self.mms.len() {
+                            let may = if to == SLOT_A { home } else { true };
+                            if may && c.on != Some(to) {
+                                out.push(Action::Switch { cpu, to });
+                            }
+                        }
+                    } else if home && !runs_a {
+                        // A live thread of A is scheduled again: free.
+                        out.push(Action::Switch { cpu, to: SLOT_A });
+                    }
                 }
-                None => {}
             }
-            if scheduled && ttbr0.mm.is_some() {
+            if scheduled && m.ttbr0(cpu).mm.is_some() {
                 out.push(Action::Speculate { cpu });
             }
-            if self.cfg.run_b && self.root_b.is_some() && self.idle(cpu) && ttbr0.mm != Some(B) {
-                out.push(Action::RunB { cpu });
-            }
         }
-        let needed = self.cfg.format.levels as usize + self.root_b.is_none() as usize;
-        let enough = self.mem().free_frames() >= needed;
-        for &vpn in self
-            .cfg
-            .b_pages
-            .iter()
-            .filter(|&&v| enough && self.b_mapped & bit(v) == 0)
-        {
+        let enough = m.mem().free_frames() >= self.cfg.format.levels as usize;
+        for &vpn in self.cfg.b_pages.iter().filter(|&&v| enough && self.b_mapped & 1 << v == 0) {
             out.push(Action::MapB { vpn });
+        }
+        if self.child.is_some() {
+            out.push(Action::ChildExit);
         }
     }
 
     fn apply(&mut self, a: &Action) -> Result<(), Violation> {
+        let free = self.machine.borrow().mem().free_frames();
         match *a {
-            Action::Start { cpu, op } => {
-                let mut t = Task::new(op, steps(op));
-                t.old = self.snapshot(op);
-                self.cpus[cpu].task = Some(t);
-            }
+            Action::Start { cpu, call } => self.start(cpu, call),
             Action::Step { cpu, .. } => self.step(cpu)?,
             Action::Read { cpu, vpn } => self.access(cpu, vpn, false)?,
             Action::Write { cpu, vpn } => self.access(cpu, vpn, true)?,
-            Action::Speculate { cpu } => self.fill(cpu),
-            Action::MapB { vpn } => {
-                let before: Vec<Pfn> = (0..self.a_frames)
-                    .filter(|&p| self.mem().use_of(p) == FrameUse::Free)
-                    .collect();
-                let mem = self.machine.mem_mut();
-                let root = *self
-                    .root_b
-                    .get_or_insert_with(|| mem.new_root(B).expect("frames were counted"));
-                mem.map(B, root, vpn).expect("frames were counted");
-                self.b_mapped |= bit(vpn);
-                if before
-                    .iter()
-                    .any(|&p| self.mem().use_of(p) != FrameUse::Free)
-                {
-                    inc(&self.coverage.reuses, 1);
-                }
+            Action::Speculate { cpu } => {
+                self.machine.get_mut().speculate(cpu);
             }
-            Action::RunB { cpu } => {
-                let root = self.root_b.expect("B exists");
-                self.machine.set_ttbr0(cpu, Ttbr0::user(root, ASID_B, B));
-            }
+            Action::Switch { cpu, to } => self.switch(cpu, to),
+            Action::MapB { vpn } => self.map_b(vpn),
+            Action::ChildExit => self.child_exit(),
         }
+        let now = self.machine.borrow().mem().free_frames();
+        if now > free {
+            self.coverage.frees.set(self.coverage.frees.get() + (now - free) as u64);
+        }
+        self.retag();
         if self.cfg.speculation == Speculation::Eager {
-            for cpu in 0..self.cpus.len() {
-                self.fill(cpu);
-            }
+            self.fill_all();
         }
         self.check_state()
     }
@@ -632,77 +968,68 @@ impl System for World {
     }
 
     fn expand(&self) -> bool {
-        let done =
-            |(cpu, c): (usize, &Cpu)| c.task.is_none() && c.next == self.cfg.scripts[cpu].len();
+        let done = |(cpu, c): (usize, &Cpu)| c.task.is_none() && c.next == self.cfg.scripts[cpu].len();
         !(self.cfg.stop_when_done && self.cpus.iter().enumerate().all(done))
     }
 
-    fn summary(&self) -> String {
-        let mut s = format!(
-            "lock {:?} pending {} live {} | A{{",
-            self.lock, self.pending, self.live
-        );
-        for vpn in (0..self.pages()).filter(|&v| self.pte(v).is_some()) {
-            write!(
-                s,
-                " v{vpn}>{}{}",
-                self.pte(vpn).unwrap(),
-                if self.writable(vpn).is_some() {
-                    ""
-                } else {
-                    "(ro)"
-                }
-            )
-            .unwrap();
+    fn weight(&self, a: &Action) -> u64 {
+        match a {
+            Action::Step { .. } => 8,
+            Action::Start { .. } => 2,
+            _ => 1,
         }
-        s += " }";
+    }
+
+    fn summary(&self) -> String {
+        let a = self.a();
+        let mut s = format!(
+            "A: locked {} pending {} users {} cpus {:#x} asid {:?}{}{} |",
+            a.is_locked(),
+            a.pending(),
+            a.users.load(core::sync::atomic::Ordering::Relaxed),
+            a.cpus.load(core::sync::atomic::Ordering::Relaxed),
+            a.ctx.asid(),
+            if self.killed { " killed" } else { "" },
+            if self.a_dead { " dead" } else { "" },
+        );
+        for vpn in 0..self.cfg.format.pages() {
+            if let Some((p, w)) = self.a_leaf(vpn) {
+                write!(s, " v{vpn}>{p}{}", if w { "" } else { "(ro)" }).unwrap();
+            }
+        }
+        let m = self.machine.borrow();
         for (cpu, c) in self.cpus.iter().enumerate() {
-            let t = self.machine.ttbr0(cpu);
+            let t = m.ttbr0(cpu);
             match t.mm {
-                Some(mm) => write!(s, " | cpu{cpu}: mm{mm}").unwrap(),
-                None => write!(s, " | cpu{cpu}: empty").unwrap(),
+                Some(mm) => write!(s, " | cpu{cpu}: mm{mm}/a{}", t.asid).unwrap(),
+                None => write!(s, " | cpu{cpu}: reserved").unwrap(),
             }
-            if let Some(task) = &c.task {
-                write!(s, " [{:?} next {:?}]", task.op, task.todo.last().unwrap()).unwrap();
+            match c.task.as_ref().map(|t| &t.work) {
+                Some(Work::Op(op) | Work::Teardown(op)) => write!(s, " [{:?} at {:?}]", op.call(), op.pc()).unwrap(),
+                Some(w) => write!(s, " [{w:?}]").unwrap(),
+                None => {}
             }
-            if !self.machine.pending(cpu).is_empty() {
-                write!(
-                    s,
-                    " issued {:?}",
-                    self.machine
-                        .pending(cpu)
-                        .iter()
-                        .map(|p| p.0)
-                        .collect::<Vec<_>>()
-                )
-                .unwrap();
+            if !m.pending(cpu).is_empty() {
+                write!(s, " issued {:?}", m.pending(cpu).iter().map(|p| p.0).collect::<Vec<_>>()).unwrap();
             }
             s += " tlb{";
-            for e in self.machine.tlb(cpu).entries() {
+            for e in m.tlb(cpu).entries() {
                 match *e {
-                    Entry::Leaf { asid, vpn, pfn, .. } => {
-                        write!(s, " a{asid}:v{vpn}>{pfn}").unwrap()
+                    Entry::Leaf { asid, vpn, pfn, writable, .. } => {
+                        write!(s, " a{asid}:v{vpn}>{pfn}{}", if writable { "w" } else { "" }).unwrap()
                     }
-                    Entry::Walk {
-                        asid,
-                        level,
-                        region,
-                        table,
-                        ..
-                    } => write!(s, " a{asid}:L{level}@{region}>{table}").unwrap(),
-                }
-                if self.wtlb[cpu].entries().contains(e) {
-                    s += "(w)";
+                    Entry::Walk { asid, level, region, table, .. } => write!(s, " a{asid}:L{level}@{region}>{table}").unwrap(),
                 }
             }
             s += " }";
         }
         s += " | frames";
-        for p in 0..self.frames() {
-            match self.mem().use_of(p) {
+        let mem: &Memory = m.mem();
+        for p in 0..mem.frames() as Pfn {
+            match mem.use_of(p) {
                 FrameUse::Free => write!(s, " {p}:-").unwrap(),
                 FrameUse::Table { mm, level } => write!(s, " {p}:T{mm}.{level}").unwrap(),
-                FrameUse::Data { mm } => write!(s, " {p}:D{mm}").unwrap(),
+                FrameUse::Data { mm } => write!(s, " {p}:D{mm}x{}", mem.refs(p)).unwrap(),
             }
         }
         s

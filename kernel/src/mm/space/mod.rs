@@ -40,7 +40,7 @@ pub mod switch;
 mod tests;
 
 pub use hw::MmHw;
-pub use op::{Call, Hook, Op, OpError, Outcome, Step};
+pub use op::{AfterUnlock, Call, Hook, Op, OpError, Outcome, Pc, Step, Then};
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -93,9 +93,6 @@ pub struct Bugs {
     /// The exiting CPU keeps the dying mm in TTBR0 (and clears its `cpus`
     /// bit as if it had left).
     pub exit_keeps_ttbr0: bool,
-    /// The exiting CPU switches TTBR0 with an ISB but no DSB, so a walk of
-    /// the dying tables may still be in flight.
-    pub exit_no_dsb: bool,
 }
 
 impl Bugs {
@@ -106,7 +103,6 @@ impl Bugs {
         madvise_frees_tables: false,
         no_racing_fix: false,
         exit_keeps_ttbr0: false,
-        exit_no_dsb: false,
     };
 }
 
@@ -124,6 +120,10 @@ pub struct Mm<F: Format = Arm4k> {
     pub cpus: AtomicU64,
     /// Zapping gathers in flight (Linux's `tlb_flush_pending`).
     pending: AtomicUsize,
+    /// The root table's physical address, fixed from creation until the
+    /// teardown takes the tables (then 0): read without the lock, so a
+    /// context switch never waits for an operation that holds it.
+    root: AtomicU64,
 }
 
 // SAFETY: `aspace` is reached only with `locked` held (taken with Acquire,
@@ -134,7 +134,9 @@ unsafe impl<F: Format + Send> Send for Mm<F> {}
 
 impl<F: Format> Mm<F> {
     pub fn new(id: u64, aspace: AddressSpace<F>) -> Self {
+        let root = AtomicU64::new(aspace.root_pa());
         Mm {
+            root,
             id,
             locked: AtomicBool::new(false),
             aspace: UnsafeCell::new(aspace),
@@ -147,7 +149,7 @@ impl<F: Format> Mm<F> {
 
     /// Physical address of the root table (for TTBR0); 0 once torn down.
     pub fn root_pa(&self) -> u64 {
-        self.with_aspace(|a| a.root_pa())
+        self.root.load(Ordering::Acquire)
     }
 
     fn try_lock(&self) -> bool {
@@ -216,6 +218,7 @@ impl<F: Format> Mm<F> {
             users: AtomicUsize::new(self.users.load(Ordering::Relaxed)),
             cpus: AtomicU64::new(self.cpus.load(Ordering::Relaxed)),
             pending: AtomicUsize::new(self.pending.load(Ordering::Relaxed)),
+            root: AtomicU64::new(self.root.load(Ordering::Relaxed)),
         }
     }
 
@@ -235,6 +238,19 @@ impl<F: Format> Mm<F> {
         self.users.load(Ordering::Relaxed).hash(h);
         self.cpus.load(Ordering::Relaxed).hash(h);
         self.pending.load(Ordering::Relaxed).hash(h);
+        self.root.load(Ordering::Relaxed).hash(h);
+    }
+
+    /// The address space without taking the lock: for the host model,
+    /// whose checks look at an address space while an operation in
+    /// progress holds its lock.
+    ///
+    /// # Safety
+    /// No thread changes this address space while the reference lives (the
+    /// model is single-threaded and steps nothing meanwhile).
+    pub unsafe fn peek(&self) -> &AddressSpace<F> {
+        // SAFETY: nothing writes it while the reference lives (caller).
+        unsafe { &*self.aspace.get() }
     }
 
     /// Whether the lock is held (for the model's checks).

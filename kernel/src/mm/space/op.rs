@@ -247,6 +247,11 @@ impl<F: Format> Op<F> {
         self.outcome
     }
 
+    /// The fork child's address space while the fork builds it.
+    pub fn child(&self) -> Option<&AddressSpace<F>> {
+        self.child.as_ref()
+    }
+
     /// The fork child's address space, once a fork is done.
     pub fn take_child(&mut self) -> Option<AddressSpace<F>> {
         self.child.take()
@@ -470,6 +475,7 @@ impl<F: Format> Op<F> {
                 } else {
                     // SAFETY: as above.
                     let a = unsafe { mm.aspace() };
+                    mm.root.store(0, Ordering::Release);
                     self.torn = Some(a.take_tables());
                     self.zap = ZapCursor::new(0, a.page_table().format().span());
                     self.elide = cfg.exit_elide;
@@ -517,7 +523,10 @@ impl<F: Format> Op<F> {
                 match zap {
                     // Mapped again at once: the tables stay.
                     Some(range) => self.start_zap(range, ZapTables::Never),
-                    None => self.pc = Pc::Unlock { then: AfterUnlock::Done },
+                    // The range may be one a racing munmap has just emptied
+                    // and not yet flushed: handing it out again is a
+                    // locked call racing a zap, like the others.
+                    None => self.pc = Pc::ReadPending { then: Then::Unlock },
                 }
             }),
             Call::Munmap { addr, len } => a.unmap_vmas(addr, len).map(|r| self.start_zap(r, ZapTables::Unmapped)),

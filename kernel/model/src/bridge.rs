@@ -1,0 +1,205 @@
+//! The kernel's two hardware-facing interfaces over the model machine, so
+//! the kernel's own code runs on it: [`PhysMem`] (frames, their reference
+//! counts, descriptors) and [`MmHw`] / [`AsidHw`] (TLBIs, DSBs, TTBR0, event
+//! counts) for one model CPU.
+//!
+//! A TLBI goes through the kernel's operand encoder (`tlb::range::encode`)
+//! and the model executes what the hardware decodes from the operand, so an
+//! encoding bug shows as a wrong invalidation. Frames are allocated lowest
+//! first, so freed ones are reused at once (the worst case).
+
+use core::cell::RefCell;
+
+use kernel::mm::asid::AsidHw;
+use kernel::mm::pagetable::PhysMem;
+use kernel::mm::space::MmHw;
+use kernel::mm::tlb::{range, Event, Scope, TlbiOp};
+
+use super::machine::{Machine, Ttbr0};
+use super::mem::{pa_of, pfn_of, FrameUse, MmTag};
+
+/// What the hardware executes for `op`: its operand encoded by the kernel's
+/// encoder and decoded as the architecture does. An operand that cannot be
+/// encoded is widened to the whole ASID, as `arch::aarch64::tlbi` does.
+pub fn hardware_op(op: &TlbiOp) -> TlbiOp {
+    let decoded = match (*op, range::encode(op)) {
+        (TlbiOp::All, _) => return TlbiOp::All,
+        (TlbiOp::Va { last_level, .. }, Ok(x)) => range::decode_va(x).map(|o| o.to_op(last_level)),
+        (TlbiOp::Range { last_level, .. }, Ok(x)) => {
+            range::decode_range(x).map(|o| o.to_op(last_level))
+        }
+        (TlbiOp::Asid { .. }, Ok(x)) => Ok(TlbiOp::Asid {
+            asid: (x >> 48) as u16,
+        }),
+        (TlbiOp::Va { asid, .. } | TlbiOp::Range { asid, .. } | TlbiOp::Asid { asid }, Err(_)) => {
+            return TlbiOp::Asid { asid }
+        }
+    };
+    decoded.unwrap_or_else(|e| panic!("{op:?} encodes to an operand that does not decode: {e}"))
+}
+
+/// Hardware bugs of the sequences `arch` implements (the kernel's mm code
+/// cannot inject those).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HwBugs {
+    /// TTBR0 switches end with the ISB but no DSB.
+    pub ttbr_without_dsb: bool,
+}
+
+/// One model CPU and the machine's memory, as the kernel sees them. `mm` is
+/// the ghost tag frames it allocates get.
+pub struct Bridge<'a> {
+    pub m: &'a RefCell<Machine>,
+    pub cpu: usize,
+    pub mm: MmTag,
+    pub bugs: HwBugs,
+}
+
+impl<'a> Bridge<'a> {
+    pub fn new(m: &'a RefCell<Machine>, cpu: usize, mm: MmTag) -> Self {
+        Bridge {
+            m,
+            cpu,
+            mm,
+            bugs: HwBugs::default(),
+        }
+    }
+
+    fn table_level(&self, pa: u64) -> u8 {
+        match self.m.borrow().mem().use_of(pfn_of(pa)) {
+            FrameUse::Table { level, .. } => level,
+            other => panic!(
+                "descriptor access to frame {} ({other:?}), not a table",
+                pfn_of(pa)
+            ),
+        }
+    }
+}
+
+impl AsidHw for Bridge<'_> {
+    fn cpu_id(&self) -> usize {
+        self.cpu
+    }
+
+    fn flush_local_tlb_all(&self) {
+        let mut m = self.m.borrow_mut();
+        m.issue(self.cpu, TlbiOp::All, Scope::Local);
+        m.dsb(self.cpu);
+    }
+}
+
+impl MmHw for Bridge<'_> {
+    fn issue(&self, ops: &[TlbiOp], scope: Scope) {
+        let mut m = self.m.borrow_mut();
+        for op in ops {
+            m.issue(self.cpu, hardware_op(op), scope);
+        }
+    }
+
+    fn complete(&self, _scope: Scope) {
+        self.m.borrow_mut().dsb(self.cpu);
+    }
+
+    unsafe fn load_ttbr0(&self, root: u64, asid: u16) {
+        let mut m = self.m.borrow_mut();
+        let mm = match m.mem().use_of(pfn_of(root)) {
+            FrameUse::Table { mm, level: 0 } => mm,
+            other => panic!(
+                "TTBR0 loaded with frame {} ({other:?}), not a root table",
+                pfn_of(root)
+            ),
+        };
+        let t = Ttbr0::user(pfn_of(root), asid, mm);
+        if self.bugs.ttbr_without_dsb {
+            m.set_ttbr0_no_dsb(self.cpu, t);
+        } else {
+            m.set_ttbr0(self.cpu, t);
+        }
+    }
+
+    fn load_reserved(&self) {
+        let mut m = self.m.borrow_mut();
+        if self.bugs.ttbr_without_dsb {
+            m.set_ttbr0_no_dsb(self.cpu, Ttbr0::RESERVED);
+        } else {
+            m.set_ttbr0(self.cpu, Ttbr0::RESERVED);
+        }
+    }
+
+    fn event(&self, e: Event) {
+        self.m.borrow().stats().record_event(self.cpu, e);
+    }
+}
+
+impl PhysMem for Bridge<'_> {
+    fn alloc_zeroed(&self) -> Option<u64> {
+        self.m
+            .borrow_mut()
+            .mem_mut()
+            .alloc(FrameUse::Data { mm: self.mm })
+            .map(pa_of)
+    }
+
+    fn alloc_table(&self, level: u32) -> Option<u64> {
+        let mut m = self.m.borrow_mut();
+        let level = m.mem().format().model_level(level);
+        m.mem_mut()
+            .alloc(FrameUse::Table { mm: self.mm, level })
+            .map(pa_of)
+    }
+
+    fn free(&self, pa: u64) {
+        self.m.borrow_mut().mem_mut().free(pfn_of(pa));
+    }
+
+    fn get(&self, pa: u64) {
+        let mut m = self.m.borrow_mut();
+        let n = m.mem().refs(pfn_of(pa));
+        assert!(n > 0, "get of frame {} with no reference", pfn_of(pa));
+        m.mem_mut().set_refs(pfn_of(pa), n + 1);
+    }
+
+    fn put(&self, pa: u64) -> bool {
+        let mut m = self.m.borrow_mut();
+        let n = m.mem().refs(pfn_of(pa));
+        assert!(n > 0, "put of frame {} with no reference", pfn_of(pa));
+        m.mem_mut().set_refs(pfn_of(pa), n - 1);
+        n == 1
+    }
+
+    fn refs(&self, pa: u64) -> u32 {
+        self.m.borrow().mem().refs(pfn_of(pa)) as u32
+    }
+
+    unsafe fn load_desc(&self, table: u64, idx: usize) -> u64 {
+        let _ = self.table_level(table);
+        self.m.borrow().mem().words(pfn_of(table))[idx]
+    }
+
+    unsafe fn store_desc(&self, table: u64, idx: usize, desc: u64) {
+        let _ = self.table_level(table);
+        self.m.borrow_mut().mem_mut().words_mut(pfn_of(table))[idx] = desc;
+    }
+
+    unsafe fn read_data(&self, pa: u64, _off: usize, buf: &mut [u8]) {
+        // The model keeps one word of contents per data frame.
+        let w = self.m.borrow().mem().words(pfn_of(pa))[0];
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (w >> (8 * (i % 8))) as u8;
+        }
+    }
+
+    unsafe fn write_data(&self, pa: u64, _off: usize, data: &[u8]) {
+        let mut w = [0u8; 8];
+        for (d, s) in w.iter_mut().zip(data) {
+            *d = *s;
+        }
+        self.m.borrow_mut().mem_mut().words_mut(pfn_of(pa))[0] = u64::from_le_bytes(w);
+    }
+
+    unsafe fn copy_page(&self, dst: u64, src: u64) {
+        let mut m = self.m.borrow_mut();
+        let w = m.mem().words(pfn_of(src))[0];
+        m.mem_mut().words_mut(pfn_of(dst))[0] = w;
+    }
+}
