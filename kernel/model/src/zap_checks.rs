@@ -757,3 +757,72 @@ fn ttbr0_switch_needs_its_dsb() {
         }
     }
 }
+
+// Long mode (`scripts/model.sh`, or `cargo test -p tlbmodel --release --
+// --ignored`): one larger system per family, each with 3 CPUs and
+// scheduled speculation (every moment at which each entry may be filled).
+
+/// Upper bound for a long search.
+const LONG_MAX_STATES: u64 = 60_000_000;
+
+fn explore_long(name: &str, cfg: &Config) -> Report {
+    let w = World::new(cfg.clone());
+    match explore(w.clone(), LONG_MAX_STATES) {
+        Ok(report) => {
+            println!("{name}: {report}; {:?}; {}", w.coverage(), w.machine().stats().total());
+            assert_eq!(report.bounded, 0, "{name}: the search hit its bound");
+            report
+        }
+        Err((report, ce)) => panic!(
+            "{name}: expected no violation, saw {}\n  after {report}\n  config {cfg:?}\n  trace:\n{}",
+            ce.violation,
+            ce.render(&w, 60)
+        ),
+    }
+}
+
+fn long(scripts: &[Vec<Script>]) -> Config {
+    let mut cfg = system(scripts, 3);
+    cfg.speculation = Speculation::Scheduled;
+    cfg
+}
+
+/// Zaps: munmap 2..7 (batches fill mid-zap, tables freed) against madvise
+/// 2..4 and a reader, A mapping pages 2, 3, 4 and 6.
+#[test]
+#[ignore = "long mode: scripts/model.sh"]
+fn long_zap() {
+    let cfg = long(&[vec![Script::Munmap { lo: 2, hi: 7 }], vec![Script::Madvise { lo: 2, hi: 4 }]]).pages(&[2, 3, 4, 6]);
+    explore_long("long: munmap 2..7 against madvise 2..4, 3 cpus", &cfg);
+}
+
+/// Faults: madvise 2..4 while two other threads read, write and fault.
+#[test]
+#[ignore = "long mode: scripts/model.sh"]
+fn long_fault() {
+    let mut cfg = long(&[vec![Script::Madvise { lo: 2, hi: 4 }]]);
+    cfg.writes = true;
+    cfg.faults = 2;
+    explore_long("long: madvise 2..4 with two faults, 3 cpus", &cfg);
+}
+
+/// Fork: a fork while two other threads write (one copy-on-write or
+/// zero-fill fault between them) and the child may exit.
+#[test]
+#[ignore = "long mode: scripts/model.sh"]
+fn long_fork() {
+    let mut cfg = long(&[vec![Script::Fork]]);
+    cfg.writes = true;
+    cfg.faults = 1;
+    explore_long("long: fork with two writers, 3 cpus", &cfg);
+}
+
+/// Exit and reap: the reaper zaps A while its two threads exit and CPUs
+/// switch to B and back.
+#[test]
+#[ignore = "long mode: scripts/model.sh"]
+fn long_exit_reap() {
+    let mut cfg = long(&[vec![Script::Reap], vec![Script::Exit], vec![Script::Exit]]);
+    cfg.switches = 2;
+    explore_long("long: reaper against two exiting threads, 3 cpus", &cfg);
+}
