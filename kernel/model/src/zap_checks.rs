@@ -18,7 +18,7 @@ use super::mem::FrameUse;
 use super::violation::Violation;
 use super::zap_world::{Checks, Config, Script, Speculation, World, A, B};
 use kernel::mm::space::Bugs;
-use kernel::mm::tlb::{CpuFeatures, Event, OpKind, PolicyParams};
+use kernel::mm::tlb::{TlbFeatures, Event, OpKind, PolicyParams};
 
 /// Upper bound for any one search here.
 const MAX_STATES: u64 = 2_000_000;
@@ -116,19 +116,19 @@ fn munmap_leaves_no_stale_translation() {
     let policies = [
         (
             "max",
-            CpuFeatures::RANGE_AND_TTL,
+            TlbFeatures::RANGE_AND_TTL,
             PolicyParams::DEFAULT,
             &[OpKind::Rvae1is, OpKind::Rvale1is][..],
         ),
         (
             "a72",
-            CpuFeatures::NONE,
+            TlbFeatures::NONE,
             PolicyParams::DEFAULT,
             &[OpKind::Vae1is, OpKind::Vale1is][..],
         ),
         (
             "a72 per_page_max=1",
-            CpuFeatures::NONE,
+            TlbFeatures::NONE,
             PolicyParams {
                 per_page_max: Some(1),
                 ..PolicyParams::DEFAULT

@@ -60,7 +60,7 @@ use kernel::mm::aspace::{Access, AddressSpace};
 use kernel::mm::pagetable::{el0_can_write, Reduced};
 use kernel::mm::pte::PAGE_SIZE;
 use kernel::mm::space::{switch, Call, Hook, Mm, Op, OpError, Outcome, Pc, Step, Then, TlbConfig};
-use kernel::mm::tlb::{CpuFeatures, PolicyParams};
+use kernel::mm::tlb::{TlbFeatures, PolicyParams};
 
 use super::bridge::{Bridge, HwBugs};
 use super::explore::System;
@@ -198,7 +198,7 @@ impl Config {
     /// context switches, FEAT_TLBIRANGE and FEAT_TTL with the default
     /// policy, batches of 2 frames, eager speculation, no faults, no bugs.
     pub fn new(scripts: Vec<Vec<Script>>) -> Self {
-        let mut tlb = TlbConfig::new(PolicyParams::DEFAULT, CpuFeatures::RANGE_AND_TTL);
+        let mut tlb = TlbConfig::new(PolicyParams::DEFAULT, TlbFeatures::RANGE_AND_TTL);
         tlb.batch = 2;
         Config {
             ncpus: scripts.len(),

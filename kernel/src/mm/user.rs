@@ -45,7 +45,7 @@ pub fn config() -> &'static TlbConfig {
 
 /// The range policy the configuration describes (for tests and tools that
 /// want to know what a flush would issue).
-pub fn policy() -> (RangePolicy, super::tlb::CpuFeatures) {
+pub fn policy() -> (RangePolicy, super::tlb::TlbFeatures) {
     let c = config();
     (RangePolicy::new(c.params), c.features)
 }

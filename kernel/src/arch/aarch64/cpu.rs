@@ -56,7 +56,7 @@ impl CpuFeatures {
     pub fn detect() -> Self {
         let (isar0, mmfr2) = (isar0(), mmfr2());
         let tlb = (isar0 >> 56) & 0xf;
-        let policy = crate::mm::tlb::CpuFeatures::from_id_regs(isar0, mmfr2);
+        let policy = crate::mm::tlb::TlbFeatures::from_id_regs(isar0, mmfr2);
         let mmfr0 = ID_AA64MMFR0_EL1.get();
         let pa_bits = match mmfr0 & 0xf {
             0 => 32,
@@ -78,8 +78,8 @@ impl CpuFeatures {
     }
 
     /// What the flush policy needs to know.
-    pub fn tlb(&self) -> crate::mm::tlb::CpuFeatures {
-        crate::mm::tlb::CpuFeatures { tlbi_range: self.tlbi_range, ttl: self.ttl }
+    pub fn tlb(&self) -> crate::mm::tlb::TlbFeatures {
+        crate::mm::tlb::TlbFeatures { tlbi_range: self.tlbi_range, ttl: self.ttl }
     }
 
     /// A short name for the CPU from MIDR (implementer/part).

@@ -48,14 +48,14 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use super::asid::MmContext;
 use super::aspace::AddressSpace;
 use super::pagetable::{Arm4k, Format, PhysMem};
-use super::tlb::{CpuFeatures, PolicyParams};
+use super::tlb::{TlbFeatures, PolicyParams};
 
 /// How the protocol flushes: the policy and what the CPU has, and the
 /// switches users may set on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TlbConfig {
     pub params: PolicyParams,
-    pub features: CpuFeatures,
+    pub features: TlbFeatures,
     /// Whole-ASID flush for a zap racing another (`tlb.nested_fix`; off
     /// only to demonstrate the bug of §5).
     pub nested_fix: bool,
@@ -69,7 +69,7 @@ pub struct TlbConfig {
 }
 
 impl TlbConfig {
-    pub const fn new(params: PolicyParams, features: CpuFeatures) -> Self {
+    pub const fn new(params: PolicyParams, features: TlbFeatures) -> Self {
         TlbConfig { params, features, nested_fix: true, exit_elide: true, batch: 0, bugs: Bugs::NONE }
     }
 }

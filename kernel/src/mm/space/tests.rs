@@ -151,7 +151,7 @@ impl PhysMem for Rig {
 const IN_FLIGHT: op::Pc = op::Pc::ReadPending { then: op::Then::EndZap };
 
 fn cfg() -> TlbConfig {
-    TlbConfig::new(PolicyParams::DEFAULT, CpuFeatures::RANGE_AND_TTL)
+    TlbConfig::new(PolicyParams::DEFAULT, TlbFeatures::RANGE_AND_TTL)
 }
 
 /// An mm with pages written at each of `vas` (in mappings of `RW`

@@ -9,5 +9,5 @@ pub use stats::{Event, TlbCounts, TlbStats, TLB_STATS};
 pub mod policy;
 pub mod range;
 pub mod trace;
-pub use policy::{CpuFeatures, FlushPlan, FlushRequest, FlushRequestError, FlushStrategy};
+pub use policy::{TlbFeatures, FlushPlan, FlushRequest, FlushRequestError, FlushStrategy};
 pub use policy::{PolicyParams, RangePolicy};
