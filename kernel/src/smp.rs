@@ -80,8 +80,16 @@ extern "C" fn secondary_main(idx: usize) -> ! {
     crate::task::sched::idle_loop()
 }
 
+/// `call_fn` while a caller fills the mailbox in.
+const CLAIMED: usize = usize::MAX;
+/// `call_fn` while the target runs the call: only the target clears it.
+const RUNNING: usize = usize::MAX - 1;
+
 /// Runs `f(arg)` on `cpu` (from its IRQ handler) and waits until it is done.
-/// Returns false if the CPU is offline or did not answer within 2 s.
+/// Returns false if the CPU is offline, or did not take the mailbox or the
+/// call within 2 s each. A call that timed out before the target took it is
+/// withdrawn (it never runs); one the target has taken keeps the mailbox
+/// until it ends, so a late call never overwrites a later caller's.
 pub fn run_on(target: usize, f: fn(usize), arg: usize) -> bool {
     if target == cpu::cpu_id() {
         f(arg);
@@ -91,13 +99,19 @@ pub fn run_on(target: usize, f: fn(usize), arg: usize) -> bool {
     if !pc.online.load(Ordering::Acquire) {
         return false;
     }
-    let done = pc.call_done.load(Ordering::Acquire);
     // Claim the mailbox (one caller at a time per target).
-    while pc.call_fn.compare_exchange(0, usize::MAX, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+    let deadline = timer::now() + 2 * timer::frequency();
+    while pc.call_fn.compare_exchange(0, CLAIMED, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        if timer::now() > deadline {
+            return false;
+        }
         core::hint::spin_loop();
     }
+    // Read under the claim: no other call can complete until ours has.
+    let done = pc.call_done.load(Ordering::Acquire);
+    let func = f as usize;
     pc.call_arg.store(arg, Ordering::Relaxed);
-    pc.call_fn.store(f as usize, Ordering::Release);
+    pc.call_fn.store(func, Ordering::Release);
     if gic::send_sgi(irq::SGI_CALL, pc.mpidr.load(Ordering::Relaxed)).is_err() {
         pc.call_fn.store(0, Ordering::Release);
         return false;
@@ -105,7 +119,10 @@ pub fn run_on(target: usize, f: fn(usize), arg: usize) -> bool {
     let deadline = timer::now() + 2 * timer::frequency();
     while pc.call_done.load(Ordering::Acquire) == done {
         if timer::now() > deadline {
-            return false;
+            // Withdraw the call if the target has not taken it; if it has,
+            // the target clears the mailbox when the call ends.
+            let withdrawn = pc.call_fn.compare_exchange(func, 0, Ordering::AcqRel, Ordering::Acquire).is_ok();
+            return !withdrawn && pc.call_done.load(Ordering::Acquire) != done;
         }
         core::hint::spin_loop();
     }
@@ -116,13 +133,20 @@ pub fn run_on(target: usize, f: fn(usize), arg: usize) -> bool {
 pub fn handle_call(me: usize) {
     let pc = percpu::get(me);
     let f = pc.call_fn.load(Ordering::Acquire);
-    if f == 0 || f == usize::MAX {
+    if f == 0 || f == CLAIMED || f == RUNNING {
+        return;
+    }
+    // Take the call, unless its caller withdrew it meanwhile.
+    if pc.call_fn.compare_exchange(f, RUNNING, Ordering::AcqRel, Ordering::Relaxed).is_err() {
         return;
     }
     let arg = pc.call_arg.load(Ordering::Relaxed);
-    // SAFETY: `call_fn` only ever holds a `fn(usize)` stored by `run_on`.
+    // SAFETY: `call_fn` only ever holds a `fn(usize)` stored by `run_on`
+    // (besides 0, `CLAIMED` and `RUNNING`, excluded above).
     let func: fn(usize) = unsafe { core::mem::transmute::<usize, fn(usize)>(f) };
     func(arg);
-    pc.call_fn.store(0, Ordering::Release);
+    // Count first, then free the mailbox: a caller that claims it next
+    // reads the count only after that.
     pc.call_done.fetch_add(1, Ordering::AcqRel);
+    pc.call_fn.store(0, Ordering::Release);
 }

@@ -69,3 +69,27 @@ ktest!(fn ipi_storm_is_counted() {
     }
     assert_eq!(percpu::get(1).ipis.load(Ordering::Relaxed) - before, 200);
 });
+
+static SLOW_RUNS: AtomicU64 = AtomicU64::new(0);
+static SLOW_ENDS: AtomicU64 = AtomicU64::new(0);
+
+fn slow_call(ms: usize) {
+    SLOW_RUNS.fetch_add(1, Ordering::AcqRel);
+    spin_ms(ms as u64);
+    SLOW_ENDS.fetch_add(1, Ordering::AcqRel);
+}
+
+// A call that outlives `run_on`'s 2 s wait: the caller gets false, the
+// target keeps the mailbox until the call ends, and the next caller waits
+// for it instead of overwriting it or finding it claimed forever; and that
+// caller's true means its own call ended, not the timed-out one.
+ktest!(fn run_on_timeout_keeps_the_mailbox_usable() {
+    if percpu::online_count() < 2 {
+        crate::test::skip("needs two CPUs");
+    }
+    let (runs, ends) = (SLOW_RUNS.load(Ordering::Acquire), SLOW_ENDS.load(Ordering::Acquire));
+    assert!(!smp::run_on(1, slow_call, 2500), "a 2.5 s call reported done within the 2 s wait");
+    assert!(smp::run_on(1, slow_call, 300), "the mailbox stayed claimed after a timed-out call");
+    assert_eq!(SLOW_ENDS.load(Ordering::Acquire) - ends, 2, "run_on returned before its own call ended");
+    assert_eq!(SLOW_RUNS.load(Ordering::Acquire) - runs, 2, "each call ran exactly once");
+});
