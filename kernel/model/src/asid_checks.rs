@@ -411,3 +411,17 @@ fn random_walks_see_tlb_damage_from_both_bugs() {
         });
     }
 }
+
+// Long mode (`scripts/model.sh`): the exit-and-create system with two more
+// switches and a second rollover.
+#[test]
+#[ignore = "long mode: scripts/model.sh"]
+fn long_exit_create_across_rollovers() {
+    let name = "long: 2 cpus, 2 bits, 3 mms, 1 exit, 1 create, 7 switches, 2 rollovers";
+    let mut cfg = two_cpus(3, 2, 7);
+    cfg.exits = Some(1);
+    cfg.creates = Some(1);
+    let (_, w) = explore_clean(name, cfg, 60_000_000);
+    assert!(w.coverage().exits.get() > 0, "{name}: no exit explored");
+    assert_races_covered(name, &w);
+}
