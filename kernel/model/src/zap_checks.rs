@@ -265,6 +265,22 @@ fn exit_elides_every_broadcast_and_stays_clean() {
     }
 }
 
+// The same systems with elision off (`tlb.exit_elide=off`): the teardown
+// flushes the whole ASID once, broadcast, before it frees anything.
+#[test]
+fn exit_without_elision_flushes_once_and_stays_clean() {
+    for mut cfg in both(&[vec![Script::Exit], vec![Script::Exit], vec![Script::Exit]]) {
+        cfg.scripts.truncate(cfg.ncpus);
+        cfg.switches = 2;
+        cfg.tlb.exit_elide = false;
+        let what = name("exit of every thread, no elision", &cfg);
+        let (_, w) = explore_clean(&what, &cfg);
+        let total = w.machine().stats().total();
+        assert_eq!(total.event(Event::ExitElided), 0, "{what}: expected no elided teardown, saw {total}");
+        assert!(total.get(OpKind::Aside1is) > 0, "{what}: expected the teardown's ASIDE1IS, saw {total}");
+    }
+}
+
 // Bound: the reaper (cpu0, a kernel thread) zaps every VMA of A while A's
 // threads on the other CPUs read, walk and exit (the last reference, the
 // reaper's or a thread's, tears A down); B faults page 1 in.
