@@ -302,6 +302,28 @@ fn reaper_leaves_no_stale_translation() {
     }
 }
 
+/// A zap of an mm that has never run issues no TLBI (it has no ASID, so no
+/// TLB holds its entries). The ASID is read after the zap's page-table
+/// writes, so a CPU activating the mm for the first time meanwhile walks
+/// the new tables; read before them (`Bugs::asid_read_early`), a first
+/// activation in between fills the TLB from the old tables and the skipped
+/// flush leaves that entry stale. The reaper (cpu0) against a thread of A
+/// (cpu1) that first runs while it zaps.
+#[test]
+fn never_active_mm_skips_its_flush_safely() {
+    let mut cfg = system(&[vec![Script::Reap], vec![]], 2);
+    cfg.a_first_run = true;
+    cfg.b_pages = vec![1];
+    let (_, w) = explore_clean("reaper against A's first run", &cfg);
+    assert!(w.coverage().flushes_never_active.get() > 0, "expected zaps that reach their flush with no ASID");
+    cfg.tlb.bugs = bugs(|b| b.asid_read_early = true);
+    let v = explore_finds("reaper against A's first run, ASID read early", &cfg);
+    assert!(
+        matches!(v.name(), "TLBEmptyInvalPTE" | "NoStaleTranslation" | "NoWalkThroughFreedTable" | "BreakBeforeMake"),
+        "expected a stale entry of A's first run, saw {v}"
+    );
+}
+
 /// Two threads exit, the exiting CPUs keeping the dead mm in TTBR0.
 fn exit_keeping_ttbr0(checks: Checks) -> Config {
     let mut cfg = system(&[vec![Script::Exit], vec![Script::Exit]], 2);

@@ -189,6 +189,9 @@ pub struct Config {
     /// States where every script is done are not expanded (for random
     /// walks: each such state ends an episode and the walk restarts).
     pub stop_when_done: bool,
+    /// `A` has never run: its threads start on `B` and activate `A` (its
+    /// first ASID) when they are scheduled onto it.
+    pub a_first_run: bool,
 }
 
 impl Config {
@@ -218,6 +221,7 @@ impl Config {
             hw: HwBugs::default(),
             checks: Checks::All,
             stop_when_done: false,
+            a_first_run: false,
         }
     }
 
@@ -248,6 +252,8 @@ pub struct Coverage {
     /// A thread of `A` left it while a zap of `A` was in flight.
     pub exits_during_zap: Cell<u64>,
     pub child_exits: Cell<u64>,
+    /// A zap of `A` reached its flush while `A` had no ASID.
+    pub flushes_never_active: Cell<u64>,
 }
 
 fn inc(c: &Cell<u64>) {
@@ -425,8 +431,9 @@ impl World {
             let user = !w.cfg.scripts[cpu].contains(&Script::Reap);
             let mut on = None;
             if user {
-                switch::activate(&w.mms[SLOT_A], &w.alloc, &Bridge::new(&w.machine, cpu, A));
-                on = Some(SLOT_A);
+                let slot = if w.cfg.a_first_run { SLOT_B } else { SLOT_A };
+                switch::activate(&w.mms[slot], &w.alloc, &Bridge::new(&w.machine, cpu, Self::tag(slot)));
+                on = Some(slot);
                 users += 1;
             }
             w.cpus.push(Cpu { user, next: 0, task: None, gone: false, on });
@@ -738,6 +745,9 @@ impl World {
         match &mut task.work {
             Work::Op(op) | Work::Teardown(op) => {
                 let before = op.pc();
+                if matches!(before, Pc::Flush { .. }) && op.call().zaps() && a.ctx.asid().is_none() {
+                    inc(&self.coverage.flushes_never_active);
+                }
                 match op.step(a, tlb, &hw, &hw) {
                     Step::Ran | Step::Blocked => {}
                     Step::Hook(Hook::Reaping) => self.killed = true,

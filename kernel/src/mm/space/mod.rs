@@ -93,6 +93,10 @@ pub struct Bugs {
     /// The exiting CPU keeps the dying mm in TTBR0 (and clears its `cpus`
     /// bit as if it had left).
     pub exit_keeps_ttbr0: bool,
+    /// A zap reads the mm's ASID when it takes the lock, before its
+    /// page-table writes, not after them: an mm with no ASID yet skips the
+    /// flush even if a CPU activated it (and filled its TLB) in between.
+    pub asid_read_early: bool,
 }
 
 impl Bugs {
@@ -103,6 +107,7 @@ impl Bugs {
         madvise_frees_tables: false,
         no_racing_fix: false,
         exit_keeps_ttbr0: false,
+        asid_read_early: false,
     };
 }
 

@@ -38,7 +38,7 @@ pub enum Call {
 impl Call {
     /// munmap, madvise and the reaper: counted in `pending`, flushed after
     /// the lock is dropped unless they freed tables.
-    fn zaps(&self) -> bool {
+    pub fn zaps(&self) -> bool {
         matches!(self, Call::Munmap { .. } | Call::Madvise { .. } | Call::Reap)
     }
 
@@ -178,6 +178,8 @@ pub struct Op<F: Format> {
     tables: ZapTables,
     /// At the flush: a zap was in flight (another one, for a zap).
     racing: bool,
+    /// The ASID as read when the lock was taken (`Bugs::asid_read_early`).
+    early_asid: Option<Option<u16>>,
     /// Issued TLBIs awaiting this CPU's DSB.
     issued: Option<Scope>,
     plan: Option<FaultPlan>,
@@ -209,6 +211,7 @@ impl<F: Format> Op<F> {
             leaves: LeafCursor::new(0, 0),
             tables: ZapTables::Never,
             racing: false,
+            early_asid: None,
             issued: None,
             plan: None,
             cow: (0, 0, 0, 0),
@@ -270,6 +273,9 @@ impl<F: Format> Op<F> {
                     return Step::Blocked;
                 }
                 self.locked = true;
+                if cfg.bugs.asid_read_early && self.call.zaps() {
+                    self.early_asid = Some(mm.ctx.asid());
+                }
                 self.pc = if matches!(self.call, Call::Fault { .. }) { Pc::Resolve } else { Pc::Prepare };
             }
             Pc::Prepare => {
@@ -620,8 +626,13 @@ impl<F: Format> Op<F> {
     /// The ASID to flush, or `None` for an mm that never had one (no TLB can
     /// hold its entries). The fence orders our page-table writes before the
     /// read: a CPU whose first activation we do not see here switches in
-    /// after them, so its walks already find them.
-    fn asid(mm: &Mm<F>) -> Option<u16> {
+    /// after them, so its walks already find them (the host model's
+    /// `never_active_mm_skips_its_flush_safely`; it catches the read made
+    /// before the writes, `Bugs::asid_read_early`).
+    fn asid(&self, mm: &Mm<F>) -> Option<u16> {
+        if let Some(early) = self.early_asid {
+            return early; // Bugs::asid_read_early
+        }
         fence(Ordering::SeqCst);
         mm.ctx.asid()
     }
@@ -629,7 +640,7 @@ impl<F: Format> Op<F> {
     /// A whole-ASID flush, told to `hw` as a decision of this call (no
     /// strategy plans it), or `None` for an mm with no ASID.
     fn whole_asid<H: MmHw>(&self, mm: &Mm<F>, hw: &H) -> Option<FlushPlan> {
-        let asid = Self::asid(mm)?;
+        let asid = self.asid(mm)?;
         let plan = FlushPlan::whole_asid(asid, Scope::Broadcast);
         hw.decision(Decision::whole_asid(asid, &plan, Reason::for_whole_asid(self.call.cause())));
         Some(plan)
@@ -654,7 +665,7 @@ impl<F: Format> Op<F> {
             return self.whole_asid(mm, hw);
         }
         let mut r = range?;
-        let Some(asid) = Self::asid(mm) else {
+        let Some(asid) = self.asid(mm) else {
             hw.decision(Decision::no_tlbi(None, Span::Va { start: r.start, end: r.end }, Reason::NeverActive));
             return None;
         };
