@@ -3,9 +3,9 @@
 
 use core::sync::atomic::Ordering;
 
-use crate::arch::aarch64::cpu::{self, CpuFeatures};
-use crate::arch::aarch64::early::BOOT_INFO;
-use crate::arch::aarch64::layout::{phys_to_virt, DTB_VA};
+use crate::arch::cpu::{self, CpuFeatures};
+use crate::arch::early::BOOT_INFO;
+use crate::arch::layout::{phys_to_virt, DTB_VA};
 use crate::cmdline::{self, Options, TestSelection, Workload};
 use crate::mm::{frame, kernel as kmm};
 use crate::{irq, percpu, smp, BOARD, FEATURES, OPTIONS};

@@ -35,7 +35,7 @@ pub fn config() -> &'static TlbConfig {
     CONFIG.call_once(|| {
         let o = crate::OPTIONS.get();
         let params = o.map(|o| o.tlb).unwrap_or_default();
-        let features = crate::FEATURES.get().copied().unwrap_or_else(crate::arch::aarch64::cpu::CpuFeatures::detect);
+        let features = crate::FEATURES.get().copied().unwrap_or_else(crate::arch::cpu::CpuFeatures::detect);
         let mut c = TlbConfig::new(params, features.tlb());
         c.nested_fix = o.is_none_or(|o| o.nested_fix);
         c.exit_elide = o.is_none_or(|o| o.exit_elide);

@@ -86,7 +86,7 @@ pub fn load(a: &mut AddressSpace, elf: &[u8]) -> Result<u64, LoadError> {
 /// its linear-map address, so instruction fetches can see what the loader
 /// wrote through the data side.
 fn clean_page_to_pou(pa: u64) {
-    let va = crate::arch::aarch64::layout::phys_to_virt(pa & !(PAGE_SIZE - 1));
+    let va = crate::arch::layout::phys_to_virt(pa & !(PAGE_SIZE - 1));
     let ctr: u64;
     // SAFETY: reading CTR_EL0 has no side effects.
     unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };

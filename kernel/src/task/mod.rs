@@ -16,8 +16,8 @@ use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use crate::arch::aarch64::exception::TrapFrame;
-use crate::arch::aarch64::layout::phys_to_virt;
+use crate::arch::exception::TrapFrame;
+use crate::arch::layout::phys_to_virt;
 use crate::mm::frame::Frames;
 use context::Context;
 

@@ -17,7 +17,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use super::context::switch_context;
 use super::wait::Block;
 use super::{State, Task};
-use crate::arch::aarch64::cpu::{cpu_id, irq_restore, irq_save, wfi};
+use crate::arch::cpu::{cpu_id, irq_restore, irq_save, wfi};
 use crate::percpu::{self, MAX_CPUS};
 use crate::sync::IrqMutex;
 use platform::{gic, timer};
@@ -141,7 +141,7 @@ pub fn idle_loop() -> ! {
             wfi();
         }
         irq_restore(daif);
-        crate::arch::aarch64::cpu::irq_enable();
+        crate::arch::cpu::irq_enable();
     }
 }
 
