@@ -8,8 +8,4 @@
 
 mod aarch64;
 
-pub use aarch64::{boot, cpu, early, exception, kmap, layout, mmu, recover, tlbi, trap, uaccess};
-
-/// The hardware half of the TLB protocol on this CPU (the one facade other
-/// code names).
-pub use aarch64::mmu::Hw;
+pub use aarch64::{boot, cpu, early, exception, kmap, layout, recover, tlbi, trap, uaccess};

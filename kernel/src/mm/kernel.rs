@@ -43,7 +43,7 @@ pub fn enter_empty_ttbr0() {
     // SAFETY: EMPTY_TTBR0 is an all-invalid, 4096-aligned table in the
     // image, never written.
     unsafe {
-        crate::arch::mmu::set_reserved_ttbr0(empty_ttbr0_pa());
+        super::hw::set_reserved_ttbr0(empty_ttbr0_pa());
         cpu::set_ttbr0(empty_ttbr0_pa(), 0);
     }
     tlbi::run(&[TlbiOp::All], Scope::Local);

@@ -6,7 +6,6 @@ pub mod early;
 pub mod exception;
 pub mod kmap;
 pub mod layout;
-pub mod mmu;
 pub mod recover;
 pub mod tlbi;
 pub mod trap;

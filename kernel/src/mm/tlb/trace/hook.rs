@@ -5,7 +5,7 @@
 //!
 //! The decisions come from the TLB protocol (`mm::space`, through
 //! `MmHw::decision`) and from the ASID allocator's rollover flush, both by
-//! way of the kernel's hardware, `arch::mmu::Hw`.
+//! way of the kernel's hardware, `mm::hw::Hw`.
 
 use super::{Decision, TlbTrace, TraceInitError, TraceParams};
 use crate::arch::cpu::cpu_id;
