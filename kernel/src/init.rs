@@ -18,6 +18,7 @@ fn die(args: core::fmt::Arguments, status: i32) -> ! {
 
 #[no_mangle]
 extern "C" fn kernel_main(_dtb_pa: u64, _image_pa: u64) -> ! {
+    crate::trap::init();
     // SAFETY: written once with the MMU off, read-only from now on.
     let info = unsafe { &*(&raw const BOOT_INFO) };
     if info.error != 0 {

@@ -36,6 +36,8 @@ pub mod sync;
 pub mod task;
 #[cfg(target_os = "none")]
 pub mod test;
+#[cfg(target_os = "none")]
+pub mod trap;
 
 #[cfg(target_os = "none")]
 pub static BOARD: spin::Once<platform::BoardInfo> = spin::Once::new();
