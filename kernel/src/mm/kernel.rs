@@ -78,8 +78,7 @@ pub fn map_linear(board: &BoardInfo) -> Result<(), KmapError> {
     log::debug!(target: "mm", "kernel page-table pool: {} of {} pages", pool.used, POOL_PAGES);
     // New entries in previously invalid slots need no TLBI; the DSB makes
     // them visible to the walker before the first access.
-    // SAFETY: a barrier has no memory-safety effect.
-    unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) };
+    cpu::dsb_ishst_isb();
     Ok(())
 }
 

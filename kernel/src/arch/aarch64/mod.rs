@@ -1,6 +1,8 @@
 //! AArch64 at EL1: boot, exceptions, system registers and TLB maintenance.
 
 pub mod boot;
+pub mod cache;
+pub mod context;
 pub mod cpu;
 pub mod early;
 pub mod exception;
