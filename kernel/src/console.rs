@@ -4,7 +4,7 @@
 use core::fmt::{self, Write};
 use spin::Mutex;
 
-use crate::arch::aarch64::cpu::{cpu_id, irq_restore, irq_save};
+use crate::arch::cpu::{cpu_id, irq_restore, irq_save};
 
 /// Serialises whole messages so lines from different CPUs do not interleave.
 static PRINT_LOCK: Mutex<()> = Mutex::new(());

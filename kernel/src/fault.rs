@@ -4,8 +4,8 @@
 
 use core::sync::atomic::Ordering;
 
-use crate::arch::aarch64::exception::{TrapFrame, Unexpected};
-use crate::arch::aarch64::recover;
+use crate::arch::exception::{TrapFrame, Unexpected};
+use crate::arch::recover;
 use crate::percpu;
 use platform::semihost;
 
@@ -32,7 +32,7 @@ pub fn unexpected_exception(u: &Unexpected, frame: &TrapFrame) -> ! {
 #[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    let cpu = crate::arch::aarch64::cpu::cpu_id();
+    let cpu = crate::arch::cpu::cpu_id();
     // One line with the message: `PanicInfo`'s own Display puts the message
     // on a line of its own after the location.
     match info.location() {

@@ -3,9 +3,9 @@
 
 use core::sync::atomic::Ordering;
 
-use crate::arch::aarch64::cpu::{self, CpuFeatures};
-use crate::arch::aarch64::early::BOOT_INFO;
-use crate::arch::aarch64::layout::{phys_to_virt, DTB_VA};
+use crate::arch::cpu::{self, CpuFeatures};
+use crate::arch::early::BOOT_INFO;
+use crate::arch::layout::{phys_to_virt, DTB_VA};
 use crate::cmdline::{self, Options, TestSelection, Workload};
 use crate::mm::{frame, kernel as kmm};
 use crate::{irq, percpu, smp, BOARD, FEATURES, OPTIONS};
@@ -18,6 +18,7 @@ fn die(args: core::fmt::Arguments, status: i32) -> ! {
 
 #[no_mangle]
 extern "C" fn kernel_main(_dtb_pa: u64, _image_pa: u64) -> ! {
+    crate::trap::init();
     // SAFETY: written once with the MMU off, read-only from now on.
     let info = unsafe { &*(&raw const BOOT_INFO) };
     if info.error != 0 {

@@ -2,7 +2,7 @@
 
 use core::sync::atomic::Ordering;
 
-use crate::arch::aarch64::cpu::cpu_id;
+use crate::arch::cpu::cpu_id;
 use crate::percpu;
 use platform::{gic, timer};
 

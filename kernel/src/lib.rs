@@ -36,11 +36,13 @@ pub mod sync;
 pub mod task;
 #[cfg(target_os = "none")]
 pub mod test;
+#[cfg(target_os = "none")]
+pub mod trap;
 
 #[cfg(target_os = "none")]
 pub static BOARD: spin::Once<platform::BoardInfo> = spin::Once::new();
 #[cfg(target_os = "none")]
-pub static FEATURES: spin::Once<arch::aarch64::cpu::CpuFeatures> = spin::Once::new();
+pub static FEATURES: spin::Once<arch::cpu::CpuFeatures> = spin::Once::new();
 #[cfg(target_os = "none")]
 pub static OPTIONS: spin::Once<cmdline::Options> = spin::Once::new();
 
@@ -49,5 +51,5 @@ pub static OPTIONS: spin::Once<cmdline::Options> = spin::Once::new();
 pub fn image_pa() -> u64 {
     // SAFETY: written once with the MMU off before any Rust code at the high
     // address ran.
-    unsafe { (*(&raw const arch::aarch64::early::BOOT_INFO)).image_pa }
+    unsafe { (*(&raw const arch::early::BOOT_INFO)).image_pa }
 }

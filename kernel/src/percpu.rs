@@ -2,7 +2,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use crate::arch::aarch64::recover::JmpBuf;
+use crate::arch::recover::JmpBuf;
 pub use crate::mm::tlb::stats::MAX_CPUS;
 
 pub struct PerCpu {
@@ -12,7 +12,7 @@ pub struct PerCpu {
     pub ticks: AtomicU64,
     /// Inter-processor interrupts taken.
     pub ipis: AtomicU64,
-    /// Innermost recovery point (see `arch::aarch64::recover`), or null.
+    /// Innermost recovery point (see `arch::recover`), or null.
     pub recovery: AtomicPtr<JmpBuf>,
     /// Work posted by `smp::run_on`, as `fn(usize)` address and argument.
     pub call_fn: AtomicUsize,
@@ -40,7 +40,7 @@ impl PerCpu {
 pub static PERCPU: [PerCpu; MAX_CPUS] = [PerCpu::INIT; MAX_CPUS];
 
 pub fn this() -> &'static PerCpu {
-    &PERCPU[crate::arch::aarch64::cpu::cpu_id() % MAX_CPUS]
+    &PERCPU[crate::arch::cpu::cpu_id() % MAX_CPUS]
 }
 
 pub fn get(cpu: usize) -> &'static PerCpu {

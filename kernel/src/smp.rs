@@ -3,7 +3,7 @@
 
 use core::sync::atomic::Ordering;
 
-use crate::arch::aarch64::{boot, cpu, layout};
+use crate::arch::{boot, cpu, layout};
 use crate::percpu::{self, MAX_CPUS};
 use crate::{irq, BOARD};
 use platform::{gic, psci, timer};

@@ -4,7 +4,7 @@
 
 use core::ops::{Deref, DerefMut};
 
-use crate::arch::aarch64::cpu::{irq_restore, irq_save};
+use crate::arch::cpu::{irq_restore, irq_save};
 
 pub struct IrqMutex<T> {
     inner: spin::Mutex<T>,

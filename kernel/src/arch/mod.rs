@@ -1,8 +1,11 @@
 //! The hardware boundary. Everything here builds only for the bare-metal
 //! target; the mm logic above it talks to it through small interfaces.
+//!
+//! The facade: the architecture is chosen here, once, and its modules are
+//! re-exported under `crate::arch`. Code outside `arch/` names
+//! `crate::arch::cpu`, `crate::arch::tlbi`, ..., never the architecture's
+//! own module, which is private.
 
-pub mod aarch64;
+mod aarch64;
 
-/// The hardware half of the TLB protocol on this CPU (the one facade other
-/// code names).
-pub use aarch64::mmu::Hw;
+pub use aarch64::{boot, cache, context, cpu, early, exception, kmap, layout, recover, tlbi, trap, uaccess};

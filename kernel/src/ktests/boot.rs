@@ -2,8 +2,8 @@
 
 use core::sync::atomic::Ordering;
 
-use crate::arch::aarch64::cpu::{self, CpuFeatures};
-use crate::arch::aarch64::early::BOOT_INFO;
+use crate::arch::cpu::{self, CpuFeatures};
+use crate::arch::early::BOOT_INFO;
 use crate::{ktest, percpu, BOARD, FEATURES};
 
 fn entry_el() -> u64 {

@@ -2,7 +2,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::arch::aarch64::cpu::cpu_id;
+use crate::arch::cpu::cpu_id;
 use crate::{ktest, percpu, smp};
 use platform::timer;
 

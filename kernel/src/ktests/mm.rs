@@ -3,10 +3,10 @@
 
 use alloc::vec::Vec;
 
-use crate::arch::aarch64::cpu::{self, cpu_id};
-use crate::arch::aarch64::kmap::lookup;
-use crate::arch::aarch64::layout::{phys_to_virt, KIMAGE_VBASE};
-use crate::arch::aarch64::tlbi;
+use crate::arch::cpu::{self, cpu_id};
+use crate::arch::kmap::lookup;
+use crate::arch::layout::{phys_to_virt, KIMAGE_VBASE};
+use crate::arch::tlbi;
 use crate::mm::frame::{free_frames, FRAMES};
 use crate::mm::kernel::{empty_ttbr0_pa, kimage_pa};
 use crate::mm::pte::*;

@@ -3,7 +3,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::arch::aarch64::cpu::cpu_id;
+use crate::arch::cpu::cpu_id;
 use crate::task::{sched, Task};
 use crate::ktest;
 use platform::timer;

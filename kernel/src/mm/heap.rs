@@ -26,7 +26,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use buddy_system_allocator::Heap;
 
-use crate::arch::aarch64::cpu::{cpu_id, irq_restore, irq_save};
+use crate::arch::cpu::{cpu_id, irq_restore, irq_save};
 use crate::mm::tlb::stats::MAX_CPUS;
 
 /// Free heap that user-caused allocations must leave (bytes), unless the

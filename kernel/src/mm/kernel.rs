@@ -2,10 +2,10 @@
 //! the devices, the kernel heap, the frame allocator, and the empty table
 //! TTBR0 points at when no user address space is loaded.
 
-use crate::arch::aarch64::early::BOOT_INFO;
-use crate::arch::aarch64::kmap::{self, KmapError, PoolAlloc, POOL_PAGES, TABLE_POOL};
-use crate::arch::aarch64::layout::{phys_to_virt, KIMAGE_VBASE};
-use crate::arch::aarch64::{cpu, tlbi};
+use crate::arch::early::BOOT_INFO;
+use crate::arch::kmap::{self, KmapError, PoolAlloc, POOL_PAGES, TABLE_POOL};
+use crate::arch::layout::{phys_to_virt, KIMAGE_VBASE};
+use crate::arch::{cpu, tlbi};
 use crate::mm::frame::FRAMES;
 use crate::mm::pte::*;
 use crate::mm::tlb::{Scope, TlbiOp};
@@ -21,7 +21,7 @@ pub const HEAP_SIZE: u64 = 32 << 20;
 struct EmptyTable([u64; ENTRIES]);
 static EMPTY_TTBR0: EmptyTable = EmptyTable([0; ENTRIES]);
 
-fn boot_info() -> &'static crate::arch::aarch64::early::BootInfo {
+fn boot_info() -> &'static crate::arch::early::BootInfo {
     // SAFETY: written once with the MMU off before any Rust code at the high
     // address ran; read-only from then on.
     unsafe { &*(&raw const BOOT_INFO) }
@@ -43,7 +43,7 @@ pub fn enter_empty_ttbr0() {
     // SAFETY: EMPTY_TTBR0 is an all-invalid, 4096-aligned table in the
     // image, never written.
     unsafe {
-        crate::arch::aarch64::mmu::set_reserved_ttbr0(empty_ttbr0_pa());
+        super::hw::set_reserved_ttbr0(empty_ttbr0_pa());
         cpu::set_ttbr0(empty_ttbr0_pa(), 0);
     }
     tlbi::run(&[TlbiOp::All], Scope::Local);
@@ -78,8 +78,7 @@ pub fn map_linear(board: &BoardInfo) -> Result<(), KmapError> {
     log::debug!(target: "mm", "kernel page-table pool: {} of {} pages", pool.used, POOL_PAGES);
     // New entries in previously invalid slots need no TLBI; the DSB makes
     // them visible to the walker before the first access.
-    // SAFETY: a barrier has no memory-safety effect.
-    unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) };
+    cpu::dsb_ishst_isb();
     Ok(())
 }
 

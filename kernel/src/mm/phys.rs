@@ -9,7 +9,7 @@ use spin::Once;
 use super::frame::{Frames, FRAMES};
 use super::pagetable::PhysMem;
 use super::pte::PAGE_SIZE;
-use crate::arch::aarch64::layout::phys_to_virt;
+use crate::arch::layout::phys_to_virt;
 
 struct RefTable {
     base_pfn: u64,

@@ -1,5 +1,5 @@
 //! The kernel's user address spaces: the TLB protocol of [`super::space`]
-//! run on this CPU's hardware ([`crate::arch::Hw`]), with the kernel's
+//! run on this CPU's hardware ([`super::hw::Hw`]), with the kernel's
 //! frames ([`KernelMem`]) and the flush configuration of the command line;
 //! the ASID allocator; and the counts `stats(RESOURCES)` reports. One call
 //! here per system call: the callers know nothing of the locking or the
@@ -10,10 +10,10 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::asid::{AsidAllocator, AsidError};
 use super::aspace::{Access, AddressSpace, Fault, MmError};
+use super::hw::Hw;
 use super::phys::KernelMem;
 use super::space::{self, Call, Hook, Mm, Op, OpError, Outcome, TlbConfig};
 use super::tlb::RangePolicy;
-use crate::arch::Hw;
 
 /// The kernel's ASID allocator.
 pub static ASIDS: spin::Once<AsidAllocator> = spin::Once::new();
@@ -35,7 +35,7 @@ pub fn config() -> &'static TlbConfig {
     CONFIG.call_once(|| {
         let o = crate::OPTIONS.get();
         let params = o.map(|o| o.tlb).unwrap_or_default();
-        let features = crate::FEATURES.get().copied().unwrap_or_else(crate::arch::aarch64::cpu::CpuFeatures::detect);
+        let features = crate::FEATURES.get().copied().unwrap_or_else(crate::arch::cpu::CpuFeatures::detect);
         let mut c = TlbConfig::new(params, features.tlb());
         c.nested_fix = o.is_none_or(|o| o.nested_fix);
         c.exit_elide = o.is_none_or(|o| o.exit_elide);

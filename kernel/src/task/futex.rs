@@ -10,7 +10,7 @@ use alloc::sync::Arc;
 
 use super::process::Process;
 use super::wait::WaitQueue;
-use crate::arch::aarch64::uaccess::copy_from_user;
+use crate::arch::uaccess::copy_from_user;
 use crate::sync::IrqMutex;
 use abi::errno::*;
 

@@ -4,6 +4,7 @@
 use xmas_elf::program::Type;
 use xmas_elf::ElfFile;
 
+use crate::arch::cache;
 use crate::mm::aspace::AddressSpace;
 use crate::mm::gather::{no_flush, Gather};
 use crate::mm::phys::KernelMem;
@@ -78,7 +79,7 @@ pub fn load(a: &mut AddressSpace, elf: &[u8]) -> Result<u64, LoadError> {
     a.mmap(stack, abi::USER_STACK_SIZE, prot::READ | prot::WRITE, abi::map::FIXED, &KernelMem, &mut g, &mut no_flush)
         .map_err(|e| LoadError::Segment { vaddr: stack, errno: e.errno() })?;
     g.finish(&KernelMem, no_flush);
-    sync_icache();
+    cache::invalidate_icache_all();
     Ok(file.header.pt2.entry_point())
 }
 
@@ -86,22 +87,7 @@ pub fn load(a: &mut AddressSpace, elf: &[u8]) -> Result<u64, LoadError> {
 /// its linear-map address, so instruction fetches can see what the loader
 /// wrote through the data side.
 fn clean_page_to_pou(pa: u64) {
-    let va = crate::arch::aarch64::layout::phys_to_virt(pa & !(PAGE_SIZE - 1));
-    let ctr: u64;
-    // SAFETY: reading CTR_EL0 has no side effects.
-    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
-    let line = 4u64 << ((ctr >> 16) & 0xf);
-    let mut a = va;
-    while a < va + PAGE_SIZE {
-        // SAFETY: `a` lies in a mapped, allocated frame; cleaning a cache
-        // line does not change memory contents.
-        unsafe { core::arch::asm!("dc cvau, {}", in(reg) a, options(nostack)) };
-        a += line;
-    }
-}
-
-/// After cleaning: invalidate every instruction cache (inner shareable).
-fn sync_icache() {
-    // SAFETY: barriers and I-cache invalidation have no memory-safety effect.
-    unsafe { core::arch::asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack)) };
+    let va = crate::arch::layout::phys_to_virt(pa & !(PAGE_SIZE - 1));
+    // SAFETY: `pa` is an allocated frame, and the linear map covers all RAM.
+    unsafe { cache::clean_dcache_to_pou(va, PAGE_SIZE) };
 }

@@ -1,7 +1,6 @@
 //! Tasks (kernel threads and user threads), the scheduler, processes and
 //! system calls.
 
-pub mod context;
 pub mod futex;
 pub mod ipc;
 pub mod loader;
@@ -16,10 +15,10 @@ use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use crate::arch::aarch64::exception::TrapFrame;
-use crate::arch::aarch64::layout::phys_to_virt;
+use crate::arch::context::Context;
+use crate::arch::exception::{TrapFrame, TRAP_FRAME_BYTES};
+use crate::arch::layout::phys_to_virt;
 use crate::mm::frame::Frames;
-use context::Context;
 
 /// Kernel stack per task: 32 KiB.
 pub const KSTACK_PAGES: usize = 8;
@@ -106,10 +105,7 @@ impl Task {
         {
             // SAFETY: the task is not shared yet.
             let ctx = unsafe { &mut *t.ctx.get() };
-            ctx.x19_x28[0] = f as usize as u64;
-            ctx.x19_x28[1] = arg as u64;
-            ctx.lr = context::task_trampoline as *const () as u64;
-            ctx.sp = t.kstack_top();
+            *ctx = Context::kernel_thread(t.kstack_top(), f, arg, sched::task_first_run, sched::task_exit_kernel);
         }
         Ok(registry::register(Arc::new(t)))
     }
@@ -132,8 +128,7 @@ impl Task {
         {
             // SAFETY: the task is not shared yet.
             let ctx = unsafe { &mut *t.ctx.get() };
-            ctx.lr = context::user_trampoline as *const () as u64;
-            ctx.sp = frame_addr;
+            *ctx = Context::user_thread(frame_addr, sched::task_first_run);
         }
         Ok(registry::register(Arc::new(t)))
     }
@@ -228,6 +223,3 @@ pub fn resource_leaks(before: &[u64; abi::resources::COUNT], after: &[u64; abi::
     }
     s
 }
-
-/// Bytes the exception entry reserves for a TrapFrame (see exception.rs).
-pub const TRAP_FRAME_BYTES: u64 = 34 * 8 + 16;

@@ -10,8 +10,8 @@ use core::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use super::sched::{self, current};
 use super::wait::WaitQueue;
 use super::{ipc, loader, OutOfMemory, Task};
-use crate::arch::aarch64::cpu::cpu_id;
-use crate::arch::aarch64::exception::TrapFrame;
+use crate::arch::cpu::cpu_id;
+use crate::arch::exception::TrapFrame;
 use crate::mm::user::{self, UserMm};
 use crate::percpu::MAX_CPUS;
 use crate::sync::IrqMutex;
@@ -345,7 +345,7 @@ fn unregister(p: &Arc<Process>) {
 pub fn exit_thread(code: i64) -> ! {
     // No rescheduling from here on: once this CPU has left the mm's tables
     // it must not load them again (see `space::switch::leave_dying`).
-    crate::arch::aarch64::cpu::irq_save();
+    crate::arch::cpu::irq_save();
     let me = current();
     let p = me.process().expect("user thread").clone();
     let tid = me.user.as_ref().map_or(0, |u| u.tid);

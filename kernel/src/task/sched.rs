@@ -14,10 +14,10 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::context::switch_context;
 use super::wait::Block;
 use super::{State, Task};
-use crate::arch::aarch64::cpu::{cpu_id, irq_restore, irq_save, wfi};
+use crate::arch::context::switch_context;
+use crate::arch::cpu::{cpu_id, irq_restore, irq_save, wfi};
 use crate::percpu::{self, MAX_CPUS};
 use crate::sync::IrqMutex;
 use platform::{gic, timer};
@@ -141,7 +141,7 @@ pub fn idle_loop() -> ! {
             wfi();
         }
         irq_restore(daif);
-        crate::arch::aarch64::cpu::irq_enable();
+        crate::arch::cpu::irq_enable();
     }
 }
 
@@ -298,14 +298,13 @@ fn finish_switch() {
     // on another stack now.
 }
 
-#[no_mangle]
-extern "C" fn task_first_run() {
+/// The first thing a new task runs (see `arch::context`).
+pub(super) extern "C" fn task_first_run() {
     finish_switch();
 }
 
 /// The end of a kernel thread.
-#[no_mangle]
-extern "C" fn task_exit_kernel() -> ! {
+pub(super) extern "C" fn task_exit_kernel() -> ! {
     exit_current();
 }
 

@@ -7,9 +7,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::process::{self, Process};
 use super::{ipc, sched};
-use crate::arch::aarch64::cpu::cpu_id;
-use crate::arch::aarch64::exception::TrapFrame;
-use crate::arch::aarch64::uaccess::{copy_from_user, copy_to_user};
+use crate::arch::cpu::cpu_id;
+use crate::arch::exception::TrapFrame;
+use crate::arch::uaccess::{copy_from_user, copy_to_user};
 use crate::mm::tlb::{OpKind, TLB_STATS};
 use abi::errno::*;
 use abi::nr;

@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
 
 use super::{all, KTest};
-use crate::arch::aarch64::recover::{try_call, JmpBuf};
+use crate::arch::recover::{try_call, JmpBuf};
 use crate::cmdline::TestSelection;
 use crate::percpu;
 use platform::semihost;
@@ -93,7 +93,7 @@ pub fn skip(reason: &str) -> ! {
     let jb = percpu::this().recovery.load(Ordering::Acquire);
     assert!(!jb.is_null(), "skip() outside a test");
     // SAFETY: `catch` published `jb` on this CPU and is still running.
-    unsafe { crate::arch::aarch64::recover::jump(jb) }
+    unsafe { crate::arch::recover::jump(jb) }
 }
 
 /// Prints the list of tests (`ktest.list`).

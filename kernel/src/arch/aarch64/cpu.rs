@@ -130,6 +130,15 @@ pub fn wfi() {
     unsafe { asm!("wfi", options(nomem, nostack)) };
 }
 
+/// `DSB ISHST`, then `ISB`: this CPU's earlier stores (page-table entries
+/// among them) are visible to the table walkers and the rest of the
+/// inner-shareable domain before any later instruction runs.
+#[inline]
+pub fn dsb_ishst_isb() {
+    // SAFETY: barriers have no memory-safety effect.
+    unsafe { asm!("dsb ishst", "isb", options(nostack)) };
+}
+
 /// Points TTBR0 at `root_pa` tagged with `asid`, then `ISB` and `DSB NSH`:
 /// later translations use the new tables, and no walk of the old ones is
 /// still in flight (an ISB alone does not complete walks already started;

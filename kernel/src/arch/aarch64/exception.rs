@@ -13,6 +13,9 @@ pub struct TrapFrame {
     pub spsr: u64,
 }
 
+/// Bytes the exception entry reserves on the stack for a [`TrapFrame`].
+pub const TRAP_FRAME_BYTES: u64 = 34 * 8 + 16;
+
 /// Which of the 16 vectors was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VectorKind {

@@ -1,12 +1,60 @@
-//! The Rust side of exception entry: interrupts, system calls, user faults,
-//! faults inside the user-copy routines; anything unexpected is reported
-//! (and recovered from inside a test) or ends the run.
+//! The Rust side of exception entry: decodes each exception and delivers it
+//! to the kernel's [`TrapHandler`], registered once at boot with
+//! [`set_handler`]: interrupts, system calls, user faults, faults inside the
+//! user-copy routines, and anything unexpected.
 
 use super::cpu::cpu_id;
 use super::exception::{decode_kind, Origin, TrapFrame, Unexpected, VectorKind};
 use super::uaccess;
-use crate::task::{process, sched, syscall};
 use abi::cause;
+
+/// What the kernel does with the exceptions this module decodes. Called in
+/// exception context on the CPU that took the exception, entered with IRQs
+/// masked.
+pub trait TrapHandler: Sync {
+    /// An interrupt, taken in the kernel or (`from_user`) in user space.
+    fn irq(&self, from_user: bool);
+
+    /// A system call (`SVC`) from user space: arguments and results in
+    /// `frame`.
+    fn syscall(&self, frame: &mut TrapFrame);
+
+    /// A translation, access-flag or permission fault at `far` in a user
+    /// access: from user space, or from the kernel's user-copy routines.
+    /// `Ok` if resolved (the access is retried), `Err(cause)` if the access
+    /// is not allowed.
+    fn page_fault(&self, far: u64, write: bool, exec: bool) -> Result<(), i64>;
+
+    /// A synchronous exception from user space that nothing resolved.
+    fn user_fault(&self, frame: &mut TrapFrame, fault: UserFault);
+
+    /// Last call before `eret` to user space.
+    fn return_to_user(&self);
+
+    /// Any exception the kernel does not expect.
+    fn unexpected(&self, u: &Unexpected, frame: &TrapFrame) -> !;
+}
+
+/// An unresolved synchronous exception from user space.
+#[derive(Clone, Copy, Debug)]
+pub struct UserFault {
+    /// Why, as the `abi::cause` code the process is killed with.
+    pub cause: i64,
+    /// The exception class (ESR_EL1.EC).
+    pub ec: u64,
+    /// The faulting address (FAR_EL1).
+    pub far: u64,
+    /// It was a data or instruction abort.
+    pub abort: bool,
+}
+
+static HANDLER: spin::Once<&'static dyn TrapHandler> = spin::Once::new();
+
+/// Registers the kernel's handler (the first call wins). Before it, every
+/// exception ends in a panic.
+pub fn set_handler(h: &'static dyn TrapHandler) {
+    HANDLER.call_once(|| h);
+}
 
 fn read_esr_far() -> (u64, u64) {
     let (esr, far): (u64, u64);
@@ -25,9 +73,6 @@ const EC_DABT_LOW: u64 = 0x24;
 const EC_DABT_CUR: u64 = 0x25;
 const EC_SP_ALIGN: u64 = 0x26;
 
-/// User faults resumed at the process's fault-resume PC.
-pub static RESUMED_FAULTS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
 /// Is this abort a translation, access-flag or permission fault (the kinds
 /// the page-fault handler may resolve)?
 fn resolvable(esr: u64) -> bool {
@@ -37,24 +82,25 @@ fn resolvable(esr: u64) -> bool {
 #[no_mangle]
 extern "C" fn rust_trap(frame: &mut TrapFrame, kind: u64) {
     let (vk, origin) = decode_kind(kind);
+    let Some(&h) = HANDLER.get() else {
+        let (esr, far) = read_esr_far();
+        let u = Unexpected { kind: vk, origin, esr, far, elr: frame.elr, cpu: cpu_id() };
+        panic!("{u}, before the trap handler was registered");
+    };
     match (vk, origin) {
-        (VectorKind::Irq, Origin::CurrentSpx) => {
-            crate::irq::handle_irq();
-            sched::maybe_preempt(false);
-        }
+        (VectorKind::Irq, Origin::CurrentSpx) => h.irq(false),
         (VectorKind::Irq, Origin::Lower64) => {
-            crate::irq::handle_irq();
-            sched::maybe_preempt(true);
-            return_to_user();
+            h.irq(true);
+            h.return_to_user();
         }
         (VectorKind::Sync, Origin::Lower64) => {
-            user_sync(frame);
-            return_to_user();
+            user_sync(h, frame);
+            h.return_to_user();
         }
         (VectorKind::Sync, Origin::CurrentSpx) if uaccess::in_uaccess(frame.elr) => {
             let (esr, far) = read_esr_far();
             let write = esr & (1 << 6) != 0;
-            if (esr >> 26) & 0x3f == EC_DABT_CUR && resolvable(esr) && user_fault(far, write, false).is_ok() {
+            if (esr >> 26) & 0x3f == EC_DABT_CUR && resolvable(esr) && h.page_fault(far, write, false).is_ok() {
                 return; // retry the access
             }
             frame.elr = uaccess::fixup_address();
@@ -62,58 +108,27 @@ extern "C" fn rust_trap(frame: &mut TrapFrame, kind: u64) {
         _ => {
             let (esr, far) = read_esr_far();
             let u = Unexpected { kind: vk, origin, esr, far, elr: frame.elr, cpu: cpu_id() };
-            crate::fault::unexpected_exception(&u, frame);
+            h.unexpected(&u, frame);
         }
     }
 }
 
-/// Resolves a page fault of the current process at `far`; `Err(cause)` if
-/// the access is not allowed.
-fn user_fault(far: u64, write: bool, exec: bool) -> Result<(), i64> {
-    if far >= abi::USER_END {
-        return Err(cause::KERNEL_ADDRESS);
-    }
-    let t = sched::current();
-    let Some(p) = t.process() else { return Err(cause::OTHER_FAULT) };
-    p.mm.fault(far, write, exec)?;
-    syscall::PAGE_FAULTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-    Ok(())
-}
-
-fn user_sync(frame: &mut TrapFrame) {
+fn user_sync(h: &dyn TrapHandler, frame: &mut TrapFrame) {
     let (esr, far) = read_esr_far();
     let ec = (esr >> 26) & 0x3f;
     let result = match ec {
         EC_SVC64 => {
-            syscall::dispatch(frame);
+            h.syscall(frame);
             Ok(())
         }
         EC_DABT_LOW | EC_IABT_LOW if !resolvable(esr) => Err(cause::OTHER_FAULT),
-        EC_DABT_LOW => user_fault(far, esr & (1 << 6) != 0, false),
-        EC_IABT_LOW => user_fault(far, false, true),
+        EC_DABT_LOW => h.page_fault(far, esr & (1 << 6) != 0, false),
+        EC_IABT_LOW => h.page_fault(far, false, true),
         EC_UNKNOWN => Err(cause::ILLEGAL_INSTRUCTION),
         EC_PC_ALIGN | EC_SP_ALIGN => Err(cause::OTHER_FAULT),
         _ => Err(cause::OTHER_FAULT),
     };
-    if let Err(c) = result {
-        let resume = sched::current().process().map_or(0, |p| p.fault_resume.load(core::sync::atomic::Ordering::Acquire));
-        if resume != 0 && matches!(ec, EC_DABT_LOW | EC_IABT_LOW) && matches!(c, cause::UNMAPPED | cause::PROTECTION) {
-            RESUMED_FAULTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-            frame.elr = resume;
-            frame.x[0] = far;
-            return;
-        }
-        log::debug!(target: "fault", "pid {:?}: EC {ec:#x} at {far:#x} (ELR {:#x}) -> cause {c}",
-            sched::current().process().map(|p| p.pid), frame.elr);
-        process::kill_current(c);
-    }
-}
-
-/// Last checks before `eret` to EL0: a killed process's thread ends here.
-fn return_to_user() {
-    let t = sched::current();
-    if t.process().is_some_and(|p| p.is_killed()) {
-        drop(t);
-        process::exit_thread(0);
+    if let Err(cause) = result {
+        h.user_fault(frame, UserFault { cause, ec, far, abort: matches!(ec, EC_DABT_LOW | EC_IABT_LOW) });
     }
 }

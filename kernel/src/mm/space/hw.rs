@@ -5,7 +5,7 @@ use crate::mm::tlb::trace::Decision;
 use crate::mm::tlb::{Event, Scope, TlbiOp};
 
 /// What the TLB protocol ([`super`]) needs from the hardware. The kernel's
-/// implementation is in `arch::aarch64`; the host model's runs the same
+/// implementation is `mm::hw::Hw`; the host model's runs the same
 /// protocol over its software TLBs, and the host unit tests' records what
 /// it is asked. (The ASID allocator's two needs come from [`AsidHw`].)
 pub trait MmHw: AsidHw {

@@ -1,7 +1,7 @@
 //! TLB maintenance as data.
 //!
 //! A strategy turns a flush request into a list of [`TlbiOp`] values; the
-//! arch layer (`arch::aarch64::tlbi`) executes them on hardware and the host
+//! arch layer (`arch::tlbi`) executes them on hardware and the host
 //! TLB model executes them in simulation. Every executed op is counted in
 //! [`super::stats`].
 

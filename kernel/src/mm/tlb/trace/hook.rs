@@ -5,10 +5,10 @@
 //!
 //! The decisions come from the TLB protocol (`mm::space`, through
 //! `MmHw::decision`) and from the ASID allocator's rollover flush, both by
-//! way of the kernel's hardware, `arch::aarch64::mmu::Hw`.
+//! way of the kernel's hardware, `mm::hw::Hw`.
 
 use super::{Decision, TlbTrace, TraceInitError, TraceParams};
-use crate::arch::aarch64::cpu::cpu_id;
+use crate::arch::cpu::cpu_id;
 
 /// The kernel's trace (off unless `trace=tlb`).
 pub static TLB_TRACE: TlbTrace = TlbTrace::new();

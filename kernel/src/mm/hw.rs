@@ -1,15 +1,16 @@
-//! The hardware half of the TLB protocol (`mm::space::MmHw`) and of the ASID
-//! allocator (`mm::asid::AsidHw`) on this CPU. Flush decisions go to the
-//! TLB decision trace (`mm::tlb::trace`) on their way.
+//! The hardware half of the TLB protocol ([`MmHw`]) and of the ASID
+//! allocator ([`AsidHw`]) on this CPU, built from the arch layer's TTBR0 and
+//! TLBI primitives. Flush decisions go to the TLB decision trace
+//! (`mm::tlb::trace`) on their way.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::cpu::{self, cpu_id};
-use super::tlbi;
-use crate::mm::asid::AsidHw;
-use crate::mm::space::MmHw;
-use crate::mm::tlb::trace::{hook as trace, Decision, Reason};
-use crate::mm::tlb::{Event, Scope, TlbiOp, TLB_STATS};
+use super::asid::AsidHw;
+use super::space::MmHw;
+use super::tlb::trace::{hook as trace, Decision, Reason};
+use super::tlb::{Event, Scope, TlbiOp, TLB_STATS};
+use crate::arch::cpu::{self, cpu_id};
+use crate::arch::tlbi;
 
 /// Physical address of the all-invalid table TTBR0 points at when no user
 /// address space is loaded (set once at boot).
