@@ -20,7 +20,7 @@ use super::mem::{pa_of, pfn_of, FrameUse, MmTag};
 
 /// What the hardware executes for `op`: its operand encoded by the kernel's
 /// encoder and decoded as the architecture does. An operand that cannot be
-/// encoded is widened to the whole ASID, as `arch::aarch64::tlbi` does.
+/// encoded is widened to the whole ASID, as `arch::tlbi` does.
 pub fn hardware_op(op: &TlbiOp) -> TlbiOp {
     let decoded = match (*op, range::encode(op)) {
         (TlbiOp::All, _) => return TlbiOp::All,

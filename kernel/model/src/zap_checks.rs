@@ -513,6 +513,7 @@ fn locked_calls_racing_a_zap_need_the_racing_fix() {
     let cases = [
         (madvise, Script::Mprotect { lo: 2, hi: 3 }),
         (madvise, Script::MmapFixed { lo: 2, hi: 3 }),
+        (madvise, Script::Fork),
         // mmap hands out again the page a racing munmap has emptied.
         (
             Script::Munmap { lo: 2, hi: 3 },
