@@ -67,6 +67,11 @@ pub struct Machine {
     mem: Memory,
     cpus: Vec<Cpu>,
     stats: Arc<TlbStats>,
+    /// Pairs `(running, owner)`: a CPU running `running` may hold an entry
+    /// to a data frame tagged `owner` while the frame is shared (more than
+    /// one reference): a fork child and its parent share pages
+    /// copy-on-write, and owner tags name one of them.
+    cow_pairs: Vec<(MmTag, MmTag)>,
 }
 
 impl PartialEq for Machine {
@@ -104,6 +109,22 @@ impl Machine {
             mem: Memory::new(format, frames),
             cpus: vec![cpu; ncpus],
             stats: Arc::default(),
+            cow_pairs: Vec::new(),
+        }
+    }
+
+    /// Lets CPUs running `running` hold entries to data frames tagged
+    /// `owner` while those are shared (see `cow_pairs`).
+    pub fn share_cow(&mut self, running: MmTag, owner: MmTag) {
+        self.cow_pairs.push((running, owner));
+    }
+
+    /// `pfn` is a data frame that a CPU running `mm` may reach although
+    /// another mm's tag is on it: shared copy-on-write (see `cow_pairs`).
+    fn shared_with(&self, mm: MmTag, pfn: Pfn) -> bool {
+        match self.mem.use_of(pfn) {
+            FrameUse::Data { mm: owner } => self.cow_pairs.contains(&(mm, owner)) && self.mem.refs(pfn) > 1,
+            _ => false,
         }
     }
 
@@ -230,7 +251,7 @@ impl Machine {
         }
         for &(pfn, _) in &found {
             let frame = self.mem.use_of(pfn);
-            if frame != (FrameUse::Data { mm }) {
+            if frame != (FrameUse::Data { mm }) && !self.shared_with(mm, pfn) {
                 return Err(Violation::StaleTranslation {
                     cpu,
                     mm,
@@ -366,7 +387,7 @@ impl Machine {
                 match *e {
                     Entry::Leaf { vpn, pfn, .. } => {
                         let frame = self.mem.use_of(pfn);
-                        if frame != (FrameUse::Data { mm }) {
+                        if frame != (FrameUse::Data { mm }) && !self.shared_with(mm, pfn) {
                             return Err(Violation::StaleTranslation {
                                 cpu,
                                 mm,

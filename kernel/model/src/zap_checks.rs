@@ -233,6 +233,34 @@ fn fork_leaves_no_writable_entry() {
     }
 }
 
+// The same fork with the child running on a CPU of its own: it reads and
+// writes its pages (one copy-on-write fault, the child's or the parent's
+// other thread's) and leaves its CPU and exits at any moment; with the
+// flushes switched off a check fails. `long_fork_child` allows two faults.
+fn fork_child_running(faults: u8) -> Config {
+    let mut cfg = system(&[vec![Script::Fork], vec![]], 2);
+    cfg.writes = true;
+    cfg.faults = faults;
+    cfg.child_runs = true;
+    cfg
+}
+
+#[test]
+fn fork_with_the_child_running_leaves_no_writable_entry() {
+    let mut cfg = fork_child_running(1);
+    let what = "fork, child running, 2+1 cpus, Scheduled speculation";
+    let (_, w) = explore_clean(what, &cfg);
+    let c = w.coverage();
+    assert!(c.child_accesses.get() > 0 && c.child_faults.get() > 0, "{what}: expected the child to run, {c:?}");
+    assert!(c.cow_copies.get() > 0 && c.child_exits.get() > 0, "{what}: {c:?}");
+    cfg.tlb.bugs = bugs(|b| b.skip_flush = true);
+    let v = explore_finds(&format!("{what}, no flushes"), &cfg);
+    assert!(
+        matches!(v.name(), "NoStaleTranslation" | "NoWriteToSharedFrame" | "TLBEmptyInvalPTE" | "BreakBeforeMake"),
+        "saw {v}"
+    );
+}
+
 // Bound: every CPU runs a thread of A that exits, in any order; the last
 // one tears A down; B faults pages 1 and 6 in from the freed frames and
 // CPUs whose thread is gone may switch to it (two switches).
@@ -854,6 +882,14 @@ fn long_fork() {
     cfg.writes = true;
     cfg.faults = 1;
     explore_long("long: fork with two writers, 3 cpus", &cfg);
+}
+
+/// Fork with the child running and two faults between the child and the
+/// parent's other thread.
+#[test]
+#[ignore = "long mode: scripts/model.sh"]
+fn long_fork_child() {
+    explore_long("long: fork, child running, two faults, 2+1 cpus", &fork_child_running(2));
 }
 
 /// Exit and reap: the reaper zaps A while its two threads exit and CPUs

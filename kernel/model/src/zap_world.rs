@@ -23,8 +23,10 @@
 //!   few;
 //! * `MapB`: `B` faults a page in, from whatever frames are free (the
 //!   lowest first, so frames `A` freed are reused at once);
-//! * `ChildExit`: the fork child (which never runs) tears down, dropping its
-//!   references to the frames it shares copy-on-write.
+//! * `ChildExit`: the fork child tears down (leaving its CPU first if it
+//!   ran), dropping its references to the frames it shares copy-on-write;
+//! * `ChildAccess` (with `Config::child_runs`): the child, on a CPU of its
+//!   own, reads or writes a page, taking its own copy-on-write faults.
 //!
 //! An exit is `space::switch::leave_dying`, then the count of users drops;
 //! whoever drops the last reference (the last thread, or the reaper) runs
@@ -189,6 +191,10 @@ pub struct Config {
     /// States where every script is done are not expanded (for random
     /// walks: each such state ends an episode and the walk restarts).
     pub stop_when_done: bool,
+    /// The fork child runs, on a CPU of its own (one more than `ncpus`):
+    /// it reads and writes its pages (its copy-on-write faults within the
+    /// fault budget) and leaves before it exits.
+    pub child_runs: bool,
     /// `A` has never run: its threads start on `B` and activate `A` (its
     /// first ASID) when they are scheduled onto it.
     pub a_first_run: bool,
@@ -221,6 +227,7 @@ impl Config {
             hw: HwBugs::default(),
             checks: Checks::All,
             stop_when_done: false,
+            child_runs: false,
             a_first_run: false,
         }
     }
@@ -252,6 +259,10 @@ pub struct Coverage {
     /// A thread of `A` left it while a zap of `A` was in flight.
     pub exits_during_zap: Cell<u64>,
     pub child_exits: Cell<u64>,
+    /// Reads and writes the running child made through its TLB.
+    pub child_accesses: Cell<u64>,
+    /// Faults the running child took.
+    pub child_faults: Cell<u64>,
     /// A zap of `A` reached its flush while `A` had no ASID.
     pub flushes_never_active: Cell<u64>,
 }
@@ -305,6 +316,8 @@ pub enum Action {
     Switch { cpu: usize, to: usize },
     MapB { vpn: u64 },
     ChildExit,
+    /// The running child reads or writes a page (`Config::child_runs`).
+    ChildAccess { vpn: u64, write: bool },
 }
 
 /// One state of the model system.
@@ -315,8 +328,10 @@ pub struct World {
     alloc: AsidAllocator,
     /// `A`, `B`, then the empty ones.
     mms: Vec<Mm<Reduced>>,
-    /// The fork child, once a fork returned (it never runs).
+    /// The fork child, once a fork returned.
     child: Option<Mm<Reduced>>,
+    /// The child is loaded on its CPU (`Config::child_runs`).
+    child_on: bool,
     cpus: Vec<Cpu>,
     /// The reaper holds a reference to `A`.
     reaper: bool,
@@ -343,6 +358,7 @@ impl Clone for World {
             alloc: self.alloc.clone(),
             mms: self.mms.iter().map(snap).collect(),
             child: self.child.as_ref().map(snap),
+            child_on: self.child_on,
             cpus: self.cpus.clone(),
             reaper: self.reaper,
             killed: self.killed,
@@ -363,7 +379,7 @@ impl Hash for World {
             // SAFETY: single-threaded, as in `clone`.
             unsafe { m.hash_state(h) };
         }
-        self.child.is_some().hash(h);
+        (self.child.is_some(), self.child_on).hash(h);
         self.cpus.hash(h);
         (self.reaper, self.killed, self.a_dead, self.faults, self.switches, self.b_mapped).hash(h);
     }
@@ -381,11 +397,17 @@ impl World {
         assert!(!cfg.pages.contains(&0) && !cfg.b_pages.contains(&0), "page 0 cannot be mapped");
         // Enough frames for everything the setup builds, then the spares.
         let setup = 2 + cfg.pages.len() * cfg.format.levels as usize + 1 + cfg.others;
-        let machine = RefCell::new(Machine::new(cfg.ncpus, cfg.format, setup + cfg.spare_frames));
+        // The running child gets a CPU of its own after the scripted ones.
+        let cpus = cfg.ncpus + cfg.child_runs as usize;
+        let machine = RefCell::new(Machine::new(cpus, cfg.format, setup + cfg.spare_frames));
+        if cfg.child_runs {
+            // Frames the child shares with `A` are tagged `A`'s.
+            machine.borrow_mut().share_cow(CHILD, A);
+        }
         // Physical address 0 is the kernel's "no tables" (a torn-down
         // address space's root): frame 0 stands for memory that is not RAM.
         machine.borrow_mut().mem_mut().alloc(FrameUse::Data { mm: NOBODY });
-        let alloc = AsidAllocator::new(cfg.asid_bits, cfg.ncpus, AsidBugs::NONE).expect("ASID width for the CPUs");
+        let alloc = AsidAllocator::new(cfg.asid_bits, cpus, AsidBugs::NONE).expect("ASID width for the CPUs");
         let mut tlb = cfg.tlb;
         tlb.bugs = Default::default(); // the setup is not under test
         let mut mms = Vec::new();
@@ -416,6 +438,7 @@ impl World {
             alloc,
             mms,
             child: None,
+            child_on: false,
             cpus: Vec::new(),
             reaper: false,
             killed: false,
@@ -536,7 +559,7 @@ impl World {
     /// Whether `cpu` may run `A` again: it has it loaded, or runs a live
     /// thread of it.
     fn may_run_a(&self, cpu: usize) -> bool {
-        let c = &self.cpus[cpu];
+        let Some(c) = self.cpus.get(cpu) else { return false }; // the child's CPU
         c.on == Some(SLOT_A) || (c.user && !c.gone)
     }
 
@@ -882,10 +905,66 @@ impl World {
 
     fn child_exit(&mut self) {
         let child = self.child.take().expect("a child");
-        let hw = Bridge::new(&self.machine, 0, CHILD);
+        let cpu = if self.child_on { self.cfg.ncpus } else { 0 };
+        let hw = Bridge::new(&self.machine, cpu, CHILD);
+        if self.child_on {
+            switch::leave_dying(&child, &self.cfg.tlb, &hw);
+            self.child_on = false;
+        }
         let mut op = Op::new(Call::Teardown, &self.cfg.tlb);
         child.run(&mut op, &self.cfg.tlb, &hw, &hw, |_| {});
+        self.alloc.release(&hw, &child.ctx);
         inc(&self.coverage.child_exits);
+    }
+
+    /// The child, on its own CPU, reads or writes `vpn` (activating the
+    /// child the first time): through its TLB, or by a fault run to its end
+    /// (the child is single-threaded; its faults race `A`'s operations only
+    /// through the frames they share).
+    fn child_access(&mut self, vpn: u64, write: bool) -> Result<(), Violation> {
+        let cpu = self.cfg.ncpus;
+        let child = self.child.as_ref().expect("a running child");
+        let hw = Bridge::new(&self.machine, cpu, CHILD);
+        if !self.child_on {
+            switch::activate(child, &self.alloc, &hw);
+            self.child_on = true;
+        }
+        let hits = {
+            let mut m = self.machine.borrow_mut();
+            m.access(cpu, vpn)?;
+            let asid = m.ttbr0(cpu).asid;
+            m.tlb(cpu)
+                .entries()
+                .iter()
+                .filter_map(|e| match *e {
+                    Entry::Leaf { asid: a, vpn: v, pfn, writable, .. } if a == asid && v == vpn => Some((pfn, writable)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let writable: Vec<Pfn> = hits.iter().filter(|h| h.1).map(|h| h.0).collect();
+        if hits.is_empty() || (write && writable.is_empty()) {
+            if self.faults == 0 {
+                return Ok(());
+            }
+            self.faults -= 1;
+            let access = if write { Access::Write } else { Access::Read };
+            let mut op = Op::new(Call::Fault { va: va(vpn), access }, &self.cfg.tlb);
+            child.run(&mut op, &self.cfg.tlb, &hw, &hw, |_| {});
+            inc(&self.coverage.child_faults);
+            return Ok(());
+        }
+        if write {
+            let m = self.machine.borrow();
+            for pfn in writable {
+                let refs = m.mem().refs(pfn);
+                if refs > 1 {
+                    return Err(Violation::WriteToSharedFrame { cpu, mm: CHILD, vpn, pfn, refs });
+                }
+            }
+        }
+        inc(&self.coverage.child_accesses);
+        Ok(())
     }
 
     fn blocked(&self, op: &Op<Reduced>) -> bool {
@@ -945,6 +1024,17 @@ impl System for World {
         }
         if self.child.is_some() {
             out.push(Action::ChildExit);
+            if self.cfg.child_runs {
+                for &vpn in &self.cfg.touch {
+                    out.push(Action::ChildAccess { vpn, write: false });
+                    if self.cfg.writes {
+                        out.push(Action::ChildAccess { vpn, write: true });
+                    }
+                }
+                if scheduled && self.child_on {
+                    out.push(Action::Speculate { cpu: self.cfg.ncpus });
+                }
+            }
         }
     }
 
@@ -961,6 +1051,7 @@ impl System for World {
             Action::Switch { cpu, to } => self.switch(cpu, to),
             Action::MapB { vpn } => self.map_b(vpn),
             Action::ChildExit => self.child_exit(),
+            Action::ChildAccess { vpn, write } => self.child_access(vpn, write)?,
         }
         let now = self.machine.borrow().mem().free_frames();
         if now > free {
