@@ -141,8 +141,9 @@ ktest!(fn exit_with_elision_issues_no_broadcast_tlbi() {
     let safety = "(the model's exit_elides_every_broadcast_and_stays_clean checks that eliding is safe)";
     assert_eq!(d.event(Event::ExitElided), 1, "the teardown did not take the eliding path: {d} {safety}");
     assert_eq!(d.broadcast(), 0, "broadcast TLBIs over the life of the process: {d}");
-    // The one thread's CPU left the dying mm with a local ASID flush: the
-    // step `exit_without_ttbr0_switch_is_caught` shows is needed.
+    // The one thread's CPU left the dying mm (TTBR0 to the reserved table,
+    // then a local ASID flush, counted together): the leave the model's
+    // `exit_without_ttbr0_switch_is_caught` shows elision needs.
     assert_eq!(d.event(Event::ExitLocalFlush), 1, "{d} {safety}");
     assert_eq!(d.get(OpKind::Aside1), 1, "{d}");
     assert_eq!(d.total(), 1, "{d}");
@@ -252,9 +253,9 @@ ktest!(#[config(timeout_s = 120)] fn faults_racing_zaps_of_a_2mib_region_read_no
     assert_eq!(d.event(Event::ExitElided), 1, "{d}");
     assert_eq!(d.event(Event::ExitLocalFlush), 1, "the last thread's CPU: {d}");
     // A fault that refills a page between the madvise's unlock and its end
-    // must flush the whole ASID before it maps (`fault_race`); it happens in
-    // most cycles, and the model check `fault_racing_a_zap_needs_the_racing_fix`
-    // shows what goes wrong without it.
+    // must flush the whole ASID before it maps (`fault_race`); here that
+    // happens dozens of times in 40 cycles, and the model check
+    // `fault_racing_a_zap_needs_the_racing_fix` shows what goes wrong without it.
     assert!(racing > 0, "no fault raced a zap in {cycles} cycles: the racing fix never ran: {d}");
     assert_eq!(verify_free_poison(), 0);
     assert_eq!(POISON_VIOLATIONS.load(Ordering::Relaxed), v0, "no freed frame was written");
