@@ -154,7 +154,10 @@ ktest!(fn tlbi_range_op_executes_where_supported() {
     }
     let before = TLB_STATS.total();
     tlbi::run(&[TlbiOp::Range { asid: 3, base: 0x20_0000, num: 3, scale: 1, last_level: false, ttl: None }], Scope::Broadcast);
-    assert_eq!(TLB_STATS.total().since(&before).get(OpKind::Rvae1is), 1);
+    let d = TLB_STATS.total().since(&before);
+    assert_eq!(d.get(OpKind::Rvae1is), 1, "{d}");
+    assert_eq!(d.total(), 1, "the range op alone: {d}");
+    assert_eq!(d.dsb, 1, "one DSB completes it: {d}");
 });
 
 ktest!(fn pan_is_on_in_the_kernel() {

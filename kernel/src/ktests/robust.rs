@@ -12,7 +12,7 @@ use abi::{cause, resources as r, KILLED_BASE};
 
 use super::settle;
 
-type Resources = [u64; r::COUNT];
+pub(super) type Resources = [u64; r::COUNT];
 
 /// The heap's blocks per size class at the last baseline (for messages).
 static BASE_BLOCKS: spin::Mutex<[usize; crate::mm::heap::CLASSES]> = spin::Mutex::new([0; crate::mm::heap::CLASSES]);
@@ -20,7 +20,7 @@ static BASE_BLOCKS: spin::Mutex<[usize; crate::mm::heap::CLASSES]> = spin::Mutex
 /// Waits (up to 2 s) until every resource level is back at `base`; fails
 /// the test naming the ones that are not. (`what` is formatted only on
 /// failure: a string allocated for it would itself count as heap in use.)
-fn assert_back_to(base: &Resources, what: core::fmt::Arguments) {
+pub(super) fn assert_back_to(base: &Resources, what: core::fmt::Arguments) {
     let blocks = *BASE_BLOCKS.lock();
     let mut now = resources();
     for _ in 0..100 {
@@ -38,7 +38,7 @@ fn assert_back_to(base: &Resources, what: core::fmt::Arguments) {
 
 /// The resources after a first run of `warm_up` (so that structures that
 /// grow once, like a CPU's queues, are grown), settled.
-fn baseline_after(warm_up: impl FnOnce()) -> Resources {
+pub(super) fn baseline_after(warm_up: impl FnOnce()) -> Resources {
     warm_up();
     settle();
     let mut prev = resources();

@@ -5,10 +5,11 @@
 //! zap has returned successfully, the reader may see zero or fault, never
 //! the old value. `arg` rounds (0: 200). Exit 0; 1 setup, 2 old data after
 //! a zap returned, 3 a value that is neither old nor zero (poison), 4 a
-//! thread failed.
+//! thread failed. A failing reader stops every thread, so the program ends
+//! (with `tlb.nested_fix=off` the stale read is what it may report).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-use core::sync::atomic::{AtomicU64, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use ulib::{abi, println, probe, sys, thread};
 use userland::{arg_or, try_sys};
 
@@ -24,11 +25,18 @@ static READY: AtomicU64 = AtomicU64::new(0);
 static FINISHED: AtomicU64 = AtomicU64::new(0);
 /// Round the reader has left (main may remap only after it).
 static ACKED: AtomicU64 = AtomicU64::new(0);
+/// Set by a reader that failed: every loop gives up.
+static STOP: AtomicBool = AtomicBool::new(false);
 
-fn wait_round(r: u64) {
+/// Waits for round `r` to be ready; `false` if the run stopped instead.
+fn wait_round(r: u64) -> bool {
     while ROUND.load(Acquire) != r || READY.load(Acquire) != r {
+        if STOP.load(Acquire) {
+            return false;
+        }
         sys::yield_now();
     }
+    true
 }
 
 fn zapper(cpu: u64, unmap: bool, rounds: u64) -> i32 {
@@ -36,7 +44,9 @@ fn zapper(cpu: u64, unmap: bool, rounds: u64) -> i32 {
         return 4;
     }
     for r in 1..=rounds {
-        wait_round(r);
+        if !wait_round(r) {
+            break;
+        }
         // SAFETY: the region is only accessed through probes.
         let ok = unsafe {
             if unmap {
@@ -54,6 +64,14 @@ fn zapper(cpu: u64, unmap: bool, rounds: u64) -> i32 {
 }
 
 fn reader(rounds: u64) -> i32 {
+    let status = read_rounds(rounds);
+    if status != 0 {
+        STOP.store(true, Release);
+    }
+    status
+}
+
+fn read_rounds(rounds: u64) -> i32 {
     if sys::set_affinity(Some(3)).is_err() {
         return 4;
     }
@@ -108,8 +126,11 @@ fn run(arg: u64) -> Result<(), i32> {
             unsafe { ((REGION + p * 4096) as *mut u64).write_volatile(MAGIC | r) };
         }
         ROUND.store(r, Release);
-        while FINISHED.load(Acquire) < 3 * r || ACKED.load(Acquire) != r {
+        while (FINISHED.load(Acquire) < 3 * r || ACKED.load(Acquire) != r) && !STOP.load(Acquire) {
             sys::yield_now();
+        }
+        if STOP.load(Acquire) {
+            break;
         }
     }
     let mut status = 0;
