@@ -614,12 +614,13 @@ impl<F: Format> Op<F> {
     }
 
     /// Whether a racing call flushes the whole ASID: the nested-zap fix for
-    /// zaps (`tlb.nested_fix`), the racing fix for the others.
+    /// zaps (`tlb.nested_fix`), the racing fix for the others (as for
+    /// faults: always, unless `Bugs::no_racing_fix`).
     fn whole_asid_fix(&self, cfg: &TlbConfig) -> bool {
         if self.call.zaps() {
             cfg.nested_fix
         } else {
-            !cfg.bugs.no_racing_fix && cfg.nested_fix
+            !cfg.bugs.no_racing_fix
         }
     }
 
