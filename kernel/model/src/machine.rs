@@ -215,11 +215,6 @@ impl Machine {
         self.fill(cpu, None)
     }
 
-    /// Like `speculate`, for the walks of one page only.
-    pub fn speculate_va(&mut self, cpu: usize, vpn: u64) -> usize {
-        self.fill(cpu, Some(vpn))
-    }
-
     /// An access to page `vpn` by `cpu`: use any matching leaf entry, else
     /// walk and fill. `Ok(None)` is a translation fault; an entry leading to
     /// a frame that is not the running mm's data page is a violation.

@@ -96,11 +96,6 @@ fn slot(pa: u64) -> &'static AtomicU32 {
     &t.refs[(pa / PAGE_SIZE - t.base_pfn) as usize]
 }
 
-/// Frames handed to user address spaces and page tables that are live now.
-pub fn user_frames_in_use() -> usize {
-    REFS.get().map_or(0, |t| t.refs.iter().filter(|r| r.load(Ordering::Relaxed) != 0).count())
-}
-
 #[derive(Clone, Copy, Default)]
 pub struct KernelMem;
 
