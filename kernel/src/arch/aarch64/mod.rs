@@ -7,6 +7,7 @@ pub mod exception;
 pub mod kmap;
 pub mod layout;
 pub mod mmu;
+pub mod page;
 pub mod recover;
 pub mod tlbi;
 pub mod trap;

@@ -217,11 +217,9 @@ impl<F: Format> PageTable<F> {
     /// `va`; the caller maps it (or puts and frees it).
     pub fn duplicate(&self, mem: &impl PhysMem, va: u64) -> Result<u64, MapError> {
         let old = self.lookup(mem, va).map(desc_pa).ok_or(MapError::NotMapped { va })?;
-        let new = mem.alloc_zeroed().ok_or(MapError::OutOfMemory)?;
         // SAFETY: `old` is held by a present leaf of this tree (borrowed, so
-        // unchanged); `new` was just allocated and is ours.
-        unsafe { mem.copy_page(new, old) };
-        Ok(new)
+        // unchanged).
+        unsafe { mem.alloc_copy(old) }.ok_or(MapError::OutOfMemory)
     }
 
     /// Calls `f(va, desc)` for every present leaf in `[start, end)`, in
