@@ -328,14 +328,12 @@ impl<F: Format> Op<F> {
             }
             Pc::Flush { then } => {
                 let whole = self.racing && self.whole_asid_fix(cfg);
-                let plan = self.plan_flush(mm, cfg, hw, self.g.flush_range(), whole);
-                self.pc = match plan {
-                    Some(p) => {
-                        hw.issue(p.ops(), p.scope());
-                        self.issued = Some(p.scope());
-                        Pc::Complete { then }
-                    }
-                    None => Pc::Release { then },
+                let mut plan = FlushPlan::new(Scope::Broadcast);
+                self.pc = if self.plan_flush(mm, cfg, hw, self.g.flush_range(), whole, &mut plan) {
+                    self.issue(hw, &plan);
+                    Pc::Complete { then }
+                } else {
+                    Pc::Release { then }
                 };
             }
             Pc::Complete { then } => {
@@ -388,13 +386,12 @@ impl<F: Format> Op<F> {
                 // to fill without flushing it yet: a new valid entry must
                 // not meet a stale one in some TLB (break-before-make).
                 hw.event(Event::RacingFullFlush);
-                self.pc = match self.whole_asid(mm, hw) {
-                    Some(p) => {
-                        hw.issue(p.ops(), p.scope());
-                        self.issued = Some(p.scope());
-                        Pc::RaceComplete
-                    }
-                    None => Pc::Install,
+                let mut plan = FlushPlan::new(Scope::Broadcast);
+                self.pc = if self.whole_asid(mm, hw, &mut plan) {
+                    self.issue(hw, &plan);
+                    Pc::RaceComplete
+                } else {
+                    Pc::Install
                 };
             }
             Pc::RaceComplete => {
@@ -414,13 +411,12 @@ impl<F: Format> Op<F> {
             }
             Pc::CowFlush => {
                 let r = AddressSpace::<F>::cow_flush_range(self.cow.0);
-                self.pc = match self.plan_flush(mm, cfg, hw, Some(r), false) {
-                    Some(p) => {
-                        hw.issue(p.ops(), p.scope());
-                        self.issued = Some(p.scope());
-                        Pc::CowComplete
-                    }
-                    None => Pc::Make,
+                let mut plan = FlushPlan::new(Scope::Broadcast);
+                self.pc = if self.plan_flush(mm, cfg, hw, Some(r), false, &mut plan) {
+                    self.issue(hw, &plan);
+                    Pc::CowComplete
+                } else {
+                    Pc::Make
                 };
             }
             Pc::CowComplete => {
@@ -626,17 +622,18 @@ impl<F: Format> Op<F> {
         mm.ctx.asid()
     }
 
-    /// A whole-ASID flush, told to `hw` as a decision of this call (no
-    /// strategy plans it), or `None` for an mm with no ASID.
-    fn whole_asid<H: MmHw>(&self, mm: &Mm<F>, hw: &H) -> Option<FlushPlan> {
-        let asid = Self::asid(mm)?;
-        let plan = FlushPlan::whole_asid(asid, Scope::Broadcast);
-        hw.decision(Decision::whole_asid(asid, &plan, Reason::for_whole_asid(self.call.cause())));
-        Some(plan)
+    /// A whole-ASID flush into `plan`, told to `hw` as a decision of this
+    /// call (no strategy plans it); false for an mm with no ASID.
+    fn whole_asid<H: MmHw>(&self, mm: &Mm<F>, hw: &H, plan: &mut FlushPlan) -> bool {
+        let Some(asid) = Self::asid(mm) else { return false };
+        plan.set_whole_asid(asid, Scope::Broadcast);
+        hw.decision(Decision::whole_asid(asid, plan, Reason::for_whole_asid(self.call.cause())));
+        true
     }
 
-    /// The ops that flush `range` (or the whole ASID when `whole`), or
-    /// `None` when nothing needs flushing; told to `hw` as a decision.
+    /// The ops that flush `range` (or the whole ASID when `whole`) into
+    /// `plan`; false when nothing needs flushing. Told to `hw` as a
+    /// decision. (The plan is filled in place: it is a kilobyte.)
     fn plan_flush<H: MmHw>(
         &self,
         mm: &Mm<F>,
@@ -644,38 +641,44 @@ impl<F: Format> Op<F> {
         hw: &H,
         range: Option<FlushRange>,
         whole: bool,
-    ) -> Option<FlushPlan> {
+        plan: &mut FlushPlan,
+    ) -> bool {
         if cfg.bugs.skip_flush {
-            return None;
+            return false;
         }
         if whole {
             let event = if self.call.zaps() { Event::NestedFullFlush } else { Event::RacingFullFlush };
             hw.event(event);
-            return self.whole_asid(mm, hw);
+            return self.whole_asid(mm, hw, plan);
         }
-        let mut r = range?;
+        let Some(mut r) = range else { return false };
         let Some(asid) = Self::asid(mm) else {
             hw.decision(Decision::no_tlbi(None, Span::Va { start: r.start, end: r.end }, Reason::NeverActive));
-            return None;
+            return false;
         };
         if cfg.bugs.leaf_only_after_free {
             r.tables_freed = false;
             r.leaf_level = Some(LEAF_LEVEL as u8);
         }
         let (policy, req) = (RangePolicy::new(cfg.params), r.request(asid));
-        match policy.plan(&req, &cfg.features) {
-            Ok(plan) => {
+        match policy.plan_into(&req, &cfg.features, plan) {
+            Ok(()) => {
                 let why = Reason::for_plan(self.call.cause(), plan.reason());
-                hw.decision(Decision::planned(policy.name(), &req, &plan, why));
-                Some(plan)
+                hw.decision(Decision::planned(policy.name(), &req, plan, why));
             }
             Err(e) => {
                 log::error!(target: "tlb", "bad flush request {r:?}: {e}; flushing ASID {asid}");
-                let plan = FlushPlan::whole_asid(asid, Scope::Broadcast);
-                hw.decision(Decision::whole_asid(asid, &plan, Reason::BadRequest));
-                Some(plan)
+                plan.set_whole_asid(asid, Scope::Broadcast);
+                hw.decision(Decision::whole_asid(asid, plan, Reason::BadRequest));
             }
         }
+        true
+    }
+
+    /// Issues `plan`'s ops; this CPU's next [`Self::complete`] completes them.
+    fn issue<H: MmHw>(&mut self, hw: &H, plan: &FlushPlan) {
+        hw.issue(plan.ops(), plan.scope());
+        self.issued = Some(plan.scope());
     }
 
     /// The teardown's flush of a batch: none when eliding (counted once),
@@ -692,13 +695,12 @@ impl<F: Format> Op<F> {
             hw.decision(Decision::no_tlbi(mm.ctx.asid(), Span::WholeAsid, Reason::ExitElided));
             return Pc::TearRelease { more };
         }
-        match self.whole_asid(mm, hw) {
-            Some(p) => {
-                hw.issue(p.ops(), p.scope());
-                self.issued = Some(p.scope());
-                Pc::TearComplete { more }
-            }
-            None => Pc::TearRelease { more },
+        let mut plan = FlushPlan::new(Scope::Broadcast);
+        if self.whole_asid(mm, hw, &mut plan) {
+            self.issue(hw, &plan);
+            Pc::TearComplete { more }
+        } else {
+            Pc::TearRelease { more }
         }
     }
 
