@@ -64,9 +64,27 @@ struct Frame {
     table: u64,
     level: u32,
     base: u64,
-    /// Next entry to look at, and one past the last in range.
+    /// First entry in range, next entry to look at, and one past the last
+    /// in range.
+    first: usize,
     idx: usize,
     end: usize,
+    /// A zap left a valid entry in range behind (a table below it that
+    /// was not unlinked).
+    kept: bool,
+}
+
+impl Frame {
+    /// Moves `idx` past the invalid entries in range (a tight loop: most
+    /// entries of a sparse tree are invalid).
+    fn skip_invalid(&mut self, mem: &impl PhysMem) {
+        let (table, end) = (self.table, self.end);
+        let mut i = self.idx;
+        while i < end && load(mem, table, i) & VALID == 0 {
+            i += 1;
+        }
+        self.idx = i;
+    }
 }
 
 /// Indices of the entries of a level-`level` table based at `base` that
@@ -106,7 +124,7 @@ impl Path {
 
     fn enter<F: Format>(&mut self, f: F, table: u64, level: u32, base: u64, start: u64, end: u64) {
         let (idx, end_idx) = span(f, level, base, start, end);
-        self.push(Frame { table, level, base, idx, end: end_idx });
+        self.push(Frame { table, level, base, first: idx, idx, end: end_idx, kept: false });
     }
 }
 
@@ -147,6 +165,7 @@ impl ZapCursor {
         }
         loop {
             let top = self.path.top()?;
+            top.skip_invalid(mem);
             if top.idx >= top.end {
                 // Everything of this table in range is cleared.
                 let done = self.path.pop()?;
@@ -155,7 +174,10 @@ impl ZapCursor {
                 let va = parent.base + parent.idx as u64 * size;
                 let slot = parent.idx;
                 parent.idx += 1;
-                if table_is_empty(f, mem, done.table) && free.allows(va, va + size) {
+                // A table whose every entry was in range and none kept is
+                // empty without looking.
+                let cleared = done.first == 0 && done.end == f.entries() && !done.kept;
+                if free.allows(va, va + size) && (cleared || table_is_empty(f, mem, done.table)) {
                     // Unlink first; the page itself goes only after the
                     // gather's flush (walk caches may still point at it).
                     let level = parent.level;
@@ -163,6 +185,7 @@ impl ZapCursor {
                     g.clear_table(self.start.max(va), level, done.table);
                     return Some(ZapEdit::Table { va, level });
                 }
+                parent.kept = true;
                 continue;
             }
             let size = f.level_size(top.level);
@@ -214,6 +237,7 @@ impl LeafCursor {
         }
         loop {
             let top = self.path.top()?;
+            top.skip_invalid(mem);
             if top.idx >= top.end {
                 self.path.pop();
                 if let Some(parent) = self.path.top() {
