@@ -40,6 +40,7 @@ pub fn config() -> &'static TlbConfig {
         let mut c = TlbConfig::new(params, features.tlb());
         c.nested_fix = o.is_none_or(|o| o.nested_fix);
         c.exit_elide = o.is_none_or(|o| o.exit_elide);
+        c.run_walks = true;
         c
     })
 }

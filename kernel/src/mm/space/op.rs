@@ -289,25 +289,38 @@ impl<F: Format> Op<F> {
             Pc::Zap => {
                 // SAFETY: as above.
                 let a = unsafe { mm.aspace() };
-                match a.zap_step(&mut self.zap, self.tables, mem, &mut self.g) {
-                    Some(_) if self.g.is_full() => self.pc = Pc::Flush { then: Then::Zap },
-                    Some(_) => {}
-                    None => self.pc = self.finish_zap(cfg),
+                loop {
+                    match a.zap_step(&mut self.zap, self.tables, mem, &mut self.g) {
+                        Some(_) if self.g.is_full() => self.pc = Pc::Flush { then: Then::Zap },
+                        Some(_) if cfg.run_walks => continue,
+                        Some(_) => {}
+                        None => self.pc = self.finish_zap(cfg),
+                    }
+                    break;
                 }
             }
             Pc::Protect => {
                 let Call::Mprotect { prot, .. } = self.call else { unreachable!("protect step of {:?}", self.call) };
                 // SAFETY: as above.
                 let a = unsafe { mm.aspace() };
-                if !a.protect_step(&mut self.leaves, prot, mem, &mut self.g) {
-                    self.pc = Pc::ReadPending { then: Then::Unlock };
+                loop {
+                    if !a.protect_step(&mut self.leaves, prot, mem, &mut self.g) {
+                        self.pc = Pc::ReadPending { then: Then::Unlock };
+                    } else if cfg.run_walks {
+                        continue;
+                    }
+                    break;
                 }
             }
             Pc::Share => {
                 // SAFETY: as above.
                 let a = unsafe { mm.aspace() };
                 let child = self.child.as_mut().expect("a fork's child");
-                match a.fork_step(child, &mut self.leaves, mem, &mut self.g) {
+                let mut r = a.fork_step(child, &mut self.leaves, mem, &mut self.g);
+                while cfg.run_walks && r == Ok(true) {
+                    r = a.fork_step(child, &mut self.leaves, mem, &mut self.g);
+                }
+                match r {
                     Ok(true) => {}
                     Ok(false) => self.pc = Pc::ReadPending { then: Then::Unlock },
                     Err(e) => {
@@ -481,10 +494,14 @@ impl<F: Format> Op<F> {
             }
             Pc::TearZap => {
                 let pt = self.torn.as_mut().expect("the torn tables");
-                match self.zap.step(pt, mem, &TableFree::All, &mut self.g) {
-                    Some(_) if self.g.is_full() => self.pc = Pc::TearFlush { more: true },
-                    Some(_) => {}
-                    None => self.pc = Pc::FreeRoot,
+                loop {
+                    match self.zap.step(pt, mem, &TableFree::All, &mut self.g) {
+                        Some(_) if self.g.is_full() => self.pc = Pc::TearFlush { more: true },
+                        Some(_) if cfg.run_walks => continue,
+                        Some(_) => {}
+                        None => self.pc = Pc::FreeRoot,
+                    }
+                    break;
                 }
             }
             Pc::FreeRoot => {
