@@ -250,8 +250,17 @@ impl<F: Format> AddressSpace<F> {
     }
 
     /// One page-table write of a zap (see [`ZapCursor`]), unlinking emptied
-    /// tables as `tables` allows; `None` when the zap is done.
-    pub fn zap_step<M: PhysMem>(&mut self, c: &mut ZapCursor, tables: ZapTables, mem: &M, g: &mut Gather) -> Option<ZapEdit> {
+    /// tables as `tables` allows; `None` when the zap is done. With `run`,
+    /// a leaf cleared goes on with its table's next ones
+    /// ([`ZapCursor::step_run`]).
+    pub fn zap_step<M: PhysMem>(
+        &mut self,
+        c: &mut ZapCursor,
+        tables: ZapTables,
+        mem: &M,
+        g: &mut Gather,
+        run: bool,
+    ) -> Option<ZapEdit> {
         let vmas = &self.vmas;
         let mapped = |s: u64, e: u64| !vmas.is_free(s, e);
         let free = match tables {
@@ -259,7 +268,11 @@ impl<F: Format> AddressSpace<F> {
             ZapTables::Unmapped => TableFree::Unmapped(&mapped),
             ZapTables::All => TableFree::All,
         };
-        c.step(&mut self.pt, mem, &free, g)
+        if run {
+            c.step_run(&mut self.pt, mem, &free, g)
+        } else {
+            c.step(&mut self.pt, mem, &free, g)
+        }
     }
 
     /// One leaf of an mprotect to `prot`: the next present leaf of the
@@ -314,7 +327,7 @@ impl<F: Format> AddressSpace<F> {
         mem.get(desc_pa(desc));
         if ro != desc {
             g.protect_leaf(va, LEAF_LEVEL);
-            self.pt.replace_leaf(mem, va, ro);
+            c.replace_last(&mut self.pt, mem, ro);
         }
         Ok(true)
     }
@@ -415,7 +428,7 @@ impl<F: Format> AddressSpace<F> {
         flush: &mut Fl,
     ) {
         let mut c = ZapCursor::new(start, end);
-        while self.zap_step(&mut c, tables, mem, g).is_some() {
+        while self.zap_step(&mut c, tables, mem, g, false).is_some() {
             if g.is_full() {
                 g.flush_partial(mem, &mut *flush);
             }

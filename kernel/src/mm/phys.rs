@@ -175,6 +175,7 @@ impl PhysMem for KernelMem {
         self.free(pa);
     }
 
+    #[inline(always)]
     unsafe fn load_desc(&self, table: u64, idx: usize) -> u64 {
         debug_assert!(idx < 512);
         // SAFETY: `table` is an allocated table page (caller), RAM in the
@@ -183,6 +184,7 @@ impl PhysMem for KernelMem {
         unsafe { core::sync::atomic::AtomicU64::from_ptr(word(table, idx)) }.load(Ordering::Relaxed)
     }
 
+    #[inline(always)]
     unsafe fn store_desc(&self, table: u64, idx: usize, desc: u64) {
         debug_assert!(idx < 512);
         // SAFETY: as in `load_desc`.

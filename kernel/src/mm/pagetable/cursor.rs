@@ -153,6 +153,32 @@ impl ZapCursor {
         free: &TableFree,
         g: &mut Gather,
     ) -> Option<ZapEdit> {
+        self.step_inner(pt, mem, free, g, false)
+    }
+
+    /// As [`Self::step`], but a leaf cleared goes on with the rest of its
+    /// table's present leaves in range, as the steps after it would, until
+    /// the gather is full ([`Gather::is_full`]); the edit returned is the
+    /// last leaf cleared. For callers that run a zap to the end anyway.
+    pub fn step_run<F: Format, M: PhysMem>(
+        &mut self,
+        pt: &mut PageTable<F>,
+        mem: &M,
+        free: &TableFree,
+        g: &mut Gather,
+    ) -> Option<ZapEdit> {
+        self.step_inner(pt, mem, free, g, true)
+    }
+
+    #[inline(always)]
+    fn step_inner<F: Format, M: PhysMem>(
+        &mut self,
+        pt: &mut PageTable<F>,
+        mem: &M,
+        free: &TableFree,
+        g: &mut Gather,
+        run: bool,
+    ) -> Option<ZapEdit> {
         let f = pt.format();
         if !self.started {
             self.started = true;
@@ -199,7 +225,22 @@ impl ZapCursor {
                 store(mem, top.table, top.idx, 0);
                 top.idx += 1;
                 g.clear_leaf(va, LEAF_LEVEL, desc_pa(e));
-                return Some(ZapEdit::Leaf { va });
+                let mut last = va;
+                if run {
+                    let (table, end) = (top.table, top.end);
+                    let mut i = top.idx;
+                    while i < end && !g.is_full() {
+                        let e = load(mem, table, i);
+                        if e & VALID != 0 {
+                            store(mem, table, i, 0);
+                            last = top.base + i as u64 * size;
+                            g.clear_leaf(last, LEAF_LEVEL, desc_pa(e));
+                        }
+                        i += 1;
+                    }
+                    top.idx = i;
+                }
+                return Some(ZapEdit::Leaf { va: last });
             }
             // Descend; this frame's index stays on the entry until the
             // table below is done.
@@ -224,8 +265,23 @@ impl LeafCursor {
     }
 
     /// The next present leaf: its address and descriptor.
+    #[inline(always)]
     pub fn next<F: Format, M: PhysMem>(&mut self, pt: &PageTable<F>, mem: &M) -> Option<(u64, u64)> {
         let f = pt.format();
+        // Within a leaf table (the common case), the loop below's first
+        // round, without its bookkeeping.
+        if let Some(top) = self.path.top().filter(|t| t.level == LEAF_LEVEL) {
+            top.skip_invalid(mem);
+            if top.idx < top.end {
+                let i = top.idx;
+                top.idx += 1;
+                return Some((top.base + i as u64 * f.level_size(LEAF_LEVEL), load(mem, top.table, i)));
+            }
+        }
+        self.next_slow(f, pt, mem)
+    }
+
+    fn next_slow<F: Format, M: PhysMem>(&mut self, f: F, pt: &PageTable<F>, mem: &M) -> Option<(u64, u64)> {
         if !self.started {
             self.started = true;
             match pt.root {
@@ -258,5 +314,18 @@ impl LeafCursor {
             let level = top.level + 1;
             self.path.enter(f, desc_pa(e), level, va, self.start, self.end);
         }
+    }
+
+    /// Writes `desc` over the leaf [`Self::next`] returned last (in the
+    /// table the cursor stands in: no walk from the root), returning what
+    /// was there. `pt` is the tree the cursor walks, unchanged since.
+    pub fn replace_last<F: Format, M: PhysMem>(&mut self, pt: &mut PageTable<F>, mem: &M, desc: u64) -> u64 {
+        let _ = pt; // borrowed mutably: the caller may write the tree
+        let top = self.path.top().expect("a leaf returned by next");
+        assert!(top.level == LEAF_LEVEL && top.idx > 0, "replace_last without a leaf from next");
+        let (table, slot) = (top.table, top.idx - 1);
+        let old = load(mem, table, slot);
+        store(mem, table, slot, desc);
+        old
     }
 }

@@ -290,7 +290,7 @@ impl<F: Format> Op<F> {
                 // SAFETY: as above.
                 let a = unsafe { mm.aspace() };
                 loop {
-                    match a.zap_step(&mut self.zap, self.tables, mem, &mut self.g) {
+                    match a.zap_step(&mut self.zap, self.tables, mem, &mut self.g, cfg.run_walks) {
                         Some(_) if self.g.is_full() => self.pc = Pc::Flush { then: Then::Zap },
                         Some(_) if cfg.run_walks => continue,
                         Some(_) => {}
@@ -495,7 +495,12 @@ impl<F: Format> Op<F> {
             Pc::TearZap => {
                 let pt = self.torn.as_mut().expect("the torn tables");
                 loop {
-                    match self.zap.step(pt, mem, &TableFree::All, &mut self.g) {
+                    let edit = if cfg.run_walks {
+                        self.zap.step_run(pt, mem, &TableFree::All, &mut self.g)
+                    } else {
+                        self.zap.step(pt, mem, &TableFree::All, &mut self.g)
+                    };
+                    match edit {
                         Some(_) if self.g.is_full() => self.pc = Pc::TearFlush { more: true },
                         Some(_) if cfg.run_walks => continue,
                         Some(_) => {}
