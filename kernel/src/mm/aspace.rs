@@ -51,7 +51,7 @@ use abi::{advice, map, prot, MMAP_BASE, USER_END, USER_STACK_SIZE, USER_STACK_TO
 use super::gather::{no_flush, FlushRange, Gather};
 use super::pagetable::{
     desc_pa, el0_can_exec, el0_can_read, el0_can_write, page_desc, Arm4k, Format, LeafCursor,
-    PageTable, PhysMem, TableFree, ZapCursor, ZapEdit, LEAF_LEVEL,
+    MapHint, PageTable, PhysMem, TableFree, ZapCursor, ZapEdit, LEAF_LEVEL,
 };
 use super::pte::{user_attrs, AP_RO, PAGE_SIZE};
 use super::vma::{Vma, VmaSet};
@@ -307,7 +307,8 @@ impl<F: Format> AddressSpace<F> {
     }
 
     /// One page of a fork: the next present leaf is shared with `child`
-    /// (one more reference), read-only in both; a leaf that was writable is
+    /// (one more reference; `hint` keeps the child's table it went into),
+    /// read-only in both; a leaf that was writable is
     /// recorded in `g`: the parent's stale writable entries must be flushed
     /// before the lock drops and before the child runs. `Ok(false)` when no
     /// leaf is left. Out of frames for the child's tables: ENOMEM (the
@@ -318,12 +319,13 @@ impl<F: Format> AddressSpace<F> {
         &mut self,
         child: &mut AddressSpace<F>,
         c: &mut LeafCursor,
+        hint: &mut MapHint,
         mem: &M,
         g: &mut Gather,
     ) -> Result<bool, MmError> {
         let Some((va, desc)) = c.next(&self.pt, mem) else { return Ok(false) };
         let ro = desc | AP_RO;
-        child.pt.map(mem, va, ro).map_err(|_| MmError::OutOfMemory)?;
+        child.pt.map_hinted(mem, va, ro, hint).map_err(|_| MmError::OutOfMemory)?;
         mem.get(desc_pa(desc));
         if ro != desc {
             g.protect_leaf(va, LEAF_LEVEL);
@@ -404,8 +406,9 @@ impl<F: Format> AddressSpace<F> {
     pub fn fork(&mut self, mem: &impl PhysMem, g: &mut Gather) -> Result<AddressSpace<F>, MmError> {
         let mut child = self.fork_begin(mem)?;
         let mut c = LeafCursor::new(0, self.pt.format().span());
+        let mut hint = MapHint::default();
         loop {
-            match self.fork_step(&mut child, &mut c, mem, g) {
+            match self.fork_step(&mut child, &mut c, &mut hint, mem, g) {
                 Ok(true) => {}
                 Ok(false) => return Ok(child),
                 Err(e) => {

@@ -75,11 +75,16 @@ struct Frame {
 }
 
 impl Frame {
-    /// Moves `idx` past the invalid entries in range (a tight loop: most
-    /// entries of a sparse tree are invalid).
+    /// Moves `idx` past the invalid entries in range (tight loops, four
+    /// entries a round first: most entries of a sparse tree are invalid).
+    #[inline(always)]
     fn skip_invalid(&mut self, mem: &impl PhysMem) {
         let (table, end) = (self.table, self.end);
         let mut i = self.idx;
+        let four = |i: usize| (i..i + 4).fold(0, |acc, j| acc | load(mem, table, j));
+        while i + 4 <= end && four(i) & VALID == 0 {
+            i += 4;
+        }
         while i < end && load(mem, table, i) & VALID == 0 {
             i += 1;
         }

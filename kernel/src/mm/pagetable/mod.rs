@@ -74,6 +74,11 @@ impl core::fmt::Display for MapError {
     }
 }
 
+/// Where [`PageTable::map_hinted`] mapped last: the tree's root, the
+/// region one level-3 table covers, and that table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MapHint(Option<(u64, u64, u64)>);
+
 /// Reads entry `idx` of table `table`.
 ///
 /// `table` is always a table frame of a live tree: every caller got it from
@@ -148,6 +153,31 @@ impl<F: Format> PageTable<F> {
     /// Maps `va` (page-aligned) with descriptor `desc` ([`page_desc`]),
     /// allocating intermediate tables.
     pub fn map(&mut self, mem: &impl PhysMem, va: u64, desc: u64) -> Result<(), MapError> {
+        let table = self.leaf_table_alloc(mem, va)?;
+        self.map_in(mem, table, va, desc)
+    }
+
+    /// [`Self::map`] for a run of addresses in order (fork's copy): `hint`
+    /// keeps the level-3 table of the last address, so that the next one
+    /// in the same table needs no walk from the root. Start with
+    /// `MapHint::default()`; a hint is only used with the tree that filled
+    /// it, and tables are never unlinked from a tree being mapped into.
+    pub fn map_hinted(&mut self, mem: &impl PhysMem, va: u64, desc: u64, hint: &mut MapHint) -> Result<(), MapError> {
+        let root = self.root.ok_or(MapError::OutOfMemory)?;
+        let region = va / self.fmt.level_size(LEAF_LEVEL - 1);
+        let table = match hint.0 {
+            Some((r, g, t)) if (r, g) == (root, region) => t,
+            _ => {
+                let t = self.leaf_table_alloc(mem, va)?;
+                hint.0 = Some((root, region, t));
+                t
+            }
+        };
+        self.map_in(mem, table, va, desc)
+    }
+
+    /// The level-3 table for `va`, allocating the tables on the way.
+    fn leaf_table_alloc(&mut self, mem: &impl PhysMem, va: u64) -> Result<u64, MapError> {
         let f = self.fmt;
         let mut table = self.root.ok_or(MapError::OutOfMemory)?;
         for level in f.root_level()..LEAF_LEVEL {
@@ -161,7 +191,12 @@ impl<F: Format> PageTable<F> {
                 new
             };
         }
-        let idx = f.index(va, LEAF_LEVEL);
+        Ok(table)
+    }
+
+    /// Writes leaf `desc` for `va` into its level-3 table `table`.
+    fn map_in(&mut self, mem: &impl PhysMem, table: u64, va: u64, desc: u64) -> Result<(), MapError> {
+        let idx = self.fmt.index(va, LEAF_LEVEL);
         if load(mem, table, idx) & VALID != 0 {
             return Err(MapError::AlreadyMapped { va });
         }

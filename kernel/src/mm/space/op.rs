@@ -14,7 +14,7 @@ use core::sync::atomic::{fence, Ordering};
 use super::{Mm, MmHw, TlbConfig};
 use crate::mm::aspace::{Access, AddressSpace, Fault, FaultError, FaultKind, FaultPlan, MmError, ZapTables};
 use crate::mm::gather::{FlushRange, Gather};
-use crate::mm::pagetable::{Format, LeafCursor, PageTable, PhysMem, TableFree, ZapCursor, LEAF_LEVEL};
+use crate::mm::pagetable::{Format, LeafCursor, MapHint, PageTable, PhysMem, TableFree, ZapCursor, LEAF_LEVEL};
 use crate::mm::tlb::trace::{Cause, Decision, Reason, Span};
 use crate::mm::tlb::{Event, FlushPlan, FlushStrategy, RangePolicy, Scope, TlbiOp};
 
@@ -184,6 +184,8 @@ pub struct Op<F: Format> {
     /// Copy-on-write: (page, copy, old frame, prot).
     cow: (u64, u64, u64, u64),
     child: Option<AddressSpace<F>>,
+    /// Where the fork mapped into the child last.
+    hint: MapHint,
     /// The teardown's tables, taken out of the address space.
     torn: Option<PageTable<F>>,
     /// The teardown elides its flush; it flushed once already.
@@ -213,6 +215,7 @@ impl<F: Format> Op<F> {
             plan: None,
             cow: (0, 0, 0, 0),
             child: None,
+            hint: MapHint::default(),
             torn: None,
             elide: false,
             flushed: false,
@@ -316,9 +319,9 @@ impl<F: Format> Op<F> {
                 // SAFETY: as above.
                 let a = unsafe { mm.aspace() };
                 let child = self.child.as_mut().expect("a fork's child");
-                let mut r = a.fork_step(child, &mut self.leaves, mem, &mut self.g);
+                let mut r = a.fork_step(child, &mut self.leaves, &mut self.hint, mem, &mut self.g);
                 while cfg.run_walks && r == Ok(true) {
-                    r = a.fork_step(child, &mut self.leaves, mem, &mut self.g);
+                    r = a.fork_step(child, &mut self.leaves, &mut self.hint, mem, &mut self.g);
                 }
                 match r {
                     Ok(true) => {}
