@@ -323,15 +323,41 @@ impl<F: Format> AddressSpace<F> {
         mem: &M,
         g: &mut Gather,
     ) -> Result<bool, MmError> {
-        let Some((va, desc)) = c.next(&self.pt, mem) else { return Ok(false) };
-        let ro = desc | AP_RO;
-        child.pt.map_hinted(mem, va, ro, hint).map_err(|_| MmError::OutOfMemory)?;
-        mem.get(desc_pa(desc));
-        if ro != desc {
-            g.protect_leaf(va, LEAF_LEVEL);
-            c.replace_last(&mut self.pt, mem, ro);
+        self.fork_steps(child, c, hint, mem, g, false)
+    }
+
+    /// [`Self::fork_step`], and with `run` the present leaves after it in
+    /// the same level-3 table too, as the steps after it would (for
+    /// callers that run the fork to the end anyway). `Ok(true)` when
+    /// leaves may remain.
+    #[inline(always)]
+    pub fn fork_steps<M: PhysMem>(
+        &mut self,
+        child: &mut AddressSpace<F>,
+        c: &mut LeafCursor,
+        hint: &mut MapHint,
+        mem: &M,
+        g: &mut Gather,
+        run: bool,
+    ) -> Result<bool, MmError> {
+        let Some(mut leaf) = c.next(&self.pt, mem) else { return Ok(false) };
+        loop {
+            let (va, desc) = leaf;
+            let ro = desc | AP_RO;
+            child.pt.map_hinted(mem, va, ro, hint).map_err(|_| MmError::OutOfMemory)?;
+            mem.get(desc_pa(desc));
+            if ro != desc {
+                g.protect_leaf(va, LEAF_LEVEL);
+                c.replace_last(&mut self.pt, mem, ro);
+            }
+            if !run {
+                return Ok(true);
+            }
+            match c.next_in_table(self.pt.format(), mem) {
+                Some(next) => leaf = next,
+                None => return Ok(true),
+            }
         }
-        Ok(true)
     }
 
     /// Tears down an address space that no TLB can hold entries of (never

@@ -273,17 +273,25 @@ impl LeafCursor {
     #[inline(always)]
     pub fn next<F: Format, M: PhysMem>(&mut self, pt: &PageTable<F>, mem: &M) -> Option<(u64, u64)> {
         let f = pt.format();
-        // Within a leaf table (the common case), the loop below's first
-        // round, without its bookkeeping.
-        if let Some(top) = self.path.top().filter(|t| t.level == LEAF_LEVEL) {
-            top.skip_invalid(mem);
-            if top.idx < top.end {
-                let i = top.idx;
-                top.idx += 1;
-                return Some((top.base + i as u64 * f.level_size(LEAF_LEVEL), load(mem, top.table, i)));
-            }
+        if let Some(leaf) = self.next_in_table(f, mem) {
+            return Some(leaf);
         }
         self.next_slow(f, pt, mem)
+    }
+
+    /// [`Self::next`] if the next present leaf is in the level-3 table the
+    /// cursor stands in (the common case: the general loop's first round,
+    /// without its bookkeeping); `None` says only that it is not.
+    #[inline(always)]
+    pub fn next_in_table<F: Format, M: PhysMem>(&mut self, f: F, mem: &M) -> Option<(u64, u64)> {
+        let top = self.path.top().filter(|t| t.level == LEAF_LEVEL)?;
+        top.skip_invalid(mem);
+        if top.idx < top.end {
+            let i = top.idx;
+            top.idx += 1;
+            return Some((top.base + i as u64 * f.level_size(LEAF_LEVEL), load(mem, top.table, i)));
+        }
+        None
     }
 
     fn next_slow<F: Format, M: PhysMem>(&mut self, f: F, pt: &PageTable<F>, mem: &M) -> Option<(u64, u64)> {

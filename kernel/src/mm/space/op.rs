@@ -319,9 +319,10 @@ impl<F: Format> Op<F> {
                 // SAFETY: as above.
                 let a = unsafe { mm.aspace() };
                 let child = self.child.as_mut().expect("a fork's child");
-                let mut r = a.fork_step(child, &mut self.leaves, &mut self.hint, mem, &mut self.g);
-                while cfg.run_walks && r == Ok(true) {
-                    r = a.fork_step(child, &mut self.leaves, &mut self.hint, mem, &mut self.g);
+                let run = cfg.run_walks;
+                let mut r = a.fork_steps(child, &mut self.leaves, &mut self.hint, mem, &mut self.g, run);
+                while run && r == Ok(true) {
+                    r = a.fork_steps(child, &mut self.leaves, &mut self.hint, mem, &mut self.g, run);
                 }
                 match r {
                     Ok(true) => {}
