@@ -81,6 +81,9 @@ impl Frame {
     fn skip_invalid(&mut self, mem: &impl PhysMem) {
         let (table, end) = (self.table, self.end);
         let mut i = self.idx;
+        if i < end && load(mem, table, i) & VALID != 0 {
+            return; // a dense table: the next entry is valid
+        }
         let four = |i: usize| (i..i + 4).fold(0, |acc, j| acc | load(mem, table, j));
         while i + 4 <= end && four(i) & VALID == 0 {
             i += 4;
