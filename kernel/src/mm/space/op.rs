@@ -261,7 +261,10 @@ impl<F: Format> Op<F> {
     }
 
     /// Runs the next step. `mm` is the address space the call is on; a
-    /// step that needs the lock finds it held by this operation.
+    /// step that needs the lock finds it held by this operation. (Inlined
+    /// into [`Mm::run`]'s loop: a step's own work is often smaller than a
+    /// call of this function, whose frame holds a flush plan.)
+    #[inline(always)]
     pub fn step<H: MmHw, M: PhysMem>(&mut self, mm: &Mm<F>, cfg: &TlbConfig, hw: &H, mem: &M) -> Step {
         match self.pc {
             Pc::BeginZap => {
