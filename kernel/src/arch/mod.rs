@@ -8,4 +8,4 @@
 
 mod aarch64;
 
-pub use aarch64::{boot, cache, context, cpu, early, exception, kmap, layout, recover, tlbi, trap, uaccess};
+pub use aarch64::{boot, cache, context, cpu, early, exception, kmap, layout, page, recover, tlbi, trap, uaccess};

@@ -51,7 +51,7 @@ use abi::{advice, map, prot, MMAP_BASE, USER_END, USER_STACK_SIZE, USER_STACK_TO
 use super::gather::{no_flush, FlushRange, Gather};
 use super::pagetable::{
     desc_pa, el0_can_exec, el0_can_read, el0_can_write, page_desc, Arm4k, Format, LeafCursor,
-    PageTable, PhysMem, TableFree, ZapCursor, ZapEdit, LEAF_LEVEL,
+    MapHint, PageTable, PhysMem, TableFree, ZapCursor, ZapEdit, LEAF_LEVEL,
 };
 use super::pte::{user_attrs, AP_RO, PAGE_SIZE};
 use super::vma::{Vma, VmaSet};
@@ -250,8 +250,17 @@ impl<F: Format> AddressSpace<F> {
     }
 
     /// One page-table write of a zap (see [`ZapCursor`]), unlinking emptied
-    /// tables as `tables` allows; `None` when the zap is done.
-    pub fn zap_step<M: PhysMem>(&mut self, c: &mut ZapCursor, tables: ZapTables, mem: &M, g: &mut Gather) -> Option<ZapEdit> {
+    /// tables as `tables` allows; `None` when the zap is done. With `run`,
+    /// a leaf cleared goes on with its table's next ones
+    /// ([`ZapCursor::step_run`]).
+    pub fn zap_step<M: PhysMem>(
+        &mut self,
+        c: &mut ZapCursor,
+        tables: ZapTables,
+        mem: &M,
+        g: &mut Gather,
+        run: bool,
+    ) -> Option<ZapEdit> {
         let vmas = &self.vmas;
         let mapped = |s: u64, e: u64| !vmas.is_free(s, e);
         let free = match tables {
@@ -259,7 +268,11 @@ impl<F: Format> AddressSpace<F> {
             ZapTables::Unmapped => TableFree::Unmapped(&mapped),
             ZapTables::All => TableFree::All,
         };
-        c.step(&mut self.pt, mem, &free, g)
+        if run {
+            c.step_run(&mut self.pt, mem, &free, g)
+        } else {
+            c.step(&mut self.pt, mem, &free, g)
+        }
     }
 
     /// One leaf of an mprotect to `prot`: the next present leaf of the
@@ -294,7 +307,8 @@ impl<F: Format> AddressSpace<F> {
     }
 
     /// One page of a fork: the next present leaf is shared with `child`
-    /// (one more reference), read-only in both; a leaf that was writable is
+    /// (one more reference; `hint` keeps the child's table it went into),
+    /// read-only in both; a leaf that was writable is
     /// recorded in `g`: the parent's stale writable entries must be flushed
     /// before the lock drops and before the child runs. `Ok(false)` when no
     /// leaf is left. Out of frames for the child's tables: ENOMEM (the
@@ -305,18 +319,45 @@ impl<F: Format> AddressSpace<F> {
         &mut self,
         child: &mut AddressSpace<F>,
         c: &mut LeafCursor,
+        hint: &mut MapHint,
         mem: &M,
         g: &mut Gather,
     ) -> Result<bool, MmError> {
-        let Some((va, desc)) = c.next(&self.pt, mem) else { return Ok(false) };
-        let ro = desc | AP_RO;
-        child.pt.map(mem, va, ro).map_err(|_| MmError::OutOfMemory)?;
-        mem.get(desc_pa(desc));
-        if ro != desc {
-            g.protect_leaf(va, LEAF_LEVEL);
-            self.pt.replace_leaf(mem, va, ro);
+        self.fork_steps(child, c, hint, mem, g, false)
+    }
+
+    /// [`Self::fork_step`], and with `run` the present leaves after it in
+    /// the same level-3 table too, as the steps after it would (for
+    /// callers that run the fork to the end anyway). `Ok(true)` when
+    /// leaves may remain.
+    #[inline(always)]
+    pub fn fork_steps<M: PhysMem>(
+        &mut self,
+        child: &mut AddressSpace<F>,
+        c: &mut LeafCursor,
+        hint: &mut MapHint,
+        mem: &M,
+        g: &mut Gather,
+        run: bool,
+    ) -> Result<bool, MmError> {
+        let Some(mut leaf) = c.next(&self.pt, mem) else { return Ok(false) };
+        loop {
+            let (va, desc) = leaf;
+            let ro = desc | AP_RO;
+            child.pt.map_hinted(mem, va, ro, hint).map_err(|_| MmError::OutOfMemory)?;
+            mem.get(desc_pa(desc));
+            if ro != desc {
+                g.protect_leaf(va, LEAF_LEVEL);
+                c.replace_last(&mut self.pt, mem, ro);
+            }
+            if !run {
+                return Ok(true);
+            }
+            match c.next_in_table(self.pt.format(), mem) {
+                Some(next) => leaf = next,
+                None => return Ok(true),
+            }
         }
-        Ok(true)
     }
 
     /// Tears down an address space that no TLB can hold entries of (never
@@ -391,8 +432,9 @@ impl<F: Format> AddressSpace<F> {
     pub fn fork(&mut self, mem: &impl PhysMem, g: &mut Gather) -> Result<AddressSpace<F>, MmError> {
         let mut child = self.fork_begin(mem)?;
         let mut c = LeafCursor::new(0, self.pt.format().span());
+        let mut hint = MapHint::default();
         loop {
-            match self.fork_step(&mut child, &mut c, mem, g) {
+            match self.fork_step(&mut child, &mut c, &mut hint, mem, g) {
                 Ok(true) => {}
                 Ok(false) => return Ok(child),
                 Err(e) => {
@@ -415,7 +457,7 @@ impl<F: Format> AddressSpace<F> {
         flush: &mut Fl,
     ) {
         let mut c = ZapCursor::new(start, end);
-        while self.zap_step(&mut c, tables, mem, g).is_some() {
+        while self.zap_step(&mut c, tables, mem, g, false).is_some() {
             if g.is_full() {
                 g.flush_partial(mem, &mut *flush);
             }

@@ -20,15 +20,25 @@ impl Frames {
     }
 }
 
+/// Single frames the allocator keeps out of the buddy lists after they are
+/// freed, and hands out again first (last freed, first out), as Linux's
+/// per-CPU page lists do: a page-sized free or allocation then costs a
+/// push or a pop instead of the buddy lists' B-tree updates.
+const CACHE: usize = 1024;
+
 pub struct FrameAllocator {
     buddy: Buddy<33>,
     total: usize,
+    /// Free frames, those in `cache` included.
     free: usize,
+    /// `cache[..cached]`: free single frames (pfns) not in the buddy lists.
+    cache: [usize; CACHE],
+    cached: usize,
 }
 
 impl FrameAllocator {
     pub const fn new() -> Self {
-        Self { buddy: Buddy::new(), total: 0, free: 0 }
+        Self { buddy: Buddy::new(), total: 0, free: 0, cache: [0; CACHE], cached: 0 }
     }
 
     /// Adds physical pages `[start_pa, end_pa)` (rounded inwards to pages).
@@ -44,17 +54,46 @@ impl FrameAllocator {
 
     /// Allocates `count` contiguous frames, aligned to `count` rounded up to a
     /// power of two (the buddy invariant).
+    /// A single frame comes from the cache when it holds one. A request
+    /// the buddy lists cannot meet gives the cached frames back to them
+    /// (where they may merge) and tries again, so caching never makes an
+    /// allocation fail.
     pub fn alloc(&mut self, count: usize) -> Option<Frames> {
         let count = count.max(1).next_power_of_two();
-        let pfn = self.buddy.alloc(count)?;
+        let pfn = if count == 1 && self.cached > 0 {
+            self.cached -= 1;
+            self.cache[self.cached]
+        } else {
+            match self.buddy.alloc(count) {
+                Some(pfn) => pfn,
+                None if self.cached > 0 => {
+                    self.drain();
+                    self.buddy.alloc(count)?
+                }
+                None => return None,
+            }
+        };
         self.free -= count;
         Some(Frames { pfn, count })
     }
 
     pub fn free(&mut self, frames: Frames) {
         let count = frames.count.max(1).next_power_of_two();
-        self.buddy.dealloc(frames.pfn, count);
+        if count == 1 && self.cached < CACHE {
+            self.cache[self.cached] = frames.pfn;
+            self.cached += 1;
+        } else {
+            self.buddy.dealloc(frames.pfn, count);
+        }
         self.free += count;
+    }
+
+    /// Gives every cached frame back to the buddy lists.
+    fn drain(&mut self) {
+        while self.cached > 0 {
+            self.cached -= 1;
+            self.buddy.dealloc(self.cache[self.cached], 1);
+        }
     }
 
     pub fn free_frames(&self) -> usize {
@@ -114,5 +153,19 @@ mod tests {
         }
         assert_eq!(fa.free_frames(), 4);
         assert!(fa.alloc(4).is_some(), "freed buddies merge back into one block");
+    }
+
+    #[test]
+    fn cached_frames_come_back_first_and_never_block_a_larger_allocation() {
+        let mut fa = FrameAllocator::new();
+        fa.add_range(0, 8 * PAGE_SIZE);
+        let a = fa.alloc(1).unwrap();
+        let b = fa.alloc(1).unwrap();
+        fa.free(a);
+        fa.free(b);
+        assert_eq!(fa.free_frames(), 8, "cached frames count as free");
+        assert_eq!(fa.alloc(1).unwrap(), b, "the last frame freed comes back first");
+        fa.free(b);
+        assert_eq!(fa.alloc(8).map(|f| f.pfn), Some(0), "the cache drains so the buddies merge");
     }
 }

@@ -142,6 +142,7 @@ impl Gather {
         Self { batch, ..Self::default() }
     }
 
+    #[inline(always)]
     fn extend(&mut self, lo: u64, hi: u64) {
         if self.start == self.end {
             (self.start, self.end) = (lo, hi);
@@ -153,6 +154,7 @@ impl Gather {
 
     /// The leaf at `level` mapping `va` (aligned) to frame `pa` was cleared;
     /// the gather takes over the entry's reference to `pa`.
+    #[inline(always)]
     pub fn clear_leaf(&mut self, va: u64, level: u32, pa: u64) {
         self.extend(va, va + level_size(level));
         self.cleared_levels |= 1 << level;
@@ -185,6 +187,7 @@ impl Gather {
 
     /// The leaf at `level` mapping `va` lost a permission (write or exec or
     /// all EL0 access): stale entries would still grant it, so flush.
+    #[inline]
     pub fn protect_leaf(&mut self, va: u64, level: u32) {
         self.extend(va, va + level_size(level));
         self.leaf_levels |= 1 << level;

@@ -10,6 +10,7 @@ use super::frame::{Frames, FRAMES};
 use super::pagetable::PhysMem;
 use super::pte::PAGE_SIZE;
 use crate::arch::layout::phys_to_virt;
+use crate::arch::page;
 
 struct RefTable {
     base_pfn: u64,
@@ -124,9 +125,19 @@ impl PhysMem for KernelMem {
     fn alloc_zeroed(&self) -> Option<u64> {
         let f = alloc_frames(1)?;
         let pa = f.pa();
-        // SAFETY: a freshly allocated frame, mapped in the linear map, owned
-        // by nobody else yet.
-        unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, PAGE_SIZE as usize) };
+        // SAFETY: a freshly allocated frame, page-aligned in the linear map,
+        // owned by nobody else yet.
+        unsafe { page::zero(phys_to_virt(pa) as *mut u8) };
+        slot(pa).store(1, Ordering::Release);
+        Some(pa)
+    }
+
+    unsafe fn alloc_copy(&self, src: u64) -> Option<u64> {
+        let pa = alloc_frames(1)?.pa();
+        // SAFETY: `pa` was just allocated, owned by nobody else yet; `src`
+        // is an allocated frame (caller); both page-aligned in the linear
+        // map, distinct.
+        unsafe { page::copy(phys_to_virt(pa) as *mut u8, phys_to_virt(src) as *const u8) };
         slot(pa).store(1, Ordering::Release);
         Some(pa)
     }
@@ -159,6 +170,7 @@ impl PhysMem for KernelMem {
         self.free(pa);
     }
 
+    #[inline(always)]
     unsafe fn load_desc(&self, table: u64, idx: usize) -> u64 {
         debug_assert!(idx < 512);
         // SAFETY: `table` is an allocated table page (caller), RAM in the
@@ -167,6 +179,7 @@ impl PhysMem for KernelMem {
         unsafe { core::sync::atomic::AtomicU64::from_ptr(word(table, idx)) }.load(Ordering::Relaxed)
     }
 
+    #[inline(always)]
     unsafe fn store_desc(&self, table: u64, idx: usize, desc: u64) {
         debug_assert!(idx < 512);
         // SAFETY: as in `load_desc`.
@@ -191,14 +204,9 @@ impl PhysMem for KernelMem {
     }
 
     unsafe fn copy_page(&self, dst: u64, src: u64) {
-        for i in 0..(PAGE_SIZE / 8) as usize {
-            // SAFETY: both are allocated frames (caller), word `i < 512` lies
-            // in each; accessed atomically (user threads may write `src`).
-            let (d, s) = unsafe {
-                (core::sync::atomic::AtomicU64::from_ptr(word(dst, i)), core::sync::atomic::AtomicU64::from_ptr(word(src, i)))
-            };
-            d.store(s.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
+        // SAFETY: both are allocated frames (caller), page-aligned in the
+        // linear map; a copy-on-write copy goes to a frame of its own.
+        unsafe { page::copy(phys_to_virt(dst) as *mut u8, phys_to_virt(src) as *const u8) };
     }
 }
 

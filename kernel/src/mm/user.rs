@@ -11,6 +11,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use super::asid::{AsidAllocator, AsidError};
 use super::aspace::{Access, AddressSpace, Fault, MmError};
 use super::hw::Hw;
+use super::pagetable::Arm4k;
 use super::phys::KernelMem;
 use super::space::{self, Call, Hook, Mm, Op, OpError, Outcome, TlbConfig};
 use super::tlb::RangePolicy;
@@ -39,6 +40,7 @@ pub fn config() -> &'static TlbConfig {
         let mut c = TlbConfig::new(params, features.tlb());
         c.nested_fix = o.is_none_or(|o| o.nested_fix);
         c.exit_elide = o.is_none_or(|o| o.exit_elide);
+        c.run_walks = true;
         c
     })
 }
@@ -80,45 +82,52 @@ impl UserMm {
         Ok(Self::from_aspace(AddressSpace::new(&KernelMem)?))
     }
 
-    /// Runs `call` to the end on this CPU.
-    fn run(&self, call: Call, hook: impl FnMut(Hook)) -> Op<super::pagetable::Arm4k> {
+    /// Runs `call` to the end on this CPU and returns what `then` takes
+    /// from the finished operation (which stays where it was built: it is
+    /// large enough that moving it costs more than most steps).
+    fn run<R>(&self, call: Call, hook: impl FnMut(Hook), then: impl FnOnce(&mut Op<Arm4k>) -> R) -> R {
         let cfg = config();
         let mut op = Op::new(call, cfg);
         self.mm.run(&mut op, cfg, &Hw, &KernelMem, hook);
-        op
+        then(&mut op)
     }
 
-    fn done(op: &Op<super::pagetable::Arm4k>) -> Result<Outcome, MmError> {
-        op.outcome().map_err(|e| match e {
+    /// Runs `call` to the end; its outcome.
+    fn outcome(&self, call: Call) -> Result<Outcome, OpError> {
+        self.run(call, |_| {}, |op| op.outcome())
+    }
+
+    fn done(outcome: Result<Outcome, OpError>) -> Result<Outcome, MmError> {
+        outcome.map_err(|e| match e {
             OpError::Mm(e) => e,
             other => unreachable!("{other:?} from a system call"),
         })
     }
 
     pub fn mmap(&self, addr: u64, len: u64, prot: u64, flags: u64) -> Result<u64, MmError> {
-        match Self::done(&self.run(Call::Mmap { addr, len, prot, flags }, |_| {}))? {
+        match Self::done(self.outcome(Call::Mmap { addr, len, prot, flags }))? {
             Outcome::Addr(a) => Ok(a),
             other => unreachable!("mmap returned {other:?}"),
         }
     }
 
     pub fn munmap(&self, addr: u64, len: u64) -> Result<(), MmError> {
-        Self::done(&self.run(Call::Munmap { addr, len }, |_| {})).map(drop)
+        Self::done(self.outcome(Call::Munmap { addr, len })).map(drop)
     }
 
     pub fn mprotect(&self, addr: u64, len: u64, prot: u64) -> Result<(), MmError> {
-        Self::done(&self.run(Call::Mprotect { addr, len, prot }, |_| {})).map(drop)
+        Self::done(self.outcome(Call::Mprotect { addr, len, prot })).map(drop)
     }
 
     pub fn madvise(&self, addr: u64, len: u64, advice: u64) -> Result<(), MmError> {
-        Self::done(&self.run(Call::Madvise { addr, len, advice }, |_| {})).map(drop)
+        Self::done(self.outcome(Call::Madvise { addr, len, advice })).map(drop)
     }
 
     /// fork: a copy-on-write child address space (never loaded yet).
     pub fn fork(&self) -> Result<Arc<UserMm>, MmError> {
-        let mut op = self.run(Call::Fork, |_| {});
-        Self::done(&op)?;
-        Ok(Self::from_aspace(op.take_child().expect("a fork's child")))
+        let (outcome, child) = self.run(Call::Fork, |_| {}, |op| (op.outcome(), op.take_child()));
+        Self::done(outcome)?;
+        Ok(Self::from_aspace(child.expect("a fork's child")))
     }
 
     /// Resolves a page fault at `va`; `Err(cause)` if the access is not
@@ -131,7 +140,7 @@ impl UserMm {
         } else {
             Access::Read
         };
-        match self.run(Call::Fault { va, access }, |_| {}).outcome() {
+        match self.outcome(Call::Fault { va, access }) {
             Ok(Outcome::Fault(f)) => Ok(f),
             Err(OpError::Fault(e)) => Err(e.cause()),
             other => unreachable!("a fault returned {other:?}"),
@@ -147,19 +156,23 @@ impl UserMm {
     /// cannot tear it down first.
     pub fn reap(&self, kill: impl FnOnce()) {
         let mut kill = Some(kill);
-        self.run(Call::Reap, |h| match h {
-            Hook::Reaping => {
-                if let Some(k) = kill.take() {
-                    k()
+        self.run(
+            Call::Reap,
+            |h| match h {
+                Hook::Reaping => {
+                    if let Some(k) = kill.take() {
+                        k()
+                    }
                 }
-            }
-        });
+            },
+            |_| (),
+        );
     }
 
     /// The last user left: everything goes, flush elided (exit mode; see
     /// `space::switch::leave_dying` for why that is safe).
     pub fn teardown_exit(&self) {
-        if let Err(OpError::StillLoaded { cpus }) = self.run(Call::Teardown, |_| {}).outcome() {
+        if let Err(OpError::StillLoaded { cpus }) = self.outcome(Call::Teardown) {
             log::error!(target: "tlb", "mm {} still loaded on CPUs {cpus:#x} at exit: leaking it", self.id);
             LEAKED_MMS.fetch_add(1, Ordering::Relaxed);
         }

@@ -8,6 +8,7 @@ pub mod early;
 pub mod exception;
 pub mod kmap;
 pub mod layout;
+pub mod page;
 pub mod recover;
 pub mod tlbi;
 pub mod trap;

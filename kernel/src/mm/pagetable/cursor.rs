@@ -64,9 +64,35 @@ struct Frame {
     table: u64,
     level: u32,
     base: u64,
-    /// Next entry to look at, and one past the last in range.
+    /// First entry in range, next entry to look at, and one past the last
+    /// in range.
+    first: usize,
     idx: usize,
     end: usize,
+    /// A zap left a valid entry in range behind (a table below it that
+    /// was not unlinked).
+    kept: bool,
+}
+
+impl Frame {
+    /// Moves `idx` past the invalid entries in range (tight loops, four
+    /// entries a round first: most entries of a sparse tree are invalid).
+    #[inline(always)]
+    fn skip_invalid(&mut self, mem: &impl PhysMem) {
+        let (table, end) = (self.table, self.end);
+        let mut i = self.idx;
+        if i < end && load(mem, table, i) & VALID != 0 {
+            return; // a dense table: the next entry is valid
+        }
+        let four = |i: usize| (i..i + 4).fold(0, |acc, j| acc | load(mem, table, j));
+        while i + 4 <= end && four(i) & VALID == 0 {
+            i += 4;
+        }
+        while i < end && load(mem, table, i) & VALID == 0 {
+            i += 1;
+        }
+        self.idx = i;
+    }
 }
 
 /// Indices of the entries of a level-`level` table based at `base` that
@@ -106,7 +132,7 @@ impl Path {
 
     fn enter<F: Format>(&mut self, f: F, table: u64, level: u32, base: u64, start: u64, end: u64) {
         let (idx, end_idx) = span(f, level, base, start, end);
-        self.push(Frame { table, level, base, idx, end: end_idx });
+        self.push(Frame { table, level, base, first: idx, idx, end: end_idx, kept: false });
     }
 }
 
@@ -135,6 +161,32 @@ impl ZapCursor {
         free: &TableFree,
         g: &mut Gather,
     ) -> Option<ZapEdit> {
+        self.step_inner(pt, mem, free, g, false)
+    }
+
+    /// As [`Self::step`], but a leaf cleared goes on with the rest of its
+    /// table's present leaves in range, as the steps after it would, until
+    /// the gather is full ([`Gather::is_full`]); the edit returned is the
+    /// last leaf cleared. For callers that run a zap to the end anyway.
+    pub fn step_run<F: Format, M: PhysMem>(
+        &mut self,
+        pt: &mut PageTable<F>,
+        mem: &M,
+        free: &TableFree,
+        g: &mut Gather,
+    ) -> Option<ZapEdit> {
+        self.step_inner(pt, mem, free, g, true)
+    }
+
+    #[inline(always)]
+    fn step_inner<F: Format, M: PhysMem>(
+        &mut self,
+        pt: &mut PageTable<F>,
+        mem: &M,
+        free: &TableFree,
+        g: &mut Gather,
+        run: bool,
+    ) -> Option<ZapEdit> {
         let f = pt.format();
         if !self.started {
             self.started = true;
@@ -147,6 +199,7 @@ impl ZapCursor {
         }
         loop {
             let top = self.path.top()?;
+            top.skip_invalid(mem);
             if top.idx >= top.end {
                 // Everything of this table in range is cleared.
                 let done = self.path.pop()?;
@@ -155,7 +208,10 @@ impl ZapCursor {
                 let va = parent.base + parent.idx as u64 * size;
                 let slot = parent.idx;
                 parent.idx += 1;
-                if table_is_empty(f, mem, done.table) && free.allows(va, va + size) {
+                // A table whose every entry was in range and none kept is
+                // empty without looking.
+                let cleared = done.first == 0 && done.end == f.entries() && !done.kept;
+                if free.allows(va, va + size) && (cleared || table_is_empty(f, mem, done.table)) {
                     // Unlink first; the page itself goes only after the
                     // gather's flush (walk caches may still point at it).
                     let level = parent.level;
@@ -163,6 +219,7 @@ impl ZapCursor {
                     g.clear_table(self.start.max(va), level, done.table);
                     return Some(ZapEdit::Table { va, level });
                 }
+                parent.kept = true;
                 continue;
             }
             let size = f.level_size(top.level);
@@ -176,7 +233,22 @@ impl ZapCursor {
                 store(mem, top.table, top.idx, 0);
                 top.idx += 1;
                 g.clear_leaf(va, LEAF_LEVEL, desc_pa(e));
-                return Some(ZapEdit::Leaf { va });
+                let mut last = va;
+                if run {
+                    let (table, end) = (top.table, top.end);
+                    let mut i = top.idx;
+                    while i < end && !g.is_full() {
+                        let e = load(mem, table, i);
+                        if e & VALID != 0 {
+                            store(mem, table, i, 0);
+                            last = top.base + i as u64 * size;
+                            g.clear_leaf(last, LEAF_LEVEL, desc_pa(e));
+                        }
+                        i += 1;
+                    }
+                    top.idx = i;
+                }
+                return Some(ZapEdit::Leaf { va: last });
             }
             // Descend; this frame's index stays on the entry until the
             // table below is done.
@@ -201,8 +273,31 @@ impl LeafCursor {
     }
 
     /// The next present leaf: its address and descriptor.
+    #[inline(always)]
     pub fn next<F: Format, M: PhysMem>(&mut self, pt: &PageTable<F>, mem: &M) -> Option<(u64, u64)> {
         let f = pt.format();
+        if let Some(leaf) = self.next_in_table(f, mem) {
+            return Some(leaf);
+        }
+        self.next_slow(f, pt, mem)
+    }
+
+    /// [`Self::next`] if the next present leaf is in the level-3 table the
+    /// cursor stands in (the common case: the general loop's first round,
+    /// without its bookkeeping); `None` says only that it is not.
+    #[inline(always)]
+    pub fn next_in_table<F: Format, M: PhysMem>(&mut self, f: F, mem: &M) -> Option<(u64, u64)> {
+        let top = self.path.top().filter(|t| t.level == LEAF_LEVEL)?;
+        top.skip_invalid(mem);
+        if top.idx < top.end {
+            let i = top.idx;
+            top.idx += 1;
+            return Some((top.base + i as u64 * f.level_size(LEAF_LEVEL), load(mem, top.table, i)));
+        }
+        None
+    }
+
+    fn next_slow<F: Format, M: PhysMem>(&mut self, f: F, pt: &PageTable<F>, mem: &M) -> Option<(u64, u64)> {
         if !self.started {
             self.started = true;
             match pt.root {
@@ -214,6 +309,7 @@ impl LeafCursor {
         }
         loop {
             let top = self.path.top()?;
+            top.skip_invalid(mem);
             if top.idx >= top.end {
                 self.path.pop();
                 if let Some(parent) = self.path.top() {
@@ -234,5 +330,18 @@ impl LeafCursor {
             let level = top.level + 1;
             self.path.enter(f, desc_pa(e), level, va, self.start, self.end);
         }
+    }
+
+    /// Writes `desc` over the leaf [`Self::next`] returned last (in the
+    /// table the cursor stands in: no walk from the root), returning what
+    /// was there. `pt` is the tree the cursor walks, unchanged since.
+    pub fn replace_last<F: Format, M: PhysMem>(&mut self, pt: &mut PageTable<F>, mem: &M, desc: u64) -> u64 {
+        let _ = pt; // borrowed mutably: the caller may write the tree
+        let top = self.path.top().expect("a leaf returned by next");
+        assert!(top.level == LEAF_LEVEL && top.idx > 0, "replace_last without a leaf from next");
+        let (table, slot) = (top.table, top.idx - 1);
+        let old = load(mem, table, slot);
+        store(mem, table, slot, desc);
+        old
     }
 }

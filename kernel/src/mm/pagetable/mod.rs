@@ -74,6 +74,11 @@ impl core::fmt::Display for MapError {
     }
 }
 
+/// Where [`PageTable::map_hinted`] mapped last: the tree's root, the
+/// region one level-3 table covers, and that table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MapHint(Option<(u64, u64, u64)>);
+
 /// Reads entry `idx` of table `table`.
 ///
 /// `table` is always a table frame of a live tree: every caller got it from
@@ -91,8 +96,17 @@ fn store(mem: &impl PhysMem, table: u64, idx: usize, desc: u64) {
     unsafe { mem.store_desc(table, idx, desc) }
 }
 
+/// Whether every entry of `table` is invalid (eight entries a round).
 fn table_is_empty<F: Format>(fmt: F, mem: &impl PhysMem, table: u64) -> bool {
-    (0..fmt.entries()).all(|i| load(mem, table, i) & VALID == 0)
+    let n = fmt.entries();
+    let whole = n - n % 8;
+    for i in (0..whole).step_by(8) {
+        let any = (i..i + 8).fold(0, |acc, j| acc | load(mem, table, j));
+        if any & VALID != 0 {
+            return false;
+        }
+    }
+    (whole..n).all(|i| load(mem, table, i) & VALID == 0)
 }
 
 /// One address space's user page-table tree.
@@ -139,6 +153,31 @@ impl<F: Format> PageTable<F> {
     /// Maps `va` (page-aligned) with descriptor `desc` ([`page_desc`]),
     /// allocating intermediate tables.
     pub fn map(&mut self, mem: &impl PhysMem, va: u64, desc: u64) -> Result<(), MapError> {
+        let table = self.leaf_table_alloc(mem, va)?;
+        self.map_in(mem, table, va, desc)
+    }
+
+    /// [`Self::map`] for a run of addresses in order (fork's copy): `hint`
+    /// keeps the level-3 table of the last address, so that the next one
+    /// in the same table needs no walk from the root. Start with
+    /// `MapHint::default()`; a hint is only used with the tree that filled
+    /// it, and tables are never unlinked from a tree being mapped into.
+    pub fn map_hinted(&mut self, mem: &impl PhysMem, va: u64, desc: u64, hint: &mut MapHint) -> Result<(), MapError> {
+        let root = self.root.ok_or(MapError::OutOfMemory)?;
+        let region = va / self.fmt.level_size(LEAF_LEVEL - 1);
+        let table = match hint.0 {
+            Some((r, g, t)) if (r, g) == (root, region) => t,
+            _ => {
+                let t = self.leaf_table_alloc(mem, va)?;
+                hint.0 = Some((root, region, t));
+                t
+            }
+        };
+        self.map_in(mem, table, va, desc)
+    }
+
+    /// The level-3 table for `va`, allocating the tables on the way.
+    fn leaf_table_alloc(&mut self, mem: &impl PhysMem, va: u64) -> Result<u64, MapError> {
         let f = self.fmt;
         let mut table = self.root.ok_or(MapError::OutOfMemory)?;
         for level in f.root_level()..LEAF_LEVEL {
@@ -152,7 +191,12 @@ impl<F: Format> PageTable<F> {
                 new
             };
         }
-        let idx = f.index(va, LEAF_LEVEL);
+        Ok(table)
+    }
+
+    /// Writes leaf `desc` for `va` into its level-3 table `table`.
+    fn map_in(&mut self, mem: &impl PhysMem, table: u64, va: u64, desc: u64) -> Result<(), MapError> {
+        let idx = self.fmt.index(va, LEAF_LEVEL);
         if load(mem, table, idx) & VALID != 0 {
             return Err(MapError::AlreadyMapped { va });
         }
@@ -217,11 +261,9 @@ impl<F: Format> PageTable<F> {
     /// `va`; the caller maps it (or puts and frees it).
     pub fn duplicate(&self, mem: &impl PhysMem, va: u64) -> Result<u64, MapError> {
         let old = self.lookup(mem, va).map(desc_pa).ok_or(MapError::NotMapped { va })?;
-        let new = mem.alloc_zeroed().ok_or(MapError::OutOfMemory)?;
         // SAFETY: `old` is held by a present leaf of this tree (borrowed, so
-        // unchanged); `new` was just allocated and is ours.
-        unsafe { mem.copy_page(new, old) };
-        Ok(new)
+        // unchanged).
+        unsafe { mem.alloc_copy(old) }.ok_or(MapError::OutOfMemory)
     }
 
     /// Calls `f(va, desc)` for every present leaf in `[start, end)`, in

@@ -69,4 +69,16 @@ pub trait PhysMem {
     /// # Safety
     /// Both are data frames of this memory, allocated and not freed.
     unsafe fn copy_page(&self, dst: u64, src: u64);
+
+    /// A new data frame, reference count 1, holding a copy of data frame
+    /// `src`. The kernel's skips zeroing a frame it overwrites at once.
+    ///
+    /// # Safety
+    /// As [`Self::copy_page`] for `src`.
+    unsafe fn alloc_copy(&self, src: u64) -> Option<u64> {
+        let new = self.alloc_zeroed()?;
+        // SAFETY: `new` was just allocated; `src` is live (caller).
+        unsafe { self.copy_page(new, src) };
+        Some(new)
+    }
 }

@@ -59,6 +59,36 @@ fn map_lookup_and_intermediate_tables() {
 }
 
 #[test]
+fn map_hinted_maps_as_map_does_across_tables_and_trees() {
+    let mem = TestMem::new();
+    let mut pts: Vec<PageTable> = (0..3).map(|_| PageTable::new(&mem).unwrap()).collect();
+    let vas = [0x40_0000, 0x40_1000, 0x60_0000, 0x40_2000, 0x7f_1234_5000];
+    let mut hint = MapHint::default();
+    for &va in &vas {
+        let pa = mem.alloc_zeroed().unwrap();
+        (mem.get(pa), mem.get(pa));
+        let d = page_desc(pa, RW);
+        pts[0].map(&mem, va, d).unwrap();
+        pts[1].map_hinted(&mem, va, d, &mut hint).unwrap();
+        // The other tree with the same hint: a hint of another root is not used.
+        pts[2].map_hinted(&mem, va, d, &mut hint).unwrap();
+        for pt in &pts {
+            assert_eq!(pt.lookup(&mem, va), Some(d), "{va:#x}");
+        }
+    }
+    let again = pts[1].map_hinted(&mem, vas[1], page_desc(0x9000, RW), &mut hint);
+    assert_eq!(again, Err(MapError::AlreadyMapped { va: vas[1] }));
+    let tables: Vec<usize> = pts.iter().map(|pt| pt.count_tables(&mem)).collect();
+    assert_eq!(tables, vec![tables[0]; 3], "the same tables as map's");
+    for pt in pts {
+        let mut g = Gather::new();
+        pt.destroy(&mem, &mut g, &mut |_| {});
+        finish(g, &mem);
+    }
+    assert_eq!(mem.outstanding(), 0);
+}
+
+#[test]
 fn map_out_of_memory_leaves_no_leaf() {
     let mem = TestMem::new();
     let mut pt = PageTable::new(&mem).unwrap();

@@ -65,12 +65,18 @@ pub struct TlbConfig {
     /// Frames a gather holds before it flushes a batch (0: the kernel's
     /// `gather::BATCH`; the model uses a few).
     pub batch: usize,
+    /// One [`Op::step`] makes every page-table write of a zap, an
+    /// mprotect or a fork's sharing up to the gather's next flush (the
+    /// kernel, which runs operations to the end anyway: this saves a
+    /// step's dispatch per page). Off (the default, and the host model):
+    /// one write a step, so anything may happen between two of them.
+    pub run_walks: bool,
     pub bugs: Bugs,
 }
 
 impl TlbConfig {
     pub const fn new(params: PolicyParams, features: TlbFeatures) -> Self {
-        TlbConfig { params, features, nested_fix: true, exit_elide: true, batch: 0, bugs: Bugs::NONE }
+        TlbConfig { params, features, nested_fix: true, exit_elide: true, batch: 0, run_walks: false, bugs: Bugs::NONE }
     }
 }
 

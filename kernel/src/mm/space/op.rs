@@ -14,7 +14,7 @@ use core::sync::atomic::{fence, Ordering};
 use super::{Mm, MmHw, TlbConfig};
 use crate::mm::aspace::{Access, AddressSpace, Fault, FaultError, FaultKind, FaultPlan, MmError, ZapTables};
 use crate::mm::gather::{FlushRange, Gather};
-use crate::mm::pagetable::{Format, LeafCursor, PageTable, PhysMem, TableFree, ZapCursor, LEAF_LEVEL};
+use crate::mm::pagetable::{Format, LeafCursor, MapHint, PageTable, PhysMem, TableFree, ZapCursor, LEAF_LEVEL};
 use crate::mm::tlb::trace::{Cause, Decision, Reason, Span};
 use crate::mm::tlb::{Event, FlushPlan, FlushStrategy, RangePolicy, Scope, TlbiOp};
 
@@ -186,6 +186,8 @@ pub struct Op<F: Format> {
     /// Copy-on-write: (page, copy, old frame, prot).
     cow: (u64, u64, u64, u64),
     child: Option<AddressSpace<F>>,
+    /// Where the fork mapped into the child last.
+    hint: MapHint,
     /// The teardown's tables, taken out of the address space.
     torn: Option<PageTable<F>>,
     /// The teardown elides its flush; it flushed once already.
@@ -216,6 +218,7 @@ impl<F: Format> Op<F> {
             plan: None,
             cow: (0, 0, 0, 0),
             child: None,
+            hint: MapHint::default(),
             torn: None,
             elide: false,
             flushed: false,
@@ -261,7 +264,10 @@ impl<F: Format> Op<F> {
     }
 
     /// Runs the next step. `mm` is the address space the call is on; a
-    /// step that needs the lock finds it held by this operation.
+    /// step that needs the lock finds it held by this operation. (Inlined
+    /// into [`Mm::run`]'s loop: a step's own work is often smaller than a
+    /// call of this function, whose frame holds a flush plan.)
+    #[inline(always)]
     pub fn step<H: MmHw, M: PhysMem>(&mut self, mm: &Mm<F>, cfg: &TlbConfig, hw: &H, mem: &M) -> Step {
         match self.pc {
             Pc::BeginZap => {
@@ -295,25 +301,39 @@ impl<F: Format> Op<F> {
             Pc::Zap => {
                 // SAFETY: as above.
                 let a = unsafe { mm.aspace() };
-                match a.zap_step(&mut self.zap, self.tables, mem, &mut self.g) {
-                    Some(_) if self.g.is_full() => self.pc = Pc::Flush { then: Then::Zap },
-                    Some(_) => {}
-                    None => self.pc = self.finish_zap(cfg),
+                loop {
+                    match a.zap_step(&mut self.zap, self.tables, mem, &mut self.g, cfg.run_walks) {
+                        Some(_) if self.g.is_full() => self.pc = Pc::Flush { then: Then::Zap },
+                        Some(_) if cfg.run_walks => continue,
+                        Some(_) => {}
+                        None => self.pc = self.finish_zap(cfg),
+                    }
+                    break;
                 }
             }
             Pc::Protect => {
                 let Call::Mprotect { prot, .. } = self.call else { unreachable!("protect step of {:?}", self.call) };
                 // SAFETY: as above.
                 let a = unsafe { mm.aspace() };
-                if !a.protect_step(&mut self.leaves, prot, mem, &mut self.g) {
-                    self.pc = Pc::ReadPending { then: Then::Unlock };
+                loop {
+                    if !a.protect_step(&mut self.leaves, prot, mem, &mut self.g) {
+                        self.pc = Pc::ReadPending { then: Then::Unlock };
+                    } else if cfg.run_walks {
+                        continue;
+                    }
+                    break;
                 }
             }
             Pc::Share => {
                 // SAFETY: as above.
                 let a = unsafe { mm.aspace() };
                 let child = self.child.as_mut().expect("a fork's child");
-                match a.fork_step(child, &mut self.leaves, mem, &mut self.g) {
+                let run = cfg.run_walks;
+                let mut r = a.fork_steps(child, &mut self.leaves, &mut self.hint, mem, &mut self.g, run);
+                while run && r == Ok(true) {
+                    r = a.fork_steps(child, &mut self.leaves, &mut self.hint, mem, &mut self.g, run);
+                }
+                match r {
                     Ok(true) => {}
                     Ok(false) => self.pc = Pc::ReadPending { then: Then::Unlock },
                     Err(e) => {
@@ -334,14 +354,12 @@ impl<F: Format> Op<F> {
             }
             Pc::Flush { then } => {
                 let whole = self.racing && self.whole_asid_fix(cfg);
-                let plan = self.plan_flush(mm, cfg, hw, self.g.flush_range(), whole);
-                self.pc = match plan {
-                    Some(p) => {
-                        hw.issue(p.ops(), p.scope());
-                        self.issued = Some(p.scope());
-                        Pc::Complete { then }
-                    }
-                    None => Pc::Release { then },
+                let mut plan = FlushPlan::new(Scope::Broadcast);
+                self.pc = if self.plan_flush(mm, cfg, hw, self.g.flush_range(), whole, &mut plan) {
+                    self.issue(hw, &plan);
+                    Pc::Complete { then }
+                } else {
+                    Pc::Release { then }
                 };
             }
             Pc::Complete { then } => {
@@ -394,13 +412,12 @@ impl<F: Format> Op<F> {
                 // to fill without flushing it yet: a new valid entry must
                 // not meet a stale one in some TLB (break-before-make).
                 hw.event(Event::RacingFullFlush);
-                self.pc = match self.whole_asid(mm, hw) {
-                    Some(p) => {
-                        hw.issue(p.ops(), p.scope());
-                        self.issued = Some(p.scope());
-                        Pc::RaceComplete
-                    }
-                    None => Pc::Install,
+                let mut plan = FlushPlan::new(Scope::Broadcast);
+                self.pc = if self.whole_asid(mm, hw, &mut plan) {
+                    self.issue(hw, &plan);
+                    Pc::RaceComplete
+                } else {
+                    Pc::Install
                 };
             }
             Pc::RaceComplete => {
@@ -420,13 +437,12 @@ impl<F: Format> Op<F> {
             }
             Pc::CowFlush => {
                 let r = AddressSpace::<F>::cow_flush_range(self.cow.0);
-                self.pc = match self.plan_flush(mm, cfg, hw, Some(r), false) {
-                    Some(p) => {
-                        hw.issue(p.ops(), p.scope());
-                        self.issued = Some(p.scope());
-                        Pc::CowComplete
-                    }
-                    None => Pc::Make,
+                let mut plan = FlushPlan::new(Scope::Broadcast);
+                self.pc = if self.plan_flush(mm, cfg, hw, Some(r), false, &mut plan) {
+                    self.issue(hw, &plan);
+                    Pc::CowComplete
+                } else {
+                    Pc::Make
                 };
             }
             Pc::CowComplete => {
@@ -491,10 +507,19 @@ impl<F: Format> Op<F> {
             }
             Pc::TearZap => {
                 let pt = self.torn.as_mut().expect("the torn tables");
-                match self.zap.step(pt, mem, &TableFree::All, &mut self.g) {
-                    Some(_) if self.g.is_full() => self.pc = Pc::TearFlush { more: true },
-                    Some(_) => {}
-                    None => self.pc = Pc::FreeRoot,
+                loop {
+                    let edit = if cfg.run_walks {
+                        self.zap.step_run(pt, mem, &TableFree::All, &mut self.g)
+                    } else {
+                        self.zap.step(pt, mem, &TableFree::All, &mut self.g)
+                    };
+                    match edit {
+                        Some(_) if self.g.is_full() => self.pc = Pc::TearFlush { more: true },
+                        Some(_) if cfg.run_walks => continue,
+                        Some(_) => {}
+                        None => self.pc = Pc::FreeRoot,
+                    }
+                    break;
                 }
             }
             Pc::FreeRoot => {
@@ -638,17 +663,18 @@ impl<F: Format> Op<F> {
         mm.ctx.asid()
     }
 
-    /// A whole-ASID flush, told to `hw` as a decision of this call (no
-    /// strategy plans it), or `None` for an mm with no ASID.
-    fn whole_asid<H: MmHw>(&self, mm: &Mm<F>, hw: &H) -> Option<FlushPlan> {
-        let asid = self.asid(mm)?;
-        let plan = FlushPlan::whole_asid(asid, Scope::Broadcast);
-        hw.decision(Decision::whole_asid(asid, &plan, Reason::for_whole_asid(self.call.cause())));
-        Some(plan)
+    /// A whole-ASID flush into `plan`, told to `hw` as a decision of this
+    /// call (no strategy plans it); false for an mm with no ASID.
+    fn whole_asid<H: MmHw>(&self, mm: &Mm<F>, hw: &H, plan: &mut FlushPlan) -> bool {
+        let Some(asid) = self.asid(mm) else { return false };
+        plan.set_whole_asid(asid, Scope::Broadcast);
+        hw.decision(Decision::whole_asid(asid, plan, Reason::for_whole_asid(self.call.cause())));
+        true
     }
 
-    /// The ops that flush `range` (or the whole ASID when `whole`), or
-    /// `None` when nothing needs flushing; told to `hw` as a decision.
+    /// The ops that flush `range` (or the whole ASID when `whole`) into
+    /// `plan`; false when nothing needs flushing. Told to `hw` as a
+    /// decision. (The plan is filled in place: it is a kilobyte.)
     fn plan_flush<H: MmHw>(
         &self,
         mm: &Mm<F>,
@@ -656,38 +682,44 @@ impl<F: Format> Op<F> {
         hw: &H,
         range: Option<FlushRange>,
         whole: bool,
-    ) -> Option<FlushPlan> {
+        plan: &mut FlushPlan,
+    ) -> bool {
         if cfg.bugs.skip_flush {
-            return None;
+            return false;
         }
         if whole {
             let event = if self.call.zaps() { Event::NestedFullFlush } else { Event::RacingFullFlush };
             hw.event(event);
-            return self.whole_asid(mm, hw);
+            return self.whole_asid(mm, hw, plan);
         }
-        let mut r = range?;
+        let Some(mut r) = range else { return false };
         let Some(asid) = self.asid(mm) else {
             hw.decision(Decision::no_tlbi(None, Span::Va { start: r.start, end: r.end }, Reason::NeverActive));
-            return None;
+            return false;
         };
         if cfg.bugs.leaf_only_after_free {
             r.tables_freed = false;
             r.leaf_level = Some(LEAF_LEVEL as u8);
         }
         let (policy, req) = (RangePolicy::new(cfg.params), r.request(asid));
-        match policy.plan(&req, &cfg.features) {
-            Ok(plan) => {
+        match policy.plan_into(&req, &cfg.features, plan) {
+            Ok(()) => {
                 let why = Reason::for_plan(self.call.cause(), plan.reason());
-                hw.decision(Decision::planned(policy.name(), &req, &plan, why));
-                Some(plan)
+                hw.decision(Decision::planned(policy.name(), &req, plan, why));
             }
             Err(e) => {
                 log::error!(target: "tlb", "bad flush request {r:?}: {e}; flushing ASID {asid}");
-                let plan = FlushPlan::whole_asid(asid, Scope::Broadcast);
-                hw.decision(Decision::whole_asid(asid, &plan, Reason::BadRequest));
-                Some(plan)
+                plan.set_whole_asid(asid, Scope::Broadcast);
+                hw.decision(Decision::whole_asid(asid, plan, Reason::BadRequest));
             }
         }
+        true
+    }
+
+    /// Issues `plan`'s ops; this CPU's next [`Self::complete`] completes them.
+    fn issue<H: MmHw>(&mut self, hw: &H, plan: &FlushPlan) {
+        hw.issue(plan.ops(), plan.scope());
+        self.issued = Some(plan.scope());
     }
 
     /// The teardown's flush of a batch: none when eliding (counted once),
@@ -704,13 +736,12 @@ impl<F: Format> Op<F> {
             hw.decision(Decision::no_tlbi(mm.ctx.asid(), Span::WholeAsid, Reason::ExitElided));
             return Pc::TearRelease { more };
         }
-        match self.whole_asid(mm, hw) {
-            Some(p) => {
-                hw.issue(p.ops(), p.scope());
-                self.issued = Some(p.scope());
-                Pc::TearComplete { more }
-            }
-            None => Pc::TearRelease { more },
+        let mut plan = FlushPlan::new(Scope::Broadcast);
+        if self.whole_asid(mm, hw, &mut plan) {
+            self.issue(hw, &plan);
+            Pc::TearComplete { more }
+        } else {
+            Pc::TearRelease { more }
         }
     }
 

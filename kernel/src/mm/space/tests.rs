@@ -468,3 +468,48 @@ fn decisions_are_told_with_their_reasons() {
     assert_eq!(r.reasons(), [ExitFlush]);
     r.take();
 }
+
+/// `run_walks` (the kernel's setting) makes a walk's page-table writes in
+/// one step instead of one a step, and a zap clears a table's leaves in one
+/// cursor step: what the calls do, in what order, must not change, and the
+/// walks take fewer steps.
+#[test]
+fn running_walks_in_one_step_changes_nothing_but_the_steps() {
+    let base = 0x40_0000;
+    let vas: Vec<u64> = (0..40).map(|i| base + i * 3 * P).collect();
+    let calls = [
+        Call::Mprotect { addr: base, len: 60 * P, prot: prot::READ },
+        Call::Fork,
+        Call::Munmap { addr: base + 30 * P, len: 70 * P },
+        Call::Madvise { addr: base, len: 30 * P, advice: abi::advice::DONTNEED },
+        Call::Teardown,
+    ];
+    let trace = |run_walks: bool| {
+        let r = Rig::new();
+        let mm = mm_with(&r, (base, base + 120 * P), &vas);
+        let mut c = cfg();
+        c.run_walks = run_walks;
+        c.batch = 7; // gathers fill in the middle of a table
+        let mut out = Vec::new();
+        for call in calls {
+            let mut op = Op::new(call, &c);
+            let mut steps = 0;
+            loop {
+                steps += 1;
+                match op.step(&mm, &c, &r, &r) {
+                    Step::Done => break,
+                    Step::Blocked => panic!("blocked with nothing else running"),
+                    _ => {}
+                }
+            }
+            let child_tables = op.take_child().map(|ch| ch.page_table().count_tables(&r.mem));
+            out.push(((op.outcome(), child_tables, r.take(), op.gather().totals()), steps));
+        }
+        out
+    };
+    let (single, batched) = (trace(false), trace(true));
+    for ((call, (s, s_steps)), (b, b_steps)) in calls.iter().zip(single).zip(batched) {
+        assert_eq!(s, b, "{call:?}: the same events either way");
+        assert!(b_steps < s_steps, "{call:?}: {b_steps} steps batched, {s_steps} one write a step");
+    }
+}

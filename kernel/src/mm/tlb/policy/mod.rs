@@ -60,7 +60,20 @@ pub trait FlushStrategy {
     fn name(&self) -> &'static str;
     /// The ops that invalidate every entry `req` describes on every CPU that
     /// may hold them. A malformed request is an error, never an empty plan.
-    fn plan(&self, req: &FlushRequest, feat: &TlbFeatures) -> Result<FlushPlan, FlushRequestError>;
+    fn plan(&self, req: &FlushRequest, feat: &TlbFeatures) -> Result<FlushPlan, FlushRequestError> {
+        let mut plan = FlushPlan::new(Scope::Broadcast);
+        self.plan_into(req, feat, &mut plan)?;
+        Ok(plan)
+    }
+    /// [`Self::plan`] into `plan` (what it held is replaced; on an error it
+    /// is left unchanged), so that a caller can keep one plan's storage
+    /// instead of moving a returned one.
+    fn plan_into(
+        &self,
+        req: &FlushRequest,
+        feat: &TlbFeatures,
+        plan: &mut FlushPlan,
+    ) -> Result<(), FlushRequestError>;
 }
 
 /// Broadcast TLBIs: per entry, by range, or the whole ASID (see the module
@@ -81,18 +94,26 @@ impl FlushStrategy for RangePolicy {
         "range"
     }
 
-    fn plan(&self, req: &FlushRequest, feat: &TlbFeatures) -> Result<FlushPlan, FlushRequestError> {
+    fn plan_into(
+        &self,
+        req: &FlushRequest,
+        feat: &TlbFeatures,
+        plan: &mut FlushPlan,
+    ) -> Result<(), FlushRequestError> {
         req.validate()?;
         let scope = Scope::Broadcast;
-        let mut plan = FlushPlan::new(scope);
+        plan.reset(scope);
         if req.start == req.end {
-            return Ok(plan);
+            return Ok(());
         }
         let p = &self.params;
         let use_range = p.use_range && feat.tlbi_range;
         let last_level = !req.tables_freed;
         let ttl = if p.use_ttl && feat.ttl && !req.tables_freed { req.leaf_level } else { None };
-        let whole_asid = |why| FlushPlan::whole_asid(req.asid, scope).with_reason(why);
+        let whole_asid = |plan: &mut FlushPlan, why| {
+            plan.set_whole_asid(req.asid, scope);
+            plan.set_reason(why);
+        };
         let entries = req.entries();
         let pages = req.pages();
         let per_page_max = p.per_page_max_for(use_range) as u64;
@@ -102,10 +123,12 @@ impl FlushStrategy for RangePolicy {
                 let va = req.start + i * req.stride;
                 let op = TlbiOp::Va { asid: req.asid, va, last_level, ttl };
                 if plan.try_push(op).is_err() {
-                    return Ok(whole_asid(PlanReason::WholeAsidFallback));
+                    whole_asid(plan, PlanReason::WholeAsidFallback);
+                    return Ok(());
                 }
             }
-            return Ok(plan.with_reason(PlanReason::PerPage));
+            plan.set_reason(PlanReason::PerPage);
+            return Ok(());
         }
         if use_range
             && pages < p.asid_threshold as u64
@@ -113,14 +136,17 @@ impl FlushStrategy for RangePolicy {
         {
             // Cannot fail for a validated request; if it did, over-flush.
             let Ok(split) = range::split(req.asid, req.start, pages, last_level, ttl) else {
-                return Ok(whole_asid(PlanReason::WholeAsidFallback));
+                whole_asid(plan, PlanReason::WholeAsidFallback);
+                return Ok(());
             };
             for op in split {
                 if plan.try_push(op).is_err() {
-                    return Ok(whole_asid(PlanReason::WholeAsidFallback));
+                    whole_asid(plan, PlanReason::WholeAsidFallback);
+                    return Ok(());
                 }
             }
-            return Ok(plan.with_reason(PlanReason::Range));
+            plan.set_reason(PlanReason::Range);
+            return Ok(());
         }
         let why = match (use_range, entries <= per_page_max) {
             // Few enough entries for per-page ops, too many for a plan.
@@ -129,6 +155,7 @@ impl FlushStrategy for RangePolicy {
             (true, _) if pages >= p.asid_threshold as u64 => PlanReason::WholeAsidThreshold,
             (true, _) => PlanReason::WholeAsidCapacity,
         };
-        Ok(whole_asid(why))
+        whole_asid(plan, why);
+        Ok(())
     }
 }

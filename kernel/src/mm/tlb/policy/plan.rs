@@ -93,6 +93,28 @@ impl FlushPlan {
         self
     }
 
+    /// Empties the plan in place (as [`Self::new`], without rewriting the
+    /// ops past its length).
+    pub fn reset(&mut self, scope: Scope) {
+        self.scope = scope;
+        self.len = 0;
+        self.reason = PlanReason::Empty;
+    }
+
+    /// Says why the strategy chose these ops (in place: see
+    /// [`Self::with_reason`]).
+    pub fn set_reason(&mut self, reason: PlanReason) {
+        self.reason = reason;
+    }
+
+    /// Makes this plan one whole-ASID flush, in place (as
+    /// [`Self::whole_asid`]).
+    pub fn set_whole_asid(&mut self, asid: u16, scope: Scope) {
+        self.reset(scope);
+        self.ops[0] = TlbiOp::Asid { asid };
+        self.len = 1;
+    }
+
     /// Why the strategy chose these ops.
     pub const fn reason(&self) -> PlanReason {
         self.reason
