@@ -340,24 +340,21 @@ impl<F: Format> AddressSpace<F> {
         g: &mut Gather,
         run: bool,
     ) -> Result<bool, MmError> {
-        let Some(mut leaf) = c.next(&self.pt, mem) else { return Ok(false) };
-        loop {
-            let (va, desc) = leaf;
-            let ro = desc | AP_RO;
-            child.pt.map_hinted(mem, va, ro, hint).map_err(|_| MmError::OutOfMemory)?;
-            mem.get(desc_pa(desc));
-            if ro != desc {
-                g.protect_leaf(va, LEAF_LEVEL);
-                c.replace_last(&mut self.pt, mem, ro);
-            }
-            if !run {
-                return Ok(true);
-            }
-            match c.next_in_table(self.pt.format(), mem) {
-                Some(next) => leaf = next,
-                None => return Ok(true),
-            }
+        let Some((va, desc)) = c.next(&self.pt, mem) else { return Ok(false) };
+        let ro = desc | AP_RO;
+        child.pt.map_hinted(mem, va, ro, hint).map_err(|_| MmError::OutOfMemory)?;
+        mem.get(desc_pa(desc));
+        if ro != desc {
+            g.protect_leaf(va, LEAF_LEVEL);
+            c.replace_last(&mut self.pt, mem, ro);
         }
+        if run {
+            // The rest of this level-3 table goes into the child's table
+            // that the hint now holds (the same region).
+            let table = hint.table().expect("map_hinted filled the hint");
+            c.share_rest(&mut self.pt, mem, table, g).map_err(|_| MmError::OutOfMemory)?;
+        }
+        Ok(true)
     }
 
     /// Tears down an address space that no TLB can hold entries of (never

@@ -163,6 +163,40 @@ impl Gather {
         self.totals.cleared += 1;
     }
 
+    /// [`Self::clear_leaf`] for each `(key, pa)` that `next` yields (keys
+    /// ascending, each leaf cleared by `next`; `va_of(key)` its address),
+    /// while the gather is not full ([`Self::is_full`] is checked before
+    /// each call, as a loop of `clear_leaf` calls would). Returns the last
+    /// key, if any.
+    #[inline(always)]
+    pub fn clear_leaf_run(
+        &mut self,
+        level: u32,
+        va_of: impl Fn(usize) -> u64,
+        mut next: impl FnMut() -> Option<(usize, u64)>,
+    ) -> Option<usize> {
+        let batch = if self.batch == 0 { BATCH } else { self.batch };
+        let room = batch.saturating_sub(self.frames.len() + self.tables.len());
+        let (mut first, mut last, mut n) = (0, 0, 0);
+        while n < room {
+            let Some((key, pa)) = next() else { break };
+            self.frames.push(pa);
+            if n == 0 {
+                first = key;
+            }
+            last = key;
+            n += 1;
+        }
+        if n == 0 {
+            return None;
+        }
+        self.extend(va_of(first), va_of(last) + level_size(level));
+        self.cleared_levels |= 1 << level;
+        self.leaf_levels |= 1 << level;
+        self.totals.cleared += n as u64;
+        Some(last)
+    }
+
     /// The table entry at `level` that pointed to page-table page `table` was
     /// cleared; `va` is an address under it inside the zapped range (the
     /// flush must name one so that walk-cache entries for it go). The gather
@@ -192,6 +226,19 @@ impl Gather {
         self.extend(va, va + level_size(level));
         self.leaf_levels |= 1 << level;
         self.totals.protected += 1;
+    }
+
+    /// [`Self::protect_leaf`] for `n` leaves at `level`, the lowest mapping
+    /// `lo` and the highest `hi` (the same range and counts as the calls one
+    /// by one). Nothing when `n` is 0.
+    #[inline(always)]
+    pub fn protect_leaves(&mut self, lo: u64, hi: u64, level: u32, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.extend(lo, hi + level_size(level));
+        self.leaf_levels |= 1 << level;
+        self.totals.protected += n;
     }
 
     /// A leaf gained permissions only: no flush needed (a stale stricter
@@ -282,11 +329,8 @@ impl Gather {
     /// own step; [`Self::flush_partial`] is flush and release in one.)
     pub fn release(&mut self, mem: &impl PhysMem) {
         self.totals.flushes += 1;
-        for pa in self.frames.drain(..) {
-            if mem.put(pa) {
-                mem.free(pa);
-            }
-        }
+        mem.put_each(&self.frames, |pa| mem.free(pa));
+        self.frames.clear();
         for pa in self.tables.drain(..) {
             if mem.put(pa) {
                 mem.free_table(pa);

@@ -155,6 +155,15 @@ impl PhysMem for KernelMem {
         slot(pa).fetch_sub(1, Ordering::AcqRel) == 1
     }
 
+    fn put_each(&self, pas: &[u64], mut last: impl FnMut(u64)) {
+        let t = REFS.get().expect("phys::init at boot");
+        for &pa in pas {
+            if t.refs[(pa / PAGE_SIZE - t.base_pfn) as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
+                last(pa);
+            }
+        }
+    }
+
     fn refs(&self, pa: u64) -> u32 {
         slot(pa).load(Ordering::Acquire)
     }

@@ -13,7 +13,7 @@
 
 use super::{desc_pa, load, store, table_is_empty, Format, PageTable, PhysMem, LEAF_LEVEL};
 use crate::mm::gather::Gather;
-use crate::mm::pte::VALID;
+use crate::mm::pte::{AP_RO, VALID};
 
 /// Which emptied page-table pages a zap may unlink.
 #[derive(Clone, Copy)]
@@ -75,7 +75,7 @@ struct Frame {
 }
 
 impl Frame {
-    /// Moves `idx` past the invalid entries in range (tight loops, four
+    /// Moves `idx` past the invalid entries in range (tight loops, eight
     /// entries a round first: most entries of a sparse tree are invalid).
     #[inline(always)]
     fn skip_invalid(&mut self, mem: &impl PhysMem) {
@@ -84,9 +84,9 @@ impl Frame {
         if i < end && load(mem, table, i) & VALID != 0 {
             return; // a dense table: the next entry is valid
         }
-        let four = |i: usize| (i..i + 4).fold(0, |acc, j| acc | load(mem, table, j));
-        while i + 4 <= end && four(i) & VALID == 0 {
-            i += 4;
+        let eight = |i: usize| (i..i + 8).fold(0, |acc, j| acc | load(mem, table, j));
+        while i + 8 <= end && eight(i) & VALID == 0 {
+            i += 8;
         }
         while i < end && load(mem, table, i) & VALID == 0 {
             i += 1;
@@ -235,16 +235,24 @@ impl ZapCursor {
                 g.clear_leaf(va, LEAF_LEVEL, desc_pa(e));
                 let mut last = va;
                 if run {
-                    let (table, end) = (top.table, top.end);
+                    // The rest of the table's present leaves, while the
+                    // gather has room (checked before each entry).
+                    let (table, end, base) = (top.table, top.end, top.base);
                     let mut i = top.idx;
-                    while i < end && !g.is_full() {
-                        let e = load(mem, table, i);
-                        if e & VALID != 0 {
-                            store(mem, table, i, 0);
-                            last = top.base + i as u64 * size;
-                            g.clear_leaf(last, LEAF_LEVEL, desc_pa(e));
+                    let va_of = |j: usize| base + j as u64 * size;
+                    let run_last = g.clear_leaf_run(LEAF_LEVEL, va_of, || {
+                        while i < end {
+                            let (j, e) = (i, load(mem, table, i));
+                            i += 1;
+                            if e & VALID != 0 {
+                                store(mem, table, j, 0);
+                                return Some((j, desc_pa(e)));
+                            }
                         }
-                        i += 1;
+                        None
+                    });
+                    if let Some(j) = run_last {
+                        last = va_of(j);
                     }
                     top.idx = i;
                 }
@@ -330,6 +338,57 @@ impl LeafCursor {
             let level = top.level + 1;
             self.path.enter(f, desc_pa(e), level, va, self.start, self.end);
         }
+    }
+
+    /// Fork's share of the rest of the level-3 table the cursor stands in
+    /// (the leaves [`Self::next_in_table`] would return, one by one): each
+    /// present leaf goes read-only into the same slot of `child_table` (the
+    /// child's level-3 table for the same region) with one more reference
+    /// to its frame, and one that was writable becomes read-only in place,
+    /// recorded in `g`. `pt` is the tree the cursor walks. `Err(va)`: the
+    /// child's slot for `va` was taken; the cursor stands past it (as after
+    /// `next`) and the leaves before it are done. Nothing if the cursor is
+    /// not in a level-3 table.
+    #[inline(always)]
+    pub fn share_rest<F: Format, M: PhysMem>(
+        &mut self,
+        pt: &mut PageTable<F>,
+        mem: &M,
+        child_table: u64,
+        g: &mut Gather,
+    ) -> Result<(), u64> {
+        let size = pt.format().level_size(LEAF_LEVEL);
+        let Some(top) = self.path.top().filter(|t| t.level == LEAF_LEVEL) else { return Ok(()) };
+        let (table, base, end) = (top.table, top.base, top.end);
+        let (mut lo, mut hi, mut n) = (0, 0, 0u64);
+        let mut i = top.idx;
+        let mut taken = None;
+        while i < end {
+            let (j, desc) = (i, load(mem, table, i));
+            i += 1;
+            if desc & VALID == 0 {
+                continue;
+            }
+            if load(mem, child_table, j) & VALID != 0 {
+                taken = Some(j);
+                break;
+            }
+            let ro = desc | AP_RO;
+            store(mem, child_table, j, ro);
+            mem.get(desc_pa(desc));
+            if ro != desc {
+                store(mem, table, j, ro);
+                if n == 0 {
+                    lo = j;
+                }
+                hi = j;
+                n += 1;
+            }
+        }
+        top.idx = i;
+        let va_of = |j: usize| base + j as u64 * size;
+        g.protect_leaves(va_of(lo), va_of(hi), LEAF_LEVEL, n);
+        taken.map_or(Ok(()), |j| Err(va_of(j)))
     }
 
     /// Writes `desc` over the leaf [`Self::next`] returned last (in the

@@ -79,6 +79,13 @@ impl core::fmt::Display for MapError {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct MapHint(Option<(u64, u64, u64)>);
 
+impl MapHint {
+    /// The level-3 table mapped into last, if any.
+    pub fn table(&self) -> Option<u64> {
+        self.0.map(|(_, _, t)| t)
+    }
+}
+
 /// Reads entry `idx` of table `table`.
 ///
 /// `table` is always a table frame of a live tree: every caller got it from

@@ -31,6 +31,18 @@ pub trait PhysMem {
     /// One reference less; true if it was the last (the caller then frees
     /// the frame, after any TLB flush that covers it).
     fn put(&self, pa: u64) -> bool;
+    /// [`Self::put`] for each of `pas` in order, calling `last` with each
+    /// frame whose last reference that was (before the next put).
+    fn put_each(&self, pas: &[u64], mut last: impl FnMut(u64))
+    where
+        Self: Sized,
+    {
+        for &pa in pas {
+            if self.put(pa) {
+                last(pa);
+            }
+        }
+    }
     fn refs(&self, pa: u64) -> u32;
 
     /// Descriptor `idx` of table `table` (a relaxed, single-copy-atomic
