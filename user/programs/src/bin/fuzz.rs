@@ -208,7 +208,7 @@ fn coin(r: &mut Rand64) -> bool {
 /// threads only). Returns (number, raw result).
 fn one_call(w: &World, r: &mut Rand64, may_block: bool, grandchild: &mut bool) -> (u64, u64) {
     let n = r.rand_range(0..nr::COUNT + 2);
-    // SAFETY (every raw call below): the addresses given as buffers the
+    // SAFETY: for every raw call below, the addresses given as buffers the
     // kernel may write are either outside this process's memory (the
     // kernel refuses them) or inside the scratch mapping, which no Rust
     // reference covers; memory calls act on the arena, which nothing else
