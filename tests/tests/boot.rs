@@ -3,11 +3,11 @@
 //! default workload, and `run=` programs' exit statuses.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ktest_harness::build::{self, CargoOutput, Kernel};
 use ktest_harness::qemu::{Machine, Qemu};
-use ktest_harness::suite::{Launcher, Next, ProcessLauncher};
+use ktest_harness::suite::run_to_end;
 
 fn kernel() -> &'static Kernel {
     static K: OnceLock<Kernel> = OnceLock::new();
@@ -23,25 +23,7 @@ fn boot(append: &str) -> (i32, String) {
         gdb: false,
         plugin: None,
     };
-    let launcher = ProcessLauncher { program: Qemu::program(), verbose: false };
-    let mut b = launcher.launch(&q).expect("start QEMU");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut text = String::new();
-    loop {
-        match b.next(deadline) {
-            Next::Line(l) => {
-                text.push_str(&l);
-                text.push('\n');
-            }
-            Next::Ended => break,
-            Next::DeadlinePassed => {
-                b.kill();
-                panic!("QEMU did not exit within 60 s: {}", q.command_line());
-            }
-        }
-    }
-    let (exit, stderr) = b.finish();
-    text.push_str(&stderr);
+    let (exit, text) = run_to_end(&q, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
     (exit.code(), text)
 }
 

@@ -10,14 +10,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ktest_harness::bench::config::{Config, CPU_RANGE};
 use ktest_harness::bench::runner::{trace_file_name, Outcome, Runner};
 use ktest_harness::bench::sweep::{self, Point};
 use ktest_harness::build::{self, CargoOutput, Kernel};
 use ktest_harness::qemu::{Machine, Qemu};
-use ktest_harness::suite::{Launcher, Next, ProcessLauncher};
+use ktest_harness::suite::run_to_end;
 use ktest_harness::tcg_plugin::CountMode;
 use ktest_harness::tlbtrace::{Range, Trace};
 use serde_json::Value;
@@ -44,28 +44,7 @@ fn boot(cpu: &str, cpus: u32, append: &str) -> (i32, String, String) {
         gdb: false,
         plugin: None,
     };
-    let launcher = ProcessLauncher {
-        program: Qemu::program(),
-        verbose: false,
-    };
-    let mut b = launcher.launch(&q).expect("start QEMU");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut text = String::new();
-    loop {
-        match b.next(deadline) {
-            Next::Line(l) => {
-                text.push_str(&l);
-                text.push('\n');
-            }
-            Next::Ended => break,
-            Next::DeadlinePassed => {
-                b.kill();
-                panic!("QEMU did not exit within 30 s: {}", q.command_line());
-            }
-        }
-    }
-    let (exit, stderr) = b.finish();
-    text.push_str(&stderr);
+    let (exit, text) = run_to_end(&q, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
     (exit.code(), text, q.command_line())
 }
 

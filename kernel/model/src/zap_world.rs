@@ -709,24 +709,43 @@ impl World {
         self.cpus[cpu].task = Some(Task { work, covered, old });
     }
 
+    /// `cpu` accesses `vpn` through its TLB (a matching entry, else a walk;
+    /// each hit's frame checked): the entries it hit, and the frames of the
+    /// writable ones.
+    fn tlb_hits(&self, cpu: usize, vpn: u64) -> Result<(Vec<(Pfn, bool)>, Vec<Pfn>), Violation> {
+        let mut m = self.machine.borrow_mut();
+        m.access(cpu, vpn)?;
+        let asid = m.ttbr0(cpu).asid;
+        let hits: Vec<(Pfn, bool)> = m
+            .tlb(cpu)
+            .entries()
+            .iter()
+            .filter_map(|e| match *e {
+                Entry::Leaf { asid: a, vpn: v, pfn, writable, .. } if a == asid && v == vpn => Some((pfn, writable)),
+                _ => None,
+            })
+            .collect();
+        let writable = hits.iter().filter(|h| h.1).map(|h| h.0).collect();
+        Ok((hits, writable))
+    }
+
+    /// NoWriteToSharedFrame: a write by `cpu` (running `mm`) through the
+    /// writable entries to `frames` reaches none shared copy-on-write.
+    fn write_unshared(&self, cpu: usize, mm: MmTag, vpn: u64, frames: &[Pfn]) -> Result<(), Violation> {
+        let m = self.machine.borrow();
+        for &pfn in frames {
+            let refs = m.mem().refs(pfn);
+            if refs > 1 {
+                return Err(Violation::WriteToSharedFrame { cpu, mm, vpn, pfn, refs });
+            }
+        }
+        Ok(())
+    }
+
     /// A user access by `cpu` to page `vpn`: through the TLB, or a walk, or
     /// a fault.
     fn access(&mut self, cpu: usize, vpn: u64, write: bool) -> Result<(), Violation> {
-        let hits = {
-            let mut m = self.machine.borrow_mut();
-            // Uses a matching entry, else walks; checks each hit's frame.
-            m.access(cpu, vpn)?;
-            let asid = m.ttbr0(cpu).asid;
-            m.tlb(cpu)
-                .entries()
-                .iter()
-                .filter_map(|e| match *e {
-                    Entry::Leaf { asid: a, vpn: v, pfn, writable, .. } if a == asid && v == vpn => Some((pfn, writable)),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        };
-        let writable: Vec<Pfn> = hits.iter().filter(|h| h.1).map(|h| h.0).collect();
+        let (hits, writable) = self.tlb_hits(cpu, vpn)?;
         if hits.is_empty() || (write && writable.is_empty()) {
             return self.fault(cpu, vpn, if write { Access::Write } else { Access::Read });
         }
@@ -734,13 +753,7 @@ impl World {
         // flush lands before the fork takes effect (the child has not run):
         // a concurrent write, not a write through a stale entry.
         if write && !self.fork_unflushed() {
-            let m = self.machine.borrow();
-            for pfn in writable {
-                let refs = m.mem().refs(pfn);
-                if refs > 1 {
-                    return Err(Violation::WriteToSharedFrame { cpu, mm: A, vpn, pfn, refs });
-                }
-            }
+            self.write_unshared(cpu, A, vpn, &writable)?;
         }
         Ok(())
     }
@@ -929,20 +942,7 @@ impl World {
             switch::activate(child, &self.alloc, &hw);
             self.child_on = true;
         }
-        let hits = {
-            let mut m = self.machine.borrow_mut();
-            m.access(cpu, vpn)?;
-            let asid = m.ttbr0(cpu).asid;
-            m.tlb(cpu)
-                .entries()
-                .iter()
-                .filter_map(|e| match *e {
-                    Entry::Leaf { asid: a, vpn: v, pfn, writable, .. } if a == asid && v == vpn => Some((pfn, writable)),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        };
-        let writable: Vec<Pfn> = hits.iter().filter(|h| h.1).map(|h| h.0).collect();
+        let (hits, writable) = self.tlb_hits(cpu, vpn)?;
         if hits.is_empty() || (write && writable.is_empty()) {
             if self.faults == 0 {
                 return Ok(());
@@ -955,13 +955,7 @@ impl World {
             return Ok(());
         }
         if write {
-            let m = self.machine.borrow();
-            for pfn in writable {
-                let refs = m.mem().refs(pfn);
-                if refs > 1 {
-                    return Err(Violation::WriteToSharedFrame { cpu, mm: CHILD, vpn, pfn, refs });
-                }
-            }
+            self.write_unshared(cpu, CHILD, vpn, &writable)?;
         }
         inc(&self.coverage.child_accesses);
         Ok(())

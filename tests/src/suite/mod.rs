@@ -18,7 +18,7 @@ use std::sync::Mutex;
 pub use options::{
     OptionsError, RunOptions, BOOT_TIMEOUT, CONSOLE_TAIL, DEFAULT_TEST_TIMEOUT, HOST_GRACE,
 };
-pub use process::ProcessLauncher;
+pub use process::{run_to_end, ProcessLauncher};
 pub use runner::{run_suite, Boot, Launcher, Next};
 
 use crate::ktests::{Flags, KTest};

@@ -208,3 +208,29 @@ esac"#;
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+/// Boots `q` with QEMU to its end (for whole-boot tests): its exit and
+/// what it printed, console then stderr. Kills QEMU after `timeout` and
+/// says so in the error.
+pub fn run_to_end(q: &Qemu, timeout: Duration) -> Result<(Exit, String), String> {
+    let launcher = ProcessLauncher { program: Qemu::program(), verbose: false };
+    let mut b = launcher.launch(q).map_err(|e| format!("start QEMU: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    let mut text = String::new();
+    loop {
+        match b.next(deadline) {
+            Next::Line(l) => {
+                text.push_str(&l);
+                text.push('\n');
+            }
+            Next::Ended => break,
+            Next::DeadlinePassed => {
+                b.kill();
+                return Err(format!("QEMU did not exit within {} s: {}", timeout.as_secs(), q.command_line()));
+            }
+        }
+    }
+    let (exit, stderr) = b.finish();
+    text.push_str(&stderr);
+    Ok((exit, text))
+}

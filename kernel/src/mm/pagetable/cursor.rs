@@ -130,6 +130,18 @@ impl Path {
         self.frames[self.depth].take()
     }
 
+    /// Starts a walk of `[start, end)` from `root`; false when there is
+    /// nothing to walk (no tables, or an empty range).
+    fn begin<F: Format>(&mut self, f: F, root: Option<u64>, start: u64, end: u64) -> bool {
+        match root {
+            Some(root) if start < end => {
+                self.enter(f, root, f.root_level(), 0, start, end);
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn enter<F: Format>(&mut self, f: F, table: u64, level: u32, base: u64, start: u64, end: u64) {
         let (idx, end_idx) = span(f, level, base, start, end);
         self.push(Frame { table, level, base, first: idx, idx, end: end_idx, kept: false });
@@ -190,11 +202,8 @@ impl ZapCursor {
         let f = pt.format();
         if !self.started {
             self.started = true;
-            match pt.root {
-                Some(root) if self.start < self.end => {
-                    self.path.enter(f, root, f.root_level(), 0, self.start, self.end)
-                }
-                _ => return None,
+            if !self.path.begin(f, pt.root, self.start, self.end) {
+                return None;
             }
         }
         loop {
@@ -308,11 +317,8 @@ impl LeafCursor {
     fn next_slow<F: Format, M: PhysMem>(&mut self, f: F, pt: &PageTable<F>, mem: &M) -> Option<(u64, u64)> {
         if !self.started {
             self.started = true;
-            match pt.root {
-                Some(root) if self.start < self.end => {
-                    self.path.enter(f, root, f.root_level(), 0, self.start, self.end)
-                }
-                _ => return None,
+            if !self.path.begin(f, pt.root, self.start, self.end) {
+                return None;
             }
         }
         loop {
