@@ -9,6 +9,7 @@ use core::fmt;
 use crate::mm::tlb::policy::Claim;
 use crate::mm::tlb::trace::TraceParams;
 use crate::mm::tlb::PolicyParams;
+use crate::mm::space::Strategy;
 
 /// What to run after boot when no tests are selected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +63,22 @@ pub struct Options {
     /// The TLB decision trace (`trace=tlb`, `trace.size`; see
     /// `mm::tlb::trace`).
     pub trace: TraceParams,
+    /// How flushes reach other CPUs (`tlb.strategy=broadcast|ipi|local|auto`,
+    /// default broadcast; see `mm::space::shootdown`).
+    pub strategy: Strategy,
+    /// `auto` sends IPIs up to this many CPUs (`tlb.ipi_max`, 0..=64).
+    pub ipi_max: u32,
+    /// Adopters of an mm count as its users (`tlb.use_mm_mmget`, default on;
+    /// off only to demonstrate seed 002's bug).
+    pub use_mm_mmget: bool,
+    /// Kernel threads keep the last user mm loaded (`tlb.lazy`, default on).
+    pub lazy_tlb: bool,
+    /// Local and IPI flushes mark the CPUs they miss stale (`tlb.stale_mark`,
+    /// default on; off only to demonstrate the bug).
+    pub stale_mark: bool,
+    /// CPUs compare flush generations (`tlb.gen_check`, default on; off only
+    /// to demonstrate the bug: partial flushes at any distance, no catch-up).
+    pub gen_check: bool,
 }
 
 impl Default for Options {
@@ -79,6 +96,12 @@ impl Default for Options {
             poison: true,
             heap_reserve_kb: None,
             trace: TraceParams::DEFAULT,
+            strategy: Strategy::Broadcast,
+            ipi_max: crate::mm::space::shootdown::IPI_MAX,
+            use_mm_mmget: true,
+            lazy_tlb: true,
+            stale_mark: true,
+            gen_check: true,
         }
     }
 }
@@ -110,7 +133,8 @@ impl fmt::Display for CmdlineError {
 
 /// Every key this parser accepts, for the error message.
 pub const KNOWN: &[&str] =
-    &["log", "ktest.run", "ktest.all", "ktest.list", "workload", "run", "tick_hz", "asid_bits", "tlb.exit_elide", "tlb.nested_fix", "mm.poison", "kheap.reserve_kb"];
+    &["log", "ktest.run", "ktest.all", "ktest.list", "workload", "run", "tick_hz", "asid_bits", "tlb.exit_elide", "tlb.nested_fix", "mm.poison", "kheap.reserve_kb",
+    "tlb.strategy", "tlb.ipi_max", "tlb.use_mm_mmget", "tlb.lazy", "tlb.stale_mark", "tlb.gen_check"];
 
 fn bad(option: &str, value: &str, expected: &'static str) -> CmdlineError {
     CmdlineError::BadValue { option: option.to_string(), value: value.to_string(), expected }
@@ -200,6 +224,21 @@ pub fn parse(line: &str) -> Result<Options, CmdlineError> {
             "tlb.exit_elide" => o.exit_elide = flag(key, value)?,
             "tlb.nested_fix" => o.nested_fix = flag(key, value)?,
             "mm.poison" => o.poison = flag(key, value)?,
+            "tlb.strategy" => {
+                let v = value.unwrap_or("");
+                o.strategy = Strategy::parse(v).ok_or_else(|| bad(key, v, "broadcast, ipi, local or auto"))?;
+            }
+            "tlb.ipi_max" => {
+                let v = value.unwrap_or("");
+                o.ipi_max = match v.parse::<u32>() {
+                    Ok(n) if n <= 64 && v.bytes().all(|b| b.is_ascii_digit()) => n,
+                    _ => return Err(bad(key, v, "a number of CPUs from 0 to 64")),
+                }
+            }
+            "tlb.use_mm_mmget" => o.use_mm_mmget = flag(key, value)?,
+            "tlb.lazy" => o.lazy_tlb = flag(key, value)?,
+            "tlb.stale_mark" => o.stale_mark = flag(key, value)?,
+            "tlb.gen_check" => o.gen_check = flag(key, value)?,
             "kheap.reserve_kb" => {
                 let v = value.unwrap_or("");
                 o.heap_reserve_kb = match parse_u64(v) {
@@ -225,6 +264,26 @@ pub fn parse(line: &str) -> Result<Options, CmdlineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_the_flush_strategy_options() {
+        let o = parse("tlb.strategy=ipi tlb.ipi_max=2 tlb.use_mm_mmget=off tlb.lazy=off").unwrap();
+        assert_eq!((o.strategy, o.ipi_max, o.use_mm_mmget, o.lazy_tlb), (Strategy::Ipi, 2, false, false));
+        let o = parse("tlb.strategy=local tlb.stale_mark=off tlb.gen_check=off").unwrap();
+        assert_eq!((o.strategy, o.stale_mark, o.gen_check), (Strategy::Local, false, false));
+        assert_eq!(parse("tlb.strategy=auto").unwrap().strategy, Strategy::Auto);
+        let d = Options::default();
+        assert_eq!(d.strategy, Strategy::Broadcast, "today's behaviour by default");
+        assert!(d.use_mm_mmget && d.lazy_tlb && d.stale_mark && d.gen_check, "safe defaults");
+        for (line, option) in [("tlb.strategy=sometimes", "tlb.strategy"), ("tlb.strategy", "tlb.strategy"),
+            ("tlb.ipi_max=65", "tlb.ipi_max"), ("tlb.ipi_max=-1", "tlb.ipi_max"), ("tlb.lazy=maybe", "tlb.lazy")]
+        {
+            match parse(line) {
+                Err(CmdlineError::BadValue { option: o, .. }) => assert_eq!(o, option, "{line}"),
+                other => panic!("{line}: expected BadValue, got {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn defaults_for_empty_line() {

@@ -19,7 +19,7 @@ pub fn set_tick_hz(hz: u32) {
 
 /// Enables this CPU's timer and SGIs and starts ticking.
 pub fn init_cpu(cpu: usize) {
-    for sgi in [SGI_CALL, SGI_PING] {
+    for sgi in [SGI_CALL, SGI_PING, crate::mm::ipi::SGI_TLB] {
         if gic::enable_private(sgi, cpu).is_err() {
             log::error!(target: "irq", "cannot enable SGI {sgi} on CPU {cpu}");
         }
@@ -46,6 +46,10 @@ pub fn handle_irq() {
             }
             crate::task::sched::SGI_RESCHED => {
                 me.ipis.fetch_add(1, Ordering::Relaxed);
+            }
+            crate::mm::ipi::SGI_TLB => {
+                me.ipis.fetch_add(1, Ordering::Relaxed);
+                crate::mm::ipi::poll();
             }
             SGI_PING => {
                 me.ipis.fetch_add(1, Ordering::Relaxed);

@@ -7,7 +7,8 @@
 //! recorded results. `--list` never starts QEMU.
 //!
 //! Environment: `KTEST_TIMEOUT_SCALE` (multiplies time limits), `KTEST_JOBS`
-//! (parallel boots), `KTEST_VERBOSE=1` (echo consoles), `KTEST_QEMU` (binary).
+//! (parallel boots), `KTEST_VERBOSE=1` (echo consoles), `KTEST_QEMU` (binary),
+//! `KTEST_APPEND` (kernel options before every boot's own).
 
 use std::collections::HashMap;
 use std::process::ExitCode;

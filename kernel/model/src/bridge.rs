@@ -89,6 +89,16 @@ impl AsidHw for Bridge<'_> {
 }
 
 impl MmHw for Bridge<'_> {
+    /// The model explores the broadcast strategy only so far: nothing
+    /// sends IPIs under it.
+    fn send<F: kernel::mm::pagetable::Format>(&self, _mm: &kernel::mm::space::Mm<F>, targets: u64, _req: &kernel::mm::space::Shootdown) {
+        panic!("CPU {} sent a shootdown to {targets:#x}: the model runs tlb.strategy=broadcast only", self.cpu);
+    }
+
+    fn acked(&self) -> bool {
+        true
+    }
+
     fn issue(&self, ops: &[TlbiOp], scope: Scope) {
         let mut m = self.m.borrow_mut();
         for op in ops {

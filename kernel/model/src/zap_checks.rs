@@ -788,8 +788,8 @@ fn ttbr0_switch_needs_its_dsb() {
             mm.run(&mut op, tlb, &hw(0), &hw(0), |_| {});
             assert!(op.outcome().is_ok(), "setup {call:?}: {:?}", op.outcome());
         }
-        switch::activate(&mm, &alloc, &hw(0));
-        switch::activate(&mm, &alloc, &hw(1));
+        switch::activate(&mm, &alloc, tlb, &hw(0));
+        switch::activate(&mm, &alloc, tlb, &hw(1));
         machine.borrow_mut().speculate(1);
         switch::deactivate(Some(&mm), &hw(1));
         switch::leave_dying(&mm, tlb, &hw(0));

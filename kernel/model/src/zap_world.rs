@@ -455,7 +455,7 @@ impl World {
             let mut on = None;
             if user {
                 let slot = if w.cfg.a_first_run { SLOT_B } else { SLOT_A };
-                switch::activate(&w.mms[slot], &w.alloc, &Bridge::new(&w.machine, cpu, Self::tag(slot)));
+                switch::activate(&w.mms[slot], &w.alloc, &w.cfg.tlb, &Bridge::new(&w.machine, cpu, Self::tag(slot)));
                 on = Some(slot);
                 users += 1;
             }
@@ -894,7 +894,7 @@ impl World {
         let generation = self.alloc.generation();
         let hw = Bridge::new(&self.machine, cpu, Self::tag(to));
         switch::deactivate(self.cpus[cpu].on.map(|s| &self.mms[s]), &hw);
-        switch::activate(&self.mms[to], &self.alloc, &hw);
+        switch::activate(&self.mms[to], &self.alloc, &self.cfg.tlb, &hw);
         self.cpus[cpu].on = Some(to);
         if self.alloc.generation() != generation {
             inc(&self.coverage.rollovers);
@@ -939,7 +939,7 @@ impl World {
         let child = self.child.as_ref().expect("a running child");
         let hw = Bridge::new(&self.machine, cpu, CHILD);
         if !self.child_on {
-            switch::activate(child, &self.alloc, &hw);
+            switch::activate(child, &self.alloc, &self.cfg.tlb, &hw);
             self.child_on = true;
         }
         let (hits, writable) = self.tlb_hits(cpu, vpn)?;

@@ -18,6 +18,7 @@ use abi::{cause, KILLED_BASE};
 use super::settle;
 use super::robust::{assert_back_to, baseline_after};
 use crate::mm::tlb::range::PAGE_SIZE;
+use crate::mm::space::Strategy;
 use crate::mm::tlb::{FlushPlan, FlushRequest, FlushStrategy, TlbCounts};
 
 /// The broadcast kinds `munmap_ops` reports, in its order.
@@ -82,7 +83,7 @@ fn munmap_issues_the_plan(cpu: &str, cases: &[(u64, [i64; 5])]) {
     }
 }
 
-ktest!(fn munmap_ops_with_tlbi_range() {
+ktest!(#[config(append = "tlb.strategy=broadcast")] fn munmap_ops_with_tlbi_range() {
     let f = FEATURES.get().unwrap();
     assert!(f.tlbi_range && f.ttl);
     // [vae1is, vale1is, rvae1is, rvale1is, aside1is]: per page for one page,
@@ -101,7 +102,7 @@ ktest!(fn munmap_ops_with_tlbi_range() {
     );
 });
 
-ktest!(#[config(cpu = "cortex-a72")] fn munmap_ops_without_tlbi_range() {
+ktest!(#[config(cpu = "cortex-a72", append = "tlb.strategy=broadcast")] fn munmap_ops_without_tlbi_range() {
     assert!(!FEATURES.get().unwrap().tlbi_range);
     // Per page up to 32 pages, the whole ASID beyond.
     munmap_issues_the_plan(
@@ -178,10 +179,30 @@ fn zap_race(rounds: u64) -> (i64, TlbCounts) {
     (status, d)
 }
 
+/// Whether this boot's flushes are broadcast TLBIs, which the counts below
+/// are about (`tlb.strategy=broadcast`, the default). Under `ipi` the same
+/// runs must issue no broadcast op at all (checked here); `local` and `auto`
+/// mix both, and their counts are checked by `ktests::strategy`. The
+/// safety checks of each test hold under every strategy (`KTEST_APPEND`).
+fn counts_are_broadcast(d: &TlbCounts) -> bool {
+    match crate::mm::user::config().strategy {
+        Strategy::Broadcast => true,
+        Strategy::Ipi => {
+            assert_eq!(d.broadcast(), 0, "tlb.strategy=ipi issued broadcast TLBIs: {d}");
+            assert!(d.event(Event::IpiSent) > 0, "tlb.strategy=ipi sent no IPI in a multi-CPU race: {d}");
+            false
+        }
+        Strategy::Local | Strategy::Auto => false,
+    }
+}
+
 /// Every whole-ASID flush of `d` came from a zap ending during another
 /// (`nested_full_flush`) or a fault or locked call racing one
 /// (`racing_full_flush`): 4-page zaps never plan one.
 fn whole_asid_flushes_are_the_fixes(d: &TlbCounts) {
+    if !counts_are_broadcast(d) {
+        return;
+    }
     let fixes = d.event(Event::NestedFullFlush) + d.event(Event::RacingFullFlush);
     assert_eq!(d.get(OpKind::Aside1is), fixes, "whole-ASID flushes other than the race fixes: {d}");
 }
@@ -203,7 +224,8 @@ ktest!(#[config(timeout_s = 180)] fn concurrent_zaps_never_leave_old_data_visibl
 // one's flush); the host model shows it every time:
 // `concurrent_zap_needs_the_nested_fix` in `kernel/model/src/zap_checks.rs`.
 // So this test requires that the fix stayed off, and reports a stale read.
-ktest!(#[config(append = "tlb.nested_fix=off", timeout_s = 180)] fn concurrent_zaps_without_the_nested_fix() {
+ktest!(#[config(append = "tlb.strategy=broadcast tlb.nested_fix=off", timeout_s = 180)]
+fn concurrent_zaps_without_the_nested_fix() {
     let (status, d) = zap_race(200);
     assert_eq!(d.event(Event::NestedFullFlush), 0, "tlb.nested_fix=off, yet a nested zap flushed the ASID: {d}");
     whole_asid_flushes_are_the_fixes(&d);
@@ -244,7 +266,8 @@ ktest!(#[config(timeout_s = 120)] fn faults_racing_zaps_of_a_2mib_region_read_no
     let racing = d.event(Event::RacingFullFlush);
     let leaf = counts(&plan(leaf_request(ZAP_FAULT_PAGES)));
     let freed = counts(&plan(freed_request(ZAP_FAULT_PAGES)));
-    for k in OpKind::ALL.into_iter().filter(|k| k.is_broadcast()) {
+    let broadcast = counts_are_broadcast(&d);
+    for k in OpKind::ALL.into_iter().filter(|k| k.is_broadcast() && broadcast) {
         let want = cycles * (leaf.get(k) + freed.get(k)) + if k == OpKind::Aside1is { racing } else { 0 };
         let name = k.name();
         assert_eq!(d.get(k), want, "{name}: {cycles} x (madvise {leaf} + munmap {freed}) + {racing} races: {d}");
@@ -313,10 +336,11 @@ fn reap_running_writers() {
     assert_eq!(free_frames(), frames, "all frames back in the pool");
 }
 
-ktest!(#[config(timeout_s = 120)] fn reaper_reclaims_a_running_4_thread_process() {
+ktest!(#[config(append = "tlb.strategy=broadcast", timeout_s = 120)] fn reaper_reclaims_a_running_4_thread_process() {
     reap_running_writers();
 });
 
-ktest!(#[config(cpu = "cortex-a72", timeout_s = 120)] fn reaper_reclaims_a_running_4_thread_process_a72() {
+ktest!(#[config(cpu = "cortex-a72", append = "tlb.strategy=broadcast", timeout_s = 120)]
+fn reaper_reclaims_a_running_4_thread_process_a72() {
     reap_running_writers();
 });

@@ -70,7 +70,7 @@ pub fn no_flush(_: Option<FlushRange>) {}
 /// when it flushes ([`FlushRange::request`]), because an mm's ASID may change
 /// (rollover) between the zap and the flush; only the value read at flush
 /// time, under the ASID allocator's rules, is right.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlushRange {
     /// First VA, page-aligned.
     pub start: u64,

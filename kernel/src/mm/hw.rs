@@ -6,7 +6,8 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::asid::AsidHw;
-use super::space::MmHw;
+use super::pagetable::Format;
+use super::space::{Mm, MmHw, Shootdown};
 use super::tlb::trace::{hook as trace, Decision, Reason};
 use super::tlb::{Event, Scope, TlbiOp, TLB_STATS};
 use crate::arch::cpu::{self, cpu_id};
@@ -69,5 +70,17 @@ impl MmHw for Hw {
     #[inline(always)]
     fn decision(&self, d: Decision<'_>) {
         trace::decision(d);
+    }
+
+    fn send<F: Format>(&self, mm: &Mm<F>, targets: u64, req: &Shootdown) {
+        super::ipi::send(mm, targets, req);
+    }
+
+    fn acked(&self) -> bool {
+        super::ipi::acked()
+    }
+
+    fn poll(&self) {
+        super::ipi::poll();
     }
 }

@@ -9,6 +9,8 @@ pub mod heap;
 #[cfg(target_os = "none")]
 pub mod hw;
 #[cfg(target_os = "none")]
+pub mod ipi;
+#[cfg(target_os = "none")]
 pub mod kernel;
 #[cfg(target_os = "none")]
 pub mod phys;

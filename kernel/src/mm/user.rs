@@ -6,7 +6,7 @@
 //! flushes.
 
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::asid::{AsidAllocator, AsidError};
 use super::aspace::{Access, AddressSpace, Fault, MmError};
@@ -14,7 +14,9 @@ use super::hw::Hw;
 use super::pagetable::Arm4k;
 use super::phys::KernelMem;
 use super::space::{self, Call, Hook, Mm, Op, OpError, Outcome, TlbConfig};
+use super::tlb::stats::MAX_CPUS;
 use super::tlb::RangePolicy;
+use crate::arch::cpu::cpu_id;
 
 /// The kernel's ASID allocator.
 pub static ASIDS: spin::Once<AsidAllocator> = spin::Once::new();
@@ -41,6 +43,14 @@ pub fn config() -> &'static TlbConfig {
         c.nested_fix = o.is_none_or(|o| o.nested_fix);
         c.exit_elide = o.is_none_or(|o| o.exit_elide);
         c.run_walks = true;
+        if let Some(o) = o {
+            c.strategy = o.strategy;
+            c.ipi_max = o.ipi_max;
+            c.use_mm_mmget = o.use_mm_mmget;
+            c.lazy = o.lazy_tlb;
+            c.bugs.no_stale_mark = !o.stale_mark;
+            c.bugs.partial_any_gen = !o.gen_check;
+        }
         c
     })
 }
@@ -56,7 +66,10 @@ fn alloc() -> &'static AsidAllocator {
     ASIDS.get().expect("the ASID allocator is set up at boot")
 }
 
-/// A user address space of the kernel.
+/// A user address space of the kernel. `repr(C)` with the protocol's `Mm`
+/// first: a shootdown names the `Mm`, and [`forget`] compares it with the
+/// `UserMm` this CPU records.
+#[repr(C)]
 pub struct UserMm {
     mm: Mm,
     /// The allocator gave it an ASID (counted in [`MMS_WITH_ASID`]).
@@ -184,20 +197,47 @@ impl UserMm {
         }
     }
 
-    /// Loads this address space into this CPU's TTBR0.
-    pub fn activate(&self) {
-        space::switch::activate(&self.mm, alloc(), &Hw);
+    /// Loads this address space into this CPU's TTBR0 (through
+    /// [`switch_to`], which keeps the per-CPU record).
+    fn activate(&self) {
+        space::switch::activate(&self.mm, alloc(), config(), &Hw);
         self.note_asid();
     }
 
-    /// This CPU leaves the address space for the reserved table.
+    /// This CPU leaves the address space for the reserved table (a thread
+    /// of it exits while others live on).
     pub fn leave(&self) {
         space::switch::deactivate(Some(&self.mm), &Hw);
+        LOADED[cpu_id()].store(0, Ordering::Relaxed);
     }
 
     /// This CPU leaves the address space for good: its thread is exiting.
     pub fn leave_dying(&self) {
         space::switch::leave_dying(&self.mm, config(), &Hw);
+        LOADED[cpu_id()].store(0, Ordering::Relaxed);
+    }
+
+    /// A kernel thread starts working on this address space on this CPU
+    /// (use_mm): it counts as a user (mmget; `tlb.use_mm_mmget=off` skips
+    /// the count, to show seed 002's bug), with a full barrier between the
+    /// count and the loading, and then loads it. Its task must name this mm
+    /// to the scheduler meanwhile (`Task::adopt`), and interrupts are masked.
+    pub fn adopt(&self) {
+        if config().use_mm_mmget {
+            self.mm.users.fetch_add(1, Ordering::SeqCst);
+        }
+        fence(Ordering::SeqCst);
+        switch_to(Some(self));
+    }
+
+    /// The adopter is done: this CPU leaves the address space, then (full
+    /// barrier) it stops counting as a user.
+    pub fn unadopt(&self) {
+        self.leave();
+        fence(Ordering::SeqCst);
+        if config().use_mm_mmget {
+            self.mm.users.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     /// Pins the ASID (it then survives rollovers) and returns it.
@@ -212,10 +252,72 @@ impl UserMm {
     }
 }
 
-/// No CPU has any address space loaded: this CPU's TTBR0 to the reserved
-/// table (after a task switch to a kernel thread with no previous mm).
-pub fn leave_all() {
-    space::switch::deactivate::<super::pagetable::Arm4k, _>(None, &Hw);
+/// The user address space each CPU's TTBR0 holds (a `UserMm` address; 0:
+/// the reserved table), lazily or not (`Mm::lazy` says which).
+static LOADED: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+
+/// The address space this CPU's TTBR0 holds, if any.
+///
+/// # Safety
+/// The reference is used only while this CPU holds the mm's `cpus` bit,
+/// with interrupts masked. That keeps it alive: a running thread's task
+/// holds its process and so its mm, an adopter holds its mm, and the last
+/// reference's drop makes every lazy holder leave first (`Op` at `Take`),
+/// waiting for this CPU to acknowledge, which it does only once interrupts
+/// are unmasked or it spins in an mm operation, never in between.
+unsafe fn loaded<'a>() -> Option<&'a UserMm> {
+    let p = LOADED[cpu_id()].load(Ordering::Relaxed) as *const UserMm;
+    // SAFETY: alive while this CPU holds it (caller).
+    unsafe { p.as_ref() }
+}
+
+/// The scheduler is about to run a task whose address space is `next` (its
+/// process's, or the one a kernel thread adopted; `None`: a kernel thread).
+/// Interrupts are masked.
+///
+/// * the same mm: nothing, unless this CPU held it lazily: then it catches
+///   up with the mm's flush generation (`space::switch::leave_lazy`);
+/// * another mm: loaded (catching up before TTBR0 holds it), and the
+///   previous one, lazy or not, dropped;
+/// * a kernel thread: the mm stays loaded and this CPU is lazy on it
+///   (`tlb.lazy`, default on), or leaves it for the reserved table.
+pub fn switch_to(next: Option<&UserMm>) {
+    let c = cpu_id();
+    // SAFETY: this CPU holds `cur`'s `cpus` bit until `drop_bits` or
+    // `deactivate` below, the last uses; interrupts are masked (caller).
+    let cur = unsafe { loaded() };
+    let me = 1u64 << c;
+    match (next, cur) {
+        (Some(n), Some(cur)) if core::ptr::eq(n, cur) => {
+            if n.mm.lazy.load(Ordering::Relaxed) & me != 0 {
+                space::switch::leave_lazy(&n.mm, config(), &Hw);
+            }
+        }
+        (Some(n), cur) => {
+            n.activate();
+            LOADED[c].store(n as *const UserMm as usize, Ordering::Relaxed);
+            if let Some(cur) = cur {
+                // TTBR0 holds `n` now (and no walk of `cur` is in flight).
+                space::switch::drop_bits(&cur.mm, &Hw);
+            }
+        }
+        (None, Some(cur)) if cur.mm.lazy.load(Ordering::Relaxed) & me != 0 => {}
+        (None, Some(cur)) if config().lazy => space::switch::enter_lazy(&cur.mm, &Hw),
+        (None, Some(cur)) => {
+            space::switch::deactivate(Some(&cur.mm), &Hw);
+            LOADED[c].store(0, Ordering::Relaxed);
+        }
+        (None, None) => {}
+    }
+}
+
+/// A shootdown made this CPU leave the mm at `mm` (`Served::Left`): it no
+/// longer holds it.
+pub fn forget(mm: usize) {
+    let slot = &LOADED[cpu_id()];
+    if slot.load(Ordering::Relaxed) == mm {
+        slot.store(0, Ordering::Relaxed);
+    }
 }
 
 /// The last reference is gone. An mm whose process never ran (a spawn or

@@ -13,12 +13,13 @@ pub mod wait;
 
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use crate::arch::context::Context;
 use crate::arch::exception::{TrapFrame, TRAP_FRAME_BYTES};
 use crate::arch::layout::phys_to_virt;
 use crate::mm::frame::Frames;
+use crate::mm::user::UserMm;
 
 /// Kernel stack per task: 32 KiB.
 pub const KSTACK_PAGES: usize = 8;
@@ -55,6 +56,9 @@ pub struct Task {
     waiting: spin::Mutex<&'static str>,
     /// Its slot in the registry [`dump`] reads.
     slot: AtomicUsize,
+    /// The user address space a kernel thread adopted ([`Task::adopt`]), as
+    /// `Arc::into_raw`; null otherwise.
+    adopted: AtomicPtr<UserMm>,
 }
 
 // SAFETY: `ctx` is only touched by the scheduler on the CPU switching the
@@ -87,6 +91,7 @@ impl Task {
             user,
             waiting: spin::Mutex::new(""),
             slot: AtomicUsize::new(usize::MAX),
+            adopted: AtomicPtr::new(core::ptr::null_mut()),
         })
     }
 
@@ -172,6 +177,42 @@ impl Task {
 
     pub fn process(&self) -> Option<&Arc<process::Process>> {
         self.user.as_ref().map(|u| &u.process)
+    }
+
+    /// The address space this kernel thread adopted, if any.
+    pub fn adopted(&self) -> Option<&UserMm> {
+        let p = self.adopted.load(Ordering::Acquire);
+        // SAFETY: a non-null `adopted` holds an `Arc` of its own until
+        // `unadopt` (run by this task, which is not running while the
+        // scheduler looks) takes it back.
+        unsafe { p.as_ref() }
+    }
+
+    /// The current kernel thread works on `mm` (use_mm): the scheduler
+    /// loads it with the thread, and it counts as a user of it
+    /// (`UserMm::adopt`) until [`Self::unadopt`]. One at a time.
+    pub fn adopt(&self, mm: Arc<UserMm>) {
+        let daif = crate::arch::cpu::irq_save();
+        let raw = Arc::into_raw(mm) as *mut UserMm;
+        let old = self.adopted.swap(raw, Ordering::AcqRel);
+        assert!(old.is_null(), "task {} adopted two address spaces", self.id);
+        // SAFETY: just stored from a live `Arc`, released only by `unadopt`.
+        unsafe { &*raw }.adopt();
+        crate::arch::cpu::irq_restore(daif);
+    }
+
+    /// Ends [`Self::adopt`]: the CPU leaves the address space and the
+    /// thread stops counting as its user.
+    pub fn unadopt(&self) {
+        let daif = crate::arch::cpu::irq_save();
+        let raw = self.adopted.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !raw.is_null() {
+            // SAFETY: `raw` came from `Arc::into_raw` in `adopt` and is
+            // taken back exactly once (the swap above).
+            let mm = unsafe { Arc::from_raw(raw) };
+            mm.unadopt();
+        }
+        crate::arch::cpu::irq_restore(daif);
     }
 }
 

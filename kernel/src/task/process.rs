@@ -10,49 +10,21 @@ use core::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use super::sched::{self, current};
 use super::wait::WaitQueue;
 use super::{ipc, loader, OutOfMemory, Task};
-use crate::arch::cpu::cpu_id;
 use crate::arch::exception::TrapFrame;
 use crate::mm::user::{self, UserMm};
-use crate::percpu::MAX_CPUS;
 use crate::sync::IrqMutex;
 use abi::errno::*;
 
 /// The kernel's address space type.
 pub type Mm = UserMm;
 
-/// Mm id loaded in each CPU's TTBR0 (0 = the reserved table).
-static LOADED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-
-/// Loads `mm` into this CPU's TTBR0.
-fn activate(mm: &UserMm) {
-    mm.activate();
-    LOADED[cpu_id()].store(mm.id, Ordering::Release);
-}
-
-/// Called by the scheduler before switching from `prev` to `next`.
-pub fn switch_mm(prev: &Arc<Task>, next: &Arc<Task>) {
-    let c = cpu_id();
-    let loaded = LOADED[c].load(Ordering::Acquire);
-    let prev_mm = prev.process().map(|p| &*p.mm).filter(|m| m.id == loaded);
+/// Called by the scheduler before switching from `prev` to `next`: `next`'s
+/// address space (its process's, or the one a kernel thread adopted) goes
+/// into TTBR0, lazily kept for a kernel thread (see `mm::user::switch_to`).
+pub fn switch_mm(_prev: &Arc<Task>, next: &Arc<Task>) {
     match next.process() {
-        Some(p) if p.mm.id == loaded => {}
-        Some(p) => {
-            // Load the new tables first (which leaves the old ones for the
-            // reserved table on the way), then drop the old mm's CPU bit:
-            // the bit never says "not here" while TTBR0 holds its tables.
-            activate(&p.mm);
-            if let Some(pm) = prev_mm {
-                pm.cpus.fetch_and(!(1 << c), Ordering::AcqRel);
-            }
-        }
-        None if loaded != 0 => {
-            match prev_mm {
-                Some(pm) => pm.leave(),
-                None => user::leave_all(),
-            }
-            LOADED[c].store(0, Ordering::Release);
-        }
-        None => {}
+        Some(p) => user::switch_to(Some(&p.mm)),
+        None => user::switch_to(next.adopted()),
     }
 }
 
@@ -358,7 +330,6 @@ pub fn exit_thread(code: i64) -> ! {
     } else {
         p.mm.leave();
     }
-    LOADED[cpu_id()].store(0, Ordering::Release);
     if let Some(s) = p.threads.lock().get_mut(&tid) {
         s.exit_code = Some(code);
         s.task = None;

@@ -194,7 +194,7 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
 }
 
 fn stats(which: u64, buf: u64, len: u64) -> Result<u64, i64> {
-    let mut words = [0u64; 16];
+    let mut words = [0u64; 32];
     let n = match which {
         abi::stats::FRAMES => {
             let f = crate::mm::frame::FRAMES.lock();

@@ -26,6 +26,9 @@ pub struct RunOptions {
     pub verbose: bool,
     /// Added to each test's scaled limit ([`HOST_GRACE`]).
     pub host_grace: Duration,
+    /// Kernel options put before every boot's own (`KTEST_APPEND`, e.g.
+    /// `tlb.strategy=ipi` to run the whole suite under another strategy).
+    pub append: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,11 +71,13 @@ impl RunOptions {
                 })?,
         };
         let verbose = var("KTEST_VERBOSE").is_some_and(|v| v != "0");
+        let append = var("KTEST_APPEND").map(|v| v.trim().to_owned()).unwrap_or_default();
         Ok(RunOptions {
             timeout_scale,
             jobs,
             verbose,
             host_grace: HOST_GRACE,
+            append,
         })
     }
 
@@ -98,6 +103,7 @@ impl Default for RunOptions {
             timeout_scale: 1.0,
             jobs: 1,
             verbose: false,
+            append: String::new(),
             host_grace: HOST_GRACE,
         }
     }

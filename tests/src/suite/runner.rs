@@ -75,7 +75,11 @@ pub fn run_suite(
             break;
         }
         let names: Vec<&str> = pending.iter().map(|t| t.name.as_str()).collect();
-        let qemu = suite.qemu(image, &names);
+        let mut qemu = suite.qemu(image, &names);
+        if !opts.append.is_empty() {
+            // First, so a test's own options still win.
+            qemu.append = format!("{} {}", opts.append, qemu.append);
+        }
         let command = launcher.command_line(&qemu);
         let decided_before = results.len();
         let mut boot = match launcher.launch(&qemu) {

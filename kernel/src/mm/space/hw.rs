@@ -1,6 +1,8 @@
 //! The boundary between the TLB protocol and the CPU it runs on.
 
+use super::{Mm, Shootdown};
 use crate::mm::asid::AsidHw;
+use crate::mm::pagetable::Format;
 use crate::mm::tlb::trace::Decision;
 use crate::mm::tlb::{Event, Scope, TlbiOp};
 
@@ -45,4 +47,20 @@ pub trait MmHw: AsidHw {
     /// just before its ops, if any, are issued (see [`Decision`]). Nothing
     /// by default; the kernel's implementation records it.
     fn decision(&self, _d: Decision<'_>) {}
+
+    /// Sends `req` for `mm` to every CPU in `targets` (an IPI each, counted
+    /// as `Event::IpiSent`): each runs `shootdown::serve` and acknowledges.
+    /// `mm` stays borrowed until [`Self::acked`] says every target answered.
+    /// At most one send per CPU is outstanding.
+    fn send<F: Format>(&self, mm: &Mm<F>, targets: u64, req: &Shootdown);
+
+    /// Whether every target of this CPU's last [`Self::send`] acknowledged.
+    /// (The kernel's gives up after a time limit: it then flushes the
+    /// request's ASID by broadcast and counts `Event::IpiTimeout`.)
+    fn acked(&self) -> bool;
+
+    /// Serves the requests sent to this CPU: called while it spins (for the
+    /// mm lock, for acknowledgements) with interrupts masked, so two CPUs
+    /// waiting for each other both make progress. Nothing by default.
+    fn poll(&self) {}
 }

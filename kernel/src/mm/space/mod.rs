@@ -35,12 +35,14 @@
 
 mod hw;
 mod op;
+pub mod shootdown;
 pub mod switch;
 #[cfg(test)]
 mod tests;
 
 pub use hw::MmHw;
-pub use op::{AfterUnlock, Call, Hook, Op, OpError, Outcome, Pc, Step, Then};
+pub use op::{AfterUnlock, Call, Hook, Next, Op, OpError, Outcome, Pc, Step, Then};
+pub use shootdown::{Route, Served, Shootdown, Strategy};
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -49,6 +51,7 @@ use super::asid::MmContext;
 use super::aspace::AddressSpace;
 use super::pagetable::{Arm4k, Format, PhysMem};
 use super::tlb::{TlbFeatures, PolicyParams};
+use super::tlb::stats::MAX_CPUS;
 
 /// How the protocol flushes: the policy and what the CPU has, and the
 /// switches users may set on the command line.
@@ -71,12 +74,35 @@ pub struct TlbConfig {
     /// step's dispatch per page). Off (the default, and the host model):
     /// one write a step, so anything may happen between two of them.
     pub run_walks: bool,
+    /// How flushes reach other CPUs (`tlb.strategy`, [`shootdown`]).
+    pub strategy: Strategy,
+    /// `auto`: IPIs up to this many CPUs (`tlb.ipi_max`,
+    /// [`shootdown::IPI_MAX`]).
+    pub ipi_max: u32,
+    /// An adopter counts itself in `Mm::users` (`tlb.use_mm_mmget`; off
+    /// only to demonstrate the bug of seed 002).
+    pub use_mm_mmget: bool,
+    /// Kernel threads keep the last user mm loaded (`tlb.lazy`; off: they
+    /// load the reserved table, as before lazy TLB).
+    pub lazy: bool,
     pub bugs: Bugs,
 }
 
 impl TlbConfig {
     pub const fn new(params: PolicyParams, features: TlbFeatures) -> Self {
-        TlbConfig { params, features, nested_fix: true, exit_elide: true, batch: 0, run_walks: false, bugs: Bugs::NONE }
+        TlbConfig {
+            params,
+            features,
+            nested_fix: true,
+            exit_elide: true,
+            batch: 0,
+            run_walks: false,
+            strategy: Strategy::Broadcast,
+            ipi_max: shootdown::IPI_MAX,
+            use_mm_mmget: true,
+            lazy: true,
+            bugs: Bugs::NONE,
+        }
     }
 }
 
@@ -103,6 +129,18 @@ pub struct Bugs {
     /// page-table writes, not after them: an mm with no ASID yet skips the
     /// flush even if a CPU activated it (and filled its TLB) in between.
     pub asid_read_early: bool,
+    /// A local or IPI flush does not bump the generation: CPUs it did not
+    /// reach are not marked stale (`tlb.stale_mark=off`).
+    pub no_stale_mark: bool,
+    /// A CPU behind by any number of generations flushes only the range of
+    /// the request in hand, and a CPU going back to an mm (activation, or
+    /// lazy to running) does not compare generations (`tlb.gen_check=off`).
+    pub partial_any_gen: bool,
+    /// Freeing tables skips lazy CPUs as other flushes do.
+    pub lazy_skip_on_free: bool,
+    /// A CPU behind catches up after loading TTBR0, not before (a
+    /// speculative walk may meet stale walk-cache entries meanwhile).
+    pub catch_up_after_load: bool,
 }
 
 impl Bugs {
@@ -114,6 +152,10 @@ impl Bugs {
         no_racing_fix: false,
         exit_keeps_ttbr0: false,
         asid_read_early: false,
+        no_stale_mark: false,
+        partial_any_gen: false,
+        lazy_skip_on_free: false,
+        catch_up_after_load: false,
     };
 }
 
@@ -127,8 +169,17 @@ pub struct Mm<F: Format = Arm4k> {
     pub ctx: MmContext,
     /// Threads (and kernel threads that adopted it) using this mm.
     pub users: AtomicUsize,
-    /// CPUs whose TTBR0 holds this mm's tables now (bit per CPU).
+    /// CPUs whose TTBR0 holds this mm's tables now (bit per CPU), lazy ones
+    /// included.
     pub cpus: AtomicU64,
+    /// CPUs in `cpus` that run a kernel thread on these tables (lazy TLB,
+    /// [`shootdown`]).
+    pub lazy: AtomicU64,
+    /// Flushes that did not reach every CPU (x86's `tlb_gen`).
+    pub tlb_gen: AtomicU64,
+    /// The generation each CPU's TLB is clean up to for this mm (written by
+    /// that CPU only).
+    pub cpu_gen: [AtomicU64; MAX_CPUS],
     /// Zapping gathers in flight (Linux's `tlb_flush_pending`).
     pending: AtomicUsize,
     /// The root table's physical address, fixed from creation until the
@@ -154,6 +205,9 @@ impl<F: Format> Mm<F> {
             ctx: MmContext::new(),
             users: AtomicUsize::new(0),
             cpus: AtomicU64::new(0),
+            lazy: AtomicU64::new(0),
+            tlb_gen: AtomicU64::new(0),
+            cpu_gen: [const { AtomicU64::new(0) }; MAX_CPUS],
             pending: AtomicUsize::new(0),
         }
     }
@@ -206,7 +260,12 @@ impl<F: Format> Mm<F> {
         loop {
             match op.step(self, cfg, hw, mem) {
                 Step::Ran => {}
-                Step::Blocked => core::hint::spin_loop(),
+                Step::Blocked => {
+                    // Another CPU may hold the lock while it waits for this
+                    // one to acknowledge an IPI.
+                    hw.poll();
+                    core::hint::spin_loop()
+                }
                 Step::Hook(h) => hook(h),
                 Step::Done => return,
             }
@@ -228,6 +287,9 @@ impl<F: Format> Mm<F> {
             ctx: self.ctx.clone(),
             users: AtomicUsize::new(self.users.load(Ordering::Relaxed)),
             cpus: AtomicU64::new(self.cpus.load(Ordering::Relaxed)),
+            lazy: AtomicU64::new(self.lazy.load(Ordering::Relaxed)),
+            tlb_gen: AtomicU64::new(self.tlb_gen.load(Ordering::Relaxed)),
+            cpu_gen: core::array::from_fn(|c| AtomicU64::new(self.cpu_gen[c].load(Ordering::Relaxed))),
             pending: AtomicUsize::new(self.pending.load(Ordering::Relaxed)),
             root: AtomicU64::new(self.root.load(Ordering::Relaxed)),
         }
@@ -248,6 +310,11 @@ impl<F: Format> Mm<F> {
         self.ctx.id().hash(h);
         self.users.load(Ordering::Relaxed).hash(h);
         self.cpus.load(Ordering::Relaxed).hash(h);
+        self.lazy.load(Ordering::Relaxed).hash(h);
+        self.tlb_gen.load(Ordering::Relaxed).hash(h);
+        for g in &self.cpu_gen {
+            g.load(Ordering::Relaxed).hash(h);
+        }
         self.pending.load(Ordering::Relaxed).hash(h);
         self.root.load(Ordering::Relaxed).hash(h);
     }

@@ -11,6 +11,7 @@
 
 use core::sync::atomic::{fence, Ordering};
 
+use super::shootdown::{self, CatchUp, Route, Shootdown};
 use super::{Mm, MmHw, TlbConfig};
 use crate::mm::aspace::{Access, AddressSpace, Fault, FaultError, FaultKind, FaultPlan, MmError, ZapTables};
 use crate::mm::gather::{FlushRange, Gather};
@@ -105,6 +106,30 @@ pub enum Then {
     EndZap,
 }
 
+/// Where an operation continues once every CPU it sent an IPI to
+/// acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Next {
+    Release(Then),
+    /// A fault's racing flush: install the entry.
+    Install,
+    /// A copy-on-write break: make the new entry.
+    Make,
+    /// The teardown evicted lazy CPUs: take the tables.
+    Take,
+}
+
+impl Next {
+    fn pc(self) -> Pc {
+        match self {
+            Next::Release(then) => Pc::Release { then },
+            Next::Install => Pc::Install,
+            Next::Make => Pc::Make,
+            Next::Take => Pc::Take,
+        }
+    }
+}
+
 /// Where a step continues after dropping the lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AfterUnlock {
@@ -136,6 +161,10 @@ pub enum Pc {
     ReadPending { then: Then },
     Flush { then: Then },
     Complete { then: Then },
+    /// IPIs to the CPUs the strategy chose (`shootdown::route`).
+    Send { next: Next },
+    /// Until every target acknowledged.
+    Wait { next: Next },
     Release { then: Then },
     Unlock { then: AfterUnlock },
     /// `pending -= 1`.
@@ -182,6 +211,12 @@ pub struct Op<F: Format> {
     early_asid: Option<Option<u16>>,
     /// Issued TLBIs awaiting this CPU's DSB.
     issued: Option<Scope>,
+    /// The generation this CPU's TLB is clean up to once that DSB is done.
+    gen_to: Option<u64>,
+    /// IPIs to send after this CPU's own flush: targets and request.
+    shoot: Option<(u64, Shootdown)>,
+    /// The teardown asked lazy CPUs to leave once already.
+    evicted: bool,
     plan: Option<FaultPlan>,
     /// Copy-on-write: (page, copy, old frame, prot).
     cow: (u64, u64, u64, u64),
@@ -215,6 +250,9 @@ impl<F: Format> Op<F> {
             racing: false,
             early_asid: None,
             issued: None,
+            gen_to: None,
+            shoot: None,
+            evicted: false,
             plan: None,
             cow: (0, 0, 0, 0),
             child: None,
@@ -355,16 +393,24 @@ impl<F: Format> Op<F> {
             Pc::Flush { then } => {
                 let whole = self.racing && self.whole_asid_fix(cfg);
                 let mut plan = FlushPlan::new(Scope::Broadcast);
-                self.pc = if self.plan_flush(mm, cfg, hw, self.g.flush_range(), whole, &mut plan) {
-                    self.issue(hw, &plan);
-                    Pc::Complete { then }
-                } else {
-                    Pc::Release { then }
-                };
+                let issued = self.plan_flush(mm, cfg, hw, self.g.flush_range(), whole, &mut plan);
+                self.pc = self.after_plan(hw, &plan, issued, Pc::Complete { then }, Next::Release(then));
             }
             Pc::Complete { then } => {
-                self.complete(hw);
-                self.pc = Pc::Release { then };
+                self.complete(mm, hw);
+                self.pc = self.after_complete(Next::Release(then));
+            }
+            Pc::Send { next } => {
+                let (targets, req) = self.shoot.expect("a shootdown to send");
+                hw.send(mm, targets, &req);
+                self.pc = Pc::Wait { next };
+            }
+            Pc::Wait { next } => {
+                if !hw.acked() {
+                    return Step::Blocked;
+                }
+                self.shoot = None;
+                self.pc = next.pc();
             }
             Pc::Release { then } => {
                 self.g.release(mem);
@@ -411,18 +457,13 @@ impl<F: Format> Op<F> {
                 // A zap in flight may have cleared the entry we are about
                 // to fill without flushing it yet: a new valid entry must
                 // not meet a stale one in some TLB (break-before-make).
-                hw.event(Event::RacingFullFlush);
                 let mut plan = FlushPlan::new(Scope::Broadcast);
-                self.pc = if self.whole_asid(mm, hw, &mut plan) {
-                    self.issue(hw, &plan);
-                    Pc::RaceComplete
-                } else {
-                    Pc::Install
-                };
+                let issued = self.plan_flush(mm, cfg, hw, None, true, &mut plan);
+                self.pc = self.after_plan(hw, &plan, issued, Pc::RaceComplete, Next::Install);
             }
             Pc::RaceComplete => {
-                self.complete(hw);
-                self.pc = Pc::Install;
+                self.complete(mm, hw);
+                self.pc = self.after_complete(Next::Install);
             }
             Pc::Install => {
                 // SAFETY: as above.
@@ -438,16 +479,12 @@ impl<F: Format> Op<F> {
             Pc::CowFlush => {
                 let r = AddressSpace::<F>::cow_flush_range(self.cow.0);
                 let mut plan = FlushPlan::new(Scope::Broadcast);
-                self.pc = if self.plan_flush(mm, cfg, hw, Some(r), false, &mut plan) {
-                    self.issue(hw, &plan);
-                    Pc::CowComplete
-                } else {
-                    Pc::Make
-                };
+                let issued = self.plan_flush(mm, cfg, hw, Some(r), false, &mut plan);
+                self.pc = self.after_plan(hw, &plan, issued, Pc::CowComplete, Next::Make);
             }
             Pc::CowComplete => {
-                self.complete(hw);
-                self.pc = Pc::Make;
+                self.complete(mm, hw);
+                self.pc = self.after_complete(Next::Make);
             }
             Pc::Make => {
                 // SAFETY: as above.
@@ -480,7 +517,7 @@ impl<F: Format> Op<F> {
                 };
             }
             Pc::LocalComplete => {
-                self.complete(hw);
+                self.complete(mm, hw);
                 self.pc = Pc::Done;
             }
             Pc::Take => {
@@ -488,7 +525,19 @@ impl<F: Format> Op<F> {
                     return Step::Blocked;
                 }
                 let loaded = mm.cpus.load(Ordering::Acquire);
-                if loaded != 0 {
+                let lazy = mm.lazy.load(Ordering::Acquire);
+                if loaded != 0 && loaded & !lazy == 0 && !self.evicted {
+                    // Only lazy CPUs (kernel threads on the tables) hold
+                    // the mm: they leave it, dropping their entries of the
+                    // ASID as an exiting thread's CPU does, before anything
+                    // is freed. Then take the tables again.
+                    let asid = mm.ctx.asid().unwrap_or(0);
+                    let new_gen = mm.tlb_gen.load(Ordering::SeqCst);
+                    let req = Shootdown { new_gen, asid, range: None, freed_tables: true, dying: true };
+                    self.shoot = Some((loaded, req));
+                    self.evicted = true;
+                    self.pc = Pc::Send { next: Next::Take };
+                } else if loaded != 0 {
                     // Cannot happen: every user left first. If it did, no
                     // flush would make freeing safe (a live TTBR0 can walk
                     // into, and refill from, any table we free): leak it.
@@ -530,7 +579,7 @@ impl<F: Format> Op<F> {
             }
             Pc::TearFlush { more } => self.pc = self.teardown_flush(mm, cfg, hw, more),
             Pc::TearComplete { more } => {
-                self.complete(hw);
+                self.complete(mm, hw);
                 self.pc = Pc::TearRelease { more };
             }
             Pc::TearRelease { more } => {
@@ -673,10 +722,12 @@ impl<F: Format> Op<F> {
     }
 
     /// The ops that flush `range` (or the whole ASID when `whole`) into
-    /// `plan`; false when nothing needs flushing. Told to `hw` as a
-    /// decision. (The plan is filled in place: it is a kilobyte.)
+    /// `plan`, in the scope the strategy chose (`shootdown::route`), and the
+    /// IPIs to send after them (`self.shoot`); false when no op is to be
+    /// issued here. Told to `hw` as a decision. (The plan is filled in
+    /// place: it is a kilobyte.)
     fn plan_flush<H: MmHw>(
-        &self,
+        &mut self,
         mm: &Mm<F>,
         cfg: &TlbConfig,
         hw: &H,
@@ -687,33 +738,111 @@ impl<F: Format> Op<F> {
         if cfg.bugs.skip_flush {
             return false;
         }
-        if whole {
+        let (asid, r) = if whole {
             let event = if self.call.zaps() { Event::NestedFullFlush } else { Event::RacingFullFlush };
             hw.event(event);
-            return self.whole_asid(mm, hw, plan);
-        }
-        let Some(mut r) = range else { return false };
-        let Some(asid) = self.asid(mm) else {
-            hw.decision(Decision::no_tlbi(None, Span::Va { start: r.start, end: r.end }, Reason::NeverActive));
-            return false;
+            let Some(asid) = self.asid(mm) else { return false };
+            (asid, None)
+        } else {
+            let Some(mut r) = range else { return false };
+            let Some(asid) = self.asid(mm) else {
+                hw.decision(Decision::no_tlbi(None, Span::Va { start: r.start, end: r.end }, Reason::NeverActive));
+                return false;
+            };
+            if cfg.bugs.leaf_only_after_free {
+                r.tables_freed = false;
+                r.leaf_level = Some(LEAF_LEVEL as u8);
+            }
+            (asid, Some(r))
         };
-        if cfg.bugs.leaf_only_after_free {
-            r.tables_freed = false;
-            r.leaf_level = Some(LEAF_LEVEL as u8);
+        // A whole-ASID flush for a racing call may cover tables another zap
+        // freed: lazy CPUs leave for it too.
+        let freed = r.is_none_or(|r| r.tables_freed);
+        let (new_gen, here, targets) = match shootdown::route(mm, cfg, hw, freed) {
+            Route::Broadcast => {
+                self.plan_ops(cfg, hw, asid, r, Scope::Broadcast, plan);
+                return true;
+            }
+            Route::Shoot { new_gen, here, targets } => (new_gen, here, targets),
+        };
+        if targets != 0 {
+            let req = Shootdown { new_gen, asid, range: r, freed_tables: freed, dying: false };
+            self.shoot = Some((targets, req));
         }
+        if !here {
+            // This CPU does not hold the mm: it catches up when it loads it.
+            return false;
+        }
+        let how = if cfg.bugs.no_stale_mark {
+            CatchUp::Partial
+        } else {
+            let (how, cur) = shootdown::behind(mm, cfg, hw, new_gen, r.is_some());
+            self.gen_to = Some(cur);
+            how
+        };
+        match how {
+            CatchUp::None => false,
+            CatchUp::Partial => {
+                self.plan_ops(cfg, hw, asid, r, Scope::Local, plan);
+                true
+            }
+            CatchUp::Full => {
+                self.plan_ops(cfg, hw, asid, None, Scope::Local, plan);
+                true
+            }
+        }
+    }
+
+    /// The policy's ops for `r` (the whole ASID for `None`) in `scope`, told
+    /// to `hw` as a decision.
+    fn plan_ops<H: MmHw>(
+        &self,
+        cfg: &TlbConfig,
+        hw: &H,
+        asid: u16,
+        r: Option<FlushRange>,
+        scope: Scope,
+        plan: &mut FlushPlan,
+    ) {
+        let Some(r) = r else {
+            plan.set_whole_asid(asid, scope);
+            hw.decision(Decision::whole_asid(asid, plan, Reason::for_whole_asid(self.call.cause())));
+            return;
+        };
         let (policy, req) = (RangePolicy::new(cfg.params), r.request(asid));
         match policy.plan_into(&req, &cfg.features, plan) {
             Ok(()) => {
+                plan.set_scope(scope);
                 let why = Reason::for_plan(self.call.cause(), plan.reason());
                 hw.decision(Decision::planned(policy.name(), &req, plan, why));
             }
             Err(e) => {
                 log::error!(target: "tlb", "bad flush request {r:?}: {e}; flushing ASID {asid}");
-                plan.set_whole_asid(asid, Scope::Broadcast);
+                plan.set_whole_asid(asid, scope);
                 hw.decision(Decision::whole_asid(asid, plan, Reason::BadRequest));
             }
         }
-        true
+    }
+
+    /// After [`Self::plan_flush`]: issue what it planned (then `complete`),
+    /// or go on to its IPIs, or to `next` when there is nothing at all.
+    fn after_plan<H: MmHw>(&mut self, hw: &H, plan: &FlushPlan, issued: bool, complete: Pc, next: Next) -> Pc {
+        if issued {
+            self.issue(hw, plan);
+            complete
+        } else {
+            self.gen_to = None;
+            self.after_complete(next)
+        }
+    }
+
+    /// After this CPU's own flush completed: the IPIs, if any, then `next`.
+    fn after_complete(&self, next: Next) -> Pc {
+        if self.shoot.is_some() {
+            Pc::Send { next }
+        } else {
+            next.pc()
+        }
     }
 
     /// Issues `plan`'s ops; this CPU's next [`Self::complete`] completes them.
@@ -745,9 +874,14 @@ impl<F: Format> Op<F> {
         }
     }
 
-    fn complete<H: MmHw>(&mut self, hw: &H) {
+    /// This CPU's DSB for what it issued; then its TLB is clean up to the
+    /// generation its flush caught up with.
+    fn complete<H: MmHw>(&mut self, mm: &Mm<F>, hw: &H) {
         if let Some(scope) = self.issued.take() {
             hw.complete(scope);
+        }
+        if let Some(g) = self.gen_to.take() {
+            shootdown::caught_up(mm, hw, g);
         }
     }
 }

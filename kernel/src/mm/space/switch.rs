@@ -3,11 +3,11 @@
 
 use core::sync::atomic::Ordering;
 
+use super::shootdown::{self, CatchUp};
 use super::{Mm, MmHw, TlbConfig};
 use crate::mm::asid::AsidAllocator;
 use crate::mm::pagetable::Format;
-use crate::mm::tlb::trace::{Decision, Reason};
-use crate::mm::tlb::{Event, Scope, TlbiOp};
+use crate::mm::tlb::trace::Reason;
 
 /// Loads `mm` into this CPU's TTBR0 with its ASID; returns the ASID.
 ///
@@ -20,15 +20,54 @@ use crate::mm::tlb::{Event, Scope, TlbiOp};
 /// speculative page table walking with the wrong TTBR".) The `cpus` bit is
 /// set before the tables are loaded, so it never says "not here" while they
 /// are.
-pub fn activate<F: Format, H: MmHw>(mm: &Mm<F>, alloc: &AsidAllocator, hw: &H) -> u16 {
+///
+/// Then, with TTBR0 still on the reserved table, this CPU catches up with
+/// the mm's flush generation: a local or IPI flush that did not reach it
+/// while it did not hold the mm leaves it behind, and it flushes the ASID
+/// locally before a walk can use what it cached (`shootdown`). The bit is
+/// published before the generation is read (both sequentially consistent):
+/// a flusher that bumped the generation after our read sees our bit.
+pub fn activate<F: Format, H: MmHw>(mm: &Mm<F>, alloc: &AsidAllocator, cfg: &TlbConfig, hw: &H) -> u16 {
     hw.load_reserved();
     let asid = alloc.switch_in(hw, &mm.ctx);
-    mm.cpus.fetch_or(1 << hw.cpu_id(), Ordering::AcqRel);
+    mm.cpus.fetch_or(1 << hw.cpu_id(), Ordering::SeqCst);
+    let late = cfg.bugs.catch_up_after_load;
+    if !late {
+        catch_up(mm, cfg, hw);
+    }
     // SAFETY: the root stays allocated while this CPU's `cpus` bit is set:
     // the exit teardown frees nothing while any bit is (it leaks instead),
     // and every other path keeps the root.
     unsafe { hw.load_ttbr0(mm.root_pa(), asid) };
+    if late {
+        catch_up(mm, cfg, hw);
+    }
     asid
+}
+
+/// A CPU about to run `mm` again flushes its ASID if it is behind the mm's
+/// generation (counted as `Event::StaleFlush`).
+fn catch_up<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H) -> CatchUp {
+    if cfg.strategy == shootdown::Strategy::Broadcast || cfg.bugs.partial_any_gen {
+        // Broadcast never leaves a CPU behind; the bug skips the check.
+        return CatchUp::None;
+    }
+    shootdown::flush_behind(mm, cfg, hw, None, Reason::CatchUp)
+}
+
+/// This CPU switches from a thread of `mm` to a kernel thread and keeps the
+/// tables loaded (lazy TLB): flushes that free no table skip it from now on.
+pub fn enter_lazy<F: Format, H: MmHw>(mm: &Mm<F>, hw: &H) {
+    mm.lazy.fetch_or(1 << hw.cpu_id(), Ordering::SeqCst);
+}
+
+/// This CPU, lazy on `mm`, runs a thread of `mm` (or a kernel thread that
+/// adopted it) again: it is no longer lazy, then catches up with the
+/// generation (the same pair as in [`activate`]: a flusher that skipped us
+/// as lazy bumped the generation before it read the lazy bit).
+pub fn leave_lazy<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H) {
+    mm.lazy.fetch_and(!(1 << hw.cpu_id()), Ordering::SeqCst);
+    catch_up(mm, cfg, hw);
 }
 
 /// Leaves `mm` (if any) for the reserved table: after a context switch to a
@@ -38,8 +77,16 @@ pub fn activate<F: Format, H: MmHw>(mm: &Mm<F>, alloc: &AsidAllocator, hw: &H) -
 pub fn deactivate<F: Format, H: MmHw>(mm: Option<&Mm<F>>, hw: &H) {
     hw.load_reserved();
     if let Some(mm) = mm {
-        mm.cpus.fetch_and(!(1 << hw.cpu_id()), Ordering::AcqRel);
+        drop_bits(mm, hw);
     }
+}
+
+/// This CPU no longer holds `mm` (TTBR0 holds other tables, and no walk of
+/// these is in flight): its lazy and `cpus` bits go.
+pub fn drop_bits<F: Format, H: MmHw>(mm: &Mm<F>, hw: &H) {
+    let bit = 1 << hw.cpu_id();
+    mm.lazy.fetch_and(!bit, Ordering::SeqCst);
+    mm.cpus.fetch_and(!bit, Ordering::SeqCst);
 }
 
 /// A thread of `mm` leaves it for good (it is exiting; when it is the last
@@ -89,12 +136,7 @@ pub fn leave_dying<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H) {
         return;
     }
     hw.load_reserved();
-    if let Some(asid) = mm.ctx.asid() {
-        let op = TlbiOp::Asid { asid };
-        hw.decision(Decision::op(&op, Scope::Local, Reason::ExitLocal));
-        hw.issue(&[op], Scope::Local);
-        hw.complete(Scope::Local);
-        hw.event(Event::ExitLocalFlush);
-    }
+    shootdown::drop_dying_asid(mm, hw);
+    mm.lazy.fetch_and(!bit, Ordering::SeqCst);
     mm.cpus.fetch_and(!bit, Ordering::AcqRel);
 }

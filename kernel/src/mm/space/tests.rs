@@ -29,6 +29,7 @@ enum Ev {
     Free(u64),
     FreeTable(u64),
     Unlock,
+    Send(u64),
 }
 
 /// Hardware and memory that log into one list.
@@ -39,6 +40,8 @@ struct Rig {
     reasons: RefCell<Vec<Reason>>,
     /// The ops of the decision told last, until they are issued.
     decided: RefCell<Option<Vec<OpKind>>>,
+    /// The strategy decisions counted, in order.
+    decides: RefCell<Vec<Event>>,
 }
 
 impl Rig {
@@ -48,6 +51,7 @@ impl Rig {
             log: RefCell::new(Vec::new()),
             reasons: RefCell::new(Vec::new()),
             decided: RefCell::new(None),
+            decides: RefCell::new(Vec::new()),
         }
     }
 
@@ -92,7 +96,13 @@ impl MmHw for Rig {
         self.push(Ev::Reserved);
     }
     fn event(&self, e: Event) {
-        self.push(Ev::Event(e));
+        // The strategy's decision is counted on every flush: kept apart so
+        // the sequences below read as the ops they are.
+        if matches!(e, Event::DecideBroadcast | Event::DecideLocal | Event::DecideIpi) {
+            self.decides.borrow_mut().push(e);
+        } else {
+            self.push(Ev::Event(e));
+        }
     }
     fn decision(&self, d: Decision<'_>) {
         let mut decided = self.decided.borrow_mut();
@@ -101,6 +111,12 @@ impl MmHw for Rig {
             *decided = Some(d.ops.iter().map(|o| o.kind(d.scope)).collect());
         }
         self.reasons.borrow_mut().push(d.reason);
+    }
+    fn send<F: Format>(&self, _mm: &Mm<F>, targets: u64, _req: &Shootdown) {
+        self.push(Ev::Send(targets));
+    }
+    fn acked(&self) -> bool {
+        true
     }
 }
 

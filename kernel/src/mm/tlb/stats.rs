@@ -37,18 +37,76 @@ pub enum Event {
     /// local `TLBI ASIDE1` of its ASID and `DSB NSH` (mechanisms.md §4; the
     /// TLBI itself is counted as `aside1`).
     ExitLocalFlush,
+    /// The strategy (`tlb.strategy`, mechanisms.md §6–7) chose local TLBIs:
+    /// the mm's one user runs here.
+    DecideLocal,
+    /// The strategy chose IPIs to the CPUs that hold the mm.
+    DecideIpi,
+    /// The strategy chose broadcast TLBIs (always, under `broadcast`).
+    DecideBroadcast,
+    /// An IPI sent for a flush or to make a lazy CPU leave (per target).
+    IpiSent,
+    /// A flush IPI this CPU received and served.
+    IpiReceived,
+    /// A lazy CPU (a kernel thread on the mm's tables) was not sent an
+    /// IPI: it catches up when it next runs a thread of the mm.
+    LazySkip,
+    /// A lazy CPU left the mm for the reserved table because tables were
+    /// being freed (or the mm was being torn down).
+    LazyLeave,
+    /// One generation behind: the CPU flushed the request's range locally.
+    CatchUpPartial,
+    /// Further behind (or a whole-ASID request): one local `TLBI ASIDE1`.
+    CatchUpFull,
+    /// Already current: nothing to flush.
+    CatchUpNone,
+    /// A CPU whose entries of the mm may be stale (a local-only or IPI
+    /// flush happened elsewhere while it did not run the mm) flushed the
+    /// ASID locally before running the mm again.
+    StaleFlush,
+    /// A shootdown whose acknowledgements did not come within the time
+    /// limit: the flush was repeated as a broadcast of the whole ASID.
+    IpiTimeout,
 }
 
 impl Event {
-    pub const COUNT: usize = 4;
-    pub const ALL: [Event; Self::COUNT] =
-        [Event::ExitElided, Event::NestedFullFlush, Event::RacingFullFlush, Event::ExitLocalFlush];
+    pub const COUNT: usize = 16;
+    pub const ALL: [Event; Self::COUNT] = [
+        Event::ExitElided,
+        Event::NestedFullFlush,
+        Event::RacingFullFlush,
+        Event::ExitLocalFlush,
+        Event::DecideLocal,
+        Event::DecideIpi,
+        Event::DecideBroadcast,
+        Event::IpiSent,
+        Event::IpiReceived,
+        Event::LazySkip,
+        Event::LazyLeave,
+        Event::CatchUpPartial,
+        Event::CatchUpFull,
+        Event::CatchUpNone,
+        Event::StaleFlush,
+        Event::IpiTimeout,
+    ];
     pub const fn name(self) -> &'static str {
         match self {
             Event::ExitElided => "exit_elided",
             Event::NestedFullFlush => "nested_full_flush",
             Event::RacingFullFlush => "racing_full_flush",
             Event::ExitLocalFlush => "exit_local_flush",
+            Event::DecideLocal => "decide_local",
+            Event::DecideIpi => "decide_ipi",
+            Event::DecideBroadcast => "decide_broadcast",
+            Event::IpiSent => "ipi_sent",
+            Event::IpiReceived => "ipi_received",
+            Event::LazySkip => "lazy_skip",
+            Event::LazyLeave => "lazy_leave",
+            Event::CatchUpPartial => "catch_up_partial",
+            Event::CatchUpFull => "catch_up_full",
+            Event::CatchUpNone => "catch_up_none",
+            Event::StaleFlush => "stale_flush",
+            Event::IpiTimeout => "ipi_timeout",
         }
     }
 }

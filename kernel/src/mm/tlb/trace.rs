@@ -84,11 +84,18 @@ pub enum Reason {
     NeverActive,
     /// The strategy rejected the request (a kernel bug): the whole ASID.
     BadRequest,
+    /// A CPU served a flush IPI (`tlb.strategy=ipi|local|auto`): local ops
+    /// for the range, or the whole ASID when it was more than one
+    /// generation behind (mechanisms.md §7).
+    Shootdown,
+    /// A CPU behind the mm's flush generation flushed the ASID locally
+    /// before running the mm again (mechanisms.md §6–7).
+    CatchUp,
 }
 
 impl Reason {
     /// Every reason that is not a [`Reason::Policy`].
-    pub const KERNEL: [Reason; 12] = [
+    pub const KERNEL: [Reason; 14] = [
         Reason::NestedZap,
         Reason::LockedRace,
         Reason::FaultRace,
@@ -101,6 +108,8 @@ impl Reason {
         Reason::AsidRollover,
         Reason::NeverActive,
         Reason::BadRequest,
+        Reason::Shootdown,
+        Reason::CatchUp,
     ];
 
     /// Stable name, used on the console and by the host tools.
@@ -119,6 +128,8 @@ impl Reason {
             Reason::AsidRollover => "asid_rollover",
             Reason::NeverActive => "never_active",
             Reason::BadRequest => "bad_request",
+            Reason::Shootdown => "shootdown",
+            Reason::CatchUp => "catch_up",
         }
     }
 

@@ -103,6 +103,12 @@ impl FlushPlan {
 
     /// Says why the strategy chose these ops (in place: see
     /// [`Self::with_reason`]).
+    /// Issues the same ops in `scope` (the strategy of `mm::space::shootdown`
+    /// may flush locally what the policy planned).
+    pub fn set_scope(&mut self, scope: Scope) {
+        self.scope = scope;
+    }
+
     pub fn set_reason(&mut self, reason: PlanReason) {
         self.reason = reason;
     }
