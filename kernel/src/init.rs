@@ -131,6 +131,15 @@ fn banner(board: &BoardInfo, f: &CpuFeatures, online: usize, heap: u64, entry_el
         frame::free_frames(),
         heap >> 20
     );
+    let c = crate::mm::user::config();
+    crate::kprintln!(
+        "tlb: strategy={} ipi_max={} lazy={} use_mm_mmget={}{}",
+        c.strategy.name(),
+        c.ipi_max,
+        c.lazy as u8,
+        c.use_mm_mmget as u8,
+        if c.bugs.no_stale_mark || c.bugs.partial_any_gen { " (demonstration: a bug switched on)" } else { "" }
+    );
     crate::kprintln!("cmdline: {:?}", board.bootargs());
 }
 

@@ -11,6 +11,7 @@ use crate::arch::cpu::cpu_id;
 use crate::arch::exception::TrapFrame;
 use crate::arch::uaccess::{copy_from_user, copy_to_user};
 use crate::mm::tlb::{OpKind, TLB_STATS};
+use crate::percpu::MAX_CPUS;
 use abi::errno::*;
 use abi::nr;
 
@@ -193,6 +194,23 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
     }
 }
 
+/// `stats(TLBI)` words of `t`: ops by kind, then DSBs.
+fn tlbi_words(t: &crate::mm::tlb::TlbCounts, words: &mut [u64]) -> usize {
+    for k in OpKind::ALL {
+        words[k as usize] = t.get(k);
+    }
+    words[OpKind::COUNT] = t.dsb;
+    OpKind::COUNT + 1
+}
+
+/// `stats(EVENTS)` words of `t`.
+fn events_words(t: &crate::mm::tlb::TlbCounts, words: &mut [u64]) -> usize {
+    for e in crate::mm::tlb::Event::ALL {
+        words[e as usize] = t.event(e);
+    }
+    crate::mm::tlb::Event::COUNT
+}
+
 fn stats(which: u64, buf: u64, len: u64) -> Result<u64, i64> {
     let mut words = [0u64; 32];
     let n = match which {
@@ -206,14 +224,7 @@ fn stats(which: u64, buf: u64, len: u64) -> Result<u64, i64> {
             words[0] = BAD_SYSCALLS.load(Ordering::Relaxed);
             1
         }
-        abi::stats::TLBI => {
-            let t = TLB_STATS.total();
-            for k in OpKind::ALL {
-                words[k as usize] = t.get(k);
-            }
-            words[OpKind::COUNT] = t.dsb;
-            OpKind::COUNT + 1
-        }
+        abi::stats::TLBI => tlbi_words(&TLB_STATS.total(), &mut words),
         abi::stats::ASID => {
             let s = crate::mm::user::ASIDS.get().map(|a| a.stats()).unwrap_or_default();
             words[..5].copy_from_slice(&[s.rollovers, s.slow_switches, s.fast_switches, s.rollover_flushes, s.pinned]);
@@ -223,12 +234,12 @@ fn stats(which: u64, buf: u64, len: u64) -> Result<u64, i64> {
             words[0] = PAGE_FAULTS.load(Ordering::Relaxed);
             1
         }
-        abi::stats::EVENTS => {
-            let t = TLB_STATS.total();
-            for e in crate::mm::tlb::Event::ALL {
-                words[e as usize] = t.event(e);
-            }
-            crate::mm::tlb::Event::COUNT
+        abi::stats::EVENTS => events_words(&TLB_STATS.total(), &mut words),
+        w if (abi::stats::EVENTS_CPU..abi::stats::EVENTS_CPU + MAX_CPUS as u64).contains(&w) => {
+            events_words(&TLB_STATS.cpu((w - abi::stats::EVENTS_CPU) as usize), &mut words)
+        }
+        w if (abi::stats::TLBI_CPU..abi::stats::TLBI_CPU + MAX_CPUS as u64).contains(&w) => {
+            tlbi_words(&TLB_STATS.cpu((w - abi::stats::TLBI_CPU) as usize), &mut words)
         }
         abi::stats::POISON => {
             words[0] = crate::mm::phys::POISON_VIOLATIONS.load(Ordering::Relaxed);

@@ -138,11 +138,36 @@ pub mod stats {
     /// [`super::resources`]: what leak tests compare against a baseline.
     pub const RESOURCES: u64 = 8;
     /// TLB decisions, summed over CPUs, one word each (the kernel's
-    /// `mm::tlb::Event` in order): [exits whose flush was elided, zaps that
-    /// flushed the whole ASID because another was in flight, locked calls
-    /// and faults that flushed the whole ASID because a zap was in flight,
-    /// CPUs that left a dying address space with a local ASID flush].
+    /// `mm::tlb::Event` in order, [`EVENT_NAMES`]): exits whose flush was
+    /// elided, zaps that flushed the whole ASID because another was in
+    /// flight, locked calls and faults that flushed the whole ASID because a
+    /// zap was in flight, CPUs that left a dying address space with a local
+    /// ASID flush, then the flush strategy's decisions, IPIs, lazy skips and
+    /// leaves, generation catch-ups, stale flushes and IPI time-outs.
     pub const EVENTS: u64 = 7;
+    /// `EVENTS_CPU + cpu`: the same words for one CPU (`cpu` < 8).
+    pub const EVENTS_CPU: u64 = 16;
+    /// `TLBI_CPU + cpu`: the words of [`TLBI`] for one CPU (`cpu` < 8).
+    pub const TLBI_CPU: u64 = 24;
+    /// The names of the words of [`EVENTS`], in order.
+    pub const EVENT_NAMES: [&str; 16] = [
+        "exit_elided",
+        "nested_full_flush",
+        "racing_full_flush",
+        "exit_local_flush",
+        "decide_local",
+        "decide_ipi",
+        "decide_broadcast",
+        "ipi_sent",
+        "ipi_received",
+        "lazy_skip",
+        "lazy_leave",
+        "catch_up_partial",
+        "catch_up_full",
+        "catch_up_none",
+        "stale_flush",
+        "ipi_timeout",
+    ];
 }
 
 /// Word indices of `stats(RESOURCES)`.

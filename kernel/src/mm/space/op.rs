@@ -760,7 +760,7 @@ impl<F: Format> Op<F> {
         let freed = r.is_none_or(|r| r.tables_freed);
         let (new_gen, here, targets) = match shootdown::route(mm, cfg, hw, freed) {
             Route::Broadcast => {
-                self.plan_ops(cfg, hw, asid, r, Scope::Broadcast, plan);
+                self.plan_ops(cfg, hw, asid, r, Scope::Broadcast, 0, plan);
                 return true;
             }
             Route::Shoot { new_gen, here, targets } => (new_gen, here, targets),
@@ -771,6 +771,9 @@ impl<F: Format> Op<F> {
         }
         if !here {
             // This CPU does not hold the mm: it catches up when it loads it.
+            let span = r.map_or(Span::WholeAsid, |r| Span::Va { start: r.start, end: r.end });
+            let why = Reason::for_whole_asid(self.call.cause());
+            hw.decision(Decision::no_tlbi(Some(asid), span, why).with_ipi(targets));
             return false;
         }
         let how = if cfg.bugs.no_stale_mark {
@@ -783,18 +786,25 @@ impl<F: Format> Op<F> {
         match how {
             CatchUp::None => false,
             CatchUp::Partial => {
-                self.plan_ops(cfg, hw, asid, r, Scope::Local, plan);
+                self.plan_ops(cfg, hw, asid, r, Scope::Local, targets, plan);
+                true
+            }
+            CatchUp::Full if r.is_some() => {
+                // This CPU missed earlier flushes: its whole ASID.
+                plan.set_whole_asid(asid, Scope::Local);
+                hw.decision(Decision::whole_asid(asid, plan, Reason::CatchUp).with_ipi(targets));
                 true
             }
             CatchUp::Full => {
-                self.plan_ops(cfg, hw, asid, None, Scope::Local, plan);
+                self.plan_ops(cfg, hw, asid, None, Scope::Local, targets, plan);
                 true
             }
         }
     }
 
     /// The policy's ops for `r` (the whole ASID for `None`) in `scope`, told
-    /// to `hw` as a decision.
+    /// to `hw` as a decision with its IPI targets.
+    #[allow(clippy::too_many_arguments)]
     fn plan_ops<H: MmHw>(
         &self,
         cfg: &TlbConfig,
@@ -802,11 +812,13 @@ impl<F: Format> Op<F> {
         asid: u16,
         r: Option<FlushRange>,
         scope: Scope,
+        ipi: u64,
         plan: &mut FlushPlan,
     ) {
         let Some(r) = r else {
             plan.set_whole_asid(asid, scope);
-            hw.decision(Decision::whole_asid(asid, plan, Reason::for_whole_asid(self.call.cause())));
+            let why = Reason::for_whole_asid(self.call.cause());
+            hw.decision(Decision::whole_asid(asid, plan, why).with_ipi(ipi));
             return;
         };
         let (policy, req) = (RangePolicy::new(cfg.params), r.request(asid));
@@ -814,12 +826,12 @@ impl<F: Format> Op<F> {
             Ok(()) => {
                 plan.set_scope(scope);
                 let why = Reason::for_plan(self.call.cause(), plan.reason());
-                hw.decision(Decision::planned(policy.name(), &req, plan, why));
+                hw.decision(Decision::planned(policy.name(), &req, plan, why).with_ipi(ipi));
             }
             Err(e) => {
                 log::error!(target: "tlb", "bad flush request {r:?}: {e}; flushing ASID {asid}");
                 plan.set_whole_asid(asid, scope);
-                hw.decision(Decision::whole_asid(asid, plan, Reason::BadRequest));
+                hw.decision(Decision::whole_asid(asid, plan, Reason::BadRequest).with_ipi(ipi));
             }
         }
     }

@@ -3,7 +3,7 @@
 //! frees, and where the lock is dropped; and the flush decisions told for
 //! the trace, each of which must come just before its ops.
 
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use std::vec::Vec;
 
 use super::*;
@@ -30,6 +30,8 @@ enum Ev {
     FreeTable(u64),
     Unlock,
     Send(u64),
+    /// A target (CPU) served a shootdown.
+    Served(usize, Served),
 }
 
 /// Hardware and memory that log into one list.
@@ -42,6 +44,11 @@ struct Rig {
     decided: RefCell<Option<Vec<OpKind>>>,
     /// The strategy decisions counted, in order.
     decides: RefCell<Vec<Event>>,
+    /// The CPU the protocol runs on.
+    cpu: Cell<usize>,
+    /// When set, a send is served at once by each target (this rig on the
+    /// target's CPU), with this configuration.
+    serve: Cell<Option<TlbConfig>>,
 }
 
 impl Rig {
@@ -52,6 +59,8 @@ impl Rig {
             reasons: RefCell::new(Vec::new()),
             decided: RefCell::new(None),
             decides: RefCell::new(Vec::new()),
+            cpu: Cell::new(0),
+            serve: Cell::new(None),
         }
     }
 
@@ -70,7 +79,7 @@ impl Rig {
 
 impl AsidHw for Rig {
     fn cpu_id(&self) -> usize {
-        0
+        self.cpu.get()
     }
     fn flush_local_tlb_all(&self) {
         self.push(Ev::Issue(vec![OpKind::Vmalle1]));
@@ -112,8 +121,16 @@ impl MmHw for Rig {
         }
         self.reasons.borrow_mut().push(d.reason);
     }
-    fn send<F: Format>(&self, _mm: &Mm<F>, targets: u64, _req: &Shootdown) {
+    fn send<F: Format>(&self, mm: &Mm<F>, targets: u64, req: &Shootdown) {
         self.push(Ev::Send(targets));
+        if let Some(c) = self.serve.get() {
+            let me = self.cpu.get();
+            for t in (0..64).filter(|t| targets & (1 << t) != 0) {
+                self.cpu.set(t);
+                self.push(Ev::Served(t, shootdown::serve(mm, req, &c, self)));
+            }
+            self.cpu.set(me);
+        }
     }
     fn acked(&self) -> bool {
         true
@@ -529,3 +546,5 @@ fn running_walks_in_one_step_changes_nothing_but_the_steps() {
         assert!(b_steps < s_steps, "{call:?}: {b_steps} steps batched, {s_steps} one write a step");
     }
 }
+
+mod strategy;

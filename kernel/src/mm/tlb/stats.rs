@@ -69,6 +69,21 @@ pub enum Event {
     IpiTimeout,
 }
 
+// The user-space names are the kernel's, in order.
+const _: () = {
+    let mut i = 0;
+    while i < Event::COUNT {
+        let (a, b) = (Event::ALL[i].name().as_bytes(), abi::stats::EVENT_NAMES[i].as_bytes());
+        assert!(a.len() == b.len());
+        let mut j = 0;
+        while j < a.len() {
+            assert!(a[j] == b[j]);
+            j += 1;
+        }
+        i += 1;
+    }
+};
+
 impl Event {
     pub const COUNT: usize = 16;
     pub const ALL: [Event; Self::COUNT] = [

@@ -6,8 +6,8 @@
 //! ASID, which range (`start..end`, the whole ASID, or every ASID), how many
 //! pages, the strategy that planned the ops (if one did), the ops issued (per
 //! kind, [`OpCounts`]), the [`Reason`], the flush policy's own reason when it
-//! planned them ([`PlanReason`]), and the CPUs sent an IPI for it (none
-//! today: the field is there for the IPI strategy of mechanisms.md §7).
+//! planned them ([`PlanReason`]), and the CPUs sent an IPI for it (the
+//! IPI, local and auto strategies of mechanisms.md §6–7).
 //! Decisions that issue no TLBI (an elided exit flush, a flush skipped for
 //! an mm that never had an ASID) are events too, with no ops.
 //!
@@ -263,8 +263,8 @@ pub struct TraceEvent {
     pub reason: Reason,
     /// The strategy's reason, when it planned the ops.
     pub policy: Option<PlanReason>,
-    /// CPUs sent an IPI for this decision (bit per CPU). Always empty: no
-    /// strategy sends IPIs yet.
+    /// CPUs sent an IPI for this decision (bit per CPU): flushes under
+    /// `tlb.strategy=ipi|local|auto` (mechanisms.md §7).
     pub ipi_targets: u16,
 }
 
@@ -321,6 +321,8 @@ pub struct Decision<'a> {
     pub scope: Scope,
     /// The strategy that planned the ops and its reason, if one did.
     pub planned: Option<(&'static str, PlanReason)>,
+    /// CPUs sent an IPI for this flush (`tlb.strategy=ipi|local|auto`).
+    pub ipi: u64,
 }
 
 impl<'a> Decision<'a> {
@@ -333,13 +335,14 @@ impl<'a> Decision<'a> {
             ops: plan.ops(),
             scope: plan.scope(),
             planned: Some((strategy, plan.reason())),
+            ipi: 0,
         }
     }
 
     /// `plan`, a whole-ASID flush of `asid` no strategy planned.
     pub fn whole_asid(asid: u16, plan: &'a FlushPlan, reason: Reason) -> Self {
         let (ops, scope) = (plan.ops(), plan.scope());
-        Decision { asid: Some(asid), span: Span::WholeAsid, reason, ops, scope, planned: None }
+        Decision { asid: Some(asid), span: Span::WholeAsid, reason, ops, scope, planned: None, ipi: 0 }
     }
 
     /// One op no strategy planned; its ASID and span are the op's.
@@ -353,17 +356,24 @@ impl<'a> Decision<'a> {
             (None, Some(_)) => Span::WholeAsid,
             (None, None) => Span::All,
         };
-        Decision { asid, span, reason, ops: core::slice::from_ref(op), scope, planned: None }
+        Decision { asid, span, reason, ops: core::slice::from_ref(op), scope, planned: None, ipi: 0 }
     }
 
     /// A decision that issues no TLBI.
     pub const fn no_tlbi(asid: Option<u16>, span: Span, reason: Reason) -> Self {
-        Decision { asid, span, reason, ops: &[], scope: Scope::Broadcast, planned: None }
+        Decision { asid, span, reason, ops: &[], scope: Scope::Broadcast, planned: None, ipi: 0 }
+    }
+
+    /// The same decision, with IPIs to `targets` (a CPU mask).
+    pub const fn with_ipi(mut self, targets: u64) -> Self {
+        self.ipi = targets;
+        self
     }
 
     /// The event of this decision, made at `ticks` on `cpu`.
     pub fn event(&self, ticks: u64, cpu: u8) -> TraceEvent {
-        let e = TraceEvent::new(ticks, cpu, self.asid, self.span, self.reason);
+        let mut e = TraceEvent::new(ticks, cpu, self.asid, self.span, self.reason);
+        e.ipi_targets = self.ipi as u16;
         let ops = OpCounts::of(self.ops, self.scope);
         match self.planned {
             Some((strategy, why)) => e.planned(strategy, why, ops),

@@ -13,7 +13,7 @@
 //! `t_ns` is CNTVCT converted with the counter frequency. `range` is
 //! `START-END` (hex, end exclusive), `whole_asid` or `all` (every ASID).
 //! `ops` is `KIND:COUNT,...` in the kernel's counter order, or `none`.
-//! `ipi` is a hex CPU mask (always `-` today). Events are printed in time
+//! `ipi` is a hex CPU mask, `-` when no IPI was sent. Events are printed in time
 //! order, each CPU's in the order it recorded them. `TRACE-DROPPED` ends
 //! the block: a block without it was cut short.
 
