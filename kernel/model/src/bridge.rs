@@ -99,6 +99,9 @@ impl MmHw for Bridge<'_> {
         true
     }
 
+    /// The model's page-table writes are seen by its walkers at once.
+    fn publish_tables(&self) {}
+
     fn issue(&self, ops: &[TlbiOp], scope: Scope) {
         let mut m = self.m.borrow_mut();
         for op in ops {

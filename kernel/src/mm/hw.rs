@@ -72,6 +72,10 @@ impl MmHw for Hw {
         trace::decision(d);
     }
 
+    fn publish_tables(&self) {
+        tlbi::publish_tables();
+    }
+
     fn send<F: Format>(&self, mm: &Mm<F>, targets: u64, req: &Shootdown) {
         super::ipi::send(mm, targets, req);
     }

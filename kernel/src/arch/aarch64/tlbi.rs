@@ -37,6 +37,13 @@ fn dsb_ishst() {
     unsafe { asm!("dsb ishst", options(nostack)) };
 }
 
+/// `DSB ISHST` alone: page-table writes so far are complete for every
+/// table walker before any later instruction (the flush strategies publish
+/// a flush generation after it; `mm::space::shootdown`).
+pub fn publish_tables() {
+    dsb_ishst();
+}
+
 /// Issues one op without waiting for completion. Callers complete a batch
 /// with [`sync`] on the same CPU. An op whose operand cannot be encoded
 /// (a bug in the caller) is widened to its whole ASID, which is always

@@ -48,6 +48,12 @@ pub trait MmHw: AsidHw {
     /// by default; the kernel's implementation records it.
     fn decision(&self, _d: Decision<'_>) {}
 
+    /// `DSB ISHST`: this CPU's page-table writes so far are complete for
+    /// every table walker before anything after it (a flush generation
+    /// another CPU may read before it walks: `shootdown::route`). Not a
+    /// completion of TLB maintenance: not counted as one.
+    fn publish_tables(&self);
+
     /// Sends `req` for `mm` to every CPU in `targets` (an IPI each, counted
     /// as `Event::IpiSent`): each runs `shootdown::serve` and acknowledges.
     /// `mm` stays borrowed until [`Self::acked`] says every target answered.

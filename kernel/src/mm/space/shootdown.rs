@@ -124,6 +124,10 @@ pub fn route<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H, freed_tabl
         hw.event(Event::DecideBroadcast);
         return Route::Broadcast;
     }
+    // A CPU that sees the new generation walks the tables next (it flushes
+    // and loads TTBR0, or serves our IPI): our page-table writes must be
+    // complete for its walks before the generation is.
+    hw.publish_tables();
     let new_gen = if cfg.bugs.no_stale_mark {
         mm.tlb_gen.load(Ordering::SeqCst)
     } else {

@@ -30,6 +30,7 @@ enum Ev {
     FreeTable(u64),
     Unlock,
     Send(u64),
+    Publish,
     /// A target (CPU) served a shootdown.
     Served(usize, Served),
 }
@@ -134,6 +135,9 @@ impl MmHw for Rig {
     }
     fn acked(&self) -> bool {
         true
+    }
+    fn publish_tables(&self) {
+        self.push(Ev::Publish);
     }
 }
 
