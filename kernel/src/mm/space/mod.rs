@@ -32,6 +32,11 @@
 //!   new table in a slot whose old table walk caches may still hold.
 //! * **Exit** (§4, seed 000): the last thread's teardown elides its flush;
 //!   why that is safe is argued at [`switch::leave_dying`].
+//! * **Where a flush goes** (§6–7, seeds 002 and 003): [`shootdown`] picks
+//!   broadcast, local or IPI flushes (`tlb.strategy`); a flush that does
+//!   not reach every CPU bumps the mm's generation first, and a CPU behind
+//!   it flushes before it walks the tables again. Nothing is released
+//!   before every IPI target acknowledged.
 
 mod hw;
 mod op;

@@ -94,8 +94,10 @@ pub fn drop_bits<F: Format, H: MmHw>(mm: &Mm<F>, hw: &H) {
 ///
 /// # Why the teardown needs no TLBI (mechanisms.md §4)
 ///
-/// Every CPU that loaded `mm` leaves it through [`deactivate`] or here, and
-/// the teardown frees nothing while any `cpus` bit is set. Leaving is:
+/// Every CPU that loaded `mm` leaves it through [`deactivate`] or here, or,
+/// lazy on it, when the teardown sends it a `dying` shootdown (which does
+/// steps 1–3 below on that CPU: `shootdown::serve`); the teardown frees
+/// nothing while any `cpus` bit is set. Leaving is:
 ///
 /// 1. `MSR TTBR0_EL1` (reserved table, ASID 0) and `ISB`. A direct write to
 ///    TTBR0 is seen by later translations only after a context
