@@ -79,10 +79,14 @@ impl Strategy {
 }
 
 /// `auto` sends IPIs while the mm runs on at most this many CPUs, and
-/// broadcasts beyond (`tlb.ipi_max`). Linux on x86 switches from IPIs to
-/// the broadcast INVLPGB for mms on 4 or more CPUs (`arch/x86/mm/tlb.c`,
-/// 6.15): an IPI costs the target an interrupt, a broadcast costs every CPU
-/// a snoop, and past a few targets the interrupts cost more.
+/// broadcasts beyond (`tlb.ipi_max`). The default follows Linux on x86,
+/// which gives an mm a broadcast ASID (INVLPGB flushes) once it is seen
+/// running on 4 or more CPUs at once (Rik van Riel, "x86/mm: Enable
+/// broadcast TLB invalidation for multi-threaded processes", 6.15; there
+/// the limit is also about the scarce broadcast ASIDs). The cost behind
+/// it holds here too: IPIs cost one interrupt per target, a broadcast TLBI
+/// the same for any number of CPUs; `scripts/bench.sh` measures where they
+/// cross on this machine.
 pub const IPI_MAX: u32 = 3;
 
 /// What an IPI asks of its target (see [`serve`]).
