@@ -57,9 +57,14 @@ pub fn enable_private(intid: u32, cpu: usize) -> Result<(), GicError> {
     g.0.enable_interrupt(id, Some(cpu), true).map_err(|_| GicError)
 }
 
-/// Acknowledges the highest-priority pending interrupt.
+/// Acknowledges the highest-priority pending interrupt, then `DSB SY`: the
+/// handler's memory reads come after the acknowledgement (what an SGI's
+/// sender wrote before it sent it is then visible; Linux's GICv3 driver
+/// does the same in `gic_read_iar_common`).
 pub fn ack() -> Option<u32> {
-    GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1).map(|i| i.raw_value())
+    let id = GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1).map(|i| i.raw_value());
+    aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::SY);
+    id
 }
 
 pub fn eoi(intid: u32) {
@@ -73,8 +78,13 @@ pub fn eoi(intid: u32) {
     GicCpuInterface::end_interrupt(id, InterruptGroup::Group1);
 }
 
-/// Sends SGI `sgi` to the CPU with affinity `mpidr`.
+/// Sends SGI `sgi` to the CPU with affinity `mpidr`, after `DSB ISHST`:
+/// the sender's earlier stores (the request the SGI announces) are visible
+/// to the target before the interrupt can be (a system-register write is
+/// not ordered by memory barriers alone; Linux's `gic_ipi_send_mask` does
+/// the same).
 pub fn send_sgi(sgi: u32, mpidr: u64) -> Result<(), GicError> {
+    aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISHST);
     let target = SgiTarget::List {
         affinity3: ((mpidr >> 32) & 0xff) as u8,
         affinity2: ((mpidr >> 16) & 0xff) as u8,

@@ -12,7 +12,7 @@
 //! other both finish.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::hw::Hw;
 use super::pagetable::Format;
@@ -28,6 +28,10 @@ pub const SGI_TLB: u32 = 4;
 /// A target that has not acknowledged within this many seconds is given up
 /// on (see [`acked`]).
 const TIMEOUT_S: u64 = 2;
+/// A target that has not acknowledged is sent its SGI again every this many
+/// milliseconds (an SGI is not lost, but one whose handler ran before the
+/// request was visible would leave the request waiting for the next).
+const REKICK_MS: u64 = 10;
 
 /// What a target runs for a request: `serve_entry::<F>` for the mm's format.
 type ServeFn = fn(usize, &Shootdown) -> Served;
@@ -66,9 +70,18 @@ static SLOTS: [[Slot; MAX_CPUS]; MAX_CPUS] = [const { [Slot::INIT; MAX_CPUS] }; 
 static POSTED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Per initiator: targets that have not acknowledged yet.
 static WAITING: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// Per initiator: when it gives up, and the ASID of its request.
+/// Per initiator: when it gives up, when it sends the SGIs again, the ASID
+/// of its request, and whether the request is a teardown's eviction.
 static DEADLINE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static REKICK: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static ASID: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static DYING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+fn kick(t: usize) {
+    if gic::send_sgi(SGI_TLB, percpu::get(t).mpidr.load(Ordering::Relaxed)).is_err() {
+        log::error!(target: "tlb", "cannot send the shootdown SGI to CPU {t}");
+    }
+}
 
 fn bits(mut m: u64) -> impl Iterator<Item = usize> {
     core::iter::from_fn(move || {
@@ -118,19 +131,24 @@ pub fn send<F: Format>(mm: &Mm<F>, targets: u64, req: &Shootdown) {
         POSTED[t].fetch_or(1 << me, Ordering::SeqCst);
         waiting |= 1 << t;
         TLB_STATS.record_event(me, Event::IpiSent);
-        if gic::send_sgi(SGI_TLB, pc.mpidr.load(Ordering::Relaxed)).is_err() {
-            log::error!(target: "tlb", "cannot send the shootdown SGI to CPU {t}");
-        }
+        kick(t);
     }
     WAITING[me].store(waiting, Ordering::Relaxed);
     ASID[me].store(req.asid as u64, Ordering::Relaxed);
-    DEADLINE[me].store(timer::now() + TIMEOUT_S * timer::frequency(), Ordering::Relaxed);
+    DYING[me].store(req.dying, Ordering::Relaxed);
+    let now = timer::now();
+    DEADLINE[me].store(now + TIMEOUT_S * timer::frequency(), Ordering::Relaxed);
+    REKICK[me].store(now + REKICK_MS * timer::frequency() / 1000, Ordering::Relaxed);
 }
 
-/// [`MmHw::acked`] of the kernel. Past the deadline, requests not taken yet
-/// are withdrawn and the request's ASID is flushed by broadcast instead
-/// (counted `ipi_timeout`; a lazy CPU that should have left then still
-/// holds the mm, and the teardown finds it and leaks rather than frees).
+/// [`MmHw::acked`] of the kernel. Targets that have not answered are sent
+/// their SGI again every [`REKICK_MS`]. Past the deadline, requests not
+/// taken yet are withdrawn and the request's ASID is flushed by broadcast
+/// instead (counted `ipi_timeout`; a lazy CPU that should have left for
+/// freed tables keeps them loaded, and the broadcast dropped its walk
+/// caches). A teardown's eviction is never withdrawn: the address space,
+/// which the lazy CPU still names, is freed once it returns, so it waits
+/// (and says so) until the CPU answers.
 pub fn acked() -> bool {
     let me = cpu_id();
     let mut waiting = WAITING[me].load(Ordering::Relaxed);
@@ -145,7 +163,18 @@ pub fn acked() -> bool {
         return true;
     }
     poll();
-    if timer::now() < DEADLINE[me].load(Ordering::Relaxed) {
+    let now = timer::now();
+    if now >= REKICK[me].load(Ordering::Relaxed) {
+        bits(waiting).for_each(kick);
+        REKICK[me].store(now + REKICK_MS * timer::frequency() / 1000, Ordering::Relaxed);
+    }
+    if now < DEADLINE[me].load(Ordering::Relaxed) {
+        return false;
+    }
+    if DYING[me].load(Ordering::Relaxed) {
+        log::error!(target: "tlb", "CPU {me}: CPUs {waiting:#x} have not left a dying mm for {TIMEOUT_S} s; waiting");
+        TLB_STATS.record_event(me, Event::IpiTimeout);
+        DEADLINE[me].store(now + TIMEOUT_S * timer::frequency(), Ordering::Relaxed);
         return false;
     }
     let mut taken = 0;

@@ -139,10 +139,13 @@ pub fn dsb_ishst_isb() {
     unsafe { asm!("dsb ishst", "isb", options(nostack)) };
 }
 
-/// Points TTBR0 at `root_pa` tagged with `asid`, then `ISB` and `DSB NSH`:
+/// Points TTBR0 at `root_pa` tagged with `asid`, then `ISB` and `DSB ISH`:
 /// later translations use the new tables, and no walk of the old ones is
 /// still in flight (an ISB alone does not complete walks already started;
-/// the DSB does).
+/// the DSB does). Inner shareable, not `NSH`: the walks' reads must be
+/// complete for the other CPUs too, since one of them may free and reuse
+/// the old tables as soon as this CPU says it left them (a read is complete
+/// for a domain only once no write by an observer in it can change it).
 ///
 /// # Safety
 /// `root_pa` is a level-0 table (or the empty table) whose tree stays
@@ -151,7 +154,7 @@ pub unsafe fn set_ttbr0(root_pa: u64, asid: u16) {
     let v = root_pa | ((asid as u64) << 48);
     // SAFETY: a valid table (caller); TTBR0 only affects lower-half
     // translations, which the kernel does not execute from.
-    unsafe { asm!("msr ttbr0_el1, {}", "isb", "dsb nsh", in(reg) v, options(nostack)) };
+    unsafe { asm!("msr ttbr0_el1, {}", "isb", "dsb ish", in(reg) v, options(nostack)) };
 }
 
 pub fn ttbr0() -> u64 {

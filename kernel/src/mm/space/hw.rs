@@ -23,9 +23,10 @@ pub trait MmHw: AsidHw {
     fn complete(&self, scope: Scope);
 
     /// Loads TTBR0 with the tables at `root` and `asid`, then `ISB` and
-    /// `DSB NSH`, so no walk of the previous tables is still in flight on
-    /// this CPU once it returns (the DSB completes this PE's outstanding
-    /// translation table walks; an ISB alone does not).
+    /// `DSB ISH`, so no walk of the previous tables is still in flight on
+    /// this CPU once it returns, for any CPU that may reuse them (the DSB
+    /// completes this PE's outstanding translation table walks; an ISB
+    /// alone does not).
     ///
     /// # Safety
     ///
@@ -35,7 +36,7 @@ pub trait MmHw: AsidHw {
     unsafe fn load_ttbr0(&self, root: u64, asid: u16);
 
     /// Points TTBR0 at the empty reserved table (ASID 0), then `ISB` and
-    /// `DSB NSH` as [`Self::load_ttbr0`]: no walk of the user tables this
+    /// `DSB ISH` as [`Self::load_ttbr0`]: no walk of the user tables this
     /// CPU had loaded is in flight once it returns.
     fn load_reserved(&self);
 

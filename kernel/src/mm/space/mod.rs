@@ -182,6 +182,9 @@ pub struct Mm<F: Format = Arm4k> {
     pub lazy: AtomicU64,
     /// Flushes that did not reach every CPU (x86's `tlb_gen`).
     pub tlb_gen: AtomicU64,
+    /// CPUs a flush skipped while they were lazy here, until they flush
+    /// everything (`shootdown::flush_behind`).
+    pub skipped: AtomicU64,
     /// The generation each CPU's TLB is clean up to for this mm (written by
     /// that CPU only).
     pub cpu_gen: [AtomicU64; MAX_CPUS],
@@ -212,6 +215,7 @@ impl<F: Format> Mm<F> {
             cpus: AtomicU64::new(0),
             lazy: AtomicU64::new(0),
             tlb_gen: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
             cpu_gen: [const { AtomicU64::new(0) }; MAX_CPUS],
             pending: AtomicUsize::new(0),
         }
@@ -294,6 +298,7 @@ impl<F: Format> Mm<F> {
             cpus: AtomicU64::new(self.cpus.load(Ordering::Relaxed)),
             lazy: AtomicU64::new(self.lazy.load(Ordering::Relaxed)),
             tlb_gen: AtomicU64::new(self.tlb_gen.load(Ordering::Relaxed)),
+            skipped: AtomicU64::new(self.skipped.load(Ordering::Relaxed)),
             cpu_gen: core::array::from_fn(|c| AtomicU64::new(self.cpu_gen[c].load(Ordering::Relaxed))),
             pending: AtomicUsize::new(self.pending.load(Ordering::Relaxed)),
             root: AtomicU64::new(self.root.load(Ordering::Relaxed)),
@@ -317,6 +322,7 @@ impl<F: Format> Mm<F> {
         self.cpus.load(Ordering::Relaxed).hash(h);
         self.lazy.load(Ordering::Relaxed).hash(h);
         self.tlb_gen.load(Ordering::Relaxed).hash(h);
+        self.skipped.load(Ordering::Relaxed).hash(h);
         for g in &self.cpu_gen {
             g.load(Ordering::Relaxed).hash(h);
         }

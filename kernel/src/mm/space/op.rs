@@ -524,8 +524,8 @@ impl<F: Format> Op<F> {
                 if !mm.try_lock() {
                     return Step::Blocked;
                 }
-                let loaded = mm.cpus.load(Ordering::Acquire);
-                let lazy = mm.lazy.load(Ordering::Acquire);
+                let loaded = mm.cpus.load(Ordering::SeqCst);
+                let lazy = mm.lazy.load(Ordering::SeqCst);
                 if loaded != 0 && loaded & !lazy == 0 && !self.evicted {
                     // Only lazy CPUs (kernel threads on the tables) hold
                     // the mm: they leave it, dropping their entries of the
@@ -546,7 +546,7 @@ impl<F: Format> Op<F> {
                 } else {
                     // SAFETY: as above.
                     let a = unsafe { mm.aspace() };
-                    mm.root.store(0, Ordering::Release);
+                    mm.root.store(0, Ordering::SeqCst);
                     self.torn = Some(a.take_tables());
                     self.zap = ZapCursor::new(0, a.page_table().format().span());
                     self.elide = cfg.exit_elide;
@@ -781,7 +781,11 @@ impl<F: Format> Op<F> {
         } else {
             let (how, cur) = shootdown::behind(mm, cfg, hw, new_gen, r.is_some());
             self.gen_to = Some(cur);
-            how
+            if shootdown::skipped_here(mm, hw) {
+                CatchUp::All
+            } else {
+                how
+            }
         };
         match how {
             CatchUp::None => false,
@@ -797,6 +801,14 @@ impl<F: Format> Op<F> {
             }
             CatchUp::Full => {
                 self.plan_ops(cfg, hw, asid, None, Scope::Local, targets, plan);
+                true
+            }
+            CatchUp::All => {
+                // Skipped while lazy here: everything (`shootdown::flush_all_here`).
+                plan.reset(Scope::Local);
+                let _ = plan.try_push(TlbiOp::All);
+                hw.decision(Decision::op(&TlbiOp::All, Scope::Local, Reason::CatchUp).with_ipi(targets));
+                hw.event(Event::StaleFlush);
                 true
             }
         }

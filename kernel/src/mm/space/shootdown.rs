@@ -121,9 +121,23 @@ pub enum Route {
 /// broadcasts (see the module documentation). Counts the decision.
 pub fn route<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H, freed_tables: bool) -> Route {
     let strategy = cfg.strategy;
-    if strategy == Strategy::Broadcast
-        || (strategy == Strategy::Local && mm.users.load(Ordering::SeqCst) != 1)
-    {
+    let me = 1u64 << hw.cpu_id();
+    // A first look, before the generation: when it already says broadcast,
+    // broadcast (always safe) without a generation every other CPU would
+    // then catch up with for nothing.
+    let early = match strategy {
+        Strategy::Broadcast => true,
+        Strategy::Local => mm.users.load(Ordering::SeqCst) != 1,
+        Strategy::Auto => {
+            let (cpus, lazy) = (mm.cpus.load(Ordering::SeqCst), mm.lazy.load(Ordering::SeqCst));
+            let running_here = cpus & me != 0 && lazy & me == 0;
+            let alone = mm.users.load(Ordering::SeqCst) == 1 && running_here;
+            let busy = cpus & !me & !lazy;
+            !alone && busy.count_ones() + running_here as u32 > cfg.ipi_max
+        }
+        Strategy::Ipi => false,
+    };
+    if early {
         // Everyone gets the flush: no generation to publish.
         hw.event(Event::DecideBroadcast);
         return Route::Broadcast;
@@ -137,7 +151,6 @@ pub fn route<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H, freed_tabl
     } else {
         mm.tlb_gen.fetch_add(1, Ordering::SeqCst) + 1
     };
-    let me = 1u64 << hw.cpu_id();
     let cpus = mm.cpus.load(Ordering::SeqCst);
     let lazy = mm.lazy.load(Ordering::SeqCst);
     let users = mm.users.load(Ordering::SeqCst);
@@ -163,7 +176,8 @@ pub fn route<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H, freed_tabl
     let lazy_others = others & lazy;
     if freed_tables && !cfg.bugs.lazy_skip_on_free {
         targets |= lazy_others;
-    } else {
+    } else if lazy_others != 0 {
+        mm.skipped.fetch_or(lazy_others, Ordering::SeqCst);
         for _ in 0..lazy_others.count_ones() {
             hw.event(Event::LazySkip);
         }
@@ -180,6 +194,9 @@ pub enum CatchUp {
     Partial,
     /// Further behind: the whole ASID.
     Full,
+    /// Skipped while lazy: every entry of this CPU (`VMALLE1`; see
+    /// [`flush_behind`]).
+    All,
 }
 
 /// How far behind this CPU is for a flush that made `new_gen` (for an IPI
@@ -231,7 +248,11 @@ pub fn serve<F: Format, H: MmHw>(mm: &Mm<F>, req: &Shootdown, cfg: &TlbConfig, h
     }
     if (req.freed_tables || req.dying) && mm.lazy.load(Ordering::Acquire) & me != 0 {
         hw.load_reserved();
-        if req.dying {
+        if skipped_here(mm, hw) {
+            // Entries that may conflict stay behind otherwise (see
+            // `flush_all_here`); the dying ASID's go with them.
+            flush_all_here(hw, Reason::CatchUp);
+        } else if req.dying {
             drop_dying_asid(mm, hw);
         }
         mm.lazy.fetch_and(!me, Ordering::SeqCst);
@@ -256,14 +277,22 @@ pub fn flush_behind<F: Format, H: MmHw>(
         Some(r) => (r.new_gen, r.range),
         None => (0, None),
     };
-    let (how, cur) = behind(mm, cfg, hw, new_gen, range.is_some());
+    let (mut how, cur) = behind(mm, cfg, hw, new_gen, range.is_some());
     let Some(asid) = mm.ctx.asid() else {
         // Never had an ASID: no TLB holds its entries.
         caught_up(mm, hw, cur);
         return CatchUp::None;
     };
+    if skipped_here(mm, hw) {
+        how = CatchUp::All;
+    }
     let mut plan = FlushPlan::new(Scope::Local);
     match (how, range) {
+        (CatchUp::All, _) => {
+            flush_all_here(hw, why);
+            caught_up(mm, hw, cur);
+            return how;
+        }
         (CatchUp::None, _) => {
             hw.event(Event::CatchUpNone);
             return CatchUp::None;
@@ -287,6 +316,28 @@ pub fn flush_behind<F: Format, H: MmHw>(
     hw.complete(Scope::Local);
     caught_up(mm, hw, cur);
     how
+}
+
+/// Whether flushes skipped this CPU while it was lazy on `mm` since it last
+/// flushed everything; clears the mark (the caller flushes everything now).
+pub(super) fn skipped_here<F: Format, H: MmHw>(mm: &Mm<F>, hw: &H) -> bool {
+    let me = 1u64 << hw.cpu_id();
+    mm.skipped.load(Ordering::SeqCst) & me != 0 && mm.skipped.fetch_and(!me, Ordering::SeqCst) & me != 0
+}
+
+/// Local `TLBI VMALLE1` and `DSB NSH`, for a CPU that was skipped while
+/// lazy: its TTBR0 held the live tables meanwhile, so a speculative walk may
+/// have cached a new entry for an address whose old entry the skipped flush
+/// would have removed. Two entries for one address break break-before-make,
+/// and only an invalidation of everything is guaranteed to remove such
+/// conflicting entries (Arm ARM DDI 0487, D8.17.3, R_GRVDR and I_JCCRT); a
+/// `TLBI ASIDE1` or by VA need not.
+fn flush_all_here<H: MmHw>(hw: &H, why: Reason) {
+    let op = TlbiOp::All;
+    hw.decision(Decision::op(&op, Scope::Local, why));
+    hw.issue(&[op], Scope::Local);
+    hw.complete(Scope::Local);
+    hw.event(Event::StaleFlush);
 }
 
 /// A local `TLBI ASIDE1` of a dying mm's ASID and its `DSB NSH` (see

@@ -35,10 +35,21 @@ pub fn activate<F: Format, H: MmHw>(mm: &Mm<F>, alloc: &AsidAllocator, cfg: &Tlb
     if !late {
         catch_up(mm, cfg, hw);
     }
+    // Read after our bit is published (both sides sequentially consistent
+    // with the teardown's `Take`, which reads `cpus` and then clears the
+    // root): we see the root cleared, or the teardown sees our bit.
+    let root = mm.root.load(Ordering::SeqCst);
+    if root == 0 {
+        // Torn down (an mm nothing may load any more: a kernel bug if it
+        // happens); the reserved table stays.
+        log::error!(target: "tlb", "activation of torn-down mm {}", mm.id);
+        drop_bits(mm, hw);
+        return asid;
+    }
     // SAFETY: the root stays allocated while this CPU's `cpus` bit is set:
     // the exit teardown frees nothing while any bit is (it leaks instead),
     // and every other path keeps the root.
-    unsafe { hw.load_ttbr0(mm.root_pa(), asid) };
+    unsafe { hw.load_ttbr0(root, asid) };
     if late {
         catch_up(mm, cfg, hw);
     }
@@ -73,7 +84,7 @@ pub fn leave_lazy<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H) {
 /// Leaves `mm` (if any) for the reserved table: after a context switch to a
 /// kernel thread or to a task whose mm is loaded right after. The `cpus`
 /// bit is cleared only once TTBR0 no longer holds the tables and no walk of
-/// them is in flight ([`MmHw::load_reserved`] ends with `DSB NSH`).
+/// them is in flight ([`MmHw::load_reserved`] ends with `DSB ISH`).
 pub fn deactivate<F: Format, H: MmHw>(mm: Option<&Mm<F>>, hw: &H) {
     hw.load_reserved();
     if let Some(mm) = mm {

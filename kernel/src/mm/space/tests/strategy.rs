@@ -235,3 +235,34 @@ fn the_teardown_makes_lazy_holders_leave_before_it_frees() {
     run(&mm, &mut op, &c, &r);
     assert_eq!(op.outcome(), Err(OpError::StillLoaded { cpus: 0b110 }));
 }
+
+#[test]
+fn a_cpu_skipped_while_lazy_flushes_everything_when_it_comes_back() {
+    let r = Rig::new();
+    let mm = alone_on_cpu0(&r);
+    mm.cpus.store(0b101, Ordering::Relaxed);
+    mm.lazy.store(0b100, Ordering::Relaxed);
+    let c = with(Strategy::Local);
+    call_with(&mm, &r, &c, Call::Madvise { addr: BASE, len: P, advice: advice::DONTNEED });
+    assert_eq!(mm.skipped.load(Ordering::Relaxed), 0b100, "CPU 2 was skipped while lazy");
+    // Its TTBR0 held the live tables: a walk may have cached a new entry
+    // beside the stale one, which only VMALLE1 is sure to remove.
+    r.cpu.set(2);
+    switch::leave_lazy(&mm, &c, &r);
+    let log = r.take();
+    assert_eq!(log[..2], [Ev::Issue(vec![OpKind::Vmalle1]), Ev::Complete(Scope::Local)], "{log:?}");
+    assert_eq!(events(&log, Event::StaleFlush), 1);
+    assert_eq!((mm.skipped.load(Ordering::Relaxed), mm.cpu_gen[2].load(Ordering::Relaxed)), (0, 1));
+    // Caught up: the next return from lazy flushes nothing.
+    switch::enter_lazy(&mm, &r);
+    switch::leave_lazy(&mm, &c, &r);
+    assert!(!r.take().iter().any(|e| matches!(e, Ev::Issue(_))));
+    // A CPU never skipped catches up by ASID only.
+    let r = Rig::new();
+    let mm = alone_on_cpu0(&r);
+    call_with(&mm, &r, &c, Call::Madvise { addr: BASE, len: P, advice: advice::DONTNEED });
+    let alloc = AsidAllocator::new(4, 2, Default::default()).unwrap();
+    r.cpu.set(1);
+    switch::activate(&mm, &alloc, &c, &r);
+    assert!(r.take().contains(&Ev::Issue(vec![OpKind::Aside1])));
+}
