@@ -274,7 +274,12 @@ pub fn summary(
     );
     match &meta.plugin {
         Some(p) => {
-            let _ = writeln!(s, "- instructions per operation: guest instructions (user and kernel) the TCG plugin counted over the timed repetitions, per operation, on every vCPU (with a second busy thread, threads=2: on the measuring vCPU only); plugin `{p}`\n");
+            let _ = writeln!(
+                s,
+                "- instructions per operation: guest instructions (user and kernel) the TCG plugin counted over \
+                 the timed repetitions, per operation, on every vCPU (with more busy threads, threads=2 or more: \
+                 on the measuring vCPU only); plugin `{p}`\n"
+            );
         }
         None => {
             let _ = writeln!(
