@@ -1,15 +1,17 @@
 //! Smoke test of the benchmark suite: builds the kernel, boots a few tiny
-//! measurements under real QEMU, and checks that the records are valid,
-//! complete and agree with the counters the kernel reported, that an
-//! option the kernel does not know is reported as unsupported, and that
-//! the results directory has its files and plots. Not a timed benchmark.
+//! measurements under real QEMU (one of them a strategy-sweep point: the
+//! ipi strategy with the mm on two CPUs), and checks that the records are
+//! valid, complete and agree with the counters the kernel reported, that
+//! an option the kernel does not know is reported as unsupported, and that
+//! the results directory has its files, tables and plots. Not a timed
+//! benchmark.
 
 use std::time::Duration;
 
-use ktest_harness::bench::config::{Config, Strategy, CPU_RANGE};
+use ktest_harness::bench::config::{self, Config, Strategy, CPU_RANGE};
 use ktest_harness::bench::record::{BenchLine, Record};
 use ktest_harness::bench::runner::{Outcome, Runner};
-use ktest_harness::bench::sweep::{self, Point};
+use ktest_harness::bench::sweep::{self, Point, Sweep};
 use ktest_harness::bench::{self, report};
 use ktest_harness::build::{self, CargoOutput};
 use ktest_harness::tcg_plugin::{self, CountMode};
@@ -24,10 +26,13 @@ static BOGUS: Strategy = Strategy {
 fn points() -> Vec<Point> {
     let w = |name| sweep::workload(name).expect("known workload");
     let max = Config::new(CPU_RANGE, 2);
+    let ipi = max.clone().with_strategy(config::strategy("ipi").unwrap());
     vec![
         Point::new(w("mmap"), 4, 0, 3, 8, max.clone()),
         Point::new(w("mmap"), 32, 0, 3, 8, max.clone()),
-        Point::new(w("mprotect"), 16, 0, 3, 8, max.clone()),
+        Point::new(w("mprotect"), 16, 0, 3, 8, ipi)
+            .with_threads(2)
+            .in_sweep(Sweep::Strategies),
         Point::new(w("mmap"), 4, 0, 3, 8, max.with_strategy(&BOGUS)),
     ]
 }
@@ -94,6 +99,34 @@ fn a_tiny_benchmark_end_to_end() {
         mprotect.tlbi_ops_per_op,
         mprotect.raw
     );
+    // The ipi strategy with the mm on two CPUs: a local flush here and one
+    // IPI, served by a local flush there, per flush.
+    assert_eq!(
+        (mprotect.sweep.as_str(), mprotect.strategy.as_str(), mprotect.mm_cpus),
+        ("strategies", "ipi", 2),
+        "{}",
+        mprotect.raw
+    );
+    assert_eq!(mprotect.param("threads"), Some(2), "{}", mprotect.raw);
+    assert!(
+        mprotect.ipis_counted
+            && mprotect.ipis_per_op >= 1.0
+            && mprotect.ipis_received_per_op == mprotect.ipis_per_op
+            && mprotect.events_per_op.get("decide_ipi") >= 1.0,
+        "{}",
+        mprotect.raw
+    );
+    let names: Vec<&str> = mprotect.events_total.0.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, report::EVENT_NAMES, "the kernel's events, in its order");
+    assert!(
+        mprotect.tlbi_per_op.get("rvale1") >= 2.0 && mprotect.tlbi_per_op.get("rvale1is") == 0.0,
+        "local range TLBIs only: {}",
+        mprotect.tlbi_breakdown()
+    );
+    for r in &out.records[..2] {
+        assert_eq!((r.sweep.as_str(), r.strategy.as_str(), r.mm_cpus), ("configs", "broadcast", 1));
+        assert_eq!(r.ipis_per_op, 0.0, "the default strategy broadcasts");
+    }
 
     let dir = std::env::temp_dir().join(format!("bench-smoke-{}", std::process::id()));
     bench::write_results(&dir, &mut out).expect("writing the results");
@@ -103,7 +136,11 @@ fn a_tiny_benchmark_end_to_end() {
     assert_eq!(csv.lines().count(), 4, "header + 3 rows:\n{csv}");
     let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
     assert!(
-        summary.contains("## mmap") && summary.contains("## mprotect"),
+        summary.contains("## mmap") && summary.contains("### mprotect (pages=16)"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("## Flush strategies") && summary.contains("| ipi | 2 |"),
         "{summary}"
     );
     assert!(

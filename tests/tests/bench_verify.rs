@@ -1,6 +1,7 @@
 //! `bench --verify` end to end: on real measurements (workloads that issue
 //! broadcast, range and local TLBIs, with a second thread doing its own
-//! operations on another CPU) the kernel's TLBI and DSB counters equal the
+//! operations on another CPU, and the ipi strategy, whose IPI targets flush
+//! locally on another CPU) the kernel's TLBI and DSB counters equal the
 //! TCG plugin's counts, and a counter made wrong on purpose
 //! (`--verify-corrupt`) makes verification fail with a diff, through the
 //! library and through the `bench` binary.
@@ -8,7 +9,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use ktest_harness::bench::config::{Config, CPU_NO_RANGE, CPU_RANGE};
+use ktest_harness::bench::config::{self, Config, CPU_NO_RANGE, CPU_RANGE};
 use ktest_harness::bench::runner::{Outcome, Runner};
 use ktest_harness::bench::sweep::{self, Point, FLAG_A};
 use ktest_harness::bench::verify::{self, DSB};
@@ -19,11 +20,13 @@ use ktest_harness::tcg_plugin::{self, CountMode};
 fn points() -> Vec<Point> {
     let w = |name| sweep::workload(name).expect("known workload");
     let max = Config::new(CPU_RANGE, 2);
+    let ipi = max.clone().with_strategy(config::strategy("ipi").unwrap());
     vec![
         Point::new(w("mmap"), 4, 0, 3, 8, max.clone()),
         Point::new(w("mprotect"), 64, 0, 3, 4, Config::new(CPU_NO_RANGE, 2)),
         Point::new(w("fork"), 16, 0, 3, 4, max.clone()),
         Point::new(w("madvise"), 256, FLAG_A, 3, 3, max.with_nested_fix(true)),
+        Point::new(w("mmap"), 16, 0, 3, 8, ipi).with_threads(2),
     ]
 }
 
@@ -59,7 +62,9 @@ fn verify_passes_on_real_runs_and_fails_on_a_wrong_counter() {
             );
         }
     }
-    assert_eq!(out.records.len(), 4);
+    assert_eq!(out.records.len(), 5);
+    let ipi = &out.records[4];
+    assert!(ipi.ipis_per_op >= 1.0, "the ipi strategy sends IPIs: {}", ipi.raw);
     let kinds: Vec<&str> = out
         .records
         .iter()
@@ -71,19 +76,19 @@ fn verify_passes_on_real_runs_and_fails_on_a_wrong_counter() {
                 .map(|(k, _)| k.as_str())
         })
         .collect();
-    for kind in ["rvae1is", "rvale1is", "vale1is", "vale1", "aside1is"] {
+    for kind in ["rvae1is", "rvale1is", "vale1is", "vale1", "aside1is", "rvale1"] {
         assert!(kinds.contains(&kind), "no {kind} in these runs: {kinds:?}");
     }
 
     let v = verify::verify(&out.records, None).expect("every record has plugin counts");
     assert!(v.passed(), "{}", v.text());
-    assert_eq!(v.checked, 4);
+    assert_eq!(v.checked, 5);
 
     for counter in [DSB, "vale1is", "vmalle1is"] {
         let v = verify::verify(&out.records, Some(counter)).unwrap();
         assert_eq!(
             v.mismatches.len(),
-            4,
+            5,
             "{counter}: every record must fail:\n{}",
             v.text()
         );

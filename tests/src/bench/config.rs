@@ -3,7 +3,8 @@
 //! the nested-gather fix and the ASID width.
 //!
 //! Strategies and policies are tables: adding one is one line, and every
-//! sweep that crosses strategies or policies picks it up.
+//! sweep that crosses strategies (the strategy sweep of `sweep.rs`) or
+//! policies picks it up.
 
 use crate::qemu::Machine;
 
@@ -29,20 +30,40 @@ pub struct Strategy {
     pub about: &'static str,
 }
 
-/// Every strategy the sweeps cross. One line each.
+/// Every strategy the strategy sweep crosses (`tlb.strategy`,
+/// kernel/src/mm/space/shootdown.rs). One line each; the first is the
+/// kernel's default, under which every other sweep runs.
 pub const STRATEGIES: &[Strategy] = &[
     Strategy {
-        name: "range",
+        name: "broadcast",
         args: &[],
-        about: "broadcast TLBI: per page, by range, or whole ASID (the kernel's default)",
+        about: "inner-shareable TLBIs reach every CPU (the kernel's default, tlb.strategy=broadcast)",
     },
-    // Strategy { name: "ipi", args: &["tlb.strategy=ipi"], about: "IPIs and local TLBIs" },
-    // Strategy { name: "local", args: &["tlb.strategy=local"], about: "local TLBI for single-user mms" },
+    Strategy {
+        name: "ipi",
+        args: &["tlb.strategy=ipi"],
+        about: "local TLBIs here and an IPI to each other CPU that runs the mm",
+    },
+    Strategy {
+        name: "local",
+        args: &["tlb.strategy=local"],
+        about: "local TLBIs when the mm's one user runs here, broadcast otherwise",
+    },
+    Strategy {
+        name: "auto",
+        args: &["tlb.strategy=auto"],
+        about: "local when alone, IPIs up to tlb.ipi_max CPUs (3), broadcast beyond",
+    },
 ];
 
 /// The default strategy.
 pub fn default_strategy() -> &'static Strategy {
     &STRATEGIES[0]
+}
+
+/// The strategy named `name`, if [`STRATEGIES`] has one.
+pub fn strategy(name: &str) -> Option<&'static Strategy> {
+    STRATEGIES.iter().find(|s| s.name == name)
 }
 
 /// Thresholds of the flush policy (`tlb.*`, kernel/src/mm/tlb/policy.rs).
@@ -188,7 +209,7 @@ impl Config {
         }
     }
 
-    /// A short unique name: `max 2cpu range/default`, then whatever is set
+    /// A short unique name: `max 2cpu broadcast/default`, then whatever is set
     /// of `elide=off`, `nested_fix=off`, `asid_bits=4`.
     pub fn label(&self) -> String {
         let mut s = format!(
@@ -217,7 +238,7 @@ mod tests {
     fn args_and_labels() {
         let c = Config::new(CPU_RANGE, 2);
         assert!(c.args().is_empty());
-        assert_eq!(c.label(), "max 2cpu range/default");
+        assert_eq!(c.label(), "max 2cpu broadcast/default");
         let c = Config::new(CPU_NO_RANGE, 4)
             .with_policy("no-range,ppm=64")
             .with_exit_elide(false)
@@ -235,9 +256,14 @@ mod tests {
         );
         assert_eq!(
             c.label(),
-            "cortex-a72 4cpu range/no-range,ppm=64 elide=off nested_fix=on asid_bits=4"
+            "cortex-a72 4cpu broadcast/no-range,ppm=64 elide=off nested_fix=on asid_bits=4"
         );
         assert_eq!(c.machine().cpus, 4);
+        let ipi = Config::new(CPU_RANGE, 8).with_strategy(strategy("ipi").unwrap());
+        assert_eq!((ipi.args(), ipi.label()), (vec!["tlb.strategy=ipi".to_string()], "max 8cpu ipi/default".into()));
+        assert!(strategy("nonesuch").is_none());
+        assert_eq!(default_strategy().name, "broadcast");
+        assert!(default_strategy().args.is_empty(), "the default runs with the kernel's default");
     }
 
     #[test]

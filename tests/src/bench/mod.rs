@@ -4,7 +4,9 @@
 //!
 //! - [`config`]: kernel configurations (machine, strategy, policy, exit
 //!   elision, nested fix, ASID width); strategies and policies are tables;
-//! - [`sweep`]: the workloads and the points a run measures;
+//! - [`sweep`]: the workloads and the points a run measures: each
+//!   workload's configs sweep, and the strategy sweep (every flush strategy
+//!   × the CPUs the workload's address space runs on);
 //! - [`runner`]: option probing, parallel boots, progress;
 //! - [`record`]: the program's line and the host's record of it;
 //! - [`report`], [`plot`]: JSON Lines, CSV, Markdown and SVG;

@@ -1,6 +1,10 @@
 //! SVG plots of the records, drawn with plotters' SVG backend. It writes
 //! text as SVG `<text>` elements and, built without plotters' font
 //! features, needs no system fonts (the viewer picks the font).
+//!
+//! [`PLOTS`] draws the configs sweep; [`draw_strategies`] draws the
+//! strategy sweep: per workload, TLBIs, IPIs and time per operation against
+//! the number of CPUs the address space runs on, one line per strategy.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,7 +12,9 @@ use std::path::Path;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
+use super::config::STRATEGIES;
 use super::record::Record;
+use super::sweep::{Sweep, WORKLOADS};
 
 /// What a plot's y axis shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +26,26 @@ pub enum Metric {
     /// Guest instructions per operation (log scale; `Record::insns_scope`);
     /// records without instruction counts are left out.
     InsnsPerOp,
+    /// Shootdown IPIs sent per operation; records of a kernel that does
+    /// not report them are left out.
+    IpisPerOp,
+}
+
+impl Metric {
+    /// A record's value: (value, min, max), or `None` to leave it out.
+    fn of(self, r: &Record) -> Option<(f64, f64, f64)> {
+        match self {
+            Metric::NsPerOp => Some((r.ns_per_op.median, r.ns_per_op.min, r.ns_per_op.max)),
+            Metric::TlbiPerOp => Some((r.tlbi_ops_per_op, r.tlbi_ops_per_op, r.tlbi_ops_per_op)),
+            Metric::InsnsPerOp => r.insns_per_op.map(|n| (n, n, n)),
+            Metric::IpisPerOp => r.ipis_counted.then_some((r.ipis_per_op, r.ipis_per_op, r.ipis_per_op)),
+        }
+    }
+
+    /// A linear y axis from 0 (counts), or a log one (times, instructions).
+    fn linear(self) -> bool {
+        matches!(self, Metric::TlbiPerOp | Metric::IpisPerOp)
+    }
 }
 
 /// One plot: which records, which x, which series.
@@ -176,22 +202,24 @@ pub const PLOTS: &[PlotSpec] = &[
 /// One point of a series: x, the value, and its min–max.
 type Sample = (f64, f64, f64, f64);
 
-/// The series of `spec` in `records`, each sorted by x.
+/// Named series.
+type Series = Vec<(String, Vec<Sample>)>;
+
+/// The series of `spec` in `records` (of the configs sweep), each sorted
+/// by x.
 pub fn series(spec: &PlotSpec, records: &[Record]) -> Vec<(String, Vec<Sample>)> {
     let mut out: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.workload == spec.workload) {
+    for r in records
+        .iter()
+        .filter(|r| r.workload == spec.workload && r.sweep != Sweep::Strategies.name())
+    {
         let (Some(x), Some(name)) = ((spec.x)(r), (spec.series)(r)) else {
             continue;
         };
-        let s = match spec.metric {
-            Metric::NsPerOp => (x, r.ns_per_op.median, r.ns_per_op.min, r.ns_per_op.max),
-            Metric::TlbiPerOp => (x, r.tlbi_ops_per_op, r.tlbi_ops_per_op, r.tlbi_ops_per_op),
-            Metric::InsnsPerOp => match r.insns_per_op {
-                Some(n) => (x, n, n, n),
-                None => continue,
-            },
+        let Some((v, lo, hi)) = spec.metric.of(r) else {
+            continue;
         };
-        out.entry(name).or_default().push(s);
+        out.entry(name).or_default().push((x, v, lo, hi));
     }
     let mut v: Vec<(String, Vec<Sample>)> = out.into_iter().collect();
     for (_, pts) in &mut v {
@@ -200,28 +228,116 @@ pub fn series(spec: &PlotSpec, records: &[Record]) -> Vec<(String, Vec<Sample>)>
     v
 }
 
-/// Draws every plot of [`PLOTS`] that has at least two x values into
-/// `dir`; returns the files written.
+/// The panels of a strategy plot, top to bottom.
+pub const STRATEGY_PANELS: [(Metric, &str); 3] = [
+    (Metric::TlbiPerOp, "TLBI instructions per operation"),
+    (Metric::IpisPerOp, "shootdown IPIs sent per operation"),
+    (Metric::NsPerOp, "time per operation"),
+];
+
+/// The file of `workload`'s strategy plot.
+pub fn strategy_file(workload: &str) -> String {
+    format!("strategies_{workload}.svg")
+}
+
+/// `workload`'s strategy-sweep records as series of `metric` against the
+/// CPUs the address space ran on, one per strategy (in [`STRATEGIES`]
+/// order), each sorted by x.
+pub fn strategy_series(workload: &str, metric: Metric, records: &[Record]) -> Vec<(String, Vec<Sample>)> {
+    let mut out: Vec<(String, Vec<Sample>)> = Vec::new();
+    let rank = |name: &str| STRATEGIES.iter().position(|s| s.name == name).unwrap_or(usize::MAX);
+    for r in records
+        .iter()
+        .filter(|r| r.workload == workload && r.sweep == Sweep::Strategies.name())
+    {
+        let Some((v, lo, hi)) = metric.of(r) else {
+            continue;
+        };
+        let sample = (f64::from(r.mm_cpus), v, lo, hi);
+        match out.iter_mut().find(|(n, _)| *n == r.strategy) {
+            Some((_, pts)) => pts.push(sample),
+            None => out.push((r.strategy.clone(), vec![sample])),
+        }
+    }
+    out.sort_by_key(|(n, _)| rank(n));
+    for (_, pts) in &mut out {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    out
+}
+
+/// Draws one strategy plot per workload whose strategy-sweep records have
+/// at least two CPU counts into `dir`; returns the files written.
+pub fn draw_strategies(dir: &Path, records: &[Record]) -> anyhow::Result<Vec<String>> {
+    let mut files = Vec::new();
+    for w in WORKLOADS {
+        let panels: Vec<_> = STRATEGY_PANELS
+            .iter()
+            .map(|&(m, title)| (m, title, strategy_series(w.name, m, records)))
+            .collect();
+        if distinct_x(&panels[0].2) < 2 {
+            continue;
+        }
+        let file = strategy_file(w.name);
+        draw_panels(&dir.join(&file), w.name, &panels).map_err(|e| anyhow::anyhow!("plot {file}: {e}"))?;
+        files.push(file);
+    }
+    Ok(files)
+}
+
+fn distinct_x(data: &[(String, Vec<Sample>)]) -> usize {
+    data.iter()
+        .flat_map(|(_, p)| p.iter().map(|s| s.0.to_bits()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
+/// One SVG of stacked panels with the CPUs the address space runs on as x
+/// (log scale: 1, 2, 4, 8 evenly spaced).
+fn draw_panels(
+    path: &Path,
+    workload: &str,
+    panels: &[(Metric, &str, Series)],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::new(path, (1000, 480 * panels.len() as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let areas = root.split_evenly((panels.len(), 1));
+    for (area, (metric, what, data)) in areas.iter().zip(panels) {
+        let title = format!("{workload}: {what}, by strategy");
+        let axes = Axes {
+            title: &title,
+            x_label: "CPUs the address space runs on",
+            metric: *metric,
+        };
+        let all = || data.iter().flat_map(|(_, p)| p.iter());
+        let (x_lo, x_hi) = bounds(all().map(|s| s.0));
+        let (y_lo, y_hi) = bounds(all().flat_map(|s| [s.1, s.2, s.3]));
+        let x = (x_lo / 1.3..x_hi * 1.3).log_scale();
+        if metric.linear() {
+            chart(area, &axes, data, x, 0.0..(y_hi * 1.1).max(1.0))?;
+        } else {
+            chart(area, &axes, data, x, (y_lo / 1.5..y_hi * 1.5).log_scale())?;
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Draws every plot of [`PLOTS`] that has at least two x values, then the
+/// strategy plots ([`draw_strategies`]), into `dir`; returns the files
+/// written.
 pub fn draw_all(dir: &Path, records: &[Record]) -> anyhow::Result<Vec<String>> {
     let mut files = Vec::new();
     for spec in PLOTS {
         let data = series(spec, records);
-        let xs: Vec<f64> = data
-            .iter()
-            .flat_map(|(_, p)| p.iter().map(|s| s.0))
-            .collect();
-        let distinct = xs
-            .iter()
-            .map(|x| x.to_bits())
-            .collect::<std::collections::BTreeSet<_>>()
-            .len();
-        if distinct < 2 {
+        if distinct_x(&data) < 2 {
             continue;
         }
         draw(&dir.join(spec.file), spec, &data)
             .map_err(|e| anyhow::anyhow!("plot {}: {e}", spec.file))?;
         files.push(spec.file.to_string());
     }
+    files.extend(draw_strategies(dir, records)?);
     Ok(files)
 }
 
@@ -241,35 +357,17 @@ pub fn draw(
     } else {
         (x_lo - 1.0, x_hi + 1.0)
     };
-    match (spec.log_x, spec.metric) {
-        (true, Metric::NsPerOp | Metric::InsnsPerOp) => chart(
-            &root,
-            spec,
-            data,
-            (x_pad.0..x_pad.1).log_scale(),
-            (y_lo / 1.5..y_hi * 1.5).log_scale(),
-        ),
-        (true, Metric::TlbiPerOp) => chart(
-            &root,
-            spec,
-            data,
-            (x_pad.0..x_pad.1).log_scale(),
-            0.0..(y_hi * 1.1).max(1.0),
-        ),
-        (false, Metric::NsPerOp | Metric::InsnsPerOp) => chart(
-            &root,
-            spec,
-            data,
-            x_pad.0..x_pad.1,
-            (y_lo / 1.5..y_hi * 1.5).log_scale(),
-        ),
-        (false, Metric::TlbiPerOp) => chart(
-            &root,
-            spec,
-            data,
-            x_pad.0..x_pad.1,
-            0.0..(y_hi * 1.1).max(1.0),
-        ),
+    let axes = Axes {
+        title: spec.title,
+        x_label: spec.x_label,
+        metric: spec.metric,
+    };
+    let (linear, log) = (0.0..(y_hi * 1.1).max(1.0), (y_lo / 1.5..y_hi * 1.5).log_scale());
+    match (spec.log_x, spec.metric.linear()) {
+        (true, false) => chart(&root, &axes, data, (x_pad.0..x_pad.1).log_scale(), log),
+        (true, true) => chart(&root, &axes, data, (x_pad.0..x_pad.1).log_scale(), linear),
+        (false, false) => chart(&root, &axes, data, x_pad.0..x_pad.1, log),
+        (false, true) => chart(&root, &axes, data, x_pad.0..x_pad.1, linear),
     }?;
     root.present()?;
     Ok(())
@@ -286,9 +384,16 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
+/// A chart's title, x label and metric.
+struct Axes<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    metric: Metric,
+}
+
 fn chart<X, Y>(
     root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
-    spec: &PlotSpec,
+    spec: &Axes<'_>,
     data: &[(String, Vec<Sample>)],
     x: X,
     y: Y,
@@ -309,10 +414,11 @@ where
         Metric::NsPerOp => "time per operation (µs, median; bars: min–max)",
         Metric::TlbiPerOp => "TLBI instructions per operation",
         Metric::InsnsPerOp => "guest instructions per operation",
+        Metric::IpisPerOp => "IPIs sent per operation",
     };
     let y_fmt = |v: &f64| match spec.metric {
         Metric::NsPerOp => trim(v / 1e3),
-        Metric::TlbiPerOp | Metric::InsnsPerOp => trim(*v),
+        Metric::TlbiPerOp | Metric::InsnsPerOp | Metric::IpisPerOp => trim(*v),
     };
     chart
         .configure_mesh()
@@ -376,9 +482,9 @@ mod tests {
         let mut rs = Vec::new();
         for pages in [1u64, 16, 512] {
             for (cfg, threads) in [
-                ("max 2cpu range/default", 1),
-                ("max 2cpu range/no-range", 1),
-                ("max 2cpu range/default", 2),
+                ("max 2cpu broadcast/default", 1),
+                ("max 2cpu broadcast/no-range", 1),
+                ("max 2cpu broadcast/default", 2),
             ] {
                 let line = LINE.replace(
                     "\"pages\":16,\"threads\":1",
@@ -423,5 +529,39 @@ mod tests {
             (trim(2.0), trim(0.25), trim(1.23456)),
             ("2".into(), "0.25".into(), "1.235".into())
         );
+    }
+
+    #[test]
+    fn strategy_plots_have_a_line_per_strategy_and_three_panels() {
+        let line = LINE.replace(
+            r#""faults":480}"#,
+            r#""faults":480,"events":{"ipi_sent":60,"ipi_received":60}}"#,
+        );
+        let mut rs = Vec::new();
+        for strategy in ["local", "broadcast", "ipi"] {
+            for cpus in [4, 1, 2] {
+                let mut r = record_with_plugin(&line, &plugin_counts());
+                (r.sweep, r.strategy, r.mm_cpus) = ("strategies".into(), strategy.into(), cpus);
+                rs.push(r);
+            }
+        }
+        // A configs-sweep record stays out of the strategy plot, and the
+        // strategy records out of the configs plots.
+        rs.push(record_with_plugin(&line, &plugin_counts()));
+        let data = strategy_series("mmap", Metric::IpisPerOp, &rs);
+        let names: Vec<&str> = data.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["broadcast", "ipi", "local"], "STRATEGIES order");
+        assert_eq!(data[0].1.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(), [(1.0, 2.0), (2.0, 2.0), (4.0, 2.0)]);
+        assert_eq!(series(&PLOTS[0], &rs).iter().map(|(_, p)| p.len()).sum::<usize>(), 1);
+        let dir = std::env::temp_dir().join(format!("bench-strategy-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = draw_all(&dir, &rs).unwrap();
+        assert_eq!(files, [strategy_file("mmap")]);
+        let svg = std::fs::read_to_string(dir.join(&files[0])).unwrap();
+        for (_, what) in STRATEGY_PANELS {
+            assert!(svg.contains(what), "{what}");
+        }
+        assert!(svg.contains("CPUs the address space runs on") && svg.contains("broadcast"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -82,6 +82,10 @@ pub struct BenchLine {
     pub dsb: u64,
     pub asid: Counts<u64>,
     pub faults: u64,
+    /// The kernel's TLB events (`STATS(EVENTS)`): absent from lines of
+    /// programs built before it was reported.
+    #[serde(default)]
+    pub events: Counts<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,8 +164,11 @@ pub struct Record {
     pub workload: String,
     pub program: String,
     pub params: Counts<u64>,
-    /// The configuration's label (`max 2cpu range/default elide=off`).
+    /// The configuration's label (`max 2cpu broadcast/default elide=off`).
     pub config: String,
+    /// The sweep (`configs` or `strategies`, `sweep::Sweep`).
+    #[serde(default = "configs")]
+    pub sweep: String,
     pub strategy: String,
     pub policy: String,
     /// QEMU `-cpu`.
@@ -169,7 +176,11 @@ pub struct Record {
     /// What the kernel's banner called the CPU, and its TLB features.
     pub cpu_name: Option<String>,
     pub cpu_features: Option<String>,
+    /// CPUs online (QEMU `-smp`).
     pub cpus: u32,
+    /// CPUs the workload's address space ran on: its threads, one per CPU.
+    #[serde(default = "one")]
+    pub mm_cpus: u32,
     pub exit_elide: Option<bool>,
     pub nested_fix: Option<bool>,
     pub asid_bits: Option<u32>,
@@ -188,9 +199,20 @@ pub struct Record {
     pub tlbi_ops_per_op: f64,
     pub dsb_per_op: f64,
     pub dsb_total: u64,
-    /// IPIs per operation: the kernel does not count IPIs yet.
+    /// Shootdown IPIs sent per operation (the kernel's `ipi_sent`).
     pub ipis_per_op: f64,
+    /// Whether the kernel reported its TLB events (IPIs among them); if
+    /// not, the IPI and event numbers are 0.
     pub ipis_counted: bool,
+    /// Shootdown IPIs served per operation (`ipi_received`).
+    #[serde(default)]
+    pub ipis_received_per_op: f64,
+    /// The kernel's TLB events (`mm::tlb::Event`) over the operations, and
+    /// per operation.
+    #[serde(default)]
+    pub events_total: Counts<u64>,
+    #[serde(default)]
+    pub events_per_op: Counts<f64>,
     pub asid_rollovers: u64,
     pub asid_rollovers_per_op: f64,
     pub asid_total: Counts<u64>,
@@ -214,6 +236,14 @@ pub struct Record {
     /// The QEMU command line, to reproduce the measurement.
     pub qemu: String,
     pub wall_seconds: f64,
+}
+
+fn configs() -> String {
+    "configs".into()
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Whose instructions [`Record::insns_per_op`] counts.
@@ -348,12 +378,14 @@ impl Record {
             program: run.point.program.to_string(),
             params: b.params.clone(),
             config: c.label(),
+            sweep: run.point.sweep.name().to_string(),
             strategy: c.strategy.name.to_string(),
             policy: c.policy.name.to_string(),
             cpu_model: c.cpu.to_string(),
             cpu_name: run.banner.cpu_name.clone(),
             cpu_features: run.banner.features.clone(),
             cpus: b.cpus,
+            mm_cpus: run.point.mm_cpus(),
             exit_elide: c.exit_elide,
             nested_fix: c.nested_fix,
             asid_bits: c.asid_bits,
@@ -368,8 +400,11 @@ impl Record {
             tlbi_ops_per_op: per_op(tlbi_sum),
             dsb_per_op: per_op(b.dsb),
             dsb_total: b.dsb,
-            ipis_per_op: 0.0,
-            ipis_counted: false,
+            ipis_per_op: per_op(b.events.get("ipi_sent")),
+            ipis_counted: !b.events.0.is_empty(),
+            ipis_received_per_op: per_op(b.events.get("ipi_received")),
+            events_total: b.events.clone(),
+            events_per_op: b.events.map(per_op),
             asid_rollovers: rollovers,
             asid_rollovers_per_op: per_op(rollovers),
             asid_total: b.asid.clone(),
@@ -422,6 +457,23 @@ impl Record {
         }
     }
 
+    /// Events other than the IPIs with a non-zero count, per operation:
+    /// `1 decide_broadcast, 0.50 lazy_skip`.
+    pub fn events_breakdown(&self) -> String {
+        let parts: Vec<String> = self
+            .events_per_op
+            .0
+            .iter()
+            .filter(|(k, v)| *v > 0.0 && k != "ipi_sent" && k != "ipi_received")
+            .map(|(k, v)| format!("{} {k}", fmt_count(*v)))
+            .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
     /// Checks the record against the program's raw line: every number the
     /// host derived must follow from the counters the kernel reported.
     pub fn check(&self) -> Result<(), String> {
@@ -462,6 +514,27 @@ impl Record {
             b.asid == self.asid_total && b.asid.get("rollovers") == self.asid_rollovers,
             "asid".into(),
         );
+        expect(b.events == self.events_total, "events_total".into());
+        expect(
+            self.ipis_counted != b.events.0.is_empty(),
+            "ipis_counted".into(),
+        );
+        for (k, total) in &b.events.0 {
+            let per = self.events_per_op.get(k);
+            expect(
+                close(per * b.counted_ops as f64, *total as f64),
+                format!("events_per_op[{k}]={per} × {} != {total}", b.counted_ops),
+            );
+        }
+        for (name, per) in [
+            ("ipi_sent", self.ipis_per_op),
+            ("ipi_received", self.ipis_received_per_op),
+        ] {
+            expect(
+                close(per * b.counted_ops as f64, b.events.get(name) as f64),
+                format!("{name} per op {per}"),
+            );
+        }
         expect(
             b.rep_ticks == self.rep_ticks && b.reps == self.repetitions,
             "rep_ticks".into(),
@@ -685,6 +758,41 @@ pub(crate) mod tests {
             json.contains(r#""tlbi_total":{"vae1":0,"vale1is":3,"rvae1is":30}"#),
             "{json}"
         );
+    }
+
+    #[test]
+    fn events_give_ipis_per_op() {
+        let old = record(LINE);
+        assert!(!old.ipis_counted && old.ipis_per_op == 0.0 && old.events_total.0.is_empty());
+        assert_eq!((old.sweep.as_str(), old.mm_cpus), ("configs", 1));
+        let line = LINE.replace(
+            r#""faults":480}"#,
+            concat!(
+                r#""faults":480,"events":{"decide_ipi":30,"ipi_sent":30,"#,
+                r#""ipi_received":30,"lazy_skip":0,"catch_up_partial":15}}"#
+            ),
+        );
+        let r = record(&line);
+        assert!(r.ipis_counted);
+        assert_eq!((r.ipis_per_op, r.ipis_received_per_op), (1.0, 1.0));
+        assert_eq!(r.events_per_op.get("catch_up_partial"), 0.5);
+        assert_eq!(r.events_breakdown(), "1 decide_ipi, 0.50 catch_up_partial");
+        assert_eq!(old.events_breakdown(), "none");
+        r.check().unwrap();
+        let mut bad = r.clone();
+        bad.ipis_per_op = 2.0;
+        assert!(bad.check().unwrap_err().contains("ipi_sent"));
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Record>(&json).unwrap(), r);
+        // Records written before the strategy sweep read as configs-sweep
+        // records of one CPU without events.
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for k in ["sweep", "mm_cpus", "ipis_received_per_op", "events_total", "events_per_op"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        let back: Record = serde_json::from_value(v).unwrap();
+        assert_eq!((back.sweep.as_str(), back.mm_cpus), ("configs", 1));
+        assert!(back.events_total.0.is_empty());
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! The files of a results directory: `records.jsonl` (one JSON record per
 //! measurement), `records.csv` (the same, flat), `summary.md` (tables per
-//! workload, plus what was unsupported or failed), and the short table
-//! `scripts/run.sh` prints.
+//! workload of the configs sweep, tables per workload of the strategy sweep
+//! by strategy and CPU count, plus what was unsupported or failed), and the
+//! short table `scripts/run.sh` prints.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::config::STRATEGIES;
 use super::record::{by_params, fmt_count, fmt_insns, fmt_ns, InsnsScope, Record};
 use super::runner::{Outcome, PointResult};
-use super::sweep::WORKLOADS;
+use super::sweep::{Sweep, WORKLOADS};
 use super::verify::Verification;
 
 /// The TLBI kinds in the kernel's order (`kernel/src/mm/tlb/op.rs`), for
@@ -27,6 +29,10 @@ pub const TLBI_KINDS: [&str; 12] = [
     "aside1is",
     "vmalle1is",
 ];
+
+/// The kernel's TLB events in its order, for CSV columns (the kernel
+/// checks at build time that `abi` names them as it does).
+pub use abi::stats::EVENT_NAMES;
 
 /// Writes `records.jsonl`.
 pub fn write_jsonl(path: &Path, records: &[Record]) -> std::io::Result<()> {
@@ -71,11 +77,13 @@ pub fn csv(records: &[Record]) -> String {
         "workload",
         "params",
         "config",
+        "sweep",
         "strategy",
         "policy",
         "cpu_model",
         "cpu_name",
         "cpus",
+        "mm_cpus",
         "exit_elide",
         "nested_fix",
         "asid_bits",
@@ -98,13 +106,15 @@ pub fn csv(records: &[Record]) -> String {
             "tlbi_other_per_op",
             "dsb_per_op",
             "ipis_per_op",
+            "ipis_received_per_op",
             "asid_rollovers",
             "asid_rollovers_per_op",
             "page_faults_per_op",
-            "cmdline",
         ]
         .map(String::from),
     );
+    head.extend(EVENT_NAMES.iter().map(|k| format!("{k}_per_op")));
+    head.push("cmdline".into());
     let mut out = head.join(",");
     out.push('\n');
     for r in records {
@@ -113,11 +123,13 @@ pub fn csv(records: &[Record]) -> String {
             r.workload.clone(),
             r.params_label(),
             r.config.clone(),
+            r.sweep.clone(),
             r.strategy.clone(),
             r.policy.clone(),
             r.cpu_model.clone(),
             opt(r.cpu_name.clone()),
             r.cpus.to_string(),
+            r.mm_cpus.to_string(),
             opt(r.exit_elide),
             opt(r.nested_fix),
             opt(r.asid_bits),
@@ -154,11 +166,17 @@ pub fn csv(records: &[Record]) -> String {
             format!("{other:.4}"),
             format!("{:.4}", r.dsb_per_op),
             format!("{:.4}", r.ipis_per_op),
+            format!("{:.4}", r.ipis_received_per_op),
             r.asid_rollovers.to_string(),
             format!("{:.4}", r.asid_rollovers_per_op),
             format!("{:.4}", r.page_faults_per_op),
-            r.cmdline.clone(),
         ]);
+        row.extend(
+            EVENT_NAMES
+                .iter()
+                .map(|k| format!("{:.4}", r.events_per_op.get(k))),
+        );
+        row.push(r.cmdline.clone());
         out.push_str(
             &row.iter()
                 .map(|f| csv_field(f))
@@ -231,10 +249,20 @@ pub fn summary(
             .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
             .count()
     );
-    let _ = writeln!(s, "- time per operation: median (min–max) over the repetitions; counters are the kernel's, per operation; IPIs are not counted by the kernel yet");
+    let _ = writeln!(
+        s,
+        "- time per operation: median (min–max) over the repetitions; counters are the kernel's, \
+         per operation (TLBIs by kind, the DSBs that complete them, shootdown IPIs sent and \
+         received, and the other TLB events of `mm::tlb::Event`)"
+    );
     match &meta.plugin {
         Some(p) => {
-            let _ = writeln!(s, "- instructions per operation: guest instructions (user and kernel) the TCG plugin counted over the timed repetitions, per operation, on every vCPU (with a second busy thread, threads=2: on the measuring vCPU only); plugin `{p}`\n");
+            let _ = writeln!(
+                s,
+                "- instructions per operation: guest instructions (user and kernel) the TCG plugin counted over \
+                 the timed repetitions, per operation, on every vCPU (with more busy threads, threads=2 or more: \
+                 on the measuring vCPU only); plugin `{p}`\n"
+            );
         }
         None => {
             let _ = writeln!(
@@ -243,8 +271,13 @@ pub fn summary(
             );
         }
     }
+    let configs: Vec<Record> = records
+        .iter()
+        .filter(|r| r.sweep != Sweep::Strategies.name())
+        .cloned()
+        .collect();
     for w in WORKLOADS {
-        let groups = by_params(&records, w.name);
+        let groups = by_params(&configs, w.name);
         if groups.is_empty() {
             continue;
         }
@@ -271,6 +304,7 @@ pub fn summary(
         }
         s.push('\n');
     }
+    s.push_str(&strategy_tables(&records));
     let unsupported: Vec<&PointResult> = results
         .iter()
         .filter(|r| matches!(r.outcome, Outcome::Unsupported { .. }))
@@ -327,6 +361,85 @@ pub fn summary(
     s
 }
 
+/// The strategy sweep's section of `summary.md`: per workload, one row per
+/// strategy and number of CPUs the address space ran on. Empty without
+/// strategy-sweep records.
+pub fn strategy_tables(records: &[Record]) -> String {
+    let mut rs: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.sweep == Sweep::Strategies.name())
+        .collect();
+    if rs.is_empty() {
+        return String::new();
+    }
+    let rank = |name: &str| STRATEGIES.iter().position(|s| s.name == name).unwrap_or(usize::MAX);
+    rs.sort_by_key(|r| (rank(&r.strategy), r.mm_cpus));
+    let mut s = String::new();
+    let machines: std::collections::BTreeSet<String> = rs
+        .iter()
+        .map(|r| format!("`-cpu {}` with {} CPUs", r.cpu_model, r.cpus))
+        .collect();
+    let _ = writeln!(
+        s,
+        "## Flush strategies by the CPUs the address space runs on\n\n\
+         Every strategy (`tlb.strategy`) × the number of CPUs the workload's address space runs \
+         on (mm CPUs: its process keeps that many threads, one per CPU), on {}. Per operation: \
+         time (median, min–max), guest instructions (on the measuring vCPU when mm CPUs > 1, \
+         else on every vCPU), TLBIs in total and by kind (local kinds have no `is`), the DSBs \
+         that complete them, shootdown IPIs sent and received, and the other TLB events.\n",
+        machines.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    for w in WORKLOADS {
+        let mine: Vec<&&Record> = rs.iter().filter(|r| r.workload == w.name).collect();
+        let Some(first) = mine.first() else {
+            continue;
+        };
+        let size: Vec<String> = first
+            .params
+            .0
+            .iter()
+            .filter(|(k, _)| k != "threads")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "### {} ({})
+
+One operation: {}.
+",
+            w.name,
+            size.join(" "),
+            w.op
+        );
+        s.push_str(
+            "| strategy | mm CPUs | time/op | min–max | insns/op | TLBI/op | by kind | DSB/op \
+             | IPIs sent/op | IPIs received/op | other events/op |\n",
+        );
+        s.push_str("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|\n");
+        for r in mine {
+            let ipis = |v: f64| if r.ipis_counted { fmt_count(v) } else { "-".into() };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {}–{} | {} | {} | {} | {} | {} | {} | {} |",
+                r.strategy,
+                r.mm_cpus,
+                fmt_ns(r.ns_per_op.median),
+                fmt_ns(r.ns_per_op.min),
+                fmt_ns(r.ns_per_op.max),
+                fmt_insns(r.insns_per_op),
+                fmt_count(r.tlbi_ops_per_op),
+                r.tlbi_breakdown(),
+                fmt_count(r.dsb_per_op),
+                ipis(r.ipis_per_op),
+                ipis(r.ipis_received_per_op),
+                r.events_breakdown()
+            );
+        }
+        s.push('\n');
+    }
+    s
+}
+
 /// Every record of `results`, in point order.
 pub fn records_of(results: &[PointResult]) -> Vec<Record> {
     results
@@ -341,20 +454,26 @@ pub fn records_of(results: &[PointResult]) -> Vec<Record> {
 
 /// A short plain-text table: one line per measurement.
 pub fn short_table(results: &[PointResult]) -> String {
-    let mut rows: Vec<[String; 6]> = vec![[
+    let mut rows: Vec<[String; 7]> = vec![[
         "workload".into(),
         "params".into(),
         "config".into(),
         "time/op".into(),
         "insns/op".into(),
+        "IPI/op".into(),
         "TLBI/op".into(),
     ]];
     for r in results {
-        let (time, insns, tlbi) = match &r.outcome {
+        let (time, insns, ipis, tlbi) = match &r.outcome {
             Outcome::Measured(rs) => match rs.first() {
                 Some(rec) => (
                     fmt_ns(rec.ns_per_op.median),
                     fmt_insns(rec.insns_per_op),
+                    if rec.ipis_counted {
+                        fmt_count(rec.ipis_per_op)
+                    } else {
+                        "-".into()
+                    },
                     format!(
                         "{} ({})",
                         fmt_count(rec.tlbi_ops_per_op),
@@ -366,9 +485,15 @@ pub fn short_table(results: &[PointResult]) -> String {
             Outcome::Unsupported { option, .. } => (
                 "-".into(),
                 "-".into(),
+                "-".into(),
                 format!("unsupported by this kernel: {option}"),
             ),
-            Outcome::Failed { reason, .. } => ("-".into(), "-".into(), format!("FAILED: {reason}")),
+            Outcome::Failed { reason, .. } => (
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                format!("FAILED: {reason}"),
+            ),
         };
         let params = match &r.outcome {
             Outcome::Measured(rs) => rs[0].params_label(),
@@ -380,10 +505,11 @@ pub fn short_table(results: &[PointResult]) -> String {
             r.point.config.label(),
             time,
             insns,
+            ipis,
             tlbi,
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -393,7 +519,7 @@ pub fn short_table(results: &[PointResult]) -> String {
             .zip(&widths)
             .enumerate()
             .map(|(c, (cell, w))| {
-                if c == 3 || c == 4 {
+                if (3..=5).contains(&c) {
                     format!("{cell:>w$}")
                 } else {
                     format!("{cell:<w$}")
@@ -463,7 +589,9 @@ mod tests {
             None,
         );
         assert!(md.contains("## mmap"), "{md}");
-        assert!(md.contains("| pages=16 threads=1 | max 2cpu range/default | 15.0 µs | 10.0 µs–20.0 µs | - | 1.10 |"), "{md}");
+        let row = "| pages=16 threads=1 | max 2cpu broadcast/default | 15.0 µs | 10.0 µs–20.0 µs | - | 1.10 |";
+        assert!(md.contains(row), "{md}");
+        assert!(!md.contains("## Flush strategies"), "no strategy-sweep records: {md}");
         assert!(md.contains("## Unsupported by this kernel") && md.contains("`tlb.exit_elide`"));
         assert!(
             md.contains("## Failed") && md.contains("boom") && md.contains("![mmap.svg](mmap.svg)")
@@ -474,6 +602,36 @@ mod tests {
             t.contains("15.0 µs") && t.contains("unsupported by this kernel"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn strategy_records_get_their_own_tables() {
+        let line = LINE.replace(
+            r#""faults":480}"#,
+            r#""faults":480,"events":{"decide_ipi":30,"ipi_sent":30,"ipi_received":30}}"#,
+        );
+        let mut rs = Vec::new();
+        for (strategy, cpus) in [("local", 2), ("ipi", 2), ("ipi", 1), ("broadcast", 4)] {
+            let mut r = record(&line);
+            (r.sweep, r.strategy, r.mm_cpus) = ("strategies".into(), strategy.into(), cpus);
+            rs.push(r);
+        }
+        let t = strategy_tables(&rs);
+        assert!(t.contains("### mmap (pages=16)"), "{t}");
+        let rows: Vec<&str> = t.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| strategy")).collect();
+        let order: Vec<String> = rows.iter().map(|l| l.split(" | ").take(2).collect::<Vec<_>>().join(" ")).collect();
+        assert_eq!(order, ["| broadcast 4", "| ipi 1", "| ipi 2", "| local 2"], "{t}");
+        assert!(rows[0].contains("| 1 | 1 | 1 decide_ipi |"), "{}", rows[0]);
+        let results = vec![PointResult { point: point(), outcome: Outcome::Measured(rs) }];
+        let md = summary(&results, &RunMeta::default(), &[], None);
+        assert!(md.contains("## Flush strategies") && !md.contains("\n## mmap"), "{md}");
+        assert!(strategy_tables(&[record(LINE)]).is_empty());
+        let csv = csv(&[record(&line)]);
+        let head: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+        let col = |name: &str| row[head.iter().position(|h| *h == name).unwrap()];
+        assert_eq!((col("sweep"), col("mm_cpus"), col("ipis_per_op")), ("configs", "1", "1.0000"));
+        assert_eq!((col("decide_ipi_per_op"), col("ipi_received_per_op")), ("1.0000", "1.0000"));
     }
 
     #[test]

@@ -35,7 +35,8 @@ pub struct Runner {
     /// Host cores to use: boots run at once while the vCPUs they keep busy
     /// ([`Point::busy_cpus`]) fit.
     pub jobs: usize,
-    /// Limit per boot.
+    /// Limit per boot of a point that keeps at most two vCPUs busy; a
+    /// point with more gets this × busy vCPUs / 2 ([`Runner::timeout_for`]).
     pub timeout: Duration,
     /// Echo every console line to stderr.
     pub verbose: bool,
@@ -267,6 +268,12 @@ impl Runner {
             .collect()
     }
 
+    /// The limit for a boot of `p`: more busy vCPUs than the host's two
+    /// cores share them, and each runs slower.
+    pub fn timeout_for(&self, p: &Point) -> Duration {
+        self.timeout.mul_f64(f64::from(p.busy_cpus.max(2)) / 2.0)
+    }
+
     /// Boots point number `index` (from 0) and reads its records; writes
     /// its trace if [`Self::trace_dir`] is set.
     pub fn measure(&self, index: usize, p: &Point, base: &[String]) -> Outcome {
@@ -275,7 +282,12 @@ impl Runner {
         if self.trace_dir.is_some() {
             args.push(tlbtrace::KERNEL_OPTION.to_string());
         }
-        let log = self.boot(&p.config, &args, true);
+        let timeout = self.timeout_for(p);
+        let log = Runner {
+            timeout,
+            ..self.clone()
+        }
+        .boot(&p.config, &args, true);
         let fail = |reason: String| Outcome::Failed {
             reason,
             console_tail: log.tail(),
@@ -285,10 +297,7 @@ impl Runner {
             return Outcome::Unsupported { option, message };
         }
         if log.timed_out {
-            return fail(format!(
-                "no result within {:.0} s",
-                self.timeout.as_secs_f64()
-            ));
+            return fail(format!("no result within {:.0} s", timeout.as_secs_f64()));
         }
         if log.exit != Exit::Passed {
             let stderr = log.stderr.trim();
@@ -398,7 +407,7 @@ impl Runner {
 }
 
 /// `trace-<NNN>-<workload, size, flags and configuration>.json` for point
-/// number `index` (from 0), e.g. `trace-007-mmap-n-64-max-2cpu-range-default.json`.
+/// number `index` (from 0), e.g. `trace-007-mmap-n-64-max-2cpu-broadcast-default.json`.
 pub fn trace_file_name(index: usize, p: &Point) -> String {
     let words = format!("{} {}", p.describe(), p.config.label()).to_ascii_lowercase();
     let mut slug = String::new();
@@ -587,7 +596,7 @@ mod tests {
         let name = trace_file_name(6, &p);
         assert!(name.starts_with("trace-007-mmap-n-64-flags-0x1-"), "{name}");
         assert!(
-            name.ends_with(".json") && name.contains("cortex-a72-2cpu-range-default-elide-off"),
+            name.ends_with(".json") && name.contains("cortex-a72-2cpu-broadcast-default-elide-off"),
             "{name}"
         );
         assert!(

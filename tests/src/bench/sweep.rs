@@ -3,9 +3,17 @@
 //!
 //! Each workload is a user program `user/programs/src/bin/bench_*.rs`
 //! whose argument packs its parameters (`userland::bench`): bits 0..32 the
-//! size `n`, 32..40 repetitions, 40..56 operations per repetition, 56..64
-//! flags. Every configuration list is crossed with every strategy of
-//! [`STRATEGIES`].
+//! size `n`, 32..40 repetitions, 40..56 operations per repetition, 56..60
+//! flags, 60..64 threads (the CPUs the process runs on).
+//!
+//! Two sweeps ([`Sweep`]):
+//! - **configs**: each workload's own sweep of sizes and configurations
+//!   (policies, CPU models, exit elision, nested fix, ASID width), under
+//!   the kernel's default strategy;
+//! - **strategies**: every strategy of [`STRATEGIES`] × the number of CPUs
+//!   the workload's address space runs on ([`cpu_counts`]: its process
+//!   keeps that many threads, one per CPU), at one size per workload
+//!   ([`PerCpu`]), on a machine of [`strategy_smp`] CPUs.
 
 use super::config::{Config, CPU_NO_RANGE, CPU_RANGE, STRATEGIES};
 
@@ -26,10 +34,56 @@ impl Depth {
             Depth::Full => 31,
         }
     }
+
+    /// Timed repetitions per measurement of the strategy sweep: fewer, for
+    /// its points with more busy vCPUs than the host has cores run slowly.
+    pub fn strategy_reps(self) -> u32 {
+        match self {
+            Depth::Quick => 9,
+            Depth::Full => 15,
+        }
+    }
 }
 
 /// Flag bit A (argument bit 56): the workload's second thread or mode.
 pub const FLAG_A: u64 = 1;
+
+/// Most threads a program takes (argument bits 60..64): the kernel's
+/// `MAX_CPUS`.
+pub const MAX_THREADS: u32 = 8;
+
+/// Which sweep a point belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Sweep {
+    /// Each workload's sizes and configurations, default strategy.
+    Configs,
+    /// Strategies × CPUs the address space runs on.
+    Strategies,
+}
+
+impl Sweep {
+    pub const ALL: [Sweep; 2] = [Sweep::Configs, Sweep::Strategies];
+
+    /// The name on the command line (`--sweep`) and in records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sweep::Configs => "configs",
+            Sweep::Strategies => "strategies",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Sweep> {
+        Self::ALL.into_iter().find(|x| x.name() == s)
+    }
+}
+
+/// A workload's point in the strategy sweep: its size and operations per
+/// repetition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PerCpu {
+    pub n: u64,
+    pub ops: u32,
+}
 
 /// A benchmark workload.
 #[derive(Debug)]
@@ -43,8 +97,11 @@ pub struct Workload {
     /// Flag A puts a second thread of the process to work on another CPU
     /// (the boot then keeps two host cores busy).
     pub flag_a_second_cpu: bool,
-    /// The points of a run at `depth` (given this workload).
+    /// The points of the configs sweep at `depth` (given this workload).
     pub points: fn(&'static Workload, Depth) -> Vec<Point>,
+    /// Its point in the strategy sweep, if it takes part: the program
+    /// runs on as many CPUs as the argument's thread count says.
+    pub per_cpu: Option<PerCpu>,
 }
 
 /// One measurement: a workload with parameters under a configuration.
@@ -58,9 +115,14 @@ pub struct Point {
     pub flags: u64,
     pub reps: u32,
     pub ops: u32,
+    /// Argument bits 60..64: threads of the process, one per CPU (0: the
+    /// program's default, 1 or 2 with flag A).
+    pub threads: u32,
     pub config: Config,
-    /// vCPUs kept busy (host cores the boot needs to itself).
+    /// vCPUs kept busy (host cores the boot needs to itself): the CPUs the
+    /// workload's address space runs on.
     pub busy_cpus: u32,
+    pub sweep: Sweep,
 }
 
 impl Point {
@@ -84,9 +146,31 @@ impl Point {
             flags,
             reps,
             ops,
+            threads: 0,
             config,
             busy_cpus,
+            sweep: Sweep::Configs,
         }
+    }
+
+    /// The same point with the process on `threads` CPUs (1..=
+    /// [`MAX_THREADS`]).
+    pub fn with_threads(mut self, threads: u32) -> Point {
+        assert!((1..=MAX_THREADS).contains(&threads), "{threads} threads");
+        self.threads = threads;
+        self.busy_cpus = threads;
+        self
+    }
+
+    pub fn in_sweep(mut self, sweep: Sweep) -> Point {
+        self.sweep = sweep;
+        self
+    }
+
+    /// The CPUs the workload's address space runs on (its threads, one per
+    /// CPU).
+    pub fn mm_cpus(&self) -> u32 {
+        self.busy_cpus
     }
 
     /// The program's argument.
@@ -94,7 +178,8 @@ impl Point {
         (self.n & 0xffff_ffff)
             | u64::from(self.reps & 0xff) << 32
             | u64::from(self.ops & 0xffff) << 40
-            | (self.flags & 0xff) << 56
+            | (self.flags & 0xf) << 56
+            | u64::from(self.threads & 0xf) << 60
     }
 
     /// `run=PROGRAM:ARG` and the configuration's options.
@@ -110,6 +195,9 @@ impl Point {
         if self.flags != 0 {
             s.push_str(&format!(" flags={:#x}", self.flags));
         }
+        if self.threads != 0 {
+            s.push_str(&format!(" threads={}", self.threads));
+        }
         s
     }
 }
@@ -119,41 +207,60 @@ pub const WORKLOADS: &[Workload] = &[
     Workload {
         name: "mmap",
         program: "bench_mmap",
-        op: "mmap N anonymous pages, write one word in each, munmap them (threads=2: \
-             another thread of the process spins on a second CPU)",
+        op: "mmap N anonymous pages, write one word in each, munmap them (threads=T: \
+             T-1 more threads of the process spin on other CPUs)",
         flag_a_second_cpu: true,
         points: mmap,
+        per_cpu: Some(PerCpu { n: 16, ops: 30 }),
     },
     Workload {
         name: "mprotect",
         program: "bench_mprotect",
-        op: "mprotect N written pages read-only, then read-write, then write one word in each",
+        op: "mprotect N written pages read-only, then read-write, then write one word in each \
+             (threads=T: T-1 more threads of the process spin on other CPUs)",
         flag_a_second_cpu: true,
         points: mprotect,
+        per_cpu: Some(PerCpu { n: 16, ops: 30 }),
     },
     Workload {
         name: "madvise",
         program: "bench_madvise",
         op: "madvise(DONTNEED) a 1 MiB region, then write one word in each of its pages \
-             (threads=2: a second thread does the same on its own region on another CPU)",
+             (threads=2: a second thread does the same on its own region on another CPU; \
+             threads=T spinning=1: T-1 more threads spin on other CPUs instead)",
         flag_a_second_cpu: true,
         points: madvise,
+        per_cpu: Some(PerCpu { n: 256, ops: 8 }),
     },
     Workload {
         name: "fork",
         program: "bench_fork",
         op: "fork a parent with a written private mapping of max(M, 1024) pages; the child \
-             writes M pages (copy-on-write) and exits; the parent waits",
+             writes M pages (copy-on-write) and exits; the parent waits (threads=T: T-1 more \
+             threads of the parent spin on other CPUs)",
         flag_a_second_cpu: false,
         points: fork,
+        per_cpu: Some(PerCpu { n: 16, ops: 5 }),
     },
     Workload {
         name: "exit",
         program: "bench_exit",
         op: "fork; the child maps and writes N pages and exits without unmapping; the parent \
-             waits (timed in the parent)",
+             waits (timed in the parent; threads=T: the child first starts T-1 threads of its \
+             own on other CPUs, calling getpid in a loop, which its exit ends)",
         flag_a_second_cpu: false,
         points: exit,
+        per_cpu: Some(PerCpu { n: 64, ops: 8 }),
+    },
+    Workload {
+        name: "mprotect-threads",
+        program: "bench_mprotect_threads",
+        op: "in every one of T threads of one process, each on its own CPU: mprotect its own N \
+             written pages read-only, then read-write, then write one word in each (timed in \
+             the first thread; counters per operation of any thread)",
+        flag_a_second_cpu: false,
+        points: no_points,
+        per_cpu: Some(PerCpu { n: 16, ops: 20 }),
     },
     Workload {
         name: "pingpong",
@@ -161,6 +268,7 @@ pub const WORKLOADS: &[Workload] = &[
         op: "one IPC round trip (ep_call / ep_recv / ep_reply) between two processes on one CPU",
         flag_a_second_cpu: false,
         points: pingpong,
+        per_cpu: None,
     },
     Workload {
         name: "asid-pressure",
@@ -169,6 +277,7 @@ pub const WORKLOADS: &[Workload] = &[
              a child that exits at once and wait), under asid_bits=N",
         flag_a_second_cpu: false,
         points: asid_pressure,
+        per_cpu: None,
     },
 ];
 
@@ -177,23 +286,70 @@ pub fn workload(name: &str) -> Option<&'static Workload> {
     WORKLOADS.iter().find(|w| w.name == name)
 }
 
-/// The points of `workloads` (all if empty) at `depth`.
-pub fn plan(depth: Depth, workloads: &[&'static Workload]) -> Vec<Point> {
+/// The points of `workloads` (all if empty) in `sweeps` (both if empty)
+/// at `depth`: each workload's configs sweep, then its strategy sweep.
+pub fn plan(depth: Depth, workloads: &[&'static Workload], sweeps: &[Sweep]) -> Vec<Point> {
     let all: Vec<&Workload> = WORKLOADS.iter().collect();
     let chosen = if workloads.is_empty() {
         &all
     } else {
         workloads
     };
-    chosen.iter().flat_map(|w| (w.points)(w, depth)).collect()
+    let sweeps = if sweeps.is_empty() { &Sweep::ALL[..] } else { sweeps };
+    let mut out = Vec::new();
+    for w in chosen {
+        if sweeps.contains(&Sweep::Configs) {
+            out.extend((w.points)(w, depth));
+        }
+        if sweeps.contains(&Sweep::Strategies) {
+            out.extend(strategy_points(w, depth));
+        }
+    }
+    out
 }
 
-/// `configs`, each under every strategy.
-fn strategies(configs: Vec<Config>) -> Vec<Config> {
-    configs
-        .into_iter()
-        .flat_map(|c| STRATEGIES.iter().map(move |s| c.clone().with_strategy(s)))
-        .collect()
+/// The numbers of CPUs the strategy sweep runs a workload's address space
+/// on.
+pub fn cpu_counts(depth: Depth) -> &'static [u32] {
+    match depth {
+        Depth::Quick => &[1, 2, 4],
+        Depth::Full => &[1, 2, 4, 8],
+    }
+}
+
+/// QEMU `-smp` of every strategy-sweep point: the most CPUs of
+/// [`cpu_counts`], so that the machine is the same whichever number of
+/// them the address space runs on (a broadcast TLBI reaches every CPU of
+/// the machine).
+pub fn strategy_smp(depth: Depth) -> u32 {
+    cpu_counts(depth).iter().copied().max().unwrap_or(1)
+}
+
+/// The strategy sweep of `w`: every strategy × [`cpu_counts`], CPU-count
+/// major (the strategies compared at one count run close together in
+/// time); none if the workload takes no part.
+pub fn strategy_points(w: &'static Workload, depth: Depth) -> Vec<Point> {
+    let Some(pc) = w.per_cpu else {
+        return Vec::new();
+    };
+    let machine = Config::new(CPU_RANGE, strategy_smp(depth));
+    let mut out = Vec::new();
+    for &t in cpu_counts(depth) {
+        for s in STRATEGIES {
+            let c = machine.clone().with_strategy(s);
+            out.push(
+                Point::new(w, pc.n, 0, depth.strategy_reps(), pc.ops, c)
+                    .with_threads(t)
+                    .in_sweep(Sweep::Strategies),
+            );
+        }
+    }
+    out
+}
+
+/// A workload with no configs sweep of its own.
+fn no_points(_: &'static Workload, _: Depth) -> Vec<Point> {
+    Vec::new()
 }
 
 /// Operations per repetition: about `budget` pages' worth, within bounds.
@@ -266,8 +422,8 @@ fn range_sweep(w: &'static Workload, budget: u64, depth: Depth) -> Vec<Point> {
     // Size-major order: the configurations compared at one size run close
     // together in time, so a change in host load biases them less.
     let mut out = Vec::new();
-    let one = strategies([policy_configs(depth), cpu_count_configs(depth)].concat());
-    let two = strategies(two_thread_configs(depth));
+    let one = [policy_configs(depth), cpu_count_configs(depth)].concat();
+    let two = two_thread_configs(depth);
     for &n in sizes(depth) {
         let ops = ops_for(budget, n, 2, 200);
         out.extend(one.iter().map(|c| point(w, n, 0, ops, depth, c.clone())));
@@ -310,13 +466,12 @@ fn madvise(w: &'static Workload, depth: Depth) -> Vec<Point> {
         two.push(Config::new(CPU_NO_RANGE, 2).with_nested_fix(true));
         two.push(Config::new(CPU_NO_RANGE, 2).with_nested_fix(false));
     }
-    let mut out: Vec<Point> = strategies(one)
+    let mut out: Vec<Point> = one
         .into_iter()
         .map(|c| point(w, pages, 0, 10, depth, c))
         .collect();
     out.extend(
-        strategies(two)
-            .into_iter()
+        two.into_iter()
             .map(|c| point(w, pages, FLAG_A, 10, depth, c)),
     );
     out
@@ -329,7 +484,7 @@ fn fork(w: &'static Workload, depth: Depth) -> Vec<Point> {
         configs.extend(cpu_count_configs(depth));
     }
     let mut out = Vec::new();
-    for c in strategies(configs) {
+    for c in configs {
         for m in [16, 1024] {
             out.push(point(
                 w,
@@ -357,7 +512,6 @@ fn exit(w: &'static Workload, depth: Depth) -> Vec<Point> {
         .iter()
         .flat_map(|&cpu| [true, false].map(|elide| Config::new(cpu, 2).with_exit_elide(elide)))
         .collect();
-    let configs = strategies(configs);
     let mut out = Vec::new();
     for &n in sizes {
         out.extend(
@@ -375,7 +529,7 @@ fn pingpong(w: &'static Workload, depth: Depth) -> Vec<Point> {
         configs.push(Config::new(CPU_NO_RANGE, 2));
         configs.extend(cpu_count_configs(depth));
     }
-    strategies(configs)
+    configs
         .into_iter()
         .map(|c| point(w, 0, 0, 400, depth, c))
         .collect()
@@ -388,11 +542,10 @@ fn asid_pressure(w: &'static Workload, depth: Depth) -> Vec<Point> {
     };
     let mut out = Vec::new();
     for &b in bits {
-        for c in strategies(vec![Config::new(CPU_RANGE, 2).with_asid_bits(b)]) {
-            out.push(point(w, 64, 0, 256, depth, c.clone()));
-            if depth == Depth::Full {
-                out.push(point(w, 1, FLAG_A, 64, depth, c));
-            }
+        let c = Config::new(CPU_RANGE, 2).with_asid_bits(b);
+        out.push(point(w, 64, 0, 256, depth, c.clone()));
+        if depth == Depth::Full {
+            out.push(point(w, 1, FLAG_A, 64, depth, c));
         }
     }
     out
@@ -404,19 +557,52 @@ mod tests {
 
     #[test]
     fn argument_layout_matches_the_programs() {
-        let mut p = plan(Depth::Quick, &[workload("pingpong").unwrap()]).remove(0);
+        let mut p = plan(Depth::Quick, &[workload("pingpong").unwrap()], &[]).remove(0);
         (p.n, p.reps, p.ops, p.flags) = (4096, 7, 300, FLAG_A);
         assert_eq!(p.arg(), 4096 | 7 << 32 | 300 << 40 | 1 << 56);
         assert_eq!(
             p.args().last().unwrap(),
             &format!("run=bench_pingpong:{:#x}", p.arg())
         );
+        let p = p.with_threads(8);
+        assert_eq!(p.arg(), 4096 | 7 << 32 | 300 << 40 | 1 << 56 | 8 << 60);
+        assert_eq!((p.busy_cpus, p.mm_cpus()), (8, 8));
+        assert_eq!(p.describe(), "pingpong n=4096 flags=0x1 threads=8");
+    }
+
+    #[test]
+    fn the_strategy_sweep_crosses_strategies_and_cpu_counts() {
+        for depth in [Depth::Quick, Depth::Full] {
+            let points = plan(depth, &[], &[Sweep::Strategies]);
+            let per_cpu: Vec<_> = WORKLOADS.iter().filter(|w| w.per_cpu.is_some()).collect();
+            assert!(per_cpu.len() >= 6, "mmap, mprotect, madvise, fork, exit, mprotect-threads");
+            assert_eq!(points.len(), per_cpu.len() * STRATEGIES.len() * cpu_counts(depth).len());
+            for p in &points {
+                assert_eq!(p.sweep, Sweep::Strategies);
+                assert_eq!(p.config.cpus, strategy_smp(depth), "one machine size");
+                assert!(p.mm_cpus() <= p.config.cpus && p.threads == p.mm_cpus());
+                assert_eq!(p.config.policy.name, "default");
+            }
+            for s in STRATEGIES {
+                for &t in cpu_counts(depth) {
+                    assert!(points.iter().any(|p| p.config.strategy == s && p.threads == t));
+                }
+            }
+            assert!(plan(depth, &[], &[Sweep::Configs])
+                .iter()
+                .all(|p| p.sweep == Sweep::Configs && p.config.strategy.name == "broadcast"));
+        }
+        assert_eq!(cpu_counts(Depth::Full), [1, 2, 4, 8]);
+        assert_eq!(strategy_smp(Depth::Full), MAX_THREADS);
+        assert!(strategy_points(workload("pingpong").unwrap(), Depth::Full).is_empty());
+        assert_eq!(Sweep::parse("strategies"), Some(Sweep::Strategies));
+        assert_eq!(Sweep::parse("nonesuch"), None);
     }
 
     #[test]
     fn plans_are_unique_and_quick_is_smaller() {
         for depth in [Depth::Quick, Depth::Full] {
-            let points = plan(depth, &[]);
+            let points = plan(depth, &[], &[]);
             let mut keys: Vec<_> = points
                 .iter()
                 .map(|p| (p.args(), p.config.label()))
@@ -433,9 +619,9 @@ mod tests {
                 );
             }
         }
-        assert!(plan(Depth::Quick, &[]).len() * 2 < plan(Depth::Full, &[]).len());
+        assert!(plan(Depth::Quick, &[], &[]).len() * 2 < plan(Depth::Full, &[], &[]).len());
         let mmap = workload("mmap").unwrap();
-        assert!(plan(Depth::Quick, &[mmap])
+        assert!(plan(Depth::Quick, &[mmap], &[])
             .iter()
             .all(|p| p.workload == "mmap"));
         assert!(workload("nonesuch").is_none());

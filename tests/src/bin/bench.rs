@@ -3,8 +3,9 @@
 //! `records.jsonl`, `records.csv`, `summary.md` and SVG plots into a
 //! results directory (default `results/<timestamp>/`).
 //!
-//! - `bench [--quick] [--workload NAME]... [--out DIR] [--jobs N] [--verify] [--no-plugin] [--trace]`
-//! - `bench --list [--quick] [--workload NAME]...`: what a run would measure;
+//! - `bench [--quick] [--workload NAME]... [--sweep configs|strategies]... [--out DIR] [--jobs N]
+//!   [--verify] [--no-plugin] [--trace]`
+//! - `bench --list [--quick] [--workload NAME]... [--sweep NAME]...`: what a run would measure;
 //! - `bench --table-only`: a short table of a few measurements on stdout
 //!   (what `scripts/run.sh` prints at its end); writes nothing.
 //!
@@ -21,7 +22,7 @@ use anyhow::bail;
 use clap::Parser;
 use ktest_harness::bench::config::{POLICIES, STRATEGIES};
 use ktest_harness::bench::runner::Runner;
-use ktest_harness::bench::sweep::{self, Depth, Workload, WORKLOADS};
+use ktest_harness::bench::sweep::{self, Depth, Sweep, Workload, WORKLOADS};
 use ktest_harness::bench::{self, report, verify};
 use ktest_harness::build::{self, CargoOutput};
 use ktest_harness::tcg_plugin::{self, CountMode};
@@ -33,9 +34,15 @@ struct Cli {
     #[arg(long)]
     quick: bool,
     /// Only this workload (repeatable): mmap, mprotect, madvise, fork, exit,
-    /// pingpong, asid-pressure.
+    /// mprotect-threads, pingpong, asid-pressure.
     #[arg(long = "workload", value_name = "NAME")]
     workloads: Vec<String>,
+    /// Only this sweep (repeatable; default both): configs (each
+    /// workload's sizes and configurations under the default strategy) or
+    /// strategies (every flush strategy × the CPUs the address space runs
+    /// on: 1, 2, 4 with --quick, else 1, 2, 4, 8).
+    #[arg(long = "sweep", value_name = "configs|strategies", value_parser = ["configs", "strategies"])]
+    sweeps: Vec<String>,
     /// Results directory (default: results/<timestamp>/ in the workspace).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -102,11 +109,15 @@ fn workloads(names: &[String]) -> anyhow::Result<Vec<&'static Workload>> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let depth = if cli.quick { Depth::Quick } else { Depth::Full };
     let chosen = workloads(&cli.workloads)?;
+    let sweeps: Vec<Sweep> = cli.sweeps.iter().filter_map(|s| Sweep::parse(s)).collect();
     let points = if cli.table_only {
         bench::table_points()
     } else {
-        sweep::plan(depth, &chosen)
+        sweep::plan(depth, &chosen, &sweeps)
     };
+    if points.is_empty() {
+        bail!("these workloads have no point in these sweeps");
+    }
     if cli.list {
         list(&points);
         return Ok(ExitCode::SUCCESS);

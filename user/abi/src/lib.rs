@@ -138,12 +138,15 @@ pub mod stats {
     /// [`super::resources`]: what leak tests compare against a baseline.
     pub const RESOURCES: u64 = 8;
     /// TLB decisions, summed over CPUs, one word each (the kernel's
-    /// `mm::tlb::Event` in order, [`EVENT_NAMES`]): exits whose flush was
-    /// elided, zaps that flushed the whole ASID because another was in
-    /// flight, locked calls and faults that flushed the whole ASID because a
-    /// zap was in flight, CPUs that left a dying address space with a local
-    /// ASID flush, then the flush strategy's decisions, IPIs, lazy skips and
-    /// leaves, generation catch-ups, stale flushes and IPI time-outs.
+    /// `mm::tlb::Event` in the order of `Event::ALL`, 16 words, named by
+    /// [`EVENT_NAMES`]): [exits
+    /// whose flush was elided, zaps that flushed the whole ASID because
+    /// another was in flight, locked calls and faults that flushed the whole
+    /// ASID because a zap was in flight, CPUs that left a dying address
+    /// space with a local ASID flush, flushes the strategy made local, sent
+    /// by IPI, broadcast, IPIs sent, IPIs received, lazy CPUs skipped, lazy
+    /// CPUs that left, catch-ups of one generation (the range), of more
+    /// (the ASID), of none, stale CPUs' ASID flushes, shootdown time-outs].
     pub const EVENTS: u64 = 7;
     /// `EVENTS_CPU + cpu`: the same words for one CPU (`cpu` < 8).
     pub const EVENTS_CPU: u64 = 16;

@@ -9,7 +9,14 @@
 //! | 0..32   | the workload's size parameter `n` (0: its default)        |
 //! | 32..40  | timed repetitions R, at most [`MAX_REPS`] (0: default)    |
 //! | 40..56  | operations K per repetition (0: default)                  |
-//! | 56..64  | flags of the workload (bit 56 = [`FLAG_A`], 57 = [`FLAG_B`]) |
+//! | 56..60  | flags of the workload (bit 56 = [`FLAG_A`], 57 = [`FLAG_B`]) |
+//! | 60..64  | threads T: CPUs the process runs on (0: default), at most [`MAX_THREADS`] |
+//!
+//! With T threads the program runs on CPUs 0..T: its measuring thread on
+//! CPU 0 and T−1 more threads of the same process, one on each other CPU
+//! ([`Team`]), so that the address space is live on T CPUs while it is
+//! measured. Most programs keep them spinning in user space; some give
+//! them operations of their own (their documentation says which).
 //!
 //! # Measurement
 //!
@@ -36,13 +43,16 @@
 //! BENCH {"v":1,"workload":"mmap","arg":N,
 //!        "params":{"pages":16,"threads":1},"reps":R,"ops":K,"warmup":W,
 //!        "counted_ops":C,"cntfrq":HZ,"cpus":2,"rep_ticks":[..R..],
-//!        "tlbi":{"vae1":0,..},"dsb":D,"asid":{"rollovers":0,..},"faults":F}
+//!        "tlbi":{"vae1":0,..},"dsb":D,"asid":{"rollovers":0,..},"faults":F,
+//!        "events":{"exit_elided":0,..,"ipi_sent":0,..}}
 //! ```
 //!
 //! `rep_ticks[i]` are the ticks of repetition i (K operations); `tlbi`,
-//! `dsb`, `asid` and `faults` are deltas of the kernel's own counters
-//! (STATS) over the timed repetitions, which did `counted_ops` operations
-//! (R·K, plus what helper threads did meanwhile).
+//! `dsb`, `asid`, `faults` and `events` are deltas of the kernel's own
+//! counters (STATS) over the timed repetitions, which did `counted_ops`
+//! operations (R·K, plus what helper threads did meanwhile). `events` has
+//! as many words as `STATS(EVENTS)` wrote (the kernel's `mm::tlb::Event`:
+//! flush decisions, IPIs sent and received, lazy skips, catch-ups, ...).
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +78,8 @@ pub const MAX_REPS: usize = 255;
 /// Flag bits of the argument, numbered from bit 56.
 pub const FLAG_A: u64 = 1 << 0;
 pub const FLAG_B: u64 = 1 << 1;
+/// Most threads (argument bits 60..64): the kernel's `MAX_CPUS`.
+pub const MAX_THREADS: u64 = 8;
 
 /// TLBI counter names in the order of the words of `STATS(TLBI)`, which is
 /// `OpKind`'s order in `kernel/src/mm/tlb/op.rs`; the DSB count follows.
@@ -87,9 +99,14 @@ pub const TLBI_NAMES: [&str; 12] = [
 ];
 /// The words of `STATS(ASID)`.
 pub const ASID_NAMES: [&str; 5] = ["rollovers", "slow", "fast", "rollover_flushes", "pinned"];
+/// The words of `STATS(EVENTS)`, named as the kernel names them (the
+/// kernel checks at build time that the two lists agree).
+pub use ulib::abi::stats::EVENT_NAMES;
 
 /// Words read from `STATS(TLBI)`; more than the kernel writes today.
 const TLBI_WORDS: usize = 32;
+/// Words read from `STATS(EVENTS)`; more than the kernel writes today.
+const EVENT_WORDS: usize = 32;
 
 /// The decoded argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +116,8 @@ pub struct Arg {
     pub reps: u64,
     pub ops: u64,
     pub flags: u64,
+    /// Threads T (bits 60..64); 0: the workload's default.
+    pub threads: u64,
 }
 
 impl Arg {
@@ -110,17 +129,31 @@ impl Arg {
             n: or(raw & 0xffff_ffff, n),
             reps: or((raw >> 32) & 0xff, reps).min(MAX_REPS as u64),
             ops: or((raw >> 40) & 0xffff, ops),
-            flags: raw >> 56,
+            flags: (raw >> 56) & 0xf,
+            threads: raw >> 60,
         }
     }
 
     /// Encodes the fields (the inverse of [`Arg::decode`]).
-    pub const fn encode(n: u64, reps: u64, ops: u64, flags: u64) -> u64 {
-        (n & 0xffff_ffff) | (reps & 0xff) << 32 | (ops & 0xffff) << 40 | (flags & 0xff) << 56
+    pub const fn encode(n: u64, reps: u64, ops: u64, flags: u64, threads: u64) -> u64 {
+        (n & 0xffff_ffff)
+            | (reps & 0xff) << 32
+            | (ops & 0xffff) << 40
+            | (flags & 0xf) << 56
+            | (threads & 0xf) << 60
     }
 
     pub fn flag(&self, bit: u64) -> bool {
         self.flags & bit != 0
+    }
+
+    /// The threads asked for, or `default` if none were.
+    pub fn threads_or(&self, default: u64) -> u64 {
+        if self.threads == 0 {
+            default
+        } else {
+            self.threads
+        }
     }
 }
 
@@ -133,6 +166,10 @@ pub struct Counters {
     pub tlbi_words: usize,
     pub asid: [u64; 5],
     pub faults: u64,
+    /// `STATS(EVENTS)`, one word per [`EVENT_NAMES`] entry.
+    pub events: [u64; EVENT_WORDS],
+    /// How many words the kernel wrote (0 if it has no such counters).
+    pub event_words: usize,
 }
 
 impl Counters {
@@ -152,6 +189,8 @@ impl Counters {
             tlbi_words: 0,
             asid: [0; 5],
             faults: 0,
+            events: [0; EVENT_WORDS],
+            event_words: 0,
         };
         if mark == Some(region::Mark::End) {
             region::mark(region::Mark::End, c.tlbi.as_ptr().cast());
@@ -162,6 +201,7 @@ impl Counters {
         }
         sys::stats(stats::ASID, &mut c.asid)?;
         c.faults = sys::stat(stats::PAGE_FAULTS)?;
+        c.event_words = sys::stats(stats::EVENTS, &mut c.events).map_or(0, |n| n as usize);
         Ok(c)
     }
 
@@ -175,6 +215,10 @@ impl Counters {
             *w = w.wrapping_sub(e);
         }
         d.faults = self.faults.wrapping_sub(earlier.faults);
+        for (w, e) in d.events.iter_mut().zip(earlier.events) {
+            *w = w.wrapping_sub(e);
+        }
+        d.event_words = self.event_words.min(earlier.event_words);
         d
     }
 }
@@ -204,22 +248,22 @@ pub fn measure(
     measure_around(arg, op, others, None)
 }
 
-/// [`measure`] while `helper` does operations of its own on another CPU:
-/// they are counted (`counted_ops`), and the helper is paused around the
-/// counter reads and region markers.
-pub fn measure_with_helper(
+/// [`measure`] while the threads of `team` do operations of their own on
+/// other CPUs (or spin): their operations are counted (`counted_ops`), and
+/// they are paused around the counter reads and region markers.
+pub fn measure_with_team(
     arg: &Arg,
     op: impl FnMut(u64) -> Result<(), i32>,
-    helper: &Helper,
+    team: &Team,
 ) -> Result<Measurement, i32> {
-    measure_around(arg, op, || helper.ops(), Some(helper))
+    measure_around(arg, op, || team.ops(), Some(team))
 }
 
 fn measure_around(
     arg: &Arg,
     mut op: impl FnMut(u64) -> Result<(), i32>,
     others: impl Fn() -> u64,
-    helper: Option<&Helper>,
+    helper: Option<&Team>,
 ) -> Result<Measurement, i32> {
     let (reps, ops) = (arg.reps as usize, arg.ops);
     let mut i = 0;
@@ -347,23 +391,28 @@ pub fn pin(cpu: u64) -> Result<(), i32> {
     })
 }
 
-/// Fails with [`status::SETUP`] unless at least `n` CPUs are online.
-/// The common start of a workload: pin to CPU 0 and, when `FLAG_A` is set,
-/// keep a second thread of the process spinning on CPU 1 (so the mm is live
-/// on two CPUs while it is measured).
-pub fn pin_with_optional_spinner(arg: &Arg) -> Result<Option<Helper>, i32> {
-    let spin = arg.flag(FLAG_A);
-    if spin {
-        require_cpus(2)?;
+/// The threads a workload runs on: the argument's T, or 2 with `FLAG_A`
+/// (a second thread), or 1; [`status::SETUP`] past [`MAX_THREADS`].
+pub fn threads(arg: &Arg) -> Result<u64, i32> {
+    let t = arg.threads_or(if arg.flag(FLAG_A) { 2 } else { 1 });
+    if t > MAX_THREADS {
+        ulib::println!("bench: FAIL: {t} threads, at most {MAX_THREADS}");
+        return Err(status::SETUP);
     }
-    pin(0)?;
-    if spin {
-        Ok(Some(Helper::spinner(1)?))
-    } else {
-        Ok(None)
-    }
+    Ok(t)
 }
 
+/// The common start of a workload: pin to CPU 0 and keep T−1 more threads
+/// of the process ([`threads`]) spinning in user space on CPUs 1..T, so
+/// that the mm is live on T CPUs while it is measured.
+pub fn pin_with_spinners(arg: &Arg) -> Result<Team, i32> {
+    let t = threads(arg)?;
+    require_cpus(t)?;
+    pin(0)?;
+    Team::spinners(t, Spin::User)
+}
+
+/// Fails with [`status::SETUP`] unless at least `n` CPUs are online.
 pub fn require_cpus(n: u64) -> Result<(), i32> {
     let online = cpus();
     if online < n {
@@ -382,6 +431,8 @@ pub struct Helper {
     /// [`PAUSE`], [`PAUSED`].
     shared: &'static [AtomicU64],
     handle: JoinHandle,
+    /// Its `work` is an operation of the workload (not so for a spinner).
+    operates: bool,
 }
 
 /// Stop requested.
@@ -437,26 +488,51 @@ impl Helper {
             }
             sys::yield_now();
         }
-        Ok(Helper { shared, handle })
-    }
-
-    /// A helper that only spins (it does no operations).
-    pub fn spinner(cpu: u64) -> Result<Helper, i32> {
-        Helper::start(cpu, || {
-            core::hint::spin_loop();
-            Ok(())
+        Ok(Helper {
+            shared,
+            handle,
+            operates: true,
         })
     }
 
-    /// Times `work` has completed so far.
+    /// A helper that only spins, as `how` says: it does no operations
+    /// ([`Helper::ops`] stays 0).
+    pub fn spinner(cpu: u64, how: Spin) -> Result<Helper, i32> {
+        let h = match how {
+            Spin::User => Helper::start(cpu, || {
+                core::hint::spin_loop();
+                Ok(())
+            }),
+            Spin::Syscall => Helper::start(cpu, || {
+                sys::getpid();
+                Ok(())
+            }),
+        }?;
+        Ok(Helper { operates: false, ..h })
+    }
+
+    /// Operations completed so far: the times `work` did (0 for a
+    /// spinner).
     pub fn ops(&self) -> u64 {
-        self.shared[DONE].load(Ordering::Relaxed)
+        if self.operates {
+            self.shared[DONE].load(Ordering::Relaxed)
+        } else {
+            0
+        }
     }
 
     /// Returns once the thread is between two operations and waits there
     /// (or fails with [`status::OP`] if it ended).
     pub fn pause(&self) -> Result<(), i32> {
+        self.ask_pause();
+        self.wait_paused()
+    }
+
+    fn ask_pause(&self) {
         self.shared[PAUSE].store(1, Ordering::Release);
+    }
+
+    fn wait_paused(&self) -> Result<(), i32> {
         while self.shared[PAUSED].load(Ordering::Acquire) == 0 {
             if self.shared[ENDED].load(Ordering::Acquire) != 0 {
                 ulib::println!("bench: FAIL: the helper thread ended while running");
@@ -479,6 +555,106 @@ impl Helper {
             0 => Ok(()),
             code => Err(code),
         }
+    }
+}
+
+/// How a spinning helper keeps its CPU busy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spin {
+    /// In user space only: the CPU enters the kernel for interrupts alone.
+    User,
+    /// Calling GETPID in a loop: the thread returns to user space often,
+    /// so it notices at once that its process was killed (a process exit
+    /// ends its other threads when they next return to user space).
+    Syscall,
+}
+
+/// The helper threads of a process: at most [`MAX_THREADS`] − 1, on CPUs
+/// 1, 2, ... in the order they were added.
+#[derive(Debug)]
+pub struct Team {
+    helpers: [Option<Helper>; MAX_THREADS as usize - 1],
+    len: usize,
+}
+
+impl Default for Team {
+    fn default() -> Team {
+        Team::new()
+    }
+}
+
+impl Team {
+    /// No helpers.
+    pub fn new() -> Team {
+        Team {
+            helpers: [const { None }; MAX_THREADS as usize - 1],
+            len: 0,
+        }
+    }
+
+    /// Helpers spinning as `how` says on CPUs 1..`threads` (none for 1).
+    pub fn spinners(threads: u64, how: Spin) -> Result<Team, i32> {
+        let mut team = Team::new();
+        for cpu in 1..threads {
+            team.push(Helper::spinner(cpu, how)?)?;
+        }
+        Ok(team)
+    }
+
+    /// Adds `h` (started on CPU `self.len() + 1`).
+    pub fn push(&mut self, h: Helper) -> Result<(), i32> {
+        match self.helpers.get_mut(self.len) {
+            Some(slot) => {
+                *slot = Some(h);
+                self.len += 1;
+                Ok(())
+            }
+            None => {
+                ulib::println!("bench: FAIL: more than {} helper threads", MAX_THREADS - 1);
+                let _ = h.stop();
+                Err(status::SETUP)
+            }
+        }
+    }
+
+    /// Helper threads (the process has one more, the measuring one).
+    pub fn len(&self) -> u64 {
+        self.len as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Helper> {
+        self.helpers[..self.len].iter().flatten()
+    }
+
+    /// Operations the helpers have completed so far, together.
+    pub fn ops(&self) -> u64 {
+        self.iter().map(Helper::ops).sum()
+    }
+
+    /// Returns once every helper is paused between two operations.
+    pub fn pause(&self) -> Result<(), i32> {
+        self.iter().for_each(Helper::ask_pause);
+        self.iter().try_for_each(Helper::wait_paused)
+    }
+
+    pub fn resume(&self) {
+        self.iter().for_each(Helper::resume);
+    }
+
+    /// Stops every helper and waits for it; the first failure is returned.
+    pub fn stop(self) -> Result<(), i32> {
+        let mut result = Ok(());
+        for h in self.helpers.into_iter().flatten() {
+            let r = h.stop();
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
     }
 }
 
@@ -541,7 +717,15 @@ fn write_json(
     for (i, (name, n)) in ASID_NAMES.iter().zip(c.asid).enumerate() {
         write!(w, "{}\"{name}\":{n}", if i == 0 { "" } else { "," })?;
     }
-    writeln!(w, "}},\"faults\":{}}}", c.faults)
+    write!(w, "}},\"faults\":{},\"events\":{{", c.faults)?;
+    for (i, n) in c.events[..c.event_words].iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        match EVENT_NAMES.get(i) {
+            Some(name) => write!(w, "{sep}\"{name}\":{n}")?,
+            None => write!(w, "{sep}\"event{i}\":{n}")?,
+        }
+    }
+    writeln!(w, "}}}}")
 }
 
 /// Largest report: one WRITE of the kernel takes at most 4096 bytes.
@@ -599,12 +783,15 @@ mod tests {
 
     #[test]
     fn argument_round_trip() {
-        let raw = Arg::encode(4096, 7, 300, FLAG_A);
+        let raw = Arg::encode(4096, 7, 300, FLAG_A, 8);
         let a = Arg::decode(raw, 1, 2, 3);
-        assert_eq!((a.n, a.reps, a.ops, a.flags), (4096, 7, 300, FLAG_A));
+        assert_eq!((a.n, a.reps, a.ops, a.flags, a.threads), (4096, 7, 300, FLAG_A, 8));
         assert!(a.flag(FLAG_A) && !a.flag(FLAG_B));
+        assert_eq!((a.threads_or(1), threads(&a)), (8, Ok(8)));
         let d = Arg::decode(0, 16, 5, 10);
-        assert_eq!((d.n, d.reps, d.ops, d.flags), (16, 5, 10, 0));
+        assert_eq!((d.n, d.reps, d.ops, d.flags, d.threads), (16, 5, 10, 0, 0));
+        assert_eq!(threads(&d), Ok(1));
+        assert_eq!(threads(&Arg::decode(Arg::encode(1, 1, 1, FLAG_A, 0), 0, 0, 0)), Ok(2));
     }
 
     #[test]
@@ -614,9 +801,12 @@ mod tests {
             tlbi_words: 13,
             asid: [1, 2, 3, 4, 5],
             faults: 9,
+            events: [0; EVENT_WORDS],
+            event_words: 16,
         };
         c.tlbi[6] = 40;
         c.tlbi[12] = 20;
+        c.events[7] = 6;
         let mut m = Measurement {
             rep_ticks: [0; MAX_REPS],
             reps: 2,
@@ -626,7 +816,7 @@ mod tests {
             counters: c,
         };
         m.rep_ticks[..2].copy_from_slice(&[100, 120]);
-        let arg = Arg::decode(Arg::encode(16, 2, 10, 0), 0, 0, 0);
+        let arg = Arg::decode(Arg::encode(16, 2, 10, 0, 0), 0, 0, 0);
         let mut line = Line::new();
         let params = [("pages", 16), ("threads", 1)];
         write_json(&mut line, "mmap", &arg, &params, &m, (62_500_000, 2)).unwrap();
@@ -638,7 +828,12 @@ mod tests {
              \"tlbi\":{{\"vae1\":0,\"vale1\":0,\"rvae1\":0,\"rvale1\":0,\"aside1\":0,\
              \"vmalle1\":0,\"vae1is\":40,\"vale1is\":0,\"rvae1is\":0,\"rvale1is\":0,\
              \"aside1is\":0,\"vmalle1is\":0}},\"dsb\":20,\"asid\":{{\"rollovers\":1,\
-             \"slow\":2,\"fast\":3,\"rollover_flushes\":4,\"pinned\":5}},\"faults\":9}}\n",
+             \"slow\":2,\"fast\":3,\"rollover_flushes\":4,\"pinned\":5}},\"faults\":9,\
+             \"events\":{{\"exit_elided\":0,\"nested_full_flush\":0,\"racing_full_flush\":0,\
+             \"exit_local_flush\":0,\"decide_local\":0,\"decide_ipi\":0,\"decide_broadcast\":0,\
+             \"ipi_sent\":6,\"ipi_received\":0,\"lazy_skip\":0,\"lazy_leave\":0,\
+             \"catch_up_partial\":0,\"catch_up_full\":0,\"catch_up_none\":0,\"stale_flush\":0,\
+             \"ipi_timeout\":0}}}}\n",
             arg.raw
         );
         assert_eq!(text, expected);

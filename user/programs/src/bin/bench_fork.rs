@@ -5,7 +5,10 @@
 //! does not write its pages again.
 //!
 //! arg (see `userland::bench`): bits 0..32 = m pages (0: 16); 32..40 = reps
-//! (0: 5); 40..56 = ops per rep (0: 10). Parent and children run on CPU 0.
+//! (0: 5); 40..56 = ops per rep (0: 10); bits 60..64 = threads T (0: 1):
+//! T−1 more threads of the parent spin in user space on CPUs 1..T (needs T
+//! CPUs), so the parent's address space, which fork write-protects, is
+//! live on T CPUs. The forking thread and the children run on CPU 0.
 //! Exit 0 after printing one `BENCH` line; 1 setup, 2 an operation failed
 //! (or a child's status was not 0), 3 counters/report.
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -26,6 +29,8 @@ fn run(raw: u64) -> Result<(), i32> {
     let size = arg.n.max(MIN_MAPPING);
     let mut m = bench::setup("mmap", Mapping::pages(size))?;
     bench::touch(&mut m, size as usize, 1);
+    let spinners = bench::pin_with_spinners(&arg)?;
+    let threads = spinners.len() + 1;
     let written = arg.n as usize;
     let result = bench::measure(
         &arg,
@@ -44,6 +49,7 @@ fn run(raw: u64) -> Result<(), i32> {
         },
         || 0,
     )?;
-    let params = [("pages", arg.n), ("mapping_pages", size)];
+    spinners.stop()?;
+    let params = [("pages", arg.n), ("mapping_pages", size), ("threads", threads)];
     bench::report("fork", &arg, &params, &result)
 }
