@@ -138,11 +138,51 @@ pub mod stats {
     /// [`super::resources`]: what leak tests compare against a baseline.
     pub const RESOURCES: u64 = 8;
     /// TLB decisions, summed over CPUs, one word each (the kernel's
-    /// `mm::tlb::Event` in order): [exits whose flush was elided, zaps that
-    /// flushed the whole ASID because another was in flight, locked calls
-    /// and faults that flushed the whole ASID because a zap was in flight,
-    /// CPUs that left a dying address space with a local ASID flush].
+    /// `mm::tlb::Event` in order), indexed by [`super::events`].
     pub const EVENTS: u64 = 7;
+}
+
+/// Word indices of `stats(EVENTS)`: the kernel's `mm::tlb::Event` in order
+/// (the kernel checks at build time that the two agree).
+pub mod events {
+    /// Exits whose flush was elided.
+    pub const EXIT_ELIDED: usize = 0;
+    /// Zaps that flushed the whole ASID because another was in flight.
+    pub const NESTED_FULL_FLUSH: usize = 1;
+    /// Locked calls and faults that flushed the whole ASID because a zap
+    /// was in flight.
+    pub const RACING_FULL_FLUSH: usize = 2;
+    /// CPUs that left a dying address space with a local ASID flush.
+    pub const EXIT_LOCAL_FLUSH: usize = 3;
+    /// Flushes the strategy (`tlb.strategy`) made local: the mm's one user
+    /// runs on the flushing CPU.
+    pub const DECIDE_LOCAL: usize = 4;
+    /// Flushes sent as IPIs to the CPUs that hold the mm.
+    pub const DECIDE_IPI: usize = 5;
+    /// Flushes broadcast.
+    pub const DECIDE_BROADCAST: usize = 6;
+    /// IPIs sent (one per target CPU).
+    pub const IPI_SENT: usize = 7;
+    /// IPIs received and served.
+    pub const IPI_RECEIVED: usize = 8;
+    /// Lazy CPUs a flush skipped (one per CPU and flush).
+    pub const LAZY_SKIP: usize = 9;
+    /// Lazy CPUs that left an mm because its tables were being freed (or
+    /// it was torn down).
+    pub const LAZY_LEAVE: usize = 10;
+    /// IPI targets one generation behind: they flushed the range.
+    pub const CATCH_UP_PARTIAL: usize = 11;
+    /// IPI targets further behind: they flushed the whole ASID.
+    pub const CATCH_UP_FULL: usize = 12;
+    /// IPI targets already current.
+    pub const CATCH_UP_NONE: usize = 13;
+    /// CPUs that flushed an mm's ASID because they were behind its flush
+    /// generation when they went back to it.
+    pub const STALE_FLUSH: usize = 14;
+    /// Shootdowns not acknowledged in time (repeated as a broadcast).
+    pub const IPI_TIMEOUT: usize = 15;
+    /// Words `stats(EVENTS)` writes.
+    pub const COUNT: usize = 16;
 }
 
 /// Word indices of `stats(RESOURCES)`.
