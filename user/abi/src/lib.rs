@@ -66,13 +66,38 @@ pub mod nr {
     /// or instruction abort (unmapped or protection) resumes at `pc` with
     /// x0 = the faulting address. For tests that must survive a fault.
     pub const FAULT_RESUME: u64 = 26;
-    pub const COUNT: u64 = 27;
+    /// copy_async(dst, src, len, cpu or -1) → ticket: a kernel worker on
+    /// `cpu` (-1: any CPU) copies `len` bytes of this process's memory from
+    /// `src` to `dst` while the caller runs on; [`COPY_WAIT`] returns the
+    /// outcome. EINVAL for a CPU not online, a length above
+    /// [`super::limits::MAX_COPY_LEN`] or overlapping ranges; EFAULT for a
+    /// range beyond user space; EAGAIN past [`super::limits::MAX_JOBS`] or
+    /// [`super::limits::MAX_JOBS_TOTAL`]. Unmapped or read-only memory is
+    /// found by the worker: the job ends there with EFAULT.
+    pub const COPY_ASYNC: u64 = 27;
+    /// watch_async(log, src, log_len, cpu or -1, ns) → ticket: a kernel
+    /// worker on `cpu` reads the u64 at `src` over and over for `ns`
+    /// nanoseconds (at most [`super::limits::MAX_WATCH_NS`]) and keeps a log
+    /// of `log_len` bytes at `log` (see [`super::copy`]). Both addresses
+    /// 8-byte aligned, `log_len` a multiple of 8 of at least
+    /// [`super::copy::LOG_MIN`] (EINVAL); the other errors as for
+    /// [`COPY_ASYNC`]. A fault on either ends the job with EFAULT.
+    pub const WATCH_ASYNC: u64 = 28;
+    /// copy_wait(ticket, flags) → the job's result: the bytes copied, or the
+    /// samples a watch took; `-errno` if it failed (EFAULT: the worker
+    /// faulted on the memory). The ticket is used up (another wait: ESRCH,
+    /// also for a ticket of another process). EINTR if this process is
+    /// killed meanwhile; with [`super::copy::NOWAIT`], EAGAIN while the job
+    /// runs (the ticket stays valid).
+    pub const COPY_WAIT: u64 = 29;
+    pub const COUNT: u64 = 30;
 
     /// Each call's name, indexed by its number.
     pub const NAMES: [&str; COUNT as usize] = [
         "exit", "write", "mmap", "munmap", "mprotect", "madvise", "spawn", "fork", "wait", "thread_create",
         "thread_exit", "join", "yield", "sleep", "set_affinity", "getcpu", "stats", "ep_create", "ep_call",
         "ep_recv", "ep_reply", "futex_wait", "futex_wake", "getpid", "kill", "time_ns", "fault_resume",
+        "copy_async", "watch_async", "copy_wait",
     ];
 }
 
@@ -114,6 +139,26 @@ pub mod map {
 /// madvise advice.
 pub mod advice {
     pub const DONTNEED: u64 = 4;
+}
+
+/// The asynchronous jobs of `nr::COPY_ASYNC`, `nr::WATCH_ASYNC` and
+/// `nr::COPY_WAIT`.
+pub mod copy {
+    /// copy_wait flag: do not block; EAGAIN while the job runs.
+    pub const NOWAIT: u64 = 1;
+    pub const ALL: u64 = NOWAIT;
+    /// Word of a watch log: the samples taken so far (rewritten after each).
+    pub const LOG_SAMPLES: usize = 0;
+    /// Word of a watch log: the values recorded so far.
+    pub const LOG_RECORDED: usize = 1;
+    /// First word of the values recorded: the first sample, then each
+    /// sample that differs from the one before, while there is room. Each
+    /// value is written before the count that includes it (with a barrier
+    /// between), so a reader that reads the count first (Acquire) finds the
+    /// values it counts.
+    pub const LOG_VALUES: usize = 2;
+    /// The smallest log, in bytes: the two counts and one value.
+    pub const LOG_MIN: u64 = 8 * (LOG_VALUES as u64 + 1);
 }
 
 /// `stats(which, ...)` selectors.
@@ -254,6 +299,15 @@ pub mod limits {
     pub const MAX_PENDING_CALLS: usize = 64;
     /// Processes in the system, zombies included (spawn, fork: EAGAIN).
     pub const MAX_PROCESSES: usize = 1024;
+    /// Asynchronous jobs (copy_async, watch_async) of one process, running
+    /// or done and not yet waited for (EAGAIN).
+    pub const MAX_JOBS: usize = 8;
+    /// Asynchronous jobs in the system (EAGAIN).
+    pub const MAX_JOBS_TOTAL: usize = 64;
+    /// Bytes one copy_async copies at most (EINVAL).
+    pub const MAX_COPY_LEN: u64 = 16 << 20;
+    /// Nanoseconds one watch_async samples at most (EINVAL).
+    pub const MAX_WATCH_NS: u64 = 10_000_000_000;
 }
 
 /// Exit status of a process the kernel killed: `KILLED_BASE + cause`.
