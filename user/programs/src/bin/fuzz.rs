@@ -372,8 +372,12 @@ fn one_call(w: &World, r: &mut Rand64, may_block: bool, grandchild: &mut bool) -
                 let len = if coin(r) { w.len(r) } else { r.rand_range(0..3 * PAGE_SIZE) };
                 let got = if n == nr::COPY_ASYNC {
                     raw::syscall4(n, w.addr(r), w.addr(r), len, cpu)
-                } else {
+                } else if coin(r) {
                     raw::syscall5(n, w.addr(r), w.addr(r), len, cpu, ns)
+                } else {
+                    // Aligned, with a log of a valid length: mostly accepted.
+                    let (log, src) = (w.addr(r) & !7, w.addr(r) & !7);
+                    raw::syscall5(n, log, src, 8 * r.rand_range(3..64), cpu, ns)
                 };
                 if (got as i64) > 0 {
                     World::remember(&w.tickets, r, got);
