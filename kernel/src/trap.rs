@@ -31,14 +31,19 @@ impl TrapHandler for KernelTraps {
         syscall::dispatch(frame);
     }
 
-    /// Resolves a page fault of the current process at `far`.
+    /// Resolves a page fault at `far` in the current process, or in the
+    /// address space a kernel thread adopted (an asynchronous job's user
+    /// copies, `task::jobs`).
     fn page_fault(&self, far: u64, write: bool, exec: bool) -> Result<(), i64> {
         if far >= abi::USER_END {
             return Err(cause::KERNEL_ADDRESS);
         }
         let t = sched::current();
-        let Some(p) = t.process() else { return Err(cause::OTHER_FAULT) };
-        p.mm.fault(far, write, exec)?;
+        match (t.process(), t.adopted()) {
+            (Some(p), _) => p.mm.fault(far, write, exec)?,
+            (None, Some(mm)) => mm.fault(far, write, exec)?,
+            (None, None) => return Err(cause::OTHER_FAULT),
+        };
         syscall::PAGE_FAULTS.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

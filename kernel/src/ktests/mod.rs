@@ -8,6 +8,7 @@ mod irq;
 mod mm;
 mod robust;
 mod sched;
+mod strategy;
 mod tlb;
 mod user;
 

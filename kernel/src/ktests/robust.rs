@@ -1,7 +1,7 @@
 //! Robustness: process lifecycles, kills of blocked threads, lost wake-ups,
 //! two waiters for one event, sleeps that overflow, out-of-memory and
-//! limits. Each test ends with every kernel resource (`task::resources`)
-//! back at its baseline, exactly.
+//! limits, asynchronous jobs. Each test ends with every kernel resource
+//! (`task::resources`) back at its baseline, exactly.
 
 use alloc::sync::Arc;
 
@@ -177,4 +177,28 @@ ktest!(fn a_second_kill_queues_nothing() {
 
 ktest!(fn kill_reaches_only_descendants() {
     expect_within("killperm", 0, 0, 20_000);
+});
+
+/// Waits (up to 5 s) until no asynchronous job (`task::jobs`) runs.
+pub(super) fn jobs_end() {
+    use crate::task::jobs::RUNNING_JOBS;
+    for _ in 0..500 {
+        if RUNNING_JOBS.load(core::sync::atomic::Ordering::Acquire) == 0 {
+            return;
+        }
+        sched::sleep_ns(10_000_000);
+    }
+    panic!("{} asynchronous jobs still running 5 s later", RUNNING_JOBS.load(core::sync::atomic::Ordering::Acquire));
+}
+
+ktest!(#[config(timeout_s = 120)] fn copy_jobs_work_fail_cleanly_and_leak_nothing() {
+    // Copies, a watch, faults, bad arguments, the limit, and processes that
+    // exit or are killed with jobs running (`copyjob` checks each itself).
+    let base = baseline_after(|| {});
+    let leaked = crate::mm::user::LEAKED_MMS.load(core::sync::atomic::Ordering::Relaxed);
+    expect_within("copyjob", 0, 0, 60_000);
+    jobs_end();
+    let now = crate::mm::user::LEAKED_MMS.load(core::sync::atomic::Ordering::Relaxed);
+    assert_eq!(now, leaked, "an address space was still loaded at its teardown");
+    assert_back_to(&base, format_args!("copyjob"));
 });

@@ -74,6 +74,13 @@ pub struct UserMm {
     mm: Mm,
     /// The allocator gave it an ASID (counted in [`MMS_WITH_ASID`]).
     has_asid: AtomicBool,
+    /// Who keeps the contents: the process (one hold for all its threads,
+    /// given back by the last one to exit) and each asynchronous job
+    /// (`task::jobs`), whose worker may outlive the threads. The last to let
+    /// go tears the address space down ([`Self::release`]; Linux's
+    /// `mm_users` and `mmput`, apart from `Mm::users`, which counts for the
+    /// flush decision).
+    holders: AtomicUsize,
 }
 
 impl core::ops::Deref for UserMm {
@@ -87,7 +94,7 @@ impl UserMm {
     pub fn from_aspace(a: AddressSpace) -> Arc<UserMm> {
         MMS.fetch_add(1, Ordering::Relaxed);
         let id = NEXT_MM.fetch_add(1, Ordering::Relaxed);
-        Arc::new(UserMm { mm: Mm::new(id, a), has_asid: AtomicBool::new(false) })
+        Arc::new(UserMm { mm: Mm::new(id, a), has_asid: AtomicBool::new(false), holders: AtomicUsize::new(1) })
     }
 
     /// An empty address space.
@@ -180,6 +187,21 @@ impl UserMm {
             },
             |_| (),
         );
+    }
+
+    /// One more holder of the contents (an asynchronous job), unless the
+    /// last one let go already: then false, and the contents are gone.
+    pub fn hold(&self) -> bool {
+        self.holders.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > 0).then_some(n + 1)).is_ok()
+    }
+
+    /// A holder lets go; the last one tears the address space down
+    /// ([`Self::teardown_exit`]). It no longer runs on its CPU (its threads
+    /// left, an adopter unadopted), and interrupts are masked.
+    pub fn release(&self) {
+        if self.holders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.teardown_exit();
+        }
     }
 
     /// The last user left: everything goes, flush elided (exit mode; see

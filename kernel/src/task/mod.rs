@@ -3,6 +3,7 @@
 
 pub mod futex;
 pub mod ipc;
+pub mod jobs;
 pub mod loader;
 pub mod process;
 pub mod reaper;

@@ -356,7 +356,10 @@ pub fn exit_process(status: i64) -> ! {
 
 fn teardown(p: &Arc<Process>) {
     ipc::process_exited(p);
-    p.mm.teardown_exit();
+    // Jobs still running stop at their next step; the address space goes
+    // once the last of them lets go of it (at once if none runs).
+    super::jobs::process_exited(p.pid);
+    p.mm.release();
     {
         let mut s = p.exit_status.lock();
         if s.is_none() {

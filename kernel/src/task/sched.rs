@@ -421,6 +421,19 @@ pub fn maybe_preempt(from_user: bool) {
     }
 }
 
+/// For a long loop in a kernel thread, which is never preempted: lets the
+/// tasks queued on this CPU run first, if there are any. Unlike
+/// [`yield_now`] it does not go looking for work in other CPUs' queues, so
+/// a kernel thread keeps its CPU while nobody waits for it.
+pub fn cond_resched() {
+    let daif = irq_save();
+    let waiting = !me().rq.lock().is_empty();
+    irq_restore(daif);
+    if waiting {
+        schedule();
+    }
+}
+
 /// Moves the current task to `cpu` (or lets it run anywhere with `None`).
 pub fn set_affinity(cpu: Option<usize>) {
     let t = current();

@@ -5,6 +5,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::jobs::Work;
 use super::process::{self, Process};
 use super::{ipc, sched};
 use crate::arch::cpu::cpu_id;
@@ -75,6 +76,8 @@ fn may_keep_heap(n: u64) -> bool {
             | nr::MMAP
             | nr::MUNMAP
             | nr::MPROTECT
+            | nr::COPY_ASYNC
+            | nr::WATCH_ASYNC
     )
 }
 
@@ -190,6 +193,9 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
             p.fault_resume.store(a[0], Ordering::Release);
             Ok(0)
         }
+        nr::COPY_ASYNC => super::jobs::submit(&p, Work::copy(a[0], a[1], a[2])?, a[3]),
+        nr::WATCH_ASYNC => super::jobs::submit(&p, Work::watch(a[0], a[1], a[2], a[4])?, a[3]),
+        nr::COPY_WAIT => super::jobs::wait(&p, a[0], a[1]),
         _ => Err(-ENOSYS),
     }
 }

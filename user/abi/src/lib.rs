@@ -66,13 +66,38 @@ pub mod nr {
     /// or instruction abort (unmapped or protection) resumes at `pc` with
     /// x0 = the faulting address. For tests that must survive a fault.
     pub const FAULT_RESUME: u64 = 26;
-    pub const COUNT: u64 = 27;
+    /// copy_async(dst, src, len, cpu or -1) → ticket: a kernel worker on
+    /// `cpu` (-1: any CPU) copies `len` bytes of this process's memory from
+    /// `src` to `dst` while the caller runs on; [`COPY_WAIT`] returns the
+    /// outcome. EINVAL for a CPU not online, a length above
+    /// [`super::limits::MAX_COPY_LEN`] or overlapping ranges; EFAULT for a
+    /// range beyond user space; EAGAIN past [`super::limits::MAX_JOBS`] or
+    /// [`super::limits::MAX_JOBS_TOTAL`]. Unmapped or read-only memory is
+    /// found by the worker: the job ends there with EFAULT.
+    pub const COPY_ASYNC: u64 = 27;
+    /// watch_async(log, src, log_len, cpu or -1, ns) → ticket: a kernel
+    /// worker on `cpu` reads the u64 at `src` over and over for `ns`
+    /// nanoseconds (at most [`super::limits::MAX_WATCH_NS`]) and keeps a log
+    /// of `log_len` bytes at `log` (see [`super::copy`]). Both addresses
+    /// 8-byte aligned, `log_len` a multiple of 8 of at least
+    /// [`super::copy::LOG_MIN`] (EINVAL); the other errors as for
+    /// [`COPY_ASYNC`]. A fault on either ends the job with EFAULT.
+    pub const WATCH_ASYNC: u64 = 28;
+    /// copy_wait(ticket, flags) → the job's result: the bytes copied, or the
+    /// samples a watch took; `-errno` if it failed (EFAULT: the worker
+    /// faulted on the memory). The ticket is used up (another wait: ESRCH,
+    /// also for a ticket of another process). EINTR if this process is
+    /// killed meanwhile; with [`super::copy::NOWAIT`], EAGAIN while the job
+    /// runs (the ticket stays valid).
+    pub const COPY_WAIT: u64 = 29;
+    pub const COUNT: u64 = 30;
 
     /// Each call's name, indexed by its number.
     pub const NAMES: [&str; COUNT as usize] = [
         "exit", "write", "mmap", "munmap", "mprotect", "madvise", "spawn", "fork", "wait", "thread_create",
         "thread_exit", "join", "yield", "sleep", "set_affinity", "getcpu", "stats", "ep_create", "ep_call",
         "ep_recv", "ep_reply", "futex_wait", "futex_wake", "getpid", "kill", "time_ns", "fault_resume",
+        "copy_async", "watch_async", "copy_wait",
     ];
 }
 
@@ -116,6 +141,26 @@ pub mod advice {
     pub const DONTNEED: u64 = 4;
 }
 
+/// The asynchronous jobs of `nr::COPY_ASYNC`, `nr::WATCH_ASYNC` and
+/// `nr::COPY_WAIT`.
+pub mod copy {
+    /// copy_wait flag: do not block; EAGAIN while the job runs.
+    pub const NOWAIT: u64 = 1;
+    pub const ALL: u64 = NOWAIT;
+    /// Word of a watch log: the samples taken so far (rewritten after each).
+    pub const LOG_SAMPLES: usize = 0;
+    /// Word of a watch log: the values recorded so far.
+    pub const LOG_RECORDED: usize = 1;
+    /// First word of the values recorded: the first sample, then each
+    /// sample that differs from the one before, while there is room. Each
+    /// value is written before the count that includes it (with a barrier
+    /// between), so a reader that reads the count first (Acquire) finds the
+    /// values it counts.
+    pub const LOG_VALUES: usize = 2;
+    /// The smallest log, in bytes: the two counts and one value.
+    pub const LOG_MIN: u64 = 8 * (LOG_VALUES as u64 + 1);
+}
+
 /// `stats(which, ...)` selectors.
 pub mod stats {
     /// [free frames, total frames].
@@ -138,15 +183,8 @@ pub mod stats {
     /// [`super::resources`]: what leak tests compare against a baseline.
     pub const RESOURCES: u64 = 8;
     /// TLB decisions, summed over CPUs, one word each (the kernel's
-    /// `mm::tlb::Event` in the order of `Event::ALL`, 16 words, named by
-    /// [`EVENT_NAMES`]): [exits
-    /// whose flush was elided, zaps that flushed the whole ASID because
-    /// another was in flight, locked calls and faults that flushed the whole
-    /// ASID because a zap was in flight, CPUs that left a dying address
-    /// space with a local ASID flush, flushes the strategy made local, sent
-    /// by IPI, broadcast, IPIs sent, IPIs received, lazy CPUs skipped, lazy
-    /// CPUs that left, catch-ups of one generation (the range), of more
-    /// (the ASID), of none, stale CPUs' ASID flushes, shootdown time-outs].
+    /// `mm::tlb::Event` in order, 16 words), indexed by [`super::events`]
+    /// and named by [`EVENT_NAMES`].
     pub const EVENTS: u64 = 7;
     /// `EVENTS_CPU + cpu`: the same words for one CPU (`cpu` < 8).
     pub const EVENTS_CPU: u64 = 16;
@@ -171,6 +209,49 @@ pub mod stats {
         "stale_flush",
         "ipi_timeout",
     ];
+}
+
+/// Word indices of `stats(EVENTS)`: the kernel's `mm::tlb::Event` in order
+/// (the kernel checks at build time that the two agree).
+pub mod events {
+    /// Exits whose flush was elided.
+    pub const EXIT_ELIDED: usize = 0;
+    /// Zaps that flushed the whole ASID because another was in flight.
+    pub const NESTED_FULL_FLUSH: usize = 1;
+    /// Locked calls and faults that flushed the whole ASID because a zap
+    /// was in flight.
+    pub const RACING_FULL_FLUSH: usize = 2;
+    /// CPUs that left a dying address space with a local ASID flush.
+    pub const EXIT_LOCAL_FLUSH: usize = 3;
+    /// Flushes the strategy (`tlb.strategy`) made local: the mm's one user
+    /// runs on the flushing CPU.
+    pub const DECIDE_LOCAL: usize = 4;
+    /// Flushes sent as IPIs to the CPUs that hold the mm.
+    pub const DECIDE_IPI: usize = 5;
+    /// Flushes broadcast.
+    pub const DECIDE_BROADCAST: usize = 6;
+    /// IPIs sent (one per target CPU).
+    pub const IPI_SENT: usize = 7;
+    /// IPIs received and served.
+    pub const IPI_RECEIVED: usize = 8;
+    /// Lazy CPUs a flush skipped (one per CPU and flush).
+    pub const LAZY_SKIP: usize = 9;
+    /// Lazy CPUs that left an mm because its tables were being freed (or
+    /// it was torn down).
+    pub const LAZY_LEAVE: usize = 10;
+    /// IPI targets one generation behind: they flushed the range.
+    pub const CATCH_UP_PARTIAL: usize = 11;
+    /// IPI targets further behind: they flushed the whole ASID.
+    pub const CATCH_UP_FULL: usize = 12;
+    /// IPI targets already current.
+    pub const CATCH_UP_NONE: usize = 13;
+    /// CPUs that flushed an mm's ASID because they were behind its flush
+    /// generation when they went back to it.
+    pub const STALE_FLUSH: usize = 14;
+    /// Shootdowns not acknowledged in time (repeated as a broadcast).
+    pub const IPI_TIMEOUT: usize = 15;
+    /// Words `stats(EVENTS)` writes.
+    pub const COUNT: usize = 16;
 }
 
 /// Word indices of `stats(RESOURCES)`.
@@ -242,6 +323,15 @@ pub mod limits {
     pub const MAX_PENDING_CALLS: usize = 64;
     /// Processes in the system, zombies included (spawn, fork: EAGAIN).
     pub const MAX_PROCESSES: usize = 1024;
+    /// Asynchronous jobs (copy_async, watch_async) of one process, running
+    /// or done and not yet waited for (EAGAIN).
+    pub const MAX_JOBS: usize = 8;
+    /// Asynchronous jobs in the system (EAGAIN).
+    pub const MAX_JOBS_TOTAL: usize = 64;
+    /// Bytes one copy_async copies at most (EINVAL).
+    pub const MAX_COPY_LEN: u64 = 16 << 20;
+    /// Nanoseconds one watch_async samples at most (EINVAL).
+    pub const MAX_WATCH_NS: u64 = 10_000_000_000;
 }
 
 /// Exit status of a process the kernel killed: `KILLED_BASE + cause`.

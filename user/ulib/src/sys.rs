@@ -248,3 +248,45 @@ pub fn time_ns() -> u64 {
     // SAFETY: TIME_NS touches no user memory.
     unsafe { syscall0(nr::TIME_NS) }
 }
+
+/// Starts an asynchronous copy of `len` bytes from `src` to `dst` (both in
+/// this process) by a kernel worker on `cpu` (`None`: any CPU); returns its
+/// ticket for [`copy_wait`].
+///
+/// # Safety
+/// Until [`copy_wait`] has returned for the ticket (or the process ends),
+/// `[dst, dst + len)` may change at any moment: no Rust reference may cover
+/// it, and nothing may rely on its contents.
+pub unsafe fn copy_async(dst: u64, src: u64, len: u64, cpu: Option<u64>) -> Result<u64, Errno> {
+    // SAFETY: forwarded from the caller; the kernel checks every access
+    // against this process's mappings.
+    Errno::result(unsafe { syscall4(nr::COPY_ASYNC, dst, src, len, cpu.unwrap_or(u64::MAX)) })
+}
+
+/// Starts a watch: a kernel worker on `cpu` (`None`: any CPU) reads the
+/// word at `src` over and over for `ns` nanoseconds and logs what it reads
+/// into the `log_len` bytes at `log` (layout in `abi::copy`); returns its
+/// ticket for [`copy_wait`], whose result is the number of samples.
+///
+/// # Safety
+/// Until [`copy_wait`] has returned for the ticket (or the process ends),
+/// the log may change at any moment: it may be read only with atomic or
+/// volatile loads, and no Rust reference may cover it otherwise.
+pub unsafe fn watch_async(log: u64, src: u64, log_len: u64, cpu: Option<u64>, ns: u64) -> Result<u64, Errno> {
+    // SAFETY: forwarded from the caller; the kernel only reads `src`.
+    Errno::result(unsafe { syscall5(nr::WATCH_ASYNC, log, src, log_len, cpu.unwrap_or(u64::MAX), ns) })
+}
+
+/// Waits for the job of `ticket` to end; returns its result (bytes copied,
+/// or samples watched). The ticket is used up.
+pub fn copy_wait(ticket: u64) -> Result<u64, Errno> {
+    // SAFETY: COPY_WAIT touches no user memory.
+    Errno::result(unsafe { syscall2(nr::COPY_WAIT, ticket, 0) })
+}
+
+/// Like [`copy_wait`], but `Err(EAGAIN)` at once while the job runs (the
+/// ticket stays valid then).
+pub fn copy_poll(ticket: u64) -> Result<u64, Errno> {
+    // SAFETY: COPY_WAIT touches no user memory.
+    Errno::result(unsafe { syscall2(nr::COPY_WAIT, ticket, abi::copy::NOWAIT) })
+}

@@ -126,6 +126,35 @@ impl Event {
     }
 }
 
+// User programs read the events by these indices (`stats(EVENTS)`).
+const _: () = {
+    use abi::events as e;
+    assert!(Event::COUNT == e::COUNT);
+    let pairs = [
+        (Event::ExitElided, e::EXIT_ELIDED),
+        (Event::NestedFullFlush, e::NESTED_FULL_FLUSH),
+        (Event::RacingFullFlush, e::RACING_FULL_FLUSH),
+        (Event::ExitLocalFlush, e::EXIT_LOCAL_FLUSH),
+        (Event::DecideLocal, e::DECIDE_LOCAL),
+        (Event::DecideIpi, e::DECIDE_IPI),
+        (Event::DecideBroadcast, e::DECIDE_BROADCAST),
+        (Event::IpiSent, e::IPI_SENT),
+        (Event::IpiReceived, e::IPI_RECEIVED),
+        (Event::LazySkip, e::LAZY_SKIP),
+        (Event::LazyLeave, e::LAZY_LEAVE),
+        (Event::CatchUpPartial, e::CATCH_UP_PARTIAL),
+        (Event::CatchUpFull, e::CATCH_UP_FULL),
+        (Event::CatchUpNone, e::CATCH_UP_NONE),
+        (Event::StaleFlush, e::STALE_FLUSH),
+        (Event::IpiTimeout, e::IPI_TIMEOUT),
+    ];
+    let mut i = 0;
+    while i < pairs.len() {
+        assert!(pairs[i].0 as usize == pairs[i].1 && Event::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 impl CpuTlbStats {
     #[allow(clippy::declare_interior_mutable_const)]
     const ZERO: AtomicU64 = AtomicU64::new(0);

@@ -21,6 +21,7 @@
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use oorandom::Rand64;
+use ulib::abi::copy as abi_copy;
 use ulib::abi::{advice, map, nr, prot, stats, USER_END};
 use ulib::mm::{Mapping, PAGE_SIZE};
 use ulib::sys::{self, Fork};
@@ -106,9 +107,11 @@ struct World {
     eps: [AtomicU64; 4],
     /// Futex words.
     words: [AtomicU32; 4],
-    /// Threads and children this worker started (tids, pids).
+    /// Threads and children this worker started (tids, pids), and tickets
+    /// of its jobs.
     tids: [AtomicU64; 8],
     pids: [AtomicU64; 8],
+    tickets: [AtomicU64; 8],
 }
 
 const ARENA: u64 = 64 * PAGE_SIZE;
@@ -361,6 +364,38 @@ fn one_call(w: &World, r: &mut Rand64, may_block: bool, grandchild: &mut bool) -
                 }
             }
             nr::FAULT_RESUME => raw::syscall1(n, [0, USER_END, u64::MAX][r.rand_range(0..3) as usize]),
+            nr::COPY_ASYNC | nr::WATCH_ASYNC => {
+                // Destinations are own memory (where the kernel may write
+                // only the scratch and the arena) or memory it may not write.
+                let cpu = [u64::MAX, 0, 1, 3, 4, 64, r.rand_u64()][r.rand_range(0..7) as usize];
+                let ns = [0, 1000, 100_000, 2_000_000, 20_000_000_000, u64::MAX][r.rand_range(0..6) as usize];
+                let len = if coin(r) { w.len(r) } else { r.rand_range(0..3 * PAGE_SIZE) };
+                let got = if n == nr::COPY_ASYNC {
+                    raw::syscall4(n, w.addr(r), w.addr(r), len, cpu)
+                } else if coin(r) {
+                    raw::syscall5(n, w.addr(r), w.addr(r), len, cpu, ns)
+                } else {
+                    // Aligned, with a log of a valid length: mostly accepted.
+                    let (log, src) = (w.addr(r) & !7, w.addr(r) & !7);
+                    raw::syscall5(n, log, src, 8 * r.rand_range(3..64), cpu, ns)
+                };
+                if (got as i64) > 0 {
+                    World::remember(&w.tickets, r, got);
+                }
+                got
+            }
+            nr::COPY_WAIT => {
+                let ticket = w.pick(&w.tickets, r);
+                // Jobs end within 2 ms (or at once), so a wait does not block
+                // for long; the main thread only polls.
+                let flags = match r.rand_range(0..8) {
+                    0 => r.rand_u64(),
+                    1..=3 => abi_copy::NOWAIT,
+                    _ if may_block => 0,
+                    _ => abi_copy::NOWAIT,
+                };
+                raw::syscall2(n, ticket, flags)
+            }
             _ => raw::syscall6(n, r.rand_u64(), r.rand_u64(), r.rand_u64(), 0, 0, 0),
         }
     };
@@ -436,6 +471,7 @@ fn worker(report_ep: u64, seed: u64, calls: u64) -> ! {
         words: [const { AtomicU32::new(0) }; 4],
         tids: [const { AtomicU64::new(0) }; 8],
         pids: [const { AtomicU64::new(0) }; 8],
+        tickets: [const { AtomicU64::new(0) }; 8],
     });
     let mut r = Rand64::new(u128::from(seed) << 1);
     for (i, slot) in w.eps.iter().enumerate() {
