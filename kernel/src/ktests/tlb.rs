@@ -253,11 +253,21 @@ fn zap_fault_race(cycles: u64) -> (i64, TlbCounts) {
 ktest!(#[config(timeout_s = 120)] fn faults_racing_zaps_of_a_2mib_region_read_no_old_data_and_leak_nothing() {
     let base = baseline_after(|| assert_eq!(zap_fault_race(2).0, 0, "zap_fault_race warm-up"));
     let v0 = POISON_VIOLATIONS.load(Ordering::Relaxed);
-    let cycles = 40;
-    let (status, d) = zap_fault_race(cycles);
-    log::info!(target: "ktest", "zap_fault_race: {cycles} cycles: {d}");
+    // Runs of 40 cycles until a fault raced a zap (one run does dozens of
+    // times on a quiet host; a loaded one may need another run).
     let codes = "2 = old data after a zap returned, 3 = another unexpected read, 5 = munmap left tables";
-    assert_eq!(status, 0, "zap_fault_race: {codes}");
+    let before = TLB_STATS.total();
+    let (mut cycles, mut runs) = (0, 0);
+    while runs < 5 {
+        let (status, d) = zap_fault_race(40);
+        assert_eq!(status, 0, "zap_fault_race: {codes}");
+        (cycles, runs) = (cycles + 40, runs + 1);
+        if d.event(Event::RacingFullFlush) > 0 {
+            break;
+        }
+    }
+    let d = TLB_STATS.total().since(&before);
+    log::info!(target: "ktest", "zap_fault_race: {cycles} cycles in {runs} runs: {d}");
     // Per cycle one madvise (leaf) and one munmap that frees the tables,
     // each exactly as planned; the faults refilling pages while the madvise
     // was in flight each flushed the whole ASID first. Nothing else flushes
@@ -273,8 +283,8 @@ ktest!(#[config(timeout_s = 120)] fn faults_racing_zaps_of_a_2mib_region_read_no
         assert_eq!(d.get(k), want, "{name}: {cycles} x (madvise {leaf} + munmap {freed}) + {racing} races: {d}");
     }
     assert_eq!(d.event(Event::NestedFullFlush), 0, "one zap at a time: {d}");
-    assert_eq!(d.event(Event::ExitElided), 1, "{d}");
-    assert_eq!(d.event(Event::ExitLocalFlush), 1, "the last thread's CPU: {d}");
+    assert_eq!(d.event(Event::ExitElided), runs, "{d}");
+    assert_eq!(d.event(Event::ExitLocalFlush), runs, "the last thread's CPU: {d}");
     // A fault that refills a page between the madvise's unlock and its end
     // must flush the whole ASID before it maps (`fault_race`); here that
     // happens dozens of times in 40 cycles, and the model check

@@ -134,8 +134,9 @@ pub struct Bugs {
     /// page-table writes, not after them: an mm with no ASID yet skips the
     /// flush even if a CPU activated it (and filled its TLB) in between.
     pub asid_read_early: bool,
-    /// A local or IPI flush does not bump the generation: CPUs it did not
-    /// reach are not marked stale (`tlb.stale_mark=off`).
+    /// A local or IPI flush does not bump the generation, nor mark the lazy
+    /// CPUs it skips: CPUs it did not reach are not marked stale
+    /// (`tlb.stale_mark=off`).
     pub no_stale_mark: bool,
     /// A CPU behind by any number of generations flushes only the range of
     /// the request in hand, and a CPU going back to an mm (activation, or

@@ -177,7 +177,9 @@ pub fn route<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H, freed_tabl
     if freed_tables && !cfg.bugs.lazy_skip_on_free {
         targets |= lazy_others;
     } else if lazy_others != 0 {
-        mm.skipped.fetch_or(lazy_others, Ordering::SeqCst);
+        if !cfg.bugs.no_stale_mark {
+            mm.skipped.fetch_or(lazy_others, Ordering::SeqCst);
+        }
         for _ in 0..lazy_others.count_ones() {
             hw.event(Event::LazySkip);
         }
