@@ -233,7 +233,8 @@ impl Machine {
         }
         let mut out = Vec::new();
         while let Some((table, level)) = todo.pop() {
-            if level >= f.levels || !matches!(self.mem.use_of(table), FrameUse::Table { .. }) || out.contains(&(table, level)) {
+            let live = matches!(self.mem.use_of(table), FrameUse::Table { .. });
+            if level >= f.levels || !live || out.contains(&(table, level)) {
                 continue;
             }
             out.push((table, level));

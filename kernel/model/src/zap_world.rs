@@ -192,7 +192,8 @@ pub enum Checks {
     OtherMmOnly,
     /// Only what user code uses: [`Self::OtherMmOnly`] on CPUs that run
     /// user code of the mm their TTBR0 holds (a lazy CPU makes no user
-    /// access), and every user access (which is always checked).
+    /// access), and every user access (which is always checked), but not
+    /// TLBEmptyInvalPTE.
     UsedOnly,
 }
 
@@ -293,8 +294,9 @@ impl Config {
     }
 }
 
-/// What the search saw happen, summed over every transition (clones share it).
-#[derive(Debug, Default)]
+/// What the search saw happen, summed over every transition (clones share
+/// it). Its `Debug` lists the counters that are not zero.
+#[derive(Default)]
 pub struct Coverage {
     pub returns: Cell<u64>,
     /// Frames freed.
@@ -333,6 +335,39 @@ pub struct Coverage {
     pub adopter_accesses: Cell<u64>,
 }
 
+impl core::fmt::Debug for Coverage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let all = [
+            ("returns", &self.returns),
+            ("frees", &self.frees),
+            ("reuses", &self.reuses),
+            ("zero_fills", &self.zero_fills),
+            ("cow_copies", &self.cow_copies),
+            ("cow_reuses", &self.cow_reuses),
+            ("partial_batches", &self.partial_batches),
+            ("rollovers", &self.rollovers),
+            ("rollovers_in_op", &self.rollovers_in_op),
+            ("exits_during_zap", &self.exits_during_zap),
+            ("child_exits", &self.child_exits),
+            ("child_accesses", &self.child_accesses),
+            ("child_faults", &self.child_faults),
+            ("flushes_never_active", &self.flushes_never_active),
+            ("migrations", &self.migrations),
+            ("lazy_entries", &self.lazy_entries),
+            ("lazy_returns", &self.lazy_returns),
+            ("serves", &self.serves),
+            ("lefts", &self.lefts),
+            ("adoptions", &self.adoptions),
+            ("adopter_accesses", &self.adopter_accesses),
+        ];
+        write!(f, "coverage")?;
+        for (name, c) in all.iter().filter(|(_, c)| c.get() > 0) {
+            write!(f, " {name}={}", c.get())?;
+        }
+        Ok(())
+    }
+}
+
 fn inc(c: &Cell<u64>) {
     c.set(c.get() + 1);
 }
@@ -365,6 +400,19 @@ struct Task {
     /// existed when it started (page, frame, writable).
     covered: Range<u64>,
     old: Vec<(u64, Pfn, bool)>,
+    /// Once the call dropped the mm lock (its changes made): every
+    /// translation of the covered pages the tables have held since, the
+    /// call's own result first. Other calls may change the pages after it,
+    /// and a frame freed and allocated again may make an old translation
+    /// anew: an entry that agrees with one of these is not the call's to
+    /// remove.
+    since: Option<Vec<(u64, Pfn, bool)>>,
+}
+
+impl Task {
+    fn new(work: Work, covered: Range<u64>, old: Vec<(u64, Pfn, bool)>) -> Self {
+        Task { work, covered, old, since: None }
+    }
 }
 
 /// A scripted thread.
@@ -769,23 +817,54 @@ impl World {
         a.cpu_gen[cpu].load(order) < a.tlb_gen.load(order)
     }
 
+    /// The translations `A`'s tables hold for `pages` now.
+    fn leaves(&self, pages: Range<u64>) -> Vec<(u64, Pfn, bool)> {
+        pages.filter_map(|v| self.a_leaf(v).map(|(p, w)| (v, p, w))).collect()
+    }
+
+    /// Adds what the tables hold now to `since` of every call that has
+    /// dropped the lock and not returned.
+    fn note_since(&mut self) {
+        for t in 0..self.threads.len() {
+            let Some(task) = &self.threads[t].task else { continue };
+            if task.since.is_none() {
+                continue;
+            }
+            let now = self.leaves(task.covered.clone());
+            let since = self.threads[t].task.as_mut().and_then(|t| t.since.as_mut()).expect("a call's since");
+            for l in now {
+                if let Err(i) = since.binary_search(&l) {
+                    since.insert(i, l);
+                }
+            }
+        }
+    }
+
     /// TLBEmptyInvalPTE when a call returns: no CPU, unless excused, holds
     /// a translation of the covered pages, under `A`'s ASID, that existed
-    /// when the call started and that the tables no longer have (or no
-    /// longer grant write access through).
-    fn returned(&self, covered: Range<u64>, old: &[(u64, Pfn, bool)]) -> Result<(), Violation> {
+    /// when the call started and that the tables have not held since the
+    /// call made its changes (with write access, for a writable one); see
+    /// `Task::since`. Not with [`Checks::UsedOnly`].
+    fn returned(&self, task: &Task) -> Result<(), Violation> {
         let Some(asid) = self.a_asid() else { return Ok(()) };
+        if self.cfg.checks == Checks::UsedOnly {
+            return Ok(());
+        }
+        let now;
+        let since = match &task.since {
+            Some(s) => s,
+            None => {
+                now = self.leaves(task.covered.clone());
+                &now
+            }
+        };
         let m = self.machine.borrow();
-        for vpn in covered {
-            let now = self.a_leaf(vpn);
+        for vpn in task.covered.clone() {
             for cpu in (0..m.ncpus()).filter(|&c| !self.excused(c)) {
                 for e in m.tlb(cpu).entries() {
                     let Entry::Leaf { asid: a, vpn: v, pfn, mm: A, writable } = *e else { continue };
-                    let stale = match now {
-                        Some((p, w)) => p != pfn || (writable && !w),
-                        None => true,
-                    };
-                    if a == asid && v == vpn && stale && old.contains(&(vpn, pfn, writable)) {
+                    let agrees = since.iter().any(|&(sv, sp, sw)| sv == vpn && sp == pfn && (sw || !writable));
+                    if a == asid && v == vpn && !agrees && task.old.contains(&(vpn, pfn, writable)) {
                         return Err(Violation::TlbEmptyInvalPte { cpu, mm: A, vpn, asid });
                     }
                 }
@@ -932,7 +1011,7 @@ impl World {
                 Work::Op(Op::new(c, &self.cfg.tlb))
             }
         };
-        self.threads[t].task = Some(Task { work, covered, old });
+        self.threads[t].task = Some(Task::new(work, covered, old));
     }
 
     /// `cpu` accesses `vpn` through its TLB (a matching entry, else a walk;
@@ -995,7 +1074,7 @@ impl World {
         let old = self.snapshot(vpn..vpn + 1);
         let op = Op::new(Call::Fault { va: va(vpn), access }, &self.cfg.tlb);
         let t = self.thread_on(cpu).expect("a thread that faults");
-        self.threads[t].task = Some(Task { work: Work::Op(op), covered: vpn..vpn + 1, old });
+        self.threads[t].task = Some(Task::new(Work::Op(op), vpn..vpn + 1, old));
         Ok(())
     }
 
@@ -1021,6 +1100,7 @@ impl World {
             match &mut task.work {
                 Work::Op(op) | Work::Teardown(op) => {
                     let before = op.pc();
+                    let held = op.holds_lock();
                     if matches!(before, Pc::Flush { .. }) && op.call().zaps() && a.ctx.asid().is_none() {
                         inc(&self.coverage.flushes_never_active);
                     }
@@ -1028,6 +1108,9 @@ impl World {
                         Step::Ran | Step::Blocked => {}
                         Step::Hook(Hook::Reaping) => self.killed = true,
                         Step::Done => done = true,
+                    }
+                    if held && !op.holds_lock() && task.since.is_none() {
+                        task.since = Some(Vec::new()); // filled by `note_since`
                     }
                     if matches!(before, Pc::Flush { then: Then::Zap }) {
                         inc(&self.coverage.partial_batches);
@@ -1089,6 +1172,7 @@ impl World {
             }
         }
         self.threads[t].task = Some(task);
+        self.note_since();
         // The kernel's transport serves a request to this CPU itself at once.
         while let Some(ipi) = self.machine.get_mut().take_ipi(cpu, cpu) {
             self.serve(cpu, ipi);
@@ -1162,14 +1246,15 @@ impl World {
                 }
                 // A call that failed (say, madvise over a range a racing
                 // munmap has just emptied) promises nothing about it.
-                if op.outcome().is_ok() {
-                    self.returned(task.covered.clone(), &task.old)?;
+                let (ok, call) = (op.outcome().is_ok(), op.call());
+                if ok {
+                    self.returned(&task)?;
                 }
-                if op.call() == Call::Reap {
+                if call == Call::Reap {
                     self.reaper = false;
                     if self.unreferenced() {
                         let op = Op::new(Call::Teardown, &self.cfg.tlb);
-                        self.threads[t].task = Some(Task { work: Work::Teardown(op), covered: 0..0, old: Vec::new() });
+                        self.threads[t].task = Some(Task::new(Work::Teardown(op), 0..0, Vec::new()));
                     }
                 }
             }
@@ -1474,6 +1559,7 @@ impl System for World {
             self.coverage.frees.set(self.coverage.frees.get() + (now - free) as u64);
         }
         self.retag();
+        self.note_since();
         if self.cfg.speculation == Speculation::Eager {
             self.fill_all();
         }
@@ -1530,7 +1616,9 @@ impl System for World {
                 Some(Runs::Thread(th)) => {
                     write!(s, " t{th}").unwrap();
                     match self.threads[th].task.as_ref().map(|t| &t.work) {
-                        Some(Work::Op(op) | Work::Teardown(op)) => write!(s, " [{:?} at {:?}]", op.call(), op.pc()).unwrap(),
+                        Some(Work::Op(op) | Work::Teardown(op)) => {
+                            write!(s, " [{:?} at {:?}]", op.call(), op.pc()).unwrap()
+                        }
                         Some(w) => write!(s, " [{w:?}]").unwrap(),
                         None => {}
                     }
