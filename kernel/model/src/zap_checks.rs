@@ -1158,6 +1158,76 @@ fn catch_up_after_loading_ttbr0_is_caught() {
     );
 }
 
+/// Random walks over larger mixes under each strategy: 4 CPUs, cpu3 lazy
+/// on A at the start; A maps five pages. Mixes: two threads (madvise 2..4
+/// then munmap 4; munmap 3..5, fork, mmap 3..5) and an adopter that adopts
+/// twice; one thread (munmap 2..4, mmap 2..4, mprotect 2..7, madvise 5..7,
+/// munmap 5..7) and an adopter; the reaper against two threads (madvise
+/// 2..6, mprotect 3..6) that exit. 3-bit ASIDs, six empty mms, six each of
+/// switches to other mms, switches out and moves; reads, writes, four
+/// faults a run; B faults 1 and 7 in. Each run ends when every script is
+/// done. 100,000 steps per mix and strategy (a quarter of
+/// `ZAP_MODEL_STEPS` when set), seed 1 (`ZAP_MODEL_SEED=<n>` for another).
+#[test]
+fn random_strategy_mixes() {
+    let mixes = [
+        vec![
+            vec![Script::Madvise { lo: 2, hi: 4 }, Script::Munmap { lo: 4, hi: 5 }],
+            vec![Script::Munmap { lo: 3, hi: 5 }, Script::Fork, Script::Mmap { lo: 3, hi: 5 }],
+            vec![Script::Adopt, Script::Unadopt, Script::Adopt, Script::Unadopt],
+        ],
+        vec![
+            vec![
+                Script::Munmap { lo: 2, hi: 4 },
+                Script::Mmap { lo: 2, hi: 4 },
+                Script::Mprotect { lo: 2, hi: 7 },
+                Script::Madvise { lo: 5, hi: 7 },
+                Script::Munmap { lo: 5, hi: 7 },
+            ],
+            vec![Script::Adopt, Script::Unadopt],
+        ],
+        vec![
+            vec![Script::Reap],
+            vec![Script::Madvise { lo: 2, hi: 6 }, Script::Exit],
+            vec![Script::Mprotect { lo: 3, hi: 6 }, Script::Exit],
+        ],
+    ];
+    let seed = std::env::var("ZAP_MODEL_SEED").map_or(1, |s| s.parse().expect("ZAP_MODEL_SEED is a u64"));
+    let steps = std::env::var("ZAP_MODEL_STEPS").map_or(100_000, |s| s.parse::<usize>().expect("a count") / 4);
+    for s in ALL {
+        for (i, scripts) in mixes.iter().enumerate() {
+            let mut cfg = Config::new(scripts.clone()).pages(&[2, 3, 4, 5, 6]);
+            cfg.ncpus = 4;
+            cfg.lazy_cpus = vec![3];
+            cfg.b_pages = vec![1, 7];
+            cfg.writes = true;
+            cfg.faults = 4;
+            cfg.asid_bits = 3;
+            cfg.others = 6;
+            (cfg.switches, cfg.idles, cfg.migrations) = (6, 6, 6);
+            cfg.speculation = Speculation::Scheduled;
+            cfg.stop_when_done = true;
+            let cfg = under(cfg, s);
+            let w = World::new(cfg.clone());
+            match random_walk(&w, seed, steps) {
+                Ok(runs) => {
+                    println!("mix {i}, {}, seed {seed}: {steps} steps, {runs} runs; {:?}", s.name(), w.coverage())
+                }
+                Err(ce) => panic!(
+                    "mix {i}, {}: expected no violation, saw {} at step {} with seed {seed}\n  config {cfg:?}\n  \
+                     last steps:\n{}",
+                    s.name(),
+                    ce.violation,
+                    ce.trace.len(),
+                    ce.render(&w, 40)
+                ),
+            }
+            let c = w.coverage();
+            assert!(c.returns.get() > 100 && c.lazy_returns.get() > 0, "mix {i}, {s:?}: {c:?}");
+        }
+    }
+}
+
 // Long mode (`scripts/model.sh`, or `cargo test -p tlbmodel --release --
 // --ignored`): one larger system per family, each with 3 CPUs and
 // scheduled speculation (every moment at which each entry may be filled).
@@ -1235,41 +1305,43 @@ fn long_exit_reap() {
     explore_long("long: reaper against two exiting threads, 3 cpus", &cfg);
 }
 
-
-/// The strategies' long system: A's one thread madvises 3..5 (leaves only:
-/// a lazy CPU is skipped) then munmaps 2..4 (tables freed: lazy CPUs
-/// leave) while a kernel thread on cpu1 adopts A, reads and writes its
-/// pages and gives it back; cpu2 starts lazy on A; the thread may be
-/// switched out once and move once; B faults pages 1 and 6 in. 3 CPUs,
-/// scheduled speculation.
+/// The strategies' long system: a thread of A on cpu0 madvises 3..5
+/// (leaves only: lazy CPUs are skipped) then munmaps 2..4 (tables freed:
+/// lazy CPUs leave); a second thread of A on cpu1 reads, writes and exits;
+/// a kernel thread on cpu2 adopts A, reads and writes its pages and gives
+/// it back. A thread may be switched out once (its CPU lazy) and move once
+/// (to the CPU the exited thread left). Up to three CPUs run A, and the
+/// first thread may end up alone: under local, its flushes are local only
+/// then; under auto (`tlb.ipi_max=2`) local, by IPIs or broadcast
+/// depending on who runs. B faults page 1 in. 3 CPUs, scheduled
+/// speculation.
 fn long_strategy(s: Strategy) -> Config {
     let owner = vec![Script::Madvise { lo: 3, hi: 5 }, Script::Munmap { lo: 2, hi: 4 }];
-    let mut cfg = long(&[owner, vec![Script::Adopt, Script::Unadopt]]);
-    cfg.lazy_cpus = vec![2];
-    cfg.scripts.truncate(2);
+    let mut cfg = long(&[owner, vec![Script::Exit], vec![Script::Adopt, Script::Unadopt]]);
     cfg.idles = 1;
     cfg.migrations = 1;
     cfg.writes = true;
+    cfg.b_pages = vec![1];
     under(cfg, s)
 }
 
 #[test]
 #[ignore = "long mode: scripts/model.sh"]
 fn long_strategy_ipi() {
-    let what = "long: madvise and munmap, adopter, lazy CPU, migration, ipi, 3 cpus";
+    let what = "long: madvise and munmap, an exiting thread, an adopter, lazy CPUs, ipi, 3 cpus";
     explore_long(what, &long_strategy(Strategy::Ipi));
 }
 
 #[test]
 #[ignore = "long mode: scripts/model.sh"]
 fn long_strategy_local() {
-    let what = "long: madvise and munmap, adopter, lazy CPU, migration, local, 3 cpus";
+    let what = "long: madvise and munmap, an exiting thread, an adopter, lazy CPUs, local, 3 cpus";
     explore_long(what, &long_strategy(Strategy::Local));
 }
 
 #[test]
 #[ignore = "long mode: scripts/model.sh"]
 fn long_strategy_auto() {
-    let what = "long: madvise and munmap, adopter, lazy CPU, migration, auto, 3 cpus";
+    let what = "long: madvise and munmap, an exiting thread, an adopter, lazy CPUs, auto, 3 cpus";
     explore_long(what, &long_strategy(Strategy::Auto));
 }
