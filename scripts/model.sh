@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The host model's long mode: besides every bounded search `scripts/test.sh`
 # runs, one larger system per family, each searched exhaustively (the ASID
-# allocator; the TLB protocol's zaps, faults, fork, and exit with reap, on 3
-# CPUs with scheduled speculation), and the seeded random walks at ten times
-# their steps. Takes about a quarter of an hour on 2 cores.
+# allocator; the TLB protocol's zaps, faults, fork, exit with reap, and one
+# system per flush strategy (ipi, local, auto), on 3 CPUs with scheduled
+# speculation), and the seeded random walks at ten times their steps.
 # Arguments go to the test binary, e.g. `scripts/model.sh long_fork`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -1,7 +1,16 @@
 //! The kernel's two hardware-facing interfaces over the model machine, so
 //! the kernel's own code runs on it: [`PhysMem`] (frames, their reference
-//! counts, descriptors) and [`MmHw`] / [`AsidHw`] (TLBIs, DSBs, TTBR0, event
-//! counts) for one model CPU.
+//! counts, descriptors) and [`MmHw`] / [`AsidHw`] (TLBIs, DSBs, TTBR0,
+//! shootdown IPIs, event counts) for one model CPU.
+//!
+//! A DSB completes what its scope reaches (`DSB NSH` for `Scope::Local`:
+//! only this CPU's local TLBIs). An IPI is a request left in its target's
+//! inbox in the machine ([`Machine::post`]): the model system lets the
+//! target serve it (the kernel's `shootdown::serve`) at any point, and
+//! [`MmHw::acked`] holds once every request this CPU sent was served. A
+//! TTBR0 load is followed by a check of what a walk starting at once could
+//! read ([`Machine::check_walks`], latched): the hardware may walk from the
+//! new TTBR0 before the kernel's next instruction.
 //!
 //! A TLBI goes through the kernel's operand encoder (`tlb::range::encode`)
 //! and the model executes what the hardware decodes from the operand, so an
@@ -12,10 +21,11 @@ use core::cell::RefCell;
 
 use kernel::mm::asid::AsidHw;
 use kernel::mm::pagetable::PhysMem;
-use kernel::mm::space::MmHw;
+use kernel::mm::pagetable::Format;
+use kernel::mm::space::{Mm, MmHw, Shootdown};
 use kernel::mm::tlb::{range, Event, Scope, TlbiOp};
 
-use super::machine::{Machine, Ttbr0};
+use super::machine::{Ipi, Machine, Ttbr0};
 use super::mem::{pa_of, pfn_of, FrameUse, MmTag};
 
 /// What the hardware executes for `op`: its operand encoded by the kernel's
@@ -84,19 +94,27 @@ impl AsidHw for Bridge<'_> {
     fn flush_local_tlb_all(&self) {
         let mut m = self.m.borrow_mut();
         m.issue(self.cpu, TlbiOp::All, Scope::Local);
-        m.dsb(self.cpu);
+        m.dsb_scope(self.cpu, Scope::Local);
     }
 }
 
 impl MmHw for Bridge<'_> {
-    /// The model explores the broadcast strategy only so far: nothing
-    /// sends IPIs under it.
-    fn send<F: kernel::mm::pagetable::Format>(&self, _mm: &kernel::mm::space::Mm<F>, targets: u64, _req: &kernel::mm::space::Shootdown) {
-        panic!("CPU {} sent a shootdown to {targets:#x}: the model runs tlb.strategy=broadcast only", self.cpu);
+    /// A request in each target's inbox (the kernel's transport serves one
+    /// sent to this CPU itself at once: the model system does that right
+    /// after the step that sent it). CPUs the machine does not have are
+    /// offline: skipped, as the kernel's transport does.
+    fn send<F: Format>(&self, mm: &Mm<F>, targets: u64, req: &Shootdown) {
+        let mut m = self.m.borrow_mut();
+        for t in (0..m.ncpus()).filter(|t| targets & 1 << t != 0) {
+            m.post(t, Ipi { from: self.cpu, mm: mm.id, req: *req });
+            if t != self.cpu {
+                m.stats().record_event(self.cpu, Event::IpiSent);
+            }
+        }
     }
 
     fn acked(&self) -> bool {
-        true
+        self.m.borrow().acked(self.cpu)
     }
 
     /// The model's page-table writes are seen by its walkers at once.
@@ -109,8 +127,8 @@ impl MmHw for Bridge<'_> {
         }
     }
 
-    fn complete(&self, _scope: Scope) {
-        self.m.borrow_mut().dsb(self.cpu);
+    fn complete(&self, scope: Scope) {
+        self.m.borrow_mut().dsb_scope(self.cpu, scope);
     }
 
     unsafe fn load_ttbr0(&self, root: u64, asid: u16) {
@@ -127,6 +145,9 @@ impl MmHw for Bridge<'_> {
             m.set_ttbr0_no_dsb(self.cpu, t);
         } else {
             m.set_ttbr0(self.cpu, t);
+        }
+        if let Err(v) = m.check_walks(self.cpu) {
+            m.latch(v);
         }
     }
 

@@ -10,8 +10,10 @@
 //! * [`tlb`]: per-CPU TLBs of ASID-tagged leaf and walk-cache entries that
 //!   leave only through a matching invalidation.
 //! * [`machine`]: CPUs with TTBR0, speculative walks as an explicit step,
-//!   `TlbiOp` execution with per-issuer pending invalidations completed by
-//!   that issuer's DSB, counted in a `TlbStats`; the TLB-level invariants.
+//!   walks still in flight after a TTBR0 write without a DSB, `TlbiOp`
+//!   execution with per-issuer pending invalidations completed by that
+//!   issuer's DSB (of the right shareability), an inbox of shootdown
+//!   requests per CPU, counted in a `TlbStats`; the TLB-level invariants.
 //! * [`explore`]: an explicit-state model checker and a seeded random walker
 //!   over any [`explore::System`].
 //! * [`asid_world`]: the real ASID allocator (`mm::asid`, stepped through its
@@ -23,11 +25,14 @@
 //!   mm code runs unchanged on the model machine.
 //! * [`zap_world`]: the kernel's TLB protocol itself (`mm::space`: `Mm`,
 //!   its resumable `Op`s for munmap, madvise, mprotect, mmap, fork, faults,
-//!   the reaper and the exit teardown, and `switch`), its page tables in a
-//!   reduced format, stepped at every interleaving point against readers,
-//!   writers, speculation, context switches and a second address space
-//!   reusing freed frames; checked in `zap_checks`, with each mechanism
-//!   switched off (`mm::space::Bugs`) to show a check fail.
+//!   the reaper and the exit teardown, `switch`, and `shootdown` with its
+//!   flush strategies), its page tables in a reduced format, stepped at
+//!   every interleaving point against readers, writers, speculation, IPIs
+//!   served in any order, context switches (lazy CPUs, threads moving
+//!   between CPUs), a kernel thread that adopts the address space, and a
+//!   second address space reusing freed frames; checked in `zap_checks`,
+//!   with each mechanism switched off (`mm::space::Bugs`) to show a check
+//!   fail.
 
 pub mod asid_world;
 pub mod bridge;

@@ -7,7 +7,20 @@
 //! * A TLBI, local or broadcast, is *pending* on its issuing CPU until that
 //!   CPU executes a DSB; only then does it take effect (on the issuing CPU's
 //!   TLB for `Local`, on every TLB for `Broadcast`). A DSB on another CPU
-//!   completes nothing.
+//!   completes nothing, and a `DSB NSH` ([`Machine::dsb_scope`] with
+//!   `Scope::Local`) completes only the local ones: broadcast ones stay
+//!   pending until a `DSB ISH`.
+//! * A TTBR0 write without a DSB after it leaves a walk of the previous
+//!   tables *in flight* ([`InFlight`]) until this CPU's next DSB, or until a
+//!   broadcast TLBI of that ASID that reaches walk caches completes (the
+//!   completion of a TLBI waits for the walks that may use what it
+//!   invalidates, on every CPU it reaches; a local one reaches no other CPU).
+//! * Each CPU has an inbox of TLB shootdown requests (IPIs) other CPUs sent
+//!   it (`post`, `take_ipi`, `acked`): part of the state, served when the
+//!   model system schedules it.
+//! * A check made in the middle of a kernel call (a walk could start from
+//!   TTBR0 the moment it is loaded) is latched ([`Machine::latch`]) and
+//!   reported by the system's next check.
 //! * Every issued op and DSB is counted in the machine's `TlbStats`, under the
 //!   issuing CPU.
 #![forbid(unsafe_code)]
@@ -20,6 +33,7 @@ use super::mem::{Desc, Format, FrameUse, Memory, MmTag, Pfn};
 use super::tlb::{Entry, Tlb};
 use super::violation::Violation;
 use kernel::mm::asid::AsidHw;
+use kernel::mm::space::Shootdown;
 use kernel::mm::tlb::{Scope, TlbStats, TlbiOp};
 
 /// What a CPU's TTBR0_EL1 holds.
@@ -49,16 +63,41 @@ impl Ttbr0 {
     }
 }
 
+/// A walk of tables this CPU's TTBR0 no longer holds, still in flight: a
+/// TTBR0 write followed by an ISB but no DSB (a DSB completes the walks; an
+/// ISB does not).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct InFlight {
+    /// The TTBR0 switched away from.
+    pub ttbr0: Ttbr0,
+    /// The tables (and their levels) the walk may be reading: every live
+    /// table of `ttbr0.mm` a walk from its root, or from a cached walk
+    /// entry of its ASID, could reach when TTBR0 was switched away. (A walk
+    /// that read a descriptor before it was cleared goes on to the table it
+    /// names, even once that table is unlinked.)
+    pub tables: Vec<(Pfn, u8)>,
+}
+
+/// A TLB shootdown request waiting in its target's inbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ipi {
+    /// The initiator.
+    pub from: usize,
+    /// The `Mm::id` of the address space it is for.
+    pub mm: u64,
+    pub req: Shootdown,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Cpu {
     ttbr0: Ttbr0,
     tlb: Tlb,
     /// Issued, not yet completed by a DSB on this CPU.
     pending: Vec<(TlbiOp, Scope)>,
-    /// The TTBR0 this CPU switched away from while a walk of it may still
-    /// be in flight: a TTBR0 write followed by an ISB but no DSB (a DSB
-    /// completes the walks; an ISB does not).
-    inflight: Option<Ttbr0>,
+    /// Walks of tables TTBR0 held before, still in flight.
+    inflight: Vec<InFlight>,
+    /// Shootdown requests sent to this CPU and not yet served.
+    inbox: Vec<Ipi>,
 }
 
 /// The simulated machine. Cloning shares the statistics.
@@ -72,6 +111,8 @@ pub struct Machine {
     /// one reference): a fork child and its parent share pages
     /// copy-on-write, and owner tags name one of them.
     cow_pairs: Vec<(MmTag, MmTag)>,
+    /// The first violation seen in the middle of a call (see [`Self::latch`]).
+    latched: Option<Violation>,
 }
 
 impl PartialEq for Machine {
@@ -103,13 +144,15 @@ impl Machine {
             ttbr0: Ttbr0::RESERVED,
             tlb: Tlb::default(),
             pending: Vec::new(),
-            inflight: None,
+            inflight: Vec::new(),
+            inbox: Vec::new(),
         };
         Self {
             mem: Memory::new(format, frames),
             cpus: vec![cpu; ncpus],
             stats: Arc::default(),
             cow_pairs: Vec::new(),
+            latched: None,
         }
     }
 
@@ -164,14 +207,80 @@ impl Machine {
     pub fn set_ttbr0_no_dsb(&mut self, cpu: usize, ttbr0: Ttbr0) {
         let old = self.cpus[cpu].ttbr0;
         if old.mm.is_some() {
-            self.cpus[cpu].inflight = Some(old);
+            let tables = self.walkable(cpu);
+            self.cpus[cpu].inflight.push(InFlight { ttbr0: old, tables });
         }
         self.cpus[cpu].ttbr0 = ttbr0;
     }
 
-    /// A walk of the previous TTBR0 still in flight on `cpu`.
-    pub fn inflight(&self, cpu: usize) -> Option<Ttbr0> {
-        self.cpus[cpu].inflight
+    /// Walks of earlier TTBR0 values still in flight on `cpu`.
+    pub fn inflight(&self, cpu: usize) -> &[InFlight] {
+        &self.cpus[cpu].inflight
+    }
+
+    /// The live tables a walk on `cpu` could read now: from TTBR0's root and
+    /// from every cached walk entry of its ASID, with their levels.
+    fn walkable(&self, cpu: usize) -> Vec<(Pfn, u8)> {
+        let t = self.cpus[cpu].ttbr0;
+        let f = self.mem.format();
+        let mut todo: Vec<(Pfn, u8)> = t.root.map(|r| (r, 0)).into_iter().collect();
+        for e in self.cpus[cpu].tlb.entries() {
+            if let Entry::Walk { asid, level, table, .. } = *e {
+                if asid == t.asid {
+                    todo.push((table, level + 1));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        while let Some((table, level)) = todo.pop() {
+            let live = matches!(self.mem.use_of(table), FrameUse::Table { .. });
+            if level >= f.levels || !live || out.contains(&(table, level)) {
+                continue;
+            }
+            out.push((table, level));
+            if level + 1 < f.levels {
+                for d in self.mem.table_at(table, level) {
+                    if let Desc::Table(next) | Desc::Page(next) = d {
+                        todo.push((next, level + 1));
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Remembers `v`, seen in the middle of a kernel call, for the system's
+    /// next check (the first one only).
+    pub fn latch(&mut self, v: Violation) {
+        self.latched.get_or_insert(v);
+    }
+
+    /// The violation latched, if any.
+    pub fn latched(&self) -> Option<&Violation> {
+        self.latched.as_ref()
+    }
+
+    /// Sends `ipi` to `cpu`'s inbox.
+    pub fn post(&mut self, cpu: usize, ipi: Ipi) {
+        self.cpus[cpu].inbox.push(ipi);
+    }
+
+    /// The requests waiting at `cpu`.
+    pub fn inbox(&self, cpu: usize) -> &[Ipi] {
+        &self.cpus[cpu].inbox
+    }
+
+    /// Takes `from`'s request out of `cpu`'s inbox (served: acknowledged).
+    pub fn take_ipi(&mut self, cpu: usize, from: usize) -> Option<Ipi> {
+        let inbox = &mut self.cpus[cpu].inbox;
+        let i = inbox.iter().position(|r| r.from == from)?;
+        Some(inbox.remove(i))
+    }
+
+    /// Every request `from` sent has been served.
+    pub fn acked(&self, from: usize) -> bool {
+        self.cpus.iter().all(|c| c.inbox.iter().all(|r| r.from != from))
     }
 
     pub fn tlb(&self, cpu: usize) -> &Tlb {
@@ -188,23 +297,48 @@ impl Machine {
         self.cpus[cpu].pending.push((op, scope));
     }
 
-    /// `DSB` on `cpu`: complete the TLBIs `cpu` issued (and its walks).
+    /// `DSB ISH` on `cpu`: complete the TLBIs `cpu` issued (and its walks).
     pub fn dsb(&mut self, cpu: usize) {
+        self.dsb_scope(cpu, Scope::Broadcast);
+    }
+
+    /// A DSB on `cpu` of the given shareability: `Broadcast` (`DSB ISH`)
+    /// completes every TLBI `cpu` issued; `Local` (`DSB NSH`) only the
+    /// local ones. Either completes `cpu`'s own walks in flight. A
+    /// completed broadcast TLBI that reaches walk caches (a non-last-level
+    /// form, a whole ASID, or everything) also ends the walks of its ASID
+    /// in flight on every other CPU.
+    pub fn dsb_scope(&mut self, cpu: usize, scope: Scope) {
         self.stats.record_dsb(cpu);
-        self.cpus[cpu].inflight = None;
+        self.cpus[cpu].inflight.clear();
         let format = self.mem.format();
-        for (op, scope) in core::mem::take(&mut self.cpus[cpu].pending) {
-            match scope {
-                Scope::Local => {
+        let mut kept = Vec::new();
+        for (op, s) in core::mem::take(&mut self.cpus[cpu].pending) {
+            match (s, scope) {
+                (Scope::Local, _) => {
                     self.cpus[cpu].tlb.invalidate(&op, format);
                 }
-                Scope::Broadcast => {
+                (Scope::Broadcast, Scope::Local) => kept.push((op, s)),
+                (Scope::Broadcast, Scope::Broadcast) => {
+                    // The walks in flight it ends: of every ASID (`None`),
+                    // of one, or none (a last-level form leaves walk caches).
+                    let ends = match op {
+                        TlbiOp::All => Some(None),
+                        TlbiOp::Asid { asid }
+                        | TlbiOp::Va { asid, last_level: false, .. }
+                        | TlbiOp::Range { asid, last_level: false, .. } => Some(Some(asid)),
+                        TlbiOp::Va { .. } | TlbiOp::Range { .. } => None,
+                    };
                     for c in &mut self.cpus {
                         c.tlb.invalidate(&op, format);
+                        if let Some(asid) = ends {
+                            c.inflight.retain(|w| asid.is_some_and(|a| a != w.ttbr0.asid));
+                        }
                     }
                 }
             }
         }
+        self.cpus[cpu].pending = kept;
     }
 
     /// A speculative walk: fill every entry a walk from TTBR0, or from a
@@ -333,84 +467,76 @@ impl Machine {
         }
     }
 
-    /// UniqueASIDPerCPU, NoStaleTranslation and NoWalkThroughFreedTable,
-    /// over every CPU.
+    /// UniqueASIDPerCPU, NoStaleTranslation and NoWalkThroughFreedTable
+    /// (with walks in flight), over every CPU.
     pub fn check_tlbs(&self) -> Result<(), Violation> {
-        for (cpu, c) in self.cpus.iter().enumerate() {
-            let entries = c.tlb.entries();
-            let mut tags: Vec<(u16, MmTag)> = entries.iter().map(|e| (e.asid(), e.mm())).collect();
-            tags.sort_unstable();
-            tags.dedup();
-            for w in tags.windows(2) {
-                if w[0].0 == w[1].0 {
-                    return Err(Violation::UniqueAsidPerCpu {
-                        cpu,
-                        asid: w[0].0,
-                        mms: (w[0].1, w[1].1),
-                    });
+        self.check_tlbs_excusing(0)
+    }
+
+    /// As [`Self::check_tlbs`], but the leaf entries of the CPUs in
+    /// `excused` (a bit per CPU) are not checked: CPUs that make no user
+    /// access now and will flush before they do (a lazy CPU behind its mm's
+    /// flush generation). Their walk-cache entries are: a speculative walk
+    /// may start from them at any moment.
+    pub fn check_tlbs_excusing(&self, excused: u64) -> Result<(), Violation> {
+        for cpu in 0..self.cpus.len() {
+            self.check_cpu(cpu, excused & 1 << cpu == 0)?;
+        }
+        Ok(())
+    }
+
+    /// NoWalkThroughFreedTable for `cpu` alone: what a walk starting now
+    /// could read (for a check in the middle of a TTBR0 switch).
+    pub fn check_walks(&self, cpu: usize) -> Result<(), Violation> {
+        self.check_cpu(cpu, false)
+    }
+
+    fn check_cpu(&self, cpu: usize, leaves: bool) -> Result<(), Violation> {
+        let c = &self.cpus[cpu];
+        let entries = c.tlb.entries();
+        let mut tags: Vec<(u16, MmTag)> = entries.iter().map(|e| (e.asid(), e.mm())).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        for w in tags.windows(2) {
+            if w[0].0 == w[1].0 {
+                return Err(Violation::UniqueAsidPerCpu { cpu, asid: w[0].0, mms: (w[0].1, w[1].1) });
+            }
+        }
+        // A walk still in flight reads the tables it started from.
+        for w in &c.inflight {
+            let Ttbr0 { root: Some(root), asid, mm: Some(mm) } = w.ttbr0 else { continue };
+            let frame = self.mem.use_of(root);
+            if frame != (FrameUse::Table { mm, level: 0 }) {
+                return Err(Violation::WalkThroughFreedTable { cpu, mm, asid, level: None, table: root, frame });
+            }
+            for &(table, level) in &w.tables {
+                let frame = self.mem.use_of(table);
+                if frame != (FrameUse::Table { mm, level }) {
+                    return Err(Violation::WalkInFlightThroughFreedTable { cpu, mm, asid, level, table, frame });
                 }
             }
-            // A walk still in flight reads the tables it started from.
-            if let Some(Ttbr0 { root: Some(root), asid, mm: Some(mm) }) = c.inflight {
-                let frame = self.mem.use_of(root);
-                if frame != (FrameUse::Table { mm, level: 0 }) {
-                    return Err(Violation::WalkThroughFreedTable { cpu, mm, asid, level: None, table: root, frame });
-                }
+        }
+        let Ttbr0 { root, asid, mm: Some(mm) } = c.ttbr0 else { return Ok(()) };
+        if let Some(root) = root {
+            let frame = self.mem.use_of(root);
+            if frame != (FrameUse::Table { mm, level: 0 }) {
+                return Err(Violation::WalkThroughFreedTable { cpu, mm, asid, level: None, table: root, frame });
             }
-            let Ttbr0 {
-                root,
-                asid,
-                mm: Some(mm),
-            } = c.ttbr0
-            else {
-                continue;
-            };
-            if let Some(root) = root {
-                let frame = self.mem.use_of(root);
-                if frame != (FrameUse::Table { mm, level: 0 }) {
-                    return Err(Violation::WalkThroughFreedTable {
-                        cpu,
-                        mm,
-                        asid,
-                        level: None,
-                        table: root,
-                        frame,
-                    });
-                }
-            }
-            for e in entries.iter().filter(|e| e.asid() == asid) {
-                match *e {
-                    Entry::Leaf { vpn, pfn, .. } => {
-                        let frame = self.mem.use_of(pfn);
-                        if frame != (FrameUse::Data { mm }) && !self.shared_with(mm, pfn) {
-                            return Err(Violation::StaleTranslation {
-                                cpu,
-                                mm,
-                                asid,
-                                vpn,
-                                pfn,
-                                frame,
-                            });
-                        }
+        }
+        for e in entries.iter().filter(|e| e.asid() == asid) {
+            match *e {
+                Entry::Leaf { vpn, pfn, .. } if leaves => {
+                    let frame = self.mem.use_of(pfn);
+                    if frame != (FrameUse::Data { mm }) && !self.shared_with(mm, pfn) {
+                        return Err(Violation::StaleTranslation { cpu, mm, asid, vpn, pfn, frame });
                     }
-                    Entry::Walk { level, table, .. } => {
-                        let frame = self.mem.use_of(table);
-                        if frame
-                            != (FrameUse::Table {
-                                mm,
-                                level: level + 1,
-                            })
-                        {
-                            let level = Some(level);
-                            return Err(Violation::WalkThroughFreedTable {
-                                cpu,
-                                mm,
-                                asid,
-                                level,
-                                table,
-                                frame,
-                            });
-                        }
+                }
+                Entry::Leaf { .. } => {}
+                Entry::Walk { level, table, .. } => {
+                    let frame = self.mem.use_of(table);
+                    if frame != (FrameUse::Table { mm, level: level + 1 }) {
+                        let level = Some(level);
+                        return Err(Violation::WalkThroughFreedTable { cpu, mm, asid, level, table, frame });
                     }
                 }
             }

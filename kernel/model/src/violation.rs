@@ -53,6 +53,18 @@ pub enum Violation {
         table: Pfn,
         frame: FrameUse,
     },
+    /// A walk of tables a CPU's TTBR0 no longer holds, still in flight (its
+    /// TTBR0 switch had no DSB after it, and no broadcast TLBI of the ASID
+    /// completed since), may be reading a level-`level` table that is no
+    /// longer a live table of that mm.
+    WalkInFlightThroughFreedTable {
+        cpu: usize,
+        mm: MmTag,
+        asid: u16,
+        level: u8,
+        table: Pfn,
+        frame: FrameUse,
+    },
     /// A TLB holds an entry of the mm's current ASID (a leaf, or with
     /// `level` a walk-cache entry) that disagrees with a valid descriptor the
     /// tables hold now: the new descriptor was written while the old one
@@ -118,6 +130,7 @@ impl Violation {
             Violation::TlbEmptyInvalPte { .. } => "TLBEmptyInvalPTE",
             Violation::StaleTranslation { .. } => "NoStaleTranslation",
             Violation::WalkThroughFreedTable { .. } => "NoWalkThroughFreedTable",
+            Violation::WalkInFlightThroughFreedTable { .. } => "NoWalkInFlightThroughFreedTable",
             Violation::BreakBeforeMake { .. } => "BreakBeforeMake",
             Violation::WriteToSharedFrame { .. } => "NoWriteToSharedFrame",
             Violation::StillLoadedAtTeardown { .. } => "NothingLoadedAtTeardown",
@@ -137,6 +150,7 @@ impl Violation {
                 | Violation::TlbEmptyInvalPte { .. }
                 | Violation::StaleTranslation { .. }
                 | Violation::WalkThroughFreedTable { .. }
+                | Violation::WalkInFlightThroughFreedTable { .. }
                 | Violation::BreakBeforeMake { .. }
                 | Violation::WriteToSharedFrame { .. }
         )
@@ -172,6 +186,11 @@ impl fmt::Display for Violation {
                     Some(l) => format!("cached level-{l} entry"),
                     None => "TTBR0".into(),
                 }
+            ),
+            Violation::WalkInFlightThroughFreedTable { cpu, mm, asid, level, table, frame } => write!(
+                f,
+                "cpu{cpu} switched away from mm{mm} (ASID {asid}) with a walk still in flight that may read its \
+                 level-{level} table {table}, which is {frame:?} now"
             ),
             Violation::BreakBeforeMake { cpu, mm, asid, vpn, level, cached, current } => match level {
                 None => write!(

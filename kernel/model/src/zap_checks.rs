@@ -3,7 +3,17 @@
 //! exit and the reaper each leave no stale translation reachable, keep
 //! break-before-make and never let a write reach a shared frame; and each
 //! mechanism that makes it so is shown necessary by switching it off (the
-//! kernel's `Bugs`) and watching a check fail.
+//! kernel's `Bugs`, the model hardware's `HwBugs`) and watching a check
+//! fail.
+//!
+//! The flush strategies (`tlb.strategy`: ipi, local, auto, and broadcast)
+//! are checked in systems with lazy CPUs, threads switched out and moved to
+//! other CPUs, an adopter (use_mm), IPIs served in any order, freed tables
+//! and ASID rollovers; and the mechanisms they rest on are each switched
+//! off: the stale mark of a local flush, the adopter's count in the users,
+//! lazy CPUs leaving when tables are freed, the whole-ASID flush of a CPU
+//! more than one generation behind, the catch-up before TTBR0 is loaded,
+//! and the DSB after a TTBR0 write.
 //!
 //! Each exhaustive search covers every interleaving of its system (bounds
 //! stated beside each test) and prints its state and transition counts.
@@ -17,7 +27,7 @@ use super::explore::{explore, random_walk, Report};
 use super::mem::FrameUse;
 use super::violation::Violation;
 use super::zap_world::{Checks, Config, Script, Speculation, World, A, B};
-use kernel::mm::space::Bugs;
+use kernel::mm::space::{Bugs, Strategy};
 use kernel::mm::tlb::{TlbFeatures, Event, OpKind, PolicyParams};
 
 /// Upper bound for any one search here.
@@ -736,8 +746,9 @@ fn random_mixed_operations() {
 /// runs a thread of A and is switched out; the thread then exits on cpu0
 /// (threads migrate), the last user, and cpu0 tears A down with its flush
 /// elided. Without the DSB, a walk cpu1 started from A's root may still be
-/// in flight when the root is freed. (The exhaustive systems keep threads
-/// on their CPUs, where the exit's own local flush ends with a DSB.)
+/// in flight when the root is freed. (In the exhaustive systems an exiting
+/// thread's own local flush ends with a DSB; a walk in flight on a CPU a
+/// thread left is `ttbr0_switch_without_dsb_is_caught_under_local`.)
 #[test]
 fn ttbr0_switch_needs_its_dsb() {
     use super::bridge::{Bridge, HwBugs};
@@ -825,6 +836,398 @@ fn ttbr0_switch_needs_its_dsb() {
     }
 }
 
+// Flush strategies (mechanisms.md §6–7, seeds 002 and 003): the same
+// protocol under `tlb.strategy` ipi, local and auto (with `tlb.ipi_max=2`,
+// so that three CPUs running `A` make it broadcast), and broadcast where
+// lazy CPUs matter too. Lazy TLB is on (the default): a CPU whose thread is
+// switched out for a kernel thread keeps `A` loaded.
+
+/// The strategies other than broadcast.
+const SHOOTING: [Strategy; 3] = [Strategy::Ipi, Strategy::Local, Strategy::Auto];
+
+fn under(mut cfg: Config, s: Strategy) -> Config {
+    cfg.tlb.strategy = s;
+    if s == Strategy::Auto {
+        cfg.tlb.ipi_max = 2;
+    }
+    cfg
+}
+
+fn strategy_name(what: &str, c: &Config) -> String {
+    format!("{what}, {}, {} cpus, {:?} speculation", c.tlb.strategy.name(), c.ncpus, c.speculation)
+}
+
+/// One thread of `A` (the mm's only user), on cpu0, running `script`;
+/// cpu1 is lazy on `A` (a thread of it ran there; a kernel thread runs
+/// now), and the thread may be switched out once and move to another CPU
+/// once. Scheduled speculation.
+fn alone(script: Vec<Script>) -> Config {
+    let mut c = Config::new(vec![script]);
+    c.ncpus = 2;
+    c.lazy_cpus = vec![1];
+    c.idles = 1;
+    c.migrations = 1;
+    c.speculation = Speculation::Scheduled;
+    c
+}
+
+/// `cfg` checked clean under each of `strategies`.
+fn explore_strategies(what: &str, cfg: &Config, strategies: &[Strategy]) -> Vec<(Strategy, World)> {
+    let mut out = Vec::new();
+    for &s in strategies {
+        let cfg = under(cfg.clone(), s);
+        let (_, w) = explore_clean(&strategy_name(what, &cfg), &cfg);
+        out.push((s, w));
+    }
+    out
+}
+
+/// The decision a strategy makes when the mm's one user flushes alone.
+fn alone_decision(s: Strategy) -> Event {
+    match s {
+        Strategy::Broadcast => Event::DecideBroadcast,
+        Strategy::Ipi => Event::DecideIpi,
+        Strategy::Local | Strategy::Auto => Event::DecideLocal,
+    }
+}
+
+const ALL: [Strategy; 4] = Strategy::ALL;
+
+// Bound: one thread munmaps 2..4 (a leaf table and the level-1 table above
+// it freed) while cpu1 is lazy on A; the thread may go idle on cpu0 and
+// run again on cpu1 (or back on cpu0); B faults 1 and 6 in. The lazy CPU
+// is skipped by flushes that free no table and made to leave by those that
+// do (an IPI even under local); a CPU the thread comes back to catches up.
+// Then two threads (one munmaps 2..3, a leaf only) with a third CPU lazy,
+// eager speculation: IPIs to a busy CPU (ipi, auto), local broadcasting
+// while both threads run and flushing locally while one is switched out.
+#[test]
+fn strategies_with_a_lazy_cpu_and_a_migrating_thread() {
+    for (s, w) in explore_strategies("alone, munmap 2..4", &alone(vec![Script::Munmap { lo: 2, hi: 4 }]), &ALL) {
+        let c = w.coverage();
+        assert!(events(&w, alone_decision(s)) > 0, "{s:?}: expected {:?} decisions", alone_decision(s));
+        let moved = c.migrations.get() > 0 && c.lazy_returns.get() > 0;
+        assert!(moved, "{s:?}: expected migrations and lazy returns, {c:?}");
+        if s != Strategy::Broadcast {
+            assert!(c.lefts.get() > 0, "{s:?}: expected lazy CPUs to leave for freed tables, {c:?}");
+            assert!(events(&w, Event::StaleFlush) > 0, "{s:?}: expected catch-ups of a CPU behind");
+        }
+    }
+    let mut two = Config::new(vec![vec![Script::Munmap { lo: 2, hi: 3 }], vec![]]);
+    two.ncpus = 3;
+    two.lazy_cpus = vec![2];
+    two.idles = 1;
+    two.migrations = 1;
+    for (s, w) in explore_strategies("two threads, munmap 2..3", &two, &ALL) {
+        if matches!(s, Strategy::Ipi | Strategy::Auto) {
+            let shot = events(&w, Event::IpiSent) > 0 && events(&w, Event::LazySkip) > 0;
+            assert!(shot, "{s:?}: expected IPIs and lazy skips");
+        }
+        if s == Strategy::Local {
+            assert!(events(&w, Event::DecideBroadcast) > 0, "{s:?}: expected broadcasts while two users run");
+        }
+    }
+}
+
+// Bound: the thread of A on cpu0 munmaps page 2 (a leaf only) while a
+// kernel thread on cpu1 adopts A, reads and writes its pages, and gives it
+// back (counting itself in A's users: `tlb.use_mm_mmget`, the default).
+#[test]
+fn strategies_with_an_adopter() {
+    let mut cfg = system(&[vec![Script::Munmap { lo: 2, hi: 3 }], vec![Script::Adopt, Script::Unadopt]], 2);
+    cfg.writes = true;
+    for (s, w) in explore_strategies("adopter, munmap 2..3", &cfg, &SHOOTING) {
+        let c = w.coverage();
+        assert!(events(&w, alone_decision(s)) > 0, "{s:?}: expected {:?} decisions", alone_decision(s));
+        assert!(c.adoptions.get() > 0 && c.adopter_accesses.get() > 0, "{s:?}: expected the adopter to run, {c:?}");
+    }
+}
+
+// Bound: three threads of A: madvise 2..4, mprotect 4..5 (racing the
+// madvise: a whole-ASID flush), and one that reads, writes and faults
+// once; a fourth CPU lazy on A. Eager speculation. IPIs from two initiators
+// reach a target in either order. Under ipi only: three users make local
+// and auto (`tlb.ipi_max=2`) broadcast.
+#[test]
+fn strategies_with_concurrent_flushes() {
+    let mut cfg = system(&[vec![Script::Madvise { lo: 2, hi: 4 }], vec![Script::Mprotect { lo: 4, hi: 5 }]], 3);
+    cfg.ncpus = 4;
+    cfg.lazy_cpus = vec![3];
+    cfg.writes = true;
+    cfg.faults = 1;
+    for (s, w) in explore_strategies("madvise 2..4 and mprotect 4..5", &cfg, &[Strategy::Ipi]) {
+        assert!(events(&w, Event::RacingFullFlush) > 0, "{s:?}: expected racing whole-ASID flushes");
+        assert!(events(&w, Event::DecideIpi) > 0, "{s:?}: expected IPIs");
+        assert!(events(&w, Event::CatchUpFull) > 0, "{s:?}: expected targets further behind than one generation");
+    }
+}
+
+// Bound: 2-bit ASIDs (3 per generation), A, B and two empty address
+// spaces, 3 switches to B or an empty one and one to a kernel thread;
+// eager speculation. A's one thread munmaps 2..4 while cpu1 (lazy on A)
+// runs other mms, and the thread may move; then (ipi) two threads, cpu1's
+// switched out lazily or for another mm and back.
+#[test]
+fn strategies_across_rollovers() {
+    let rollovers = |mut cfg: Config| {
+        cfg.speculation = Speculation::Eager;
+        cfg.asid_bits = 2;
+        cfg.others = 2;
+        cfg.switches = 3;
+        cfg.idles = 1;
+        cfg.b_pages = vec![1];
+        cfg
+    };
+    let alone = rollovers(alone(vec![Script::Munmap { lo: 2, hi: 4 }]));
+    let two = rollovers(system(&[vec![Script::Munmap { lo: 2, hi: 4 }], vec![]], 2));
+    let runs = explore_strategies("alone, munmap 2..4 across rollovers", &alone, &SHOOTING)
+        .into_iter()
+        .chain(explore_strategies("two threads, munmap 2..4 across rollovers", &two, &[Strategy::Ipi]));
+    for (s, w) in runs {
+        let c = w.coverage();
+        let seen = c.rollovers_in_op.get() > 0 && c.lazy_entries.get() > 0;
+        assert!(seen, "{s:?}: expected rollovers during the zap and lazy CPUs, {c:?}");
+        assert!(events(&w, Event::StaleFlush) > 0, "{s:?}: expected catch-ups");
+    }
+}
+
+// Bound: both threads exit (the last one tears A down) while a third CPU
+// is lazy on A, and a thread may be switched out first (its CPU lazy too)
+// and a CPU may run B; then the reaper against an exiting thread and a
+// lazy CPU. The teardown makes lazy holders leave, dropping their entries
+// of the ASID, before it frees anything. Eager speculation.
+#[test]
+fn strategies_exit_and_reap_with_lazy_cpus() {
+    let mut exits = system(&[vec![Script::Exit], vec![Script::Exit]], 2);
+    exits.ncpus = 3;
+    exits.lazy_cpus = vec![2];
+    exits.idles = 1;
+    exits.switches = 1;
+    exits.speculation = Speculation::Eager;
+    let mut reap = exits.clone();
+    reap.scripts = vec![vec![Script::Reap], vec![Script::Exit]];
+    reap.switches = 0;
+    reap.b_pages = vec![1];
+    for (what, cfg) in [("exits", exits), ("reaper", reap)] {
+        for s in ALL {
+            let cfg = under(cfg.clone(), s);
+            let name = strategy_name(&format!("{what} with a lazy CPU"), &cfg);
+            let (_, w) = explore_clean(&name, &cfg);
+            assert!(events(&w, Event::LazyLeave) > 0, "{name}: expected lazy CPUs made to leave");
+            assert!(w.coverage().reuses.get() > 0, "{name}: expected B to reuse A's frames");
+        }
+    }
+}
+
+/// Seed 002's stale CPU: under local, a flush that reaches only this CPU
+/// must mark every other one behind (`Bugs::no_stale_mark` does not). The
+/// thread munmaps page 2 on cpu0 while cpu1, lazy on A, keeps its entry;
+/// then the thread moves to cpu1, which does not know it is stale.
+#[test]
+fn local_flush_without_the_stale_mark_is_caught() {
+    let mut cfg = under(alone(vec![Script::Munmap { lo: 2, hi: 3 }]), Strategy::Local);
+    explore_clean("alone, munmap 2..3, local", &cfg);
+    cfg.tlb.bugs = bugs(|b| b.no_stale_mark = true);
+    let v = explore_finds("alone, munmap 2..3, local, no stale mark", &cfg);
+    assert!(
+        matches!(
+            v,
+            Violation::StaleTranslation { cpu: 1, vpn: 2, .. } | Violation::TlbEmptyInvalPte { cpu: 1, vpn: 2, .. }
+        ),
+        "expected the lazy cpu1's stale entry of page 2, saw {v}"
+    );
+    // Only what user code uses: the thread, moved to cpu1, reads page 2
+    // through the stale entry.
+    cfg.checks = Checks::UsedOnly;
+    let v = explore_finds("alone, munmap 2..3, local, no stale mark, use", &cfg);
+    let read = matches!(v, Violation::StaleTranslation { cpu: 1, vpn: 2, .. });
+    assert!(read, "expected a read through the stale entry, saw {v}");
+}
+
+/// Seed 002's adopter: a kernel thread that adopts A without counting
+/// itself in A's users (`tlb.use_mm_mmget=off`) leaves the owner believing
+/// it runs alone, and the owner's local flush misses the adopter's CPU.
+#[test]
+fn adopter_without_mmget_is_caught_under_local() {
+    let scripts = [vec![Script::Munmap { lo: 2, hi: 3 }], vec![Script::Adopt, Script::Unadopt]];
+    let mut cfg = under(system(&scripts, 2), Strategy::Local);
+    cfg.tlb.use_mm_mmget = false;
+    let v = explore_finds("adopter without mmget, munmap 2..3, local", &cfg);
+    assert!(
+        matches!(
+            v,
+            Violation::StaleTranslation { cpu: 1, vpn: 2, .. } | Violation::TlbEmptyInvalPte { cpu: 1, vpn: 2, .. }
+        ),
+        "expected the adopter's cpu1 to keep page 2, saw {v}"
+    );
+    cfg.checks = Checks::UsedOnly;
+    let v = explore_finds("adopter without mmget, munmap 2..3, local, use", &cfg);
+    let read = matches!(v, Violation::StaleTranslation { cpu: 1, vpn: 2, .. });
+    assert!(read, "expected the adopter to read page 2 through a stale entry, saw {v}");
+}
+
+/// Seed 003's lazy CPU and freed tables: a flush that frees tables must
+/// make lazy CPUs leave (`Bugs::lazy_skip_on_free` skips them as other
+/// flushes do): their TTBR0 still holds the tables, and a speculative walk
+/// through a cached upper-level entry reaches the freed table.
+#[test]
+fn lazy_cpu_skipped_when_tables_are_freed_is_caught() {
+    let mut cfg = under(alone(vec![Script::Munmap { lo: 2, hi: 4 }]), Strategy::Ipi);
+    cfg.idles = 0;
+    cfg.migrations = 0;
+    explore_clean("alone, munmap 2..4, ipi", &cfg);
+    cfg.tlb.bugs = bugs(|b| b.lazy_skip_on_free = true);
+    let v = explore_finds("alone, munmap 2..4, ipi, lazy CPUs skipped", &cfg);
+    assert!(
+        matches!(v, Violation::WalkThroughFreedTable { cpu: 1, level: Some(_), .. }),
+        "expected a walk of the lazy cpu1 through a freed table, saw {v}"
+    );
+}
+
+/// x86's rule for a target behind by more than one generation: flush the
+/// whole ASID, not the range in hand (`Bugs::partial_any_gen` breaks it,
+/// and skips the check when a CPU goes back to the mm). Two ways to be two
+/// behind:
+/// * two flushes in flight (a madvise's range, and an mprotect racing it
+///   with a whole-ASID flush) and a target serving the range first: it
+///   thinks itself current and drops the whole-ASID request;
+/// * a thread switched out (its CPU lazy and skipped) comes back without
+///   the catch-up.
+#[test]
+fn partial_flush_two_generations_behind_is_caught() {
+    let bug = bugs(|b| b.partial_any_gen = true);
+    let scripts = [vec![Script::Madvise { lo: 2, hi: 3 }], vec![Script::Mprotect { lo: 4, hi: 5 }]];
+    let mut cfg = under(system(&scripts, 3), Strategy::Ipi);
+    cfg.writes = true;
+    let (_, w) = explore_clean("madvise 2..3 and mprotect 4..5, ipi", &cfg);
+    assert!(events(&w, Event::CatchUpFull) > 0, "expected targets two generations behind");
+    cfg.tlb.bugs = bug;
+    let v = explore_finds("madvise 2..3 and mprotect 4..5, ipi, partial at any distance", &cfg);
+    assert!(
+        matches!(v, Violation::TlbEmptyInvalPte { cpu: 2, vpn: 4, .. }),
+        "expected cpu2 to keep page 4 writable after the mprotect, saw {v}"
+    );
+    let mut lazy = under(system(&[vec![Script::Munmap { lo: 2, hi: 3 }]], 2), Strategy::Ipi);
+    lazy.idles = 1;
+    explore_clean("munmap 2..3, a thread switched out, ipi", &lazy);
+    lazy.tlb.bugs = bug;
+    let v = explore_finds("munmap 2..3, a thread switched out, ipi, no catch-up", &lazy);
+    assert!(
+        matches!(
+            v,
+            Violation::StaleTranslation { cpu: 1, vpn: 2, .. } | Violation::TlbEmptyInvalPte { cpu: 1, vpn: 2, .. }
+        ),
+        "expected cpu1, back from lazy, to keep page 2, saw {v}"
+    );
+}
+
+/// The DSB after a TTBR0 write (`HwBugs::ttbr_without_dsb` drops it):
+/// under local, the flush that frees tables reaches only the initiator's
+/// CPU, so nothing completes a walk still in flight on a CPU that has just
+/// left A (here the lazy cpu1, made to leave by the freeing flush). Under
+/// broadcast, the freeing flush's completion waits for that walk.
+#[test]
+fn ttbr0_switch_without_dsb_is_caught_under_local() {
+    let mut cfg = under(alone(vec![Script::Munmap { lo: 2, hi: 4 }]), Strategy::Local);
+    cfg.hw.ttbr_without_dsb = true;
+    let v = explore_finds("alone, munmap 2..4, local, TTBR0 writes without DSB", &cfg);
+    assert!(
+        matches!(v, Violation::WalkInFlightThroughFreedTable { cpu: 1, .. }),
+        "expected cpu1's walk in flight through a freed table, saw {v}"
+    );
+    cfg.tlb.strategy = Strategy::Broadcast;
+    explore_clean("alone, munmap 2..4, broadcast, TTBR0 writes without DSB", &cfg);
+}
+
+/// A CPU behind A's generation must flush before its TTBR0 holds A's
+/// tables (`Bugs::catch_up_after_load` flushes after): cpu1 caches A's
+/// walk entries, runs B while cpu0's munmap frees tables (IPIs go only to
+/// CPUs holding A), and comes back; a walk may start the moment TTBR0 is
+/// loaded, through a cached entry into the freed table.
+#[test]
+fn catch_up_after_loading_ttbr0_is_caught() {
+    let mut cfg = under(system(&[vec![Script::Munmap { lo: 2, hi: 4 }], vec![]], 2), Strategy::Ipi);
+    cfg.switches = 1;
+    let (_, w) = explore_clean("munmap 2..4, cpu1 away and back, ipi", &cfg);
+    assert!(events(&w, Event::StaleFlush) > 0, "expected catch-ups");
+    cfg.tlb.bugs = bugs(|b| b.catch_up_after_load = true);
+    let v = explore_finds("munmap 2..4, cpu1 away and back, ipi, catch-up after load", &cfg);
+    assert!(
+        matches!(v, Violation::WalkThroughFreedTable { cpu: 1, level: Some(_), .. }),
+        "expected a walk of cpu1 through a freed table, saw {v}"
+    );
+}
+
+/// Random walks over larger mixes under each strategy: 4 CPUs, cpu3 lazy
+/// on A at the start; A maps five pages. Mixes: two threads (madvise 2..4
+/// then munmap 4; munmap 3..5, fork, mmap 3..5) and an adopter that adopts
+/// twice; one thread (munmap 2..4, mmap 2..4, mprotect 2..7, madvise 5..7,
+/// munmap 5..7) and an adopter; the reaper against two threads (madvise
+/// 2..6, mprotect 3..6) that exit. 3-bit ASIDs, six empty mms, six each of
+/// switches to other mms, switches out and moves; reads, writes, four
+/// faults a run; B faults 1 and 7 in. Each run ends when every script is
+/// done. 100,000 steps per mix and strategy (a quarter of
+/// `ZAP_MODEL_STEPS` when set), seed 1 (`ZAP_MODEL_SEED=<n>` for another).
+#[test]
+fn random_strategy_mixes() {
+    let mixes = [
+        vec![
+            vec![Script::Madvise { lo: 2, hi: 4 }, Script::Munmap { lo: 4, hi: 5 }],
+            vec![Script::Munmap { lo: 3, hi: 5 }, Script::Fork, Script::Mmap { lo: 3, hi: 5 }],
+            vec![Script::Adopt, Script::Unadopt, Script::Adopt, Script::Unadopt],
+        ],
+        vec![
+            vec![
+                Script::Munmap { lo: 2, hi: 4 },
+                Script::Mmap { lo: 2, hi: 4 },
+                Script::Mprotect { lo: 2, hi: 7 },
+                Script::Madvise { lo: 5, hi: 7 },
+                Script::Munmap { lo: 5, hi: 7 },
+            ],
+            vec![Script::Adopt, Script::Unadopt],
+        ],
+        vec![
+            vec![Script::Reap],
+            vec![Script::Madvise { lo: 2, hi: 6 }, Script::Exit],
+            vec![Script::Mprotect { lo: 3, hi: 6 }, Script::Exit],
+        ],
+    ];
+    let seed = std::env::var("ZAP_MODEL_SEED").map_or(1, |s| s.parse().expect("ZAP_MODEL_SEED is a u64"));
+    let steps = std::env::var("ZAP_MODEL_STEPS").map_or(100_000, |s| s.parse::<usize>().expect("a count") / 4);
+    for s in ALL {
+        for (i, scripts) in mixes.iter().enumerate() {
+            let mut cfg = Config::new(scripts.clone()).pages(&[2, 3, 4, 5, 6]);
+            cfg.ncpus = 4;
+            cfg.lazy_cpus = vec![3];
+            cfg.b_pages = vec![1, 7];
+            cfg.writes = true;
+            cfg.faults = 4;
+            cfg.asid_bits = 3;
+            cfg.others = 6;
+            (cfg.switches, cfg.idles, cfg.migrations) = (6, 6, 6);
+            cfg.speculation = Speculation::Scheduled;
+            cfg.stop_when_done = true;
+            let cfg = under(cfg, s);
+            let w = World::new(cfg.clone());
+            match random_walk(&w, seed, steps) {
+                Ok(runs) => {
+                    println!("mix {i}, {}, seed {seed}: {steps} steps, {runs} runs; {:?}", s.name(), w.coverage())
+                }
+                Err(ce) => panic!(
+                    "mix {i}, {}: expected no violation, saw {} at step {} with seed {seed}\n  config {cfg:?}\n  \
+                     last steps:\n{}",
+                    s.name(),
+                    ce.violation,
+                    ce.trace.len(),
+                    ce.render(&w, 40)
+                ),
+            }
+            let c = w.coverage();
+            assert!(c.returns.get() > 100 && c.lazy_returns.get() > 0, "mix {i}, {s:?}: {c:?}");
+        }
+    }
+}
+
 // Long mode (`scripts/model.sh`, or `cargo test -p tlbmodel --release --
 // --ignored`): one larger system per family, each with 3 CPUs and
 // scheduled speculation (every moment at which each entry may be filled).
@@ -900,4 +1303,45 @@ fn long_exit_reap() {
     let mut cfg = long(&[vec![Script::Reap], vec![Script::Exit], vec![Script::Exit]]);
     cfg.switches = 2;
     explore_long("long: reaper against two exiting threads, 3 cpus", &cfg);
+}
+
+/// The strategies' long system: a thread of A on cpu0 madvises 3..5
+/// (leaves only: lazy CPUs are skipped) then munmaps 2..4 (tables freed:
+/// lazy CPUs leave); a second thread of A on cpu1 reads, writes and exits;
+/// a kernel thread on cpu2 adopts A, reads and writes its pages and gives
+/// it back. A thread may be switched out once (its CPU lazy) and move once
+/// (to the CPU the exited thread left). Up to three CPUs run A, and the
+/// first thread may end up alone: under local, its flushes are local only
+/// then; under auto (`tlb.ipi_max=2`) local, by IPIs or broadcast
+/// depending on who runs. B faults page 1 in. 3 CPUs, scheduled
+/// speculation.
+fn long_strategy(s: Strategy) -> Config {
+    let owner = vec![Script::Madvise { lo: 3, hi: 5 }, Script::Munmap { lo: 2, hi: 4 }];
+    let mut cfg = long(&[owner, vec![Script::Exit], vec![Script::Adopt, Script::Unadopt]]);
+    cfg.idles = 1;
+    cfg.migrations = 1;
+    cfg.writes = true;
+    cfg.b_pages = vec![1];
+    under(cfg, s)
+}
+
+#[test]
+#[ignore = "long mode: scripts/model.sh"]
+fn long_strategy_ipi() {
+    let what = "long: madvise and munmap, an exiting thread, an adopter, lazy CPUs, ipi, 3 cpus";
+    explore_long(what, &long_strategy(Strategy::Ipi));
+}
+
+#[test]
+#[ignore = "long mode: scripts/model.sh"]
+fn long_strategy_local() {
+    let what = "long: madvise and munmap, an exiting thread, an adopter, lazy CPUs, local, 3 cpus";
+    explore_long(what, &long_strategy(Strategy::Local));
+}
+
+#[test]
+#[ignore = "long mode: scripts/model.sh"]
+fn long_strategy_auto() {
+    let what = "long: madvise and munmap, an exiting thread, an adopter, lazy CPUs, auto, 3 cpus";
+    explore_long(what, &long_strategy(Strategy::Auto));
 }

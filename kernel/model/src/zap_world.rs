@@ -4,23 +4,40 @@
 //! The address space `A` is the kernel's own `Mm` over a reduced page-table
 //! format, built and changed only by the kernel's code: its VMAs, its page
 //! tables (written through [`Bridge`] into the model memory), its gathers,
-//! the flush policy, and the ASID from the kernel's allocator. Each CPU runs
-//! a thread of `A` (or the reaper's kernel thread) and a script of calls;
-//! a call is an [`Op`] that the checker steps one step at a time, so every
-//! interleaving of its steps with other CPUs' steps, user accesses,
-//! hardware walks and context switches is explored. Nothing of the
-//! protocol is written here: only the world around it.
+//! the flush policy and strategy (`TlbConfig::strategy`: broadcast, IPIs,
+//! local, auto), and the ASID from the kernel's allocator. Threads run
+//! scripts of calls: threads of `A`, and kernel threads (the reaper; an
+//! adopter that works on `A`'s memory). A call is an [`Op`] that the
+//! checker steps one step at a time, so every interleaving of its steps
+//! with other CPUs' steps, user accesses, hardware walks, IPIs and context
+//! switches is explored. Nothing of the protocol is written here: only the
+//! world around it.
 //!
 //! Around the operations:
 //! * `Read`/`Write`: a user access through the TLB (a miss walks; a
 //!   translation or permission fault starts a `Fault` operation, within a
-//!   budget of faults per run);
+//!   budget of faults per run), by a running thread of `A` or by the
+//!   adopter while it holds `A`;
 //! * `Speculate`: a hardware walk (or after every action, with
-//!   [`Speculation::Eager`]);
-//! * `Switch`: a context switch (`space::switch::deactivate` then
-//!   `activate`) between `A`, a second address space `B` and empty ones
-//!   that only use up ASIDs, so the allocator rolls over when its ASIDs are
-//!   few;
+//!   [`Speculation::Eager`]), on any CPU whose TTBR0 holds tables (lazy
+//!   ones included);
+//! * `Serve`: a CPU takes a shootdown request another CPU sent it (an IPI:
+//!   `MmHw::send` leaves it in the machine) and runs the kernel's
+//!   `shootdown::serve`; a CPU that left the mm (`Served::Left`) no longer
+//!   holds it. Any request may be served at any point, in any order;
+//! * context switches, each through `switch_to`, which does what the
+//!   kernel's `mm::user::switch_to` does with `space::switch`: to the mm
+//!   already loaded, `leave_lazy` if lazy; to another, `activate` then
+//!   `drop_bits` of the old; to a kernel thread, `enter_lazy` (or
+//!   `deactivate` with `tlb.lazy` off). `Switch` runs a thread of `B` or of
+//!   an empty address space that only uses up ASIDs (so the allocator rolls
+//!   over when its ASIDs are few); `Idle` switches a thread out for a
+//!   kernel thread, leaving its CPU lazy; `Schedule` runs a waiting thread
+//!   of `A` on a CPU, the one it ran on last or another (a migration, which
+//!   leaves the CPU it came from lazy with whatever its TLB holds);
+//! * the adopter's `Adopt` (users += 1 unless `tlb.use_mm_mmget` is off,
+//!   then a full barrier and `switch_to(A)`, as `UserMm::adopt`) and
+//!   `Unadopt` (`deactivate`, then users -= 1), each two steps;
 //! * `MapB`: `B` faults a page in, from whatever frames are free (the
 //!   lowest first, so frames `A` freed are reused at once);
 //! * `ChildExit`: the fork child tears down (leaving its CPU first if it
@@ -29,20 +46,33 @@
 //!   own, reads or writes a page, taking its own copy-on-write faults.
 //!
 //! An exit is `space::switch::leave_dying`, then the count of users drops;
-//! whoever drops the last reference (the last thread, or the reaper) runs
-//! the teardown operation and releases the ASID, as `mm::user` does.
+//! whoever drops the last reference (the last thread, the reaper, or the
+//! adopter) runs the teardown operation and releases the ASID, as
+//! `mm::user` does.
 //!
 //! Checked in every state: the machine's invariants (no usable entry
 //! leading to a frame that is not a live page or table of the running mm;
-//! no walk in flight through a freed root) and break-before-make (no TLB
-//! holds an entry of `A`'s ASID that disagrees with a valid descriptor of
-//! `A`'s tables). Checked on every user write: it does not reach a frame
-//! shared copy-on-write (outside a fork's own window, from its first
-//! write-protect until its flush completes, when a write is simply earlier
-//! than the fork). Checked when an operation returns successfully
-//! (`TLBEmptyInvalPTE`): no CPU that can still run `A` holds a translation
-//! of the pages it covered that existed when it started and that the
-//! tables no longer have, nor a writable one they no longer grant.
+//! no walk, cached or in flight, through a freed table; a TTBR0 load is
+//! checked at once, as a walk may start from it before the kernel's next
+//! instruction) and break-before-make (no TLB holds an entry of `A`'s ASID
+//! that disagrees with a valid descriptor of `A`'s tables). Checked on
+//! every user write: it does not reach a frame shared copy-on-write
+//! (outside a fork's own window, from its first write-protect until its
+//! flush completes, when a write is simply earlier than the fork). Checked
+//! when an operation returns successfully (`TLBEmptyInvalPTE`): no CPU
+//! holds a translation of the pages it covered that existed when it
+//! started and that the tables no longer have, nor a writable one they no
+//! longer grant.
+//!
+//! A flush that is not broadcast may leave a CPU that does not run `A` (a
+//! lazy one, or one on another mm) with stale entries of `A`: the protocol
+//! marks it behind (`Mm::cpu_gen` < `Mm::tlb_gen`) and it flushes before it
+//! runs `A` again. Such a CPU is *excused*: its leaf entries of `A` are not
+//! checked (its walk-cache entries are, while its TTBR0 holds `A`) until it
+//! runs `A` or catches up. A CPU that runs `A` (a thread of it, or the
+//! adopter) is never excused, nor one the protocol believes current. With
+//! [`Checks::OtherMmOnly`] only the damage counts: entries a CPU's user
+//! code can use that lead into another mm's frames.
 //!
 //! Frames carry ghost owner tags, recomputed after every action from what
 //! each address space's tables reach (`A` first, then the child, `B` and
@@ -61,12 +91,12 @@ use kernel::mm::asid::{AsidAllocator, Bugs as AsidBugs};
 use kernel::mm::aspace::{Access, AddressSpace};
 use kernel::mm::pagetable::{el0_can_write, Reduced};
 use kernel::mm::pte::PAGE_SIZE;
-use kernel::mm::space::{switch, Call, Hook, Mm, Op, OpError, Outcome, Pc, Step, Then, TlbConfig};
+use kernel::mm::space::{shootdown, switch, Call, Hook, Mm, Op, OpError, Outcome, Pc, Served, Step, Then, TlbConfig};
 use kernel::mm::tlb::{TlbFeatures, PolicyParams};
 
 use super::bridge::{Bridge, HwBugs};
 use super::explore::System;
-use super::machine::Machine;
+use super::machine::{Ipi, Machine};
 use super::mem::{pa_of, pfn_of, Desc, Format, FrameUse, Memory, MmTag, Pfn};
 use super::tlb::Entry;
 use super::violation::Violation;
@@ -90,7 +120,7 @@ pub fn va(vpn: u64) -> u64 {
     vpn * PAGE_SIZE
 }
 
-/// A call a CPU's script makes on `A` (pages `[lo, hi)`).
+/// A call a thread's script makes on `A` (pages `[lo, hi)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Script {
     Munmap { lo: u64, hi: u64 },
@@ -107,6 +137,11 @@ pub enum Script {
     Exit,
     /// The reaper (a kernel thread) takes `A`'s memory.
     Reap,
+    /// A kernel thread adopts `A` (use_mm): it then reads and writes `A`'s
+    /// pages as a user thread does.
+    Adopt,
+    /// The adopter gives `A` back.
+    Unadopt,
 }
 
 impl Script {
@@ -120,7 +155,7 @@ impl Script {
             Script::Mmap { lo, hi } => Call::Mmap { addr: va(lo), len: len(lo, hi), prot: RW, flags: 0 },
             Script::Fork => Call::Fork,
             Script::Reap => Call::Reap,
-            Script::Exit => return None,
+            Script::Exit | Script::Adopt | Script::Unadopt => return None,
         })
     }
 
@@ -133,7 +168,7 @@ impl Script {
             | Script::MmapFixed { lo, hi }
             | Script::Mmap { lo, hi } => lo..hi,
             Script::Fork | Script::Reap => 0..pages,
-            Script::Exit => 0..0,
+            Script::Exit | Script::Adopt | Script::Unadopt => 0..0,
         }
     }
 }
@@ -152,12 +187,20 @@ pub enum Speculation {
 pub enum Checks {
     All,
     /// Only entries usable under a CPU's TTBR0 that lead into another mm's
-    /// frame: the damage itself, not what enables it.
+    /// frame (on a CPU that is not excused): the damage itself, not what
+    /// enables it.
     OtherMmOnly,
+    /// Only what user code uses: [`Self::OtherMmOnly`] on CPUs that run
+    /// user code of the mm their TTBR0 holds (a lazy CPU makes no user
+    /// access), and every user access (which is always checked), but not
+    /// TLBEmptyInvalPTE.
+    UsedOnly,
 }
 
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// CPUs: thread `t` (of `scripts`) starts on CPU `t`; CPUs beyond the
+    /// scripts run kernel threads with nothing to do.
     pub ncpus: usize,
     pub format: Format,
     /// Pages `A` maps and has faulted in at the start (each read-write;
@@ -165,9 +208,9 @@ pub struct Config {
     pub pages: Vec<u64>,
     /// Pages user threads access (default: `pages`).
     pub touch: Vec<u64>,
-    /// Per CPU, the calls it makes in order. A CPU whose script has `Reap`
-    /// is the reaper's kernel thread (no thread of `A`); every other CPU
-    /// runs a thread of `A`.
+    /// Per thread, the calls it makes in order. A script with `Reap` is the
+    /// reaper's, one with `Adopt` the adopter's (kernel threads, which stay
+    /// on their CPUs); every other one is a thread of `A`.
     pub scripts: Vec<Vec<Script>>,
     /// User accesses include writes.
     pub writes: bool,
@@ -177,8 +220,16 @@ pub struct Config {
     pub b_pages: Vec<u64>,
     /// Empty address spaces (a root table each) CPUs may switch to.
     pub others: usize,
-    /// Context switches in a run.
+    /// Context switches to `B` or the empty address spaces in a run.
     pub switches: u8,
+    /// Times in a run a thread is switched out for a kernel thread (`Idle`).
+    pub idles: u8,
+    /// Times in a run a thread of `A` is scheduled on a CPU other than the
+    /// one it ran on last.
+    pub migrations: u8,
+    /// CPUs without a thread that start lazy on `A` (a thread of `A` ran
+    /// there, and a kernel thread runs now).
+    pub lazy_cpus: Vec<usize>,
     pub asid_bits: u32,
     pub spare_frames: usize,
     pub speculation: Speculation,
@@ -220,6 +271,9 @@ impl Config {
             b_pages: vec![1, 6],
             others: 0,
             switches: 0,
+            idles: 0,
+            migrations: 0,
+            lazy_cpus: Vec::new(),
             asid_bits: 4,
             spare_frames: 3,
             speculation: Speculation::Eager,
@@ -240,8 +294,9 @@ impl Config {
     }
 }
 
-/// What the search saw happen, summed over every transition (clones share it).
-#[derive(Debug, Default)]
+/// What the search saw happen, summed over every transition (clones share
+/// it). Its `Debug` lists the counters that are not zero.
+#[derive(Default)]
 pub struct Coverage {
     pub returns: Cell<u64>,
     /// Frames freed.
@@ -265,13 +320,59 @@ pub struct Coverage {
     pub child_faults: Cell<u64>,
     /// A zap of `A` reached its flush while `A` had no ASID.
     pub flushes_never_active: Cell<u64>,
+    /// A thread of `A` ran on a CPU other than the one it ran on last.
+    pub migrations: Cell<u64>,
+    /// A CPU went lazy on `A` (`switch::enter_lazy`).
+    pub lazy_entries: Cell<u64>,
+    /// A CPU lazy on `A` ran `A` again (`switch::leave_lazy`).
+    pub lazy_returns: Cell<u64>,
+    /// Shootdown requests served, and how many of them made a lazy CPU
+    /// leave (`Served::Left`).
+    pub serves: Cell<u64>,
+    pub lefts: Cell<u64>,
+    /// The adopter loaded `A`, and accessed its pages.
+    pub adoptions: Cell<u64>,
+    pub adopter_accesses: Cell<u64>,
+}
+
+impl core::fmt::Debug for Coverage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let all = [
+            ("returns", &self.returns),
+            ("frees", &self.frees),
+            ("reuses", &self.reuses),
+            ("zero_fills", &self.zero_fills),
+            ("cow_copies", &self.cow_copies),
+            ("cow_reuses", &self.cow_reuses),
+            ("partial_batches", &self.partial_batches),
+            ("rollovers", &self.rollovers),
+            ("rollovers_in_op", &self.rollovers_in_op),
+            ("exits_during_zap", &self.exits_during_zap),
+            ("child_exits", &self.child_exits),
+            ("child_accesses", &self.child_accesses),
+            ("child_faults", &self.child_faults),
+            ("flushes_never_active", &self.flushes_never_active),
+            ("migrations", &self.migrations),
+            ("lazy_entries", &self.lazy_entries),
+            ("lazy_returns", &self.lazy_returns),
+            ("serves", &self.serves),
+            ("lefts", &self.lefts),
+            ("adoptions", &self.adoptions),
+            ("adopter_accesses", &self.adopter_accesses),
+        ];
+        write!(f, "coverage")?;
+        for (name, c) in all.iter().filter(|(_, c)| c.get() > 0) {
+            write!(f, " {name}={}", c.get())?;
+        }
+        Ok(())
+    }
 }
 
 fn inc(c: &Cell<u64>) {
     c.set(c.get() + 1);
 }
 
-/// What a CPU is doing.
+/// What a thread is doing.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Work {
     /// A call (or a fault) on `A`, in progress.
@@ -282,6 +383,14 @@ enum Work {
     CountOut,
     /// The last reference to `A` is gone: its teardown.
     Teardown(Op<Reduced>),
+    /// Adopt: count in `A`'s users (unless `tlb.use_mm_mmget` is off).
+    AdoptCount,
+    /// Adopt: a full barrier, then `A` is loaded here (`switch_to`).
+    AdoptLoad,
+    /// Unadopt: this CPU leaves `A` (`switch::deactivate`).
+    Unadopt,
+    /// Unadopt: a full barrier, then count out of `A`'s users.
+    UnadoptCount,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -291,18 +400,54 @@ struct Task {
     /// existed when it started (page, frame, writable).
     covered: Range<u64>,
     old: Vec<(u64, Pfn, bool)>,
+    /// Once the call dropped the mm lock (its changes made): every
+    /// translation of the covered pages the tables have held since, the
+    /// call's own result first. Other calls may change the pages after it,
+    /// and a frame freed and allocated again may make an old translation
+    /// anew: an entry that agrees with one of these is not the call's to
+    /// remove.
+    since: Option<Vec<(u64, Pfn, bool)>>,
 }
 
+impl Task {
+    fn new(work: Work, covered: Range<u64>, old: Vec<(u64, Pfn, bool)>) -> Self {
+        Task { work, covered, old, since: None }
+    }
+}
+
+/// A scripted thread.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Cpu {
-    /// Runs a thread of `A` (else the reaper's kernel thread).
+struct Thread {
+    /// A thread of `A` (else a kernel thread: the reaper or the adopter,
+    /// which stays on its CPU).
     user: bool,
     /// Next call of the script.
     next: usize,
     task: Option<Task>,
     /// The thread of `A` exited.
     gone: bool,
-    /// The address space loaded here (a slot), if any.
+    /// The adopter holds `A` (from its `Adopt` until its `Unadopt`).
+    adopted: bool,
+    /// The CPU it ran on last.
+    last: usize,
+}
+
+/// What a CPU runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Runs {
+    /// A scripted thread.
+    Thread(usize),
+    /// A thread of the address space in this slot (not `A`), unscripted.
+    Other(usize),
+    /// A kernel thread with nothing scripted: lazy on what TTBR0 holds.
+    Idle,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Cpu {
+    runs: Runs,
+    /// The address space loaded here (a slot), lazily or not: the kernel's
+    /// per-CPU record (`mm::user`'s `LOADED`).
     on: Option<usize>,
 }
 
@@ -313,7 +458,16 @@ pub enum Action {
     Read { cpu: usize, vpn: u64 },
     Write { cpu: usize, vpn: u64 },
     Speculate { cpu: usize },
+    /// A thread of the address space in slot `to` (not `A`) runs on `cpu`;
+    /// on a kernel thread's CPU, for a while, and the kernel thread runs
+    /// again (lazy on `to`).
     Switch { cpu: usize, to: usize },
+    /// The thread on `cpu` is switched out for a kernel thread.
+    Idle { cpu: usize },
+    /// The waiting thread `thread` of `A` runs on `cpu`.
+    Schedule { cpu: usize, thread: usize },
+    /// `cpu` serves the shootdown request `from` sent it.
+    Serve { cpu: usize, from: usize },
     MapB { vpn: u64 },
     ChildExit,
     /// The running child reads or writes a page (`Config::child_runs`).
@@ -332,15 +486,20 @@ pub struct World {
     child: Option<Mm<Reduced>>,
     /// The child is loaded on its CPU (`Config::child_runs`).
     child_on: bool,
+    threads: Vec<Thread>,
     cpus: Vec<Cpu>,
     /// The reaper holds a reference to `A`.
     reaper: bool,
+    /// The adopter holds a reference to `A` (until its script is done).
+    adopter: bool,
     /// The reaper marked `A`'s process killed.
     killed: bool,
     /// `A` was torn down and its ASID released.
     a_dead: bool,
     faults: u8,
     switches: u8,
+    idles: u8,
+    migrations: u8,
     b_mapped: u32,
     /// Frames `A` was built from (the lowest ones).
     a_frames: Pfn,
@@ -359,12 +518,16 @@ impl Clone for World {
             mms: self.mms.iter().map(snap).collect(),
             child: self.child.as_ref().map(snap),
             child_on: self.child_on,
+            threads: self.threads.clone(),
             cpus: self.cpus.clone(),
             reaper: self.reaper,
+            adopter: self.adopter,
             killed: self.killed,
             a_dead: self.a_dead,
             faults: self.faults,
             switches: self.switches,
+            idles: self.idles,
+            migrations: self.migrations,
             b_mapped: self.b_mapped,
             a_frames: self.a_frames,
         }
@@ -380,8 +543,10 @@ impl Hash for World {
             unsafe { m.hash_state(h) };
         }
         (self.child.is_some(), self.child_on).hash(h);
+        self.threads.hash(h);
         self.cpus.hash(h);
-        (self.reaper, self.killed, self.a_dead, self.faults, self.switches, self.b_mapped).hash(h);
+        (self.reaper, self.adopter, self.killed, self.a_dead, self.faults).hash(h);
+        (self.switches, self.idles, self.migrations, self.b_mapped).hash(h);
     }
 }
 
@@ -390,11 +555,24 @@ pub fn reduced(f: Format) -> Reduced {
     f.reduced()
 }
 
+/// Runs `op` on `mm` to its end for a caller nothing else interleaves with
+/// (setup, `B`, the child): a step that would wait is a bug of the model.
+fn run_alone(mm: &Mm<Reduced>, op: &mut Op<Reduced>, cfg: &TlbConfig, hw: &Bridge<'_>) {
+    loop {
+        match op.step(mm, cfg, hw, hw) {
+            Step::Ran | Step::Hook(_) => {}
+            Step::Blocked => panic!("{:?} of mm{} waits at {:?} with nothing else running", op.call(), mm.id, op.pc()),
+            Step::Done => return,
+        }
+    }
+}
+
 impl World {
     pub fn new(cfg: Config) -> Self {
-        assert_eq!(cfg.scripts.len(), cfg.ncpus, "one script per CPU");
+        assert!(cfg.scripts.len() <= cfg.ncpus, "a CPU per thread");
         assert!(cfg.format.pages() <= 32, "page masks are u32");
         assert!(!cfg.pages.contains(&0) && !cfg.b_pages.contains(&0), "page 0 cannot be mapped");
+        assert!(cfg.lazy_cpus.iter().all(|&c| (cfg.scripts.len()..cfg.ncpus).contains(&c)), "lazy CPUs run no thread");
         // Enough frames for everything the setup builds, then the spares.
         let setup = 2 + cfg.pages.len() * cfg.format.levels as usize + 1 + cfg.others;
         // The running child gets a CPU of its own after the scripted ones.
@@ -416,11 +594,11 @@ impl World {
             let mm = Mm::new(tag as u64, AddressSpace::new_in(reduced(cfg.format), &hw).expect("frames for a root"));
             for &vpn in pages {
                 let mut op = Op::new(Call::Mmap { addr: va(vpn), len: PAGE_SIZE, prot: RW, flags: map::FIXED }, &tlb);
-                mm.run(&mut op, &tlb, &hw, &hw, |_| {});
+                run_alone(&mm, &mut op, &tlb, &hw);
                 assert_eq!(op.outcome(), Ok(Outcome::Addr(va(vpn))), "setup mmap of page {vpn}");
                 if fault {
                     let mut op = Op::new(Call::Fault { va: va(vpn), access: Access::Write }, &tlb);
-                    mm.run(&mut op, &tlb, &hw, &hw, |_| {});
+                    run_alone(&mm, &mut op, &tlb, &hw);
                     assert!(matches!(op.outcome(), Ok(Outcome::Fault(_))), "setup fault of page {vpn}: {:?}", op.outcome());
                 }
             }
@@ -432,6 +610,18 @@ impl World {
         for i in 0..cfg.others {
             new_mm(OTHER + i as MmTag, &[], false);
         }
+        let kernel_thread = |s: &[Script]| s.contains(&Script::Reap) || s.contains(&Script::Adopt);
+        let threads = (0..cfg.scripts.len())
+            .map(|t| Thread {
+                user: !kernel_thread(&cfg.scripts[t]),
+                next: 0,
+                task: None,
+                gone: false,
+                adopted: false,
+                last: t,
+            })
+            .collect::<Vec<_>>();
+        let adopter = cfg.scripts.iter().any(|s| s.contains(&Script::Adopt));
         let mut w = World {
             coverage: Rc::default(),
             machine,
@@ -439,30 +629,42 @@ impl World {
             mms,
             child: None,
             child_on: false,
-            cpus: Vec::new(),
+            threads,
+            cpus: vec![Cpu { runs: Runs::Idle, on: None }; cfg.ncpus],
             reaper: false,
+            adopter,
             killed: false,
             a_dead: false,
             faults: cfg.faults,
             switches: cfg.switches,
+            idles: cfg.idles,
+            migrations: cfg.migrations,
             b_mapped: 0,
             a_frames,
             cfg: Rc::new(cfg),
         };
         let mut users = 0;
-        for cpu in 0..w.cfg.ncpus {
-            let user = !w.cfg.scripts[cpu].contains(&Script::Reap);
-            let mut on = None;
-            if user {
-                let slot = if w.cfg.a_first_run { SLOT_B } else { SLOT_A };
-                switch::activate(&w.mms[slot], &w.alloc, &w.cfg.tlb, &Bridge::new(&w.machine, cpu, Self::tag(slot)));
-                on = Some(slot);
+        for t in 0..w.threads.len() {
+            if !w.threads[t].user {
+                w.cpus[t].runs = Runs::Thread(t);
+            } else if w.cfg.a_first_run {
+                // A thread of `B` runs; `A`'s waits to be scheduled here.
+                w.cpus[t].runs = Runs::Other(SLOT_B);
+                w.switch_to(t, Some(SLOT_B));
+                users += 1;
+            } else {
+                w.cpus[t].runs = Runs::Thread(t);
+                w.switch_to(t, Some(SLOT_A));
                 users += 1;
             }
-            w.cpus.push(Cpu { user, next: 0, task: None, gone: false, on });
+        }
+        for c in w.cfg.lazy_cpus.clone() {
+            w.switch_to(c, Some(SLOT_A));
+            w.switch_to(c, None);
         }
         w.mms[SLOT_A].users.store(users, core::sync::atomic::Ordering::Relaxed);
         w.machine.get_mut().reset_stats();
+        w.coverage = Rc::default();
         // Scheduled speculation starts cold (warm states are reachable
         // through `Speculate`); eager speculation fills at once.
         if w.cfg.speculation == Speculation::Eager {
@@ -494,6 +696,32 @@ impl World {
             SLOT_B => B,
             n => OTHER + (n - 2) as MmTag,
         }
+    }
+
+    /// The address space with `Mm::id` `id`, and its slot (none for the child).
+    fn mm_by_id(&self, id: u64) -> (Option<usize>, &Mm<Reduced>) {
+        match id as MmTag {
+            CHILD => (None, self.child.as_ref().expect("a request for the child, which lives")),
+            A => (Some(SLOT_A), &self.mms[SLOT_A]),
+            B => (Some(SLOT_B), &self.mms[SLOT_B]),
+            n => {
+                let slot = (n - OTHER) as usize + 2;
+                (Some(slot), &self.mms[slot])
+            }
+        }
+    }
+
+    /// The thread running on `cpu`, if a scripted one.
+    fn thread_on(&self, cpu: usize) -> Option<usize> {
+        match self.cpus.get(cpu)?.runs {
+            Runs::Thread(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Whether thread `t` runs on some CPU.
+    fn running(&self, t: usize) -> bool {
+        self.cpus.iter().any(|c| c.runs == Runs::Thread(t))
     }
 
     /// `A`'s root table, unless its teardown took it.
@@ -556,30 +784,87 @@ impl World {
         old
     }
 
-    /// Whether `cpu` may run `A` again: it has it loaded, or runs a live
-    /// thread of it.
-    fn may_run_a(&self, cpu: usize) -> bool {
-        let Some(c) = self.cpus.get(cpu) else { return false }; // the child's CPU
-        c.on == Some(SLOT_A) || (c.user && !c.gone)
+    /// The address space (a slot) whose user code runs on `cpu` now, out of
+    /// the one TTBR0 holds: a live thread of `A` or the adopter holding
+    /// `A`, or a thread of another one. `None` for a kernel thread (lazy
+    /// on what TTBR0 holds, if anything) and the child's CPU.
+    fn user_slot(&self, cpu: usize) -> Option<usize> {
+        let c = self.cpus.get(cpu)?;
+        match c.runs {
+            Runs::Thread(t) => {
+                let th = &self.threads[t];
+                (((th.user && !th.gone) || th.adopted) && c.on == Some(SLOT_A)).then_some(SLOT_A)
+            }
+            Runs::Other(s) => (c.on == Some(s)).then_some(s),
+            Runs::Idle => None,
+        }
     }
 
-    /// TLBEmptyInvalPTE when a call returns: no CPU that may run `A` holds
+    /// `cpu` runs user code of `A` (a thread of it, or the adopter).
+    fn runs_a(&self, cpu: usize) -> bool {
+        self.user_slot(cpu) == Some(SLOT_A)
+    }
+
+    /// `cpu` may hold stale entries of `A` now: it does not run `A`, and
+    /// `A`'s flush generation marks it behind (it flushes the ASID before
+    /// it runs `A` again). The child's CPU never holds `A`'s entries.
+    fn excused(&self, cpu: usize) -> bool {
+        if cpu >= self.cpus.len() || self.runs_a(cpu) {
+            return false;
+        }
+        let a = self.a();
+        let order = core::sync::atomic::Ordering::Relaxed;
+        a.cpu_gen[cpu].load(order) < a.tlb_gen.load(order)
+    }
+
+    /// The translations `A`'s tables hold for `pages` now.
+    fn leaves(&self, pages: Range<u64>) -> Vec<(u64, Pfn, bool)> {
+        pages.filter_map(|v| self.a_leaf(v).map(|(p, w)| (v, p, w))).collect()
+    }
+
+    /// Adds what the tables hold now to `since` of every call that has
+    /// dropped the lock and not returned.
+    fn note_since(&mut self) {
+        for t in 0..self.threads.len() {
+            let Some(task) = &self.threads[t].task else { continue };
+            if task.since.is_none() {
+                continue;
+            }
+            let now = self.leaves(task.covered.clone());
+            let since = self.threads[t].task.as_mut().and_then(|t| t.since.as_mut()).expect("a call's since");
+            for l in now {
+                if let Err(i) = since.binary_search(&l) {
+                    since.insert(i, l);
+                }
+            }
+        }
+    }
+
+    /// TLBEmptyInvalPTE when a call returns: no CPU, unless excused, holds
     /// a translation of the covered pages, under `A`'s ASID, that existed
-    /// when the call started and that the tables no longer have (or no
-    /// longer grant write access through).
-    fn returned(&self, covered: Range<u64>, old: &[(u64, Pfn, bool)]) -> Result<(), Violation> {
+    /// when the call started and that the tables have not held since the
+    /// call made its changes (with write access, for a writable one); see
+    /// `Task::since`. Not with [`Checks::UsedOnly`].
+    fn returned(&self, task: &Task) -> Result<(), Violation> {
         let Some(asid) = self.a_asid() else { return Ok(()) };
+        if self.cfg.checks == Checks::UsedOnly {
+            return Ok(());
+        }
+        let now;
+        let since = match &task.since {
+            Some(s) => s,
+            None => {
+                now = self.leaves(task.covered.clone());
+                &now
+            }
+        };
         let m = self.machine.borrow();
-        for vpn in covered {
-            let now = self.a_leaf(vpn);
-            for cpu in (0..m.ncpus()).filter(|&c| self.may_run_a(c)) {
+        for vpn in task.covered.clone() {
+            for cpu in (0..m.ncpus()).filter(|&c| !self.excused(c)) {
                 for e in m.tlb(cpu).entries() {
                     let Entry::Leaf { asid: a, vpn: v, pfn, mm: A, writable } = *e else { continue };
-                    let stale = match now {
-                        Some((p, w)) => p != pfn || (writable && !w),
-                        None => true,
-                    };
-                    if a == asid && v == vpn && stale && old.contains(&(vpn, pfn, writable)) {
+                    let agrees = since.iter().any(|&(sv, sp, sw)| sv == vpn && sp == pfn && (sw || !writable));
+                    if a == asid && v == vpn && !agrees && task.old.contains(&(vpn, pfn, writable)) {
                         return Err(Violation::TlbEmptyInvalPte { cpu, mm: A, vpn, asid });
                     }
                 }
@@ -588,13 +873,13 @@ impl World {
         Ok(())
     }
 
-    /// Break-before-make: no TLB holds an entry of `A`'s ASID that a valid
-    /// descriptor of `A`'s tables now contradicts.
+    /// Break-before-make: no TLB, unless excused, holds an entry of `A`'s
+    /// ASID that a valid descriptor of `A`'s tables now contradicts.
     fn break_before_make(&self) -> Result<(), Violation> {
         let (Some(asid), Some(root)) = (self.a_asid(), self.a_root()) else { return Ok(()) };
         let m = self.machine.borrow();
         let mem = m.mem();
-        for cpu in 0..m.ncpus() {
+        for cpu in (0..m.ncpus()).filter(|&c| !self.excused(c)) {
             for e in m.tlb(cpu).entries() {
                 let (vpn, level, cached) = match *e {
                     Entry::Leaf { asid: a, vpn, pfn, mm: A, .. } if a == asid => (vpn, mem.format().levels - 1, pfn),
@@ -614,12 +899,18 @@ impl World {
         Ok(())
     }
 
-    /// Leaf entries usable under a CPU's TTBR0 that lead into another mm's frame.
-    fn other_mm(&self) -> Result<(), Violation> {
+    /// Leaf entries usable under a CPU's TTBR0 that lead into another mm's
+    /// frame, on CPUs not excused (`users_only`: on CPUs that run user code
+    /// of that mm).
+    fn other_mm(&self, users_only: bool) -> Result<(), Violation> {
         let m = self.machine.borrow();
         for cpu in 0..m.ncpus() {
             let t = m.ttbr0(cpu);
             let Some(mm) = t.mm else { continue };
+            let idle = cpu < self.cpus.len() && self.user_slot(cpu).is_none();
+            if self.excused(cpu) || (users_only && idle) {
+                continue;
+            }
             for e in m.tlb(cpu).entries() {
                 let Entry::Leaf { asid, vpn, pfn, .. } = *e else { continue };
                 let frame = m.mem().use_of(pfn);
@@ -636,12 +927,23 @@ impl World {
     }
 
     fn check_state(&self) -> Result<(), Violation> {
+        let m = self.machine.borrow();
+        if let Some(v) = m.latched() {
+            return Err(v.clone());
+        }
         match self.cfg.checks {
             Checks::All => {
-                self.machine.borrow().check_tlbs()?;
+                let excused = (0..self.cpus.len())
+                    .filter(|&c| m.ttbr0(c).mm == Some(A) && self.excused(c))
+                    .fold(0, |mask, c| mask | 1 << c);
+                m.check_tlbs_excusing(excused)?;
+                drop(m);
                 self.break_before_make()
             }
-            Checks::OtherMmOnly => self.other_mm(),
+            Checks::OtherMmOnly | Checks::UsedOnly => {
+                drop(m);
+                self.other_mm(self.cfg.checks == Checks::UsedOnly)
+            }
         }
     }
 
@@ -656,8 +958,8 @@ impl World {
             if let Some(r) = self.a_root() {
                 roots.push((A, pa_of(r)));
             }
-            for c in &self.cpus {
-                if let Some(Task { work: Work::Op(op), .. }) = &c.task {
+            for th in &self.threads {
+                if let Some(Task { work: Work::Op(op), .. }) = &th.task {
                     if let Some(child) = op.child() {
                         roots.push((CHILD, child.root_pa()));
                     }
@@ -694,19 +996,22 @@ impl World {
     }
 
     fn start(&mut self, cpu: usize, call: Script) {
-        self.cpus[cpu].next += 1;
+        let t = self.thread_on(cpu).expect("a thread to start a call");
+        self.threads[t].next += 1;
         let covered = call.covered(self.cfg.format.pages());
         let old = self.snapshot(covered.clone());
-        let work = match call.call() {
-            None => Work::Leave,
-            Some(c) => {
+        let work = match (call, call.call()) {
+            (Script::Adopt, _) => Work::AdoptCount,
+            (Script::Unadopt, _) => Work::Unadopt,
+            (_, None) => Work::Leave,
+            (_, Some(c)) => {
                 if c == Call::Reap {
                     self.reaper = true;
                 }
                 Work::Op(Op::new(c, &self.cfg.tlb))
             }
         };
-        self.cpus[cpu].task = Some(Task { work, covered, old });
+        self.threads[t].task = Some(Task::new(work, covered, old));
     }
 
     /// `cpu` accesses `vpn` through its TLB (a matching entry, else a walk;
@@ -742,9 +1047,12 @@ impl World {
         Ok(())
     }
 
-    /// A user access by `cpu` to page `vpn`: through the TLB, or a walk, or
-    /// a fault.
+    /// A user access by `cpu` to page `vpn` (the adopter's included):
+    /// through the TLB, or a walk, or a fault.
     fn access(&mut self, cpu: usize, vpn: u64, write: bool) -> Result<(), Violation> {
+        if self.thread_on(cpu).is_some_and(|t| self.threads[t].adopted) {
+            inc(&self.coverage.adopter_accesses);
+        }
         let (hits, writable) = self.tlb_hits(cpu, vpn)?;
         if hits.is_empty() || (write && writable.is_empty()) {
             return self.fault(cpu, vpn, if write { Access::Write } else { Access::Read });
@@ -765,51 +1073,109 @@ impl World {
         self.faults -= 1;
         let old = self.snapshot(vpn..vpn + 1);
         let op = Op::new(Call::Fault { va: va(vpn), access }, &self.cfg.tlb);
-        self.cpus[cpu].task = Some(Task { work: Work::Op(op), covered: vpn..vpn + 1, old });
+        let t = self.thread_on(cpu).expect("a thread that faults");
+        self.threads[t].task = Some(Task::new(Work::Op(op), vpn..vpn + 1, old));
         Ok(())
     }
 
-    /// One step of `cpu`'s task.
+    /// No reference to `A` is left: `A`'s users, the reaper and the
+    /// adopter are gone.
+    fn unreferenced(&self) -> bool {
+        !self.reaper && !self.adopter && self.a().users.load(core::sync::atomic::Ordering::Acquire) == 0
+    }
+
+    /// One step of the task of the thread on `cpu`.
     fn step(&mut self, cpu: usize) -> Result<(), Violation> {
+        use core::sync::atomic::{fence, Ordering};
         let in_zap = self.zap_in_flight();
-        let hw = Bridge { m: &self.machine, cpu, mm: A, bugs: self.cfg.hw };
-        let tlb = &self.cfg.tlb;
-        let a = &self.mms[SLOT_A];
-        let c = &mut self.cpus[cpu];
-        let task = c.task.as_mut().expect("a task to step");
+        let t = self.thread_on(cpu).expect("a thread to step");
+        let mut task = self.threads[t].task.take().expect("a task to step");
         let mut done = false;
-        match &mut task.work {
-            Work::Op(op) | Work::Teardown(op) => {
-                let before = op.pc();
-                if matches!(before, Pc::Flush { .. }) && op.call().zaps() && a.ctx.asid().is_none() {
-                    inc(&self.coverage.flushes_never_active);
+        // The adopter's steps that switch or count after a full barrier.
+        let (mut load, mut count_out) = (false, false);
+        {
+            let hw = Bridge { m: &self.machine, cpu, mm: A, bugs: self.cfg.hw };
+            let tlb = &self.cfg.tlb;
+            let a = &self.mms[SLOT_A];
+            match &mut task.work {
+                Work::Op(op) | Work::Teardown(op) => {
+                    let before = op.pc();
+                    let held = op.holds_lock();
+                    if matches!(before, Pc::Flush { .. }) && op.call().zaps() && a.ctx.asid().is_none() {
+                        inc(&self.coverage.flushes_never_active);
+                    }
+                    match op.step(a, tlb, &hw, &hw) {
+                        Step::Ran | Step::Blocked => {}
+                        Step::Hook(Hook::Reaping) => self.killed = true,
+                        Step::Done => done = true,
+                    }
+                    if held && !op.holds_lock() && task.since.is_none() {
+                        task.since = Some(Vec::new()); // filled by `note_since`
+                    }
+                    if matches!(before, Pc::Flush { then: Then::Zap }) {
+                        inc(&self.coverage.partial_batches);
+                    }
                 }
-                match op.step(a, tlb, &hw, &hw) {
-                    Step::Ran | Step::Blocked => {}
-                    Step::Hook(Hook::Reaping) => self.killed = true,
-                    Step::Done => done = true,
+                Work::Leave => {
+                    if in_zap {
+                        inc(&self.coverage.exits_during_zap);
+                    }
+                    switch::leave_dying(a, tlb, &hw);
+                    self.cpus[cpu].on = None;
+                    task.work = Work::CountOut;
                 }
-                if matches!(before, Pc::Flush { then: Then::Zap }) {
-                    inc(&self.coverage.partial_batches);
+                Work::CountOut => {
+                    a.users.fetch_sub(1, Ordering::AcqRel);
+                    self.threads[t].gone = true;
+                    if self.unreferenced() {
+                        task.work = Work::Teardown(Op::new(Call::Teardown, tlb));
+                    } else {
+                        done = true;
+                    }
+                }
+                Work::AdoptCount => {
+                    if tlb.use_mm_mmget {
+                        a.users.fetch_add(1, Ordering::SeqCst);
+                    }
+                    task.work = Work::AdoptLoad;
+                }
+                Work::AdoptLoad => load = true,
+                Work::UnadoptCount => count_out = true,
+                Work::Unadopt => {
+                    switch::deactivate(Some(a), &hw);
+                    self.cpus[cpu].on = None;
+                    self.threads[t].adopted = false;
+                    task.work = Work::UnadoptCount;
                 }
             }
-            Work::Leave => {
-                if in_zap {
-                    inc(&self.coverage.exits_during_zap);
-                }
-                switch::leave_dying(a, tlb, &hw);
-                c.on = None;
-                task.work = Work::CountOut;
+        }
+        if load {
+            fence(Ordering::SeqCst);
+            self.switch_to(cpu, Some(SLOT_A));
+            self.threads[t].adopted = true;
+            inc(&self.coverage.adoptions);
+            done = true;
+        }
+        if count_out {
+            fence(Ordering::SeqCst);
+            if self.cfg.tlb.use_mm_mmget {
+                self.a().users.fetch_sub(1, Ordering::SeqCst);
             }
-            Work::CountOut => {
-                let last = a.users.fetch_sub(1, core::sync::atomic::Ordering::AcqRel) == 1;
-                c.gone = true;
-                if last && !self.reaper {
-                    task.work = Work::Teardown(Op::new(Call::Teardown, tlb));
-                } else {
-                    done = true;
+            done = true;
+            // The adopter's reference goes with its script's end.
+            if self.threads[t].next == self.cfg.scripts[t].len() {
+                self.adopter = false;
+                if self.unreferenced() && !self.a_dead {
+                    task.work = Work::Teardown(Op::new(Call::Teardown, &self.cfg.tlb));
+                    done = false;
                 }
             }
+        }
+        self.threads[t].task = Some(task);
+        self.note_since();
+        // The kernel's transport serves a request to this CPU itself at once.
+        while let Some(ipi) = self.machine.get_mut().take_ipi(cpu, cpu) {
+            self.serve(cpu, ipi);
         }
         if done {
             self.finish(cpu)?;
@@ -817,11 +1183,27 @@ impl World {
         Ok(())
     }
 
-    /// A zap of `A` (munmap, madvise, the reaper) is in progress somewhere.
+    /// `cpu` serves `ipi` (an interrupt, or its own request): the kernel's
+    /// `shootdown::serve`; a CPU that left the mm no longer holds it.
+    fn serve(&mut self, cpu: usize, ipi: Ipi) {
+        let (slot, mm) = self.mm_by_id(ipi.mm);
+        let hw = Bridge { m: &self.machine, cpu, mm: A, bugs: self.cfg.hw };
+        let served = shootdown::serve(mm, &ipi.req, &self.cfg.tlb, &hw);
+        inc(&self.coverage.serves);
+        if served == Served::Left {
+            inc(&self.coverage.lefts);
+            if let Some(c) = self.cpus.get_mut(cpu) {
+                if slot.is_some() && c.on == slot {
+                    c.on = None;
+                }
+            }
+        }
+    }
+
     /// A fork runs and has not yet completed the flush of the pages it
     /// write-protected.
     fn fork_unflushed(&self) -> bool {
-        self.cpus.iter().any(|c| match &c.task {
+        self.threads.iter().any(|th| match &th.task {
             Some(Task { work: Work::Op(op), .. }) => {
                 op.call() == Call::Fork && !matches!(op.pc(), Pc::Release { .. } | Pc::Unlock { .. } | Pc::Done)
             }
@@ -829,8 +1211,9 @@ impl World {
         })
     }
 
+    /// A zap of `A` (munmap, madvise, the reaper) is in progress somewhere.
     fn zap_in_flight(&self) -> bool {
-        self.cpus.iter().any(|c| match &c.task {
+        self.threads.iter().any(|th| match &th.task {
             Some(Task { work: Work::Op(op), .. }) => {
                 matches!(op.call(), Call::Munmap { .. } | Call::Madvise { .. } | Call::Reap) && op.pc() != Pc::BeginZap
             }
@@ -838,9 +1221,10 @@ impl World {
         })
     }
 
-    /// `cpu`'s task finished its last step.
+    /// The task of the thread on `cpu` finished its last step.
     fn finish(&mut self, cpu: usize) -> Result<(), Violation> {
-        let mut task = self.cpus[cpu].task.take().expect("a finished task");
+        let t = self.thread_on(cpu).expect("a thread that finished");
+        let mut task = self.threads[t].task.take().expect("a finished task");
         inc(&self.coverage.returns);
         match &mut task.work {
             Work::Op(op) => {
@@ -862,14 +1246,15 @@ impl World {
                 }
                 // A call that failed (say, madvise over a range a racing
                 // munmap has just emptied) promises nothing about it.
-                if op.outcome().is_ok() {
-                    self.returned(task.covered.clone(), &task.old)?;
+                let (ok, call) = (op.outcome().is_ok(), op.call());
+                if ok {
+                    self.returned(&task)?;
                 }
-                if op.call() == Call::Reap {
+                if call == Call::Reap {
                     self.reaper = false;
-                    if self.a().users.load(core::sync::atomic::Ordering::Acquire) == 0 {
+                    if self.unreferenced() {
                         let op = Op::new(Call::Teardown, &self.cfg.tlb);
-                        self.cpus[cpu].task = Some(Task { work: Work::Teardown(op), covered: 0..0, old: Vec::new() });
+                        self.threads[t].task = Some(Task::new(Work::Teardown(op), 0..0, Vec::new()));
                     }
                 }
             }
@@ -880,34 +1265,105 @@ impl World {
                 self.alloc.release(&Bridge::new(&self.machine, cpu, A), &self.mms[SLOT_A].ctx);
                 self.a_dead = true;
             }
-            Work::Leave | Work::CountOut => {}
+            _ => {}
+        }
+        // An exited thread's CPU runs a kernel thread (nothing is loaded).
+        if self.threads[t].gone && self.threads[t].task.is_none() {
+            self.cpus[cpu].runs = Runs::Idle;
         }
         Ok(())
     }
 
-    fn switch(&mut self, cpu: usize, to: usize) {
-        let c = &self.cpus[cpu];
-        let home = to == SLOT_A && c.user && !c.gone;
-        if !home {
-            self.switches -= 1;
-        }
-        let generation = self.alloc.generation();
-        let hw = Bridge::new(&self.machine, cpu, Self::tag(to));
-        switch::deactivate(self.cpus[cpu].on.map(|s| &self.mms[s]), &hw);
-        switch::activate(&self.mms[to], &self.alloc, &self.cfg.tlb, &hw);
-        self.cpus[cpu].on = Some(to);
-        if self.alloc.generation() != generation {
-            inc(&self.coverage.rollovers);
-            if self.cpus.iter().any(|c| matches!(c.task, Some(Task { work: Work::Op(_), .. }))) {
-                inc(&self.coverage.rollovers_in_op);
+    /// `cpu` switches to a task whose address space is `next` (a slot;
+    /// `None`: a kernel thread), as the kernel's `mm::user::switch_to`
+    /// does: the same mm stays loaded (a lazy CPU catches up); another is
+    /// activated and the previous one's bits dropped; a kernel thread keeps
+    /// what is loaded, lazily (or leaves it, with `tlb.lazy` off).
+    fn switch_to(&mut self, cpu: usize, next: Option<usize>) {
+        let me = 1u64 << cpu;
+        let cur = self.cpus[cpu].on;
+        let hw = Bridge { m: &self.machine, cpu, mm: next.map_or(A, Self::tag), bugs: self.cfg.hw };
+        let tlb = &self.cfg.tlb;
+        let lazy = |s: usize| self.mms[s].lazy.load(core::sync::atomic::Ordering::Relaxed) & me != 0;
+        match (next, cur) {
+            (Some(n), Some(c)) if n == c => {
+                if lazy(n) {
+                    switch::leave_lazy(&self.mms[n], tlb, &hw);
+                    if n == SLOT_A {
+                        inc(&self.coverage.lazy_returns);
+                    }
+                }
             }
+            (Some(n), cur) => {
+                let generation = self.alloc.generation();
+                switch::activate(&self.mms[n], &self.alloc, tlb, &hw);
+                if let Some(c) = cur {
+                    switch::drop_bits(&self.mms[c], &hw);
+                }
+                self.cpus[cpu].on = Some(n);
+                if self.alloc.generation() != generation {
+                    inc(&self.coverage.rollovers);
+                    if self.threads.iter().any(|th| matches!(th.task, Some(Task { work: Work::Op(_), .. }))) {
+                        inc(&self.coverage.rollovers_in_op);
+                    }
+                }
+            }
+            (None, Some(c)) if lazy(c) => {}
+            (None, Some(c)) if tlb.lazy => {
+                switch::enter_lazy(&self.mms[c], &hw);
+                if c == SLOT_A {
+                    inc(&self.coverage.lazy_entries);
+                }
+            }
+            (None, Some(c)) => {
+                switch::deactivate(Some(&self.mms[c]), &hw);
+                self.cpus[cpu].on = None;
+            }
+            (None, None) => {}
         }
+    }
+
+    /// A thread of the address space in slot `to` (not `A`) runs on `cpu`:
+    /// the thread of `A` there waits; a kernel thread there runs again
+    /// afterwards, lazy on `to`.
+    fn switch(&mut self, cpu: usize, to: usize) {
+        self.switches -= 1;
+        self.switch_to(cpu, Some(to));
+        match self.cpus[cpu].runs {
+            Runs::Thread(t) if self.threads[t].user => {
+                self.threads[t].last = cpu;
+                self.cpus[cpu].runs = Runs::Other(to);
+            }
+            Runs::Thread(_) => self.switch_to(cpu, None),
+            Runs::Other(_) | Runs::Idle => self.cpus[cpu].runs = Runs::Other(to),
+        }
+    }
+
+    /// The thread on `cpu` is switched out for a kernel thread.
+    fn idle(&mut self, cpu: usize) {
+        self.idles -= 1;
+        if let Runs::Thread(t) = self.cpus[cpu].runs {
+            self.threads[t].last = cpu;
+        }
+        self.cpus[cpu].runs = Runs::Idle;
+        self.switch_to(cpu, None);
+    }
+
+    /// The waiting thread `t` of `A` runs on `cpu`.
+    fn schedule(&mut self, cpu: usize, t: usize) {
+        if self.threads[t].last != cpu {
+            self.migrations -= 1;
+            inc(&self.coverage.migrations);
+        }
+        self.threads[t].last = cpu;
+        self.cpus[cpu].runs = Runs::Thread(t);
+        self.switch_to(cpu, Some(SLOT_A));
     }
 
     fn map_b(&mut self, vpn: u64) {
         let hw = Bridge::new(&self.machine, 0, B);
         let mut op = Op::new(Call::Fault { va: va(vpn), access: Access::Write }, &self.cfg.tlb);
-        self.mms[SLOT_B].run(&mut op, &self.cfg.tlb, &hw, &hw, |_| {});
+        run_alone(&self.mms[SLOT_B], &mut op, &self.cfg.tlb, &hw);
         self.b_mapped |= 1 << vpn;
         if let Ok(Outcome::Fault(f)) = op.outcome() {
             if pfn_of(f.pa) < self.a_frames {
@@ -925,7 +1381,7 @@ impl World {
             self.child_on = false;
         }
         let mut op = Op::new(Call::Teardown, &self.cfg.tlb);
-        child.run(&mut op, &self.cfg.tlb, &hw, &hw, |_| {});
+        run_alone(&child, &mut op, &self.cfg.tlb, &hw);
         self.alloc.release(&hw, &child.ctx);
         inc(&self.coverage.child_exits);
     }
@@ -950,7 +1406,7 @@ impl World {
             self.faults -= 1;
             let access = if write { Access::Write } else { Access::Read };
             let mut op = Op::new(Call::Fault { va: va(vpn), access }, &self.cfg.tlb);
-            child.run(&mut op, &self.cfg.tlb, &hw, &hw, |_| {});
+            run_alone(child, &mut op, &self.cfg.tlb, &hw);
             inc(&self.coverage.child_faults);
             return Ok(());
         }
@@ -961,8 +1417,14 @@ impl World {
         Ok(())
     }
 
-    fn blocked(&self, op: &Op<Reduced>) -> bool {
-        matches!(op.pc(), Pc::Lock | Pc::Take) && self.a().is_locked()
+    /// A step of `cpu` that would only wait: for the mm lock, or for the
+    /// CPUs it sent IPIs to.
+    fn blocked(&self, cpu: usize, op: &Op<Reduced>) -> bool {
+        match op.pc() {
+            Pc::Lock | Pc::Take => self.a().is_locked(),
+            Pc::Wait { .. } => !self.machine.borrow().acked(cpu),
+            _ => false,
+        }
     }
 }
 
@@ -972,44 +1434,83 @@ impl System for World {
     fn actions(&self, out: &mut Vec<Action>) {
         let m = self.machine.borrow();
         let scheduled = self.cfg.speculation == Speculation::Scheduled;
+        // Threads of `A` waiting for a CPU.
+        let waiting: Vec<usize> = (0..self.threads.len())
+            .filter(|&t| {
+                let th = &self.threads[t];
+                th.user && !th.gone && !self.a_dead && !self.running(t)
+            })
+            .collect();
         for (cpu, c) in self.cpus.iter().enumerate() {
-            match &c.task {
-                Some(t) => match &t.work {
-                    Work::Op(op) | Work::Teardown(op) if self.blocked(op) => {}
-                    Work::Op(op) | Work::Teardown(op) => out.push(Action::Step { cpu, pc: op.pc() }),
-                    Work::Leave | Work::CountOut => out.push(Action::Step { cpu, pc: Pc::Done }),
-                },
-                None => {
-                    let runs_a = c.on == Some(SLOT_A);
-                    if let Some(&call) = self.cfg.scripts[cpu].get(c.next) {
-                        if (c.user && runs_a && !c.gone) || (!c.user && !self.a_dead) {
-                            out.push(Action::Start { cpu, call });
+            let mut free = true; // no task in progress here
+            match c.runs {
+                Runs::Thread(t) => {
+                    let th = &self.threads[t];
+                    match &th.task {
+                        Some(task) => {
+                            free = false;
+                            match &task.work {
+                                Work::Op(op) | Work::Teardown(op) if self.blocked(cpu, op) => {}
+                                Work::Op(op) | Work::Teardown(op) => out.push(Action::Step { cpu, pc: op.pc() }),
+                                _ => out.push(Action::Step { cpu, pc: Pc::Done }),
+                            }
                         }
-                    }
-                    if c.user && runs_a && !c.gone {
-                        for &vpn in &self.cfg.touch {
-                            out.push(Action::Read { cpu, vpn });
-                            if self.cfg.writes {
-                                out.push(Action::Write { cpu, vpn });
+                        None => {
+                            let runs_a = c.on == Some(SLOT_A);
+                            if let Some(&call) = self.cfg.scripts[t].get(th.next) {
+                                if (th.user && runs_a && !th.gone) || (!th.user && !self.a_dead) {
+                                    out.push(Action::Start { cpu, call });
+                                }
+                            }
+                            if runs_a && ((th.user && !th.gone) || th.adopted) {
+                                for &vpn in &self.cfg.touch {
+                                    out.push(Action::Read { cpu, vpn });
+                                    if self.cfg.writes {
+                                        out.push(Action::Write { cpu, vpn });
+                                    }
+                                }
+                            }
+                            if th.user && self.idles > 0 {
+                                out.push(Action::Idle { cpu });
+                            }
+                            if th.adopted {
+                                free = false; // its CPU holds `A` for it
                             }
                         }
                     }
-                    let home = c.user && !c.gone && !self.a_dead;
-                    if self.switches > 0 {
-                        for to in 0..self.mms.len() {
-                            let may = if to == SLOT_A { home } else { true };
-                            if may && c.on != Some(to) {
-                                out.push(Action::Switch { cpu, to });
-                            }
+                }
+                Runs::Other(_) => {
+                    if self.idles > 0 {
+                        out.push(Action::Idle { cpu });
+                    }
+                }
+                Runs::Idle => {}
+            }
+            if free {
+                if self.switches > 0 {
+                    for to in 1..self.mms.len() {
+                        if c.on != Some(to) && c.runs != Runs::Other(to) {
+                            out.push(Action::Switch { cpu, to });
                         }
-                    } else if home && !runs_a {
-                        // A live thread of A is scheduled again: free.
-                        out.push(Action::Switch { cpu, to: SLOT_A });
+                    }
+                }
+                if matches!(c.runs, Runs::Other(_) | Runs::Idle) {
+                    for &t in &waiting {
+                        if self.threads[t].last == cpu || self.migrations > 0 {
+                            out.push(Action::Schedule { cpu, thread: t });
+                        }
                     }
                 }
             }
             if scheduled && m.ttbr0(cpu).mm.is_some() {
                 out.push(Action::Speculate { cpu });
+            }
+        }
+        for cpu in 0..m.ncpus() {
+            for r in m.inbox(cpu) {
+                if r.from != cpu {
+                    out.push(Action::Serve { cpu, from: r.from });
+                }
             }
         }
         let enough = m.mem().free_frames() >= self.cfg.format.levels as usize;
@@ -1043,6 +1544,12 @@ impl System for World {
                 self.machine.get_mut().speculate(cpu);
             }
             Action::Switch { cpu, to } => self.switch(cpu, to),
+            Action::Idle { cpu } => self.idle(cpu),
+            Action::Schedule { cpu, thread } => self.schedule(cpu, thread),
+            Action::Serve { cpu, from } => {
+                let ipi = self.machine.get_mut().take_ipi(cpu, from).expect("a request to serve");
+                self.serve(cpu, ipi);
+            }
             Action::MapB { vpn } => self.map_b(vpn),
             Action::ChildExit => self.child_exit(),
             Action::ChildAccess { vpn, write } => self.child_access(vpn, write)?,
@@ -1052,6 +1559,7 @@ impl System for World {
             self.coverage.frees.set(self.coverage.frees.get() + (now - free) as u64);
         }
         self.retag();
+        self.note_since();
         if self.cfg.speculation == Speculation::Eager {
             self.fill_all();
         }
@@ -1063,13 +1571,14 @@ impl System for World {
     }
 
     fn expand(&self) -> bool {
-        let done = |(cpu, c): (usize, &Cpu)| c.task.is_none() && c.next == self.cfg.scripts[cpu].len();
-        !(self.cfg.stop_when_done && self.cpus.iter().enumerate().all(done))
+        let done = |(t, th): (usize, &Thread)| th.task.is_none() && th.next == self.cfg.scripts[t].len();
+        !(self.cfg.stop_when_done && self.threads.iter().enumerate().all(done))
     }
 
     fn weight(&self, a: &Action) -> u64 {
         match a {
             Action::Step { .. } => 8,
+            Action::Serve { .. } => 4,
             Action::Start { .. } => 2,
             _ => 1,
         }
@@ -1077,12 +1586,16 @@ impl System for World {
 
     fn summary(&self) -> String {
         let a = self.a();
+        let order = core::sync::atomic::Ordering::Relaxed;
         let mut s = format!(
-            "A: locked {} pending {} users {} cpus {:#x} asid {:?}{}{} |",
+            "A: locked {} pending {} users {} cpus {:#x} lazy {:#x} gen {} {:?} asid {:?}{}{} |",
             a.is_locked(),
             a.pending(),
-            a.users.load(core::sync::atomic::Ordering::Relaxed),
-            a.cpus.load(core::sync::atomic::Ordering::Relaxed),
+            a.users.load(order),
+            a.cpus.load(order),
+            a.lazy.load(order),
+            a.tlb_gen.load(order),
+            a.cpu_gen[..self.cpus.len()].iter().map(|g| g.load(order)).collect::<Vec<_>>(),
             a.ctx.asid(),
             if self.killed { " killed" } else { "" },
             if self.a_dead { " dead" } else { "" },
@@ -1093,19 +1606,35 @@ impl System for World {
             }
         }
         let m = self.machine.borrow();
-        for (cpu, c) in self.cpus.iter().enumerate() {
+        for cpu in 0..m.ncpus() {
             let t = m.ttbr0(cpu);
             match t.mm {
                 Some(mm) => write!(s, " | cpu{cpu}: mm{mm}/a{}", t.asid).unwrap(),
                 None => write!(s, " | cpu{cpu}: reserved").unwrap(),
             }
-            match c.task.as_ref().map(|t| &t.work) {
-                Some(Work::Op(op) | Work::Teardown(op)) => write!(s, " [{:?} at {:?}]", op.call(), op.pc()).unwrap(),
-                Some(w) => write!(s, " [{w:?}]").unwrap(),
-                None => {}
+            match self.cpus.get(cpu).map(|c| c.runs) {
+                Some(Runs::Thread(th)) => {
+                    write!(s, " t{th}").unwrap();
+                    match self.threads[th].task.as_ref().map(|t| &t.work) {
+                        Some(Work::Op(op) | Work::Teardown(op)) => {
+                            write!(s, " [{:?} at {:?}]", op.call(), op.pc()).unwrap()
+                        }
+                        Some(w) => write!(s, " [{w:?}]").unwrap(),
+                        None => {}
+                    }
+                }
+                Some(Runs::Other(slot)) => write!(s, " mm{}'s thread", Self::tag(slot)).unwrap(),
+                Some(Runs::Idle) => s += " idle",
+                None => s += " child",
             }
             if !m.pending(cpu).is_empty() {
                 write!(s, " issued {:?}", m.pending(cpu).iter().map(|p| p.0).collect::<Vec<_>>()).unwrap();
+            }
+            for r in m.inbox(cpu) {
+                write!(s, " ipi from cpu{} {:?}", r.from, r.req).unwrap();
+            }
+            if !m.inflight(cpu).is_empty() {
+                write!(s, " walking {:?}", m.inflight(cpu).iter().map(|w| &w.tables).collect::<Vec<_>>()).unwrap();
             }
             s += " tlb{";
             for e in m.tlb(cpu).entries() {
@@ -1117,6 +1646,12 @@ impl System for World {
                 }
             }
             s += " }";
+        }
+        let waiting: Vec<usize> = (0..self.threads.len())
+            .filter(|&t| !self.running(t) && !self.threads[t].gone && self.threads[t].user)
+            .collect();
+        if !waiting.is_empty() {
+            write!(s, " | waiting {waiting:?}").unwrap();
         }
         s += " | frames";
         let mem: &Memory = m.mem();
