@@ -741,6 +741,60 @@ mod tests {
     }
 
     #[test]
+    fn local_tlbi_reaches_the_issuer_only_and_dsb_nsh_completes_local_ones_only() {
+        let (mut m, _, _) = setup();
+        m.speculate(0);
+        m.speculate(1);
+        let page = TlbiOp::Va { asid: 5, va: 2 << 12, last_level: true, ttl: None };
+        m.issue(0, page, Scope::Local);
+        m.issue(0, TlbiOp::Asid { asid: 5 }, Scope::Broadcast);
+        m.dsb_scope(0, Scope::Local);
+        assert_eq!(m.tlb(0).entries().len(), 1, "the local op took effect on cpu0: its walk entry stays");
+        assert_eq!(m.tlb(1).entries().len(), 2, "nothing reached cpu1");
+        assert_eq!(m.pending(0).len(), 1, "DSB NSH leaves the broadcast op pending");
+        m.dsb(0);
+        assert!(m.tlb(0).entries().is_empty() && m.tlb(1).entries().is_empty());
+    }
+
+    #[test]
+    fn walk_in_flight_ends_with_a_broadcast_tlbi_of_its_asid() {
+        let (mut m, root, data) = setup();
+        m.speculate(1);
+        let leaf_table = m.mem().leaf_table(root, 2).unwrap();
+        m.set_ttbr0_no_dsb(1, Ttbr0::RESERVED);
+        assert_eq!(m.inflight(1).len(), 1);
+        assert!(m.inflight(1)[0].tables.contains(&(leaf_table, 1)));
+        // cpu0 unlinks and frees the leaf table after a local flush only:
+        // cpu1's walk may still read it.
+        m.mem_mut().set_desc(root, 0, Desc::Invalid);
+        m.issue(0, TlbiOp::Asid { asid: 5 }, Scope::Local);
+        m.dsb(0);
+        m.mem_mut().free(data);
+        m.mem_mut().free(leaf_table);
+        let e = m.check_tlbs().unwrap_err();
+        assert!(matches!(e, Violation::WalkInFlightThroughFreedTable { cpu: 1, level: 1, .. }), "{e}");
+        // A leaf-only broadcast op does not end it; a non-leaf one does.
+        m.issue(0, TlbiOp::Va { asid: 5, va: 2 << 12, last_level: true, ttl: None }, Scope::Broadcast);
+        m.dsb(0);
+        assert_eq!(m.inflight(1).len(), 1);
+        m.issue(0, TlbiOp::Va { asid: 5, va: 2 << 12, last_level: false, ttl: None }, Scope::Broadcast);
+        m.dsb(0);
+        assert!(m.inflight(1).is_empty());
+        assert_eq!(m.check_tlbs(), Ok(()));
+    }
+
+    #[test]
+    fn shootdown_requests_wait_in_their_targets_inbox() {
+        let (mut m, _, _) = setup();
+        let req = Shootdown { new_gen: 1, asid: 5, range: None, freed_tables: false, dying: false };
+        m.post(1, Ipi { from: 0, mm: 1, req });
+        assert!(!m.acked(0) && m.acked(1));
+        assert_eq!(m.take_ipi(1, 1), None);
+        assert_eq!(m.take_ipi(1, 0), Some(Ipi { from: 0, mm: 1, req }));
+        assert!(m.acked(0) && m.inbox(1).is_empty());
+    }
+
+    #[test]
     fn two_mms_with_one_asid_on_one_cpu() {
         let (mut m, _, _) = setup();
         m.speculate(0);
