@@ -3,7 +3,8 @@
 # runs, one larger system per family, each searched exhaustively (the ASID
 # allocator; the TLB protocol's zaps, faults, fork, exit with reap, and one
 # system per flush strategy (ipi, local, auto), on 3 CPUs with scheduled
-# speculation), and the seeded random walks at ten times their steps.
+# speculation), and the seeded random walks with more steps (ZAP_MODEL_STEPS).
+# Takes about a quarter of an hour on 2 cores.
 # Arguments go to the test binary, e.g. `scripts/model.sh long_fork`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -20,8 +20,7 @@
 use core::cell::RefCell;
 
 use kernel::mm::asid::AsidHw;
-use kernel::mm::pagetable::PhysMem;
-use kernel::mm::pagetable::Format;
+use kernel::mm::pagetable::{Format, PhysMem};
 use kernel::mm::space::{Mm, MmHw, Shootdown};
 use kernel::mm::tlb::{range, Event, Scope, TlbiOp};
 

@@ -71,8 +71,10 @@
 //! checked (its walk-cache entries are, while its TTBR0 holds `A`) until it
 //! runs `A` or catches up. A CPU that runs `A` (a thread of it, or the
 //! adopter) is never excused, nor one the protocol believes current. With
-//! [`Checks::OtherMmOnly`] only the damage counts: entries a CPU's user
-//! code can use that lead into another mm's frames.
+//! [`Checks::OtherMmOnly`] only the damage counts: entries usable under a
+//! CPU's TTBR0 that lead into another mm's frames; with
+//! [`Checks::UsedOnly`], only those of CPUs running user code, and user
+//! accesses through a stale entry.
 //!
 //! Frames carry ghost owner tags, recomputed after every action from what
 //! each address space's tables reach (`A` first, then the child, `B` and
