@@ -127,15 +127,8 @@ pub fn route<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H, freed_tabl
     // then catch up with for nothing.
     let early = match strategy {
         Strategy::Broadcast => true,
-        Strategy::Local => mm.users.load(Ordering::SeqCst) != 1,
-        Strategy::Auto => {
-            let (cpus, lazy) = (mm.cpus.load(Ordering::SeqCst), mm.lazy.load(Ordering::SeqCst));
-            let running_here = cpus & me != 0 && lazy & me == 0;
-            let alone = mm.users.load(Ordering::SeqCst) == 1 && running_here;
-            let busy = cpus & !me & !lazy;
-            !alone && busy.count_ones() + running_here as u32 > cfg.ipi_max
-        }
         Strategy::Ipi => false,
+        Strategy::Local | Strategy::Auto => Holders::read(mm, me).ipi(strategy, cfg.ipi_max).is_none(),
     };
     if early {
         // Everyone gets the flush: no generation to publish.
@@ -151,24 +144,12 @@ pub fn route<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H, freed_tabl
     } else {
         mm.tlb_gen.fetch_add(1, Ordering::SeqCst) + 1
     };
-    let cpus = mm.cpus.load(Ordering::SeqCst);
-    let lazy = mm.lazy.load(Ordering::SeqCst);
-    let users = mm.users.load(Ordering::SeqCst);
-    let here = cpus & me != 0;
-    let running_here = here && lazy & me == 0;
-    let others = cpus & !me;
-    let busy = others & !lazy;
-    let alone = users == 1 && running_here;
-    let ipi = match strategy {
-        Strategy::Local if alone => false,
-        Strategy::Auto if alone => false,
-        Strategy::Ipi => true,
-        Strategy::Auto if busy.count_ones() + running_here as u32 <= cfg.ipi_max => true,
-        _ => {
-            hw.event(Event::DecideBroadcast);
-            return Route::Broadcast;
-        }
+    let h = Holders::read(mm, me);
+    let Some(ipi) = h.ipi(strategy, cfg.ipi_max) else {
+        hw.event(Event::DecideBroadcast);
+        return Route::Broadcast;
     };
+    let (here, others, lazy, busy) = (h.cpus & me != 0, h.cpus & !me, h.lazy, h.busy);
     hw.event(if ipi { Event::DecideIpi } else { Event::DecideLocal });
     // Alone, the other holders can only be lazy (or an adopter that did
     // not count itself: `tlb.use_mm_mmget=off`, whose CPU this misses).
@@ -185,6 +166,38 @@ pub fn route<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H, freed_tabl
         }
     }
     Route::Shoot { new_gen, here, targets }
+}
+
+/// Who holds an mm, as one flush reads it.
+struct Holders {
+    cpus: u64,
+    lazy: u64,
+    /// Other CPUs that hold it and are not lazy.
+    busy: u64,
+    running_here: bool,
+    /// Its one user runs on this CPU.
+    alone: bool,
+}
+
+impl Holders {
+    fn read<F: Format>(mm: &Mm<F>, me: u64) -> Holders {
+        let cpus = mm.cpus.load(Ordering::SeqCst);
+        let lazy = mm.lazy.load(Ordering::SeqCst);
+        let users = mm.users.load(Ordering::SeqCst);
+        let running_here = cpus & me != 0 && lazy & me == 0;
+        Holders { cpus, lazy, busy: cpus & !me & !lazy, running_here, alone: users == 1 && running_here }
+    }
+
+    /// What `strategy` makes of them: `Some(true)` IPIs, `Some(false)`
+    /// local only, `None` broadcast.
+    fn ipi(&self, strategy: Strategy, ipi_max: u32) -> Option<bool> {
+        match strategy {
+            Strategy::Local | Strategy::Auto if self.alone => Some(false),
+            Strategy::Ipi => Some(true),
+            Strategy::Auto if self.busy.count_ones() + self.running_here as u32 <= ipi_max => Some(true),
+            _ => None,
+        }
+    }
 }
 
 /// How this CPU catches up with `mm`'s generation.
