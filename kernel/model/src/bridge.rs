@@ -21,7 +21,7 @@ use core::cell::RefCell;
 
 use kernel::mm::asid::AsidHw;
 use kernel::mm::pagetable::{Format, PhysMem};
-use kernel::mm::space::{Mm, MmHw, Shootdown};
+use kernel::mm::space::{Invalidation, Mm, MmHw, Shootdown};
 use kernel::mm::tlb::{range, Event, Scope, TlbiOp};
 
 use super::machine::{Ipi, Machine, Ttbr0};
@@ -118,6 +118,14 @@ impl MmHw for Bridge<'_> {
 
     /// The model's page-table writes are seen by its walkers at once.
     fn publish_tables(&self) {}
+
+    fn notify_secondary<F: Format>(&self, _mm: &Mm<F>, devices: u64, inv: &Invalidation) {
+        unreachable!("no device subscribes in this world: {inv:?} for {devices:#x}");
+    }
+
+    fn secondary_acked(&self) -> bool {
+        true
+    }
 
     fn issue(&self, ops: &[TlbiOp], scope: Scope) {
         let mut m = self.m.borrow_mut();

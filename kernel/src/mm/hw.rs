@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::asid::AsidHw;
 use super::pagetable::Format;
-use super::space::{Mm, MmHw, Shootdown};
+use super::space::{Invalidation, Mm, MmHw, Shootdown};
 use super::tlb::trace::{hook as trace, Decision, Reason};
 use super::tlb::{Event, Scope, TlbiOp, TLB_STATS};
 use crate::arch::cpu::{self, cpu_id};
@@ -86,5 +86,14 @@ impl MmHw for Hw {
 
     fn poll(&self) {
         super::ipi::poll();
+    }
+
+    fn notify_secondary<F: Format>(&self, _mm: &Mm<F>, devices: u64, inv: &Invalidation) {
+        // No device subscribes to an mm yet.
+        log::error!(target: "tlb", "secondary invalidation {inv:?} for devices {devices:#x}, which do not exist");
+    }
+
+    fn secondary_acked(&self) -> bool {
+        true
     }
 }

@@ -183,7 +183,7 @@ pub mod stats {
     /// [`super::resources`]: what leak tests compare against a baseline.
     pub const RESOURCES: u64 = 8;
     /// TLB decisions, summed over CPUs, one word each (the kernel's
-    /// `mm::tlb::Event` in order, 16 words), indexed by [`super::events`]
+    /// `mm::tlb::Event` in order, 22 words), indexed by [`super::events`]
     /// and named by [`EVENT_NAMES`].
     pub const EVENTS: u64 = 7;
     /// `EVENTS_CPU + cpu`: the same words for one CPU (`cpu` < 8).
@@ -191,7 +191,7 @@ pub mod stats {
     /// `TLBI_CPU + cpu`: the words of [`TLBI`] for one CPU (`cpu` < 8).
     pub const TLBI_CPU: u64 = 24;
     /// The names of the words of [`EVENTS`], in order.
-    pub const EVENT_NAMES: [&str; 16] = [
+    pub const EVENT_NAMES: [&str; 22] = [
         "exit_elided",
         "nested_full_flush",
         "racing_full_flush",
@@ -208,6 +208,12 @@ pub mod stats {
         "catch_up_none",
         "stale_flush",
         "ipi_timeout",
+        "mn_range",
+        "sec_inval",
+        "reclaim_unmap",
+        "reclaim_batch",
+        "batched_pending_flush",
+        "swap_in",
     ];
 }
 
@@ -250,8 +256,20 @@ pub mod events {
     pub const STALE_FLUSH: usize = 14;
     /// Shootdowns not acknowledged in time (repeated as a broadcast).
     pub const IPI_TIMEOUT: usize = 15;
+    /// Operations that changed a subscribed mm's entries inside invalidate-range start and end (counted at the start).
+    pub const MN_RANGE: usize = 16;
+    /// Invalidations sent to secondary MMUs (one per device and flush).
+    pub const SEC_INVAL: usize = 17;
+    /// Mappings reclaim unmapped (one per mm and page), their TLBIs issued without a DSB.
+    pub const RECLAIM_UNMAP: usize = 18;
+    /// Reclaim batches completed by one DSB on the CPU that issued their TLBIs.
+    pub const RECLAIM_BATCH: usize = 19;
+    /// Calls that found a reclaim batch pending on their mm and flushed its ASID first.
+    pub const BATCHED_PENDING_FLUSH: usize = 20;
+    /// Pages read back from swap on a fault.
+    pub const SWAP_IN: usize = 21;
     /// Words `stats(EVENTS)` writes.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 22;
 }
 
 /// Word indices of `stats(RESOURCES)`.

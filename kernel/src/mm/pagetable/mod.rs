@@ -379,8 +379,18 @@ fn leaf_table<F: Format>(f: F, mem: &impl PhysMem, root: u64, va: u64) -> Option
 /// and no table of it is freed during the walk (hold the mm lock, or
 /// otherwise keep gathers from finishing).
 pub unsafe fn walk(mem: &impl PhysMem, root: u64, va: u64) -> Option<u64> {
-    let table = leaf_table(Arm4k, mem, root, va)?;
-    Some(load(mem, table, Arm4k.index(va, LEAF_LEVEL))).filter(|d| d & VALID != 0)
+    // SAFETY: forwarded from the caller.
+    unsafe { walk_in(Arm4k, mem, root, va) }
+}
+
+/// [`walk`] for a tree of format `f` (the host model's reduced tables).
+///
+/// # Safety
+///
+/// As [`walk`].
+pub unsafe fn walk_in<F: Format>(f: F, mem: &impl PhysMem, root: u64, va: u64) -> Option<u64> {
+    let table = leaf_table(f, mem, root, va)?;
+    Some(load(mem, table, f.index(va, LEAF_LEVEL))).filter(|d| d & VALID != 0)
 }
 
 /// [`walk`] for tests, on the test memory.

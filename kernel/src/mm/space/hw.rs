@@ -1,6 +1,6 @@
 //! The boundary between the TLB protocol and the CPU it runs on.
 
-use super::{Mm, Shootdown};
+use super::{Invalidation, Mm, Shootdown};
 use crate::mm::asid::AsidHw;
 use crate::mm::pagetable::Format;
 use crate::mm::tlb::trace::Decision;
@@ -65,6 +65,16 @@ pub trait MmHw: AsidHw {
     /// (The kernel's gives up after a time limit: it then flushes the
     /// request's ASID by broadcast and counts `Event::IpiTimeout`.)
     fn acked(&self) -> bool;
+
+    /// Sends `inv` for `mm` to every secondary MMU in `devices` (a bit per
+    /// device, `Mm::subscribers`), counted as `Event::SecondaryInval` per
+    /// device, and returns without waiting. Each device drops the entries
+    /// `inv` names and acknowledges between two of its own accesses.
+    fn notify_secondary<F: Format>(&self, mm: &Mm<F>, devices: u64, inv: &Invalidation);
+
+    /// Whether every device this CPU sent invalidations to acknowledged all
+    /// of them.
+    fn secondary_acked(&self) -> bool;
 
     /// Serves the requests sent to this CPU: called while it spins (for the
     /// mm lock, for acknowledgements) with interrupts masked, so two CPUs

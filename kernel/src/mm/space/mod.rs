@@ -39,6 +39,7 @@
 //!   before every IPI target acknowledged.
 
 mod hw;
+pub mod notifier;
 mod op;
 pub mod shootdown;
 pub mod switch;
@@ -47,6 +48,7 @@ mod tests;
 
 pub use hw::MmHw;
 pub use op::{AfterUnlock, Call, Hook, Next, Op, OpError, Outcome, Pc, Step, Then};
+pub use notifier::{DevAccess, DevEntry, DevTlb, Invalidation};
 pub use shootdown::{Route, Served, Shootdown, Strategy};
 
 use core::cell::UnsafeCell;
@@ -90,6 +92,14 @@ pub struct TlbConfig {
     /// Kernel threads keep the last user mm loaded (`tlb.lazy`; off: they
     /// load the reserved table, as before lazy TLB).
     pub lazy: bool,
+    /// Secondary MMUs are invalidated after the pages the flush covered
+    /// were freed, not before (`mmu.notifier=late`; only to demonstrate
+    /// the bug [`notifier`] prevents).
+    pub notifier_late: bool,
+    /// A reclaim batch's completing DSB runs on another CPU than the one
+    /// that issued its TLBIs (`reclaim.dsb=remote`; only to demonstrate
+    /// that such a DSB completes nothing).
+    pub reclaim_dsb_remote: bool,
     pub bugs: Bugs,
 }
 
@@ -106,6 +116,8 @@ impl TlbConfig {
             ipi_max: shootdown::IPI_MAX,
             use_mm_mmget: true,
             lazy: true,
+            notifier_late: false,
+            reclaim_dsb_remote: false,
             bugs: Bugs::NONE,
         }
     }
@@ -147,6 +159,9 @@ pub struct Bugs {
     /// A CPU behind catches up after loading TTBR0, not before (a
     /// speculative walk may meet stale walk-cache entries meanwhile).
     pub catch_up_after_load: bool,
+    /// munmap, madvise, mprotect and mmap FIXED ignore a reclaim batch still
+    /// pending on the mm (no `flush_tlb_batched_pending`).
+    pub no_batched_pending: bool,
 }
 
 impl Bugs {
@@ -162,6 +177,7 @@ impl Bugs {
         partial_any_gen: false,
         lazy_skip_on_free: false,
         catch_up_after_load: false,
+        no_batched_pending: false,
     };
 }
 
@@ -191,6 +207,18 @@ pub struct Mm<F: Format = Arm4k> {
     pub cpu_gen: [AtomicU64; MAX_CPUS],
     /// Zapping gathers in flight (Linux's `tlb_flush_pending`).
     pending: AtomicUsize,
+    /// The secondary MMUs bound to this mm, a bit per device: the mmu
+    /// notifier's subscribers ([`notifier`]).
+    secondary: AtomicU64,
+    /// invalidate-range starts not yet ended.
+    invalidating: AtomicUsize,
+    /// Bumped at every start and end (the interval notifier's sequence).
+    notifier_seq: AtomicU64,
+    /// A reclaim batch issued TLBIs for this mm that a DSB on its CPU may
+    /// not have completed yet (Linux's `tlb_flush_batched`).
+    pub batched: AtomicBool,
+    /// The tables' format (for walkers other than the owner).
+    pub fmt: F,
     /// The root table's physical address, fixed from creation until the
     /// teardown takes the tables (then 0): read without the lock, so a
     /// context switch never waits for an operation that holds it.
@@ -206,8 +234,10 @@ unsafe impl<F: Format + Send> Send for Mm<F> {}
 impl<F: Format> Mm<F> {
     pub fn new(id: u64, aspace: AddressSpace<F>) -> Self {
         let root = AtomicU64::new(aspace.root_pa());
+        let fmt = aspace.page_table().format();
         Mm {
             root,
+            fmt,
             id,
             locked: AtomicBool::new(false),
             aspace: UnsafeCell::new(aspace),
@@ -219,6 +249,10 @@ impl<F: Format> Mm<F> {
             skipped: AtomicU64::new(0),
             cpu_gen: [const { AtomicU64::new(0) }; MAX_CPUS],
             pending: AtomicUsize::new(0),
+            secondary: AtomicU64::new(0),
+            invalidating: AtomicUsize::new(0),
+            notifier_seq: AtomicU64::new(0),
+            batched: AtomicBool::new(false),
         }
     }
 
@@ -302,6 +336,11 @@ impl<F: Format> Mm<F> {
             skipped: AtomicU64::new(self.skipped.load(Ordering::Relaxed)),
             cpu_gen: core::array::from_fn(|c| AtomicU64::new(self.cpu_gen[c].load(Ordering::Relaxed))),
             pending: AtomicUsize::new(self.pending.load(Ordering::Relaxed)),
+            secondary: AtomicU64::new(self.secondary.load(Ordering::Relaxed)),
+            invalidating: AtomicUsize::new(self.invalidating.load(Ordering::Relaxed)),
+            notifier_seq: AtomicU64::new(self.notifier_seq.load(Ordering::Relaxed)),
+            batched: AtomicBool::new(self.batched.load(Ordering::Relaxed)),
+            fmt: self.fmt,
             root: AtomicU64::new(self.root.load(Ordering::Relaxed)),
         }
     }
@@ -328,6 +367,10 @@ impl<F: Format> Mm<F> {
             g.load(Ordering::Relaxed).hash(h);
         }
         self.pending.load(Ordering::Relaxed).hash(h);
+        self.secondary.load(Ordering::Relaxed).hash(h);
+        self.invalidating.load(Ordering::Relaxed).hash(h);
+        // The sequence only counts: a fill compares it within one step.
+        self.batched.load(Ordering::Relaxed).hash(h);
         self.root.load(Ordering::Relaxed).hash(h);
     }
 

@@ -11,6 +11,7 @@
 
 use core::sync::atomic::{fence, Ordering};
 
+use super::notifier::Invalidation;
 use super::shootdown::{self, CatchUp, Route, Shootdown};
 use super::{Mm, MmHw, TlbConfig};
 use crate::mm::aspace::{Access, AddressSpace, Fault, FaultError, FaultKind, FaultPlan, MmError, ZapTables};
@@ -117,6 +118,8 @@ pub enum Next {
     Make,
     /// The teardown evicted lazy CPUs: take the tables.
     Take,
+    /// The teardown told the secondary MMUs: free the tables.
+    TearZap,
 }
 
 impl Next {
@@ -126,6 +129,7 @@ impl Next {
             Next::Install => Pc::Install,
             Next::Make => Pc::Make,
             Next::Take => Pc::Take,
+            Next::TearZap => Pc::TearZap,
         }
     }
 }
@@ -165,6 +169,9 @@ pub enum Pc {
     Send { next: Next },
     /// Until every target acknowledged.
     Wait { next: Next },
+    /// Until every secondary MMU told of the flush acknowledged
+    /// ([`super::notifier`]).
+    SecWait { next: Next },
     Release { then: Then },
     Unlock { then: AfterUnlock },
     /// `pending -= 1`.
@@ -217,6 +224,13 @@ pub struct Op<F: Format> {
     shoot: Option<(u64, Shootdown)>,
     /// The teardown asked lazy CPUs to leave once already.
     evicted: bool,
+    /// This operation opened an invalidate-range on the mm's notifier.
+    notified: bool,
+    /// Secondary MMUs were sent an invalidation: wait for them before
+    /// freeing.
+    sec: bool,
+    /// `mmu.notifier=late`: the invalidation to send after the free.
+    late: Option<(u64, Invalidation)>,
     plan: Option<FaultPlan>,
     /// Copy-on-write: (page, copy, old frame, prot).
     cow: (u64, u64, u64, u64),
@@ -253,6 +267,9 @@ impl<F: Format> Op<F> {
             gen_to: None,
             shoot: None,
             evicted: false,
+            notified: false,
+            sec: false,
+            late: None,
             plan: None,
             cow: (0, 0, 0, 0),
             child: None,
@@ -330,11 +347,15 @@ impl<F: Format> Op<F> {
                 // SAFETY: the lock is held (this operation's `Lock` step).
                 let a = unsafe { mm.aspace() };
                 self.prepare(a, cfg, mem);
+                if matches!(self.pc, Pc::Zap | Pc::Protect | Pc::Share) {
+                    self.open_range(mm, hw);
+                }
             }
             Pc::Reaping => {
                 // SAFETY: as above.
                 let a = unsafe { mm.aspace() };
                 self.start_zap(a.unmap_all(), ZapTables::Unmapped);
+                self.open_range(mm, hw);
             }
             Pc::Zap => {
                 // SAFETY: as above.
@@ -410,10 +431,18 @@ impl<F: Format> Op<F> {
                     return Step::Blocked;
                 }
                 self.shoot = None;
+                self.pc = self.go(next);
+            }
+            Pc::SecWait { next } => {
+                if !hw.secondary_acked() {
+                    return Step::Blocked;
+                }
+                self.sec = false;
                 self.pc = next.pc();
             }
             Pc::Release { then } => {
                 self.g.release(mem);
+                self.send_late(mm, hw);
                 self.racing = false;
                 self.pc = match then {
                     Then::Zap => Pc::Zap,
@@ -471,6 +500,7 @@ impl<F: Format> Op<F> {
                 self.install(a, mem);
             }
             Pc::Break => {
+                self.open_range(mm, hw);
                 // SAFETY: as above.
                 let a = unsafe { mm.aspace() };
                 self.cow.2 = a.cow_break(mem, self.cow.0);
@@ -495,6 +525,7 @@ impl<F: Format> Op<F> {
             }
             Pc::PutOld => {
                 AddressSpace::<F>::put_old(mem, self.cow.2);
+                self.send_late(mm, hw);
                 self.outcome = Ok(Outcome::Fault(Fault { kind: FaultKind::CowCopy, va: self.cow.0, pa: self.cow.1 }));
                 self.pc = Pc::Unlock { then: AfterUnlock::Done };
             }
@@ -551,6 +582,7 @@ impl<F: Format> Op<F> {
                     self.zap = ZapCursor::new(0, a.page_table().format().span());
                     self.elide = cfg.exit_elide;
                     self.pc = Pc::TearZap;
+                    self.release_secondary(mm, cfg, hw);
                 }
                 mm.unlock();
             }
@@ -584,11 +616,13 @@ impl<F: Format> Op<F> {
             }
             Pc::TearRelease { more } => {
                 self.g.release(mem);
+                self.send_late(mm, hw);
                 self.pc = if more { Pc::TearZap } else { Pc::Done };
             }
             Pc::Done => return Step::Done,
         }
         if self.pc == Pc::Done {
+            self.close_range(mm, hw);
             Step::Done
         } else {
             Step::Ran
@@ -755,6 +789,7 @@ impl<F: Format> Op<F> {
             }
             (asid, Some(r))
         };
+        self.secondary(mm, cfg, hw, Invalidation { asid, range: r.map(|r| (r.start, r.end)), release: false });
         // A whole-ASID flush for a racing call may cover tables another zap
         // freed: lazy CPUs leave for it too.
         let freed = r.is_none_or(|r| r.tables_freed);
@@ -860,12 +895,89 @@ impl<F: Format> Op<F> {
         }
     }
 
-    /// After this CPU's own flush completed: the IPIs, if any, then `next`.
+    /// After this CPU's own flush completed: the IPIs, if any, then the
+    /// secondary MMUs' acknowledgements, then `next`.
     fn after_complete(&self, next: Next) -> Pc {
         if self.shoot.is_some() {
             Pc::Send { next }
         } else {
+            self.go(next)
+        }
+    }
+
+    /// `next`, after the secondary MMUs' acknowledgements if any are owed.
+    fn go(&self, next: Next) -> Pc {
+        if self.sec {
+            Pc::SecWait { next }
+        } else {
             next.pc()
+        }
+    }
+
+    /// invalidate-range-start, once per operation, on an mm with
+    /// subscribers ([`super::notifier`]): before the call's first change of
+    /// an entry.
+    fn open_range<H: MmHw>(&mut self, mm: &Mm<F>, hw: &H) {
+        if !self.notified && mm.subscribers() != 0 {
+            mm.range_start();
+            hw.event(Event::MnRange);
+            self.notified = true;
+        }
+    }
+
+    /// invalidate-range-end, when the operation is done (its flushes
+    /// complete and acknowledged, what they covered freed).
+    fn close_range<H: MmHw>(&mut self, mm: &Mm<F>, hw: &H) {
+        self.send_late(mm, hw);
+        if self.notified {
+            mm.range_end();
+            self.notified = false;
+        }
+    }
+
+    /// The secondary half of a flush, where the primary one is planned: the
+    /// subscribers are sent `inv` now and acknowledge before anything the
+    /// flush covers is freed (`SecWait`); under `mmu.notifier=late`, after
+    /// the free instead.
+    fn secondary<H: MmHw>(&mut self, mm: &Mm<F>, cfg: &TlbConfig, hw: &H, inv: Invalidation) {
+        let devices = mm.subscribers();
+        if devices == 0 {
+            return;
+        }
+        if cfg.notifier_late {
+            // One late invalidation per release: widen to the whole ASID if
+            // two flushes share it.
+            self.late = Some(match self.late {
+                Some((d, old)) if old != inv => (d | devices, Invalidation { range: None, ..inv }),
+                _ => (devices, inv),
+            });
+        } else {
+            hw.notify_secondary(mm, devices, &inv);
+            self.sec = true;
+        }
+    }
+
+    /// `mmu.notifier=late`: what [`Self::secondary`] held back, after the
+    /// free.
+    fn send_late<H: MmHw>(&mut self, mm: &Mm<F>, hw: &H) {
+        if let Some((devices, inv)) = self.late.take() {
+            hw.notify_secondary(mm, devices, &inv);
+        }
+    }
+
+    /// The teardown, with the tables taken out: the secondary MMUs drop
+    /// every entry of the mm and stop walking it (`->release`) before any
+    /// table or page is freed. The primary flush may be elided; this one
+    /// never is, since no TTBR0 rule keeps a device off the ASID.
+    fn release_secondary<H: MmHw>(&mut self, mm: &Mm<F>, cfg: &TlbConfig, hw: &H) {
+        let Some(asid) = mm.ctx.asid() else { return };
+        if mm.subscribers() == 0 {
+            return;
+        }
+        self.open_range(mm, hw);
+        self.secondary(mm, cfg, hw, Invalidation { asid, range: None, release: true });
+        if self.sec {
+            self.pc = Pc::SecWait { next: Next::TearZap };
         }
     }
 

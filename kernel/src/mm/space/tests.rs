@@ -33,6 +33,10 @@ enum Ev {
     Publish,
     /// A target (CPU) served a shootdown.
     Served(usize, Served),
+    /// Secondary MMUs told of a flush.
+    Secondary(u64, Invalidation),
+    /// The operation asked whether they acknowledged.
+    SecAcked,
 }
 
 /// Hardware and memory that log into one list.
@@ -134,6 +138,13 @@ impl MmHw for Rig {
         }
     }
     fn acked(&self) -> bool {
+        true
+    }
+    fn notify_secondary<F: Format>(&self, _mm: &Mm<F>, devices: u64, inv: &Invalidation) {
+        self.push(Ev::Secondary(devices, *inv));
+    }
+    fn secondary_acked(&self) -> bool {
+        self.push(Ev::SecAcked);
         true
     }
     fn publish_tables(&self) {
@@ -551,4 +562,5 @@ fn running_walks_in_one_step_changes_nothing_but_the_steps() {
     }
 }
 
+mod notifier;
 mod strategy;

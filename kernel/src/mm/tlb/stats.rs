@@ -67,6 +67,18 @@ pub enum Event {
     /// A shootdown whose acknowledgements did not come within the time
     /// limit: the flush was repeated as a broadcast of the whole ASID.
     IpiTimeout,
+    /// Operations that changed a subscribed mm's entries inside invalidate-range start and end (counted at the start).
+    MnRange,
+    /// Invalidations sent to secondary MMUs (one per device and flush).
+    SecondaryInval,
+    /// Mappings reclaim unmapped (one per mm and page), their TLBIs issued without a DSB.
+    ReclaimUnmap,
+    /// Reclaim batches completed by one DSB on the CPU that issued their TLBIs.
+    ReclaimBatch,
+    /// Calls that found a reclaim batch pending on their mm and flushed its ASID first.
+    BatchedPendingFlush,
+    /// Pages read back from swap on a fault.
+    SwapIn,
 }
 
 // The user-space names are the kernel's, in order.
@@ -85,7 +97,7 @@ const _: () = {
 };
 
 impl Event {
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 22;
     pub const ALL: [Event; Self::COUNT] = [
         Event::ExitElided,
         Event::NestedFullFlush,
@@ -103,6 +115,12 @@ impl Event {
         Event::CatchUpNone,
         Event::StaleFlush,
         Event::IpiTimeout,
+        Event::MnRange,
+        Event::SecondaryInval,
+        Event::ReclaimUnmap,
+        Event::ReclaimBatch,
+        Event::BatchedPendingFlush,
+        Event::SwapIn,
     ];
     pub const fn name(self) -> &'static str {
         match self {
@@ -122,6 +140,12 @@ impl Event {
             Event::CatchUpNone => "catch_up_none",
             Event::StaleFlush => "stale_flush",
             Event::IpiTimeout => "ipi_timeout",
+            Event::MnRange => "mn_range",
+            Event::SecondaryInval => "sec_inval",
+            Event::ReclaimUnmap => "reclaim_unmap",
+            Event::ReclaimBatch => "reclaim_batch",
+            Event::BatchedPendingFlush => "batched_pending_flush",
+            Event::SwapIn => "swap_in",
         }
     }
 }
@@ -147,6 +171,12 @@ const _: () = {
         (Event::CatchUpNone, e::CATCH_UP_NONE),
         (Event::StaleFlush, e::STALE_FLUSH),
         (Event::IpiTimeout, e::IPI_TIMEOUT),
+        (Event::MnRange, e::MN_RANGE),
+        (Event::SecondaryInval, e::SEC_INVAL),
+        (Event::ReclaimUnmap, e::RECLAIM_UNMAP),
+        (Event::ReclaimBatch, e::RECLAIM_BATCH),
+        (Event::BatchedPendingFlush, e::BATCHED_PENDING_FLUSH),
+        (Event::SwapIn, e::SWAP_IN),
     ];
     let mut i = 0;
     while i < pairs.len() {
