@@ -162,6 +162,9 @@ pub struct Bugs {
     /// munmap, madvise, mprotect and mmap FIXED ignore a reclaim batch still
     /// pending on the mm (no `flush_tlb_batched_pending`).
     pub no_batched_pending: bool,
+    /// No secondary MMU is sent an invalidation, the teardown's release
+    /// included (the mmu notifier's invalidations left out).
+    pub no_secondary: bool,
 }
 
 impl Bugs {
@@ -178,6 +181,7 @@ impl Bugs {
         lazy_skip_on_free: false,
         catch_up_after_load: false,
         no_batched_pending: false,
+        no_secondary: false,
     };
 }
 

@@ -941,7 +941,7 @@ impl<F: Format> Op<F> {
     /// the free instead.
     fn secondary<H: MmHw>(&mut self, mm: &Mm<F>, cfg: &TlbConfig, hw: &H, inv: Invalidation) {
         let devices = mm.subscribers();
-        if devices == 0 {
+        if devices == 0 || cfg.bugs.no_secondary {
             return;
         }
         if cfg.notifier_late {
