@@ -7,7 +7,10 @@
 //! only this CPU's local TLBIs). An IPI is a request left in its target's
 //! inbox in the machine ([`Machine::post`]): the model system lets the
 //! target serve it (the kernel's `shootdown::serve`) at any point, and
-//! [`MmHw::acked`] holds once every request this CPU sent was served. A
+//! [`MmHw::acked`] holds once every request this CPU sent was served. An
+//! invalidation for secondary MMUs is left in each device's inbox
+//! ([`Machine::post_secondary`]) and [`MmHw::secondary_acked`] holds once
+//! every one this CPU posted was served. A
 //! TTBR0 load is followed by a check of what a walk starting at once could
 //! read ([`Machine::check_walks`], latched): the hardware may walk from the
 //! new TTBR0 before the kernel's next instruction.
@@ -24,6 +27,7 @@ use kernel::mm::pagetable::{Format, PhysMem};
 use kernel::mm::space::{Invalidation, Mm, MmHw, Shootdown};
 use kernel::mm::tlb::{range, Event, Scope, TlbiOp};
 
+use super::device::Posted;
 use super::machine::{Ipi, Machine, Ttbr0};
 use super::mem::{pa_of, pfn_of, FrameUse, MmTag};
 
@@ -119,12 +123,20 @@ impl MmHw for Bridge<'_> {
     /// The model's page-table writes are seen by its walkers at once.
     fn publish_tables(&self) {}
 
-    fn notify_secondary<F: Format>(&self, _mm: &Mm<F>, devices: u64, inv: &Invalidation) {
-        unreachable!("no device subscribes in this world: {inv:?} for {devices:#x}");
+    /// An entry in each device's inbox, counted per device. A subscriber
+    /// the machine does not have is a bug of the model system.
+    fn notify_secondary<F: Format>(&self, mm: &Mm<F>, devices: u64, inv: &Invalidation) {
+        let mut m = self.m.borrow_mut();
+        let n = m.devices().len();
+        assert!(devices >> n == 0, "subscribers {devices:#x} of mm{}, the machine has {n} devices", mm.id);
+        for dev in (0..n).filter(|d| devices & 1 << d != 0) {
+            m.post_secondary(dev, Posted { from: self.cpu, mm: mm.id, inv: *inv });
+            m.stats().record_event(self.cpu, Event::SecondaryInval);
+        }
     }
 
     fn secondary_acked(&self) -> bool {
-        true
+        self.m.borrow().secondary_acked(self.cpu)
     }
 
     fn issue(&self, ops: &[TlbiOp], scope: Scope) {

@@ -14,6 +14,8 @@
 //!   execution with per-issuer pending invalidations completed by that
 //!   issuer's DSB (of the right shareability), an inbox of shootdown
 //!   requests per CPU, counted in a `TlbStats`; the TLB-level invariants.
+//! * [`device`]: secondary MMUs in the machine: the kernel's own device
+//!   cache (`mm::space::DevTlb`) and an inbox of invalidations per device.
 //! * [`explore`]: an explicit-state model checker and a seeded random walker
 //!   over any [`explore::System`].
 //! * [`asid_world`]: the real ASID allocator (`mm::asid`, stepped through its
@@ -30,12 +32,15 @@
 //!   every interleaving point against readers, writers, speculation, IPIs
 //!   served in any order, context switches (lazy CPUs, threads moving
 //!   between CPUs), a kernel thread that adopts the address space, and a
-//!   second address space reusing freed frames; checked in `zap_checks`,
-//!   with each mechanism switched off (`mm::space::Bugs`) to show a check
-//!   fail.
+//!   second address space reusing freed frames, and secondary MMUs bound
+//!   to the address space (the mmu notifier's subscribers, reading and
+//!   writing its pages through their own caches); checked in
+//!   `zap_checks`, with each mechanism switched off (`mm::space::Bugs`) to
+//!   show a check fail.
 
 pub mod asid_world;
 pub mod bridge;
+pub mod device;
 pub mod explore;
 pub mod machine;
 pub mod mem;

@@ -18,6 +18,8 @@
 //! * Each CPU has an inbox of TLB shootdown requests (IPIs) other CPUs sent
 //!   it (`post`, `take_ipi`, `acked`): part of the state, served when the
 //!   model system schedules it.
+//! * Secondary MMUs ([`Device`]) with their own caches and inboxes of
+//!   invalidations (`post_secondary`, `secondary_acked`), served likewise.
 //! * A check made in the middle of a kernel call (a walk could start from
 //!   TTBR0 the moment it is loaded) is latched ([`Machine::latch`]) and
 //!   reported by the system's next check.
@@ -29,6 +31,7 @@ use core::cell::{Cell, RefCell};
 use core::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use super::device::{Device, Posted};
 use super::mem::{Desc, Format, FrameUse, Memory, MmTag, Pfn};
 use super::tlb::{Entry, Tlb};
 use super::violation::Violation;
@@ -105,6 +108,8 @@ struct Cpu {
 pub struct Machine {
     mem: Memory,
     cpus: Vec<Cpu>,
+    /// Secondary MMUs, by device number (`Mm::subscribe`'s bit).
+    devices: Vec<Device>,
     stats: Arc<TlbStats>,
     /// Pairs `(running, owner)`: a CPU running `running` may hold an entry
     /// to a data frame tagged `owner` while the frame is shared (more than
@@ -117,7 +122,7 @@ pub struct Machine {
 
 impl PartialEq for Machine {
     fn eq(&self, o: &Self) -> bool {
-        self.mem == o.mem && self.cpus == o.cpus
+        self.mem == o.mem && self.cpus == o.cpus && self.devices == o.devices
     }
 }
 impl Eq for Machine {}
@@ -127,6 +132,7 @@ impl core::fmt::Debug for Machine {
         f.debug_struct("Machine")
             .field("mem", &self.mem)
             .field("cpus", &self.cpus)
+            .field("devices", &self.devices)
             .finish_non_exhaustive()
     }
 }
@@ -135,6 +141,7 @@ impl Hash for Machine {
     fn hash<H: Hasher>(&self, h: &mut H) {
         self.mem.hash(h);
         self.cpus.hash(h);
+        self.devices.hash(h);
     }
 }
 
@@ -150,6 +157,7 @@ impl Machine {
         Self {
             mem: Memory::new(format, frames),
             cpus: vec![cpu; ncpus],
+            devices: Vec::new(),
             stats: Arc::default(),
             cow_pairs: Vec::new(),
             latched: None,
@@ -281,6 +289,30 @@ impl Machine {
     /// Every request `from` sent has been served.
     pub fn acked(&self, from: usize) -> bool {
         self.cpus.iter().all(|c| c.inbox.iter().all(|r| r.from != from))
+    }
+
+    /// Adds a secondary MMU; returns its number.
+    pub fn attach_device(&mut self, d: Device) -> usize {
+        self.devices.push(d);
+        self.devices.len() - 1
+    }
+
+    pub fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    pub fn device_mut(&mut self, dev: usize) -> &mut Device {
+        &mut self.devices[dev]
+    }
+
+    /// Leaves `p` in device `dev`'s inbox.
+    pub fn post_secondary(&mut self, dev: usize, p: Posted) {
+        self.devices[dev].inbox.push(p);
+    }
+
+    /// Every invalidation `from` posted has been served.
+    pub fn secondary_acked(&self, from: usize) -> bool {
+        self.devices.iter().all(|d| d.inbox.iter().all(|p| p.from != from))
     }
 
     pub fn tlb(&self, cpu: usize) -> &Tlb {

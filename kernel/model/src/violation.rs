@@ -9,6 +9,24 @@ use core::fmt;
 
 use super::mem::{FrameUse, MmTag, Pfn};
 
+/// How a device met a translation: held in its cache, or used by an access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DevUse {
+    Held,
+    Read,
+    Write,
+}
+
+impl fmt::Display for DevUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DevUse::Held => "holds",
+            DevUse::Read => "read through",
+            DevUse::Write => "wrote through",
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Violation {
     /// UniqueASIDPerCPU: one CPU's TLB holds entries of two mms with one ASID.
@@ -88,6 +106,50 @@ pub enum Violation {
         pfn: Pfn,
         refs: u8,
     },
+    /// NoStaleTranslation for a secondary MMU: device `dev`, bound to `mm`,
+    /// holds or uses an entry leading to a frame that is not a live data
+    /// page of `mm`.
+    DeviceStaleTranslation {
+        dev: usize,
+        how: DevUse,
+        mm: MmTag,
+        asid: u16,
+        vpn: u64,
+        pfn: Pfn,
+        frame: FrameUse,
+    },
+    /// TLBEmptyInvalPTE for a secondary MMU: after a call on `mm` returned,
+    /// device `dev` still holds a translation of a page it covered that the
+    /// tables no longer grant (`writable`: write access they no longer
+    /// grant).
+    DeviceTlbEmptyInvalPte {
+        dev: usize,
+        mm: MmTag,
+        vpn: u64,
+        asid: u16,
+        pfn: Pfn,
+        writable: bool,
+    },
+    /// BreakBeforeMake for a secondary MMU: device `dev` caches page `vpn`
+    /// of `mm` as frame `cached` while a valid descriptor maps it to
+    /// `current`.
+    DeviceBreakBeforeMake {
+        dev: usize,
+        mm: MmTag,
+        asid: u16,
+        vpn: u64,
+        cached: Pfn,
+        current: Pfn,
+    },
+    /// NoWriteToSharedFrame for a secondary MMU: device `dev` wrote page
+    /// `vpn` of `mm` into a frame shared copy-on-write.
+    DeviceWriteToSharedFrame {
+        dev: usize,
+        mm: MmTag,
+        vpn: u64,
+        pfn: Pfn,
+        refs: u8,
+    },
     /// The teardown found the mm still loaded on some CPU and leaked it.
     StillLoadedAtTeardown { mm: MmTag, cpus: u64 },
     /// Two live mms hold one ASID in one generation.
@@ -127,12 +189,12 @@ impl Violation {
         match self {
             Violation::UniqueAsidPerCpu { .. } => "UniqueASIDPerCPU",
             Violation::SameAsidActiveTask { .. } => "SameASIDActiveTask",
-            Violation::TlbEmptyInvalPte { .. } => "TLBEmptyInvalPTE",
-            Violation::StaleTranslation { .. } => "NoStaleTranslation",
+            Violation::TlbEmptyInvalPte { .. } | Violation::DeviceTlbEmptyInvalPte { .. } => "TLBEmptyInvalPTE",
+            Violation::StaleTranslation { .. } | Violation::DeviceStaleTranslation { .. } => "NoStaleTranslation",
             Violation::WalkThroughFreedTable { .. } => "NoWalkThroughFreedTable",
             Violation::WalkInFlightThroughFreedTable { .. } => "NoWalkInFlightThroughFreedTable",
-            Violation::BreakBeforeMake { .. } => "BreakBeforeMake",
-            Violation::WriteToSharedFrame { .. } => "NoWriteToSharedFrame",
+            Violation::BreakBeforeMake { .. } | Violation::DeviceBreakBeforeMake { .. } => "BreakBeforeMake",
+            Violation::WriteToSharedFrame { .. } | Violation::DeviceWriteToSharedFrame { .. } => "NoWriteToSharedFrame",
             Violation::StillLoadedAtTeardown { .. } => "NothingLoadedAtTeardown",
             Violation::AsidSharedInGeneration { .. } => "UniqueASIDPerGeneration",
             Violation::RunningAsidNotReserved { .. } => "RunningASIDReserved",
@@ -153,6 +215,21 @@ impl Violation {
                 | Violation::WalkInFlightThroughFreedTable { .. }
                 | Violation::BreakBeforeMake { .. }
                 | Violation::WriteToSharedFrame { .. }
+                | Violation::DeviceStaleTranslation { .. }
+                | Violation::DeviceTlbEmptyInvalPte { .. }
+                | Violation::DeviceBreakBeforeMake { .. }
+                | Violation::DeviceWriteToSharedFrame { .. }
+        )
+    }
+
+    /// True for the invariants broken by a secondary MMU's cache.
+    pub fn is_device(&self) -> bool {
+        matches!(
+            self,
+            Violation::DeviceStaleTranslation { .. }
+                | Violation::DeviceTlbEmptyInvalPte { .. }
+                | Violation::DeviceBreakBeforeMake { .. }
+                | Violation::DeviceWriteToSharedFrame { .. }
         )
     }
 }
@@ -205,6 +282,27 @@ impl fmt::Display for Violation {
             Violation::WriteToSharedFrame { cpu, mm, vpn, pfn, refs } => write!(
                 f,
                 "cpu{cpu} running mm{mm} wrote page {vpn:#x} into frame {pfn}, shared copy-on-write ({refs} references)"
+            ),
+            Violation::DeviceStaleTranslation { dev, how, mm, asid, vpn, pfn, frame } => write!(
+                f,
+                "device{dev}, bound to mm{mm} (ASID {asid}), {how} a cached entry mapping page {vpn:#x} to frame \
+                 {pfn}, which is {frame:?}, expected Data {{ mm: {mm} }}"
+            ),
+            Violation::DeviceTlbEmptyInvalPte { dev, mm, vpn, asid, pfn, writable } => write!(
+                f,
+                "after a call on mm{mm} page {vpn:#x} returned, device{dev} still caches it (ASID {asid}) as frame \
+                 {pfn}{}, which the tables no longer grant",
+                if *writable { ", writable" } else { "" }
+            ),
+            Violation::DeviceBreakBeforeMake { dev, mm, asid, vpn, cached, current } => write!(
+                f,
+                "device{dev} caches page {vpn:#x} of mm{mm} (ASID {asid}) as frame {cached} while its tables map it \
+                 to frame {current}"
+            ),
+            Violation::DeviceWriteToSharedFrame { dev, mm, vpn, pfn, refs } => write!(
+                f,
+                "device{dev}, bound to mm{mm}, wrote page {vpn:#x} into frame {pfn}, shared copy-on-write ({refs} \
+                 references)"
             ),
             Violation::StillLoadedAtTeardown { mm, cpus } => {
                 write!(f, "mm{mm}'s teardown found it loaded on CPUs {cpus:#x}")

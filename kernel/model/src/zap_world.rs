@@ -43,7 +43,10 @@
 //! * `ChildExit`: the fork child tears down (leaving its CPU first if it
 //!   ran), dropping its references to the frames it shares copy-on-write;
 //! * `ChildAccess` (with `Config::child_runs`): the child, on a CPU of its
-//!   own, reads or writes a page, taking its own copy-on-write faults.
+//!   own, reads or writes a page, taking its own copy-on-write faults;
+//! * `DevServe` and `DevAccess` (with `Config::devices`): a secondary MMU
+//!   bound to `A` serves an invalidation a CPU posted it, or reads or
+//!   writes a page of `A` through its own cache (the `device` submodule).
 //!
 //! An exit is `space::switch::leave_dying`, then the count of users drops;
 //! whoever drops the last reference (the last thread, the reaper, or the
@@ -80,7 +83,9 @@
 //! each address space's tables reach (`A` first, then the child, `B` and
 //! the others); a frame reachable from none keeps its tag (it is held by a
 //! gather or a copy-on-write step until its flush completes).
-#![allow(unsafe_code)] // Mm::snapshot, hash_state and peek: the model is single-threaded
+#![allow(unsafe_code)] // Mm::snapshot, hash_state and peek, DevTlb::translate: the model is single-threaded
+
+mod device;
 
 use core::cell::{Cell, RefCell};
 use core::fmt::Write as _;
@@ -251,6 +256,12 @@ pub struct Config {
     /// `A` has never run: its threads start on `B` and activate `A` (its
     /// first ASID) when they are scheduled onto it.
     pub a_first_run: bool,
+    /// Secondary MMUs bound to `A` from the start (the `device` submodule).
+    pub devices: usize,
+    /// Pages of `A` the devices access (`Config::pages` sets it too).
+    pub dev_touch: Vec<u64>,
+    /// Device accesses include writes.
+    pub dev_writes: bool,
 }
 
 impl Config {
@@ -285,13 +296,17 @@ impl Config {
             stop_when_done: false,
             child_runs: false,
             a_first_run: false,
+            devices: 0,
+            dev_touch: vec![2, 3, 4],
+            dev_writes: false,
         }
     }
 
-    /// `pages` for both what `A` maps and what its threads touch.
+    /// `pages` for what `A` maps and what its threads and devices touch.
     pub fn pages(mut self, pages: &[u64]) -> Self {
         self.pages = pages.to_vec();
         self.touch = pages.to_vec();
+        self.dev_touch = pages.to_vec();
         self
     }
 }
@@ -335,6 +350,21 @@ pub struct Coverage {
     /// The adopter loaded `A`, and accessed its pages.
     pub adoptions: Cell<u64>,
     pub adopter_accesses: Cell<u64>,
+    /// Device accesses through a cached entry, and through a walk and a
+    /// fill (`DevAccess::Hit`, `Filled`); of those, writes.
+    pub dev_hits: Cell<u64>,
+    pub dev_fills: Cell<u64>,
+    pub dev_writes: Cell<u64>,
+    /// Device accesses refused while an invalidate-range was open
+    /// (`DevAccess::Retry`), or that found no valid entry (`Fault`).
+    pub dev_retries: Cell<u64>,
+    pub dev_faults: Cell<u64>,
+    /// Invalidations devices served, the cached entries they dropped, and
+    /// among them those of a whole ASID (a racing call's) and the releases.
+    pub dev_serves: Cell<u64>,
+    pub dev_drops: Cell<u64>,
+    pub dev_whole_asid: Cell<u64>,
+    pub dev_releases: Cell<u64>,
 }
 
 impl core::fmt::Debug for Coverage {
@@ -361,6 +391,15 @@ impl core::fmt::Debug for Coverage {
             ("lefts", &self.lefts),
             ("adoptions", &self.adoptions),
             ("adopter_accesses", &self.adopter_accesses),
+            ("dev_hits", &self.dev_hits),
+            ("dev_fills", &self.dev_fills),
+            ("dev_writes", &self.dev_writes),
+            ("dev_retries", &self.dev_retries),
+            ("dev_faults", &self.dev_faults),
+            ("dev_serves", &self.dev_serves),
+            ("dev_drops", &self.dev_drops),
+            ("dev_whole_asid", &self.dev_whole_asid),
+            ("dev_releases", &self.dev_releases),
         ];
         write!(f, "coverage")?;
         for (name, c) in all.iter().filter(|(_, c)| c.get() > 0) {
@@ -474,6 +513,10 @@ pub enum Action {
     ChildExit,
     /// The running child reads or writes a page (`Config::child_runs`).
     ChildAccess { vpn: u64, write: bool },
+    /// Device `dev` serves the oldest invalidation CPU `from` posted it.
+    DevServe { dev: usize, from: usize },
+    /// Device `dev` reads or writes page `vpn` of `A`.
+    DevAccess { dev: usize, vpn: u64, write: bool },
 }
 
 /// One state of the model system.
@@ -665,6 +708,7 @@ impl World {
             w.switch_to(c, None);
         }
         w.mms[SLOT_A].users.store(users, core::sync::atomic::Ordering::Relaxed);
+        w.bind_devices();
         w.machine.get_mut().reset_stats();
         w.coverage = Rc::default();
         // Scheduled speculation starts cold (warm states are reachable
@@ -762,10 +806,10 @@ impl World {
         }
     }
 
-    /// Every translation of `pages` that exists now: in `A`'s tables and in
-    /// any CPU's TLB.
+    /// Every translation of `pages` that exists now: in `A`'s tables, in
+    /// any CPU's TLB and in any device's cache.
     fn snapshot(&self, pages: Range<u64>) -> Vec<(u64, Pfn, bool)> {
-        let mut old = Vec::new();
+        let mut old = self.dev_translations(&pages);
         let m = self.machine.borrow();
         for vpn in pages {
             if let Some((p, w)) = self.a_leaf(vpn) {
@@ -872,7 +916,8 @@ impl World {
                 }
             }
         }
-        Ok(())
+        drop(m);
+        self.dev_returned(task, asid, since)
     }
 
     /// Break-before-make: no TLB, unless excused, holds an entry of `A`'s
@@ -940,11 +985,17 @@ impl World {
                     .fold(0, |mask, c| mask | 1 << c);
                 m.check_tlbs_excusing(excused)?;
                 drop(m);
-                self.break_before_make()
+                self.break_before_make()?;
+                self.dev_check(true)
             }
-            Checks::OtherMmOnly | Checks::UsedOnly => {
+            Checks::OtherMmOnly => {
                 drop(m);
-                self.other_mm(self.cfg.checks == Checks::UsedOnly)
+                self.other_mm(false)?;
+                self.dev_check(false)
+            }
+            Checks::UsedOnly => {
+                drop(m);
+                self.other_mm(true)
             }
         }
     }
@@ -1425,6 +1476,7 @@ impl World {
         match op.pc() {
             Pc::Lock | Pc::Take => self.a().is_locked(),
             Pc::Wait { .. } => !self.machine.borrow().acked(cpu),
+            Pc::SecWait { .. } => !self.machine.borrow().secondary_acked(cpu),
             _ => false,
         }
     }
@@ -1533,6 +1585,8 @@ impl System for World {
                 }
             }
         }
+        drop(m);
+        self.device_actions(out);
     }
 
     fn apply(&mut self, a: &Action) -> Result<(), Violation> {
@@ -1555,6 +1609,8 @@ impl System for World {
             Action::MapB { vpn } => self.map_b(vpn),
             Action::ChildExit => self.child_exit(),
             Action::ChildAccess { vpn, write } => self.child_access(vpn, write)?,
+            Action::DevServe { dev, from } => self.dev_serve(dev, from),
+            Action::DevAccess { dev, vpn, write } => self.dev_access(dev, vpn, write)?,
         }
         let now = self.machine.borrow().mem().free_frames();
         if now > free {
@@ -1580,7 +1636,7 @@ impl System for World {
     fn weight(&self, a: &Action) -> u64 {
         match a {
             Action::Step { .. } => 8,
-            Action::Serve { .. } => 4,
+            Action::Serve { .. } | Action::DevServe { .. } => 4,
             Action::Start { .. } => 2,
             _ => 1,
         }
@@ -1649,6 +1705,9 @@ impl System for World {
             }
             s += " }";
         }
+        drop(m);
+        self.dev_summary(&mut s);
+        let m = self.machine.borrow();
         let waiting: Vec<usize> = (0..self.threads.len())
             .filter(|&t| !self.running(t) && !self.threads[t].gone && self.threads[t].user)
             .collect();
