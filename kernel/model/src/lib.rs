@@ -34,9 +34,9 @@
 //!   between CPUs), a kernel thread that adopts the address space, and a
 //!   second address space reusing freed frames, and secondary MMUs bound
 //!   to the address space (the mmu notifier's subscribers, reading and
-//!   writing its pages through their own caches); checked in
-//!   `zap_checks`, with each mechanism switched off (`mm::space::Bugs`) to
-//!   show a check fail.
+//!   writing its pages through their own caches); checked in `zap_checks`
+//!   and `device_checks`, with each mechanism switched off
+//!   (`mm::space::Bugs`, `mmu.notifier=late`) to show a check fail.
 
 pub mod asid_world;
 pub mod bridge;
@@ -60,3 +60,6 @@ pub mod zap_world;
 
 #[cfg(test)]
 mod zap_checks;
+
+#[cfg(test)]
+mod device_checks;

@@ -33,7 +33,7 @@ use kernel::mm::tlb::{TlbFeatures, Event, OpKind, PolicyParams};
 /// Upper bound for any one search here.
 const MAX_STATES: u64 = 2_000_000;
 
-fn explore_clean(name: &str, cfg: &Config) -> (Report, World) {
+pub(super) fn explore_clean(name: &str, cfg: &Config) -> (Report, World) {
     let w = World::new(cfg.clone());
     match explore(w.clone(), MAX_STATES) {
         Ok(report) => {
@@ -49,7 +49,7 @@ fn explore_clean(name: &str, cfg: &Config) -> (Report, World) {
     }
 }
 
-fn explore_finds(name: &str, cfg: &Config) -> Violation {
+pub(super) fn explore_finds(name: &str, cfg: &Config) -> Violation {
     let w = World::new(cfg.clone());
     match explore(w.clone(), MAX_STATES) {
         Ok(report) => {
@@ -62,17 +62,17 @@ fn explore_finds(name: &str, cfg: &Config) -> Violation {
     }
 }
 
-fn ops(w: &World, kind: OpKind) -> u64 {
+pub(super) fn ops(w: &World, kind: OpKind) -> u64 {
     w.machine().stats().total().get(kind)
 }
 
-fn events(w: &World, e: Event) -> u64 {
+pub(super) fn events(w: &World, e: Event) -> u64 {
     w.machine().stats().total().event(e)
 }
 
 /// `scripts` on 2 CPUs (scheduled speculation) or 3 (eager); CPUs beyond
 /// the scripts given run `A`'s other threads with nothing scripted.
-fn system(scripts: &[Vec<Script>], ncpus: usize) -> Config {
+pub(super) fn system(scripts: &[Vec<Script>], ncpus: usize) -> Config {
     let mut all = scripts.to_vec();
     all.resize(ncpus, Vec::new());
     let mut c = Config::new(all);
@@ -92,13 +92,13 @@ fn name(what: &str, c: &Config) -> String {
     format!("{what}, {} cpus, {:?} speculation", c.ncpus, c.speculation)
 }
 
-fn bugs(f: impl FnOnce(&mut Bugs)) -> Bugs {
+pub(super) fn bugs(f: impl FnOnce(&mut Bugs)) -> Bugs {
     let mut b = Bugs::NONE;
     f(&mut b);
     b
 }
 
-fn into_b(v: &Violation) -> bool {
+pub(super) fn into_b(v: &Violation) -> bool {
     matches!(
         v,
         Violation::StaleTranslation {
@@ -845,7 +845,7 @@ fn ttbr0_switch_needs_its_dsb() {
 /// The strategies other than broadcast.
 const SHOOTING: [Strategy; 3] = [Strategy::Ipi, Strategy::Local, Strategy::Auto];
 
-fn under(mut cfg: Config, s: Strategy) -> Config {
+pub(super) fn under(mut cfg: Config, s: Strategy) -> Config {
     cfg.tlb.strategy = s;
     if s == Strategy::Auto {
         cfg.tlb.ipi_max = 2;
@@ -853,7 +853,7 @@ fn under(mut cfg: Config, s: Strategy) -> Config {
     cfg
 }
 
-fn strategy_name(what: &str, c: &Config) -> String {
+pub(super) fn strategy_name(what: &str, c: &Config) -> String {
     format!("{what}, {}, {} cpus, {:?} speculation", c.tlb.strategy.name(), c.ncpus, c.speculation)
 }
 
@@ -861,7 +861,7 @@ fn strategy_name(what: &str, c: &Config) -> String {
 /// cpu1 is lazy on `A` (a thread of it ran there; a kernel thread runs
 /// now), and the thread may be switched out once and move to another CPU
 /// once. Scheduled speculation.
-fn alone(script: Vec<Script>) -> Config {
+pub(super) fn alone(script: Vec<Script>) -> Config {
     let mut c = Config::new(vec![script]);
     c.ncpus = 2;
     c.lazy_cpus = vec![1];
@@ -1241,13 +1241,13 @@ fn random_strategy_mixes() {
 /// Upper bound for a long search.
 const LONG_MAX_STATES: u64 = 60_000_000;
 
-fn explore_long(name: &str, cfg: &Config) -> Report {
+pub(super) fn explore_long(name: &str, cfg: &Config) -> (Report, World) {
     let w = World::new(cfg.clone());
     match explore(w.clone(), LONG_MAX_STATES) {
         Ok(report) => {
             println!("{name}: {report}; {:?}; {}", w.coverage(), w.machine().stats().total());
             assert_eq!(report.bounded, 0, "{name}: the search hit its bound");
-            report
+            (report, w)
         }
         Err((report, ce)) => panic!(
             "{name}: expected no violation, saw {}\n  after {report}\n  config {cfg:?}\n  trace:\n{}",
@@ -1257,7 +1257,7 @@ fn explore_long(name: &str, cfg: &Config) -> Report {
     }
 }
 
-fn long(scripts: &[Vec<Script>]) -> Config {
+pub(super) fn long(scripts: &[Vec<Script>]) -> Config {
     let mut cfg = system(scripts, 3);
     cfg.speculation = Speculation::Scheduled;
     cfg
