@@ -3,9 +3,12 @@
 # runs, one larger system per family, each searched exhaustively (the ASID
 # allocator; the TLB protocol's zaps, faults, fork, exit with reap, and one
 # system per flush strategy (ipi, local, auto), on 3 CPUs with scheduled
-# speculation), and the seeded random walks with more steps (ZAP_MODEL_STEPS).
-# Takes about a quarter of an hour on 2 cores.
-# Arguments go to the test binary, e.g. `scripts/model.sh long_fork`.
+# speculation; a secondary MMU (device) bound to the address space, with the
+# reaper against exiting threads on 3 CPUs and with fork on 2, each over a
+# million states, coverage printed), and the seeded random walks with more
+# steps (ZAP_MODEL_STEPS). Takes about twenty minutes on 2 cores.
+# Arguments go to the test binary, e.g. `scripts/model.sh long_fork`,
+# `scripts/model.sh long_device`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
