@@ -41,6 +41,7 @@
 mod hw;
 pub mod notifier;
 mod op;
+pub mod reclaim;
 pub mod shootdown;
 pub mod switch;
 #[cfg(test)]
@@ -100,6 +101,10 @@ pub struct TlbConfig {
     /// that issued its TLBIs (`reclaim.dsb=remote`; only to demonstrate
     /// that such a DSB completes nothing).
     pub reclaim_dsb_remote: bool,
+    /// Reclaim batches its TLBIs: issued without waiting, one DSB per batch
+    /// (`reclaim.batch`; off: each page is flushed and waited for on its
+    /// own, for comparison).
+    pub reclaim_batch: bool,
     pub bugs: Bugs,
 }
 
@@ -118,6 +123,7 @@ impl TlbConfig {
             lazy: true,
             notifier_late: false,
             reclaim_dsb_remote: false,
+            reclaim_batch: true,
             bugs: Bugs::NONE,
         }
     }
