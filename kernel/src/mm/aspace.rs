@@ -338,7 +338,8 @@ impl<F: Format> AddressSpace<F> {
 
     /// One page of a fork: the next present leaf is shared with `child`
     /// (one more reference; `hint` keeps the child's table it went into),
-    /// read-only in both; a leaf that was writable is
+    /// read-only in both (a swap entry is copied, one more reference to
+    /// its slot); a leaf that was writable is
     /// recorded in `g`: the parent's stale writable entries must be flushed
     /// before the lock drops and before the child runs. `Ok(false)` when no
     /// leaf is left. Out of frames for the child's tables: ENOMEM (the

@@ -16,13 +16,16 @@ struct Frame {
     refs: u32,
 }
 
+/// A swap slot: its references and contents (`None` until written).
+type Slot = (u32, Option<Box<[u8; 4096]>>);
+
 pub struct TestMem {
     frames: RefCell<HashMap<u64, Frame>>,
     next: Cell<u64>,
     limit: Cell<Option<usize>>,
     frees: Cell<usize>,
     /// Swap slots: references and contents (`None` until written).
-    swap: RefCell<HashMap<u64, (u32, Option<Box<[u8; 4096]>>)>>,
+    swap: RefCell<HashMap<u64, Slot>>,
     next_slot: Cell<u64>,
     /// The reverse map's records: frame to (family, VA).
     rmap: RefCell<HashMap<u64, (u64, u64)>>,

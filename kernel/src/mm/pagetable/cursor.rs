@@ -384,7 +384,8 @@ impl LeafCursor {
     /// present leaf goes read-only into the same slot of `child_table` (the
     /// child's level-3 table for the same region) with one more reference
     /// to its frame, and one that was writable becomes read-only in place,
-    /// recorded in `g`. `pt` is the tree the cursor walks. `Err(va)`: the
+    /// recorded in `g`; each swap entry is copied with one more reference
+    /// to its slot. `pt` is the tree the cursor walks. `Err(va)`: the
     /// child's slot for `va` was taken; the cursor stands past it (as after
     /// `next`) and the leaves before it are done. Nothing if the cursor is
     /// not in a level-3 table.

@@ -37,6 +37,17 @@
 //!   not reach every CPU bumps the mm's generation first, and a CPU behind
 //!   it flushes before it walks the tables again. Nothing is released
 //!   before every IPI target acknowledged.
+//! * **Secondary MMUs** (§8, seed 004, [`notifier`]): an operation that
+//!   changes entries of an mm with subscribers opens an invalidate-range
+//!   before its first change and closes it when done; each flush tells the
+//!   devices the same range, and nothing it covers is freed before they
+//!   acknowledged. The exit teardown tells them even when it elides its own
+//!   flush.
+//! * **Reclaim** (§8, [`reclaim`]): a page's leaf becomes a swap entry and
+//!   its TLBI is issued without a DSB; the batch completes all of them with
+//!   one DSB on the issuing CPU before any page is written to swap or
+//!   freed. A call that changes entries of an mm with a batch pending
+//!   flushes its ASID first.
 
 mod hw;
 pub mod notifier;
@@ -165,8 +176,8 @@ pub struct Bugs {
     /// A CPU behind catches up after loading TTBR0, not before (a
     /// speculative walk may meet stale walk-cache entries meanwhile).
     pub catch_up_after_load: bool,
-    /// munmap, madvise, mprotect and mmap FIXED ignore a reclaim batch still
-    /// pending on the mm (no `flush_tlb_batched_pending`).
+    /// munmap, madvise, mprotect, mmap FIXED and fork ignore a reclaim
+    /// batch still pending on the mm (no `flush_tlb_batched_pending`).
     pub no_batched_pending: bool,
 }
 
@@ -375,7 +386,7 @@ impl<F: Format> Mm<F> {
         self.pending.load(Ordering::Relaxed).hash(h);
         self.secondary.load(Ordering::Relaxed).hash(h);
         self.invalidating.load(Ordering::Relaxed).hash(h);
-        // The sequence only counts: a fill compares it within one step.
+        // Not the notifier's sequence: a fill compares it within one step.
         self.batched.load(Ordering::Relaxed).hash(h);
         self.root.load(Ordering::Relaxed).hash(h);
     }

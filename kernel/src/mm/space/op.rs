@@ -63,9 +63,16 @@ impl Call {
 
     /// Calls that change entries and so must first flush a reclaim batch
     /// pending on the mm (Linux's `flush_tlb_batched_pending`, in
-    /// `zap_pte_range` and `change_pte_range`).
+    /// `zap_pte_range` and `change_pte_range`), and fork: it copies the
+    /// swap entries reclaim left, so a write through a stale entry before
+    /// the batch's DSB would reach the child too (Linux's `dup_mmap` ends
+    /// with a flush of the whole mm).
     fn flushes_batched(&self) -> bool {
-        matches!(self, Call::Munmap { .. } | Call::Madvise { .. } | Call::Mprotect { .. } | Call::Mmap { .. })
+        match self {
+            Call::Munmap { .. } | Call::Madvise { .. } | Call::Mprotect { .. } | Call::Fork => true,
+            Call::Mmap { flags, .. } => flags & abi::map::FIXED != 0,
+            _ => false,
+        }
     }
 }
 
@@ -540,10 +547,12 @@ impl<F: Format> Op<F> {
                         self.plan = Some(plan);
                         let installs =
                             matches!(plan, FaultPlan::ZeroFill { .. } | FaultPlan::Copy { .. } | FaultPlan::SwapIn { .. });
-                        // A reclaim batch pending counts as a zap in flight:
-                        // its cleared entries may still be cached anywhere.
-                        let in_flight = mm.pending() > 0 || mm.batched.load(Ordering::SeqCst);
-                        let racing = installs && in_flight && !cfg.bugs.no_racing_fix;
+                        // A pending reclaim batch needs no flush here: a
+                        // swap-in waits for the batch (`SwapBusy`), a
+                        // zero-fill needs an empty entry, which only a call
+                        // that flushed the batch first can make, and a copy
+                        // needs a valid one.
+                        let racing = installs && mm.pending() > 0 && !cfg.bugs.no_racing_fix;
                         self.pc = if racing { Pc::RaceFlush } else { Pc::Install };
                     }
                 }
@@ -558,8 +567,6 @@ impl<F: Format> Op<F> {
             }
             Pc::RaceComplete => {
                 self.complete(mm, hw);
-                // The whole ASID went, so any reclaim batch's entries too.
-                mm.batched.store(false, Ordering::SeqCst);
                 self.pc = self.after_complete(Next::Install);
             }
             Pc::Install => {
@@ -1081,8 +1088,9 @@ impl<F: Format> Op<F> {
             // One late invalidation per release: widen to the whole ASID if
             // two flushes share it.
             self.late = Some(match self.late {
-                Some((d, old)) if old != inv => (d | devices, Invalidation { range: None, ..inv }),
-                _ => (devices, inv),
+                Some((d, old)) if old == inv => (d | devices, inv),
+                Some((d, _)) => (d | devices, Invalidation { range: None, ..inv }),
+                None => (devices, inv),
             });
         } else {
             hw.notify_secondary(mm, devices, &inv);
@@ -1103,10 +1111,11 @@ impl<F: Format> Op<F> {
     /// table or page is freed. The primary flush may be elided; this one
     /// never is, since no TTBR0 rule keeps a device off the ASID.
     fn release_secondary<H: MmHw>(&mut self, mm: &Mm<F>, cfg: &TlbConfig, hw: &H) {
-        let Some(asid) = mm.ctx.asid() else { return };
         if mm.subscribers() == 0 {
             return;
         }
+        // Binding pinned an ASID before subscribing (`Mm::subscribe`).
+        let asid = mm.ctx.asid().expect("a subscribed mm has an ASID");
         self.open_range(mm, hw);
         self.secondary(mm, cfg, hw, Invalidation { asid, range: None, release: true });
         if self.sec {
