@@ -15,6 +15,8 @@ pub mod kernel;
 #[cfg(target_os = "none")]
 pub mod phys;
 pub mod pte;
+pub mod rmap;
+pub mod swap;
 pub mod tlb;
 pub mod aspace;
 pub mod gather;
