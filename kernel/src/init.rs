@@ -58,7 +58,8 @@ extern "C" fn kernel_main(_dtb_pa: u64, _image_pa: u64) -> ! {
     let ram_end = board.memory().iter().map(|r| r.end()).max().unwrap_or(0);
     crate::mm::phys::init(ram_start, ram_end);
     if let Err(e) = crate::mm::phys::init_swap(opts.swap_slots as usize) {
-        die(format_args!("command line: swap.slots={}: no run of that many free frames", e.slots), semihost::EXIT_USAGE);
+        let msg = format_args!("command line: swap.slots={}: no run of that many free frames", e.slots);
+        die(msg, semihost::EXIT_USAGE);
     }
     let asid_bits = opts.asid_bits.unwrap_or(features.asid_bits);
     if asid_bits > features.asid_bits {
