@@ -108,9 +108,9 @@ ktest!(fn pageout_of_bad_ranges_fails_like_dontneed() {
     assert!(now >= bad + 3, "the three EINVAL calls counted as bad ({bad} -> {now})");
 });
 
-/// The reverse map from the kernel's side: a page of a process and its
-/// fork child is mapped by both, at one VA; PAGEOUT takes it from both and
-/// each faults its own copy back.
+// The reverse map from the kernel's side: a page of a process and its
+// fork child is mapped by both, at one VA; PAGEOUT takes it from both and
+// each faults its own copy back.
 ktest!(fn reverse_map_finds_every_mm_that_maps_a_frame() {
     let base = baseline_after(|| {});
     let va = MMAP_BASE;

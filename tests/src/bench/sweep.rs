@@ -263,6 +263,16 @@ pub const WORKLOADS: &[Workload] = &[
         per_cpu: Some(PerCpu { n: 16, ops: 20 }),
     },
     Workload {
+        name: "reclaim",
+        program: "bench_reclaim",
+        op: "one page of: write one word in each of N pages (each comes back from swap; \
+             drop=1: dropped with DONTNEED first, a zero-filled page), then madvise(PAGEOUT) \
+             all N (reclaim.batch=on: one DSB per 32 pages; off: one per page)",
+        flag_a_second_cpu: false,
+        points: reclaim,
+        per_cpu: None,
+    },
+    Workload {
         name: "pingpong",
         program: "bench_pingpong",
         op: "one IPC round trip (ep_call / ep_recv / ep_reply) between two processes on one CPU",
@@ -519,6 +529,24 @@ fn exit(w: &'static Workload, depth: Depth) -> Vec<Point> {
                 .iter()
                 .map(|c| point(w, n, 0, ops_for(4096, n, 2, 40), depth, c.clone())),
         );
+    }
+    out
+}
+
+/// Batched against unbatched reclaim (`reclaim.batch`), size-major.
+fn reclaim(w: &'static Workload, depth: Depth) -> Vec<Point> {
+    let (sizes, flags): (&[u64], &[u64]) = match depth {
+        Depth::Quick => (&[32, 256], &[0]),
+        Depth::Full => (&[1, 8, 32, 128, 512], &[0, FLAG_A]),
+    };
+    let mut out = Vec::new();
+    for &n in sizes {
+        for &f in flags {
+            for batch in [true, false] {
+                let c = Config::new(CPU_RANGE, 2).with_reclaim_batch(batch);
+                out.push(point(w, n, f, ops_for(512, n, 2, 64), depth, c));
+            }
+        }
     }
     out
 }
