@@ -187,9 +187,15 @@ impl UserMm {
         Ok(Self::from_aspace(child.expect("a fork's child")))
     }
 
-    /// Resolves a page fault at `va`; `Err(cause)` if the access is not
-    /// allowed (the process is then killed with that cause).
-    pub fn fault(&self, va: u64, write: bool, exec: bool) -> Result<Fault, i64> {
+    /// Resolves a page fault at `va`. A fault that finds no frame reclaims
+    /// pages and tries again, while reclaim finds pages to take (bounded,
+    /// so that CPUs taking each other's freed frames cannot keep it going
+    /// for ever). `Err` if the access is not allowed or memory and swap are
+    /// exhausted (the process is then killed with [`FaultError::cause`]),
+    /// or [`FaultError::SwapBusy`]: the page's reclaim batch, on another
+    /// CPU, has not written it to swap yet; the caller lets that CPU go on
+    /// and calls again (never kills for it).
+    pub fn fault(&self, va: u64, write: bool, exec: bool) -> Result<Fault, FaultError> {
         let access = if exec {
             Access::Exec
         } else if write {
@@ -201,22 +207,12 @@ impl UserMm {
         loop {
             match self.outcome(Call::Fault { va, access }) {
                 Ok(Outcome::Fault(f)) => return Ok(f),
-                // The page's reclaim batch (on another CPU: this one runs
-                // none while it faults) has not written it to swap yet:
-                // wait, serving IPIs (the batch may be waiting for ours).
-                Err(OpError::Fault(FaultError::SwapBusy)) => {
-                    super::ipi::poll();
-                    core::hint::spin_loop();
-                }
-                // No frame: reclaim some and try again, while reclaim
-                // finds pages to take (bounded, so that CPUs taking each
-                // other's freed frames cannot keep this going for ever).
                 Err(OpError::Fault(FaultError::OutOfMemory))
                     if reclaims < MAX_RECLAIMS_PER_FAULT && super::reclaim::under_pressure() > 0 =>
                 {
                     reclaims += 1;
                 }
-                Err(OpError::Fault(e)) => return Err(e.cause()),
+                Err(OpError::Fault(e)) => return Err(e),
                 other => unreachable!("a fault returned {other:?}"),
             }
         }

@@ -47,6 +47,9 @@ impl Depth {
 
 /// Flag bit A (argument bit 56): the workload's second thread or mode.
 pub const FLAG_A: u64 = 1;
+/// Flag bit B (argument bit 57): another mode (`userland::bench` takes
+/// flag A to mean two threads).
+pub const FLAG_B: u64 = 1 << 1;
 
 /// Most threads a program takes (argument bits 60..64): the kernel's
 /// `MAX_CPUS`.
@@ -537,7 +540,7 @@ fn exit(w: &'static Workload, depth: Depth) -> Vec<Point> {
 fn reclaim(w: &'static Workload, depth: Depth) -> Vec<Point> {
     let (sizes, flags): (&[u64], &[u64]) = match depth {
         Depth::Quick => (&[32, 256], &[0]),
-        Depth::Full => (&[1, 8, 32, 128, 512], &[0, FLAG_A]),
+        Depth::Full => (&[1, 8, 32, 128, 512], &[0, FLAG_B]),
     };
     let mut out = Vec::new();
     for &n in sizes {

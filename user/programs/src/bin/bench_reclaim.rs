@@ -1,6 +1,6 @@
 //! bench_reclaim (workload `reclaim`): reclaim of `n` pages by one
 //! `madvise(MADV_PAGEOUT)`, each page brought back first: written again
-//! (a swap-in fault: the page comes back from swap), or with flag A
+//! (a swap-in fault: the page comes back from swap), or with flag B
 //! dropped first (`MADV_DONTNEED`) and written (a zero-filled page), so
 //! that the swap-in is left out. One *operation* is one page of that cycle:
 //! the report's `ops` and `counted_ops` count pages, so every figure the
@@ -9,7 +9,7 @@
 //! completes a batch of 32; under `off` each page waits for its own.
 //!
 //! arg (see `userland::bench`): bits 0..32 = n pages (0: 32); 32..40 =
-//! reps (0: 5); 40..56 = cycles per rep (0: 4); flag A (bit 56) = drop
+//! reps (0: 5); 40..56 = cycles per rep (0: 4); flag B (bit 57) = drop
 //! instead of swap-in; bits 60..64 = threads T (0: 1): T−1 more threads of
 //! this process spin in user space on CPUs 1..T. Exit 0 after printing one
 //! `BENCH` line; 1 setup, 2 an operation failed, 3 counters/report.
@@ -18,13 +18,13 @@
 use ulib::abi::advice;
 use ulib::mm::Mapping;
 use ulib::sys;
-use userland::bench::{self, status, Arg, Spin, Team, FLAG_A};
+use userland::bench::{self, status, Arg, Spin, Team, FLAG_B};
 
 ulib::entry!(run);
 
 fn run(raw: u64) -> Result<(), i32> {
     let arg = Arg::decode(raw, 32, 5, 4);
-    let drop_first = arg.flag(FLAG_A);
+    let drop_first = arg.flag(FLAG_B);
     let threads = bench::threads(&arg)?;
     bench::require_cpus(threads)?;
     bench::pin(0)?;
