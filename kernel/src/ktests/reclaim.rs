@@ -27,6 +27,7 @@ const FORKED: u64 = 1 << 16;
 const PRESSURE: u64 = 2 << 16;
 const BEYOND: u64 = 3 << 16;
 const BAD: u64 = 4 << 16;
+const RACING: u64 = 5 << 16;
 
 /// Runs `reclaim(arg)` and checks it exits 0, that the TLB counters over
 /// its life show `unmaps` reclaim unmaps, and that everything comes back.
@@ -88,6 +89,14 @@ ktest!(#[config(timeout_s = 60)]
 fn pageout_of_pages_shared_after_fork_unmaps_them_from_both() {
     let d = reclaim(FORKED | 40, Some(80));
     assert_eq!(d.event(Event::SwapIn), 80, "{d}");
+});
+
+// Readers on three CPUs fault pages back (or wait for their batch) while
+// CPU 0 pages them out again: every read returns the page's data.
+ktest!(#[config(timeout_s = 60)]
+fn pageout_under_racing_readers_never_loses_data() {
+    let d = reclaim(RACING | 64, None);
+    assert!(d.event(Event::ReclaimUnmap) > 0 && d.event(Event::SwapIn) > 0, "{d}");
 });
 
 ktest!(#[config(mem_mb = 128, timeout_s = 120)]

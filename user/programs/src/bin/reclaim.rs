@@ -24,9 +24,15 @@
 //!   kernel kills it for out of memory.
 //! - 4: bad input: PAGEOUT of an unmapped range (ENOMEM, as DONTNEED),
 //!   unaligned, empty or kernel ranges (EINVAL, counted as bad calls).
+//! - 5: racing readers: 3 threads on CPUs 1..3 read the N pages and check
+//!   their pattern without pause while CPU 0 pages them out 20 times: each
+//!   read finds its page present, faults it back from swap, or waits for
+//!   a batch still writing it; never a wrong value, never a kill.
 //!
 //! Exit 0 if all holds; 1 setup, 2 counts, 3 data, 4 child status, 5 errno.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+
+use core::sync::atomic::Ordering::Relaxed;
 
 use ulib::abi::events as ev;
 use ulib::abi::{advice, cause, errno, prot, resources as r, stats};
@@ -61,6 +67,7 @@ fn run(arg: u64) -> Result<(), i32> {
         2 => pressure(n),
         3 => beyond_swap(),
         4 => bad_input(),
+        5 => racing_readers(n),
         m => fail!(1, "unknown mode {m}"),
     }
 }
@@ -233,6 +240,49 @@ fn beyond_swap() -> Result<(), i32> {
     let (_, status) = try_sys!(sys::wait(Some(child)), 1);
     check_eq!(4, "status of the child beyond memory and swap", killed(cause::OUT_OF_MEMORY), status);
     println!("reclaim: a child touching {pages} pages (memory and swap: fewer) died of out-of-memory");
+    Ok(())
+}
+
+fn racing_readers(n: u64) -> Result<(), i32> {
+    let cpus = try_sys!(sys::stat(stats::CPUS), 1);
+    ensure!(cpus >= 4, 1, "needs 4 CPUs, has {cpus}");
+    try_sys!(sys::set_affinity(Some(0)), 1);
+    let mut m = try_sys!(Mapping::pages(n), 1);
+    fill(&mut m, 6);
+    let (addr, len) = (m.addr(), m.len());
+    let words = m.leak_atomic();
+    let mut readers = [None, None, None];
+    for (cpu, h) in (1..4u64).zip(readers.iter_mut()) {
+        let mut i = cpu as usize;
+        *h = Some(Helper::start(cpu, move || {
+            i = (i + 7) % n as usize;
+            let (w0, w511) = (words[i * 512].load(Relaxed), words[i * 512 + 511].load(Relaxed));
+            if w0 != pattern(6, i) || w511 != !pattern(6, i) {
+                println!("reclaim: FAIL: CPU {cpu} read {w0:#x}/{w511:#x} from page {i}, expected {:#x}",
+                    pattern(6, i));
+                return Err(3);
+            }
+            Ok(())
+        })?);
+    }
+    let before = events()?;
+    for _ in 0..20 {
+        let round = events()?[ev::SWAP_IN];
+        // SAFETY: the pages stay mapped; their contents come back on access.
+        try_sys!(unsafe { sys::madvise(addr, len, advice::PAGEOUT) }, 1);
+        // The readers bring the pages back (up to a second) before the next.
+        let deadline = sys::time_ns() + 1_000_000_000;
+        while events()?[ev::SWAP_IN] < round + n / 2 && sys::time_ns() < deadline {
+            sys::yield_now();
+        }
+    }
+    let d = diff(&before, &events()?);
+    for h in readers.into_iter().flatten() {
+        h.stop()?;
+    }
+    ensure!(d[ev::SWAP_IN] > 0, 2, "the readers never read a page back from swap");
+    println!("reclaim: 20 PAGEOUTs of {n} pages under 3 readers: {} unmaps, {} swap-ins, every read right",
+        d[ev::RECLAIM_UNMAP], d[ev::SWAP_IN]);
     Ok(())
 }
 
