@@ -310,6 +310,21 @@ impl<F: Format> Mm<F> {
         r
     }
 
+    /// [`Self::with_aspace`] for a CPU that may be sent IPIs while it spins
+    /// (the kernel, interrupts masked): it serves them meanwhile, as
+    /// [`Self::run`] does, so a holder that waits for this CPU's
+    /// acknowledgement under the lock finishes.
+    pub fn with_aspace_polling<H: MmHw, R>(&self, hw: &H, f: impl FnOnce(&mut AddressSpace<F>) -> R) -> R {
+        while !self.try_lock() {
+            hw.poll();
+            core::hint::spin_loop();
+        }
+        // SAFETY: as in `with_aspace`.
+        let r = f(unsafe { self.aspace() });
+        self.unlock();
+        r
+    }
+
     /// Zaps in flight.
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::Acquire)
