@@ -13,10 +13,10 @@
 #     sweep on 1, 2 and 4 CPUs of a 4-CPU machine (a few minutes); without
 #     it, everything, and the strategy sweep on 1, 2, 4 and 8 CPUs of an
 #     8-CPU machine.
-#   --workload NAME: only this workload (repeatable): mmap, mprotect,
+#   --workload NAME: only this workload (repeatable): mmap, mprotect, reclaim,
 #     madvise, fork, exit, mprotect-threads, pingpong, asid-pressure.
 #   --sweep configs: each workload's sizes and configurations (policies,
-#     CPU models, exit elision, nested fix, ASID width) under the default
+#     CPU models, exit elision, nested fix, ASID width, reclaim batching) under the default
 #     strategy; --sweep strategies: every flush strategy (broadcast, ipi,
 #     local, auto) x the CPUs the workload's address space runs on. Both
 #     by default.

@@ -79,7 +79,23 @@ pub struct Options {
     /// CPUs compare flush generations (`tlb.gen_check`, default on; off only
     /// to demonstrate the bug: partial flushes at any distance, no catch-up).
     pub gen_check: bool,
+    /// Swap slots (pages) of RAM reserved at boot for reclaim (`swap.slots`,
+    /// default [`SWAP_SLOTS`]; 0: no swap, a page fault with no frame
+    /// kills the process as before).
+    pub swap_slots: u32,
+    /// Reclaim batches its TLBIs, one DSB per batch (`reclaim.batch`,
+    /// default on; off: a DSB per page, for comparison).
+    pub reclaim_batch: bool,
+    /// A reclaim batch's DSB runs on another CPU (`reclaim.dsb=remote`;
+    /// default `local`; remote only to demonstrate that it completes
+    /// nothing).
+    pub reclaim_dsb_remote: bool,
 }
+
+/// Default swap area: 8 MiB.
+pub const SWAP_SLOTS: u32 = 2048;
+/// Largest swap area: 1 GiB.
+pub const MAX_SWAP_SLOTS: u32 = 1 << 18;
 
 impl Default for Options {
     fn default() -> Self {
@@ -102,6 +118,9 @@ impl Default for Options {
             lazy_tlb: true,
             stale_mark: true,
             gen_check: true,
+            swap_slots: SWAP_SLOTS,
+            reclaim_batch: true,
+            reclaim_dsb_remote: false,
         }
     }
 }
@@ -134,7 +153,8 @@ impl fmt::Display for CmdlineError {
 /// Every key this parser accepts, for the error message.
 pub const KNOWN: &[&str] =
     &["log", "ktest.run", "ktest.all", "ktest.list", "workload", "run", "tick_hz", "asid_bits", "tlb.exit_elide", "tlb.nested_fix", "mm.poison", "kheap.reserve_kb",
-    "tlb.strategy", "tlb.ipi_max", "tlb.use_mm_mmget", "tlb.lazy", "tlb.stale_mark", "tlb.gen_check"];
+    "tlb.strategy", "tlb.ipi_max", "tlb.use_mm_mmget", "tlb.lazy", "tlb.stale_mark", "tlb.gen_check",
+    "swap.slots", "reclaim.batch", "reclaim.dsb"];
 
 fn bad(option: &str, value: &str, expected: &'static str) -> CmdlineError {
     CmdlineError::BadValue { option: option.to_string(), value: value.to_string(), expected }
@@ -239,6 +259,21 @@ pub fn parse(line: &str) -> Result<Options, CmdlineError> {
             "tlb.lazy" => o.lazy_tlb = flag(key, value)?,
             "tlb.stale_mark" => o.stale_mark = flag(key, value)?,
             "tlb.gen_check" => o.gen_check = flag(key, value)?,
+            "swap.slots" => {
+                let v = value.unwrap_or("");
+                o.swap_slots = match v.parse::<u32>() {
+                    Ok(n) if n <= MAX_SWAP_SLOTS => n,
+                    _ => return Err(bad(key, v, "a number of pages from 0 to 262144")),
+                }
+            }
+            "reclaim.batch" => o.reclaim_batch = flag(key, value)?,
+            "reclaim.dsb" => {
+                o.reclaim_dsb_remote = match value.unwrap_or("") {
+                    "local" => false,
+                    "remote" => true,
+                    v => return Err(bad(key, v, "local or remote")),
+                }
+            }
             "kheap.reserve_kb" => {
                 let v = value.unwrap_or("");
                 o.heap_reserve_kb = match parse_u64(v) {
@@ -283,6 +318,26 @@ mod tests {
                 other => panic!("{line}: expected BadValue, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn parses_the_reclaim_options() {
+        let d = Options::default();
+        assert_eq!((d.swap_slots, d.reclaim_batch, d.reclaim_dsb_remote), (SWAP_SLOTS, true, false));
+        let o = parse("swap.slots=0 reclaim.batch=off reclaim.dsb=remote").unwrap();
+        assert_eq!((o.swap_slots, o.reclaim_batch, o.reclaim_dsb_remote), (0, false, true));
+        assert!(!parse("reclaim.dsb=local").unwrap().reclaim_dsb_remote);
+        assert_eq!(parse("swap.slots=262144").unwrap().swap_slots, MAX_SWAP_SLOTS);
+        for (line, option) in [("swap.slots=262145", "swap.slots"), ("swap.slots=-1", "swap.slots"),
+            ("swap.slots", "swap.slots"), ("reclaim.batch=sometimes", "reclaim.batch"),
+            ("reclaim.dsb=elsewhere", "reclaim.dsb"), ("reclaim.dsb", "reclaim.dsb")]
+        {
+            match parse(line) {
+                Err(CmdlineError::BadValue { option: o, .. }) => assert_eq!(o, option, "{line}"),
+                other => panic!("{line}: expected BadValue, got {other:?}"),
+            }
+        }
+        assert_eq!(parse("reclaim.bogus=1").unwrap_err(), CmdlineError::UnknownOption("reclaim.bogus".into()));
     }
 
     #[test]

@@ -57,6 +57,10 @@ extern "C" fn kernel_main(_dtb_pa: u64, _image_pa: u64) -> ! {
     let ram_start = board.memory().iter().map(|r| r.base).min().unwrap_or(0);
     let ram_end = board.memory().iter().map(|r| r.end()).max().unwrap_or(0);
     crate::mm::phys::init(ram_start, ram_end);
+    if let Err(e) = crate::mm::phys::init_swap(opts.swap_slots as usize) {
+        let msg = format_args!("command line: swap.slots={}: no run of that many free frames", e.slots);
+        die(msg, semihost::EXIT_USAGE);
+    }
     let asid_bits = opts.asid_bits.unwrap_or(features.asid_bits);
     if asid_bits > features.asid_bits {
         die(
@@ -140,6 +144,15 @@ fn banner(board: &BoardInfo, f: &CpuFeatures, online: usize, heap: u64, entry_el
         c.use_mm_mmget as u8,
         if c.bugs.no_stale_mark || c.bugs.partial_any_gen { " (demonstration: a bug switched on)" } else { "" }
     );
+    let (_, swap) = crate::mm::phys::swap_slots();
+    if swap as u32 != cmdline::SWAP_SLOTS || !c.reclaim_batch || c.reclaim_dsb_remote {
+        crate::kprintln!(
+            "reclaim: swap {swap} slots, batch={}, dsb={}{}",
+            if c.reclaim_batch { "on" } else { "off" },
+            if c.reclaim_dsb_remote { "remote" } else { "local" },
+            if c.reclaim_dsb_remote { " (demonstration: the DSB completes nothing)" } else { "" }
+        );
+    }
     crate::kprintln!("cmdline: {:?}", board.bootargs());
 }
 

@@ -7,6 +7,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::exception::{TrapFrame, Unexpected};
 use crate::arch::trap::{TrapHandler, UserFault};
+use crate::mm::aspace::FaultError;
 use crate::task::{process, sched, syscall};
 use abi::cause;
 
@@ -39,11 +40,25 @@ impl TrapHandler for KernelTraps {
             return Err(cause::KERNEL_ADDRESS);
         }
         let t = sched::current();
-        match (t.process(), t.adopted()) {
-            (Some(p), _) => p.mm.fault(far, write, exec)?,
-            (None, Some(mm)) => mm.fault(far, write, exec)?,
-            (None, None) => return Err(cause::OTHER_FAULT),
-        };
+        loop {
+            let r = match (t.process(), t.adopted()) {
+                (Some(p), _) => p.mm.fault(far, write, exec),
+                (None, Some(mm)) => mm.fault(far, write, exec),
+                (None, None) => return Err(cause::OTHER_FAULT),
+            };
+            match r {
+                Ok(_) => break,
+                // The page is on its way to swap: its reclaim batch runs on
+                // another CPU and may wait for this one (an IPI to serve, a
+                // device's thread to run here). Serve, let others run, and
+                // try again.
+                Err(FaultError::SwapBusy) => {
+                    crate::mm::ipi::poll();
+                    sched::yield_now();
+                }
+                Err(e) => return Err(e.cause()),
+            }
+        }
         syscall::PAGE_FAULTS.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -1292,7 +1292,7 @@ impl World {
                             FaultKind::ZeroFill => inc(&self.coverage.zero_fills),
                             FaultKind::CowCopy => inc(&self.coverage.cow_copies),
                             FaultKind::CowReuse => inc(&self.coverage.cow_reuses),
-                            FaultKind::Spurious => {}
+                            FaultKind::Spurious | FaultKind::SwapIn => {}
                         }
                     }
                     _ => {}

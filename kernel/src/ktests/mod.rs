@@ -6,6 +6,7 @@ mod boot;
 mod framework;
 mod irq;
 mod mm;
+mod reclaim;
 mod robust;
 mod sched;
 mod strategy;

@@ -50,8 +50,8 @@ use abi::{advice, map, prot, MMAP_BASE, USER_END, USER_STACK_SIZE, USER_STACK_TO
 
 use super::gather::{no_flush, FlushRange, Gather};
 use super::pagetable::{
-    desc_pa, el0_can_exec, el0_can_read, el0_can_write, page_desc, Arm4k, Format, LeafCursor,
-    MapHint, PageTable, PhysMem, TableFree, ZapCursor, ZapEdit, LEAF_LEVEL,
+    desc_pa, el0_can_exec, el0_can_read, el0_can_write, is_swap, page_desc, swap_desc, swap_slot, Arm4k, Format,
+    LeafCursor, MapHint, PageTable, PhysMem, TableFree, ZapCursor, ZapEdit, LEAF_LEVEL,
 };
 use super::pte::{user_attrs, AP_RO, PAGE_SIZE};
 use super::vma::{Vma, VmaSet};
@@ -124,6 +124,10 @@ pub enum ZapTables {
 pub struct AddressSpace<F: Format = Arm4k> {
     pt: PageTable<F>,
     vmas: VmaSet,
+    /// The reverse map's family (0: none): an address space and the
+    /// children forked from it share one, and a frame first mapped at `va`
+    /// in any of them is mapped, if anywhere, at `va` in some of them.
+    anon: u64,
 }
 
 impl AddressSpace<Arm4k> {
@@ -135,7 +139,7 @@ impl AddressSpace<Arm4k> {
     /// A placeholder with no tables, to move a real one out from under a
     /// lock (`mem::replace`). Faults in it fail with OutOfMemory.
     pub const fn empty() -> Self {
-        Self { pt: PageTable::empty(), vmas: VmaSet::new() }
+        Self { pt: PageTable::empty(), vmas: VmaSet::new(), anon: 0 }
     }
 }
 
@@ -143,12 +147,37 @@ impl<F: Format> AddressSpace<F> {
     /// An empty address space of page-table format `fmt`.
     pub fn new_in(fmt: F, mem: &impl PhysMem) -> Result<Self, MmError> {
         let pt = PageTable::new_in(fmt, mem).ok_or(MmError::OutOfMemory)?;
-        Ok(Self { pt, vmas: VmaSet::new() })
+        Ok(Self { pt, vmas: VmaSet::new(), anon: 0 })
     }
 
     /// A placeholder of format `fmt` (see [`AddressSpace::empty`]).
     pub const fn empty_in(fmt: F) -> Self {
-        Self { pt: PageTable::empty_in(fmt), vmas: VmaSet::new() }
+        Self { pt: PageTable::empty_in(fmt), vmas: VmaSet::new(), anon: 0 }
+    }
+
+    /// Puts this address space in reverse-map family `anon` (fork children
+    /// inherit it).
+    pub fn set_anon(&mut self, anon: u64) {
+        self.anon = anon;
+    }
+
+    pub fn anon(&self) -> u64 {
+        self.anon
+    }
+
+    /// Reclaim's unmap of `va` if it still maps frame `pa`: the leaf
+    /// becomes a swap entry for `slot` (one more reference to the slot),
+    /// and the frame's reference the leaf held passes to the caller, who
+    /// puts it after the flush. False, changing nothing, otherwise.
+    pub fn reclaim_unmap(&mut self, mem: &impl PhysMem, va: u64, pa: u64, slot: u64) -> bool {
+        match self.pt.lookup(mem, va) {
+            Some(d) if desc_pa(d) == pa => {
+                mem.swap_dup(slot);
+                self.pt.replace_leaf(mem, va, swap_desc(slot));
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The root table's physical address, for TTBR0 (0 for a placeholder).
@@ -303,12 +332,14 @@ impl<F: Format> AddressSpace<F> {
     pub fn fork_begin(&self, mem: &impl PhysMem) -> Result<AddressSpace<F>, MmError> {
         let mut child = AddressSpace::new_in(self.pt.format(), mem)?;
         child.vmas = self.vmas.clone();
+        child.anon = self.anon;
         Ok(child)
     }
 
     /// One page of a fork: the next present leaf is shared with `child`
     /// (one more reference; `hint` keeps the child's table it went into),
-    /// read-only in both; a leaf that was writable is
+    /// read-only in both (a swap entry is copied, one more reference to
+    /// its slot); a leaf that was writable is
     /// recorded in `g`: the parent's stale writable entries must be flushed
     /// before the lock drops and before the child runs. `Ok(false)` when no
     /// leaf is left. Out of frames for the child's tables: ENOMEM (the
@@ -340,7 +371,13 @@ impl<F: Format> AddressSpace<F> {
         g: &mut Gather,
         run: bool,
     ) -> Result<bool, MmError> {
-        let Some((va, desc)) = c.next(&self.pt, mem) else { return Ok(false) };
+        let Some((va, desc)) = c.next_or_swap(&self.pt, mem) else { return Ok(false) };
+        if is_swap(desc) {
+            // The child gets its own reference to the slot.
+            child.pt.map_hinted(mem, va, desc, hint).map_err(|_| MmError::OutOfMemory)?;
+            mem.swap_dup(swap_slot(desc));
+            return Ok(true);
+        }
         let ro = desc | AP_RO;
         child.pt.map_hinted(mem, va, ro, hint).map_err(|_| MmError::OutOfMemory)?;
         mem.get(desc_pa(desc));

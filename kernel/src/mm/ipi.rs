@@ -141,6 +141,42 @@ pub fn send<F: Format>(mm: &Mm<F>, targets: u64, req: &Shootdown) {
     REKICK[me].store(now + REKICK_MS * timer::frequency() / 1000, Ordering::Relaxed);
 }
 
+/// Runs `f(arg)` on CPU `target` (from its SGI handler, or while it
+/// spins) through this CPU's mailbox there, like a shootdown; wait with
+/// [`acked`]. `arg` stays valid, and this CPU sends nothing else, until
+/// then. Reclaim uses it to run a batch's DSB elsewhere
+/// (`reclaim.dsb=remote`). False if `target` is this CPU or not online.
+pub fn call_on(target: usize, f: fn(usize), arg: usize) -> bool {
+    let me = cpu_id();
+    if target == me || target >= MAX_CPUS || !percpu::get(target).online.load(Ordering::Acquire) {
+        return false;
+    }
+    // The request's `mm` word carries `f`, its serve function calls it with
+    // `arg` (`req.new_gen`).
+    fn call(f: usize, req: &Shootdown) -> Served {
+        // SAFETY: `call_on` stored a `fn(usize)` in this word.
+        let f = unsafe { core::mem::transmute::<usize, fn(usize)>(f) };
+        f(req.new_gen as usize);
+        Served::NotHere
+    }
+    let slot = &SLOTS[target][me];
+    // SAFETY: no request of ours is outstanding at `target` (the caller
+    // waited for the last one), so the target does not read `req` now.
+    unsafe { *slot.req.get() = Shootdown { new_gen: arg as u64, ..Slot::EMPTY } };
+    slot.mm.store(f as usize, Ordering::Relaxed);
+    slot.serve.store(call as ServeFn as usize, Ordering::Relaxed);
+    slot.seq.fetch_add(1, Ordering::Release);
+    POSTED[target].fetch_or(1 << me, Ordering::SeqCst);
+    WAITING[me].store(1 << target, Ordering::Relaxed);
+    ASID[me].store(0, Ordering::Relaxed);
+    DYING[me].store(false, Ordering::Relaxed);
+    let now = timer::now();
+    DEADLINE[me].store(now + TIMEOUT_S * timer::frequency(), Ordering::Relaxed);
+    REKICK[me].store(now + REKICK_MS * timer::frequency() / 1000, Ordering::Relaxed);
+    kick(target);
+    true
+}
+
 /// [`MmHw::acked`] of the kernel. Targets that have not answered are sent
 /// their SGI again every [`REKICK_MS`]. Past the deadline, requests not
 /// taken yet are withdrawn and the request's ASID is flushed by broadcast

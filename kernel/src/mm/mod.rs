@@ -3,6 +3,8 @@
 //! hardware sits behind `crate::arch`.
 
 pub mod asid;
+#[cfg(target_os = "none")]
+pub mod family;
 pub mod frame;
 #[cfg(target_os = "none")]
 pub mod heap;
@@ -15,6 +17,10 @@ pub mod kernel;
 #[cfg(target_os = "none")]
 pub mod phys;
 pub mod pte;
+#[cfg(target_os = "none")]
+pub mod reclaim;
+pub mod rmap;
+pub mod swap;
 pub mod tlb;
 pub mod aspace;
 pub mod gather;

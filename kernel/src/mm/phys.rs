@@ -1,6 +1,8 @@
 //! The kernel's [`PhysMem`]: frames from the buddy allocator, reached
 //! through the linear map, with a reference count per frame (copy-on-write
-//! sharing after fork).
+//! sharing after fork), the reverse map's record per frame
+//! ([`super::rmap`]), and the swap area: RAM reserved at boot
+//! (`swap.slots`), one frame a slot.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -9,6 +11,8 @@ use spin::Once;
 use super::frame::{Frames, FRAMES};
 use super::pagetable::PhysMem;
 use super::pte::PAGE_SIZE;
+use super::rmap::RmapTable;
+use super::swap::SwapSlots;
 use crate::arch::layout::phys_to_virt;
 use crate::arch::page;
 
@@ -18,6 +22,10 @@ struct RefTable {
     /// One bit per frame: it was poisoned when freed, so the pattern must
     /// still be there when it is handed out again.
     poisoned: Vec<AtomicU64>,
+    /// The reverse map's records, one word a frame, in frames of their own
+    /// (taken from the allocator at boot: 2 MiB for 1 GiB of RAM, too much
+    /// for the kernel heap).
+    rmap: RmapTable<'static>,
 }
 
 /// What a freed frame is filled with.
@@ -79,17 +87,80 @@ pub fn free_frames(f: Frames) {
 
 static REFS: Once<RefTable> = Once::new();
 
-/// Sizes the reference-count table to cover all RAM (called at boot).
+/// `n` zeroed words in frames of their own, for the life of the kernel;
+/// `None` if the allocator has no such run of frames.
+fn permanent_words(n: usize) -> Option<&'static [AtomicU64]> {
+    let frames = (n * 8).div_ceil(PAGE_SIZE as usize).max(1);
+    let f = alloc_frames(frames)?;
+    let p = phys_to_virt(f.pa()) as *mut AtomicU64;
+    for i in 0..frames {
+        // SAFETY: the frames were just allocated, owned by nobody else, RAM
+        // in the linear map, page-aligned.
+        unsafe { page::zero((p as *mut u8).add(i * PAGE_SIZE as usize)) };
+    }
+    // SAFETY: `frames` pages of zeroed RAM (zero is a valid AtomicU64),
+    // 8-aligned, never freed nor reached any other way.
+    Some(unsafe { core::slice::from_raw_parts(p, n) })
+}
+
+/// Sizes the reference-count table and the reverse map to cover all RAM
+/// (called at boot, once the frame allocator holds the RAM).
 pub fn init(ram_start: u64, ram_end: u64) {
     REFS.call_once(|| {
         let base_pfn = ram_start / PAGE_SIZE;
         let n = (ram_end.div_ceil(PAGE_SIZE) - base_pfn) as usize;
+        let recs = permanent_words(n).expect("frames for the reverse map at boot");
         RefTable {
             base_pfn,
             refs: (0..n).map(|_| AtomicU32::new(0)).collect(),
             poisoned: (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            rmap: RmapTable::new(base_pfn, recs),
         }
     });
+}
+
+/// The reverse map's records (after [`init`]).
+pub fn rmap() -> &'static RmapTable<'static> {
+    &REFS.get().expect("phys::init at boot").rmap
+}
+
+/// The swap area: its slots' bookkeeping and the first of its frames (slot
+/// `s` is frame `base + (s - 1) * PAGE_SIZE`).
+struct SwapArea {
+    slots: SwapSlots,
+    base: u64,
+}
+
+static SWAP: Once<SwapArea> = Once::new();
+
+/// Why the swap area could not be reserved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoRoomForSwap {
+    pub slots: usize,
+}
+
+/// Reserves `slots` frames (one run of them) as the swap area, for the
+/// life of the kernel (called at boot; 0: no swap area).
+pub fn init_swap(slots: usize) -> Result<(), NoRoomForSwap> {
+    let base = if slots == 0 { 0 } else { alloc_frames(slots).ok_or(NoRoomForSwap { slots })?.pa() };
+    SWAP.call_once(|| SwapArea { slots: SwapSlots::new(slots), base });
+    Ok(())
+}
+
+/// Swap slots (in use, in the area).
+pub fn swap_slots() -> (usize, usize) {
+    SWAP.get().map_or((0, 0), |s| (s.slots.used(), s.slots.total()))
+}
+
+fn swap() -> &'static SwapArea {
+    SWAP.get().expect("a swap slot without a swap area")
+}
+
+impl SwapArea {
+    fn frame(&self, slot: u64) -> u64 {
+        assert!(slot >= 1 && slot as usize <= self.slots.total(), "swap slot {slot}");
+        self.base + (slot - 1) * PAGE_SIZE
+    }
 }
 
 fn slot(pa: u64) -> &'static AtomicU32 {
@@ -143,6 +214,7 @@ impl PhysMem for KernelMem {
     }
 
     fn free(&self, pa: u64) {
+        rmap().set(pa, 0, 0);
         slot(pa).store(0, Ordering::Release);
         free_frames(Frames { pfn: (pa / PAGE_SIZE) as usize, count: 1 });
     }
@@ -166,6 +238,48 @@ impl PhysMem for KernelMem {
 
     fn refs(&self, pa: u64) -> u32 {
         slot(pa).load(Ordering::Acquire)
+    }
+
+    fn swap_alloc(&self) -> Option<u64> {
+        SWAP.get()?.slots.alloc()
+    }
+
+    /// Copies the frame into the slot's frame; readers see the contents
+    /// from the `mark_written` on (Release after the copy).
+    fn swap_write(&self, slot: u64, pa: u64) {
+        let s = swap();
+        assert_ne!(s.slots.refs(slot), 0, "write of free swap slot {slot}");
+        // SAFETY: the slot's frame belongs to the swap area and this slot
+        // is in use by the caller's batch, the only writer; `pa` is a
+        // frame no CPU or device can write any more (the batch completed
+        // its flush); both page-aligned in the linear map, distinct.
+        unsafe { page::copy(phys_to_virt(s.frame(slot)) as *mut u8, phys_to_virt(pa) as *const u8) };
+        s.slots.mark_written(slot);
+    }
+
+    fn swap_read(&self, slot: u64, pa: u64) -> bool {
+        let s = swap();
+        if !s.slots.is_written(slot) {
+            return false;
+        }
+        // SAFETY: the slot is in use (the caller's swap entry holds it) and
+        // written (Acquire above), so its frame no longer changes; `pa` is
+        // a new frame private to the caller; both page-aligned in the
+        // linear map, distinct.
+        unsafe { page::copy(phys_to_virt(pa) as *mut u8, phys_to_virt(s.frame(slot)) as *const u8) };
+        true
+    }
+
+    fn swap_dup(&self, slot: u64) {
+        swap().slots.dup(slot);
+    }
+
+    fn swap_free(&self, slot: u64) {
+        swap().slots.put(slot);
+    }
+
+    fn rmap_set(&self, pa: u64, anon: u64, va: u64) {
+        rmap().set(pa, anon, va);
     }
 
     fn alloc_table(&self, _level: u32) -> Option<u64> {

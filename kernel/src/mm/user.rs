@@ -9,7 +9,8 @@ use alloc::sync::Arc;
 use core::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::asid::{AsidAllocator, AsidError};
-use super::aspace::{Access, AddressSpace, Fault, MmError};
+use super::aspace::{Access, AddressSpace, Fault, FaultError, MmError};
+use super::family;
 use super::hw::Hw;
 use super::pagetable::Arm4k;
 use super::phys::KernelMem;
@@ -31,6 +32,12 @@ pub static LEAKED_MMS: AtomicU64 = AtomicU64::new(0);
 
 static NEXT_MM: AtomicU64 = AtomicU64::new(1);
 
+/// Reclaim rounds one page fault may start when it finds no frame, each
+/// reclaiming a batch (`space::reclaim::BATCH` pages) unless memory and
+/// swap are exhausted; past them the process dies of out-of-memory. A
+/// bound, not a tuning: other CPUs may take the frames a round frees.
+const MAX_RECLAIMS_PER_FAULT: u32 = 64;
+
 /// The flush configuration: policy parameters and switches from the command
 /// line, the CPU's TLB features. Built once, off the flush path.
 pub fn config() -> &'static TlbConfig {
@@ -44,6 +51,8 @@ pub fn config() -> &'static TlbConfig {
         c.exit_elide = o.is_none_or(|o| o.exit_elide);
         c.run_walks = true;
         if let Some(o) = o {
+            c.reclaim_batch = o.reclaim_batch;
+            c.reclaim_dsb_remote = o.reclaim_dsb_remote;
             c.strategy = o.strategy;
             c.ipi_max = o.ipi_max;
             c.use_mm_mmget = o.use_mm_mmget;
@@ -81,6 +90,9 @@ pub struct UserMm {
     /// `mm_users` and `mmput`, apart from `Mm::users`, which counts for the
     /// flush decision).
     holders: AtomicUsize,
+    /// The reverse map's family (`AddressSpace::anon`, fixed): registered
+    /// in `mm::family` for the life of this value.
+    anon: u64,
 }
 
 impl core::ops::Deref for UserMm {
@@ -91,10 +103,19 @@ impl core::ops::Deref for UserMm {
 }
 
 impl UserMm {
-    pub fn from_aspace(a: AddressSpace) -> Arc<UserMm> {
+    /// A user address space of `a`: in `a`'s reverse-map family (a fork
+    /// child's is its parent's), or a new one if it has none.
+    pub fn from_aspace(mut a: AddressSpace) -> Arc<UserMm> {
         MMS.fetch_add(1, Ordering::Relaxed);
         let id = NEXT_MM.fetch_add(1, Ordering::Relaxed);
-        Arc::new(UserMm { mm: Mm::new(id, a), has_asid: AtomicBool::new(false), holders: AtomicUsize::new(1) })
+        if a.anon() == 0 {
+            a.set_anon(family::new_family());
+        }
+        let anon = a.anon();
+        let holders = AtomicUsize::new(1);
+        let mm = Arc::new(UserMm { mm: Mm::new(id, a), has_asid: AtomicBool::new(false), holders, anon });
+        family::register(anon, id, &mm);
+        mm
     }
 
     /// An empty address space.
@@ -140,7 +161,23 @@ impl UserMm {
     }
 
     pub fn madvise(&self, addr: u64, len: u64, advice: u64) -> Result<(), MmError> {
+        if advice == abi::advice::PAGEOUT {
+            return super::reclaim::pageout(self, addr, len);
+        }
         Self::done(self.outcome(Call::Madvise { addr, len, advice })).map(drop)
+    }
+
+    /// Reclaim's unmap of `va` if it still maps frame `pa`: the leaf
+    /// becomes a swap entry for `slot`, the page's TLBI is issued and, when
+    /// reclaim batches (`reclaim.batch`), not waited for. True if it did.
+    pub fn reclaim_unmap(&self, va: u64, pa: u64, slot: u64) -> bool {
+        self.outcome(Call::Reclaim { va, pa, slot }).is_ok()
+    }
+
+    /// Runs `f` on the address space under its lock, serving IPIs while it
+    /// waits for the lock.
+    pub fn with_aspace<R>(&self, f: impl FnOnce(&mut AddressSpace) -> R) -> R {
+        self.mm.with_aspace_polling(&Hw, f)
     }
 
     /// fork: a copy-on-write child address space (never loaded yet).
@@ -150,9 +187,15 @@ impl UserMm {
         Ok(Self::from_aspace(child.expect("a fork's child")))
     }
 
-    /// Resolves a page fault at `va`; `Err(cause)` if the access is not
-    /// allowed (the process is then killed with that cause).
-    pub fn fault(&self, va: u64, write: bool, exec: bool) -> Result<Fault, i64> {
+    /// Resolves a page fault at `va`. A fault that finds no frame reclaims
+    /// pages and tries again, while reclaim finds pages to take (bounded,
+    /// so that CPUs taking each other's freed frames cannot keep it going
+    /// for ever). `Err` if the access is not allowed or memory and swap are
+    /// exhausted (the process is then killed with [`FaultError::cause`]),
+    /// or [`FaultError::SwapBusy`]: the page's reclaim batch, on another
+    /// CPU, has not written it to swap yet; the caller lets that CPU go on
+    /// and calls again (never kills for it).
+    pub fn fault(&self, va: u64, write: bool, exec: bool) -> Result<Fault, FaultError> {
         let access = if exec {
             Access::Exec
         } else if write {
@@ -160,10 +203,18 @@ impl UserMm {
         } else {
             Access::Read
         };
-        match self.outcome(Call::Fault { va, access }) {
-            Ok(Outcome::Fault(f)) => Ok(f),
-            Err(OpError::Fault(e)) => Err(e.cause()),
-            other => unreachable!("a fault returned {other:?}"),
+        let mut reclaims = 0;
+        loop {
+            match self.outcome(Call::Fault { va, access }) {
+                Ok(Outcome::Fault(f)) => return Ok(f),
+                Err(OpError::Fault(FaultError::OutOfMemory))
+                    if reclaims < MAX_RECLAIMS_PER_FAULT && super::reclaim::under_pressure() > 0 =>
+                {
+                    reclaims += 1;
+                }
+                Err(OpError::Fault(e)) => return Err(e),
+                other => unreachable!("a fault returned {other:?}"),
+            }
         }
     }
 
@@ -348,6 +399,7 @@ pub fn forget(mm: usize) {
 /// never had an ASID, and leaks rather than frees one still loaded).
 impl Drop for UserMm {
     fn drop(&mut self) {
+        family::unregister(self.anon, self.mm.id);
         self.teardown_exit();
         if let Some(a) = ASIDS.get() {
             a.release(&Hw, &self.mm.ctx);

@@ -249,6 +249,9 @@ pub fn resources() -> [u64; abi::resources::COUNT] {
     w[r::HEAP_TOTAL] = heap.total as u64;
     w[r::HEAP_REFUSALS] = crate::mm::heap::HEAP_REFUSALS.load(Ordering::Relaxed) as u64;
     w[r::FRAME_LIST_BYTES] = heap.frame_meta as u64;
+    let (swap_used, swap_total) = crate::mm::phys::swap_slots();
+    w[r::SWAP_SLOTS] = swap_used as u64;
+    w[r::SWAP_TOTAL] = swap_total as u64;
     w
 }
 

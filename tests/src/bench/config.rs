@@ -1,6 +1,6 @@
 //! The kernel configurations a benchmark runs under: machine (QEMU CPU
 //! model and count), flush strategy, flush-policy thresholds, exit elision,
-//! the nested-gather fix and the ASID width.
+//! the nested-gather fix, the ASID width and reclaim batching.
 //!
 //! Strategies and policies are tables: adding one is one line, and every
 //! sweep that crosses strategies (the strategy sweep of `sweep.rs`) or
@@ -142,6 +142,8 @@ pub struct Config {
     pub nested_fix: Option<bool>,
     /// `asid_bits=N`; `None` = the hardware's width.
     pub asid_bits: Option<u32>,
+    /// `reclaim.batch=on|off`; `None` = the kernel's default (on).
+    pub reclaim_batch: Option<bool>,
 }
 
 impl Config {
@@ -155,6 +157,7 @@ impl Config {
             exit_elide: None,
             nested_fix: None,
             asid_bits: None,
+            reclaim_batch: None,
         }
     }
 
@@ -183,6 +186,11 @@ impl Config {
         self
     }
 
+    pub fn with_reclaim_batch(mut self, on: bool) -> Config {
+        self.reclaim_batch = Some(on);
+        self
+    }
+
     /// The kernel options of this configuration (without the base ones).
     pub fn args(&self) -> Vec<String> {
         let onoff = |b: bool| if b { "on" } else { "off" };
@@ -197,6 +205,9 @@ impl Config {
         if let Some(bits) = self.asid_bits {
             args.push(format!("asid_bits={bits}"));
         }
+        if let Some(on) = self.reclaim_batch {
+            args.push(format!("reclaim.batch={}", onoff(on)));
+        }
         args
     }
 
@@ -210,7 +221,7 @@ impl Config {
     }
 
     /// A short unique name: `max 2cpu broadcast/default`, then whatever is set
-    /// of `elide=off`, `nested_fix=off`, `asid_bits=4`.
+    /// of `elide=off`, `nested_fix=off`, `asid_bits=4`, `reclaim.batch=off`.
     pub fn label(&self) -> String {
         let mut s = format!(
             "{} {}cpu {}/{}",
@@ -225,6 +236,9 @@ impl Config {
         }
         if let Some(bits) = self.asid_bits {
             s.push_str(&format!(" asid_bits={bits}"));
+        }
+        if let Some(on) = self.reclaim_batch {
+            s.push_str(&format!(" reclaim.batch={}", onoff(on)));
         }
         s
     }
@@ -262,6 +276,9 @@ mod tests {
         let ipi = Config::new(CPU_RANGE, 8).with_strategy(strategy("ipi").unwrap());
         assert_eq!((ipi.args(), ipi.label()), (vec!["tlb.strategy=ipi".to_string()], "max 8cpu ipi/default".into()));
         assert!(strategy("nonesuch").is_none());
+        let r = Config::new(CPU_RANGE, 2).with_reclaim_batch(false);
+        let label = "max 2cpu broadcast/default reclaim.batch=off";
+        assert_eq!((r.args(), r.label()), (vec!["reclaim.batch=off".to_string()], label.into()));
         assert_eq!(default_strategy().name, "broadcast");
         assert!(default_strategy().args.is_empty(), "the default runs with the kernel's default");
     }

@@ -188,6 +188,16 @@ pub const PLOTS: &[PlotSpec] = &[
         log_x: true,
     },
     PlotSpec {
+        file: "reclaim_time.svg",
+        title: "reclaim (swap-in + PAGEOUT): time per page, batched or not",
+        workload: "reclaim",
+        x_label: "pages per PAGEOUT",
+        metric: Metric::NsPerOp,
+        x: pages,
+        series: by_config,
+        log_x: true,
+    },
+    PlotSpec {
         file: "asid_pressure.svg",
         title: "ASID pressure: time per operation against the ASID width",
         workload: "asid-pressure",

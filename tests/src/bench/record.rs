@@ -184,6 +184,9 @@ pub struct Record {
     pub exit_elide: Option<bool>,
     pub nested_fix: Option<bool>,
     pub asid_bits: Option<u32>,
+    /// `reclaim.batch` when set (`None`: the kernel's default, on).
+    #[serde(default)]
+    pub reclaim_batch: Option<bool>,
     /// The kernel command line.
     pub cmdline: String,
     pub repetitions: u32,
@@ -389,6 +392,7 @@ impl Record {
             exit_elide: c.exit_elide,
             nested_fix: c.nested_fix,
             asid_bits: c.asid_bits,
+            reclaim_batch: c.reclaim_batch,
             cmdline: run.cmdline.to_string(),
             repetitions: b.reps,
             ops_per_rep: b.ops,

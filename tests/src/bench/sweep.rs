@@ -47,6 +47,9 @@ impl Depth {
 
 /// Flag bit A (argument bit 56): the workload's second thread or mode.
 pub const FLAG_A: u64 = 1;
+/// Flag bit B (argument bit 57): another mode (`userland::bench` takes
+/// flag A to mean two threads).
+pub const FLAG_B: u64 = 1 << 1;
 
 /// Most threads a program takes (argument bits 60..64): the kernel's
 /// `MAX_CPUS`.
@@ -261,6 +264,16 @@ pub const WORKLOADS: &[Workload] = &[
         flag_a_second_cpu: false,
         points: no_points,
         per_cpu: Some(PerCpu { n: 16, ops: 20 }),
+    },
+    Workload {
+        name: "reclaim",
+        program: "bench_reclaim",
+        op: "one page of: write one word in each of N pages (each comes back from swap; \
+             drop=1: dropped with DONTNEED first, a zero-filled page), then madvise(PAGEOUT) \
+             all N (reclaim.batch=on: one DSB per 32 pages; off: one per page)",
+        flag_a_second_cpu: false,
+        points: reclaim,
+        per_cpu: None,
     },
     Workload {
         name: "pingpong",
@@ -519,6 +532,24 @@ fn exit(w: &'static Workload, depth: Depth) -> Vec<Point> {
                 .iter()
                 .map(|c| point(w, n, 0, ops_for(4096, n, 2, 40), depth, c.clone())),
         );
+    }
+    out
+}
+
+/// Batched against unbatched reclaim (`reclaim.batch`), size-major.
+fn reclaim(w: &'static Workload, depth: Depth) -> Vec<Point> {
+    let (sizes, flags): (&[u64], &[u64]) = match depth {
+        Depth::Quick => (&[32, 256], &[0]),
+        Depth::Full => (&[1, 8, 32, 128, 512], &[0, FLAG_B]),
+    };
+    let mut out = Vec::new();
+    for &n in sizes {
+        for &f in flags {
+            for batch in [true, false] {
+                let c = Config::new(CPU_RANGE, 2).with_reclaim_batch(batch);
+                out.push(point(w, n, f, ops_for(512, n, 2, 64), depth, c));
+            }
+        }
     }
     out
 }

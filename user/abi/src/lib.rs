@@ -139,6 +139,9 @@ pub mod map {
 /// madvise advice.
 pub mod advice {
     pub const DONTNEED: u64 = 4;
+    /// Reclaim the range's present pages now: each goes to swap, unmapped
+    /// from every address space that maps it (Linux's value).
+    pub const PAGEOUT: u64 = 21;
 }
 
 /// The asynchronous jobs of `nr::COPY_ASYNC`, `nr::WATCH_ASYNC` and
@@ -301,8 +304,12 @@ pub mod resources {
     /// grow and shrink with the fragmentation of physical memory, so they
     /// are not in `HEAP_BYTES`).
     pub const FRAME_LIST_BYTES: usize = 11;
+    /// Swap slots in use (pages in swap, and slots of reclaim batches).
+    pub const SWAP_SLOTS: usize = 12;
+    /// Swap slots in the swap area (`swap.slots`).
+    pub const SWAP_TOTAL: usize = 13;
     /// Words `stats(RESOURCES)` writes.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 14;
 
     /// What each word is, for messages.
     pub const NAMES: [&str; COUNT] = [
@@ -318,12 +325,14 @@ pub mod resources {
         "heap total",
         "heap refusals",
         "frame-list heap bytes",
+        "swap slots",
+        "swap total",
     ];
 
     /// The words that come back to their value when everything started
     /// since has ended (the others are sizes and event counters).
-    pub const LEVELS: [usize; 9] =
-        [FREE_FRAMES, PT_PAGES, HEAP_BYTES, PROCESSES, TASKS, THREADS, MMS, ENDPOINTS, ASIDS];
+    pub const LEVELS: [usize; 10] =
+        [FREE_FRAMES, PT_PAGES, HEAP_BYTES, PROCESSES, TASKS, THREADS, MMS, ENDPOINTS, ASIDS, SWAP_SLOTS];
 }
 
 /// Per-process and global limits: a call that would pass one fails with the

@@ -92,6 +92,9 @@ pub enum FaultError {
     KernelAddress,
     /// No frame for the page or for a page table.
     OutOfMemory,
+    /// The page is on its way to swap (its reclaim batch has not finished
+    /// writing it): retry the access.
+    SwapBusy,
 }
 
 impl FaultError {
@@ -101,7 +104,7 @@ impl FaultError {
             Self::Unmapped => cause::UNMAPPED,
             Self::Protection => cause::PROTECTION,
             Self::KernelAddress => cause::KERNEL_ADDRESS,
-            Self::OutOfMemory => cause::OUT_OF_MEMORY,
+            Self::OutOfMemory | Self::SwapBusy => cause::OUT_OF_MEMORY,
         }
     }
 }
@@ -113,6 +116,7 @@ impl fmt::Display for FaultError {
             Self::Protection => "access not allowed by the mapping",
             Self::KernelAddress => "kernel address",
             Self::OutOfMemory => "out of memory",
+            Self::SwapBusy => "page on its way to swap",
         })
     }
 }

@@ -6,6 +6,9 @@
 //!
 //! * no leaf: first touch of anonymous memory, map a zeroed frame (reads
 //!   and writes alike; there is no shared zero page);
+//! * a swap entry (reclaim took the page): read it back into a new frame,
+//!   private to this address space, and drop the entry's reference to the
+//!   slot;
 //! * a leaf that already allows the access: *spurious*. Another thread
 //!   resolved it first, or this CPU still caches an older, stricter entry
 //!   (after an mprotect upgrade or a copy-on-write reuse, which flush
@@ -24,7 +27,7 @@
 
 use super::{desc_allows, leaf_for, prot_allows, AddressSpace, FaultError, MmError};
 use crate::mm::gather::FlushRange;
-use crate::mm::pagetable::{desc_pa, page_desc, Format, PhysMem, LEAF_LEVEL};
+use crate::mm::pagetable::{desc_pa, is_swap, page_desc, swap_slot, Format, PhysMem, LEAF_LEVEL};
 use crate::mm::pte::{user_attrs, PAGE_SIZE};
 use abi::USER_END;
 
@@ -41,6 +44,8 @@ pub enum Access {
 pub enum FaultKind {
     /// First touch: a zeroed frame was mapped.
     ZeroFill,
+    /// The page came back from swap into a new frame.
+    SwapIn,
     /// Copy-on-write of a shared frame: copied, the old entry flushed
     /// (through the handler's `flush`) before the new one was written.
     CowCopy,
@@ -82,6 +87,9 @@ pub enum FaultPlan {
     /// Copy-on-write copy of a shared frame: [`AddressSpace::duplicate`],
     /// then break (clear, flush), make (map the copy), put the old frame.
     Copy { page: u64, prot: u64 },
+    /// Read swap slot `slot` back into a new frame at `page`
+    /// ([`AddressSpace::swap_in`]).
+    SwapIn { page: u64, slot: u64, prot: u64 },
 }
 
 impl<F: Format> AddressSpace<F> {
@@ -97,6 +105,9 @@ impl<F: Format> AddressSpace<F> {
         }
         let page = va & !(PAGE_SIZE - 1);
         let Some(old) = self.pt.lookup(mem, page) else {
+            if let Some(e) = self.pt.leaf_entry(mem, page).filter(|&e| is_swap(e)) {
+                return Ok(FaultPlan::SwapIn { page, slot: swap_slot(e), prot: vma.prot });
+            }
             return Ok(FaultPlan::ZeroFill { page, prot: vma.prot });
         };
         if desc_allows(old, access) {
@@ -122,6 +133,26 @@ impl<F: Format> AddressSpace<F> {
             mem.free(pa);
             return Err(FaultError::OutOfMemory);
         }
+        mem.rmap_set(pa, self.anon, page);
+        Ok(pa)
+    }
+
+    /// Reads swap slot `slot` (the entry at `page`) back into a new frame
+    /// mapped there with `prot`, and drops the entry's reference to the
+    /// slot. Returns the frame. `SwapBusy`, changing nothing, while the
+    /// slot's contents are not written yet.
+    pub fn swap_in(&mut self, mem: &impl PhysMem, page: u64, slot: u64, prot: u64) -> Result<u64, FaultError> {
+        let pa = mem.alloc_zeroed().ok_or(FaultError::OutOfMemory)?;
+        if !mem.swap_read(slot, pa) {
+            mem.put(pa);
+            mem.free(pa);
+            return Err(FaultError::SwapBusy);
+        }
+        // The swap entry sits in the leaf slot: its table exists. No TLB
+        // holds an entry for an invalid one: no break-before-make.
+        self.pt.replace_leaf(mem, page, page_desc(pa, user_attrs(prot)));
+        mem.swap_free(slot);
+        mem.rmap_set(pa, self.anon, page);
         Ok(pa)
     }
 
@@ -144,6 +175,7 @@ impl<F: Format> AddressSpace<F> {
     /// Make: maps the copy `new` at `page`.
     pub fn cow_make(&mut self, mem: &impl PhysMem, page: u64, new: u64, prot: u64) {
         self.pt.replace_leaf(mem, page, page_desc(new, user_attrs(prot)));
+        mem.rmap_set(new, self.anon, page);
     }
 
     /// The flush break-before-make needs between [`Self::cow_break`] and
@@ -189,6 +221,10 @@ impl<F: Format> AddressSpace<F> {
             FaultPlan::Copy { page, prot } => {
                 let new = self.cow_copy(mem, page, prot, flush)?;
                 Ok(Fault { kind: FaultKind::CowCopy, va: page, pa: new })
+            }
+            FaultPlan::SwapIn { page, slot, prot } => {
+                let pa = self.swap_in(mem, page, slot, prot)?;
+                Ok(Fault { kind: FaultKind::SwapIn, va: page, pa })
             }
         }
     }

@@ -16,11 +16,19 @@ struct Frame {
     refs: u32,
 }
 
+/// A swap slot: its references and contents (`None` until written).
+type Slot = (u32, Option<Box<[u8; 4096]>>);
+
 pub struct TestMem {
     frames: RefCell<HashMap<u64, Frame>>,
     next: Cell<u64>,
     limit: Cell<Option<usize>>,
     frees: Cell<usize>,
+    /// Swap slots: references and contents (`None` until written).
+    swap: RefCell<HashMap<u64, Slot>>,
+    next_slot: Cell<u64>,
+    /// The reverse map's records: frame to (family, VA).
+    rmap: RefCell<HashMap<u64, (u64, u64)>>,
 }
 
 impl Default for TestMem {
@@ -38,7 +46,25 @@ impl TestMem {
             next: Cell::new(Self::BASE),
             limit: Cell::new(None),
             frees: Cell::new(0),
+            swap: RefCell::new(HashMap::new()),
+            next_slot: Cell::new(1),
+            rmap: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// Swap slots in use.
+    pub fn swap_slots(&self) -> usize {
+        self.swap.borrow().len()
+    }
+
+    /// References to swap slot `slot` (0: free).
+    pub fn swap_refs(&self, slot: u64) -> u32 {
+        self.swap.borrow().get(&slot).map_or(0, |s| s.0)
+    }
+
+    /// Where frame `pa` was last recorded mapped: (family, VA).
+    pub fn rmap_of(&self, pa: u64) -> Option<(u64, u64)> {
+        self.rmap.borrow().get(&pa).copied()
     }
 
     /// At most `n` frames outstanding at once (`None`: no limit).
@@ -116,6 +142,49 @@ impl PhysMem for TestMem {
 
     fn refs(&self, pa: u64) -> u32 {
         self.frames.borrow().get(&pa).map_or(0, |f| f.refs)
+    }
+
+    fn swap_alloc(&self) -> Option<u64> {
+        let slot = self.next_slot.get();
+        self.next_slot.set(slot + 1);
+        self.swap.borrow_mut().insert(slot, (1, None));
+        Some(slot)
+    }
+
+    fn swap_write(&self, slot: u64, pa: u64) {
+        let mut page = Box::new([0u8; 4096]);
+        // SAFETY: `pa` is a live frame (`read_data` panics otherwise).
+        unsafe { self.read_data(pa, 0, &mut page[..]) };
+        let mut swap = self.swap.borrow_mut();
+        let s = swap.get_mut(&slot).unwrap_or_else(|| panic!("write of free swap slot {slot}"));
+        s.1 = Some(page);
+    }
+
+    fn swap_read(&self, slot: u64, pa: u64) -> bool {
+        let swap = self.swap.borrow();
+        let s = swap.get(&slot).unwrap_or_else(|| panic!("read of free swap slot {slot}"));
+        let Some(page) = s.1.as_ref() else { return false };
+        // SAFETY: `pa` is a live frame (`write_data` panics otherwise).
+        unsafe { self.write_data(pa, 0, &page[..]) };
+        true
+    }
+
+    fn swap_dup(&self, slot: u64) {
+        let mut swap = self.swap.borrow_mut();
+        swap.get_mut(&slot).unwrap_or_else(|| panic!("dup of free swap slot {slot}")).0 += 1;
+    }
+
+    fn swap_free(&self, slot: u64) {
+        let mut swap = self.swap.borrow_mut();
+        let s = swap.get_mut(&slot).unwrap_or_else(|| panic!("free of free swap slot {slot}"));
+        s.0 -= 1;
+        if s.0 == 0 {
+            swap.remove(&slot);
+        }
+    }
+
+    fn rmap_set(&self, pa: u64, anon: u64, va: u64) {
+        self.rmap.borrow_mut().insert(pa, (anon, va));
     }
 
     unsafe fn load_desc(&self, table: u64, idx: usize) -> u64 {

@@ -11,7 +11,7 @@
 //! steps only as the cursor's own caller changes it (everything runs under
 //! the mm lock), so the path stays valid.
 
-use super::{desc_pa, load, store, table_is_empty, Format, PageTable, PhysMem, LEAF_LEVEL};
+use super::{desc_pa, is_swap, load, store, swap_slot, table_is_empty, Format, PageTable, PhysMem, LEAF_LEVEL};
 use crate::mm::gather::Gather;
 use crate::mm::pte::{AP_RO, VALID};
 
@@ -75,20 +75,21 @@ struct Frame {
 }
 
 impl Frame {
-    /// Moves `idx` past the invalid entries in range (tight loops, eight
-    /// entries a round first: most entries of a sparse tree are invalid).
+    /// Moves `idx` past the empty entries in range (tight loops, eight
+    /// entries a round first: most entries of a sparse tree are empty). It
+    /// stops at swap entries too: invalid, but not empty.
     #[inline(always)]
     fn skip_invalid(&mut self, mem: &impl PhysMem) {
         let (table, end) = (self.table, self.end);
         let mut i = self.idx;
-        if i < end && load(mem, table, i) & VALID != 0 {
-            return; // a dense table: the next entry is valid
+        if i < end && load(mem, table, i) != 0 {
+            return; // a dense table: the next entry is in use
         }
         let eight = |i: usize| (i..i + 8).fold(0, |acc, j| acc | load(mem, table, j));
-        while i + 8 <= end && eight(i) & VALID == 0 {
+        while i + 8 <= end && eight(i) == 0 {
             i += 8;
         }
-        while i < end && load(mem, table, i) & VALID == 0 {
+        while i < end && load(mem, table, i) == 0 {
             i += 1;
         }
         self.idx = i;
@@ -235,6 +236,11 @@ impl ZapCursor {
             let va = top.base + top.idx as u64 * size;
             let e = load(mem, top.table, top.idx);
             if e & VALID == 0 {
+                if top.level == LEAF_LEVEL && is_swap(e) {
+                    // No walker ever uses a swap entry: nothing to flush.
+                    store(mem, top.table, top.idx, 0);
+                    mem.swap_free(swap_slot(e));
+                }
                 top.idx += 1;
                 continue;
             }
@@ -256,6 +262,10 @@ impl ZapCursor {
                             if e & VALID != 0 {
                                 store(mem, table, j, 0);
                                 return Some((j, desc_pa(e)));
+                            }
+                            if is_swap(e) {
+                                store(mem, table, j, 0);
+                                mem.swap_free(swap_slot(e));
                             }
                         }
                         None
@@ -296,7 +306,7 @@ impl LeafCursor {
         if let Some(leaf) = self.next_in_table(f, mem) {
             return Some(leaf);
         }
-        self.next_slow(f, pt, mem)
+        self.next_slow(f, pt, mem, false)
     }
 
     /// [`Self::next`] if the next present leaf is in the level-3 table the
@@ -304,17 +314,37 @@ impl LeafCursor {
     /// without its bookkeeping); `None` says only that it is not.
     #[inline(always)]
     pub fn next_in_table<F: Format, M: PhysMem>(&mut self, f: F, mem: &M) -> Option<(u64, u64)> {
-        let top = self.path.top().filter(|t| t.level == LEAF_LEVEL)?;
-        top.skip_invalid(mem);
-        if top.idx < top.end {
-            let i = top.idx;
-            top.idx += 1;
-            return Some((top.base + i as u64 * f.level_size(LEAF_LEVEL), load(mem, top.table, i)));
-        }
-        None
+        self.next_entry_in_table(f, mem, false)
     }
 
-    fn next_slow<F: Format, M: PhysMem>(&mut self, f: F, pt: &PageTable<F>, mem: &M) -> Option<(u64, u64)> {
+    /// [`Self::next_in_table`], swap entries included when `swapped`.
+    #[inline(always)]
+    fn next_entry_in_table<F: Format, M: PhysMem>(&mut self, f: F, mem: &M, swapped: bool) -> Option<(u64, u64)> {
+        let top = self.path.top().filter(|t| t.level == LEAF_LEVEL)?;
+        loop {
+            top.skip_invalid(mem);
+            if top.idx >= top.end {
+                return None;
+            }
+            let i = top.idx;
+            top.idx += 1;
+            let e = load(mem, top.table, i);
+            if e & VALID != 0 || (swapped && is_swap(e)) {
+                return Some((top.base + i as u64 * f.level_size(LEAF_LEVEL), e));
+            }
+        }
+    }
+
+    /// As [`Self::next`], and the swap entries as well (fork copies them).
+    pub fn next_or_swap<F: Format, M: PhysMem>(&mut self, pt: &PageTable<F>, mem: &M) -> Option<(u64, u64)> {
+        let f = pt.format();
+        if let Some(leaf) = self.next_entry_in_table(f, mem, true) {
+            return Some(leaf);
+        }
+        self.next_slow(f, pt, mem, true)
+    }
+
+    fn next_slow<F: Format, M: PhysMem>(&mut self, f: F, pt: &PageTable<F>, mem: &M, swapped: bool) -> Option<(u64, u64)> {
         if !self.started {
             self.started = true;
             if !self.path.begin(f, pt.root, self.start, self.end) {
@@ -335,6 +365,9 @@ impl LeafCursor {
             let e = load(mem, top.table, top.idx);
             if e & VALID == 0 {
                 top.idx += 1;
+                if swapped && top.level == LEAF_LEVEL && is_swap(e) {
+                    return Some((va, e));
+                }
                 continue;
             }
             if top.level == LEAF_LEVEL {
@@ -351,7 +384,8 @@ impl LeafCursor {
     /// present leaf goes read-only into the same slot of `child_table` (the
     /// child's level-3 table for the same region) with one more reference
     /// to its frame, and one that was writable becomes read-only in place,
-    /// recorded in `g`. `pt` is the tree the cursor walks. `Err(va)`: the
+    /// recorded in `g`; each swap entry is copied with one more reference
+    /// to its slot. `pt` is the tree the cursor walks. `Err(va)`: the
     /// child's slot for `va` was taken; the cursor stands past it (as after
     /// `next`) and the leaves before it are done. Nothing if the cursor is
     /// not in a level-3 table.
@@ -373,9 +407,18 @@ impl LeafCursor {
             let (j, desc) = (i, load(mem, table, i));
             i += 1;
             if desc & VALID == 0 {
+                if is_swap(desc) {
+                    if load(mem, child_table, j) != 0 {
+                        taken = Some(j);
+                        break;
+                    }
+                    // The child gets its own reference to the slot.
+                    store(mem, child_table, j, desc);
+                    mem.swap_dup(swap_slot(desc));
+                }
                 continue;
             }
-            if load(mem, child_table, j) & VALID != 0 {
+            if load(mem, child_table, j) != 0 {
                 taken = Some(j);
                 break;
             }

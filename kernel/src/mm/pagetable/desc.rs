@@ -23,6 +23,25 @@ pub const fn desc_pa(desc: u64) -> u64 {
     desc & ADDR_MASK
 }
 
+/// Marks an invalid level-3 entry that names a swap slot (bit 0, valid,
+/// clear: no walker uses it; the other bits are the software's).
+const SWAP: u64 = 1 << 1;
+
+/// The invalid leaf for a page whose contents are in swap slot `slot`.
+pub const fn swap_desc(slot: u64) -> u64 {
+    (slot << 12) | SWAP
+}
+
+/// Whether `desc` is a [`swap_desc`].
+pub const fn is_swap(desc: u64) -> bool {
+    desc & (VALID | SWAP) == SWAP
+}
+
+/// The slot a [`swap_desc`] names.
+pub const fn swap_slot(desc: u64) -> u64 {
+    desc >> 12
+}
+
 pub const fn el0_can_read(desc: u64) -> bool {
     desc & (VALID | AP_EL0) == VALID | AP_EL0
 }

@@ -47,7 +47,9 @@ mod phys;
 mod tests;
 
 pub use cursor::{LeafCursor, TableFree, ZapCursor, ZapEdit};
-pub use desc::{desc_pa, el0_can_exec, el0_can_read, el0_can_write, is_table, page_desc, table_desc};
+pub use desc::{
+    desc_pa, el0_can_exec, el0_can_read, el0_can_write, is_swap, is_table, page_desc, swap_desc, swap_slot, table_desc,
+};
 pub use format::{Arm4k, Format, Reduced, LEAF_LEVEL};
 pub use phys::PhysMem;
 
@@ -109,11 +111,12 @@ fn table_is_empty<F: Format>(fmt: F, mem: &impl PhysMem, table: u64) -> bool {
     let whole = n - n % 8;
     for i in (0..whole).step_by(8) {
         let any = (i..i + 8).fold(0, |acc, j| acc | load(mem, table, j));
-        if any & VALID != 0 {
+        // A swap entry is not valid but holds a page all the same.
+        if any != 0 {
             return false;
         }
     }
-    (whole..n).all(|i| load(mem, table, i) & VALID == 0)
+    (whole..n).all(|i| load(mem, table, i) == 0)
 }
 
 /// One address space's user page-table tree.
@@ -204,7 +207,7 @@ impl<F: Format> PageTable<F> {
     /// Writes leaf `desc` for `va` into its level-3 table `table`.
     fn map_in(&mut self, mem: &impl PhysMem, table: u64, va: u64, desc: u64) -> Result<(), MapError> {
         let idx = self.fmt.index(va, LEAF_LEVEL);
-        if load(mem, table, idx) & VALID != 0 {
+        if load(mem, table, idx) != 0 {
             return Err(MapError::AlreadyMapped { va });
         }
         store(mem, table, idx, desc);
@@ -214,6 +217,13 @@ impl<F: Format> PageTable<F> {
     /// The level-3 table that holds `va`'s leaf, if the walk gets there.
     fn leaf_table(&self, mem: &impl PhysMem, va: u64) -> Option<u64> {
         leaf_table(self.fmt, mem, self.root?, va)
+    }
+
+    /// The level-3 entry for `va` whatever it holds (a swap entry, or 0),
+    /// if its table exists.
+    pub fn leaf_entry(&self, mem: &impl PhysMem, va: u64) -> Option<u64> {
+        let table = self.leaf_table(mem, va)?;
+        Some(load(mem, table, self.fmt.index(va, LEAF_LEVEL)))
     }
 
     /// The valid leaf descriptor mapping `va`, if any.

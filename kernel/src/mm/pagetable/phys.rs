@@ -45,6 +45,39 @@ pub trait PhysMem {
     }
     fn refs(&self, pa: u64) -> u32;
 
+    /// A swap slot for one page's contents, its reference count 1 (the
+    /// caller's), nothing written to it yet; `None` when the swap area is
+    /// full. A memory with no swap area (the default) has none to give.
+    fn swap_alloc(&self) -> Option<u64> {
+        None
+    }
+    /// Copies data frame `pa` into `slot`: from now on [`Self::swap_read`]
+    /// of it succeeds.
+    fn swap_write(&self, slot: u64, pa: u64) {
+        let _ = pa;
+        unreachable!("swap slot {slot} in a memory without swap")
+    }
+    /// Copies `slot` into data frame `pa`; false (nothing copied) while the
+    /// slot has not been written.
+    fn swap_read(&self, slot: u64, pa: u64) -> bool {
+        let _ = pa;
+        unreachable!("swap slot {slot} in a memory without swap")
+    }
+    /// One more reference to `slot` (a swap entry copied by fork).
+    fn swap_dup(&self, slot: u64) {
+        unreachable!("swap slot {slot} in a memory without swap")
+    }
+    /// One reference to `slot` less; the last frees it.
+    fn swap_free(&self, slot: u64) {
+        unreachable!("swap slot {slot} in a memory without swap")
+    }
+    /// Records that data frame `pa` was mapped at `va` in an address space
+    /// of family `anon` (the reverse map: fork children share their
+    /// parent's family and addresses). Nothing by default.
+    fn rmap_set(&self, pa: u64, anon: u64, va: u64) {
+        let _ = (pa, anon, va);
+    }
+
     /// Descriptor `idx` of table `table` (a relaxed, single-copy-atomic
     /// 64-bit load: hardware walkers read it concurrently).
     ///

@@ -37,10 +37,22 @@
 //!   not reach every CPU bumps the mm's generation first, and a CPU behind
 //!   it flushes before it walks the tables again. Nothing is released
 //!   before every IPI target acknowledged.
+//! * **Secondary MMUs** (§8, seed 004, [`notifier`]): an operation that
+//!   changes entries of an mm with subscribers opens an invalidate-range
+//!   before its first change and closes it when done; each flush tells the
+//!   devices the same range, and nothing it covers is freed before they
+//!   acknowledged. The exit teardown tells them even when it elides its own
+//!   flush.
+//! * **Reclaim** (§8, [`reclaim`]): a page's leaf becomes a swap entry and
+//!   its TLBI is issued without a DSB; the batch completes all of them with
+//!   one DSB on the issuing CPU before any page is written to swap or
+//!   freed. A call that changes entries of an mm with a batch pending
+//!   flushes its ASID first.
 
 mod hw;
 pub mod notifier;
 mod op;
+pub mod reclaim;
 pub mod shootdown;
 pub mod switch;
 #[cfg(test)]
@@ -100,6 +112,10 @@ pub struct TlbConfig {
     /// that issued its TLBIs (`reclaim.dsb=remote`; only to demonstrate
     /// that such a DSB completes nothing).
     pub reclaim_dsb_remote: bool,
+    /// Reclaim batches its TLBIs: issued without waiting, one DSB per batch
+    /// (`reclaim.batch`; off: each page is flushed and waited for on its
+    /// own, for comparison).
+    pub reclaim_batch: bool,
     pub bugs: Bugs,
 }
 
@@ -118,6 +134,7 @@ impl TlbConfig {
             lazy: true,
             notifier_late: false,
             reclaim_dsb_remote: false,
+            reclaim_batch: true,
             bugs: Bugs::NONE,
         }
     }
@@ -159,8 +176,8 @@ pub struct Bugs {
     /// A CPU behind catches up after loading TTBR0, not before (a
     /// speculative walk may meet stale walk-cache entries meanwhile).
     pub catch_up_after_load: bool,
-    /// munmap, madvise, mprotect and mmap FIXED ignore a reclaim batch still
-    /// pending on the mm (no `flush_tlb_batched_pending`).
+    /// munmap, madvise, mprotect, mmap FIXED and fork ignore a reclaim
+    /// batch still pending on the mm (no `flush_tlb_batched_pending`).
     pub no_batched_pending: bool,
     /// No secondary MMU is sent an invalidation, the teardown's release
     /// included (the mmu notifier's invalidations left out).
@@ -297,6 +314,21 @@ impl<F: Format> Mm<F> {
         r
     }
 
+    /// [`Self::with_aspace`] for a CPU that may be sent IPIs while it spins
+    /// (the kernel, interrupts masked): it serves them meanwhile, as
+    /// [`Self::run`] does, so a holder that waits for this CPU's
+    /// acknowledgement under the lock finishes.
+    pub fn with_aspace_polling<H: MmHw, R>(&self, hw: &H, f: impl FnOnce(&mut AddressSpace<F>) -> R) -> R {
+        while !self.try_lock() {
+            hw.poll();
+            core::hint::spin_loop();
+        }
+        // SAFETY: as in `with_aspace`.
+        let r = f(unsafe { self.aspace() });
+        self.unlock();
+        r
+    }
+
     /// Zaps in flight.
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::Acquire)
@@ -373,7 +405,7 @@ impl<F: Format> Mm<F> {
         self.pending.load(Ordering::Relaxed).hash(h);
         self.secondary.load(Ordering::Relaxed).hash(h);
         self.invalidating.load(Ordering::Relaxed).hash(h);
-        // The sequence only counts: a fill compares it within one step.
+        // Not the notifier's sequence: a fill compares it within one step.
         self.batched.load(Ordering::Relaxed).hash(h);
         self.root.load(Ordering::Relaxed).hash(h);
     }

@@ -20,6 +20,19 @@
 //! A device acknowledges only between two of its own accesses, so once it
 //! has, no walk of the old tables is in flight on it and its cache holds no
 //! entry of the range: freeing is then as safe for it as for the CPUs.
+//! Operations wait for acknowledgements while holding the mm lock, so a
+//! device never takes that lock in the middle of an access: an access that
+//! finds no valid entry fails, it does not run the fault handler.
+//!
+//! The invalidation may reach a device before the page-table writes it is
+//! for are complete (it is sent where the flush is planned, before the
+//! `DSB ISHST` that issues the TLBIs): no fill can then read the old entry,
+//! because the operation's invalidate-range is open from before its first
+//! write until after its free, and fills wait while one is.
+//!
+//! `mmu.notifier=late` applies to an operation's own flushes; a reclaim
+//! batch (`super::reclaim`) sends its invalidations with its TLBIs and,
+//! under `late`, does not wait for them before freeing.
 //!
 //! [`DevTlb`] is the device's cache, written once here so that the kernel's
 //! device and the host model's run the same code.
@@ -28,6 +41,7 @@ use core::sync::atomic::Ordering;
 
 use super::Mm;
 use crate::mm::pagetable::{desc_pa, el0_can_read, el0_can_write, walk_in, Format, PhysMem};
+use crate::mm::pte::PAGE_SIZE;
 
 /// What a secondary MMU is told to drop: the entries of `asid` in `range`
 /// (`[start, end)`), or all of them for `None`.
@@ -42,12 +56,16 @@ pub struct Invalidation {
 
 impl<F: Format> Mm<F> {
     /// Adds device `dev` (< 64) to the subscribers. The caller pinned the
-    /// mm's ASID first (the device's entries are tagged with it).
+    /// mm's ASID first (the device's entries are tagged with it) and holds
+    /// the mm lock ([`Mm::with_aspace`]), so no operation is between a
+    /// change of entries and its flush without having told the device.
     pub fn subscribe(&self, dev: usize) {
         self.secondary.fetch_or(1 << dev, Ordering::SeqCst);
     }
 
-    /// Removes device `dev`; the caller drops its entries and unpins after.
+    /// Removes device `dev`, under the mm lock; the caller then drops the
+    /// device's entries of the ASID (invalidations already sent to it stay
+    /// harmless) and unpins.
     pub fn unsubscribe(&self, dev: usize) {
         self.secondary.fetch_and(!(1 << dev), Ordering::SeqCst);
     }
@@ -84,7 +102,11 @@ impl<F: Format> Mm<F> {
     }
 
     /// Whether a fill begun at `seq` raced an invalidation and must be
-    /// thrown away (`mmu_interval_read_retry`).
+    /// thrown away (`mmu_interval_read_retry`). For a device that handles
+    /// invalidations only between accesses, as this kernel's does, it
+    /// never fires (the open range makes the fill wait instead); it keeps
+    /// [`DevTlb::translate`] correct for one that handles them during a
+    /// walk.
     pub fn read_retry(&self, seq: u64) -> bool {
         self.notifier_seq.load(Ordering::SeqCst) != seq
     }
@@ -135,7 +157,7 @@ impl<const N: usize> DevTlb<N> {
 
     /// The cached entry for `va` in `asid`.
     pub fn lookup(&self, asid: u16, va: u64) -> Option<DevEntry> {
-        let page = va & !0xfff;
+        let page = va & !(PAGE_SIZE - 1);
         self.entries.iter().flatten().find(|e| e.asid == asid && e.page == page).copied()
     }
 
@@ -190,10 +212,10 @@ impl<const N: usize> DevTlb<N> {
     /// tables may have been made writable since).
     ///
     /// # Safety
-    /// No table of `mm` is freed during the call: everything that frees
-    /// tables waits for this device's acknowledgement of an
-    /// [`Invalidation`] first, and the device handles those only between
-    /// two calls.
+    /// The device is subscribed to `mm` for the whole call, and no table of
+    /// `mm` is freed during it: everything that frees tables waits for this
+    /// device's acknowledgement of an [`Invalidation`] first, and the
+    /// device handles those only between two calls.
     pub unsafe fn translate<F: Format, M: PhysMem>(
         &mut self,
         mm: &Mm<F>,
@@ -206,7 +228,7 @@ impl<const N: usize> DevTlb<N> {
             if !write || e.writable {
                 return DevAccess::Hit(e);
             }
-            self.invalidate(&Invalidation { asid, range: Some((e.page, e.page + 0x1000)), release: false });
+            self.invalidate(&Invalidation { asid, range: Some((e.page, e.page + PAGE_SIZE)), release: false });
         }
         let Some(seq) = mm.read_begin() else { return DevAccess::Retry };
         let root = mm.root_pa();
@@ -223,7 +245,7 @@ impl<const N: usize> DevTlb<N> {
         if mm.read_retry(seq) {
             return DevAccess::Retry;
         }
-        let e = DevEntry { asid, page: va & !0xfff, pa: desc_pa(desc), writable: el0_can_write(desc) };
+        let e = DevEntry { asid, page: va & !(PAGE_SIZE - 1), pa: desc_pa(desc), writable: el0_can_write(desc) };
         self.insert(e);
         DevAccess::Filled(e)
     }

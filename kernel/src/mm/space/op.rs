@@ -35,6 +35,11 @@ pub enum Call {
     Reap,
     /// The last user is gone: everything goes, flush elided (exit mode).
     Teardown,
+    /// Reclaim's unmap of one page: if `va` still maps frame `pa`, its leaf
+    /// becomes a swap entry for `slot`, and the page's TLBI is issued
+    /// without a DSB: the [`super::reclaim::Batch`] completes it (unless
+    /// `TlbConfig::reclaim_batch` is off).
+    Reclaim { va: u64, pa: u64, slot: u64 },
 }
 
 impl Call {
@@ -52,6 +57,21 @@ impl Call {
             Call::Fault { .. } => Cause::Fault,
             Call::Reap => Cause::Reaper,
             Call::Teardown => Cause::Exit,
+            Call::Reclaim { .. } => Cause::Reclaim,
+        }
+    }
+
+    /// Calls that change entries and so must first flush a reclaim batch
+    /// pending on the mm (Linux's `flush_tlb_batched_pending`, in
+    /// `zap_pte_range` and `change_pte_range`), and fork: it copies the
+    /// swap entries reclaim left, so a write through a stale entry before
+    /// the batch's DSB would reach the child too (Linux's `dup_mmap` ends
+    /// with a flush of the whole mm).
+    fn flushes_batched(&self) -> bool {
+        match self {
+            Call::Munmap { .. } | Call::Madvise { .. } | Call::Mprotect { .. } | Call::Fork => true,
+            Call::Mmap { flags, .. } => flags & abi::map::FIXED != 0,
+            _ => false,
         }
     }
 }
@@ -120,6 +140,8 @@ pub enum Next {
     Take,
     /// The teardown told the secondary MMUs: free the tables.
     TearZap,
+    /// A pending reclaim batch was flushed: now the call itself.
+    Prepare,
 }
 
 impl Next {
@@ -130,6 +152,7 @@ impl Next {
             Next::Make => Pc::Make,
             Next::Take => Pc::Take,
             Next::TearZap => Pc::TearZap,
+            Next::Prepare => Pc::Prepare,
         }
     }
 }
@@ -153,6 +176,13 @@ pub enum Pc {
     Lock,
     /// Under the lock: check the arguments, change the mappings.
     Prepare,
+    /// A reclaim batch is pending on the mm: flush its ASID first.
+    BatchedFlush,
+    BatchedComplete,
+    /// Reclaim: the leaf becomes a swap entry.
+    Unmap,
+    /// Reclaim: the page's TLBI, no DSB (the batch's).
+    BatchIssue,
     /// The reaper, after [`Hook::Reaping`]: every mapping goes.
     Reaping,
     /// One page-table write of a zap.
@@ -231,6 +261,8 @@ pub struct Op<F: Format> {
     sec: bool,
     /// `mmu.notifier=late`: the invalidation to send after the free.
     late: Option<(u64, Invalidation)>,
+    /// The flush in hand is for a pending reclaim batch.
+    batched_flush: bool,
     plan: Option<FaultPlan>,
     /// Copy-on-write: (page, copy, old frame, prot).
     cow: (u64, u64, u64, u64),
@@ -270,6 +302,7 @@ impl<F: Format> Op<F> {
             notified: false,
             sec: false,
             late: None,
+            batched_flush: false,
             plan: None,
             cow: (0, 0, 0, 0),
             child: None,
@@ -337,8 +370,44 @@ impl<F: Format> Op<F> {
                 if cfg.bugs.asid_read_early && self.call.zaps() {
                     self.early_asid = Some(mm.ctx.asid());
                 }
-                self.pc = if matches!(self.call, Call::Fault { .. }) { Pc::Resolve } else { Pc::Prepare };
+                let batched = self.call.flushes_batched() && mm.batched.load(Ordering::SeqCst);
+                self.pc = match self.call {
+                    Call::Fault { .. } => Pc::Resolve,
+                    _ if batched && !cfg.bugs.no_batched_pending => Pc::BatchedFlush,
+                    _ => Pc::Prepare,
+                };
             }
+            Pc::BatchedFlush => {
+                // Reclaim cleared entries of this mm and issued their TLBIs
+                // on another CPU; only that CPU's DSB completes them. A call
+                // that changes entries (mprotect making a page read-only,
+                // say) must not return while a stale entry may still be
+                // used: flush the ASID ourselves, completed here. Reclaim
+                // sets the flag under the lock we hold, so it may go now.
+                mm.batched.store(false, Ordering::SeqCst);
+                hw.event(Event::BatchedPendingFlush);
+                self.batched_flush = true;
+                let mut plan = FlushPlan::new(Scope::Broadcast);
+                let issued = self.plan_flush(mm, cfg, hw, None, true, &mut plan);
+                self.batched_flush = false;
+                self.pc = self.after_plan(hw, &plan, issued, Pc::BatchedComplete, Next::Prepare);
+            }
+            Pc::BatchedComplete => {
+                self.complete(mm, hw);
+                self.pc = self.after_complete(Next::Prepare);
+            }
+            Pc::Unmap => {
+                let Call::Reclaim { va, pa, slot } = self.call else { unreachable!("unmap of {:?}", self.call) };
+                // SAFETY: the lock is held (this operation's `Lock` step).
+                let a = unsafe { mm.aspace() };
+                if a.reclaim_unmap(mem, va, pa, slot) {
+                    self.pc = Pc::BatchIssue;
+                } else {
+                    self.outcome = Err(OpError::Mm(MmError::NotMapped { addr: va }));
+                    self.pc = Pc::Unlock { then: AfterUnlock::Done };
+                }
+            }
+            Pc::BatchIssue => self.pc = self.batch_issue(mm, cfg, hw),
             Pc::Prepare => {
                 if self.call == Call::Reap {
                     self.pc = Pc::Reaping;
@@ -347,7 +416,7 @@ impl<F: Format> Op<F> {
                 // SAFETY: the lock is held (this operation's `Lock` step).
                 let a = unsafe { mm.aspace() };
                 self.prepare(a, cfg, mem);
-                if matches!(self.pc, Pc::Zap | Pc::Protect | Pc::Share) {
+                if matches!(self.pc, Pc::Zap | Pc::Protect | Pc::Share | Pc::Unmap) {
                     self.open_range(mm, hw);
                 }
             }
@@ -476,7 +545,13 @@ impl<F: Format> Op<F> {
                     }
                     Ok(plan) => {
                         self.plan = Some(plan);
-                        let installs = matches!(plan, FaultPlan::ZeroFill { .. } | FaultPlan::Copy { .. });
+                        let installs =
+                            matches!(plan, FaultPlan::ZeroFill { .. } | FaultPlan::Copy { .. } | FaultPlan::SwapIn { .. });
+                        // A pending reclaim batch needs no flush here: a
+                        // swap-in waits for the batch (`SwapBusy`), a
+                        // zero-fill needs an empty entry, which only a call
+                        // that flushed the batch first can make, and a copy
+                        // needs a valid one.
                         let racing = installs && mm.pending() > 0 && !cfg.bugs.no_racing_fix;
                         self.pc = if racing { Pc::RaceFlush } else { Pc::Install };
                     }
@@ -498,6 +573,9 @@ impl<F: Format> Op<F> {
                 // SAFETY: as above.
                 let a = unsafe { mm.aspace() };
                 self.install(a, mem);
+                if let Ok(Outcome::Fault(Fault { kind: FaultKind::SwapIn, .. })) = self.outcome {
+                    hw.event(Event::SwapIn);
+                }
             }
             Pc::Break => {
                 self.open_range(mm, hw);
@@ -659,6 +737,10 @@ impl<F: Format> Op<F> {
                 self.leaves = LeafCursor::new(0, a.page_table().format().span());
                 self.pc = Pc::Share;
             }),
+            Call::Reclaim { .. } => {
+                self.pc = Pc::Unmap;
+                Ok(())
+            }
             Call::Fault { .. } | Call::Reap | Call::Teardown => unreachable!("{:?} prepares elsewhere", self.call),
         };
         if let Err(e) = r {
@@ -697,6 +779,13 @@ impl<F: Format> Op<F> {
                 self.outcome = a
                     .zero_fill(mem, page, prot)
                     .map(|pa| Outcome::Fault(Fault { kind: FaultKind::ZeroFill, va: page, pa }))
+                    .map_err(OpError::Fault);
+                AfterUnlock::Done
+            }
+            FaultPlan::SwapIn { page, slot, prot } => {
+                self.outcome = a
+                    .swap_in(mem, page, slot, prot)
+                    .map(|pa| Outcome::Fault(Fault { kind: FaultKind::SwapIn, va: page, pa }))
                     .map_err(OpError::Fault);
                 AfterUnlock::Done
             }
@@ -773,8 +862,10 @@ impl<F: Format> Op<F> {
             return false;
         }
         let (asid, r) = if whole {
-            let event = if self.call.zaps() { Event::NestedFullFlush } else { Event::RacingFullFlush };
-            hw.event(event);
+            if !self.batched_flush {
+                let event = if self.call.zaps() { Event::NestedFullFlush } else { Event::RacingFullFlush };
+                hw.event(event);
+            }
             let Some(asid) = self.asid(mm) else { return false };
             (asid, None)
         } else {
@@ -807,7 +898,7 @@ impl<F: Format> Op<F> {
         if !here {
             // This CPU does not hold the mm: it catches up when it loads it.
             let span = r.map_or(Span::WholeAsid, |r| Span::Va { start: r.start, end: r.end });
-            let why = Reason::for_whole_asid(self.call.cause());
+            let why = self.whole_reason();
             hw.decision(Decision::no_tlbi(Some(asid), span, why).with_ipi(targets));
             return false;
         }
@@ -864,7 +955,7 @@ impl<F: Format> Op<F> {
     ) {
         let Some(r) = r else {
             plan.set_whole_asid(asid, scope);
-            let why = Reason::for_whole_asid(self.call.cause());
+            let why = self.whole_reason();
             hw.decision(Decision::whole_asid(asid, plan, why).with_ipi(ipi));
             return;
         };
@@ -914,6 +1005,55 @@ impl<F: Format> Op<F> {
         }
     }
 
+    /// Why a whole-ASID flush of this operation happens.
+    fn whole_reason(&self) -> Reason {
+        if self.batched_flush {
+            Reason::BatchedPending
+        } else {
+            Reason::for_whole_asid(self.call.cause())
+        }
+    }
+
+    /// Reclaim, the leaf just made a swap entry: the page's TLBI, broadcast
+    /// whatever the strategy (it is issued without waiting, so no CPU is
+    /// left to catch up later), and the secondary MMUs told. In a batch
+    /// (`TlbConfig::reclaim_batch`, the default) nothing waits here: the
+    /// mm is marked `batched`, and the [`super::reclaim::Batch`] completes
+    /// the TLBI with one DSB on this CPU and waits for the devices before
+    /// any page is freed. Unbatched, this operation completes both itself.
+    fn batch_issue<H: MmHw>(&mut self, mm: &Mm<F>, cfg: &TlbConfig, hw: &H) -> Pc {
+        let Call::Reclaim { va, .. } = self.call else { unreachable!("batch issue of {:?}", self.call) };
+        hw.event(Event::ReclaimUnmap);
+        let r = AddressSpace::<F>::cow_flush_range(va);
+        let Some(asid) = self.asid(mm) else {
+            hw.decision(Decision::no_tlbi(None, Span::Va { start: r.start, end: r.end }, Reason::NeverActive));
+            return Pc::Unlock { then: AfterUnlock::Done };
+        };
+        let inv = Invalidation { asid, range: Some((r.start, r.end)), release: false };
+        if cfg.reclaim_batch {
+            let devices = mm.subscribers();
+            if devices != 0 {
+                hw.notify_secondary(mm, devices, &inv);
+            }
+        } else {
+            self.secondary(mm, cfg, hw, inv);
+        }
+        if !cfg.bugs.skip_flush {
+            let mut plan = FlushPlan::new(Scope::Broadcast);
+            self.plan_ops(cfg, hw, asid, Some(r), Scope::Broadcast, 0, &mut plan);
+            self.issue(hw, &plan);
+        }
+        if cfg.reclaim_batch {
+            self.issued = None;
+            mm.batched.store(true, Ordering::SeqCst);
+            Pc::Unlock { then: AfterUnlock::Done }
+        } else if self.issued.is_some() {
+            Pc::Complete { then: Then::Unlock }
+        } else {
+            self.go(Next::Release(Then::Unlock))
+        }
+    }
+
     /// invalidate-range-start, once per operation, on an mm with
     /// subscribers ([`super::notifier`]): before the call's first change of
     /// an entry.
@@ -948,8 +1088,9 @@ impl<F: Format> Op<F> {
             // One late invalidation per release: widen to the whole ASID if
             // two flushes share it.
             self.late = Some(match self.late {
-                Some((d, old)) if old != inv => (d | devices, Invalidation { range: None, ..inv }),
-                _ => (devices, inv),
+                Some((d, old)) if old == inv => (d | devices, inv),
+                Some((d, _)) => (d | devices, Invalidation { range: None, ..inv }),
+                None => (devices, inv),
             });
         } else {
             hw.notify_secondary(mm, devices, &inv);
@@ -970,10 +1111,11 @@ impl<F: Format> Op<F> {
     /// table or page is freed. The primary flush may be elided; this one
     /// never is, since no TTBR0 rule keeps a device off the ASID.
     fn release_secondary<H: MmHw>(&mut self, mm: &Mm<F>, cfg: &TlbConfig, hw: &H) {
-        let Some(asid) = mm.ctx.asid() else { return };
         if mm.subscribers() == 0 {
             return;
         }
+        // Binding pinned an ASID before subscribing (`Mm::subscribe`).
+        let asid = mm.ctx.asid().expect("a subscribed mm has an ASID");
         self.open_range(mm, hw);
         self.secondary(mm, cfg, hw, Invalidation { asid, range: None, release: true });
         if self.sec {

@@ -173,6 +173,24 @@ impl PhysMem for Rig {
     fn refs(&self, pa: u64) -> u32 {
         self.mem.refs(pa)
     }
+    fn swap_alloc(&self) -> Option<u64> {
+        self.mem.swap_alloc()
+    }
+    fn swap_write(&self, slot: u64, pa: u64) {
+        self.mem.swap_write(slot, pa)
+    }
+    fn swap_read(&self, slot: u64, pa: u64) -> bool {
+        self.mem.swap_read(slot, pa)
+    }
+    fn swap_dup(&self, slot: u64) {
+        self.mem.swap_dup(slot)
+    }
+    fn swap_free(&self, slot: u64) {
+        self.mem.swap_free(slot)
+    }
+    fn rmap_set(&self, pa: u64, anon: u64, va: u64) {
+        self.mem.rmap_set(pa, anon, va)
+    }
     unsafe fn load_desc(&self, table: u64, idx: usize) -> u64 {
         // SAFETY: forwarded.
         unsafe { self.mem.load_desc(table, idx) }
@@ -563,4 +581,5 @@ fn running_walks_in_one_step_changes_nothing_but_the_steps() {
 }
 
 mod notifier;
+mod reclaim;
 mod strategy;

@@ -91,11 +91,18 @@ pub enum Reason {
     /// A CPU behind the mm's flush generation flushed the ASID locally
     /// before running the mm again (mechanisms.md §6–7).
     CatchUp,
+    /// Reclaim unmapped a page: its TLBI is issued without a DSB, and the
+    /// batch completes it (mechanisms.md §8).
+    Reclaim,
+    /// A call found a reclaim batch pending on its mm (TLBIs another CPU
+    /// issued and may not have completed): the whole ASID first, before it
+    /// changes anything (Linux's `flush_tlb_batched_pending`).
+    BatchedPending,
 }
 
 impl Reason {
     /// Every reason that is not a [`Reason::Policy`].
-    pub const KERNEL: [Reason; 14] = [
+    pub const KERNEL: [Reason; 16] = [
         Reason::NestedZap,
         Reason::LockedRace,
         Reason::FaultRace,
@@ -110,6 +117,8 @@ impl Reason {
         Reason::BadRequest,
         Reason::Shootdown,
         Reason::CatchUp,
+        Reason::Reclaim,
+        Reason::BatchedPending,
     ];
 
     /// Stable name, used on the console and by the host tools.
@@ -130,6 +139,8 @@ impl Reason {
             Reason::BadRequest => "bad_request",
             Reason::Shootdown => "shootdown",
             Reason::CatchUp => "catch_up",
+            Reason::Reclaim => "reclaim",
+            Reason::BatchedPending => "batched_pending",
         }
     }
 
@@ -139,6 +150,7 @@ impl Reason {
         match cause {
             Cause::Fault => Reason::CowBreakBeforeMake,
             Cause::Reaper => Reason::Reaper,
+            Cause::Reclaim => Reason::Reclaim,
             Cause::Zap | Cause::Locked | Cause::Exit => Reason::Policy(why),
         }
     }
@@ -152,6 +164,7 @@ impl Reason {
             Cause::Locked => Reason::LockedRace,
             Cause::Exit => Reason::ExitFlush,
             Cause::Fault => Reason::FaultRace,
+            Cause::Reclaim => Reason::Reclaim,
         }
     }
 }
@@ -172,6 +185,8 @@ pub enum Cause {
     Fault,
     /// The exit teardown: a whole-ASID flush is the exit flush.
     Exit,
+    /// Reclaim's unmap of one page.
+    Reclaim,
 }
 
 /// What a decision covers.

@@ -252,7 +252,11 @@ fn one_call(w: &World, r: &mut Rand64, may_block: bool, grandchild: &mut bool) -
                 raw::syscall3(n, a, w.mem_len(a, r), r.rand_range(0..9))
             }
             nr::MADVISE => {
-                let adv = if coin(r) { advice::DONTNEED } else { r.rand_range(0..8) };
+                let adv = match r.rand_range(0..4) {
+                    0 | 1 => advice::DONTNEED,
+                    2 => advice::PAGEOUT,
+                    _ => r.rand_range(0..8),
+                };
                 let a = w.page(r);
                 raw::syscall3(n, a, w.mem_len(a, r), adv)
             }

@@ -112,22 +112,26 @@ fn the_device_cache_walks_real_tables_and_drops_what_it_is_told() {
     let mm = bound(&r, &[BASE, BASE + P]);
     let asid = mm.ctx.asid().unwrap();
     let mut dev: DevTlb<2> = DevTlb::new();
-    // SAFETY: nothing frees tables during these calls (single-threaded).
-    let a = unsafe { dev.translate(&mm, asid, BASE + 8, true, &r.mem) };
+    let tr = |dev: &mut DevTlb<2>, va: u64, write: bool| {
+        // SAFETY: the device is subscribed, and nothing frees tables during
+        // the call (single-threaded).
+        unsafe { dev.translate(&mm, asid, va, write, &r.mem) }
+    };
+    let a = tr(&mut dev, BASE + 8, true);
     let DevAccess::Filled(e) = a else { panic!("{a:?}") };
     assert!(e.writable && e.page == BASE);
-    assert_eq!(unsafe { dev.translate(&mm, asid, BASE + 16, false, &r.mem) }, DevAccess::Hit(e));
+    assert_eq!(tr(&mut dev, BASE + 16, false), DevAccess::Hit(e));
     // Unmapped: a fault, not a fill.
-    assert_eq!(unsafe { dev.translate(&mm, asid, BASE + 6 * P, false, &r.mem) }, DevAccess::Fault);
+    assert_eq!(tr(&mut dev, BASE + 6 * P, false), DevAccess::Fault);
     // While a range is being invalidated, fills wait.
     mm.range_start();
-    assert_eq!(unsafe { dev.translate(&mm, asid, BASE + P, false, &r.mem) }, DevAccess::Retry);
+    assert_eq!(tr(&mut dev, BASE + P, false), DevAccess::Retry);
     mm.range_end();
-    assert!(matches!(unsafe { dev.translate(&mm, asid, BASE + P, false, &r.mem) }, DevAccess::Filled(_)));
+    assert!(matches!(tr(&mut dev, BASE + P, false), DevAccess::Filled(_)));
     assert_eq!(dev.len(), 2);
     // Bounded: a third entry replaces one.
     mm.with_aspace(|a| a.handle_fault(BASE + 2 * P, Access::Write, &r.mem, &mut |_| {})).unwrap();
-    assert!(matches!(unsafe { dev.translate(&mm, asid, BASE + 2 * P, false, &r.mem) }, DevAccess::Filled(_)));
+    assert!(matches!(tr(&mut dev, BASE + 2 * P, false), DevAccess::Filled(_)));
     assert_eq!(dev.len(), 2);
     assert_eq!(dev.invalidate(&Invalidation { asid, range: Some((BASE + 2 * P, BASE + 3 * P)), release: false }), 1);
     assert_eq!(dev.invalidate(&Invalidation { asid: asid + 1, range: None, release: false }), 0, "another ASID");
