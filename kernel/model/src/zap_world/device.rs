@@ -1,7 +1,7 @@
 //! The secondary MMUs of [`World`] (`Config::devices`): each is bound to
 //! `A` at the start, as a driver binds one, with the kernel's calls: `A`'s
 //! ASID pinned by the allocator (`AsidAllocator::pin`), then
-//! `Mm::subscribe`. From then on the protocol's operations post it
+//! `Mm::subscribe` under the mm lock. From then on the protocol's operations post it
 //! invalidations ([`crate::bridge::Bridge`]) and wait for them in `SecWait`.
 //!
 //! Its steps, each an action at any point: `DevServe` serves the oldest
@@ -41,7 +41,8 @@ impl World {
             };
             let n = self.machine.get_mut().attach_device(Device::new(A as u64, asid));
             assert_eq!(n, d, "devices are numbered as they are attached");
-            self.mms[SLOT_A].subscribe(d);
+            let a = &self.mms[SLOT_A];
+            a.with_aspace(|_| a.subscribe(d));
         }
     }
 

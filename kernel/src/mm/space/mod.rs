@@ -179,8 +179,8 @@ pub struct Bugs {
     /// munmap, madvise, mprotect, mmap FIXED and fork ignore a reclaim
     /// batch still pending on the mm (no `flush_tlb_batched_pending`).
     pub no_batched_pending: bool,
-    /// No secondary MMU is sent an invalidation, the teardown's release
-    /// included (the mmu notifier's invalidations left out).
+    /// Operations send secondary MMUs no invalidation with their flushes,
+    /// nor the teardown's release (a reclaim batch's own are still sent).
     pub no_secondary: bool,
 }
 
