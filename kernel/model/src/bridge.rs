@@ -1,6 +1,6 @@
 //! The kernel's two hardware-facing interfaces over the model machine, so
 //! the kernel's own code runs on it: [`PhysMem`] (frames, their reference
-//! counts, descriptors) and [`MmHw`] / [`AsidHw`] (TLBIs, DSBs, TTBR0,
+//! counts, descriptors, swap slots) and [`MmHw`] / [`AsidHw`] (TLBIs, DSBs, TTBR0,
 //! shootdown IPIs, event counts) for one model CPU.
 //!
 //! A DSB completes what its scope reaches (`DSB NSH` for `Scope::Local`:
@@ -222,6 +222,29 @@ impl PhysMem for Bridge<'_> {
 
     fn refs(&self, pa: u64) -> u32 {
         self.m.borrow().mem().refs(pfn_of(pa)) as u32
+    }
+
+    fn swap_alloc(&self) -> Option<u64> {
+        self.m.borrow_mut().mem_mut().swap_alloc()
+    }
+
+    fn swap_write(&self, slot: u64, pa: u64) {
+        self.m.borrow_mut().mem_mut().swap_write(slot, pfn_of(pa));
+    }
+
+    fn swap_read(&self, slot: u64, pa: u64) -> bool {
+        let mut m = self.m.borrow_mut();
+        let Some(w) = m.mem().swap_read(slot) else { return false };
+        m.mem_mut().words_mut(pfn_of(pa))[0] = w;
+        true
+    }
+
+    fn swap_dup(&self, slot: u64) {
+        self.m.borrow_mut().mem_mut().swap_ref(slot, true);
+    }
+
+    fn swap_free(&self, slot: u64) {
+        self.m.borrow_mut().mem_mut().swap_ref(slot, false);
     }
 
     unsafe fn load_desc(&self, table: u64, idx: usize) -> u64 {

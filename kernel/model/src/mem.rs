@@ -9,6 +9,9 @@
 //! contents, so a walk that still reaches a freed (or reused) table page
 //! reads whatever is there, as hardware would.
 //!
+//! A swap area of a few slots ([`Memory::set_swap`]) holds the contents
+//! word of pages reclaim wrote out, with the kernel's reference counts.
+//!
 //! Levels count from the root (0) to the leaf level (`levels - 1`), whose
 //! descriptors map 4 KiB pages; the kernel numbers the same levels
 //! `4 - levels ..= 3` ([`Format::kernel_level`]). There are no block
@@ -136,6 +139,8 @@ pub struct Memory {
     /// References to each frame (the kernel's `PhysMem` counts).
     refs: Vec<u8>,
     words: Vec<u64>,
+    /// Swap slots: references, and the contents word once written.
+    swap: Vec<(u8, Option<u64>)>,
 }
 
 impl Memory {
@@ -147,6 +152,54 @@ impl Memory {
             uses: vec![FrameUse::Free; frames],
             refs: vec![0; frames],
             words: vec![0; frames * format.fanout as usize],
+            swap: Vec::new(),
+        }
+    }
+
+    /// Gives the memory a swap area of `slots` slots, all free.
+    pub fn set_swap(&mut self, slots: usize) {
+        self.swap = vec![(0, None); slots];
+    }
+
+    /// The lowest free swap slot, one reference, nothing written yet.
+    pub fn swap_alloc(&mut self) -> Option<u64> {
+        let slot = self.swap.iter().position(|s| s.0 == 0)?;
+        self.swap[slot] = (1, None);
+        Some(slot as u64)
+    }
+
+    /// Writes `pfn`'s contents to `slot`.
+    pub fn swap_write(&mut self, slot: u64, pfn: Pfn) {
+        let w = self.words(pfn)[0];
+        let s = &mut self.swap[slot as usize];
+        assert!(s.0 > 0, "write of free swap slot {slot}");
+        s.1 = Some(w);
+    }
+
+    /// The contents of `slot`, once written.
+    pub fn swap_read(&self, slot: u64) -> Option<u64> {
+        let s = self.swap[slot as usize];
+        assert!(s.0 > 0, "read of free swap slot {slot}");
+        s.1
+    }
+
+    /// References to `slot` (0: free).
+    pub fn swap_refs(&self, slot: u64) -> u8 {
+        self.swap[slot as usize].0
+    }
+
+    /// One more reference to `slot`, or (`up` false) one less: the last
+    /// frees it.
+    pub fn swap_ref(&mut self, slot: u64, up: bool) {
+        let s = &mut self.swap[slot as usize];
+        assert!(s.0 > 0, "reference to free swap slot {slot}");
+        if up {
+            s.0 += 1;
+        } else {
+            s.0 -= 1;
+            if s.0 == 0 {
+                s.1 = None;
+            }
         }
     }
 

@@ -46,12 +46,16 @@
 //!   own, reads or writes a page, taking its own copy-on-write faults;
 //! * `DevServe` and `DevAccess` (with `Config::devices`): a secondary MMU
 //!   bound to `A` serves an invalidation a CPU posted it, or reads or
-//!   writes a page of `A` through its own cache (the `device` submodule).
+//!   writes a page of `A` through its own cache (the `device` submodule);
+//! * the reclaimer's steps (a kernel thread with `Script::Reclaim`, and
+//!   `Config::swap_slots`): one batch of the kernel's `space::reclaim`,
+//!   each page taken by a `Call::Reclaim` operation (the `reclaim`
+//!   submodule); a fault on a swap entry reads the page back.
 //!
 //! An exit is `space::switch::leave_dying`, then the count of users drops;
-//! whoever drops the last reference (the last thread, the reaper, or the
-//! adopter) runs the teardown operation and releases the ASID, as
-//! `mm::user` does.
+//! whoever drops the last reference (the last thread, the reaper, the
+//! adopter, or the reclaimer once its batch ran) runs the teardown
+//! operation and releases the ASID, as `mm::user` does.
 //!
 //! Checked in every state: the machine's invariants (no usable entry
 //! leading to a frame that is not a live page or table of the running mm;
@@ -86,6 +90,7 @@
 #![allow(unsafe_code)] // Mm::snapshot, hash_state and peek, DevTlb::translate: the model is single-threaded
 
 mod device;
+mod reclaim;
 
 use core::cell::{Cell, RefCell};
 use core::fmt::Write as _;
@@ -149,6 +154,9 @@ pub enum Script {
     Adopt,
     /// The adopter gives `A` back.
     Unadopt,
+    /// A kernel thread reclaims `A`'s pages `[lo, hi)` in one batch (those
+    /// `A` maps, and alone: see the `reclaim` submodule).
+    Reclaim { lo: u64, hi: u64 },
 }
 
 impl Script {
@@ -162,7 +170,7 @@ impl Script {
             Script::Mmap { lo, hi } => Call::Mmap { addr: va(lo), len: len(lo, hi), prot: RW, flags: 0 },
             Script::Fork => Call::Fork,
             Script::Reap => Call::Reap,
-            Script::Exit | Script::Adopt | Script::Unadopt => return None,
+            Script::Exit | Script::Adopt | Script::Unadopt | Script::Reclaim { .. } => return None,
         })
     }
 
@@ -175,7 +183,9 @@ impl Script {
             | Script::MmapFixed { lo, hi }
             | Script::Mmap { lo, hi } => lo..hi,
             Script::Fork | Script::Reap => 0..pages,
-            Script::Exit | Script::Adopt | Script::Unadopt => 0..0,
+            // Reclaim promises nothing about pages it did not take; what it
+            // took is checked as its frames are freed.
+            Script::Exit | Script::Adopt | Script::Unadopt | Script::Reclaim { .. } => 0..0,
         }
     }
 }
@@ -262,6 +272,8 @@ pub struct Config {
     pub dev_touch: Vec<u64>,
     /// Device accesses include writes.
     pub dev_writes: bool,
+    /// Swap slots (for `Script::Reclaim`).
+    pub swap_slots: usize,
 }
 
 impl Config {
@@ -299,6 +311,7 @@ impl Config {
             devices: 0,
             dev_touch: vec![2, 3, 4],
             dev_writes: false,
+            swap_slots: 0,
         }
     }
 
@@ -365,6 +378,11 @@ pub struct Coverage {
     pub dev_drops: Cell<u64>,
     pub dev_whole_asid: Cell<u64>,
     pub dev_releases: Cell<u64>,
+    /// Pages the reclaimer unmapped (its TLBI issued, no DSB), batches it
+    /// ran to the end, and pages faulted back in from swap.
+    pub reclaim_unmaps: Cell<u64>,
+    pub reclaim_batches: Cell<u64>,
+    pub swap_ins: Cell<u64>,
 }
 
 impl core::fmt::Debug for Coverage {
@@ -400,6 +418,9 @@ impl core::fmt::Debug for Coverage {
             ("dev_drops", &self.dev_drops),
             ("dev_whole_asid", &self.dev_whole_asid),
             ("dev_releases", &self.dev_releases),
+            ("reclaim_unmaps", &self.reclaim_unmaps),
+            ("reclaim_batches", &self.reclaim_batches),
+            ("swap_ins", &self.swap_ins),
         ];
         write!(f, "coverage")?;
         for (name, c) in all.iter().filter(|(_, c)| c.get() > 0) {
@@ -432,6 +453,8 @@ enum Work {
     Unadopt,
     /// Unadopt: a full barrier, then count out of `A`'s users.
     UnadoptCount,
+    /// `Script::Reclaim`: a batch being collected or run.
+    Reclaim(Box<reclaim::Reclaiming>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -630,6 +653,7 @@ impl World {
         // Physical address 0 is the kernel's "no tables" (a torn-down
         // address space's root): frame 0 stands for memory that is not RAM.
         machine.borrow_mut().mem_mut().alloc(FrameUse::Data { mm: NOBODY });
+        machine.borrow_mut().mem_mut().set_swap(cfg.swap_slots);
         let alloc = AsidAllocator::new(cfg.asid_bits, cpus, AsidBugs::NONE).expect("ASID width for the CPUs");
         let mut tlb = cfg.tlb;
         tlb.bugs = Default::default(); // the setup is not under test
@@ -655,7 +679,9 @@ impl World {
         for i in 0..cfg.others {
             new_mm(OTHER + i as MmTag, &[], false);
         }
-        let kernel_thread = |s: &[Script]| s.contains(&Script::Reap) || s.contains(&Script::Adopt);
+        let kernel_thread = |s: &[Script]| {
+            s.iter().any(|c| matches!(c, Script::Reap | Script::Adopt | Script::Reclaim { .. }))
+        };
         let threads = (0..cfg.scripts.len())
             .map(|t| Thread {
                 user: !kernel_thread(&cfg.scripts[t]),
@@ -1056,6 +1082,7 @@ impl World {
         let work = match (call, call.call()) {
             (Script::Adopt, _) => Work::AdoptCount,
             (Script::Unadopt, _) => Work::Unadopt,
+            (Script::Reclaim { lo, hi }, _) => Work::Reclaim(Box::new(reclaim::Reclaiming::new(lo, hi))),
             (_, None) => Work::Leave,
             (_, Some(c)) => {
                 if c == Call::Reap {
@@ -1131,10 +1158,15 @@ impl World {
         Ok(())
     }
 
-    /// No reference to `A` is left: `A`'s users, the reaper and the
-    /// adopter are gone.
+    /// No reference to `A` is left: `A`'s users, the reaper, the adopter
+    /// and a reclaimer's batch holding pages of it are gone.
     fn unreferenced(&self) -> bool {
-        !self.reaper && !self.adopter && self.a().users.load(core::sync::atomic::Ordering::Acquire) == 0
+        let users = self.a().users.load(core::sync::atomic::Ordering::Acquire);
+        let batch = self.threads.iter().any(|th| match &th.task {
+            Some(Task { work: Work::Reclaim(r), .. }) => r.holds_a(),
+            _ => false,
+        });
+        !self.reaper && !batch && !self.adopter && users == 0
     }
 
     /// One step of the task of the thread on `cpu`.
@@ -1193,6 +1225,7 @@ impl World {
                     task.work = Work::AdoptLoad;
                 }
                 Work::AdoptLoad => load = true,
+                Work::Reclaim(r) => done = self.reclaim_step(cpu, r),
                 Work::UnadoptCount => count_out = true,
                 Work::Unadopt => {
                     switch::deactivate(Some(a), &hw);
@@ -1292,7 +1325,8 @@ impl World {
                             FaultKind::ZeroFill => inc(&self.coverage.zero_fills),
                             FaultKind::CowCopy => inc(&self.coverage.cow_copies),
                             FaultKind::CowReuse => inc(&self.coverage.cow_reuses),
-                            FaultKind::Spurious | FaultKind::SwapIn => {}
+                            FaultKind::SwapIn => inc(&self.coverage.swap_ins),
+                            FaultKind::Spurious => {}
                         }
                     }
                     _ => {}
@@ -1310,6 +1344,11 @@ impl World {
                         self.threads[t].task = Some(Task::new(Work::Teardown(op), 0..0, Vec::new()));
                     }
                 }
+            }
+            // The batch's reference to `A` goes now.
+            Work::Reclaim(r) if r.holds_a() && self.unreferenced() && !self.a_dead => {
+                let op = Op::new(Call::Teardown, &self.cfg.tlb);
+                self.threads[t].task = Some(Task::new(Work::Teardown(op), 0..0, Vec::new()));
             }
             Work::Teardown(op) => {
                 if let Err(OpError::StillLoaded { cpus }) = op.outcome() {
@@ -1506,6 +1545,8 @@ impl System for World {
                             match &task.work {
                                 Work::Op(op) | Work::Teardown(op) if self.blocked(cpu, op) => {}
                                 Work::Op(op) | Work::Teardown(op) => out.push(Action::Step { cpu, pc: op.pc() }),
+                                Work::Reclaim(r) if self.reclaim_blocked(cpu, r) => {}
+                                Work::Reclaim(r) => out.push(Action::Step { cpu, pc: r.pc() }),
                                 _ => out.push(Action::Step { cpu, pc: Pc::Done }),
                             }
                         }
@@ -1677,6 +1718,7 @@ impl System for World {
                         Some(Work::Op(op) | Work::Teardown(op)) => {
                             write!(s, " [{:?} at {:?}]", op.call(), op.pc()).unwrap()
                         }
+                        Some(Work::Reclaim(r)) => write!(s, " [{r}]").unwrap(),
                         Some(w) => write!(s, " [{w:?}]").unwrap(),
                         None => {}
                     }
