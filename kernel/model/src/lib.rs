@@ -32,11 +32,13 @@
 //!   every interleaving point against readers, writers, speculation, IPIs
 //!   served in any order, context switches (lazy CPUs, threads moving
 //!   between CPUs), a kernel thread that adopts the address space, and a
-//!   second address space reusing freed frames, and secondary MMUs bound
-//!   to the address space (the mmu notifier's subscribers, reading and
-//!   writing its pages through their own caches); checked in `zap_checks`
-//!   and `device_checks`, with each mechanism switched off
-//!   (`mm::space::Bugs`, `mmu.notifier=late`) to show a check fail.
+//!   second address space reusing freed frames, secondary MMUs bound to
+//!   the address space (the mmu notifier's subscribers, reading and
+//!   writing its pages through their own caches), and a reclaimer that
+//!   sends its pages to swap in batches (`mm::space::reclaim`); checked in
+//!   `zap_checks`, `device_checks` and `reclaim_checks`, with each
+//!   mechanism switched off (`mm::space::Bugs`, `mmu.notifier=late`,
+//!   `reclaim.dsb=remote`) to show a check fail.
 
 pub mod asid_world;
 pub mod bridge;
@@ -63,3 +65,6 @@ mod zap_checks;
 
 #[cfg(test)]
 mod device_checks;
+
+#[cfg(test)]
+mod reclaim_checks;
