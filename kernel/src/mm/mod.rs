@@ -17,6 +17,7 @@ pub mod phys;
 pub mod pte;
 pub mod tlb;
 pub mod aspace;
+pub mod device;
 pub mod gather;
 pub mod pagetable;
 pub mod space;
