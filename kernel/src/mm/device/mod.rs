@@ -24,6 +24,8 @@
 //! (`task::device`); this part is plain Rust, tested on the host.
 
 mod inbox;
+#[cfg(target_os = "none")]
+pub mod notify;
 #[cfg(test)]
 mod tests;
 mod work;
@@ -51,7 +53,7 @@ impl Counters {
         Counters([const { AtomicU64::new(0) }; d::STAT_COUNT])
     }
 
-    fn add(&self, i: usize, n: u64) {
+    pub fn add(&self, i: usize, n: u64) {
         self.0[i].fetch_add(n, Ordering::Relaxed);
     }
 

@@ -293,6 +293,22 @@ impl<F: Format> Mm<F> {
         r
     }
 
+    /// [`Self::with_aspace`] for a caller that spins with interrupts masked
+    /// (a system call): while another CPU holds the lock it serves `hw`'s
+    /// requests, as [`Self::run`] does, since the holder may be waiting for
+    /// this CPU to acknowledge a shootdown.
+    pub fn with_aspace_serving<H: MmHw, R>(&self, hw: &H, f: impl FnOnce(&mut AddressSpace<F>) -> R) -> R {
+        while !self.try_lock() {
+            hw.poll();
+            core::hint::spin_loop();
+        }
+        // SAFETY: the lock is held until `unlock` below; the reference does
+        // not escape `f`.
+        let r = f(unsafe { self.aspace() });
+        self.unlock();
+        r
+    }
+
     /// Zaps in flight.
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::Acquire)
