@@ -297,8 +297,9 @@ fn device_thread(i: usize) {
         let Some(job) = next else { continue };
         let (r, report) = run(i, &job);
         *job.report.lock() = report;
-        job.finish(r);
+        // Counted before it ends: its waiter may read the counters then.
         DEVICES[i].counters.add(d::JOBS, 1);
+        job.finish(r);
         d.done.wake_all();
     }
 }
