@@ -80,6 +80,17 @@ ktest!(#[config(timeout_s = 120)] fn munmap_while_the_device_reads_never_shows_s
     assert_eq!(counters(1), b1, "device 1 was not used");
 });
 
+// The device's thread on the process's CPU: while the process runs its
+// munmap there, the thread is off the CPU (between two accesses), and the
+// munmap's wait serves the device's inbox itself.
+ktest!(#[config(cpus = 2, append = "dev.cpu=0", timeout_s = 120)]
+fn a_device_off_its_cpu_is_served_by_the_waiting_cpu() {
+    let before = counters(0);
+    clean_run("devrace", 1 | 3 << 8, 100_000);
+    let after = counters(0);
+    assert!(after[d::SERVED_BY_WAITER] >= before[d::SERVED_BY_WAITER] + 3, "{before:?} -> {after:?}");
+});
+
 ktest!(#[config(timeout_s = 120)] fn madvise_while_the_device_reads_shows_old_data_then_zero() {
     clean_run("devrace", 2 | 5 << 8, 100_000);
 });

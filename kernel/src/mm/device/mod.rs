@@ -270,13 +270,6 @@ impl<F: Format, const N: usize> Held<'_, F, N> {
         self.state().tlb.len()
     }
 
-    /// The cached entry for `va` in the current binding, if any.
-    pub fn lookup(&mut self, va: u64) -> Option<super::space::DevEntry> {
-        let st = self.state();
-        let b = st.bound?;
-        st.tlb.lookup(b.asid, va)
-    }
-
     /// Translates `va` of binding `gen` for a read or a write, through the
     /// cache (a walk of the bound mm's tables on a miss), counted. A frame
     /// returned stays allocated, and mapped at `va`'s page for the device,

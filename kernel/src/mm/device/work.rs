@@ -199,8 +199,9 @@ impl Run {
         let data = &mut buf[..n];
         if let Some((pa, off)) = from {
             // SAFETY: `pa` came from `translate` under the lock `h` holds, so
-            // it is an allocated frame until `h` is dropped; `off + n` stays
-            // in its page.
+            // it is an allocated frame until `h` is dropped (but under
+            // `mmu.notifier=late`, which breaks that on purpose); `off + n`
+            // stays in its page.
             unsafe { mem.read_data(pa, off, data) };
         }
         match self.work {
