@@ -45,6 +45,8 @@ const RESCHED_EVERY: u64 = 64;
 /// Spins after a retry before the next try (the invalidation that made it
 /// retry is being carried out on another CPU).
 const RETRY_SPINS: u32 = 100;
+/// How long the boot waits for the device threads to start.
+const START_WAIT_MS: u32 = 5000;
 
 /// A job submitted to a device.
 struct Job {
@@ -132,6 +134,15 @@ pub fn start(chosen: &[u32], online: usize) -> Result<(), alloc::string::String>
         t.affinity.store(cpu as i64, Ordering::Relaxed);
         sched::spawn(t);
     }
+    // Until each thread waits for work: what the kernel holds is then what
+    // it holds whenever the devices are idle (a leak check's baseline).
+    for _ in 0..START_WAIT_MS {
+        if DEVS.iter().all(|d| d.work.len() == 1) {
+            return Ok(());
+        }
+        sched::sleep_ns(1_000_000);
+    }
+    log::warn!(target: "dev", "the device threads did not start within {START_WAIT_MS} ms");
     Ok(())
 }
 
