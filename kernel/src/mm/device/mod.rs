@@ -147,12 +147,17 @@ impl<F: Format, const N: usize> DevCore<F, N> {
 
     /// [`Self::lock`] if nobody holds it now.
     pub fn try_lock(&self) -> Option<Held<'_, F, N>> {
+        self.try_lock_serving().map(|(h, _)| h)
+    }
+
+    /// [`Self::try_lock`], and whether handling the inbox found anything.
+    fn try_lock_serving(&self) -> Option<(Held<'_, F, N>, bool)> {
         if self.lock.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             return None;
         }
         let mut h = Held { core: self };
-        h.serve();
-        Some(h)
+        let served = h.serve();
+        Some((h, served))
     }
 
     /// Whether ticket `ticket` is handled; if not and the device is between
@@ -163,14 +168,12 @@ impl<F: Format, const N: usize> DevCore<F, N> {
         if self.done() >= ticket {
             return true;
         }
-        match self.try_lock() {
-            Some(h) => {
-                drop(h);
-                self.counters.add(d::SERVED_BY_WAITER, 1);
-                self.done() >= ticket
-            }
-            None => false,
+        let Some((h, served)) = self.try_lock_serving() else { return false };
+        drop(h);
+        if served {
+            self.counters.add(d::SERVED_BY_WAITER, 1);
         }
+        self.done() >= ticket
     }
 }
 
@@ -207,11 +210,12 @@ impl<F: Format, const N: usize> Held<'_, F, N> {
         unsafe { &mut *self.core.state.get() }
     }
 
-    /// Handles everything posted so far, then publishes the handled count.
-    fn serve(&mut self) {
+    /// Handles everything posted so far, then publishes the handled count;
+    /// whether there was anything.
+    fn serve(&mut self) -> bool {
         let taken = self.core.inbox.lock().take();
         if taken.is_empty() {
-            return;
+            return false;
         }
         let st = self.state();
         let mut dropped = 0;
@@ -234,6 +238,7 @@ impl<F: Format, const N: usize> Held<'_, F, N> {
         c.add(d::INVALS, taken.upto - taken.from);
         c.add(d::DROPPED, dropped as u64);
         self.core.done.store(taken.upto, Ordering::Release);
+        true
     }
 
     /// Binds the device to `mm` (ASID `asid`, pinned) as binding `gen`.
