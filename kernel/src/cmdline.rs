@@ -10,6 +10,7 @@ use crate::mm::tlb::policy::Claim;
 use crate::mm::tlb::trace::TraceParams;
 use crate::mm::tlb::PolicyParams;
 use crate::mm::space::Strategy;
+use crate::mm::tlb::stats::MAX_CPUS;
 
 /// What to run after boot when no tests are selected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +91,12 @@ pub struct Options {
     /// default `local`; remote only to demonstrate that it completes
     /// nothing).
     pub reclaim_dsb_remote: bool,
+    /// Secondary MMUs are invalidated after the free (`mmu.notifier=late`;
+    /// default `on`: before; late only to demonstrate the bug).
+    pub notifier_late: bool,
+    /// The CPU each device's thread runs on (`dev.cpu=N[,M]`, one per
+    /// device, or one for all); empty: the last CPU online.
+    pub dev_cpus: Vec<u32>,
 }
 
 /// Default swap area: 8 MiB.
@@ -121,6 +128,8 @@ impl Default for Options {
             swap_slots: SWAP_SLOTS,
             reclaim_batch: true,
             reclaim_dsb_remote: false,
+            notifier_late: false,
+            dev_cpus: Vec::new(),
         }
     }
 }
@@ -154,7 +163,7 @@ impl fmt::Display for CmdlineError {
 pub const KNOWN: &[&str] =
     &["log", "ktest.run", "ktest.all", "ktest.list", "workload", "run", "tick_hz", "asid_bits", "tlb.exit_elide", "tlb.nested_fix", "mm.poison", "kheap.reserve_kb",
     "tlb.strategy", "tlb.ipi_max", "tlb.use_mm_mmget", "tlb.lazy", "tlb.stale_mark", "tlb.gen_check",
-    "swap.slots", "reclaim.batch", "reclaim.dsb"];
+    "swap.slots", "reclaim.batch", "reclaim.dsb", "mmu.notifier", "dev.cpu"];
 
 fn bad(option: &str, value: &str, expected: &'static str) -> CmdlineError {
     CmdlineError::BadValue { option: option.to_string(), value: value.to_string(), expected }
@@ -274,6 +283,22 @@ pub fn parse(line: &str) -> Result<Options, CmdlineError> {
                     v => return Err(bad(key, v, "local or remote")),
                 }
             }
+            "mmu.notifier" => {
+                o.notifier_late = match value.unwrap_or("") {
+                    "on" => false,
+                    "late" => true,
+                    v => return Err(bad(key, v, "on or late")),
+                }
+            }
+            "dev.cpu" => {
+                let v = value.unwrap_or("");
+                let cpu = |c: &str| c.parse().ok().filter(|&n: &u32| (n as usize) < MAX_CPUS);
+                let cpus: Option<Vec<u32>> = v.split(',').map(cpu).collect();
+                o.dev_cpus = match cpus {
+                    Some(c) if (1..=abi::device::COUNT).contains(&c.len()) => c,
+                    _ => return Err(bad(key, v, "a CPU number below 8, or one per device (N,M)")),
+                }
+            }
             "kheap.reserve_kb" => {
                 let v = value.unwrap_or("");
                 o.heap_reserve_kb = match parse_u64(v) {
@@ -338,6 +363,27 @@ mod tests {
             }
         }
         assert_eq!(parse("reclaim.bogus=1").unwrap_err(), CmdlineError::UnknownOption("reclaim.bogus".into()));
+    }
+
+    #[test]
+    fn parses_the_notifier_and_device_options() {
+        let d = Options::default();
+        assert!(!d.notifier_late && d.dev_cpus.is_empty(), "notifier on, devices on the last CPU");
+        assert!(parse("mmu.notifier=late").unwrap().notifier_late);
+        assert!(!parse("mmu.notifier=on").unwrap().notifier_late);
+        assert_eq!(parse("dev.cpu=2").unwrap().dev_cpus, [2]);
+        assert_eq!(parse("dev.cpu=0,7").unwrap().dev_cpus, [0, 7]);
+        for (line, option) in [("mmu.notifier=off", "mmu.notifier"), ("mmu.notifier", "mmu.notifier"),
+            ("mmu.notifier=early", "mmu.notifier"), ("dev.cpu=8", "dev.cpu"), ("dev.cpu=", "dev.cpu"),
+            ("dev.cpu=1,2,3", "dev.cpu"), ("dev.cpu=x", "dev.cpu"), ("dev.cpu=-1", "dev.cpu")]
+        {
+            match parse(line) {
+                Err(e @ CmdlineError::BadValue { .. }) => {
+                    assert!(e.to_string().contains(&format!("'{option}'")), "{line}: {e}")
+                }
+                other => panic!("{line}: expected BadValue, got {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -93,6 +93,9 @@ extern "C" fn kernel_main(_dtb_pa: u64, _image_pa: u64) -> ! {
     cpu::irq_enable();
     let online = smp::start_secondaries();
     crate::task::reaper::start();
+    if let Err(e) = crate::task::device::start(&opts.dev_cpus, online) {
+        die(format_args!("command line: {e}"), semihost::EXIT_USAGE);
+    }
     banner(board, &features, online, heap.size, info.entry_el);
 
     if opts.list_tests {
@@ -153,6 +156,12 @@ fn banner(board: &BoardInfo, f: &CpuFeatures, online: usize, heap: u64, entry_el
             if c.reclaim_dsb_remote { " (demonstration: the DSB completes nothing)" } else { "" }
         );
     }
+    crate::kprintln!(
+        "devices: {} secondary MMUs on CPUs {:?}, mmu.notifier={}",
+        abi::device::COUNT,
+        crate::task::device::cpus(),
+        if c.notifier_late { "late (demonstration: secondary MMUs are told after the free)" } else { "on" }
+    );
     crate::kprintln!("cmdline: {:?}", board.bootargs());
 }
 

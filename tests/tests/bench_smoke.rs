@@ -1,6 +1,7 @@
 //! Smoke test of the benchmark suite: builds the kernel, boots a few tiny
 //! measurements under real QEMU (one of them a strategy-sweep point: the
-//! ipi strategy with the mm on two CPUs), and checks that the records are
+//! ipi strategy with the mm on two CPUs, and one a device job while the
+//! process churns the device's source), and checks that the records are
 //! valid, complete and agree with the counters the kernel reported, that
 //! an option the kernel does not know is reported as unsupported, and that
 //! the results directory has its files, tables and plots. Not a timed
@@ -34,6 +35,7 @@ fn points() -> Vec<Point> {
             .with_threads(2)
             .in_sweep(Sweep::Strategies),
         Point::new(w("mmap"), 4, 0, 3, 8, max.with_strategy(&BOGUS)),
+        Point::new(w("device"), 16, sweep::FLAG_B, 3, 4, Config::new(CPU_RANGE, 3)),
     ]
 }
 
@@ -84,14 +86,15 @@ fn a_tiny_benchmark_end_to_end() {
     }
     assert_eq!(
         out.records.len(),
-        3,
+        4,
         "one record per supported point: {:#?}",
         out.records
     );
 
-    for (r, p) in out.records.iter().zip(&points) {
+    for (r, p) in out.records[..3].iter().zip(&points) {
         check_record(r, p);
     }
+    check_device_record(&out.records[3], &points[4]);
     let mprotect = &out.records[2];
     assert!(
         mprotect.tlbi_ops_per_op >= 1.0,
@@ -133,7 +136,7 @@ fn a_tiny_benchmark_end_to_end() {
     let back = report::read_jsonl(&dir.join("records.jsonl")).expect("records.jsonl parses");
     assert_eq!(back, out.records, "records.jsonl round trip");
     let csv = std::fs::read_to_string(dir.join("records.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 4, "header + 3 rows:\n{csv}");
+    assert_eq!(csv.lines().count(), 5, "header + 4 rows:\n{csv}");
     let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
     assert!(
         summary.contains("## mmap") && summary.contains("### mprotect (pages=16)"),
@@ -141,6 +144,10 @@ fn a_tiny_benchmark_end_to_end() {
     );
     assert!(
         summary.contains("## Flush strategies") && summary.contains("| ipi | 2 |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("## device") && summary.contains("| kib=16 churn=2 | max 3cpu"),
         "{summary}"
     );
     assert!(
@@ -161,6 +168,19 @@ fn a_tiny_benchmark_end_to_end() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The device workload's record: counters per job (the churning thread's
+/// repetitions are not operations), the churn's invalidations sent to the
+/// device, and the device's own counters.
+fn check_device_record(r: &Record, p: &Point) {
+    let ctx = format!("{} ({})", p.describe(), r.raw);
+    r.check().unwrap_or_else(|e| panic!("{ctx}: {e}"));
+    assert_eq!((r.param("kib"), r.param("churn")), (Some(16), Some(2)), "{ctx}");
+    assert_eq!(r.counted_ops, u64::from(p.reps * p.ops), "{ctx}: jobs only");
+    assert!(r.events_per_op.get("sec_inval") > 0.0, "{ctx}: the churn tells the device");
+    assert!(r.device_per_op.get("hits") > 0.0, "{ctx}: the device's cache");
+    assert_eq!(r.device_per_op.get("jobs"), 1.0, "{ctx}: one device job per operation");
 }
 
 /// A record agrees with its point, with itself, and with the line the

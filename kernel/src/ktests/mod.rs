@@ -3,6 +3,7 @@
 
 mod asid;
 mod boot;
+mod device;
 mod framework;
 mod irq;
 mod mm;

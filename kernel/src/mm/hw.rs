@@ -89,11 +89,10 @@ impl MmHw for Hw {
     }
 
     fn notify_secondary<F: Format>(&self, _mm: &Mm<F>, devices: u64, inv: &Invalidation) {
-        // No device subscribes to an mm yet.
-        log::error!(target: "tlb", "secondary invalidation {inv:?} for devices {devices:#x}, which do not exist");
+        super::device::notify::notify(devices, inv);
     }
 
     fn secondary_acked(&self) -> bool {
-        true
+        super::device::notify::acked()
     }
 }

@@ -23,6 +23,7 @@ pub mod rmap;
 pub mod swap;
 pub mod tlb;
 pub mod aspace;
+pub mod device;
 pub mod gather;
 pub mod pagetable;
 pub mod space;

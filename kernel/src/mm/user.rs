@@ -59,6 +59,7 @@ pub fn config() -> &'static TlbConfig {
             c.lazy = o.lazy_tlb;
             c.bugs.no_stale_mark = !o.stale_mark;
             c.bugs.partial_any_gen = !o.gen_check;
+            c.notifier_late = o.notifier_late;
         }
         c
     })

@@ -1,6 +1,7 @@
 //! Tasks (kernel threads and user threads), the scheduler, processes and
 //! system calls.
 
+pub mod device;
 pub mod futex;
 pub mod ipc;
 pub mod jobs;

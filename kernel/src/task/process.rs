@@ -359,6 +359,9 @@ fn teardown(p: &Arc<Process>) {
     // Jobs still running stop at their next step; the address space goes
     // once the last of them lets go of it (at once if none runs).
     super::jobs::process_exited(p.pid);
+    // Devices it bound let go of the address space first (their holds
+    // would keep it otherwise).
+    super::device::process_exited(p.pid);
     p.mm.release();
     {
         let mut s = p.exit_status.lock();

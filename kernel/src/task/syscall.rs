@@ -24,7 +24,7 @@ pub static PAGE_FAULTS: AtomicU64 = AtomicU64::new(0);
 /// Errors that mean "the caller passed something wrong" (counted), as
 /// opposed to resource states like EAGAIN or ETIMEDOUT.
 fn is_bad_argument(e: i64) -> bool {
-    matches!(-e, EINVAL | EFAULT | ENOSYS | ENOENT | ESRCH | ECHILD | EPERM)
+    matches!(-e, EINVAL | EFAULT | ENOSYS | ENOENT | ESRCH | ECHILD | EPERM | EBUSY)
 }
 
 fn current_process() -> Arc<Process> {
@@ -78,6 +78,7 @@ fn may_keep_heap(n: u64) -> bool {
             | nr::MPROTECT
             | nr::COPY_ASYNC
             | nr::WATCH_ASYNC
+            | nr::DEV_SUBMIT
     )
 }
 
@@ -196,6 +197,10 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
         nr::COPY_ASYNC => super::jobs::submit(&p, Work::copy(a[0], a[1], a[2])?, a[3]),
         nr::WATCH_ASYNC => super::jobs::submit(&p, Work::watch(a[0], a[1], a[2], a[4])?, a[3]),
         nr::COPY_WAIT => super::jobs::wait(&p, a[0], a[1]),
+        nr::DEV_BIND => super::device::bind(&p, a[0]),
+        nr::DEV_UNBIND => super::device::unbind(&p, a[0]),
+        nr::DEV_SUBMIT => super::device::submit(&p, a[0], a[1]),
+        nr::DEV_WAIT => super::device::wait(&p, a[0], a[1], a[2], a[3]),
         _ => Err(-ENOSYS),
     }
 }
@@ -254,6 +259,11 @@ fn stats(which: u64, buf: u64, len: u64) -> Result<u64, i64> {
         abi::stats::CPUS => {
             words[0] = crate::percpu::online_count() as u64;
             1
+        }
+        w if (abi::stats::DEVICE..abi::stats::DEVICE + abi::device::COUNT as u64).contains(&w) => {
+            let d = super::device::stat_words((w - abi::stats::DEVICE) as usize).ok_or(-EINVAL)?;
+            words[..d.len()].copy_from_slice(&d);
+            d.len()
         }
         abi::stats::RESOURCES => {
             let r = super::resources();

@@ -86,6 +86,10 @@ pub struct BenchLine {
     /// programs built before it was reported.
     #[serde(default)]
     pub events: Counts<u64>,
+    /// Device 0's counters (`abi::device`'s names), when the device worked
+    /// during the measurement.
+    #[serde(default)]
+    pub device: Counts<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +220,12 @@ pub struct Record {
     pub events_total: Counts<u64>,
     #[serde(default)]
     pub events_per_op: Counts<f64>,
+    /// The device's counters (`abi::device`: fills, hits, retries, ...)
+    /// over the operations, and per operation; empty when no device worked.
+    #[serde(default)]
+    pub device_total: Counts<u64>,
+    #[serde(default)]
+    pub device_per_op: Counts<f64>,
     pub asid_rollovers: u64,
     pub asid_rollovers_per_op: f64,
     pub asid_total: Counts<u64>,
@@ -409,6 +419,8 @@ impl Record {
             ipis_received_per_op: per_op(b.events.get("ipi_received")),
             events_total: b.events.clone(),
             events_per_op: b.events.map(per_op),
+            device_total: b.device.clone(),
+            device_per_op: b.device.map(per_op),
             asid_rollovers: rollovers,
             asid_rollovers_per_op: per_op(rollovers),
             asid_total: b.asid.clone(),
@@ -829,6 +841,22 @@ pub(crate) mod tests {
             BenchLine::parse(&few),
             Err(LineError::Inconsistent(_))
         ));
+    }
+
+    #[test]
+    fn device_counters_are_per_operation_and_optional() {
+        assert!(record(LINE).device_per_op.0.is_empty(), "no device in the line");
+        let line = LINE.replace(
+            r#""faults":480}"#,
+            r#""faults":480,"events":{"sec_inval":15},"device":{"fills":60,"retries":3}}"#,
+        );
+        let r = record(&line);
+        assert_eq!(r.device_total.get("fills"), 60);
+        assert_eq!((r.device_per_op.get("fills"), r.device_per_op.get("retries")), (2.0, 0.1));
+        assert_eq!(r.events_per_op.get("sec_inval"), 0.5);
+        let table = crate::bench::report::device_table(&[Record { workload: "device".into(), ..r }]);
+        assert!(table.contains("| pages=16 threads=1 | max 2cpu"), "{table}");
+        assert!(table.contains("| 0.50 | 0 | 1.10 | 2 | 0 | 0.10 | 0 | 0 |"), "{table}");
     }
 
     #[test]

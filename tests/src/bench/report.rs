@@ -303,6 +303,9 @@ pub fn summary(
             }
         }
         s.push('\n');
+        if w.name == "device" {
+            s.push_str(&device_table(&configs));
+        }
     }
     s.push_str(&strategy_tables(&records));
     let unsupported: Vec<&PointResult> = results
@@ -358,6 +361,47 @@ pub fn summary(
             let _ = writeln!(s, "![{p}]({p})");
         }
     }
+    s
+}
+
+/// The device workload's throughput and what the notifier cost it: per
+/// job, the invalidations sent to the device (`sec_inval`), the ranges
+/// opened (`mn_range`), the TLBIs, and the device's own counters.
+pub fn device_table(records: &[Record]) -> String {
+    let rs: Vec<&Record> = records.iter().filter(|r| r.workload == "device").collect();
+    if rs.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "Per job: throughput (the job's bytes over the median time per job), invalidations sent to \
+         the device, invalidate-range brackets opened, TLBIs, and the device's own counters (fills: \
+         table walks; retries: walks that met an open range; served by waiter: inboxes a waiting \
+         CPU served for the device).\n\n\
+         | params | config | MiB/s | sec_inval/job | mn_range/job | TLBI/job | fills/job | hits/job \
+         | retries/job | invals/job | served by waiter/job |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rs {
+        let bytes = r.param("kib").unwrap_or(0) as f64 * 1024.0;
+        let secs = r.ns_per_op.median / 1e9;
+        let mib_s = if secs > 0.0 { bytes / secs / (1 << 20) as f64 } else { 0.0 };
+        let d = |k: &str| fmt_count(r.device_per_op.get(k));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {mib_s:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.params_label(),
+            r.config,
+            fmt_count(r.events_per_op.get("sec_inval")),
+            fmt_count(r.events_per_op.get("mn_range")),
+            fmt_count(r.tlbi_ops_per_op),
+            d("fills"),
+            d("hits"),
+            d("retries"),
+            d("invals"),
+            d("served_by_waiter"),
+        );
+    }
+    s.push('\n');
     s
 }
 

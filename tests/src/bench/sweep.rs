@@ -100,6 +100,8 @@ pub struct Workload {
     /// Flag A puts a second thread of the process to work on another CPU
     /// (the boot then keeps two host cores busy).
     pub flag_a_second_cpu: bool,
+    /// Flag B does too.
+    pub flag_b_second_cpu: bool,
     /// The points of the configs sweep at `depth` (given this workload).
     pub points: fn(&'static Workload, Depth) -> Vec<Point>,
     /// Its point in the strategy sweep, if it takes part: the program
@@ -137,11 +139,8 @@ impl Point {
         ops: u32,
         config: Config,
     ) -> Point {
-        let busy_cpus = if w.flag_a_second_cpu && flags & FLAG_A != 0 {
-            2
-        } else {
-            1
-        };
+        let second = w.flag_a_second_cpu && flags & FLAG_A != 0 || w.flag_b_second_cpu && flags & FLAG_B != 0;
+        let busy_cpus = if second { 2 } else { 1 };
         Point {
             workload: w.name,
             program: w.program,
@@ -213,6 +212,7 @@ pub const WORKLOADS: &[Workload] = &[
         op: "mmap N anonymous pages, write one word in each, munmap them (threads=T: \
              T-1 more threads of the process spin on other CPUs)",
         flag_a_second_cpu: true,
+        flag_b_second_cpu: false,
         points: mmap,
         per_cpu: Some(PerCpu { n: 16, ops: 30 }),
     },
@@ -222,6 +222,7 @@ pub const WORKLOADS: &[Workload] = &[
         op: "mprotect N written pages read-only, then read-write, then write one word in each \
              (threads=T: T-1 more threads of the process spin on other CPUs)",
         flag_a_second_cpu: true,
+        flag_b_second_cpu: false,
         points: mprotect,
         per_cpu: Some(PerCpu { n: 16, ops: 30 }),
     },
@@ -232,6 +233,7 @@ pub const WORKLOADS: &[Workload] = &[
              (threads=2: a second thread does the same on its own region on another CPU; \
              threads=T spinning=1: T-1 more threads spin on other CPUs instead)",
         flag_a_second_cpu: true,
+        flag_b_second_cpu: false,
         points: madvise,
         per_cpu: Some(PerCpu { n: 256, ops: 8 }),
     },
@@ -242,6 +244,7 @@ pub const WORKLOADS: &[Workload] = &[
              writes M pages (copy-on-write) and exits; the parent waits (threads=T: T-1 more \
              threads of the parent spin on other CPUs)",
         flag_a_second_cpu: false,
+        flag_b_second_cpu: false,
         points: fork,
         per_cpu: Some(PerCpu { n: 16, ops: 5 }),
     },
@@ -252,6 +255,7 @@ pub const WORKLOADS: &[Workload] = &[
              waits (timed in the parent; threads=T: the child first starts T-1 threads of its \
              own on other CPUs, calling getpid in a loop, which its exit ends)",
         flag_a_second_cpu: false,
+        flag_b_second_cpu: false,
         points: exit,
         per_cpu: Some(PerCpu { n: 64, ops: 8 }),
     },
@@ -262,6 +266,7 @@ pub const WORKLOADS: &[Workload] = &[
              written pages read-only, then read-write, then write one word in each (timed in \
              the first thread; counters per operation of any thread)",
         flag_a_second_cpu: false,
+        flag_b_second_cpu: false,
         points: no_points,
         per_cpu: Some(PerCpu { n: 16, ops: 20 }),
     },
@@ -280,6 +285,7 @@ pub const WORKLOADS: &[Workload] = &[
         program: "bench_pingpong",
         op: "one IPC round trip (ep_call / ep_recv / ep_reply) between two processes on one CPU",
         flag_a_second_cpu: false,
+        flag_b_second_cpu: false,
         points: pingpong,
         per_cpu: None,
     },
@@ -289,7 +295,23 @@ pub const WORKLOADS: &[Workload] = &[
         op: "one IPC round trip to the next of 64 server processes on one CPU (create=1: fork \
              a child that exits at once and wait), under asid_bits=N",
         flag_a_second_cpu: false,
+        flag_b_second_cpu: false,
         points: asid_pressure,
+        per_cpu: None,
+    },
+    Workload {
+        name: "device",
+        program: "bench_device",
+        op: "one job of a secondary-MMU device (its own translation cache, kept coherent by mmu \
+             notifiers; its thread on the last CPU): copy N KiB between two written buffers of the \
+             process, submitted and waited for; meanwhile (churn=1) a second thread of the process \
+             unmaps, maps and writes a 16-page region the device never reads, or (churn=2) makes \
+             the device's source read-only and read-write again, without pause (churn=0: no \
+             churn). Counters are per job; the device's own (fills, hits, retries, invalidations) \
+             are in the device table",
+        flag_a_second_cpu: true,
+        flag_b_second_cpu: true,
+        points: device,
         per_cpu: None,
     },
 ];
@@ -564,6 +586,22 @@ fn pingpong(w: &'static Workload, depth: Depth) -> Vec<Point> {
         .into_iter()
         .map(|c| point(w, 0, 0, 400, depth, c))
         .collect()
+}
+
+/// Job sizes × churn (none, a region the device does not use, the one it
+/// reads), on 3 CPUs: the measuring thread, the churn and the device.
+fn device(w: &'static Workload, depth: Depth) -> Vec<Point> {
+    let sizes: &[u64] = match depth {
+        Depth::Quick => &[64],
+        Depth::Full => &[16, 64, 1024],
+    };
+    let mut out = Vec::new();
+    for &kib in sizes {
+        for flags in [0, FLAG_A, FLAG_B] {
+            out.push(point(w, kib, flags, ops_for(2048, kib, 4, 20), depth, Config::new(CPU_RANGE, 3)));
+        }
+    }
+    out
 }
 
 fn asid_pressure(w: &'static Workload, depth: Depth) -> Vec<Point> {

@@ -90,14 +90,47 @@ pub mod nr {
     /// killed meanwhile; with [`super::copy::NOWAIT`], EAGAIN while the job
     /// runs (the ticket stays valid).
     pub const COPY_WAIT: u64 = 29;
-    pub const COUNT: u64 = 30;
+    /// dev_bind(dev): device `dev` (< [`super::device::COUNT`]), a secondary
+    /// MMU with a translation cache of its own, works on this process's
+    /// address space from now on: its jobs ([`DEV_SUBMIT`]) reach the memory
+    /// only through that cache, which the kernel keeps coherent (mmu
+    /// notifiers). EINVAL for no such device, EBUSY if it is bound already
+    /// (to this or another process), EAGAIN if no more ASIDs may be pinned.
+    /// The binding ends with [`DEV_UNBIND`] or when the process ends.
+    pub const DEV_BIND: u64 = 30;
+    /// dev_unbind(dev): ends this process's binding of `dev`; its jobs end
+    /// and are forgotten (a later [`DEV_WAIT`] for one: ESRCH). EINVAL for
+    /// no such device or one this process has not bound.
+    pub const DEV_UNBIND: u64 = 31;
+    /// dev_submit(dev, job_ptr) → job id: queues the job of
+    /// [`super::device::JOB_WORDS`] words at `job_ptr` (layout and kinds in
+    /// [`super::device`]) on `dev`, bound by this process (EINVAL
+    /// otherwise). EFAULT for an unreadable job or a range beyond user
+    /// space, EINVAL for a bad kind, a length above
+    /// [`super::limits::MAX_COPY_LEN`] (or a watch's above
+    /// [`super::limits::MAX_WATCH_NS`]), overlapping copy ranges or a
+    /// misaligned watch, EAGAIN with
+    /// [`super::device::MAX_QUEUE`] jobs of the binding not yet waited for.
+    /// Unmapped or read-only memory is found by the device: the job ends
+    /// with EFAULT.
+    pub const DEV_SUBMIT: u64 = 32;
+    /// dev_wait(dev, id, report_ptr or 0, flags) → the job's result (bytes
+    /// copied or filled, the checksum, or the reads a watch made), or
+    /// `-errno` (EFAULT: the device met memory it may not access). With a
+    /// `report_ptr`, the job's [`super::device::REPORT_WORDS`]-word report
+    /// is written there. The id is used up; ESRCH for an unknown one.
+    /// Flags: [`super::device::NOWAIT`] (EAGAIN while the job runs),
+    /// [`super::device::STOP`] (a watch ends at its next read). EINTR if
+    /// this process is killed meanwhile.
+    pub const DEV_WAIT: u64 = 33;
+    pub const COUNT: u64 = 34;
 
     /// Each call's name, indexed by its number.
     pub const NAMES: [&str; COUNT as usize] = [
         "exit", "write", "mmap", "munmap", "mprotect", "madvise", "spawn", "fork", "wait", "thread_create",
         "thread_exit", "join", "yield", "sleep", "set_affinity", "getcpu", "stats", "ep_create", "ep_call",
         "ep_recv", "ep_reply", "futex_wait", "futex_wake", "getpid", "kill", "time_ns", "fault_resume",
-        "copy_async", "watch_async", "copy_wait",
+        "copy_async", "watch_async", "copy_wait", "dev_bind", "dev_unbind", "dev_submit", "dev_wait",
     ];
 }
 
@@ -164,6 +197,79 @@ pub mod copy {
     pub const LOG_MIN: u64 = 8 * (LOG_VALUES as u64 + 1);
 }
 
+/// The secondary-MMU devices of `nr::DEV_BIND` .. `nr::DEV_WAIT`: their
+/// jobs, reports and counters.
+pub mod device {
+    /// Devices (numbered from 0).
+    pub const COUNT: usize = 2;
+    /// Words of a job: [`KIND`], [`DST`], [`SRC`], [`LEN`], [`ARG`].
+    pub const JOB_WORDS: usize = 5;
+    pub const KIND: usize = 0;
+    pub const DST: usize = 1;
+    pub const SRC: usize = 2;
+    pub const LEN: usize = 3;
+    pub const ARG: usize = 4;
+    /// Copy `LEN` bytes from `SRC` to `DST` (ranges must not overlap);
+    /// result: `LEN`.
+    pub const COPY: u64 = 0;
+    /// Write byte `ARG` (< 256) to `LEN` bytes at `DST`; result: `LEN`.
+    pub const FILL: u64 = 1;
+    /// Sum of the `LEN` bytes at `SRC`; result: the sum.
+    pub const CHECKSUM: u64 = 2;
+    /// Read the u64 at `SRC` (8-byte aligned) over and over for `LEN`
+    /// nanoseconds (at most `limits::MAX_WATCH_NS`) or until
+    /// [`STOP`]; after each read write the number of reads so far to the
+    /// u64 at `DST` (8-byte aligned; 0: nowhere). Result: the reads; the
+    /// values seen are in the report. `ARG`: [`WATCH_THROUGH_FAULTS`] or 0.
+    pub const WATCH: u64 = 3;
+    /// A watch that meets memory it may not read counts a fault and goes
+    /// on (without it, the watch ends with EFAULT).
+    pub const WATCH_THROUGH_FAULTS: u64 = 1;
+    /// Jobs of one binding queued, running, or done and not waited for.
+    pub const MAX_QUEUE: usize = 8;
+    /// dev_wait flag: do not block; EAGAIN while the job runs.
+    pub const NOWAIT: u64 = 1;
+    /// dev_wait flag: a watch stops at its next read (then the wait).
+    pub const STOP: u64 = 2;
+    pub const WAIT_FLAGS: u64 = NOWAIT | STOP;
+    /// Words of a job's report ([`REPORT_READS`] ..).
+    pub const REPORT_WORDS: usize = REPORT_VALUES + REPORT_MAX_VALUES;
+    /// Reads a watch made.
+    pub const REPORT_READS: usize = 0;
+    /// Reads a watch found no translation for (with [`WATCH_THROUGH_FAULTS`]).
+    pub const REPORT_FAULTS: usize = 1;
+    /// Reads whose value differed from the read before.
+    pub const REPORT_CHANGES: usize = 2;
+    /// Values in the log from [`REPORT_VALUES`] on: the first read's, then
+    /// each that differed from the read before, while there is room.
+    pub const REPORT_LOGGED: usize = 3;
+    pub const REPORT_VALUES: usize = 4;
+    pub const REPORT_MAX_VALUES: usize = 8;
+
+    /// Words of `stats(stats::DEVICE + dev)`, one counter each since boot.
+    pub const STAT_COUNT: usize = 8;
+    /// Translations the device walked the tables for and cached.
+    pub const FILLS: usize = 0;
+    /// Translations found in its cache.
+    pub const HITS: usize = 1;
+    /// Accesses retried: an invalidation was open or raced the walk.
+    pub const RETRIES: usize = 2;
+    /// Accesses no valid translation allowed.
+    pub const FAULTS: usize = 3;
+    /// Invalidations handled.
+    pub const INVALS: usize = 4;
+    /// Cached translations those invalidations (and unbinds) dropped.
+    pub const DROPPED: usize = 5;
+    /// Jobs ended.
+    pub const JOBS: usize = 6;
+    /// Times a CPU waiting for the device's acknowledgement served its
+    /// invalidations itself (the device was between accesses, or idle).
+    pub const SERVED_BY_WAITER: usize = 7;
+    /// The names of the words, in order.
+    pub const STAT_NAMES: [&str; STAT_COUNT] =
+        ["fills", "hits", "retries", "faults", "invals", "dropped", "jobs", "served_by_waiter"];
+}
+
 /// `stats(which, ...)` selectors.
 pub mod stats {
     /// [free frames, total frames].
@@ -193,6 +299,9 @@ pub mod stats {
     pub const EVENTS_CPU: u64 = 16;
     /// `TLBI_CPU + cpu`: the words of [`TLBI`] for one CPU (`cpu` < 8).
     pub const TLBI_CPU: u64 = 24;
+    /// `DEVICE + dev`: device `dev`'s counters (`dev` <
+    /// [`super::device::COUNT`]), indexed by [`super::device`]'s `FILLS` ..
+    pub const DEVICE: u64 = 40;
     /// The names of the words of [`EVENTS`], in order.
     pub const EVENT_NAMES: [&str; 22] = [
         "exit_elided",

@@ -107,6 +107,10 @@ pub use ulib::abi::stats::EVENT_NAMES;
 const TLBI_WORDS: usize = 32;
 /// Words read from `STATS(EVENTS)`; more than the kernel writes today.
 const EVENT_WORDS: usize = 32;
+/// The words of `STATS(DEVICE + 0)`: device 0's counters, as the kernel
+/// names them.
+pub use ulib::abi::device::STAT_NAMES as DEVICE_NAMES;
+const DEVICE_WORDS: usize = ulib::abi::device::STAT_COUNT;
 
 /// The decoded argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,6 +174,10 @@ pub struct Counters {
     pub events: [u64; EVENT_WORDS],
     /// How many words the kernel wrote (0 if it has no such counters).
     pub event_words: usize,
+    /// `STATS(DEVICE + 0)`: device 0's counters (the device workload's).
+    pub device: [u64; DEVICE_WORDS],
+    /// How many words the kernel wrote (0 if it has no devices).
+    pub device_words: usize,
 }
 
 impl Counters {
@@ -191,6 +199,8 @@ impl Counters {
             faults: 0,
             events: [0; EVENT_WORDS],
             event_words: 0,
+            device: [0; DEVICE_WORDS],
+            device_words: 0,
         };
         if mark == Some(region::Mark::End) {
             region::mark(region::Mark::End, c.tlbi.as_ptr().cast());
@@ -202,6 +212,7 @@ impl Counters {
         sys::stats(stats::ASID, &mut c.asid)?;
         c.faults = sys::stat(stats::PAGE_FAULTS)?;
         c.event_words = sys::stats(stats::EVENTS, &mut c.events).map_or(0, |n| n as usize);
+        c.device_words = sys::stats(stats::DEVICE, &mut c.device).map_or(0, |n| n as usize);
         Ok(c)
     }
 
@@ -219,6 +230,10 @@ impl Counters {
             *w = w.wrapping_sub(e);
         }
         d.event_words = self.event_words.min(earlier.event_words);
+        for (w, e) in d.device.iter_mut().zip(earlier.device) {
+            *w = w.wrapping_sub(e);
+        }
+        d.device_words = self.device_words.min(earlier.device_words);
         d
     }
 }
@@ -511,6 +526,17 @@ impl Helper {
         Ok(Helper { operates: false, ..h })
     }
 
+    /// A helper whose `work` keeps the process busy on `cpu` with
+    /// something other than the workload's operation: its repetitions are
+    /// not counted ([`Helper::ops`] stays 0), so the counters are per
+    /// operation of the measuring thread.
+    pub fn background<F>(cpu: u64, work: F) -> Result<Helper, i32>
+    where
+        F: FnMut() -> Result<(), i32> + Send + 'static,
+    {
+        Ok(Helper { operates: false, ..Helper::start(cpu, work)? })
+    }
+
     /// Operations completed so far: the times `work` did (0 for a
     /// spinner).
     pub fn ops(&self) -> u64 {
@@ -725,7 +751,17 @@ fn write_json(
             None => write!(w, "{sep}\"event{i}\":{n}")?,
         }
     }
-    writeln!(w, "}}}}")
+    w.write_str("}")?;
+    // Device 0's counters, when it did anything meanwhile.
+    let device = &c.device[..c.device_words];
+    if device.iter().any(|&n| n != 0) {
+        w.write_str(",\"device\":{")?;
+        for (i, (name, n)) in DEVICE_NAMES.iter().zip(device).enumerate() {
+            write!(w, "{}\"{name}\":{n}", if i == 0 { "" } else { "," })?;
+        }
+        w.write_str("}")?;
+    }
+    writeln!(w, "}}")
 }
 
 /// Largest report: one WRITE of the kernel takes at most 4096 bytes.
@@ -803,6 +839,8 @@ mod tests {
             faults: 9,
             events: [0; EVENT_WORDS],
             event_words: 16,
+            device: [0; DEVICE_WORDS],
+            device_words: DEVICE_WORDS,
         };
         c.tlbi[6] = 40;
         c.tlbi[12] = 20;
@@ -837,6 +875,35 @@ mod tests {
             arg.raw
         );
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn device_counters_are_reported_when_the_device_worked() {
+        let mut c = Counters {
+            tlbi: [0; TLBI_WORDS],
+            tlbi_words: 13,
+            asid: [0; 5],
+            faults: 0,
+            events: [0; EVENT_WORDS],
+            event_words: 0,
+            device: [0; DEVICE_WORDS],
+            device_words: DEVICE_WORDS,
+        };
+        c.device[0] = 16;
+        c.device[4] = 3;
+        let mut m = Measurement { rep_ticks: [0; MAX_REPS], reps: 1, ops: 1, warmup: 1, counted_ops: 1, counters: c };
+        m.rep_ticks[0] = 5;
+        let arg = Arg::decode(Arg::encode(16, 1, 1, 0, 0), 0, 0, 0);
+        let mut line = Line::new();
+        write_json(&mut line, "device", &arg, &[], &m, (1, 3)).unwrap();
+        let text = core::str::from_utf8(line.bytes()).unwrap();
+        assert!(
+            text.ends_with(
+                "\"events\":{},\"device\":{\"fills\":16,\"hits\":0,\"retries\":0,\"faults\":0,\
+                 \"invals\":3,\"dropped\":0,\"jobs\":0,\"served_by_waiter\":0}}\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub use ulib;
 
 pub mod bench;
 pub mod churn;
+pub mod device;
 pub mod ipc;
 pub mod pattern;
 

@@ -290,3 +290,45 @@ pub fn copy_poll(ticket: u64) -> Result<u64, Errno> {
     // SAFETY: COPY_WAIT touches no user memory.
     Errno::result(unsafe { syscall2(nr::COPY_WAIT, ticket, abi::copy::NOWAIT) })
 }
+
+/// Binds device `dev` (`abi::device`) to this process's address space.
+pub fn dev_bind(dev: u64) -> Result<u64, Errno> {
+    // SAFETY: DEV_BIND touches no user memory.
+    Errno::result(unsafe { syscall1(nr::DEV_BIND, dev) })
+}
+
+/// Ends this process's binding of device `dev` (its jobs end).
+pub fn dev_unbind(dev: u64) -> Result<u64, Errno> {
+    // SAFETY: DEV_UNBIND touches no user memory.
+    Errno::result(unsafe { syscall1(nr::DEV_UNBIND, dev) })
+}
+
+/// Queues `job` (`abi::device`'s layout) on device `dev`; returns its id
+/// for [`dev_wait`].
+///
+/// # Safety
+/// Until [`dev_wait`] has returned for the job (or the binding ends), the
+/// memory the job writes (a copy's or fill's destination, a watch's count)
+/// may change at any moment: no Rust reference may cover it, and nothing
+/// may rely on its contents.
+pub unsafe fn dev_submit(dev: u64, job: &[u64; abi::device::JOB_WORDS]) -> Result<u64, Errno> {
+    // SAFETY: the kernel reads the job's words; what the device does to
+    // this process's memory is the caller's to allow (above).
+    Errno::result(unsafe { syscall2(nr::DEV_SUBMIT, dev, job.as_ptr() as u64) })
+}
+
+/// Waits for job `id` of device `dev` to end (with `abi::device::NOWAIT`:
+/// EAGAIN while it runs; with `abi::device::STOP`: a watch stops first);
+/// returns its result, and writes its report to `report` if given. The id
+/// is used up once the result (or EFAULT for the report) comes back.
+pub fn dev_wait(
+    dev: u64,
+    id: u64,
+    report: Option<&mut [u64; abi::device::REPORT_WORDS]>,
+    flags: u64,
+) -> Result<u64, Errno> {
+    let at = report.map_or(0, |r| r.as_mut_ptr() as u64);
+    // SAFETY: the kernel writes at most the report's words to `at`, a
+    // buffer borrowed mutably for the call (or nowhere).
+    Errno::result(unsafe { syscall4(nr::DEV_WAIT, dev, id, at, flags) })
+}

@@ -323,7 +323,8 @@ impl<F: Format> Mm<F> {
             hw.poll();
             core::hint::spin_loop();
         }
-        // SAFETY: as in `with_aspace`.
+        // SAFETY: the lock is held until `unlock` below; the reference does
+        // not escape `f`.
         let r = f(unsafe { self.aspace() });
         self.unlock();
         r

@@ -22,6 +22,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use oorandom::Rand64;
 use ulib::abi::copy as abi_copy;
+use ulib::abi::device as abi_device;
 use ulib::abi::{advice, map, nr, prot, stats, USER_END};
 use ulib::mm::{Mapping, PAGE_SIZE};
 use ulib::sys::{self, Fork};
@@ -112,6 +113,8 @@ struct World {
     tids: [AtomicU64; 8],
     pids: [AtomicU64; 8],
     tickets: [AtomicU64; 8],
+    /// Ids of its device jobs.
+    dev_jobs: [AtomicU64; 8],
 }
 
 const ARENA: u64 = 64 * PAGE_SIZE;
@@ -400,6 +403,39 @@ fn one_call(w: &World, r: &mut Rand64, may_block: bool, grandchild: &mut bool) -
                 };
                 raw::syscall2(n, ticket, flags)
             }
+            nr::DEV_BIND | nr::DEV_UNBIND => raw::syscall1(n, [0, 1, 2, u64::MAX][r.rand_range(0..4) as usize]),
+            nr::DEV_SUBMIT => {
+                // Jobs on own memory, as for copy_async: the device may write
+                // only the scratch and the arena. Watches end within 2 ms.
+                let kind = r.rand_range(0..5);
+                let len = if kind == abi_device::WATCH {
+                    [0, 1000, 100_000, 2_000_000][r.rand_range(0..4) as usize]
+                } else {
+                    w.len(r)
+                };
+                let arg = [0, 1, 0x5a, 256, r.rand_u64()][r.rand_range(0..5) as usize];
+                let (dst, src) = if coin(r) { (w.addr(r), w.addr(r)) } else { (w.addr(r) & !7, w.addr(r) & !7) };
+                let job = [kind, dst, src, len, arg];
+                let at = if r.rand_range(0..8) == 0 { w.addr(r) } else { job.as_ptr() as u64 };
+                let got = raw::syscall2(n, r.rand_range(0..3), at);
+                if (got as i64) > 0 {
+                    World::remember(&w.dev_jobs, r, got);
+                }
+                got
+            }
+            nr::DEV_WAIT => {
+                let id = w.pick(&w.dev_jobs, r);
+                let report = if coin(r) { 0 } else { w.addr(r) };
+                let flags = match r.rand_range(0..8) {
+                    0 => r.rand_u64(),
+                    1..=3 => abi_device::NOWAIT,
+                    4 => abi_device::STOP | abi_device::NOWAIT,
+                    5 if may_block => abi_device::STOP,
+                    _ if may_block => 0,
+                    _ => abi_device::NOWAIT,
+                };
+                raw::syscall4(n, r.rand_range(0..3), id, report, flags)
+            }
             _ => raw::syscall6(n, r.rand_u64(), r.rand_u64(), r.rand_u64(), 0, 0, 0),
         }
     };
@@ -476,6 +512,7 @@ fn worker(report_ep: u64, seed: u64, calls: u64) -> ! {
         tids: [const { AtomicU64::new(0) }; 8],
         pids: [const { AtomicU64::new(0) }; 8],
         tickets: [const { AtomicU64::new(0) }; 8],
+        dev_jobs: [const { AtomicU64::new(0) }; 8],
     });
     let mut r = Rand64::new(u128::from(seed) << 1);
     for (i, slot) in w.eps.iter().enumerate() {
