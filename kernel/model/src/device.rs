@@ -13,6 +13,15 @@
 //! every invalidation it posted was served. A served `release` ends the
 //! binding: the device makes no more accesses.
 //!
+//! The kernel's device (`mm::device::DevCore`) handles everything posted
+//! so far whenever its lock is taken, by the device before an access or by
+//! a waiting CPU while the device is between accesses. The model's device
+//! serves one invalidation at a time, any sender's, at any point between
+//! its accesses: every order the kernel's device handles them in is among
+//! those. (It does not run `DevCore` itself: that holds a pointer to its
+//! mm and takes its inbox whenever locked, which a model state, copied and
+//! hashed at every step, cannot hold.)
+//!
 //! A device's access (a read or a write through `DevTlb::translate`, which
 //! walks the tables with the kernel's page-table code) is one step of the
 //! model system: the walk, the check of the notifier's sequence and the
