@@ -277,6 +277,7 @@ pub const WORKLOADS: &[Workload] = &[
              drop=1: dropped with DONTNEED first, a zero-filled page), then madvise(PAGEOUT) \
              all N (reclaim.batch=on: one DSB per 32 pages; off: one per page)",
         flag_a_second_cpu: false,
+        flag_b_second_cpu: false,
         points: reclaim,
         per_cpu: None,
     },
