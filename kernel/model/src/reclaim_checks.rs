@@ -156,3 +156,25 @@ fn reclaim_with_a_device() {
     );
 }
 
+
+/// Long: the reclaimer (cpu0) takes pages 2 and 3 of A in one batch while
+/// A's thread on cpu1 mprotects 2..4 read-only (racing the pending batch)
+/// and its thread on cpu2 reads, writes and faults pages back from swap;
+/// a device bound to A reads and writes pages 2, 3 and 4; B reuses the
+/// freed frames. 3 CPUs, scheduled speculation.
+#[test]
+#[ignore = "long mode: scripts/model.sh"]
+fn long_reclaim() {
+    let mut cfg = long(&[vec![Script::Reclaim { lo: 2, hi: 4 }], vec![Script::Mprotect { lo: 2, hi: 4 }], vec![]]);
+    cfg.writes = true;
+    cfg.faults = 1;
+    cfg.swap_slots = 2;
+    cfg.devices = 1;
+    cfg.dev_writes = true;
+    let what = "long: reclaim 2..4 against mprotect 2..4, a writer and a device, 3 cpus";
+    let (report, w) = explore_long(what, &cfg);
+    assert!(report.states >= 1_000_000, "{what}: expected at least a million states, saw {report}");
+    assert_reclaimed(what, &w);
+    let c = w.coverage();
+    assert!(events(&w, Event::BatchedPendingFlush) > 0 && c.dev_serves.get() > 0, "{what}: {c:?}");
+}
