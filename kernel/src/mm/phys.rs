@@ -249,10 +249,9 @@ impl PhysMem for KernelMem {
     fn swap_write(&self, slot: u64, pa: u64) {
         let s = swap();
         assert_ne!(s.slots.refs(slot), 0, "write of free swap slot {slot}");
-        // SAFETY: the slot's frame belongs to the swap area and this slot
-        // is in use by the caller's batch, the only writer; `pa` is a
-        // frame no CPU or device can write any more (the batch completed
-        // its flush); both page-aligned in the linear map, distinct.
+        // The slot is in use by the caller's batch, its only writer; no CPU
+        // or device can write `pa` any more (the batch's flush completed).
+        // SAFETY: two distinct page-aligned frames in the linear map.
         unsafe { page::copy(phys_to_virt(s.frame(slot)) as *mut u8, phys_to_virt(pa) as *const u8) };
         s.slots.mark_written(slot);
     }
@@ -262,10 +261,9 @@ impl PhysMem for KernelMem {
         if !s.slots.is_written(slot) {
             return false;
         }
-        // SAFETY: the slot is in use (the caller's swap entry holds it) and
-        // written (Acquire above), so its frame no longer changes; `pa` is
-        // a new frame private to the caller; both page-aligned in the
-        // linear map, distinct.
+        // The slot is held by the caller's swap entry and written (Acquire
+        // above), so it no longer changes; `pa` is the caller's new frame.
+        // SAFETY: two distinct page-aligned frames in the linear map.
         unsafe { page::copy(phys_to_virt(pa) as *mut u8, phys_to_virt(s.frame(slot)) as *const u8) };
         true
     }

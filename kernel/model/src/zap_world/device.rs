@@ -87,11 +87,10 @@ impl World {
             // The walk reads the model memory through the bridge (which CPU
             // it names does not matter: a walk allocates nothing).
             let hw = Bridge::new(&self.machine, 0, A);
-            // SAFETY: no table of `A` is freed during the call: the model is
-            // single-threaded and the call is one step; every table its walk
-            // reaches from `A`'s root is live (a freed one is unlinked
-            // first), and the bridge panics on a descriptor access to a
-            // frame that is not a table.
+            // No table of `A` is freed during the call: the model is
+            // single-threaded and the call is one step; a freed table is
+            // unlinked first, and the bridge panics on a non-table frame.
+            // SAFETY: A's tables stay allocated for the call (above).
             unsafe { cache.translate(&self.mms[SLOT_A], asid, va(vpn), write, &hw) }
         };
         self.machine.get_mut().device_mut(dev).cache = cache;

@@ -5,6 +5,7 @@
 #![allow(unsafe_code)] // reaches the boxed pages through their UnsafeCells
 
 use crate::mm::pagetable::PhysMem;
+use crate::mm::swap::SwapSlots;
 use core::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::HashMap;
 
@@ -16,17 +17,15 @@ struct Frame {
     refs: u32,
 }
 
-/// A swap slot: its references and contents (`None` until written).
-type Slot = (u32, Option<Box<[u8; 4096]>>);
-
 pub struct TestMem {
     frames: RefCell<HashMap<u64, Frame>>,
     next: Cell<u64>,
     limit: Cell<Option<usize>>,
     frees: Cell<usize>,
-    /// Swap slots: references and contents (`None` until written).
-    swap: RefCell<HashMap<u64, Slot>>,
-    next_slot: Cell<u64>,
+    /// Swap slots (the kernel's bookkeeping) and their contents once
+    /// written.
+    swap: SwapSlots,
+    swapped: RefCell<HashMap<u64, Box<[u8; 4096]>>>,
     /// The reverse map's records: frame to (family, VA).
     rmap: RefCell<HashMap<u64, (u64, u64)>>,
 }
@@ -46,20 +45,20 @@ impl TestMem {
             next: Cell::new(Self::BASE),
             limit: Cell::new(None),
             frees: Cell::new(0),
-            swap: RefCell::new(HashMap::new()),
-            next_slot: Cell::new(1),
+            swap: SwapSlots::new(1024),
+            swapped: RefCell::new(HashMap::new()),
             rmap: RefCell::new(HashMap::new()),
         }
     }
 
     /// Swap slots in use.
     pub fn swap_slots(&self) -> usize {
-        self.swap.borrow().len()
+        self.swap.used()
     }
 
     /// References to swap slot `slot` (0: free).
     pub fn swap_refs(&self, slot: u64) -> u32 {
-        self.swap.borrow().get(&slot).map_or(0, |s| s.0)
+        self.swap.refs(slot)
     }
 
     /// Where frame `pa` was last recorded mapped: (family, VA).
@@ -145,41 +144,36 @@ impl PhysMem for TestMem {
     }
 
     fn swap_alloc(&self) -> Option<u64> {
-        let slot = self.next_slot.get();
-        self.next_slot.set(slot + 1);
-        self.swap.borrow_mut().insert(slot, (1, None));
-        Some(slot)
+        self.swap.alloc()
     }
 
     fn swap_write(&self, slot: u64, pa: u64) {
+        assert_ne!(self.swap.refs(slot), 0, "write of free swap slot {slot}");
         let mut page = Box::new([0u8; 4096]);
         // SAFETY: `pa` is a live frame (`read_data` panics otherwise).
         unsafe { self.read_data(pa, 0, &mut page[..]) };
-        let mut swap = self.swap.borrow_mut();
-        let s = swap.get_mut(&slot).unwrap_or_else(|| panic!("write of free swap slot {slot}"));
-        s.1 = Some(page);
+        self.swapped.borrow_mut().insert(slot, page);
+        self.swap.mark_written(slot);
     }
 
     fn swap_read(&self, slot: u64, pa: u64) -> bool {
-        let swap = self.swap.borrow();
-        let s = swap.get(&slot).unwrap_or_else(|| panic!("read of free swap slot {slot}"));
-        let Some(page) = s.1.as_ref() else { return false };
+        assert_ne!(self.swap.refs(slot), 0, "read of free swap slot {slot}");
+        if !self.swap.is_written(slot) {
+            return false;
+        }
+        let swapped = self.swapped.borrow();
         // SAFETY: `pa` is a live frame (`write_data` panics otherwise).
-        unsafe { self.write_data(pa, 0, &page[..]) };
+        unsafe { self.write_data(pa, 0, &swapped[&slot][..]) };
         true
     }
 
     fn swap_dup(&self, slot: u64) {
-        let mut swap = self.swap.borrow_mut();
-        swap.get_mut(&slot).unwrap_or_else(|| panic!("dup of free swap slot {slot}")).0 += 1;
+        self.swap.dup(slot)
     }
 
     fn swap_free(&self, slot: u64) {
-        let mut swap = self.swap.borrow_mut();
-        let s = swap.get_mut(&slot).unwrap_or_else(|| panic!("free of free swap slot {slot}"));
-        s.0 -= 1;
-        if s.0 == 0 {
-            swap.remove(&slot);
+        if self.swap.put(slot) {
+            self.swapped.borrow_mut().remove(&slot);
         }
     }
 

@@ -283,11 +283,11 @@ impl<F: Format, const N: usize> Held<'_, F, N> {
     pub fn translate<M: PhysMem>(&mut self, mem: &M, gen: u64, va: u64, write: bool) -> Access {
         let st = self.state();
         let Some(b) = st.bound.filter(|b| b.gen == gen && !b.released) else { return Access::Gone };
-        // SAFETY: (1) the binder keeps the mm alive and subscribed while
-        // bound (`bind`'s contract), and this binding is current; (2) while
-        // subscribed, whatever frees its tables first waits for this
-        // device's acknowledgement of an invalidation, given only by
-        // `serve` under the lock we hold, so no table goes during the walk.
+        // The binder keeps the mm alive and subscribed while bound (`bind`'s
+        // contract), and this binding is current. While subscribed, whatever
+        // frees its tables first waits for this device's acknowledgement,
+        // given only by `serve` under the lock we hold.
+        // SAFETY: subscribed, and no table goes during the walk (above).
         let a = unsafe { st.tlb.translate(&*b.mm, b.asid, va, write, mem) };
         let (counter, r) = match a {
             DevAccess::Hit(e) => (d::HITS, Access::Frame(e.pa)),

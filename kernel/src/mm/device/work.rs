@@ -198,10 +198,9 @@ impl Run {
         };
         let data = &mut buf[..n];
         if let Some((pa, off)) = from {
-            // SAFETY: `pa` came from `translate` under the lock `h` holds, so
-            // it is an allocated frame until `h` is dropped (but under
-            // `mmu.notifier=late`, which breaks that on purpose); `off + n`
-            // stays in its page.
+            // `pa` came from `translate` under the lock `h` holds (except
+            // under `mmu.notifier=late`, which breaks this on purpose).
+            // SAFETY: `pa` is allocated until `h` drops; `off + n` <= 4096.
             unsafe { mem.read_data(pa, off, data) };
         }
         match self.work {

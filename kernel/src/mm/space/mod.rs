@@ -236,7 +236,8 @@ pub struct Mm<F: Format = Arm4k> {
     /// Bumped at every start and end (the interval notifier's sequence).
     notifier_seq: AtomicU64,
     /// A reclaim batch issued TLBIs for this mm that a DSB on its CPU may
-    /// not have completed yet (Linux's `tlb_flush_batched`).
+    /// not have completed yet (Linux's `tlb_flush_batched`). Read and
+    /// written only under the mm lock, which orders it.
     pub batched: AtomicBool,
     /// The tables' format (for walkers other than the owner).
     pub fmt: F,
@@ -304,14 +305,7 @@ impl<F: Format> Mm<F> {
     /// Runs `f` on the address space under the lock (spinning for it):
     /// for callers outside an operation (the program loader, tests).
     pub fn with_aspace<R>(&self, f: impl FnOnce(&mut AddressSpace<F>) -> R) -> R {
-        while !self.try_lock() {
-            core::hint::spin_loop();
-        }
-        // SAFETY: the lock is held until `unlock` below; the reference does
-        // not escape `f`.
-        let r = f(unsafe { self.aspace() });
-        self.unlock();
-        r
+        self.locked_with(|| {}, f)
     }
 
     /// [`Self::with_aspace`] for a CPU that may be sent IPIs while it spins
@@ -319,8 +313,13 @@ impl<F: Format> Mm<F> {
     /// [`Self::run`] does, so a holder that waits for this CPU's
     /// acknowledgement under the lock finishes.
     pub fn with_aspace_polling<H: MmHw, R>(&self, hw: &H, f: impl FnOnce(&mut AddressSpace<F>) -> R) -> R {
+        self.locked_with(|| hw.poll(), f)
+    }
+
+    /// Spins for the lock, calling `wait` each round, then runs `f`.
+    fn locked_with<R>(&self, mut wait: impl FnMut(), f: impl FnOnce(&mut AddressSpace<F>) -> R) -> R {
         while !self.try_lock() {
-            hw.poll();
+            wait();
             core::hint::spin_loop();
         }
         // SAFETY: the lock is held until `unlock` below; the reference does

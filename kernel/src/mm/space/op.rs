@@ -370,7 +370,7 @@ impl<F: Format> Op<F> {
                 if cfg.bugs.asid_read_early && self.call.zaps() {
                     self.early_asid = Some(mm.ctx.asid());
                 }
-                let batched = self.call.flushes_batched() && mm.batched.load(Ordering::SeqCst);
+                let batched = self.call.flushes_batched() && mm.batched.load(Ordering::Relaxed);
                 self.pc = match self.call {
                     Call::Fault { .. } => Pc::Resolve,
                     _ if batched && !cfg.bugs.no_batched_pending => Pc::BatchedFlush,
@@ -384,7 +384,7 @@ impl<F: Format> Op<F> {
                 // say) must not return while a stale entry may still be
                 // used: flush the ASID ourselves, completed here. Reclaim
                 // sets the flag under the lock we hold, so it may go now.
-                mm.batched.store(false, Ordering::SeqCst);
+                mm.batched.store(false, Ordering::Relaxed);
                 hw.event(Event::BatchedPendingFlush);
                 self.batched_flush = true;
                 let mut plan = FlushPlan::new(Scope::Broadcast);
@@ -1045,7 +1045,7 @@ impl<F: Format> Op<F> {
         }
         if cfg.reclaim_batch {
             self.issued = None;
-            mm.batched.store(true, Ordering::SeqCst);
+            mm.batched.store(true, Ordering::Relaxed);
             Pc::Unlock { then: AfterUnlock::Done }
         } else if self.issued.is_some() {
             Pc::Complete { then: Then::Unlock }

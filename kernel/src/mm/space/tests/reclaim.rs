@@ -40,6 +40,15 @@ fn unmap_into(b: &mut Batch, mm: &Mm, r: &Rig, c: &TlbConfig, vas: &[u64]) {
     }
 }
 
+/// An mm of `n` filled pages (see [`filled`]) with the pages at `vas`
+/// unmapped into a batch not finished yet.
+fn pending(r: &Rig, c: &TlbConfig, n: u64, vas: &[u64]) -> (Mm, Batch) {
+    let mm = filled(r, n);
+    let mut b = Batch::new();
+    unmap_into(&mut b, &mm, r, c, vas);
+    (mm, b)
+}
+
 fn count(log: &[Ev], f: impl Fn(&Ev) -> bool) -> usize {
     log.iter().filter(|e| f(e)).count()
 }
@@ -102,10 +111,8 @@ fn unbatched_reclaim_waits_for_each_page() {
 #[test]
 fn a_page_on_its_way_to_swap_faults_busy_and_changes_nothing() {
     let r = Rig::new();
-    let mm = filled(&r, 2);
     let c = cfg();
-    let mut b = Batch::new();
-    unmap_into(&mut b, &mm, &r, &c, &[BASE]);
+    let (mm, mut b) = pending(&r, &c, 2, &[BASE]);
     let before = r.mem.outstanding();
     assert_eq!(fault(&mm, &r, BASE, Access::Write), Err(OpError::Fault(FaultError::SwapBusy)));
     assert_eq!(r.mem.outstanding(), before, "the new frame went back");
@@ -149,10 +156,8 @@ fn calls_that_change_entries_flush_a_pending_batch_first() {
 #[test]
 fn a_fault_while_a_batch_is_pending_needs_no_flush() {
     let r = Rig::new();
-    let mm = filled(&r, 2);
     let c = cfg();
-    let mut b = Batch::new();
-    unmap_into(&mut b, &mm, &r, &c, &[BASE]);
+    let (mm, mut b) = pending(&r, &c, 2, &[BASE]);
     r.take();
     // A zero-fill elsewhere: no entry of the batch is replaced.
     assert!(fault(&mm, &r, BASE + 5 * P, Access::Write).is_ok());
@@ -196,10 +201,8 @@ fn fork_shares_swap_entries_and_each_side_reads_its_own_copy() {
 #[test]
 fn fork_flushes_a_pending_batch_before_it_copies_swap_entries() {
     let r = Rig::new();
-    let mm = filled(&r, 2);
     let c = cfg();
-    let mut b = Batch::new();
-    unmap_into(&mut b, &mm, &r, &c, &[BASE]);
+    let (mm, mut b) = pending(&r, &c, 2, &[BASE]);
     r.take();
     let mut op = Op::new(Call::Fork, &c);
     run(&mm, &mut op, &c, &r);
