@@ -9,7 +9,7 @@ use core::fmt;
 use crate::mm::tlb::policy::Claim;
 use crate::mm::tlb::trace::TraceParams;
 use crate::mm::tlb::PolicyParams;
-use crate::mm::space::Strategy;
+use crate::mm::space::{Strategy, Thp};
 use crate::mm::tlb::stats::MAX_CPUS;
 
 /// What to run after boot when no tests are selected.
@@ -97,6 +97,26 @@ pub struct Options {
     /// The CPU each device's thread runs on (`dev.cpu=N[,M]`, one per
     /// device, or one for all); empty: the last CPU online.
     pub dev_cpus: Vec<u32>,
+    /// Which mappings may use 2 MiB blocks and 64 KiB contiguous runs
+    /// (`mm.thp=always|madvise|never`, default madvise: those mapped with
+    /// `map::HUGE` / `map::CONT` or advised `HUGEPAGE`).
+    pub thp: Thp,
+    /// A write fault on a shared block splits it and copies one page
+    /// (`mm.block_cow=split`, the default) or copies the whole block
+    /// (`copy`).
+    pub block_cow_copy: bool,
+    /// Splits without the break (`mm.bbm=auto|off|force`): `auto` where the
+    /// CPU reports FEAT_BBM level 2, `off` never, `force` always (only to
+    /// demonstrate what the break prevents).
+    pub bbm: Bbm,
+}
+
+/// `mm.bbm`: when a split may skip break-before-make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bbm {
+    Auto,
+    Off,
+    Force,
 }
 
 /// Default swap area: 8 MiB.
@@ -130,6 +150,9 @@ impl Default for Options {
             reclaim_dsb_remote: false,
             notifier_late: false,
             dev_cpus: Vec::new(),
+            thp: Thp::Madvise,
+            block_cow_copy: false,
+            bbm: Bbm::Auto,
         }
     }
 }
@@ -163,7 +186,7 @@ impl fmt::Display for CmdlineError {
 pub const KNOWN: &[&str] =
     &["log", "ktest.run", "ktest.all", "ktest.list", "workload", "run", "tick_hz", "asid_bits", "tlb.exit_elide", "tlb.nested_fix", "mm.poison", "kheap.reserve_kb",
     "tlb.strategy", "tlb.ipi_max", "tlb.use_mm_mmget", "tlb.lazy", "tlb.stale_mark", "tlb.gen_check",
-    "swap.slots", "reclaim.batch", "reclaim.dsb", "mmu.notifier", "dev.cpu"];
+    "swap.slots", "reclaim.batch", "reclaim.dsb", "mmu.notifier", "dev.cpu", "mm.thp", "mm.block_cow", "mm.bbm"];
 
 fn bad(option: &str, value: &str, expected: &'static str) -> CmdlineError {
     CmdlineError::BadValue { option: option.to_string(), value: value.to_string(), expected }
@@ -283,6 +306,25 @@ pub fn parse(line: &str) -> Result<Options, CmdlineError> {
                     v => return Err(bad(key, v, "local or remote")),
                 }
             }
+            "mm.thp" => {
+                let v = value.unwrap_or("");
+                o.thp = Thp::parse(v).ok_or_else(|| bad(key, v, "always, madvise or never"))?;
+            }
+            "mm.block_cow" => {
+                o.block_cow_copy = match value.unwrap_or("") {
+                    "split" => false,
+                    "copy" => true,
+                    v => return Err(bad(key, v, "split or copy")),
+                }
+            }
+            "mm.bbm" => {
+                o.bbm = match value.unwrap_or("") {
+                    "auto" => Bbm::Auto,
+                    "off" => Bbm::Off,
+                    "force" => Bbm::Force,
+                    v => return Err(bad(key, v, "auto, off or force")),
+                }
+            }
             "mmu.notifier" => {
                 o.notifier_late = match value.unwrap_or("") {
                     "on" => false,
@@ -324,6 +366,21 @@ pub fn parse(line: &str) -> Result<Options, CmdlineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_the_page_size_options() {
+        let d = Options::default();
+        assert_eq!((d.thp, d.block_cow_copy, d.bbm), (Thp::Madvise, false, Bbm::Auto));
+        let o = parse("mm.thp=always mm.block_cow=copy mm.bbm=off").unwrap();
+        assert_eq!((o.thp, o.block_cow_copy, o.bbm), (Thp::Always, true, Bbm::Off));
+        assert_eq!(parse("mm.thp=never mm.bbm=force").map(|o| (o.thp, o.bbm)), Ok((Thp::Never, Bbm::Force)));
+        for (line, option) in [("mm.thp=sometimes", "mm.thp"), ("mm.block_cow=share", "mm.block_cow"), ("mm.bbm", "mm.bbm")] {
+            match parse(line) {
+                Err(CmdlineError::BadValue { option: o, .. }) => assert_eq!(o, option, "{line}"),
+                other => panic!("{line}: expected a bad value, got {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn parses_the_flush_strategy_options() {

@@ -125,10 +125,11 @@ fn banner(board: &BoardInfo, f: &CpuFeatures, online: usize, heap: u64, entry_el
         cpu::current_el()
     );
     crate::kprintln!(
-        "features: tlbi-range={} ttl={} tlbi-os={} asid-bits={} pa-bits={}",
+        "features: tlbi-range={} ttl={} tlbi-os={} bbm={} asid-bits={} pa-bits={}",
         f.tlbi_range as u8,
         f.ttl as u8,
         f.tlbi_os as u8,
+        f.bbm,
         f.asid_bits,
         f.pa_bits
     );
@@ -146,6 +147,13 @@ fn banner(board: &BoardInfo, f: &CpuFeatures, online: usize, heap: u64, entry_el
         c.lazy as u8,
         c.use_mm_mmget as u8,
         if c.bugs.no_stale_mark || c.bugs.partial_any_gen { " (demonstration: a bug switched on)" } else { "" }
+    );
+    crate::kprintln!(
+        "mm: thp={} block_cow={} splits {}{}",
+        c.thp.name(),
+        if c.block_cow_copy { "copy" } else { "split" },
+        if c.split_no_break { "without the break (FEAT_BBM level 2)" } else { "break before make" },
+        if c.split_no_break && f.bbm < 2 { " (demonstration: the CPU does not permit it)" } else { "" }
     );
     let (_, swap) = crate::mm::phys::swap_slots();
     if swap as u32 != cmdline::SWAP_SLOTS || !c.reclaim_batch || c.reclaim_dsb_remote {

@@ -50,11 +50,12 @@ use abi::{advice, map, prot, MMAP_BASE, USER_END, USER_STACK_SIZE, USER_STACK_TO
 
 use super::gather::{no_flush, FlushRange, Gather};
 use super::pagetable::{
-    desc_pa, el0_can_exec, el0_can_read, el0_can_write, is_swap, page_desc, swap_desc, swap_slot, Arm4k, Format,
-    LeafCursor, MapHint, PageTable, PhysMem, TableFree, ZapCursor, ZapEdit, LEAF_LEVEL,
+    block_desc, desc_pa, el0_can_exec, el0_can_read, el0_can_write, is_block, is_cont, is_swap, leaf_attrs,
+    page_desc, swap_desc, swap_slot, Arm4k, Format, LeafCursor, MapHint, PageTable, PhysMem, TableFree, ZapCursor,
+    ZapEdit, BLOCK_LEVEL, LEAF_LEVEL,
 };
-use super::pte::{user_attrs, AP_RO, PAGE_SIZE};
-use super::vma::{Vma, VmaSet};
+use super::pte::{user_attrs, AP_RO, CONT, PAGE_SIZE};
+use super::vma::{size, Vma, VmaSet};
 
 /// Free space left below the main thread's stack: non-fixed mappings stay
 /// this far away from it, so a stack overflow faults instead of running into
@@ -109,6 +110,16 @@ fn page_round(len: u64) -> Option<u64> {
     Some(len.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1))
 }
 
+/// A block or contiguous run that an operation must split into plain
+/// pages before it changes part of it (see `mm::space`'s split steps).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Split {
+    /// The block at `base`.
+    Block { base: u64 },
+    /// The contiguous run at `base`.
+    Run { base: u64 },
+}
+
 /// Which tables a zap of an address space may unlink (see
 /// [`TableFree`]); the unmapped test reads the VMAs at each step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -128,6 +139,9 @@ pub struct AddressSpace<F: Format = Arm4k> {
     /// children forked from it share one, and a frame first mapped at `va`
     /// in any of them is mapped, if anywhere, at `va` in some of them.
     anon: u64,
+    /// A block or a contiguous run was ever mapped here (calls then look
+    /// for ones their ends cut).
+    large: bool,
 }
 
 impl AddressSpace<Arm4k> {
@@ -139,7 +153,7 @@ impl AddressSpace<Arm4k> {
     /// A placeholder with no tables, to move a real one out from under a
     /// lock (`mem::replace`). Faults in it fail with OutOfMemory.
     pub const fn empty() -> Self {
-        Self { pt: PageTable::empty(), vmas: VmaSet::new(), anon: 0 }
+        Self { pt: PageTable::empty(), vmas: VmaSet::new(), anon: 0, large: false }
     }
 }
 
@@ -147,12 +161,12 @@ impl<F: Format> AddressSpace<F> {
     /// An empty address space of page-table format `fmt`.
     pub fn new_in(fmt: F, mem: &impl PhysMem) -> Result<Self, MmError> {
         let pt = PageTable::new_in(fmt, mem).ok_or(MmError::OutOfMemory)?;
-        Ok(Self { pt, vmas: VmaSet::new(), anon: 0 })
+        Ok(Self { pt, vmas: VmaSet::new(), anon: 0, large: false })
     }
 
     /// A placeholder of format `fmt` (see [`AddressSpace::empty`]).
     pub const fn empty_in(fmt: F) -> Self {
-        Self { pt: PageTable::empty_in(fmt), vmas: VmaSet::new(), anon: 0 }
+        Self { pt: PageTable::empty_in(fmt), vmas: VmaSet::new(), anon: 0, large: false }
     }
 
     /// Puts this address space in reverse-map family `anon` (fork children
@@ -165,13 +179,20 @@ impl<F: Format> AddressSpace<F> {
         self.anon
     }
 
+    /// Whether a block or a contiguous run was ever mapped here.
+    pub fn has_large(&self) -> bool {
+        self.large
+    }
+
     /// Reclaim's unmap of `va` if it still maps frame `pa`: the leaf
     /// becomes a swap entry for `slot` (one more reference to the slot),
     /// and the frame's reference the leaf held passes to the caller, who
     /// puts it after the flush. False, changing nothing, otherwise.
+    /// Pages of blocks and contiguous runs are not reclaimed (one page's
+    /// entry cannot change alone there): false for them too.
     pub fn reclaim_unmap(&mut self, mem: &impl PhysMem, va: u64, pa: u64, slot: u64) -> bool {
-        match self.pt.lookup(mem, va) {
-            Some(d) if desc_pa(d) == pa => {
+        match self.pt.leaf_entry(mem, va) {
+            Some(d) if d & super::pte::VALID != 0 && !is_cont(d) && desc_pa(d) == pa => {
                 mem.swap_dup(slot);
                 self.pt.replace_leaf(mem, va, swap_desc(slot));
                 true
@@ -217,6 +238,8 @@ impl<F: Format> AddressSpace<F> {
         if len == 0 {
             return Err(MmError::ZeroLength);
         }
+        let sizes = if flags & map::HUGE != 0 { size::BLOCK } else { 0 } | if flags & map::CONT != 0 { size::CONT } else { 0 };
+        let vprot = prot | sizes;
         if flags & map::FIXED != 0 {
             if addr == 0 {
                 return Err(MmError::FixedAtZero);
@@ -224,21 +247,26 @@ impl<F: Format> AddressSpace<F> {
             let (start, end) = user_range(addr, len)?;
             room_for(&self.vmas, self.vmas.splits(start, end) + 1)?;
             self.vmas.remove(start, end);
-            self.vmas.insert(start, end, prot);
+            self.vmas.insert(start, end, vprot);
             return Ok((start, Some((start, end))));
         }
         room_for(&self.vmas, 1)?;
         if addr != 0 {
             let (start, end) = user_range(addr, len)?;
             if self.vmas.is_free(start, end) {
-                self.vmas.insert(start, end, prot);
+                self.vmas.insert(start, end, vprot);
                 return Ok((start, None));
             }
         }
         let rounded = page_round(len).ok_or(MmError::NoSpace { len })?;
-        let start =
-            self.vmas.find_free(rounded, MMAP_BASE, MMAP_END).ok_or(MmError::NoSpace { len })?;
-        self.vmas.insert(start, start + rounded, prot);
+        // A mapping that may hold blocks starts on one, when it is big
+        // enough for one (as Linux aligns anonymous THP mappings).
+        let block = self.pt.format().block_size().filter(|&b| sizes & size::BLOCK != 0 && rounded >= b);
+        let aligned = block.and_then(|b| self.vmas.find_free_aligned(rounded, b, MMAP_BASE, MMAP_END));
+        let start = aligned
+            .or_else(|| self.vmas.find_free(rounded, MMAP_BASE, MMAP_END))
+            .ok_or(MmError::NoSpace { len })?;
+        self.vmas.insert(start, start + rounded, vprot);
         Ok((start, None))
     }
 
@@ -262,6 +290,144 @@ impl<F: Format> AddressSpace<F> {
         let (start, end) = user_range(addr, len)?;
         self.vmas.check(start, end, |_| true).map_err(|addr| MmError::NotMapped { addr })?;
         Ok((start, end))
+    }
+
+    /// madvise `HUGEPAGE` / `NOHUGEPAGE`: the range's mappings may (or may
+    /// no longer) use blocks and contiguous runs for new faults. The whole
+    /// range must be mapped (ENOMEM otherwise, nothing changed).
+    pub fn advise_sizes(&mut self, addr: u64, len: u64, on: bool) -> Result<(), MmError> {
+        let (start, end) = user_range(addr, len)?;
+        room_for(&self.vmas, self.vmas.splits(start, end))?;
+        self.vmas.set_sizes(start, end, size::MASK, on).map_err(|addr| MmError::NotMapped { addr })
+    }
+
+    /// madvise `COLLAPSE`'s check: the whole range must be mapped. Returns
+    /// the block-aligned regions wholly inside it, first and end (none if
+    /// the format has no blocks).
+    pub fn collapse_range(&self, addr: u64, len: u64) -> Result<(u64, u64), MmError> {
+        let (start, end) = user_range(addr, len)?;
+        self.vmas.check(start, end, |_| true).map_err(|addr| MmError::NotMapped { addr })?;
+        let Some(b) = self.pt.format().block_size() else { return Ok((start, start)) };
+        let (lo, hi) = (start.next_multiple_of(b), end & !(b - 1));
+        Ok(if lo < hi { (lo, hi) } else { (start, start) })
+    }
+
+    /// A collapse's first half for the block-aligned region at `region`:
+    /// if it holds a level-3 table without swap entries and lies in one
+    /// mapping, a zeroed run of frames for the block is taken and the
+    /// table unlinked (the caller flushes the region, walk caches
+    /// included, then [`Self::collapse_make`]). `Ok(None)`: nothing to
+    /// collapse there. `OutOfMemory` when no contiguous frames are free.
+    pub fn collapse_begin(&mut self, mem: &impl PhysMem, region: u64) -> Result<Option<(u64, u64)>, MmError> {
+        let f = self.pt.format();
+        let Some(b) = f.block_size() else { return Ok(None) };
+        let Some(vma) = self.vmas.find(region).filter(|v| v.end >= region + b) else { return Ok(None) };
+        let _ = vma;
+        let Some(table) = self.pt.level3_table(mem, region) else { return Ok(None) };
+        if self.pt.has_swap(mem, table) {
+            return Ok(None);
+        }
+        let new = mem.alloc_contig((b / PAGE_SIZE).trailing_zeros()).ok_or(MmError::OutOfMemory)?;
+        self.pt.unlink_table(mem, region);
+        Ok(Some((table, new)))
+    }
+
+    /// A collapse's second half, after the flush: the pages go into the
+    /// block's frames, the block is mapped with the mapping's protection,
+    /// and the old frames and table are released.
+    pub fn collapse_make(&mut self, mem: &impl PhysMem, region: u64, table: u64, new: u64) {
+        self.pt.drain_detached(mem, table, new);
+        let prot = self.vmas.find(region).map_or(0, |v| v.prot);
+        self.pt.replace_block(mem, region, block_desc(new, user_attrs(prot)));
+        self.large = true;
+    }
+
+    /// The flush a collapse needs: the region's pages and the walk-cache
+    /// entries of its unlinked table.
+    pub fn collapse_flush_range(&self, region: u64) -> FlushRange {
+        let b = self.pt.format().block_size().expect("a block in this format");
+        FlushRange { start: region, end: region + b, stride: PAGE_SIZE, tables_freed: true, leaf_level: None }
+    }
+
+    /// The block or contiguous run that `at` falls strictly inside of (a
+    /// range starting or ending at `at` cuts it), if any.
+    pub fn straddler(&self, mem: &impl PhysMem, at: u64) -> Option<Split> {
+        if let Some((base, _)) = self.pt.block(mem, at) {
+            return (base < at).then_some(Split::Block { base });
+        }
+        let cs = self.pt.format().cont_size();
+        let base = at & !(cs - 1);
+        let e = self.pt.leaf_entry(mem, at)?;
+        (base < at && is_cont(e)).then_some(Split::Run { base })
+    }
+
+    /// The split that a fault at `page` needs before it may change the
+    /// page's entry alone (the page is in a block or a contiguous run).
+    pub fn split_for(&self, mem: &impl PhysMem, page: u64) -> Option<Split> {
+        if let Some((base, _)) = self.pt.block(mem, page) {
+            return Some(Split::Block { base });
+        }
+        let base = page & !(self.pt.format().cont_size() - 1);
+        self.pt.leaf_entry(mem, page).filter(|&e| is_cont(e)).map(|_| Split::Run { base })
+    }
+
+    /// What a split clears and must flush: the block (one entry, level 2)
+    /// or every page of the run.
+    pub fn split_flush_range(&self, s: Split) -> FlushRange {
+        let f = self.pt.format();
+        match s {
+            Split::Block { base } => {
+                let size = f.block_size().expect("a block in this format");
+                FlushRange { start: base, end: base + size, stride: size, tables_freed: false, leaf_level: Some(2) }
+            }
+            Split::Run { base } => FlushRange {
+                start: base,
+                end: base + f.cont_size(),
+                stride: PAGE_SIZE,
+                tables_freed: false,
+                leaf_level: Some(LEAF_LEVEL as u8),
+            },
+        }
+    }
+
+    /// A split's first half. Prepares the replacement (a block's level-3
+    /// table, filled: ENOMEM without a frame for it, nothing changed), then
+    /// either clears the entries (break-before-make: the caller flushes
+    /// [`Self::split_flush_range`], then [`Self::split_make`]), or with
+    /// `no_break` (FEAT_BBM level 2) writes the replacement over them at
+    /// once (the caller still flushes: the old entry may be cached). Returns
+    /// what `split_make` needs: the table, or the run's first entry.
+    pub fn split_break(&mut self, mem: &impl PhysMem, s: Split, no_break: bool) -> Result<u64, MmError> {
+        match s {
+            Split::Block { base } => {
+                let (_, block) = self.pt.block(mem, base).expect("the block to split");
+                let table = self.pt.split_table(mem, block).map_err(|_| MmError::OutOfMemory)?;
+                if no_break {
+                    self.pt.link_table(mem, base, table);
+                } else {
+                    self.pt.replace_block(mem, base, 0);
+                }
+                Ok(table)
+            }
+            Split::Run { base } => {
+                let first = self.pt.leaf_entry(mem, base).filter(|&e| is_cont(e)).expect("the run to unfold");
+                let plain = first & !CONT;
+                self.pt.set_run(mem, base, if no_break { plain } else { 0 });
+                Ok(plain)
+            }
+        }
+    }
+
+    /// A split's second half, after the flush: links the table, or writes
+    /// the run's pages back without the contiguous bit. Nothing after a
+    /// `no_break` split.
+    pub fn split_make(&mut self, mem: &impl PhysMem, s: Split, made: u64) {
+        match s {
+            Split::Block { base } => self.pt.link_table(mem, base, made),
+            Split::Run { base } => {
+                self.pt.set_run(mem, base, made);
+            }
+        }
     }
 
     /// mprotect's mapping change: the whole range must be mapped (else
@@ -311,14 +477,53 @@ impl<F: Format> AddressSpace<F> {
     /// takes a fault and the fault handler reports it spurious. A page still
     /// shared copy-on-write stays read-only even when the range becomes
     /// writable. `false` when no leaf is left.
+    ///
+    /// A block (wholly in range: the call split those its ends cut) gets
+    /// the new permissions as one entry. The pages of a contiguous run get
+    /// them all at its first page, the same for each (writable only if no
+    /// page of the run is shared): a run's entries must never differ, or
+    /// the TLB may keep either.
     pub fn protect_step<M: PhysMem>(&mut self, c: &mut LeafCursor, prot: u64, mem: &M, g: &mut Gather) -> bool {
         let Some((va, old)) = c.next(&self.pt, mem) else { return false };
+        let f = self.pt.format();
+        if is_block(old) {
+            let size = f.block_size().expect("a block in this format");
+            let new = block_desc(desc_pa(leaf_for(mem, desc_pa(old), prot)), leaf_attrs(leaf_for(mem, desc_pa(old), prot)));
+            if new != old {
+                if lost_permission(old, new) {
+                    g.protect_block(va, BLOCK_LEVEL, size);
+                } else {
+                    g.upgrade_leaf();
+                }
+                self.pt.replace_block(mem, va, new);
+            }
+            return true;
+        }
+        if is_cont(old) {
+            let cs = f.cont_size();
+            if va % cs != 0 {
+                return true; // done with the run's first page
+            }
+            let n = f.cont_entries();
+            let entries = self.pt.run_entries(mem, va).expect("the run's table");
+            let shared = entries[..n].iter().any(|&e| mem.refs(desc_pa(e)) > 1);
+            let mut new = page_desc(desc_pa(old), user_attrs(prot)) | CONT;
+            if shared && el0_can_write(new) {
+                new |= AP_RO;
+            }
+            if new != old {
+                if lost_permission(old, new) {
+                    g.protect_leaves(va, va + cs - PAGE_SIZE, LEAF_LEVEL, n as u64);
+                } else {
+                    g.upgrade_leaf();
+                }
+                self.pt.set_run(mem, va, new);
+            }
+            return true;
+        }
         let new = leaf_for(mem, desc_pa(old), prot);
         if new != old {
-            let lost = [Access::Read, Access::Write, Access::Exec]
-                .iter()
-                .any(|&a| desc_allows(old, a) && !desc_allows(new, a));
-            if lost {
+            if lost_permission(old, new) {
                 g.protect_leaf(va, LEAF_LEVEL);
             } else {
                 g.upgrade_leaf();
@@ -333,6 +538,7 @@ impl<F: Format> AddressSpace<F> {
         let mut child = AddressSpace::new_in(self.pt.format(), mem)?;
         child.vmas = self.vmas.clone();
         child.anon = self.anon;
+        child.large = self.large;
         Ok(child)
     }
 
@@ -372,6 +578,22 @@ impl<F: Format> AddressSpace<F> {
         run: bool,
     ) -> Result<bool, MmError> {
         let Some((va, desc)) = c.next_or_swap(&self.pt, mem) else { return Ok(false) };
+        if is_block(desc) {
+            // Shared read-only as a whole: one more reference to each frame.
+            let f = self.pt.format();
+            let size = f.block_size().expect("a block in this format");
+            let ro = desc | AP_RO;
+            child.pt.map_block(mem, va, ro).map_err(|_| MmError::OutOfMemory)?;
+            let pa = desc_pa(desc);
+            for i in 0..size / PAGE_SIZE {
+                mem.get(pa + i * PAGE_SIZE);
+            }
+            if ro != desc {
+                g.protect_block(va, BLOCK_LEVEL, size);
+                self.pt.replace_block(mem, va, ro);
+            }
+            return Ok(true);
+        }
         if is_swap(desc) {
             // The child gets its own reference to the slot.
             child.pt.map_hinted(mem, va, desc, hint).map_err(|_| MmError::OutOfMemory)?;
@@ -537,6 +759,23 @@ impl<F: Format> AddressSpace<F> {
         self.vmas = VmaSet::new();
         let fmt = self.pt.format();
         core::mem::replace(&mut self.pt, PageTable::empty_in(fmt))
+    }
+}
+
+/// Whether going from leaf `old` to `new` takes away a permission EL0 had
+/// (then stale entries must be flushed).
+fn lost_permission(old: u64, new: u64) -> bool {
+    let (old, new) = (as_page(old), as_page(new));
+    [Access::Read, Access::Write, Access::Exec].iter().any(|&a| desc_allows(old, a) && !desc_allows(new, a))
+}
+
+/// A block descriptor read as the page descriptor with its attributes
+/// (permission checks read the same bits); pages unchanged.
+fn as_page(desc: u64) -> u64 {
+    if is_block(desc) {
+        page_desc(desc_pa(desc), leaf_attrs(desc))
+    } else {
+        desc
     }
 }
 

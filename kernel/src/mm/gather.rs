@@ -45,7 +45,7 @@
 
 use alloc::vec::Vec;
 
-use super::pagetable::PhysMem;
+use super::pagetable::{PhysMem, LEAF_LEVEL};
 use super::pte::{level_size, PAGE_SIZE};
 use super::tlb::FlushRequest;
 
@@ -76,7 +76,9 @@ pub struct FlushRange {
     pub start: u64,
     /// First VA after the range; `start < end`.
     pub end: u64,
-    /// Size of the entries cleared (4 KiB: this kernel maps no blocks).
+    /// Size of the entries cleared: a block's when every leaf cleared was
+    /// a block (one op per block), else 4 KiB (a 4 KiB stride also covers
+    /// the blocks among them, an op hitting any address of one).
     pub stride: u64,
     /// Page-table pages were unlinked: walk caches must go too.
     pub tables_freed: bool,
@@ -126,6 +128,11 @@ pub struct Gather {
     freed_tables: bool,
     /// Data frames whose references the cleared entries held.
     frames: Vec<u64>,
+    /// Blocks cleared: first frame and order (`2^order` frames, each
+    /// holding one reference for the block's entry).
+    blocks: Vec<(u64, u32)>,
+    /// Size of the blocks cleared or protected (the format's).
+    block_size: u64,
     /// Page-table frames unlinked.
     tables: Vec<u64>,
     totals: GatherTotals,
@@ -163,6 +170,27 @@ impl Gather {
         self.totals.cleared += 1;
     }
 
+    /// The block at `level` (`size` bytes) mapping `va` (aligned) to the
+    /// `2^order` frames from `pa` was cleared; the gather takes over the
+    /// reference the entry held to each of them.
+    pub fn clear_block(&mut self, va: u64, level: u32, size: u64, pa: u64, order: u32) {
+        self.extend(va, va + size);
+        self.cleared_levels |= 1 << level;
+        self.leaf_levels |= 1 << level;
+        self.block_size = size;
+        self.blocks.push((pa, order));
+        self.totals.cleared += 1;
+    }
+
+    /// The block at `level` (`size` bytes) mapping `va` lost a permission,
+    /// or was cleared by a split, which frees nothing: flush it.
+    pub fn protect_block(&mut self, va: u64, level: u32, size: u64) {
+        self.extend(va, va + size);
+        self.leaf_levels |= 1 << level;
+        self.block_size = size;
+        self.totals.protected += 1;
+    }
+
     /// [`Self::clear_leaf`] for each `(key, pa)` that `next` yields (keys
     /// ascending, each leaf cleared by `next`; `va_of(key)` its address),
     /// while the gather is not full ([`Self::is_full`] is checked before
@@ -176,7 +204,7 @@ impl Gather {
         mut next: impl FnMut() -> Option<(usize, u64)>,
     ) -> Option<usize> {
         let batch = if self.batch == 0 { BATCH } else { self.batch };
-        let room = batch.saturating_sub(self.frames.len() + self.tables.len());
+        let room = batch.saturating_sub(self.frames.len() + self.blocks.len() + self.tables.len());
         let (mut first, mut last, mut n) = (0, 0, 0);
         while n < room {
             let Some((key, pa)) = next() else { break };
@@ -279,6 +307,11 @@ impl Gather {
         &self.frames
     }
 
+    /// Blocks held until the flush: first frame and order.
+    pub fn blocks(&self) -> &[(u64, u32)] {
+        &self.blocks
+    }
+
     /// Page-table frames held until the flush.
     pub fn tables(&self) -> &[u64] {
         &self.tables
@@ -291,7 +324,7 @@ impl Gather {
     /// The zap must flush and release before it clears more.
     pub fn is_full(&self) -> bool {
         let batch = if self.batch == 0 { BATCH } else { self.batch };
-        self.frames.len() + self.tables.len() >= batch
+        self.frames.len() + self.blocks.len() + self.tables.len() >= batch
     }
 
     /// What to flush, or `None` when nothing that needs a flush happened
@@ -301,13 +334,11 @@ impl Gather {
         let single = self.leaf_levels.is_power_of_two();
         let leaf_level =
             (single && !self.freed_tables).then(|| self.leaf_levels.trailing_zeros() as u8);
-        Some(FlushRange {
-            start,
-            end,
-            stride: PAGE_SIZE,
-            tables_freed: self.freed_tables,
-            leaf_level,
-        })
+        // Only blocks: one op per block. Blocks are aligned to their size,
+        // so the range is too.
+        let blocks = leaf_level.is_some_and(|l| u32::from(l) < LEAF_LEVEL) && self.block_size != 0;
+        let stride = if blocks { self.block_size } else { PAGE_SIZE };
+        Some(FlushRange { start, end, stride, tables_freed: self.freed_tables, leaf_level })
     }
 
     pub fn flush_request(&self, asid: u16) -> Option<FlushRequest> {
@@ -331,6 +362,9 @@ impl Gather {
         self.totals.flushes += 1;
         mem.put_each(&self.frames, |pa| mem.free(pa));
         self.frames.clear();
+        for (pa, order) in self.blocks.drain(..) {
+            release_block(mem, pa, order);
+        }
         for pa in self.tables.drain(..) {
             if mem.put(pa) {
                 mem.free_table(pa);
@@ -339,6 +373,7 @@ impl Gather {
         (self.start, self.end) = (0, 0);
         self.cleared_levels = 0;
         self.leaf_levels = 0;
+        self.block_size = 0;
         self.freed_tables = false;
     }
 
@@ -351,6 +386,29 @@ impl Gather {
     ) -> GatherTotals {
         self.flush_partial(mem, flush);
         self.totals
+    }
+}
+
+/// Drops a block entry's reference to each of its `2^order` frames from
+/// `pa`: the whole run goes back at once when every put was the last (the
+/// block was not shared), else each frame whose last reference it was.
+fn release_block(mem: &impl PhysMem, pa: u64, order: u32) {
+    let n = 1u64 << order;
+    let mut last = 0;
+    for i in 0..n {
+        if mem.put(pa + i * PAGE_SIZE) {
+            last += 1;
+        }
+    }
+    if last == n {
+        mem.free_contig(pa, order);
+    } else if last != 0 {
+        for i in 0..n {
+            let f = pa + i * PAGE_SIZE;
+            if mem.refs(f) == 0 {
+                mem.free(f);
+            }
+        }
     }
 }
 

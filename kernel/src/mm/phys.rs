@@ -203,6 +203,26 @@ impl PhysMem for KernelMem {
         Some(pa)
     }
 
+    fn alloc_contig(&self, order: u32) -> Option<u64> {
+        let f = alloc_frames(1 << order)?;
+        for i in 0..f.count as u64 {
+            let pa = f.pa() + i * PAGE_SIZE;
+            // SAFETY: freshly allocated frames, page-aligned in the linear
+            // map, owned by nobody else yet.
+            unsafe { page::zero(phys_to_virt(pa) as *mut u8) };
+            slot(pa).store(1, Ordering::Release);
+        }
+        Some(f.pa())
+    }
+
+    fn free_contig(&self, pa: u64, order: u32) {
+        for i in 0..1u64 << order {
+            rmap().set(pa + i * PAGE_SIZE, 0, 0);
+            slot(pa + i * PAGE_SIZE).store(0, Ordering::Release);
+        }
+        free_frames(Frames { pfn: (pa / PAGE_SIZE) as usize, count: 1 << order });
+    }
+
     unsafe fn alloc_copy(&self, src: u64) -> Option<u64> {
         let pa = alloc_frames(1)?.pa();
         // SAFETY: `pa` was just allocated, owned by nobody else yet; `src`

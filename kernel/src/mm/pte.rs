@@ -20,6 +20,11 @@ pub const SH_INNER: u64 = 3 << 8;
 pub const AF: u64 = 1 << 10;
 /// Not global: the entry is tagged with the ASID (user mappings).
 pub const NG: u64 = 1 << 11;
+/// Contiguous: this entry is one of an aligned run of entries (16 at level
+/// 3 with the 4 KiB granule: 64 KiB) that map one physically contiguous,
+/// aligned region with identical attributes, so a TLB may hold the whole
+/// run as one entry.
+pub const CONT: u64 = 1 << 52;
 pub const PXN: u64 = 1 << 53;
 pub const UXN: u64 = 1 << 54;
 pub const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;

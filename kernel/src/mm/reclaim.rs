@@ -40,7 +40,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use super::aspace::MmError;
 use super::family;
 use super::hw::Hw;
-use super::pagetable::{desc_pa, LeafCursor, PhysMem};
+use super::pagetable::{desc_pa, is_block, is_cont, Format, LeafCursor, PhysMem};
 use super::phys::{rmap, KernelMem};
 use super::pte::PAGE_SIZE;
 use super::space::reclaim::{Batch, BatchPc};
@@ -156,21 +156,29 @@ pub fn pageout(mm: &UserMm, addr: u64, len: u64) -> Result<(), MmError> {
         // The present pages of the next stretch, found under the lock (the
         // cursor is valid only while it is held), taken outside it.
         pages.clear();
+        let mut next = end;
         mm.with_aspace(|a| {
             let mut c = LeafCursor::new(va, end);
             while pages.len() < super::space::reclaim::BATCH {
                 let Some((v, desc)) = c.next(a.page_table(), &KernelMem) else { break };
-                pages.push((v, desc_pa(desc)));
+                // Blocks and contiguous runs stay (one page's entry cannot
+                // change alone there; `AddressSpace::reclaim_unmap`).
+                next = if is_block(desc) { v + a.page_table().format().level_size(2) } else { v + PAGE_SIZE };
+                if !is_block(desc) && !is_cont(desc) {
+                    pages.push((v, desc_pa(desc)));
+                }
             }
         });
-        let Some(&(last, _)) = pages.last() else { break };
+        if next <= va {
+            break;
+        }
         for &(_, pa) in &pages {
             if r.take(pa) == Err(Skip::SwapFull) {
                 r.run();
                 return Ok(());
             }
         }
-        va = last + PAGE_SIZE;
+        va = next;
     }
     r.run();
     Ok(())

@@ -60,6 +60,15 @@ pub fn config() -> &'static TlbConfig {
             c.bugs.no_stale_mark = !o.stale_mark;
             c.bugs.partial_any_gen = !o.gen_check;
             c.notifier_late = o.notifier_late;
+            c.thp = o.thp;
+            c.block_cow_copy = o.block_cow_copy;
+            c.split_no_break = match o.bbm {
+                crate::cmdline::Bbm::Auto => features.bbm >= 2,
+                crate::cmdline::Bbm::Off => false,
+                crate::cmdline::Bbm::Force => true,
+            };
+        } else {
+            c.split_no_break = features.bbm >= 2;
         }
         c
     })

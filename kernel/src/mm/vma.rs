@@ -16,7 +16,18 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-/// One mapping: `[start, end)` with `abi::prot` bits.
+/// Bits of [`Vma::prot`] above the `abi::prot` ones: the page sizes a
+/// mapping's faults may use besides 4 KiB.
+pub mod size {
+    /// 2 MiB blocks.
+    pub const BLOCK: u64 = 1 << 8;
+    /// 64 KiB contiguous runs.
+    pub const CONT: u64 = 1 << 9;
+    pub const MASK: u64 = BLOCK | CONT;
+}
+
+/// One mapping: `[start, end)` with `abi::prot` bits, and [`size`] bits
+/// above them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Vma {
     pub start: u64,
@@ -141,17 +152,42 @@ impl VmaSet {
         self.merge_around(start, end);
     }
 
-    /// Sets the protection of `[start, end)`. Fails, changing nothing, with
-    /// the first unmapped address if the range is not entirely mapped.
+    /// Sets the protection of `[start, end)` (the [`size`] bits stay).
+    /// Fails, changing nothing, with the first unmapped address if the
+    /// range is not entirely mapped.
     pub fn protect(&mut self, start: u64, end: u64, prot: u64) -> Result<(), u64> {
+        self.update(start, end, |p| (p & size::MASK) | (prot & !size::MASK))
+    }
+
+    /// Sets (`on`) or clears the [`size`] bits `bits` of `[start, end)`,
+    /// as [`Self::protect`].
+    pub fn set_sizes(&mut self, start: u64, end: u64, bits: u64, on: bool) -> Result<(), u64> {
+        let bits = bits & size::MASK;
+        self.update(start, end, |p| if on { p | bits } else { p & !bits })
+    }
+
+    fn update(&mut self, start: u64, end: u64, f: impl Fn(u64) -> u64) -> Result<(), u64> {
         self.check(start, end, |_| true)?;
         self.split_at(start);
         self.split_at(end);
         for v in self.map.range_mut(start..end).map(|(_, v)| v) {
-            v.prot = prot;
+            v.prot = f(v.prot);
         }
         self.merge_around(start, end);
         Ok(())
+    }
+
+    /// [`Self::find_free`] for an address that is a multiple of `align` (a
+    /// power of two).
+    pub fn find_free_aligned(&self, len: u64, align: u64, lo: u64, hi: u64) -> Option<u64> {
+        let mut at = lo.next_multiple_of(align);
+        for v in self.overlapping(lo, hi) {
+            if v.start >= at && v.start - at >= len {
+                break;
+            }
+            at = at.max(v.end).next_multiple_of(align);
+        }
+        (at.checked_add(len)? <= hi).then_some(at)
     }
 
     /// First-fit: the lowest `addr >= lo` with `[addr, addr + len)` free and

@@ -166,7 +166,16 @@ pub mod prot {
 pub mod map {
     /// Map exactly at `addr` (replacing what is there).
     pub const FIXED: u64 = 1;
-    pub const ALL: u64 = FIXED;
+    /// Map with 2 MiB blocks where a block-aligned 2 MiB of the mapping is
+    /// touched and still empty (a non-fixed mapping of at least 2 MiB is
+    /// placed block-aligned). Honoured unless the kernel runs with
+    /// `mm.thp=never`; `mm.thp=always` implies it for every mapping.
+    pub const HUGE: u64 = 2;
+    /// Map with contiguous runs (16 pages, 64 KiB, one TLB entry) where an
+    /// aligned 64 KiB of the mapping is touched and still empty. As
+    /// [`HUGE`] for `mm.thp`.
+    pub const CONT: u64 = 4;
+    pub const ALL: u64 = FIXED | HUGE | CONT;
 }
 
 /// madvise advice.
@@ -175,6 +184,15 @@ pub mod advice {
     /// Reclaim the range's present pages now: each goes to swap, unmapped
     /// from every address space that maps it (Linux's value).
     pub const PAGEOUT: u64 = 21;
+    /// The range's mappings may use blocks and contiguous runs from now on
+    /// (as `map::HUGE | map::CONT`; Linux's value).
+    pub const HUGEPAGE: u64 = 14;
+    /// The range's mappings use only 4 KiB pages for new faults (blocks
+    /// and runs already there stay).
+    pub const NOHUGEPAGE: u64 = 15;
+    /// Replaces the pages of every block-aligned 2 MiB region wholly in
+    /// the range by one block, copying what is present (Linux's value).
+    pub const COLLAPSE: u64 = 25;
 }
 
 /// The asynchronous jobs of `nr::COPY_ASYNC`, `nr::WATCH_ASYNC` and
@@ -292,7 +310,7 @@ pub mod stats {
     /// [`super::resources`]: what leak tests compare against a baseline.
     pub const RESOURCES: u64 = 8;
     /// TLB decisions, summed over CPUs, one word each (the kernel's
-    /// `mm::tlb::Event` in order, 22 words), indexed by [`super::events`]
+    /// `mm::tlb::Event` in order, 29 words), indexed by [`super::events`]
     /// and named by [`EVENT_NAMES`].
     pub const EVENTS: u64 = 7;
     /// `EVENTS_CPU + cpu`: the same words for one CPU (`cpu` < 8).
@@ -303,7 +321,7 @@ pub mod stats {
     /// [`super::device::COUNT`]), indexed by [`super::device`]'s `FILLS` ..
     pub const DEVICE: u64 = 40;
     /// The names of the words of [`EVENTS`], in order.
-    pub const EVENT_NAMES: [&str; 22] = [
+    pub const EVENT_NAMES: [&str; 29] = [
         "exit_elided",
         "nested_full_flush",
         "racing_full_flush",
@@ -326,6 +344,13 @@ pub mod stats {
         "reclaim_batch",
         "batched_pending_flush",
         "swap_in",
+        "block_fill",
+        "run_fill",
+        "block_split",
+        "run_unfold",
+        "split_no_break",
+        "collapse",
+        "block_cow_copy",
     ];
 }
 
@@ -380,8 +405,22 @@ pub mod events {
     pub const BATCHED_PENDING_FLUSH: usize = 20;
     /// Pages read back from swap on a fault.
     pub const SWAP_IN: usize = 21;
+    /// First touches that mapped a whole block (2 MiB) of zeroes.
+    pub const BLOCK_FILL: usize = 22;
+    /// First touches that mapped a whole contiguous run (64 KiB) of zeroes.
+    pub const RUN_FILL: usize = 23;
+    /// Blocks split into pages (break-before-make: cleared, flushed, then the table linked).
+    pub const BLOCK_SPLIT: usize = 24;
+    /// Contiguous runs unfolded into plain pages (cleared, flushed, rewritten).
+    pub const RUN_UNFOLD: usize = 25;
+    /// Splits and unfolds made without the break, as FEAT_BBM level 2 permits (counted as well as the split).
+    pub const SPLIT_NO_BREAK: usize = 26;
+    /// Regions collapsed into one block or run (MADV_COLLAPSE).
+    pub const COLLAPSE: usize = 27;
+    /// Copy-on-write faults that copied a whole block (`mm.block_cow=copy`).
+    pub const BLOCK_COW_COPY: usize = 28;
     /// Words `stats(EVENTS)` writes.
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 29;
 }
 
 /// Word indices of `stats(RESOURCES)`.

@@ -32,6 +32,10 @@ pub struct CpuFeatures {
     pub tlbi_os: bool,
     /// FEAT_TTL: level hints in TLBI operands (ID_AA64MMFR2_EL1.TTL).
     pub ttl: bool,
+    /// FEAT_BBM level (ID_AA64MMFR2_EL1.BBM, bits [55:52]): at level 2 a
+    /// block may be replaced by a table (or back) without the break, then
+    /// flushed.
+    pub bbm: u8,
     /// Hardware ASID width (8 or 16).
     pub asid_bits: u32,
     pub pa_bits: u32,
@@ -71,6 +75,7 @@ impl CpuFeatures {
             tlbi_range: policy.tlbi_range,
             tlbi_os: tlb >= 1,
             ttl: policy.ttl,
+            bbm: ((mmfr2 >> 52) & 0xf) as u8,
             asid_bits: if (mmfr0 >> 4) & 0xf == 2 { 16 } else { 8 },
             pa_bits,
             midr: MIDR_EL1.get(),

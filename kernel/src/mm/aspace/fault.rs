@@ -25,10 +25,13 @@
 //!   flush, for the reason given in [`crate::mm::gather`].
 #![forbid(unsafe_code)]
 
-use super::{desc_allows, leaf_for, prot_allows, AddressSpace, FaultError, MmError};
+use super::{desc_allows, leaf_for, prot_allows, AddressSpace, FaultError, MmError, Split};
 use crate::mm::gather::FlushRange;
-use crate::mm::pagetable::{desc_pa, is_swap, page_desc, swap_slot, Format, PhysMem, LEAF_LEVEL};
-use crate::mm::pte::{user_attrs, PAGE_SIZE};
+use crate::mm::pagetable::{
+    block_desc, desc_pa, is_swap, leaf_attrs, page_desc, swap_slot, Format, PhysMem, BLOCK_LEVEL, LEAF_LEVEL,
+};
+use crate::mm::pte::{user_attrs, CONT, PAGE_SIZE};
+use crate::mm::vma::size;
 use abi::USER_END;
 
 /// What the faulting access tried to do.
@@ -90,6 +93,20 @@ pub enum FaultPlan {
     /// Read swap slot `slot` back into a new frame at `page`
     /// ([`AddressSpace::swap_in`]).
     SwapIn { page: u64, slot: u64, prot: u64 },
+    /// First touch in a block-aligned region of a mapping that may use
+    /// blocks, wholly inside it and empty: map a zeroed block at `base`
+    /// ([`AddressSpace::zero_fill_block`]; a plain page at `page` when no
+    /// contiguous run of frames is free).
+    ZeroFillBlock { base: u64, page: u64, prot: u64 },
+    /// As [`Self::ZeroFillBlock`] for a contiguous run.
+    ZeroFillRun { base: u64, page: u64, prot: u64 },
+    /// The page's entry must change alone, but it is part of a block or a
+    /// run: split that first (break-before-make), then decide again.
+    Split(Split),
+    /// Copy-on-write of a shared block as a whole: a copy of the block,
+    /// then break, make and put as for a page (`mm.block_cow=copy`; the
+    /// caller turns it into [`Self::Split`] otherwise).
+    CopyBlock { base: u64, prot: u64 },
 }
 
 impl<F: Format> AddressSpace<F> {
@@ -108,12 +125,43 @@ impl<F: Format> AddressSpace<F> {
             if let Some(e) = self.pt.leaf_entry(mem, page).filter(|&e| is_swap(e)) {
                 return Ok(FaultPlan::SwapIn { page, slot: swap_slot(e), prot: vma.prot });
             }
+            let f = self.pt.format();
+            let inside = |base: u64, len: u64| vma.start <= base && base + len <= vma.end;
+            if let Some(b) = f.block_size().filter(|_| vma.prot & size::BLOCK != 0) {
+                let base = page & !(b - 1);
+                if inside(base, b) && self.pt.block_slot_empty(mem, base) {
+                    return Ok(FaultPlan::ZeroFillBlock { base, page, prot: vma.prot });
+                }
+            }
+            if vma.prot & size::CONT != 0 {
+                let cs = f.cont_size();
+                let base = page & !(cs - 1);
+                let empty = || match self.pt.run_entries(mem, base) {
+                    Some(e) => e[..f.cont_entries()].iter().all(|&d| d == 0),
+                    None => self.pt.block(mem, base).is_none(),
+                };
+                if inside(base, cs) && empty() {
+                    return Ok(FaultPlan::ZeroFillRun { base, page, prot: vma.prot });
+                }
+            }
             return Ok(FaultPlan::ZeroFill { page, prot: vma.prot });
         };
         if desc_allows(old, access) {
             return Ok(FaultPlan::InPlace { page, desc: old, kind: FaultKind::Spurious });
         }
         let want = leaf_for(mem, desc_pa(old), vma.prot);
+        if let Some(split) = self.split_for(mem, page) {
+            // A block whose frames are all ours only changes permissions,
+            // as one entry; anything else changes one page alone.
+            return Ok(match split {
+                Split::Block { .. } if desc_allows(want, access) => {
+                    let kind = if access == Access::Write { FaultKind::CowReuse } else { FaultKind::Spurious };
+                    FaultPlan::InPlace { page, desc: want, kind }
+                }
+                Split::Block { base } => FaultPlan::CopyBlock { base, prot: vma.prot },
+                Split::Run { .. } => FaultPlan::Split(split),
+            });
+        }
         if desc_allows(want, access) {
             // Only permissions change: the frame is ours alone, or the entry
             // lacked a read/exec permission the VMA grants (not expected:
@@ -156,8 +204,76 @@ impl<F: Format> AddressSpace<F> {
         Ok(pa)
     }
 
-    /// Writes `desc` at `page` in place (a [`FaultPlan::InPlace`]).
+    /// Maps a zeroed block at `base` (its level-2 slot empty). Returns the
+    /// first frame; `OutOfMemory` when no contiguous run of frames (or no
+    /// frame for a table above it) is free, nothing changed.
+    pub fn zero_fill_block(&mut self, mem: &impl PhysMem, base: u64, prot: u64) -> Result<u64, FaultError> {
+        let f = self.pt.format();
+        let size = f.block_size().ok_or(FaultError::OutOfMemory)?;
+        let order = (size / PAGE_SIZE).trailing_zeros();
+        let pa = mem.alloc_contig(order).ok_or(FaultError::OutOfMemory)?;
+        if self.pt.map_block(mem, base, block_desc(pa, user_attrs(prot))).is_err() {
+            free_run(mem, pa, order);
+            return Err(FaultError::OutOfMemory);
+        }
+        self.large = true;
+        Ok(pa)
+    }
+
+    /// Maps a zeroed contiguous run at `base` (its entries empty), as
+    /// [`Self::zero_fill_block`].
+    pub fn zero_fill_run(&mut self, mem: &impl PhysMem, base: u64, prot: u64) -> Result<u64, FaultError> {
+        let f = self.pt.format();
+        let order = f.cont_entries().trailing_zeros();
+        let pa = mem.alloc_contig(order).ok_or(FaultError::OutOfMemory)?;
+        // The table may not exist yet: map the first page, then the run.
+        let first = page_desc(pa, user_attrs(prot)) | CONT;
+        if self.pt.map(mem, base, first).is_err() {
+            free_run(mem, pa, order);
+            return Err(FaultError::OutOfMemory);
+        }
+        self.pt.set_run(mem, base, first);
+        self.large = true;
+        for i in 0..1u64 << order {
+            mem.rmap_set(pa + i * PAGE_SIZE, self.anon, base + i * PAGE_SIZE);
+        }
+        Ok(pa)
+    }
+
+    /// A private copy of the block at `base`, not mapped yet: its first
+    /// frame. `OutOfMemory` when no contiguous run of frames is free.
+    pub fn duplicate_block(&self, mem: &impl PhysMem, base: u64) -> Result<u64, FaultError> {
+        self.pt.duplicate_block(mem, base).map_err(|_| FaultError::OutOfMemory)
+    }
+
+    /// Break of a block copy-on-write: clears the block at `base`; returns
+    /// its first frame (each frame still referenced: [`Self::put_old_block`]
+    /// after the flush).
+    pub fn cow_break_block(&mut self, mem: &impl PhysMem, base: u64) -> u64 {
+        desc_pa(self.pt.replace_block(mem, base, 0).expect("the block was present"))
+    }
+
+    /// Make of a block copy-on-write: maps the copy `new` at `base`.
+    pub fn cow_make_block(&mut self, mem: &impl PhysMem, base: u64, new: u64, prot: u64) {
+        self.pt.replace_block(mem, base, block_desc(new, user_attrs(prot)));
+    }
+
+    /// Drops the old block's reference to each of its frames after the
+    /// flush.
+    pub fn put_old_block(&self, mem: &impl PhysMem, old: u64) {
+        let size = self.pt.format().block_size().expect("a block in this format");
+        for i in 0..size / PAGE_SIZE {
+            Self::put_old(mem, old + i * PAGE_SIZE);
+        }
+    }
+
+    /// Writes `desc` at `page` in place (a [`FaultPlan::InPlace`]); in a
+    /// block, the block gets `desc`'s attributes (only permissions change).
     pub fn set_leaf(&mut self, mem: &impl PhysMem, page: u64, desc: u64) {
+        if let Some((base, block)) = self.pt.block(mem, page) {
+            self.pt.replace_block(mem, base, block_desc(desc_pa(block), leaf_attrs(desc)));
+            return;
+        }
         self.pt.replace_leaf(mem, page, desc);
     }
 
@@ -178,6 +294,11 @@ impl<F: Format> AddressSpace<F> {
         mem.rmap_set(new, self.anon, page);
     }
 
+    /// The flush a block copy-on-write needs between its break and make.
+    pub fn cow_flush_block_range(&self, base: u64) -> FlushRange {
+        self.split_flush_range(Split::Block { base })
+    }
+
     /// The flush break-before-make needs between [`Self::cow_break`] and
     /// [`Self::cow_make`]: the one page, leaf only.
     pub fn cow_flush_range(page: u64) -> FlushRange {
@@ -189,6 +310,9 @@ impl<F: Format> AddressSpace<F> {
             leaf_level: Some(LEAF_LEVEL as u8),
         }
     }
+
+    /// Level of a block's entry (for the TTL hint of its flush).
+    pub const BLOCK_LEVEL: u32 = BLOCK_LEVEL;
 
     /// Drops the old frame's reference after the flush (it is freed if the
     /// other sharers went meanwhile).
@@ -226,7 +350,42 @@ impl<F: Format> AddressSpace<F> {
                 let pa = self.swap_in(mem, page, slot, prot)?;
                 Ok(Fault { kind: FaultKind::SwapIn, va: page, pa })
             }
+            FaultPlan::ZeroFillBlock { base, page, prot } => {
+                let pa = match self.zero_fill_block(mem, base, prot) {
+                    Ok(pa) => pa + (page - base),
+                    Err(_) => self.zero_fill(mem, page, prot)?,
+                };
+                Ok(Fault { kind: FaultKind::ZeroFill, va: page, pa })
+            }
+            FaultPlan::ZeroFillRun { base, page, prot } => {
+                let pa = match self.zero_fill_run(mem, base, prot) {
+                    Ok(pa) => pa + (page - base),
+                    Err(_) => self.zero_fill(mem, page, prot)?,
+                };
+                Ok(Fault { kind: FaultKind::ZeroFill, va: page, pa })
+            }
+            FaultPlan::Split(s) => {
+                self.split_now(mem, s, flush)?;
+                self.handle_fault(va, access, mem, flush)
+            }
+            FaultPlan::CopyBlock { base, .. } => {
+                self.split_now(mem, Split::Block { base }, flush)?;
+                self.handle_fault(va, access, mem, flush)
+            }
         }
+    }
+
+    /// A split run to the end, with `flush` between its halves.
+    fn split_now<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(
+        &mut self,
+        mem: &M,
+        s: Split,
+        flush: &mut Fl,
+    ) -> Result<(), FaultError> {
+        let made = self.split_break(mem, s, false).map_err(|_| FaultError::OutOfMemory)?;
+        flush(Some(self.split_flush_range(s)));
+        self.split_make(mem, s, made);
+        Ok(())
     }
 
     /// Replaces the shared frame at `page` by a private copy, with
@@ -248,6 +407,7 @@ impl<F: Format> AddressSpace<F> {
 
     /// Makes sure the page at `page` (in a VMA with `prot`) is present and
     /// private to this mm, without granting permissions: for kernel writes.
+    /// A shared page of a block or run is split out first.
     fn private_frame<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(
         &mut self,
         mem: &M,
@@ -257,7 +417,12 @@ impl<F: Format> AddressSpace<F> {
     ) -> Result<(), FaultError> {
         match self.pt.lookup(mem, page) {
             None => self.zero_fill(mem, page, prot).map(drop),
-            Some(d) if mem.refs(desc_pa(d)) > 1 => self.cow_copy(mem, page, prot, flush).map(drop),
+            Some(d) if mem.refs(desc_pa(d)) > 1 => {
+                if let Some(s) = self.split_for(mem, page) {
+                    self.split_now(mem, s, flush)?;
+                }
+                self.cow_copy(mem, page, prot, flush).map(drop)
+            }
             Some(_) => Ok(()),
         }
     }
@@ -329,4 +494,12 @@ impl<F: Format> AddressSpace<F> {
         assert_eq!(va % 8, 0, "write_u64 at unaligned {va:#x}");
         self.pt.write(mem, va, &val.to_le_bytes())
     }
+}
+
+/// Frees a run of `2^order` frames from `pa` that was never mapped.
+fn free_run(mem: &impl PhysMem, pa: u64, order: u32) {
+    for i in 0..1u64 << order {
+        mem.put(pa + i * PAGE_SIZE);
+    }
+    mem.free_contig(pa, order);
 }

@@ -115,6 +115,22 @@ impl PhysMem for TestMem {
         Some(pa)
     }
 
+    /// Runs are aligned to their size; addresses are never reused either.
+    fn alloc_contig(&self, order: u32) -> Option<u64> {
+        let n = 1usize << order;
+        if self.limit.get().is_some_and(|l| self.outstanding() + n > l) {
+            return None;
+        }
+        let size = 4096u64 << order;
+        let pa = self.next.get().next_multiple_of(size);
+        self.next.set(pa + size);
+        for i in 0..n as u64 {
+            let page = Box::new(Page(UnsafeCell::new([0; 4096])));
+            self.frames.borrow_mut().insert(pa + i * 4096, Frame { page, refs: 1 });
+        }
+        Some(pa)
+    }
+
     fn free(&self, pa: u64) {
         let f = self.frames.borrow_mut().remove(&pa);
         match f {

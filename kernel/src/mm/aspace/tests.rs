@@ -377,7 +377,7 @@ fn bad_arguments_give_the_expected_errno() {
     #[rustfmt::skip]
     let more = [
         ("mmap prot bits", a.mmap(0, P, 8, 0, &mem, &mut g, &mut no).map(drop), EINVAL),
-        ("mmap flag bits", a.mmap(0, P, R, 2, &mem, &mut g, &mut no).map(drop), EINVAL),
+        ("mmap flag bits", a.mmap(0, P, R, 8, &mem, &mut g, &mut no).map(drop), EINVAL),
         ("mprotect prot bits", a.mprotect(m, P, 0x10, &mem, &mut g), EINVAL),
         ("madvise advice", a.madvise(m, P, 3, &mem, &mut g, &mut no), EINVAL),
         ("check kernel", a.check_user_range(kernel, 8, false), EFAULT),

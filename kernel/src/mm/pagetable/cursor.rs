@@ -11,7 +11,9 @@
 //! steps only as the cursor's own caller changes it (everything runs under
 //! the mm lock), so the path stays valid.
 
-use super::{desc_pa, is_swap, load, store, swap_slot, table_is_empty, Format, PageTable, PhysMem, LEAF_LEVEL};
+use super::{
+    desc_pa, is_block, is_swap, load, store, swap_slot, table_is_empty, Format, PageTable, PhysMem, LEAF_LEVEL,
+};
 use crate::mm::gather::Gather;
 use crate::mm::pte::{AP_RO, VALID};
 
@@ -244,6 +246,21 @@ impl ZapCursor {
                 top.idx += 1;
                 continue;
             }
+            if is_block(e) {
+                // A block goes whole: a call that cuts one splits it first
+                // (`mm::space`), so one only part in range is a bug.
+                assert!(
+                    va >= self.start && va + size <= self.end,
+                    "zap of {:#x}..{:#x} cuts the block at {va:#x}",
+                    self.start,
+                    self.end
+                );
+                store(mem, top.table, top.idx, 0);
+                top.idx += 1;
+                let order = (size / f.level_size(LEAF_LEVEL)).trailing_zeros();
+                g.clear_block(va, top.level, size, desc_pa(e), order);
+                return Some(ZapEdit::Leaf { va });
+            }
             if top.level == LEAF_LEVEL {
                 store(mem, top.table, top.idx, 0);
                 top.idx += 1;
@@ -299,7 +316,9 @@ impl LeafCursor {
         LeafCursor { start, end, path: Path::new(), started: false }
     }
 
-    /// The next present leaf: its address and descriptor.
+    /// The next present leaf: its address and descriptor. A block
+    /// ([`super::is_block`]) is one leaf, returned with its first address
+    /// even when only part of it is in range.
     #[inline(always)]
     pub fn next<F: Format, M: PhysMem>(&mut self, pt: &PageTable<F>, mem: &M) -> Option<(u64, u64)> {
         let f = pt.format();
@@ -370,7 +389,7 @@ impl LeafCursor {
                 }
                 continue;
             }
-            if top.level == LEAF_LEVEL {
+            if top.level == LEAF_LEVEL || is_block(e) {
                 top.idx += 1;
                 return Some((va, e));
             }

@@ -1,6 +1,7 @@
-//! Descriptors of user tables: a page (level 3) or a table (levels above).
+//! Descriptors of user tables: a page (level 3), a block (level 2: one
+//! entry maps a whole level-2 region) or a table (levels above).
 
-use crate::mm::pte::{ADDR_MASK, AP_EL0, AP_RO, TABLE_OR_PAGE, UXN, VALID};
+use crate::mm::pte::{ADDR_MASK, AP_EL0, AP_RO, CONT, TABLE_OR_PAGE, UXN, VALID};
 
 /// A level-3 page descriptor: `attrs` from [`crate::mm::pte::user_attrs`].
 pub const fn page_desc(pa: u64, attrs: u64) -> u64 {
@@ -12,10 +13,39 @@ pub const fn table_desc(pa: u64) -> u64 {
     (pa & ADDR_MASK) | VALID | TABLE_OR_PAGE
 }
 
-/// Whether `desc` at a level above the leaf points to a next-level table
-/// (no blocks are ever written, so any valid entry there does).
+/// A block descriptor (level 2): the region `pa` starts, aligned to the
+/// level's size, with `attrs` from [`crate::mm::pte::user_attrs`].
+pub const fn block_desc(pa: u64, attrs: u64) -> u64 {
+    (pa & ADDR_MASK) | (attrs & !CONT) | VALID
+}
+
+/// Whether `desc` at a level above the leaf points to a next-level table.
 pub const fn is_table(desc: u64) -> bool {
     desc & (VALID | TABLE_OR_PAGE) == VALID | TABLE_OR_PAGE
+}
+
+/// Whether `desc`, read at a level above the leaf, is a block (valid, and
+/// bit 1 clear). At level 3 the same bits are a reserved encoding this
+/// code never writes, so a leaf with bit 1 clear is always a block.
+pub const fn is_block(desc: u64) -> bool {
+    desc & (VALID | TABLE_OR_PAGE) == VALID
+}
+
+/// Whether `desc` is a page in a contiguous run ([`CONT`]).
+pub const fn is_cont(desc: u64) -> bool {
+    desc & (VALID | TABLE_OR_PAGE | CONT) == VALID | TABLE_OR_PAGE | CONT
+}
+
+/// The attributes of a page or block descriptor: everything but the
+/// output address and the type bits.
+pub const fn leaf_attrs(desc: u64) -> u64 {
+    desc & !(ADDR_MASK | VALID | TABLE_OR_PAGE)
+}
+
+/// The page descriptor for the 4 KiB page at byte offset `off` of the
+/// block `block` maps: what a walk of `va` in the block translates to.
+pub const fn page_in_block(block: u64, off: u64) -> u64 {
+    page_desc(desc_pa(block) + (off & !0xfff), leaf_attrs(block) & !CONT)
 }
 
 /// The output address of a descriptor.

@@ -10,8 +10,11 @@
 
 use crate::mm::pte::PAGE_SHIFT;
 
-/// Level of every leaf (a 4 KiB page descriptor).
+/// Level of every page (a 4 KiB page descriptor).
 pub const LEAF_LEVEL: u32 = 3;
+/// Level of a block: one entry of a level-2 table maps its whole region
+/// (2 MiB in the architecture's format).
+pub const BLOCK_LEVEL: u32 = 2;
 
 pub trait Format: Copy + core::fmt::Debug {
     /// Levels of tables, 1..=4.
@@ -42,6 +45,23 @@ pub trait Format: Copy + core::fmt::Debug {
     /// Bytes of virtual address space the tree covers.
     fn span(&self) -> u64 {
         self.level_size(self.root_level()) << self.bits()
+    }
+
+    /// Bytes one block maps ([`BLOCK_LEVEL`]); `None` when the format has
+    /// no level 2 below its root (a two-level tree has no blocks).
+    fn block_size(&self) -> Option<u64> {
+        (self.root_level() < BLOCK_LEVEL).then(|| self.level_size(BLOCK_LEVEL))
+    }
+
+    /// Entries of a contiguous run at level 3 (a power of two, at most a
+    /// table's entries).
+    fn cont_entries(&self) -> usize {
+        16.min(self.entries())
+    }
+
+    /// Bytes one contiguous run maps.
+    fn cont_size(&self) -> u64 {
+        self.cont_entries() as u64 * self.level_size(LEAF_LEVEL)
     }
 }
 
@@ -75,6 +95,10 @@ impl Format for Reduced {
     }
     fn bits(&self) -> u32 {
         self.bits
+    }
+    /// Runs of two entries: the smallest run that can go stale in part.
+    fn cont_entries(&self) -> usize {
+        2.min(self.entries())
     }
 }
 

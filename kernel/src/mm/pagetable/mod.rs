@@ -1,5 +1,7 @@
-//! User page tables: the TTBR0 half, 4 KiB pages, descriptors from
-//! [`super::pte`]. No blocks: every leaf is a level-3 page. Generic over
+//! User page tables: the TTBR0 half, descriptors from [`super::pte`]. A
+//! leaf is a level-3 page (4 KiB), possibly one of a contiguous run
+//! ([`Format::cont_entries`] pages with the contiguous bit: 64 KiB), or a
+//! level-2 block ([`BLOCK_LEVEL`]: 2 MiB). Generic over
 //! the geometry ([`Format`]): the kernel uses the architecture's four levels
 //! of 512 entries ([`Arm4k`]), the host model the same code on reduced
 //! formats.
@@ -48,9 +50,10 @@ mod tests;
 
 pub use cursor::{LeafCursor, TableFree, ZapCursor, ZapEdit};
 pub use desc::{
-    desc_pa, el0_can_exec, el0_can_read, el0_can_write, is_swap, is_table, page_desc, swap_desc, swap_slot, table_desc,
+    block_desc, desc_pa, el0_can_exec, el0_can_read, el0_can_write, is_block, is_cont, is_swap, is_table, leaf_attrs,
+    page_desc, page_in_block, swap_desc, swap_slot, table_desc,
 };
-pub use format::{Arm4k, Format, Reduced, LEAF_LEVEL};
+pub use format::{Arm4k, Format, Reduced, BLOCK_LEVEL, LEAF_LEVEL};
 pub use phys::PhysMem;
 
 use super::gather::{FlushRange, Gather};
@@ -64,6 +67,8 @@ pub enum MapError {
     AlreadyMapped { va: u64 },
     /// No leaf is present at this address.
     NotMapped { va: u64 },
+    /// The format has no blocks, or the address is not aligned to one.
+    NoBlock { va: u64 },
 }
 
 impl core::fmt::Display for MapError {
@@ -72,6 +77,7 @@ impl core::fmt::Display for MapError {
             Self::OutOfMemory => write!(f, "out of frames for a page table"),
             Self::AlreadyMapped { va } => write!(f, "{va:#x} is already mapped"),
             Self::NotMapped { va } => write!(f, "{va:#x} is not mapped"),
+            Self::NoBlock { va } => write!(f, "no block can map {va:#x}"),
         }
     }
 }
@@ -188,20 +194,189 @@ impl<F: Format> PageTable<F> {
 
     /// The level-3 table for `va`, allocating the tables on the way.
     fn leaf_table_alloc(&mut self, mem: &impl PhysMem, va: u64) -> Result<u64, MapError> {
+        self.table_alloc(mem, va, LEAF_LEVEL)
+    }
+
+    /// The table at `level` that holds `va`'s entry, allocating the tables
+    /// on the way; `AlreadyMapped` if a block covers `va` above it.
+    fn table_alloc(&mut self, mem: &impl PhysMem, va: u64, level: u32) -> Result<u64, MapError> {
         let f = self.fmt;
         let mut table = self.root.ok_or(MapError::OutOfMemory)?;
-        for level in f.root_level()..LEAF_LEVEL {
-            let idx = f.index(va, level);
+        for l in f.root_level()..level {
+            let idx = f.index(va, l);
             let e = load(mem, table, idx);
-            table = if e & VALID != 0 {
+            table = if is_table(e) {
                 desc_pa(e)
+            } else if e & VALID != 0 {
+                return Err(MapError::AlreadyMapped { va });
             } else {
-                let new = mem.alloc_table(level + 1).ok_or(MapError::OutOfMemory)?;
+                let new = mem.alloc_table(l + 1).ok_or(MapError::OutOfMemory)?;
                 store(mem, table, idx, table_desc(new));
                 new
             };
         }
         Ok(table)
+    }
+
+    /// Maps the block at `va` (aligned to [`Format::block_size`]) with
+    /// block descriptor `desc` ([`block_desc`]), allocating the tables
+    /// above it; the level-2 slot must be empty (no table, no block).
+    pub fn map_block(&mut self, mem: &impl PhysMem, va: u64, desc: u64) -> Result<(), MapError> {
+        match self.fmt.block_size() {
+            Some(size) if va.is_multiple_of(size) => {}
+            _ => return Err(MapError::NoBlock { va }),
+        }
+        let table = self.table_alloc(mem, va, BLOCK_LEVEL)?;
+        let idx = self.fmt.index(va, BLOCK_LEVEL);
+        if load(mem, table, idx) != 0 {
+            return Err(MapError::AlreadyMapped { va });
+        }
+        store(mem, table, idx, desc);
+        Ok(())
+    }
+
+    /// The level-2 entry whose region holds `va` (a table, a block or 0),
+    /// with the table it is in; `None` if the walk does not get there.
+    fn block_slot(&self, mem: &impl PhysMem, va: u64) -> Option<(u64, usize, u64)> {
+        let f = self.fmt;
+        f.block_size()?;
+        let mut table = self.root?;
+        for l in f.root_level()..BLOCK_LEVEL {
+            let e = load(mem, table, f.index(va, l));
+            if !is_table(e) {
+                return None;
+            }
+            table = desc_pa(e);
+        }
+        let idx = f.index(va, BLOCK_LEVEL);
+        Some((table, idx, load(mem, table, idx)))
+    }
+
+    /// The block mapping `va`, if one does: its first address and
+    /// descriptor.
+    pub fn block(&self, mem: &impl PhysMem, va: u64) -> Option<(u64, u64)> {
+        let size = self.fmt.block_size()?;
+        let (_, _, e) = self.block_slot(mem, va)?;
+        is_block(e).then_some((va & !(size - 1), e))
+    }
+
+    /// Whether nothing at all is in `va`'s level-2 slot (no table, no
+    /// block, no swap entry below): a block may be mapped there.
+    pub fn block_slot_empty(&self, mem: &impl PhysMem, va: u64) -> bool {
+        match self.block_slot(mem, va) {
+            Some((_, _, e)) => e == 0,
+            // No table on the way: empty, as long as the format has blocks.
+            None => self.fmt.block_size().is_some() && self.root.is_some(),
+        }
+    }
+
+    /// Writes `desc` over the block entry at `va` (a block or 0) and
+    /// returns what was there. Changing only permissions needs no
+    /// break-before-make; anything else does (write 0, flush, then the
+    /// new entry). `None`, changing nothing, if no level-2 table exists.
+    pub fn replace_block(&mut self, mem: &impl PhysMem, va: u64, desc: u64) -> Option<u64> {
+        let (table, idx, old) = self.block_slot(mem, va)?;
+        debug_assert!(!is_table(old), "replace_block over a table at {va:#x}");
+        store(mem, table, idx, desc);
+        Some(old)
+    }
+
+    /// A new level-3 table, not linked, mapping the same pages as block
+    /// descriptor `block` with its attributes, page by page (a split's
+    /// replacement). `OutOfMemory` if no frame is free.
+    pub fn split_table(&self, mem: &impl PhysMem, block: u64) -> Result<u64, MapError> {
+        let table = mem.alloc_table(LEAF_LEVEL).ok_or(MapError::OutOfMemory)?;
+        let page = self.fmt.level_size(LEAF_LEVEL);
+        for i in 0..self.fmt.entries() {
+            store(mem, table, i, page_in_block(block, i as u64 * page));
+        }
+        Ok(table)
+    }
+
+    /// Links level-3 table `table` in the (empty) level-2 slot of `va`,
+    /// the second half of a split. The slot must have been cleared and
+    /// flushed first (break-before-make), or the CPU must permit the change
+    /// of size without it (FEAT_BBM level 2).
+    pub fn link_table(&mut self, mem: &impl PhysMem, va: u64, table: u64) {
+        let (t, idx, _) = self.block_slot(mem, va).expect("the level-2 table of a block");
+        store(mem, t, idx, table_desc(table));
+    }
+
+    /// The level-3 table below `va`'s level-2 entry, if it is a table.
+    pub fn level3_table(&self, mem: &impl PhysMem, va: u64) -> Option<u64> {
+        let (_, _, e) = self.block_slot(mem, va)?;
+        is_table(e).then(|| desc_pa(e))
+    }
+
+    /// The level-2 table entry at `va` is a table: unlinks it and returns
+    /// it (a collapse's first half). `None` if it is not a table.
+    pub fn unlink_table(&mut self, mem: &impl PhysMem, va: u64) -> Option<u64> {
+        let (t, idx, e) = self.block_slot(mem, va)?;
+        if !is_table(e) {
+            return None;
+        }
+        store(mem, t, idx, 0);
+        Some(desc_pa(e))
+    }
+
+    /// Whether level-3 table `table` holds a swap entry.
+    pub fn has_swap(&self, mem: &impl PhysMem, table: u64) -> bool {
+        (0..self.fmt.entries()).any(|i| is_swap(load(mem, table, i)))
+    }
+
+    /// A collapse's second half: copies each page level-3 table `table`
+    /// (unlinked, and flushed with its walk-cache entries) maps into the
+    /// matching frame of the run at `new`, drops the table's reference to
+    /// each (freeing those whose last it was) and frees the table. The
+    /// table holds no swap entry ([`Self::has_swap`]).
+    pub fn drain_detached(&self, mem: &impl PhysMem, table: u64, new: u64) {
+        for i in 0..self.fmt.entries() {
+            let e = load(mem, table, i);
+            if e & VALID == 0 {
+                continue;
+            }
+            let pa = desc_pa(e);
+            // SAFETY: `pa` is held by the table's entry (its reference is
+            // put only below); `new`'s frames are the caller's, not mapped.
+            unsafe { mem.copy_page(new + i as u64 * PAGE_SIZE, pa) };
+            if mem.put(pa) {
+                mem.free(pa);
+            }
+        }
+        if mem.put(table) {
+            mem.free_table(table);
+        }
+    }
+
+    /// Writes `desc` into every entry of the contiguous run that holds
+    /// `va` (the run's first entry gets `desc`, each next one the next
+    /// page's address with the same attributes; 0 clears them all).
+    /// `None`, changing nothing, if the level-3 table does not exist.
+    pub fn set_run(&mut self, mem: &impl PhysMem, va: u64, desc: u64) -> Option<()> {
+        let f = self.fmt;
+        let table = self.leaf_table(mem, va)?;
+        let n = f.cont_entries();
+        let first = f.index(va, LEAF_LEVEL) & !(n - 1);
+        let page = f.level_size(LEAF_LEVEL);
+        for i in 0..n {
+            let d = if desc == 0 { 0 } else { desc + i as u64 * page };
+            store(mem, table, first + i, d);
+        }
+        Some(())
+    }
+
+    /// The entries of the contiguous run that holds `va`, first to last
+    /// (the first [`Format::cont_entries`] of the array).
+    pub fn run_entries(&self, mem: &impl PhysMem, va: u64) -> Option<[u64; 16]> {
+        let f = self.fmt;
+        let table = self.leaf_table(mem, va)?;
+        let n = f.cont_entries();
+        let first = f.index(va, LEAF_LEVEL) & !(n - 1);
+        let mut out = [0; 16];
+        for (i, o) in out.iter_mut().enumerate().take(n) {
+            *o = load(mem, table, first + i);
+        }
+        Some(out)
     }
 
     /// Writes leaf `desc` for `va` into its level-3 table `table`.
@@ -226,15 +401,17 @@ impl<F: Format> PageTable<F> {
         Some(load(mem, table, self.fmt.index(va, LEAF_LEVEL)))
     }
 
-    /// The valid leaf descriptor mapping `va`, if any.
+    /// The valid leaf descriptor mapping `va`, if any; in a block, the
+    /// page descriptor of `va`'s page that the block implies
+    /// ([`page_in_block`]).
     pub fn lookup(&self, mem: &impl PhysMem, va: u64) -> Option<u64> {
-        let table = self.leaf_table(mem, va)?;
-        Some(load(mem, table, self.fmt.index(va, LEAF_LEVEL))).filter(|d| d & VALID != 0)
+        leaf_walk(self.fmt, mem, self.root?, va)
     }
 
     /// Writes `desc` (0 clears) into the leaf slot of `va` and returns what
     /// was there (possibly an invalid 0); `None`, changing nothing, if the
-    /// level-3 table for `va` does not exist. Changing only permissions needs
+    /// level-3 table for `va` does not exist (a block maps `va`, say).
+    /// Changing only permissions needs
     /// no break-before-make; changing the output address of a valid entry
     /// does: write 0, flush, then the new entry.
     pub fn replace_leaf(&mut self, mem: &impl PhysMem, va: u64, desc: u64) -> Option<u64> {
@@ -281,6 +458,22 @@ impl<F: Format> PageTable<F> {
         // SAFETY: `old` is held by a present leaf of this tree (borrowed, so
         // unchanged).
         unsafe { mem.alloc_copy(old) }.ok_or(MapError::OutOfMemory)
+    }
+
+    /// A new run of frames (each reference count 1) holding a copy of the
+    /// block mapped at `va`; the caller maps it (or puts and frees it).
+    pub fn duplicate_block(&self, mem: &impl PhysMem, va: u64) -> Result<u64, MapError> {
+        let (_, block) = self.block(mem, va).ok_or(MapError::NotMapped { va })?;
+        let size = self.fmt.block_size().ok_or(MapError::NoBlock { va })?;
+        let pages = size / PAGE_SIZE;
+        let new = mem.alloc_contig(pages.trailing_zeros()).ok_or(MapError::OutOfMemory)?;
+        let old = desc_pa(block);
+        for i in 0..pages {
+            // SAFETY: `old`'s frames are held by a present block of this
+            // tree (borrowed, so unchanged); `new`'s were just allocated.
+            unsafe { mem.copy_page(new + i * PAGE_SIZE, old + i * PAGE_SIZE) };
+        }
+        Ok(new)
     }
 
     /// Calls `f(va, desc)` for every present leaf in `[start, end)`, in
@@ -354,7 +547,7 @@ impl<F: Format> PageTable<F> {
             } else {
                 (0..f.entries())
                     .map(|i| load(mem, table, i))
-                    .filter(|e| e & VALID != 0)
+                    .filter(|&e| is_table(e))
                     .map(|e| count(f, mem, desc_pa(e), level + 1))
                     .sum()
             };
@@ -365,17 +558,34 @@ impl<F: Format> PageTable<F> {
 }
 
 /// The level-3 table that holds `va`'s leaf in the tree at `root`, if the
-/// walk gets there.
+/// walk gets there (not through a block).
 fn leaf_table<F: Format>(f: F, mem: &impl PhysMem, root: u64, va: u64) -> Option<u64> {
     let mut table = root;
     for level in f.root_level()..LEAF_LEVEL {
         let e = load(mem, table, f.index(va, level));
-        if e & VALID == 0 {
+        if !is_table(e) {
             return None;
         }
         table = desc_pa(e);
     }
     Some(table)
+}
+
+/// The hardware's walk of `va` in the tree at `root`: the valid page
+/// descriptor that translates it, a block's implied per page.
+fn leaf_walk<F: Format>(f: F, mem: &impl PhysMem, root: u64, va: u64) -> Option<u64> {
+    let mut table = root;
+    for level in f.root_level()..LEAF_LEVEL {
+        let e = load(mem, table, f.index(va, level));
+        if is_block(e) {
+            return Some(page_in_block(e, va & (f.level_size(level) - 1)));
+        }
+        if !is_table(e) {
+            return None;
+        }
+        table = desc_pa(e);
+    }
+    Some(load(mem, table, f.index(va, LEAF_LEVEL))).filter(|d| d & VALID != 0)
 }
 
 /// Walks the architecture-format tree at `root` the way the hardware does
@@ -399,8 +609,7 @@ pub unsafe fn walk(mem: &impl PhysMem, root: u64, va: u64) -> Option<u64> {
 ///
 /// As [`walk`].
 pub unsafe fn walk_in<F: Format>(f: F, mem: &impl PhysMem, root: u64, va: u64) -> Option<u64> {
-    let table = leaf_table(f, mem, root, va)?;
-    Some(load(mem, table, f.index(va, LEAF_LEVEL))).filter(|d| d & VALID != 0)
+    leaf_walk(f, mem, root, va)
 }
 
 /// [`walk`] for tests, on the test memory.

@@ -20,6 +20,21 @@ pub trait PhysMem {
         let _ = level;
         self.alloc_zeroed()
     }
+    /// `2^order` zeroed data frames, physically contiguous and aligned to
+    /// their size (for a block or a contiguous run), each with reference
+    /// count 1; `None` when no such run is free. A memory without
+    /// contiguous runs (the default) has none to give.
+    fn alloc_contig(&self, order: u32) -> Option<u64> {
+        let _ = order;
+        None
+    }
+    /// Returns `2^order` frames from `pa` whose reference counts all
+    /// reached 0 (a whole block's frames). By default one by one.
+    fn free_contig(&self, pa: u64, order: u32) {
+        for i in 0..1u64 << order {
+            self.free(pa + i * crate::mm::pte::PAGE_SIZE);
+        }
+    }
     /// Returns a data frame whose reference count reached 0.
     fn free(&self, pa: u64);
     /// Returns a page-table page whose last reference went.

@@ -116,7 +116,61 @@ pub struct TlbConfig {
     /// (`reclaim.batch`; off: each page is flushed and waited for on its
     /// own, for comparison).
     pub reclaim_batch: bool,
+    /// Which mappings may use blocks and contiguous runs (`mm.thp`).
+    pub thp: Thp,
+    /// A write fault on a shared block copies the whole block
+    /// (`mm.block_cow=copy`); by default it splits the block and copies
+    /// the one page, as Linux does since 5.8: a 2 MiB copy on one write
+    /// costs latency and memory for pages that may never be written.
+    pub block_cow_copy: bool,
+    /// Splits write the smaller entries over the block or run at once and
+    /// flush after, without the break (`mm.bbm`: what FEAT_BBM level 2
+    /// permits; the kernel sets it only when the CPU reports that level).
+    pub split_no_break: bool,
     pub bugs: Bugs,
+}
+
+/// Which mappings may use blocks (2 MiB) and contiguous runs (64 KiB),
+/// as Linux's transparent huge pages setting (`mm.thp`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Thp {
+    /// Every anonymous mapping, as if mapped with `map::HUGE | map::CONT`.
+    Always,
+    /// Only mappings asked for with `map::HUGE` / `map::CONT` or
+    /// `madvise(HUGEPAGE)`.
+    #[default]
+    Madvise,
+    /// None: the flags and advice are accepted and do nothing.
+    Never,
+}
+
+impl Thp {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "always" => Some(Thp::Always),
+            "madvise" => Some(Thp::Madvise),
+            "never" => Some(Thp::Never),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Thp::Always => "always",
+            Thp::Madvise => "madvise",
+            Thp::Never => "never",
+        }
+    }
+
+    /// mmap flags as this setting makes them.
+    pub const fn flags(self, flags: u64) -> u64 {
+        let sizes = abi::map::HUGE | abi::map::CONT;
+        match self {
+            Thp::Always => flags | sizes,
+            Thp::Madvise => flags,
+            Thp::Never => flags & !sizes,
+        }
+    }
 }
 
 impl TlbConfig {
@@ -135,6 +189,9 @@ impl TlbConfig {
             notifier_late: false,
             reclaim_dsb_remote: false,
             reclaim_batch: true,
+            thp: Thp::Madvise,
+            block_cow_copy: false,
+            split_no_break: false,
             bugs: Bugs::NONE,
         }
     }
@@ -182,6 +239,14 @@ pub struct Bugs {
     /// Operations send secondary MMUs no invalidation with their flushes,
     /// nor the teardown's release (a reclaim batch's own are still sent).
     pub no_secondary: bool,
+    /// A block's flush names 4 KiB pages at level 3 (stride and TTL hint),
+    /// as a flush written before blocks existed would: the hint then
+    /// skips the level-2 entry.
+    pub block_page_stride: bool,
+    /// The nested-zap fix flushes the zap's own range as 4 KiB pages at
+    /// level 3 instead of everything (seed 001: another zap may have
+    /// cleared blocks, or tables, there).
+    pub nested_pages_only: bool,
 }
 
 impl Bugs {
@@ -199,6 +264,8 @@ impl Bugs {
         catch_up_after_load: false,
         no_batched_pending: false,
         no_secondary: false,
+        block_page_stride: false,
+        nested_pages_only: false,
     };
 }
 

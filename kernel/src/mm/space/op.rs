@@ -14,7 +14,7 @@ use core::sync::atomic::{fence, Ordering};
 use super::notifier::Invalidation;
 use super::shootdown::{self, CatchUp, Route, Shootdown};
 use super::{Mm, MmHw, TlbConfig};
-use crate::mm::aspace::{Access, AddressSpace, Fault, FaultError, FaultKind, FaultPlan, MmError, ZapTables};
+use crate::mm::aspace::{Access, AddressSpace, Fault, FaultError, FaultKind, FaultPlan, MmError, Split, ZapTables};
 use crate::mm::gather::{FlushRange, Gather};
 use crate::mm::pagetable::{Format, LeafCursor, MapHint, PageTable, PhysMem, TableFree, ZapCursor, LEAF_LEVEL};
 use crate::mm::tlb::trace::{Cause, Decision, Reason, Span};
@@ -142,6 +142,10 @@ pub enum Next {
     TearZap,
     /// A pending reclaim batch was flushed: now the call itself.
     Prepare,
+    /// A split's flush is done: write the smaller entries.
+    SplitMake,
+    /// A collapse's flush is done: map the block.
+    CollapseMake,
 }
 
 impl Next {
@@ -153,6 +157,8 @@ impl Next {
             Next::Take => Pc::Take,
             Next::TearZap => Pc::TearZap,
             Next::Prepare => Pc::Prepare,
+            Next::SplitMake => Pc::SplitMake,
+            Next::CollapseMake => Pc::CollapseMake,
         }
     }
 }
@@ -185,6 +191,22 @@ pub enum Pc {
     BatchIssue,
     /// The reaper, after [`Hook::Reaping`]: every mapping goes.
     Reaping,
+    /// Under the lock, before a call changes part of a block or a
+    /// contiguous run: the next one to split (cleared, or with
+    /// `TlbConfig::split_no_break` replaced at once).
+    Split,
+    SplitFlush,
+    SplitComplete,
+    /// The smaller entries, after the flush.
+    SplitMake,
+    /// madvise(COLLAPSE): the next block-aligned region of `edges` whose
+    /// table goes (unlinked under the lock, then flushed).
+    Collapse,
+    CollapseFlush,
+    CollapseComplete,
+    /// The pages copied into the block, the block mapped, the old frames
+    /// and table released.
+    CollapseMake,
     /// One page-table write of a zap.
     Zap,
     /// One leaf of an mprotect.
@@ -266,6 +288,20 @@ pub struct Op<F: Format> {
     plan: Option<FaultPlan>,
     /// Copy-on-write: (page, copy, old frame, prot).
     cow: (u64, u64, u64, u64),
+    /// The copy-on-write is of a whole block (`cow.0` its first address).
+    cow_block: bool,
+    /// The range whose ends may cut blocks and runs (split first).
+    edges: (u64, u64),
+    /// A fault's split, to do before it decides again.
+    split_at: Option<Split>,
+    /// The split in progress, and what its make step writes.
+    split: Option<(Split, u64)>,
+    /// The collapse in progress: region, its unlinked table, the block.
+    collapse: Option<(u64, u64, u64)>,
+    /// Where the call goes once nothing is left to split.
+    resume: Pc,
+    /// An event the fault's install counts (the size it mapped).
+    filled: Option<Event>,
     child: Option<AddressSpace<F>>,
     /// Where the fork mapped into the child last.
     hint: MapHint,
@@ -305,6 +341,13 @@ impl<F: Format> Op<F> {
             batched_flush: false,
             plan: None,
             cow: (0, 0, 0, 0),
+            cow_block: false,
+            edges: (0, 0),
+            split_at: None,
+            split: None,
+            collapse: None,
+            resume: Pc::Done,
+            filled: None,
             child: None,
             hint: MapHint::default(),
             torn: None,
@@ -416,9 +459,120 @@ impl<F: Format> Op<F> {
                 // SAFETY: the lock is held (this operation's `Lock` step).
                 let a = unsafe { mm.aspace() };
                 self.prepare(a, cfg, mem);
+                if matches!(self.pc, Pc::Zap | Pc::Protect) && self.edges.0 < self.edges.1 && a.has_large() {
+                    // The call's ends may cut a block or a run: split those
+                    // first, then the call.
+                    self.resume = self.pc;
+                    self.pc = Pc::Split;
+                }
                 if matches!(self.pc, Pc::Zap | Pc::Protect | Pc::Share | Pc::Unmap) {
                     self.open_range(mm, hw);
                 }
+            }
+            Pc::Split => {
+                // SAFETY: as above.
+                let a = unsafe { mm.aspace() };
+                let next = self
+                    .split_at
+                    .take()
+                    .or_else(|| a.straddler(mem, self.edges.0))
+                    .or_else(|| a.straddler(mem, self.edges.1));
+                let Some(at) = next else {
+                    self.pc = self.resume;
+                    return Step::Ran;
+                };
+                self.open_range(mm, hw);
+                match a.split_break(mem, at, cfg.split_no_break) {
+                    Ok(made) => {
+                        hw.event(match at {
+                            Split::Block { .. } => Event::BlockSplit,
+                            Split::Run { .. } => Event::RunUnfold,
+                        });
+                        if cfg.split_no_break {
+                            hw.event(Event::SplitNoBreak);
+                        }
+                        self.split = Some((at, made));
+                        self.pc = Pc::SplitFlush;
+                    }
+                    Err(e) => {
+                        self.outcome = Err(match self.call {
+                            Call::Fault { .. } => OpError::Fault(FaultError::OutOfMemory),
+                            _ => OpError::Mm(e),
+                        });
+                        let then = if self.call.zaps() { AfterUnlock::EndZap } else { AfterUnlock::Done };
+                        self.pc = Pc::Unlock { then };
+                    }
+                }
+            }
+            Pc::SplitFlush => {
+                // SAFETY: as above.
+                let a = unsafe { mm.aspace() };
+                let (at, _) = self.split.expect("a split in progress");
+                let r = a.split_flush_range(at);
+                let mut plan = FlushPlan::new(Scope::Broadcast);
+                let issued = self.plan_flush(mm, cfg, hw, Some(r), false, &mut plan);
+                self.pc = self.after_plan(hw, &plan, issued, Pc::SplitComplete, Next::SplitMake);
+            }
+            Pc::SplitComplete => {
+                self.complete(mm, hw);
+                self.pc = self.after_complete(Next::SplitMake);
+            }
+            Pc::Collapse => {
+                // SAFETY: as above.
+                let a = unsafe { mm.aspace() };
+                let b = a.page_table().format().block_size().unwrap_or(u64::MAX);
+                loop {
+                    let (region, hi) = self.edges;
+                    if region >= hi {
+                        self.pc = Pc::Unlock { then: AfterUnlock::EndZap };
+                        break;
+                    }
+                    self.edges.0 = region.saturating_add(b);
+                    match a.collapse_begin(mem, region) {
+                        Ok(None) => continue,
+                        Ok(Some((table, new))) => {
+                            self.open_range(mm, hw);
+                            self.collapse = Some((region, table, new));
+                            self.pc = Pc::CollapseFlush;
+                        }
+                        Err(e) => {
+                            self.outcome = Err(OpError::Mm(e));
+                            self.pc = Pc::Unlock { then: AfterUnlock::EndZap };
+                        }
+                    }
+                    break;
+                }
+            }
+            Pc::CollapseFlush => {
+                // SAFETY: as above.
+                let a = unsafe { mm.aspace() };
+                let (region, _, _) = self.collapse.expect("a collapse in progress");
+                let r = a.collapse_flush_range(region);
+                let mut plan = FlushPlan::new(Scope::Broadcast);
+                let issued = self.plan_flush(mm, cfg, hw, Some(r), false, &mut plan);
+                self.pc = self.after_plan(hw, &plan, issued, Pc::CollapseComplete, Next::CollapseMake);
+            }
+            Pc::CollapseComplete => {
+                self.complete(mm, hw);
+                self.pc = self.after_complete(Next::CollapseMake);
+            }
+            Pc::CollapseMake => {
+                // SAFETY: as above.
+                let a = unsafe { mm.aspace() };
+                let (region, table, new) = self.collapse.take().expect("a collapse in progress");
+                a.collapse_make(mem, region, table, new);
+                hw.event(Event::Collapse);
+                self.send_late(mm, hw);
+                self.pc = Pc::Collapse;
+            }
+            Pc::SplitMake => {
+                let (at, made) = self.split.take().expect("a split in progress");
+                if !cfg.split_no_break {
+                    // SAFETY: as above.
+                    let a = unsafe { mm.aspace() };
+                    a.split_make(mem, at, made);
+                }
+                self.pc = Pc::Split;
             }
             Pc::Reaping => {
                 // SAFETY: as above.
@@ -543,10 +697,32 @@ impl<F: Format> Op<F> {
                         self.outcome = Err(OpError::Fault(e));
                         self.pc = Pc::Unlock { then: AfterUnlock::Done };
                     }
+                    Ok(FaultPlan::Split(at)) => {
+                        self.split_at = Some(at);
+                        self.resume = Pc::Resolve;
+                        self.pc = Pc::Split;
+                    }
+                    Ok(FaultPlan::CopyBlock { base, prot }) if cfg.block_cow_copy => {
+                        self.plan = Some(FaultPlan::CopyBlock { base, prot });
+                        let racing = mm.pending() > 0 && !cfg.bugs.no_racing_fix;
+                        self.pc = if racing { Pc::RaceFlush } else { Pc::Install };
+                    }
+                    Ok(FaultPlan::CopyBlock { base, .. }) => {
+                        // Split on write (`TlbConfig::block_cow_copy`).
+                        self.split_at = Some(Split::Block { base });
+                        self.resume = Pc::Resolve;
+                        self.pc = Pc::Split;
+                    }
                     Ok(plan) => {
                         self.plan = Some(plan);
-                        let installs =
-                            matches!(plan, FaultPlan::ZeroFill { .. } | FaultPlan::Copy { .. } | FaultPlan::SwapIn { .. });
+                        let installs = matches!(
+                            plan,
+                            FaultPlan::ZeroFill { .. }
+                                | FaultPlan::ZeroFillBlock { .. }
+                                | FaultPlan::ZeroFillRun { .. }
+                                | FaultPlan::Copy { .. }
+                                | FaultPlan::SwapIn { .. }
+                        );
                         // A pending reclaim batch needs no flush here: a
                         // swap-in waits for the batch (`SwapBusy`), a
                         // zero-fill needs an empty entry, which only a call
@@ -576,16 +752,26 @@ impl<F: Format> Op<F> {
                 if let Ok(Outcome::Fault(Fault { kind: FaultKind::SwapIn, .. })) = self.outcome {
                     hw.event(Event::SwapIn);
                 }
+                if let Some(e) = self.filled.take() {
+                    hw.event(e);
+                }
             }
             Pc::Break => {
                 self.open_range(mm, hw);
                 // SAFETY: as above.
                 let a = unsafe { mm.aspace() };
-                self.cow.2 = a.cow_break(mem, self.cow.0);
+                self.cow.2 =
+                    if self.cow_block { a.cow_break_block(mem, self.cow.0) } else { a.cow_break(mem, self.cow.0) };
                 self.pc = Pc::CowFlush;
             }
             Pc::CowFlush => {
-                let r = AddressSpace::<F>::cow_flush_range(self.cow.0);
+                // SAFETY: as above.
+                let a = unsafe { mm.aspace() };
+                let r = if self.cow_block {
+                    a.cow_flush_block_range(self.cow.0)
+                } else {
+                    AddressSpace::<F>::cow_flush_range(self.cow.0)
+                };
                 let mut plan = FlushPlan::new(Scope::Broadcast);
                 let issued = self.plan_flush(mm, cfg, hw, Some(r), false, &mut plan);
                 self.pc = self.after_plan(hw, &plan, issued, Pc::CowComplete, Next::Make);
@@ -598,11 +784,22 @@ impl<F: Format> Op<F> {
                 // SAFETY: as above.
                 let a = unsafe { mm.aspace() };
                 let (page, new, _, prot) = self.cow;
-                a.cow_make(mem, page, new, prot);
+                if self.cow_block {
+                    a.cow_make_block(mem, page, new, prot);
+                } else {
+                    a.cow_make(mem, page, new, prot);
+                }
                 self.pc = Pc::PutOld;
             }
             Pc::PutOld => {
-                AddressSpace::<F>::put_old(mem, self.cow.2);
+                if self.cow_block {
+                    // SAFETY: as above.
+                    let a = unsafe { mm.aspace() };
+                    a.put_old_block(mem, self.cow.2);
+                    hw.event(Event::BlockCowCopy);
+                } else {
+                    AddressSpace::<F>::put_old(mem, self.cow.2);
+                }
                 self.send_late(mm, hw);
                 self.outcome = Ok(Outcome::Fault(Fault { kind: FaultKind::CowCopy, va: self.cow.0, pa: self.cow.1 }));
                 self.pc = Pc::Unlock { then: AfterUnlock::Done };
@@ -710,7 +907,7 @@ impl<F: Format> Op<F> {
     /// Under the lock: the arguments, the mappings, and what comes next.
     fn prepare<M: PhysMem>(&mut self, a: &mut AddressSpace<F>, cfg: &TlbConfig, mem: &M) {
         let r = match self.call {
-            Call::Mmap { addr, len, prot, flags } => a.map_vmas(addr, len, prot, flags).map(|(start, zap)| {
+            Call::Mmap { addr, len, prot, flags } => a.map_vmas(addr, len, prot, cfg.thp.flags(flags)).map(|(start, zap)| {
                 self.outcome = Ok(Outcome::Addr(start));
                 match zap {
                     // Mapped again at once: the tables stay.
@@ -722,6 +919,19 @@ impl<F: Format> Op<F> {
                 }
             }),
             Call::Munmap { addr, len } => a.unmap_vmas(addr, len).map(|r| self.start_zap(r, ZapTables::Unmapped)),
+            Call::Madvise { addr, len, advice: advice @ (abi::advice::HUGEPAGE | abi::advice::NOHUGEPAGE) } => {
+                // Under `mm.thp=never` the advice is checked and ignored.
+                let r = if cfg.thp == super::Thp::Never {
+                    a.collapse_range(addr, len).map(drop)
+                } else {
+                    a.advise_sizes(addr, len, advice == abi::advice::HUGEPAGE)
+                };
+                r.map(|()| self.pc = Pc::Unlock { then: AfterUnlock::EndZap })
+            }
+            Call::Madvise { addr, len, advice: abi::advice::COLLAPSE } => a.collapse_range(addr, len).map(|r| {
+                self.edges = r;
+                self.pc = Pc::Collapse;
+            }),
             Call::Madvise { addr, len, advice } => a.dontneed_range(addr, len, advice).map(|r| {
                 // The mappings stay and a fault may refill the range at any
                 // moment: no table goes.
@@ -729,6 +939,7 @@ impl<F: Format> Op<F> {
                 self.start_zap(r, tables)
             }),
             Call::Mprotect { addr, len, prot: p } => a.protect_vmas(addr, len, p).map(|(s, e)| {
+                self.edges = (s, e);
                 self.leaves = LeafCursor::new(s, e);
                 self.pc = Pc::Protect;
             }),
@@ -751,6 +962,7 @@ impl<F: Format> Op<F> {
     }
 
     fn start_zap(&mut self, (start, end): (u64, u64), tables: ZapTables) {
+        self.edges = (start, end);
         self.zap = ZapCursor::new(start, end);
         self.tables = tables;
         self.pc = Pc::Zap;
@@ -789,6 +1001,37 @@ impl<F: Format> Op<F> {
                     .map_err(OpError::Fault);
                 AfterUnlock::Done
             }
+            FaultPlan::ZeroFillBlock { base, page, prot } | FaultPlan::ZeroFillRun { base, page, prot } => {
+                let block = matches!(plan, FaultPlan::ZeroFillBlock { .. });
+                let big = if block { a.zero_fill_block(mem, base, prot) } else { a.zero_fill_run(mem, base, prot) };
+                self.outcome = match big {
+                    Ok(pa) => {
+                        self.filled = Some(if block { Event::BlockFill } else { Event::RunFill });
+                        Ok(pa + (page - base))
+                    }
+                    // No contiguous frames free: a page, as for any touch.
+                    Err(_) => a.zero_fill(mem, page, prot),
+                }
+                .map(|pa| Outcome::Fault(Fault { kind: FaultKind::ZeroFill, va: page, pa }))
+                .map_err(OpError::Fault);
+                AfterUnlock::Done
+            }
+            FaultPlan::CopyBlock { base, prot } => match a.duplicate_block(mem, base) {
+                Ok(new) => {
+                    self.cow = (base, new, 0, prot);
+                    self.cow_block = true;
+                    self.pc = Pc::Break;
+                    return;
+                }
+                Err(_) => {
+                    // No contiguous frames for a copy: split instead.
+                    self.split_at = Some(Split::Block { base });
+                    self.resume = Pc::Resolve;
+                    self.pc = Pc::Split;
+                    return;
+                }
+            },
+            FaultPlan::Split(_) => unreachable!("a split is planned in Resolve"),
             FaultPlan::InPlace { page, desc, kind } => {
                 a.set_leaf(mem, page, desc);
                 let pa = crate::mm::pagetable::desc_pa(desc);
@@ -861,6 +1104,13 @@ impl<F: Format> Op<F> {
         if cfg.bugs.skip_flush {
             return false;
         }
+        let (whole, range) = match range {
+            // Bugs::nested_pages_only: the zap's own range, as pages.
+            Some(r) if whole && self.call.zaps() && cfg.bugs.nested_pages_only => {
+                (false, Some(FlushRange { stride: crate::mm::pte::PAGE_SIZE, leaf_level: Some(3), ..r }))
+            }
+            _ => (whole, range),
+        };
         let (asid, r) = if whole {
             if !self.batched_flush {
                 let event = if self.call.zaps() { Event::NestedFullFlush } else { Event::RacingFullFlush };
@@ -876,6 +1126,10 @@ impl<F: Format> Op<F> {
             };
             if cfg.bugs.leaf_only_after_free {
                 r.tables_freed = false;
+                r.leaf_level = Some(LEAF_LEVEL as u8);
+            }
+            if cfg.bugs.block_page_stride && r.stride > crate::mm::pte::PAGE_SIZE {
+                r.stride = crate::mm::pte::PAGE_SIZE;
                 r.leaf_level = Some(LEAF_LEVEL as u8);
             }
             (asid, Some(r))

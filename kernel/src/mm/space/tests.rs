@@ -27,6 +27,8 @@ enum Ev {
     Reserved,
     Event(Event),
     Free(u64),
+    /// `2^order` frames from the first freed at once (a block's).
+    FreeRun(u64, u32),
     FreeTable(u64),
     Unlock,
     Send(u64),
@@ -54,6 +56,8 @@ struct Rig {
     /// When set, a send is served at once by each target (this rig on the
     /// target's CPU), with this configuration.
     serve: Cell<Option<TlbConfig>>,
+    /// Every op issued, in order.
+    ops: RefCell<Vec<TlbiOp>>,
 }
 
 impl Rig {
@@ -66,6 +70,7 @@ impl Rig {
             decides: RefCell::new(Vec::new()),
             cpu: Cell::new(0),
             serve: Cell::new(None),
+            ops: RefCell::new(Vec::new()),
         }
     }
 
@@ -98,6 +103,7 @@ impl MmHw for Rig {
         let log = self.log.borrow();
         assert_eq!(decided.as_ref(), Some(&kinds), "ops issued with no decision told just before: {log:?}");
         drop(log);
+        self.ops.borrow_mut().extend_from_slice(ops);
         self.push(Ev::Issue(kinds));
     }
     fn complete(&self, scope: Scope) {
@@ -159,6 +165,13 @@ impl PhysMem for Rig {
     fn free(&self, pa: u64) {
         self.push(Ev::Free(pa));
         self.mem.free(pa)
+    }
+    fn alloc_contig(&self, order: u32) -> Option<u64> {
+        self.mem.alloc_contig(order)
+    }
+    fn free_contig(&self, pa: u64, order: u32) {
+        self.push(Ev::FreeRun(pa, order));
+        self.mem.free_contig(pa, order)
     }
     fn free_table(&self, pa: u64) {
         self.push(Ev::FreeTable(pa));
@@ -581,5 +594,6 @@ fn running_walks_in_one_step_changes_nothing_but_the_steps() {
 }
 
 mod notifier;
+mod pages;
 mod reclaim;
 mod strategy;

@@ -21,7 +21,7 @@ pub struct CpuTlbStats {
 
 /// TLB-maintenance decisions worth counting that issue no instruction (or
 /// change which one is issued).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(usize)]
 pub enum Event {
     /// An exit-mode teardown whose flush was elided (mechanisms.md §4).
@@ -79,6 +79,20 @@ pub enum Event {
     BatchedPendingFlush,
     /// Pages read back from swap on a fault.
     SwapIn,
+    /// First touches that mapped a whole block (2 MiB) of zeroes.
+    BlockFill,
+    /// First touches that mapped a whole contiguous run (64 KiB) of zeroes.
+    RunFill,
+    /// Blocks split into pages (break-before-make: cleared, flushed, then the table linked).
+    BlockSplit,
+    /// Contiguous runs unfolded into plain pages (cleared, flushed, rewritten).
+    RunUnfold,
+    /// Splits and unfolds made without the break, as FEAT_BBM level 2 permits (counted as well as the split).
+    SplitNoBreak,
+    /// Regions collapsed into one block or run (MADV_COLLAPSE).
+    Collapse,
+    /// Copy-on-write faults that copied a whole block (`mm.block_cow=copy`).
+    BlockCowCopy,
 }
 
 // The user-space names are the kernel's, in order.
@@ -97,7 +111,7 @@ const _: () = {
 };
 
 impl Event {
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 29;
     pub const ALL: [Event; Self::COUNT] = [
         Event::ExitElided,
         Event::NestedFullFlush,
@@ -121,6 +135,13 @@ impl Event {
         Event::ReclaimBatch,
         Event::BatchedPendingFlush,
         Event::SwapIn,
+        Event::BlockFill,
+        Event::RunFill,
+        Event::BlockSplit,
+        Event::RunUnfold,
+        Event::SplitNoBreak,
+        Event::Collapse,
+        Event::BlockCowCopy,
     ];
     pub const fn name(self) -> &'static str {
         match self {
@@ -146,6 +167,13 @@ impl Event {
             Event::ReclaimBatch => "reclaim_batch",
             Event::BatchedPendingFlush => "batched_pending_flush",
             Event::SwapIn => "swap_in",
+            Event::BlockFill => "block_fill",
+            Event::RunFill => "run_fill",
+            Event::BlockSplit => "block_split",
+            Event::RunUnfold => "run_unfold",
+            Event::SplitNoBreak => "split_no_break",
+            Event::Collapse => "collapse",
+            Event::BlockCowCopy => "block_cow_copy",
         }
     }
 }
@@ -177,6 +205,13 @@ const _: () = {
         (Event::ReclaimBatch, e::RECLAIM_BATCH),
         (Event::BatchedPendingFlush, e::BATCHED_PENDING_FLUSH),
         (Event::SwapIn, e::SWAP_IN),
+        (Event::BlockFill, e::BLOCK_FILL),
+        (Event::RunFill, e::RUN_FILL),
+        (Event::BlockSplit, e::BLOCK_SPLIT),
+        (Event::RunUnfold, e::RUN_UNFOLD),
+        (Event::SplitNoBreak, e::SPLIT_NO_BREAK),
+        (Event::Collapse, e::COLLAPSE),
+        (Event::BlockCowCopy, e::BLOCK_COW_COPY),
     ];
     let mut i = 0;
     while i < pairs.len() {
