@@ -292,6 +292,11 @@ impl<F: Format> AddressSpace<F> {
         Ok((start, end))
     }
 
+    /// `[addr, addr + len)` rounded to pages, if it is a valid user range.
+    pub fn range_of(addr: u64, len: u64) -> Option<(u64, u64)> {
+        user_range(addr, len).ok()
+    }
+
     /// madvise `HUGEPAGE` / `NOHUGEPAGE`: the range's mappings may (or may
     /// no longer) use blocks and contiguous runs for new faults. The whole
     /// range must be mapped (ENOMEM otherwise, nothing changed).

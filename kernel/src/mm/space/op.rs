@@ -300,6 +300,8 @@ pub struct Op<F: Format> {
     collapse: Option<(u64, u64, u64)>,
     /// Where the call goes once nothing is left to split.
     resume: Pc,
+    /// The call's edges were looked at for blocks and runs to split.
+    split_done: bool,
     /// An event the fault's install counts (the size it mapped).
     filled: Option<Event>,
     child: Option<AddressSpace<F>>,
@@ -347,6 +349,7 @@ impl<F: Format> Op<F> {
             split: None,
             collapse: None,
             resume: Pc::Done,
+            split_done: false,
             filled: None,
             child: None,
             hint: MapHint::default(),
@@ -458,13 +461,19 @@ impl<F: Format> Op<F> {
                 }
                 // SAFETY: the lock is held (this operation's `Lock` step).
                 let a = unsafe { mm.aspace() };
-                self.prepare(a, cfg, mem);
-                if matches!(self.pc, Pc::Zap | Pc::Protect) && self.edges.0 < self.edges.1 && a.has_large() {
-                    // The call's ends may cut a block or a run: split those
-                    // first, then the call.
-                    self.resume = self.pc;
-                    self.pc = Pc::Split;
+                if !self.split_done && a.has_large() {
+                    self.split_done = true;
+                    if let Some(edges) = self.cut_range() {
+                        // The call's ends may cut a block or a run: split
+                        // those first, before the mappings change (a split
+                        // that fails leaves the call undone), then the call.
+                        self.edges = edges;
+                        self.resume = Pc::Prepare;
+                        self.pc = Pc::Split;
+                        return Step::Ran;
+                    }
                 }
+                self.prepare(a, cfg, mem);
                 if matches!(self.pc, Pc::Zap | Pc::Protect | Pc::Share | Pc::Unmap) {
                     self.open_range(mm, hw);
                 }
@@ -958,6 +967,21 @@ impl<F: Format> Op<F> {
             self.outcome = Err(OpError::Mm(e));
             let then = if self.call.zaps() { AfterUnlock::EndZap } else { AfterUnlock::Done };
             self.pc = Pc::Unlock { then };
+        }
+    }
+
+    /// The range whose ends a call may cut blocks and runs at: munmap,
+    /// mprotect, madvise(DONTNEED) and mmap FIXED; `None` for the others
+    /// and for a bad range (the call reports it).
+    fn cut_range(&self) -> Option<(u64, u64)> {
+        match self.call {
+            Call::Munmap { addr, len }
+            | Call::Mprotect { addr, len, .. }
+            | Call::Madvise { addr, len, advice: abi::advice::DONTNEED } => AddressSpace::<F>::range_of(addr, len),
+            Call::Mmap { addr, len, flags, .. } if flags & abi::map::FIXED != 0 => {
+                AddressSpace::<F>::range_of(addr, len)
+            }
+            _ => None,
         }
     }
 

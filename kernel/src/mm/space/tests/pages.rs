@@ -274,3 +274,29 @@ fn the_block_level_is_the_format_level_two() {
     assert_eq!(crate::mm::pagetable::Arm4k.block_size(), Some(BLOCK));
     assert_eq!(crate::mm::pagetable::Arm4k.cont_size(), RUN);
 }
+
+#[test]
+fn a_split_without_a_frame_for_its_table_fails_the_call_and_changes_nothing() {
+    let r = Rig::new();
+    let mm = mm_sized(&r, BLOCK, map::HUGE, &[BASE + 9 * P]);
+    r.mem.set_limit(Some(r.mem.outstanding()));
+    let c = cfg();
+    for call in [
+        Call::Munmap { addr: BASE + P, len: P },
+        Call::Mprotect { addr: BASE, len: P, prot: prot::READ },
+        Call::Mmap { addr: BASE + P, len: P, prot: RW, flags: map::FIXED },
+        Call::Madvise { addr: BASE + P, len: 2 * P, advice: advice::DONTNEED },
+    ] {
+        let mut op = Op::new(call, &c);
+        run(&mm, &mut op, &c, &r);
+        assert_eq!(op.outcome(), Err(OpError::Mm(crate::mm::aspace::MmError::OutOfMemory)), "{call:?}");
+        assert!(aspace(&mm).page_table().block(&r.mem, BASE).is_some(), "{call:?}: the block stays");
+        let v = *aspace(&mm).vmas().find(BASE + P).expect("the mapping stays");
+        assert_eq!((v.start, v.end, v.prot & prot::ALL), (BASE, BASE + BLOCK, RW), "{call:?}");
+        assert!(holds(&mm, &r, BASE + 9 * P));
+        assert!(ops(&r).is_empty(), "{call:?}: nothing to flush");
+    }
+    r.take();
+    r.mem.set_limit(None);
+    teardown(mm, &r);
+}
