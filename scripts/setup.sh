@@ -2,9 +2,13 @@
 # Installs what building and booting the kernel needs on Debian 12, and does
 # nothing when it is all there:
 #   rustc-web (>= 1.96, /usr/bin/rustc) and rust-web-src (its library source,
-#   which -Zbuild-std compiles for aarch64-unknown-none), lld-22 (rustc-web's
-#   rust-lld), qemu-system-arm (qemu-system-aarch64).
+#   which -Zbuild-std compiles for aarch64-unknown-none), rust-web-llvm (the
+#   /usr/bin/rust-lld link) and lld-22 (what it links to), qemu-system-arm
+#   (qemu-system-aarch64).
 # cargo itself is rustup's; this script only checks that it is there.
+# Recommended packages are left out (on a minimal Debian 12 that is 107
+# packages instead of 438: qemu-system-arm recommends GUI, firmware and
+# block drivers); the kernel boots with -kernel and no NIC.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -23,7 +27,8 @@ rustc_ok() {
 
 rustc_ok || missing+=(rustc-web)
 [[ -d /usr/lib/rustlib/src/rust/library/core ]] || missing+=(rust-web-src)
-{ [[ -e /usr/bin/rust-lld ]] && command -v lld-22 >/dev/null; } || missing+=(lld-22)
+[[ -e /usr/bin/rust-lld ]] || missing+=(rust-web-llvm)
+command -v lld-22 >/dev/null || missing+=(lld-22)
 command -v qemu-system-aarch64 >/dev/null || missing+=(qemu-system-arm)
 
 if (( ${#missing[@]} )); then
@@ -45,7 +50,7 @@ if (( ${#missing[@]} )); then
         fi
     done
     echo "setup.sh: installing ${missing[*]}" >&2
-    "${as_root[@]}" apt-get install -y -q "${missing[@]}"
+    "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
     rustc_ok || { echo "setup.sh: /usr/bin/rustc is still not rustc-web >= 1.$MIN_RUSTC_MINOR" >&2; exit 1; }
 fi
 

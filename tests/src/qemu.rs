@@ -74,6 +74,11 @@ impl Qemu {
             "stdio",
             "-monitor",
             "none",
+            // No network device: the kernel has no driver for one, and the
+            // default NIC's option ROM comes with ipxe-qemu, which a lean
+            // install (`scripts/setup.sh`) leaves out.
+            "-nic",
+            "none",
             "-semihosting-config",
             "enable=on,target=native",
             "-kernel",
@@ -227,7 +232,7 @@ mod tests {
             .map(|a| a.into_string().unwrap())
             .collect();
         let expected = "-M virt,gic-version=3 -cpu cortex-a72 -smp 2 -m 512M -display none -serial stdio \
-                        -monitor none -semihosting-config enable=on,target=native -kernel /t/kernel.img";
+                        -monitor none -nic none -semihosting-config enable=on,target=native -kernel /t/kernel.img";
         assert_eq!(args[..args.len() - 3].join(" "), expected);
         assert_eq!(
             args[args.len() - 3..],

@@ -211,7 +211,7 @@ fn run(image: &Path, plugin: Option<&Load>) -> (Option<i32>, String) {
         "-m",
         "128M",
     ])
-    .args(["-display", "none", "-monitor", "none", "-serial", "none"])
+    .args(["-display", "none", "-monitor", "none", "-nic", "none", "-serial", "none"])
     .args(["-semihosting-config", "enable=on,target=native"])
     .arg("-device")
     .arg(format!(
