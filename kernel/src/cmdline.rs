@@ -106,8 +106,9 @@ pub struct Options {
     /// (`copy`).
     pub block_cow_copy: bool,
     /// Splits without the break (`mm.bbm=auto|off|force`): `auto` where the
-    /// CPU reports FEAT_BBM level 2, `off` never, `force` always (only to
-    /// demonstrate what the break prevents).
+    /// CPU reports FEAT_BBM level 2 and is known not to raise TLB conflict
+    /// aborts (`CpuFeatures::bbml2_noabort`), `off` never, `force` always
+    /// (only to demonstrate the no-break path, or what the break prevents).
     pub bbm: Bbm,
 }
 

@@ -153,7 +153,7 @@ fn banner(board: &BoardInfo, f: &CpuFeatures, online: usize, heap: u64, entry_el
         c.thp.name(),
         if c.block_cow_copy { "copy" } else { "split" },
         if c.split_no_break { "without the break (FEAT_BBM level 2)" } else { "break before make" },
-        if c.split_no_break && f.bbm < 2 { " (demonstration: the CPU does not permit it)" } else { "" }
+        if c.split_no_break && !f.bbml2_noabort() { " (demonstration: the CPU does not promise it)" } else { "" }
     );
     let (_, swap) = crate::mm::phys::swap_slots();
     if swap as u32 != cmdline::SWAP_SLOTS || !c.reclaim_batch || c.reclaim_dsb_remote {

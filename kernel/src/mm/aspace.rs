@@ -407,6 +407,12 @@ impl<F: Format> AddressSpace<F> {
             Split::Block { base } => {
                 let (_, block) = self.pt.block(mem, base).expect("the block to split");
                 let table = self.pt.split_table(mem, block).map_err(|_| MmError::OutOfMemory)?;
+                // Its pages are plain pages from now on: the reverse map
+                // learns them (reclaim takes plain pages only).
+                let page = self.pt.format().level_size(LEAF_LEVEL);
+                for i in 0..self.pt.format().entries() as u64 {
+                    mem.rmap_set(desc_pa(block) + i * page, self.anon, base + i * page);
+                }
                 if no_break {
                     self.pt.link_table(mem, base, table);
                 } else {
@@ -493,7 +499,7 @@ impl<F: Format> AddressSpace<F> {
         let f = self.pt.format();
         if is_block(old) {
             let size = f.block_size().expect("a block in this format");
-            let new = block_desc(desc_pa(leaf_for(mem, desc_pa(old), prot)), leaf_attrs(leaf_for(mem, desc_pa(old), prot)));
+            let new = block_for(mem, desc_pa(old), size, prot);
             if new != old {
                 if lost_permission(old, new) {
                     g.protect_block(va, BLOCK_LEVEL, size);
@@ -643,6 +649,9 @@ impl<F: Format> AddressSpace<F> {
         g: &mut Gather,
         flush: &mut Fl,
     ) -> Result<u64, MmError> {
+        if flags & map::FIXED != 0 {
+            self.split_edges(addr, len, mem, flush)?;
+        }
         let (start, zap) = self.map_vmas(addr, len, prot, flags)?;
         if let Some((s, e)) = zap {
             self.zap_all(s, e, ZapTables::Never, mem, g, flush);
@@ -659,13 +668,25 @@ impl<F: Format> AddressSpace<F> {
         g: &mut Gather,
         flush: &mut Fl,
     ) -> Result<(), MmError> {
+        self.split_edges(addr, len, mem, flush)?;
         let (s, e) = self.unmap_vmas(addr, len)?;
         self.zap_all(s, e, ZapTables::Unmapped, mem, g, flush);
         Ok(())
     }
 
     /// mprotect ([`Self::protect_vmas`], then every leaf).
-    pub fn mprotect(&mut self, addr: u64, len: u64, prot: u64, mem: &impl PhysMem, g: &mut Gather) -> Result<(), MmError> {
+    /// Blocks and runs its ends cut are split first, flushed through
+    /// `flush`.
+    pub fn mprotect<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        mem: &M,
+        g: &mut Gather,
+        flush: &mut Fl,
+    ) -> Result<(), MmError> {
+        self.split_edges(addr, len, mem, flush)?;
         let (s, e) = self.protect_vmas(addr, len, prot)?;
         let mut c = LeafCursor::new(s, e);
         while self.protect_step(&mut c, prot, mem, g) {}
@@ -684,6 +705,7 @@ impl<F: Format> AddressSpace<F> {
         flush: &mut Fl,
     ) -> Result<(), MmError> {
         let (s, e) = self.dontneed_range(addr, len, advice)?;
+        self.split_edges(addr, len, mem, flush)?;
         self.zap_all(s, e, ZapTables::Never, mem, g, flush);
         Ok(())
     }
@@ -704,6 +726,26 @@ impl<F: Format> AddressSpace<F> {
                 }
             }
         }
+    }
+
+    /// Splits the blocks and runs the ends of `[addr, addr + len)` cut,
+    /// each flushed through `flush` between its halves (the whole calls'
+    /// form of the protocol's split steps). Nothing for a bad range: the
+    /// call reports it.
+    fn split_edges<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(
+        &mut self,
+        addr: u64,
+        len: u64,
+        mem: &M,
+        flush: &mut Fl,
+    ) -> Result<(), MmError> {
+        let Some((s, e)) = Self::range_of(addr, len) else { return Ok(()) };
+        while let Some(at) = self.straddler(mem, s).or_else(|| self.straddler(mem, e)) {
+            let made = self.split_break(mem, at, false)?;
+            flush(Some(self.split_flush_range(at)));
+            self.split_make(mem, at, made);
+        }
+        Ok(())
     }
 
     /// A zap of `[start, end)` run to the end, flushing through `flush`
@@ -779,6 +821,20 @@ fn lost_permission(old: u64, new: u64) -> bool {
 fn as_page(desc: u64) -> u64 {
     if is_block(desc) {
         page_desc(desc_pa(desc), leaf_attrs(desc))
+    } else {
+        desc
+    }
+}
+
+/// The block descriptor for the `size` bytes of frames from `pa` in a
+/// mapping with `prot`: writable only if no one else holds a reference to
+/// any of its frames (after fork each frame has its own count: one side's
+/// split and copy of a page leaves the other frames shared).
+pub(crate) fn block_for(mem: &impl PhysMem, pa: u64, size: u64, prot: u64) -> u64 {
+    let desc = block_desc(pa, user_attrs(prot));
+    let shared = (0..size / PAGE_SIZE).any(|i| mem.refs(pa + i * PAGE_SIZE) > 1);
+    if el0_can_write(desc | super::pte::TABLE_OR_PAGE) && shared {
+        desc | AP_RO
     } else {
         desc
     }

@@ -393,21 +393,23 @@ impl Gather {
 /// `pa`: the whole run goes back at once when every put was the last (the
 /// block was not shared), else each frame whose last reference it was.
 fn release_block(mem: &impl PhysMem, pa: u64, order: u32) {
+    debug_assert!(order <= 9, "a block of order {order}");
     let n = 1u64 << order;
-    let mut last = 0;
+    // Which puts were the last: only those frames are this call's to free
+    // (a frame another mm put to 0 meanwhile is that mm's to free).
+    let mut last = [0u64; 8];
+    let mut count = 0;
     for i in 0..n {
         if mem.put(pa + i * PAGE_SIZE) {
-            last += 1;
+            last[(i / 64) as usize] |= 1 << (i % 64);
+            count += 1;
         }
     }
-    if last == n {
+    if count == n {
         mem.free_contig(pa, order);
-    } else if last != 0 {
-        for i in 0..n {
-            let f = pa + i * PAGE_SIZE;
-            if mem.refs(f) == 0 {
-                mem.free(f);
-            }
+    } else if count != 0 {
+        for i in (0..n).filter(|i| last[(i / 64) as usize] & (1 << (i % 64)) != 0) {
+            mem.free(pa + i * PAGE_SIZE);
         }
     }
 }

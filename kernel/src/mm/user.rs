@@ -63,12 +63,12 @@ pub fn config() -> &'static TlbConfig {
             c.thp = o.thp;
             c.block_cow_copy = o.block_cow_copy;
             c.split_no_break = match o.bbm {
-                crate::cmdline::Bbm::Auto => features.bbm >= 2,
+                crate::cmdline::Bbm::Auto => features.bbml2_noabort(),
                 crate::cmdline::Bbm::Off => false,
                 crate::cmdline::Bbm::Force => true,
             };
         } else {
-            c.split_no_break = features.bbm >= 2;
+            c.split_no_break = features.bbml2_noabort();
         }
         c
     })

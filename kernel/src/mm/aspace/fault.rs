@@ -154,11 +154,18 @@ impl<F: Format> AddressSpace<F> {
             // A block whose frames are all ours only changes permissions,
             // as one entry; anything else changes one page alone.
             return Ok(match split {
-                Split::Block { .. } if desc_allows(want, access) => {
-                    let kind = if access == Access::Write { FaultKind::CowReuse } else { FaultKind::Spurious };
-                    FaultPlan::InPlace { page, desc: want, kind }
+                Split::Block { base } => {
+                    let (_, block) = self.pt.block(mem, base).expect("the block");
+                    let size = self.pt.format().block_size().expect("a block in this format");
+                    let whole = super::block_for(mem, desc_pa(block), size, vma.prot);
+                    let want = page_desc(desc_pa(old), leaf_attrs(whole));
+                    if desc_allows(want, access) {
+                        let kind = if access == Access::Write { FaultKind::CowReuse } else { FaultKind::Spurious };
+                        FaultPlan::InPlace { page, desc: want, kind }
+                    } else {
+                        FaultPlan::CopyBlock { base, prot: vma.prot }
+                    }
                 }
-                Split::Block { base } => FaultPlan::CopyBlock { base, prot: vma.prot },
                 Split::Run { .. } => FaultPlan::Split(split),
             });
         }

@@ -193,7 +193,7 @@ fn mprotect_downgrade_flushes_and_upgrade_does_not() {
     store(&mut a, &mem, base + 2 * P, 8).unwrap();
 
     let mut g = Gather::new();
-    a.mprotect(base, 4 * P, R, &mem, &mut g).unwrap();
+    a.mprotect(base, 4 * P, R, &mem, &mut g, &mut |_| {}).unwrap();
     let r = g.flush_range().expect("write-protecting present pages needs a flush");
     assert_eq!(
         (r.start, r.end, r.tables_freed),
@@ -212,7 +212,7 @@ fn mprotect_downgrade_flushes_and_upgrade_does_not() {
     assert_eq!(fault(&mut a, &mem, base, Access::Exec), Err(FaultError::Protection));
 
     let mut g = Gather::new();
-    a.mprotect(base, 4 * P, RW | X, &mem, &mut g).unwrap();
+    a.mprotect(base, 4 * P, RW | X, &mem, &mut g, &mut |_| {}).unwrap();
     assert_eq!(g.flush_range(), None, "upgrade: expected no flush");
     assert_eq!(g.totals().upgraded, 2, "two present pages upgraded");
     let _ = g.finish(&mem, |_| {});
@@ -220,7 +220,7 @@ fn mprotect_downgrade_flushes_and_upgrade_does_not() {
     assert!(desc_allows(a.translate(base + P, &mem).unwrap(), Access::Exec));
 
     let mut g = Gather::new();
-    a.mprotect(base + P, P, NONE, &mem, &mut g).unwrap();
+    a.mprotect(base + P, P, NONE, &mem, &mut g, &mut |_| {}).unwrap();
     assert_eq!(
         g.flush_range().map(|r| (r.start, r.end)),
         Some((base + P, base + 2 * P)),
@@ -328,7 +328,7 @@ fn bad_arguments_give_the_expected_errno() {
     };
     let mprotect: Call = |a, mem, addr, len| {
         let mut g = Gather::new();
-        let r = a.mprotect(addr, len, R, mem, &mut g);
+        let r = a.mprotect(addr, len, R, mem, &mut g, &mut |_| {});
         let _ = g.finish(mem, |_| {});
         r.map(|_| 0)
     };
@@ -378,7 +378,7 @@ fn bad_arguments_give_the_expected_errno() {
     let more = [
         ("mmap prot bits", a.mmap(0, P, 8, 0, &mem, &mut g, &mut no).map(drop), EINVAL),
         ("mmap flag bits", a.mmap(0, P, R, 8, &mem, &mut g, &mut no).map(drop), EINVAL),
-        ("mprotect prot bits", a.mprotect(m, P, 0x10, &mem, &mut g), EINVAL),
+        ("mprotect prot bits", a.mprotect(m, P, 0x10, &mem, &mut g, &mut |_| {}), EINVAL),
         ("madvise advice", a.madvise(m, P, 3, &mem, &mut g, &mut no), EINVAL),
         ("check kernel", a.check_user_range(kernel, 8, false), EFAULT),
         ("check null", a.check_user_range(0, 8, false), EFAULT),
@@ -481,11 +481,11 @@ fn mapping_limit_is_enomem_and_changes_nothing() {
     assert_eq!(mmap(&mut a, &mem, three + 8 * P, P, R, map::FIXED), Err(MmError::TooManyMappings));
     let mut g = Gather::new();
     assert_eq!(a.munmap(three + P, P, &mem, &mut g, &mut |_| {}), Err(MmError::TooManyMappings));
-    assert_eq!(a.mprotect(three + P, P, R | W, &mem, &mut g), Err(MmError::TooManyMappings));
+    assert_eq!(a.mprotect(three + P, P, R | W, &mem, &mut g, &mut |_| {}), Err(MmError::TooManyMappings));
     assert_eq!(MmError::TooManyMappings.errno(), -ENOMEM);
     assert!(a.vmas().iter().copied().eq(before.iter().copied()), "a refused call changed the mappings");
     // No split needed: fine at the limit.
-    assert_eq!(a.mprotect(three, 3 * P, R | W, &mem, &mut g), Ok(()));
+    assert_eq!(a.mprotect(three, 3 * P, R | W, &mem, &mut g, &mut |_| {}), Ok(()));
     assert_eq!(a.munmap(three, 3 * P, &mem, &mut g, &mut |_| {}), Ok(()));
     assert_eq!(mmap(&mut a, &mem, 0, P, R, 0).map(|_| ()), Ok(()));
     let _ = g.finish(&mem, |_| {});

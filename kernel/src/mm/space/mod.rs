@@ -125,7 +125,8 @@ pub struct TlbConfig {
     pub block_cow_copy: bool,
     /// Splits write the smaller entries over the block or run at once and
     /// flush after, without the break (`mm.bbm`: what FEAT_BBM level 2
-    /// permits; the kernel sets it only when the CPU reports that level).
+    /// permits; the kernel sets it by default only on cores known not to
+    /// raise TLB conflict aborts for it).
     pub split_no_break: bool,
     pub bugs: Bugs,
 }

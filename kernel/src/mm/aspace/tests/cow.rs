@@ -120,7 +120,7 @@ fn mprotect_upgrade_keeps_shared_pages_copy_on_write() {
     let _ = g.finish(&mem, |_| {});
     for prot in [R, RW] {
         let mut g = Gather::new();
-        child.mprotect(base, P, prot, &mem, &mut g).unwrap();
+        child.mprotect(base, P, prot, &mem, &mut g, &mut |_| {}).unwrap();
         let _ = g.finish(&mem, |_| {});
     }
     assert!(

@@ -300,3 +300,50 @@ fn a_split_without_a_frame_for_its_table_fails_the_call_and_changes_nothing() {
     r.mem.set_limit(None);
     teardown(mm, &r);
 }
+
+/// The review's case: after fork, the child copies page 0 of the block
+/// (frame 0 is the parent's alone again), then the parent writes page 0.
+/// The parent must not get the whole block writable: its other frames
+/// are still the child's too.
+#[test]
+fn a_block_is_writable_only_when_every_frame_is_unshared() {
+    let r = Rig::new();
+    let mm = mm_sized(&r, BLOCK, map::HUGE, &[BASE, BASE + 5 * P]);
+    let c = cfg();
+    let mut op = Op::new(Call::Fork, &c);
+    run(&mm, &mut op, &c, &r);
+    let mut child = op.take_child().unwrap();
+    child.handle_fault(BASE, Access::Write, &r.mem, &mut |_| {}).unwrap();
+    r.take();
+    run_ok(&mm, &r, &c, Call::Fault { va: BASE, access: Access::Write });
+    let pt = aspace(&mm).page_table();
+    let writable = |va| pt.lookup(&r.mem, va).is_some_and(crate::mm::pagetable::el0_can_write);
+    assert!(writable(BASE), "the faulting page");
+    assert!(!writable(BASE + 5 * P), "page 5's frame is still shared with the child");
+    // The parent's own write to page 5 copies it; the child keeps its data.
+    run_ok(&mm, &r, &c, Call::Fault { va: BASE + 5 * P, access: Access::Write });
+    aspace(&mm).write_u64(BASE + 5 * P, 7, &r.mem);
+    assert_eq!(child.read_u64(BASE + 5 * P, &r.mem), Some((BASE + 5 * P) ^ 0x5a5a));
+    child.discard(&r.mem);
+    teardown(mm, &r);
+}
+
+#[test]
+fn the_whole_calls_split_the_blocks_their_ends_cut() {
+    let mem = TestMem::new();
+    let mut a = AddressSpace::new(&mem).unwrap();
+    let mut g = crate::mm::gather::Gather::new();
+    a.mmap(BASE, 2 * BLOCK, RW, map::FIXED | map::HUGE, &mem, &mut g, &mut |_| {}).unwrap();
+    for va in [BASE, BASE + BLOCK] {
+        a.handle_fault(va + 8 * P, Access::Write, &mem, &mut |_| {}).unwrap();
+    }
+    let mut flushes = Vec::new();
+    a.munmap(BASE + P, P, &mem, &mut g, &mut |r| flushes.push(r)).unwrap();
+    a.mprotect(BASE + BLOCK + P, P, prot::READ, &mem, &mut g, &mut |r| flushes.push(r)).unwrap();
+    g.finish(&mem, |r| flushes.push(r));
+    assert!(a.page_table().block(&mem, BASE).is_none() && a.page_table().block(&mem, BASE + BLOCK).is_none());
+    let levels: Vec<Option<u8>> = flushes.iter().flatten().map(|r| r.leaf_level).collect();
+    assert!(levels.iter().filter(|&&l| l == Some(2)).count() == 2, "each block flushed at level 2: {flushes:?}");
+    a.discard(&mem);
+    assert_eq!(mem.outstanding(), 0);
+}

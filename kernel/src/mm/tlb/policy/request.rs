@@ -19,8 +19,8 @@ pub struct FlushRequest {
     /// First VA after the range; a multiple of `stride`, at most
     /// [`USER_VA_END`]. `start == end` means nothing to flush (empty plan).
     pub end: u64,
-    /// Size of the entries that were cleared: 4 KiB pages for now, later
-    /// 2 MiB / 1 GiB blocks. A power of two, at least 4 KiB. Per-entry
+    /// Size of the entries that were cleared: 4 KiB pages, or 2 MiB blocks
+    /// when only blocks were. A power of two, at least 4 KiB. Per-entry
     /// flushes issue one op per `stride` bytes.
     pub stride: u64,
     /// Page-table pages were freed (or table entries changed). Cached
