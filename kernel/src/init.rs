@@ -190,7 +190,7 @@ fn run_programs(progs: &[(alloc::string::String, u64)]) -> i32 {
         match process::spawn(name, *arg, 0) {
             Ok(p) => started.push((name, p)),
             Err(e) => {
-                crate::kprintln!("run: cannot start '{name}': errno {}", -e);
+                crate::kprintln!("run: cannot start '{name}': {e}");
                 let known: alloc::vec::Vec<&str> = crate::task::loader::names().collect();
                 crate::kprintln!("run: built-in programs: {}", known.join(", "));
                 return semihost::EXIT_USAGE;

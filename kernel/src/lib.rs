@@ -10,6 +10,7 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod error;
 pub mod mm;
 
 #[cfg(target_os = "none")]

@@ -23,7 +23,7 @@ use super::robust::{assert_back_to, baseline_after};
 /// TLB counters over its life.
 fn run(name: &str, arg: u64, ms: u64) -> (i64, TlbCounts) {
     let before = TLB_STATS.total();
-    let p = process::spawn(name, arg, 0).unwrap_or_else(|e| panic!("spawn {name}: errno {}", -e));
+    let p = process::spawn(name, arg, 0).unwrap_or_else(|e| panic!("spawn {name}: {e}"));
     let status = wait_from_kernel_for(&p, ms).unwrap_or_else(|| panic!("{name}({arg:#x}) did not end in {ms} ms"));
     let d = TLB_STATS.total().since(&before);
     log::info!(target: "ktest", "{name}({arg:#x}): status {status:#x}, {d}");

@@ -34,7 +34,7 @@ const RACING: u64 = 5 << 16;
 fn reclaim(arg: u64, unmaps: Option<u64>) -> TlbCounts {
     let base = baseline_after(|| {});
     let before = TLB_STATS.total();
-    let p = process::spawn("reclaim", arg, 0).unwrap_or_else(|e| panic!("spawn reclaim: errno {}", -e));
+    let p = process::spawn("reclaim", arg, 0).unwrap_or_else(|e| panic!("spawn reclaim: {e}"));
     let status = wait_from_kernel(&p);
     drop(p);
     let d = TLB_STATS.total().since(&before);

@@ -54,13 +54,13 @@ pub(super) fn baseline_after(warm_up: impl FnOnce()) -> Resources {
 }
 
 fn run(name: &str, arg: u64) -> i64 {
-    let p = process::spawn(name, arg, 0).unwrap_or_else(|e| panic!("spawn {name}: errno {}", -e));
+    let p = process::spawn(name, arg, 0).unwrap_or_else(|e| panic!("spawn {name}: {e}"));
     wait_from_kernel(&p)
 }
 
 /// Runs `name(arg)`; fails if it does not exit with `status` within `ms`.
 fn expect_within(name: &str, arg: u64, status: i64, ms: u64) {
-    let p = process::spawn(name, arg, 0).unwrap_or_else(|e| panic!("spawn {name}: errno {}", -e));
+    let p = process::spawn(name, arg, 0).unwrap_or_else(|e| panic!("spawn {name}: {e}"));
     match wait_from_kernel_for(&p, ms) {
         Some(s) => assert_eq!(s, status, "{name}({arg:#x}) exited with {s:#x}, expected {status:#x}"),
         None => panic!("{name}({arg:#x}) did not exit within {ms} ms: a waiter never woke"),
@@ -157,7 +157,7 @@ ktest!(#[config(append = "kheap.reserve_kb=28672", timeout_s = 120)] fn heap_at_
 
 ktest!(fn spawn_of_a_bad_program_leaves_nothing() {
     let base = baseline_after(|| {});
-    assert_eq!(process::spawn("no-such-program", 0, 0).err(), Some(-abi::errno::ENOENT));
+    assert_eq!(process::spawn("no-such-program", 0, 0).err(), Some(crate::error::SysError::NoEnt));
     assert_back_to(&base, format_args!("spawn of an unknown program"));
 });
 

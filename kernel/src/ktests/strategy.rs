@@ -26,7 +26,7 @@ use super::robust::{assert_back_to, baseline_after, jobs_end};
 /// life (every job it started included).
 fn run(name: &str, arg: u64) -> (i64, TlbCounts) {
     let before = TLB_STATS.total();
-    let p = process::spawn(name, arg, 0).unwrap_or_else(|e| panic!("spawn {name}: errno {}", -e));
+    let p = process::spawn(name, arg, 0).unwrap_or_else(|e| panic!("spawn {name}: {e}"));
     let status = wait_from_kernel(&p);
     jobs_end();
     let d = TLB_STATS.total().since(&before);

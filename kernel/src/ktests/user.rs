@@ -10,7 +10,7 @@ use abi::{cause, KILLED_BASE};
 /// Runs program `name` with `arg` as a child of the kernel; returns its
 /// exit status.
 fn run(name: &str, arg: u64) -> i64 {
-    let p = process::spawn(name, arg, 0).unwrap_or_else(|e| panic!("spawn {name}: errno {}", -e));
+    let p = process::spawn(name, arg, 0).unwrap_or_else(|e| panic!("spawn {name}: {e}"));
     wait_from_kernel(&p)
 }
 
@@ -97,7 +97,7 @@ ktest!(fn ipc_receiver_killed_fails_the_call() {
 });
 
 ktest!(fn unknown_program_is_an_error() {
-    assert_eq!(process::spawn("no-such-program", 0, 0).err(), Some(-abi::errno::ENOENT));
+    assert_eq!(process::spawn("no-such-program", 0, 0).err(), Some(crate::error::SysError::NoEnt));
 });
 
 ktest!(fn ipc_receiver_killed_mid_call_fails_the_call() {

@@ -20,6 +20,7 @@
 //! two accesses the thread lets others on its CPU run now and then. A job
 //! whose binding went away fails with EFAULT at its next access.
 
+use crate::error::SysError;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -36,7 +37,6 @@ use crate::mm::phys::KernelMem;
 use crate::mm::user::UserMm;
 use crate::sync::IrqMutex;
 use abi::device::{self as d, COUNT};
-use abi::errno::*;
 
 /// The result of a job not finished yet.
 const RUNNING: i64 = i64::MIN;
@@ -69,10 +69,10 @@ impl Job {
     }
 
     /// Ends the job with `r` unless it ended already.
-    fn finish(&self, r: Result<u64, i64>) {
+    fn finish(&self, r: Result<u64, SysError>) {
         // A value is a byte count, a checksum of at most
         // `MAX_COPY_LEN` bytes or a count of reads: never negative.
-        let v = r.map_or_else(|e| e, |v| v as i64);
+        let v = r.map_or_else(SysError::errno, |v| v as i64);
         let _ = self.result.compare_exchange(RUNNING, v, Ordering::AcqRel, Ordering::Acquire);
     }
 }
@@ -146,23 +146,23 @@ pub fn start(chosen: &[u32], online: usize) -> Result<(), alloc::string::String>
     Ok(())
 }
 
-fn device(dev: u64) -> Result<(usize, &'static Device), i64> {
-    let i = usize::try_from(dev).ok().filter(|&i| i < COUNT).ok_or(-EINVAL)?;
+fn device(dev: u64) -> Result<(usize, &'static Device), SysError> {
+    let i = usize::try_from(dev).ok().filter(|&i| i < COUNT).ok_or(SysError::Inval)?;
     Ok((i, &DEVS[i]))
 }
 
 /// `dev_bind(dev)` for a thread of `p`.
-pub fn bind(p: &Arc<Process>, dev: u64) -> Result<u64, i64> {
+pub fn bind(p: &Arc<Process>, dev: u64) -> Result<u64, SysError> {
     let (i, d) = device(dev)?;
     let mut ctl = d.ctl.lock();
     if ctl.owner.is_some() {
-        return Err(-EBUSY);
+        return Err(SysError::Busy);
     }
-    let asid = p.mm.pin_asid().map_err(|_| -EAGAIN)?;
+    let asid = p.mm.pin_asid().map_err(|_| SysError::Again)?;
     // The caller is a live thread, so the process still holds the contents.
     if !p.mm.hold() {
         p.mm.unpin_asid();
-        return Err(-ESRCH);
+        return Err(SysError::Srch);
     }
     p.mm.with_aspace_polling(&Hw, |_| p.mm.subscribe(i));
     let gen = NEXT_GEN.fetch_add(1, Ordering::Relaxed);
@@ -174,11 +174,11 @@ pub fn bind(p: &Arc<Process>, dev: u64) -> Result<u64, i64> {
 }
 
 /// `dev_unbind(dev)` for a thread of `p`.
-pub fn unbind(p: &Process, dev: u64) -> Result<u64, i64> {
+pub fn unbind(p: &Process, dev: u64) -> Result<u64, SysError> {
     let (i, d) = device(dev)?;
     let mut ctl = d.ctl.lock();
     if ctl.owner.as_ref().is_none_or(|o| o.pid != p.pid) {
-        return Err(-EINVAL);
+        return Err(SysError::Inval);
     }
     unbind_owner(i, &mut ctl);
     Ok(0)
@@ -198,7 +198,7 @@ fn unbind_owner(i: usize, ctl: &mut Ctl) {
     o.mm.release();
     for j in core::mem::take(&mut ctl.jobs) {
         j.stop.store(true, Ordering::Release);
-        j.finish(Err(-EFAULT));
+        j.finish(Err(SysError::Fault));
     }
     shrink_if_empty(&mut ctl.jobs);
     DEVS[i].done.wake_all();
@@ -216,14 +216,14 @@ pub fn process_exited(pid: u64) {
 }
 
 /// `dev_submit(dev, job_ptr)` for a thread of `p`: the job's id.
-pub fn submit(p: &Process, dev: u64, ptr: u64) -> Result<u64, i64> {
+pub fn submit(p: &Process, dev: u64, ptr: u64) -> Result<u64, SysError> {
     let (_, d) = device(dev)?;
     let mut bytes = [0u8; 8 * d::JOB_WORDS];
     if !copy_from_user(&mut bytes, ptr) {
-        return Err(-EFAULT);
+        return Err(SysError::Fault);
     }
     let words = core::array::from_fn(|i| u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().expect("8 bytes")));
-    let work = Work::parse(&words)?;
+    let work = Work::parse(&words).map_err(SysError::from_errno)?;
     let id = NEXT_JOB.fetch_add(1, Ordering::Relaxed);
     let mut job = Job {
         id,
@@ -236,9 +236,9 @@ pub fn submit(p: &Process, dev: u64, ptr: u64) -> Result<u64, i64> {
     };
     {
         let mut ctl = d.ctl.lock();
-        let Some(o) = ctl.owner.as_ref().filter(|o| o.pid == p.pid) else { return Err(-EINVAL) };
+        let Some(o) = ctl.owner.as_ref().filter(|o| o.pid == p.pid) else { return Err(SysError::Inval) };
         if ctl.jobs.len() >= d::MAX_QUEUE {
-            return Err(-EAGAIN);
+            return Err(SysError::Again);
         }
         job.gen = o.gen;
         ctl.jobs.push_back(Arc::new(job));
@@ -248,23 +248,23 @@ pub fn submit(p: &Process, dev: u64, ptr: u64) -> Result<u64, i64> {
 }
 
 /// `dev_wait(dev, id, report_ptr, flags)` for a thread of `p`.
-pub fn wait(p: &Process, dev: u64, id: u64, report: u64, flags: u64) -> Result<u64, i64> {
+pub fn wait(p: &Process, dev: u64, id: u64, report: u64, flags: u64) -> Result<u64, SysError> {
     let (_, d) = device(dev)?;
     if flags & !d::WAIT_FLAGS != 0 {
-        return Err(-EINVAL);
+        return Err(SysError::Inval);
     }
     let job = {
         let ctl = d.ctl.lock();
         let mine = ctl.owner.as_ref().is_some_and(|o| o.pid == p.pid);
-        ctl.jobs.iter().find(|j| mine && j.id == id).cloned().ok_or(-ESRCH)?
+        ctl.jobs.iter().find(|j| mine && j.id == id).cloned().ok_or(SysError::Srch)?
     };
     if flags & d::STOP != 0 {
         job.stop.store(true, Ordering::Release);
     }
     if flags & d::NOWAIT != 0 && !job.is_done() {
-        return Err(-EAGAIN);
+        return Err(SysError::Again);
     }
-    d.done.wait_until(|| job.is_done()).map_err(|_| -EINTR)?;
+    d.done.wait_until(|| job.is_done()).map_err(|_| SysError::Intr)?;
     // Of two threads waiting for one job, one gets the result; an unbind
     // meanwhile forgot it.
     let claimed = {
@@ -275,17 +275,17 @@ pub fn wait(p: &Process, dev: u64, id: u64, report: u64, flags: u64) -> Result<u
         claimed
     };
     if claimed.is_none() {
-        return Err(-ESRCH);
+        return Err(SysError::Srch);
     }
     if report != 0 {
         let words = *job.report.lock();
         let bytes: [u8; 8 * d::REPORT_WORDS] = core::array::from_fn(|b| words[b / 8].to_le_bytes()[b % 8]);
         if !copy_to_user(report, &bytes) {
-            return Err(-EFAULT);
+            return Err(SysError::Fault);
         }
     }
     match job.result.load(Ordering::Acquire) {
-        r if r < 0 => Err(r),
+        r if r < 0 => Err(SysError::from_errno(r)),
         r => Ok(r as u64),
     }
 }
@@ -316,7 +316,7 @@ fn device_thread(i: usize) {
 }
 
 /// Runs `job` on device `i` to its end: its result and report.
-fn run(i: usize, job: &Job) -> (Result<u64, i64>, [u64; d::REPORT_WORDS]) {
+fn run(i: usize, job: &Job) -> (Result<u64, SysError>, [u64; d::REPORT_WORDS]) {
     let core = &DEVICES[i];
     let mut r = Run::new(job.work);
     let deadline = match job.work {
@@ -350,5 +350,5 @@ fn run(i: usize, job: &Job) -> (Result<u64, i64>, [u64; d::REPORT_WORDS]) {
             sched::cond_resched();
         }
     };
-    (result, r.report().words())
+    (result.map_err(SysError::from_errno), r.report().words())
 }

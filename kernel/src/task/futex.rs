@@ -5,6 +5,7 @@
 //! changed (user-level locks always change the word before waking). The
 //! value is re-read under the wait queue's lock, so a wake cannot be lost.
 
+use crate::error::SysError;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 
@@ -12,21 +13,20 @@ use super::process::Process;
 use super::wait::WaitQueue;
 use crate::arch::uaccess::copy_from_user;
 use crate::sync::IrqMutex;
-use abi::errno::*;
 
 static FUTEXES: IrqMutex<BTreeMap<(u64, u64), Arc<WaitQueue>>> = IrqMutex::new(BTreeMap::new());
 
-fn check(addr: u64) -> Result<(), i64> {
+fn check(addr: u64) -> Result<(), SysError> {
     if addr & 3 != 0 || addr == 0 || addr >= abi::USER_END {
-        return Err(-EINVAL);
+        return Err(SysError::Inval);
     }
     Ok(())
 }
 
-fn read(addr: u64) -> Result<u32, i64> {
+fn read(addr: u64) -> Result<u32, SysError> {
     let mut b = [0u8; 4];
     if !copy_from_user(&mut b, addr) {
-        return Err(-EFAULT);
+        return Err(SysError::Fault);
     }
     Ok(u32::from_le_bytes(b))
 }
@@ -46,14 +46,14 @@ fn put(key: (u64, u64), wq: Arc<WaitQueue>) {
     }
 }
 
-pub fn wait(p: &Process, addr: u64, expected: u32, timeout_ns: u64) -> Result<u64, i64> {
+pub fn wait(p: &Process, addr: u64, expected: u32, timeout_ns: u64) -> Result<u64, SysError> {
     check(addr)?;
     if timeout_ns != 0 {
         // Timed waits are not implemented: say so rather than ignore it.
-        return Err(-EINVAL);
+        return Err(SysError::Inval);
     }
     if read(addr)? != expected {
-        return Err(-EAGAIN);
+        return Err(SysError::Again);
     }
     let key = (p.mm.id, addr);
     let wq = FUTEXES.lock().entry(key).or_insert_with(|| Arc::new(WaitQueue::new("futex_wait"))).clone();
@@ -66,11 +66,11 @@ pub fn wait(p: &Process, addr: u64, expected: u32, timeout_ns: u64) -> Result<u6
         }
     });
     put(key, wq);
-    r.map_err(|_| -EINTR)?;
+    r.map_err(|_| SysError::Intr)?;
     err.map_or(Ok(0), Err)
 }
 
-pub fn wake(p: &Process, addr: u64, count: u64) -> Result<u64, i64> {
+pub fn wake(p: &Process, addr: u64, count: u64) -> Result<u64, SysError> {
     check(addr)?;
     let key = (p.mm.id, addr);
     let Some(wq) = FUTEXES.lock().get(&key).cloned() else { return Ok(0) };

@@ -7,6 +7,7 @@
 //! An endpoint closes when the process that created it ends: queued calls
 //! fail with `EPIPE`.
 
+use crate::error::SysError;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,18 +15,17 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use super::process::Process;
 use super::wait::WaitQueue;
 use crate::sync::IrqMutex;
-use abi::errno::{EAGAIN, EINTR, ENOENT, ENOMEM, EPIPE};
 
 pub type Msg = [u64; 4];
 
 pub struct Call {
     msg: Msg,
-    reply: IrqMutex<Option<Result<Msg, i64>>>,
+    reply: IrqMutex<Option<Result<Msg, SysError>>>,
     wq: WaitQueue,
 }
 
 impl Call {
-    fn complete(&self, r: Result<Msg, i64>) {
+    fn complete(&self, r: Result<Msg, SysError>) {
         *self.reply.lock() = Some(r);
         self.wq.wake_all();
     }
@@ -42,17 +42,17 @@ static ENDPOINTS: IrqMutex<BTreeMap<u64, Arc<Endpoint>>> = IrqMutex::new(BTreeMa
 static NEXT_EP: AtomicU64 = AtomicU64::new(1);
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 
-fn lookup(id: u64) -> Result<Arc<Endpoint>, i64> {
-    ENDPOINTS.lock().get(&id).cloned().ok_or(-ENOENT)
+fn lookup(id: u64) -> Result<Arc<Endpoint>, SysError> {
+    ENDPOINTS.lock().get(&id).cloned().ok_or(SysError::NoEnt)
 }
 
 /// Creates an endpoint owned by `owner`; ENOMEM past
 /// `abi::limits::MAX_ENDPOINTS` open endpoints of one process.
-pub fn create(owner: &Process) -> Result<u64, i64> {
+pub fn create(owner: &Process) -> Result<u64, SysError> {
     owner
         .endpoints
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < abi::limits::MAX_ENDPOINTS).then_some(n + 1))
-        .map_err(|_| -ENOMEM)?;
+        .map_err(|_| SysError::NoMem)?;
     let id = NEXT_EP.fetch_add(1, Ordering::Relaxed);
     let ep = Endpoint {
         owner: owner.pid,
@@ -74,13 +74,13 @@ pub fn owned_by(pid: u64) -> alloc::vec::Vec<u64> {
     ENDPOINTS.lock().iter().filter(|(_, e)| e.owner == pid).map(|(k, _)| *k).collect()
 }
 
-pub fn call(id: u64, msg: Msg) -> Result<Msg, i64> {
+pub fn call(id: u64, msg: Msg) -> Result<Msg, SysError> {
     let ep = lookup(id)?;
     let c = Arc::new(Call { msg, reply: IrqMutex::new(None), wq: WaitQueue::new("ep_call") });
     {
         let mut q = ep.queue.lock();
         if ep.closed.load(Ordering::Acquire) {
-            return Err(-EPIPE);
+            return Err(SysError::Pipe);
         }
         q.push_back(c.clone());
     }
@@ -92,19 +92,19 @@ pub fn call(id: u64, msg: Msg) -> Result<Msg, i64> {
         let mut q = ep.queue.lock();
         q.retain(|x| !Arc::ptr_eq(x, &c));
         super::wait::shrink_if_empty(&mut q);
-        return Err(-EINTR);
+        return Err(SysError::Intr);
     }
     let r = c.reply.lock().take();
-    r.unwrap_or(Err(-EPIPE))
+    r.unwrap_or(Err(SysError::Pipe))
 }
 
 /// Takes the next call; returns its reply token and message. EAGAIN while
 /// this process holds `abi::limits::MAX_PENDING_CALLS` calls it has not
 /// replied to.
-pub fn recv(me: &Process, id: u64) -> Result<(u64, Msg), i64> {
+pub fn recv(me: &Process, id: u64) -> Result<(u64, Msg), SysError> {
     let ep = lookup(id)?;
     if me.pending_calls.lock().len() >= abi::limits::MAX_PENDING_CALLS {
-        return Err(-EAGAIN);
+        return Err(SysError::Again);
     }
     let waited = ep.receivers.wait_for(|| {
         if ep.closed.load(Ordering::Acquire) {
@@ -122,17 +122,17 @@ pub fn recv(me: &Process, id: u64) -> Result<(u64, Msg), i64> {
         if !ep.queue.lock().is_empty() {
             ep.receivers.wake_one();
         }
-        return Err(-EINTR);
+        return Err(SysError::Intr);
     };
-    let Some(c) = got else { return Err(-EPIPE) };
+    let Some(c) = got else { return Err(SysError::Pipe) };
     let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
     let msg = c.msg;
     me.pending_calls.lock().insert(token, c);
     Ok((token, msg))
 }
 
-pub fn reply(me: &Process, token: u64, msg: Msg) -> Result<(), i64> {
-    let c = me.pending_calls.lock().remove(&token).ok_or(-ENOENT)?;
+pub fn reply(me: &Process, token: u64, msg: Msg) -> Result<(), SysError> {
+    let c = me.pending_calls.lock().remove(&token).ok_or(SysError::NoEnt)?;
     c.complete(Ok(msg));
     Ok(())
 }
@@ -141,7 +141,7 @@ pub fn reply(me: &Process, token: u64, msg: Msg) -> Result<(), i64> {
 pub fn process_exited(p: &Process) {
     let pending = core::mem::take(&mut *p.pending_calls.lock());
     for c in pending.values() {
-        c.complete(Err(-EPIPE));
+        c.complete(Err(SysError::Pipe));
     }
     let mine: alloc::vec::Vec<Arc<Endpoint>> = {
         let mut eps = ENDPOINTS.lock();
@@ -160,7 +160,7 @@ pub fn process_exited(p: &Process) {
             core::mem::take(&mut *q)
         };
         for c in queued {
-            c.complete(Err(-EPIPE));
+            c.complete(Err(SysError::Pipe));
         }
         ep.receivers.wake_all();
     }

@@ -18,6 +18,7 @@
 //! a process that ends cancels its running jobs (they stop at their next
 //! step) and drops the others.
 
+use crate::error::SysError;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use core::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -30,7 +31,6 @@ use crate::arch::uaccess::{copy_from_user, copy_to_user};
 use crate::mm::user::UserMm;
 use crate::sync::IrqMutex;
 use abi::copy::{LOG_MIN, LOG_RECORDED, LOG_SAMPLES, LOG_VALUES, NOWAIT};
-use abi::errno::*;
 use abi::limits::{MAX_COPY_LEN, MAX_JOBS, MAX_JOBS_TOTAL, MAX_WATCH_NS};
 
 /// Bytes a copy moves per step (through the worker's stack).
@@ -51,32 +51,32 @@ pub enum Work {
 }
 
 /// `len` bytes at `addr` lie in user space.
-fn user_range(addr: u64, len: u64) -> Result<(), i64> {
+fn user_range(addr: u64, len: u64) -> Result<(), SysError> {
     match addr.checked_add(len) {
         Some(end) if end <= abi::USER_END => Ok(()),
-        _ => Err(-EFAULT),
+        _ => Err(SysError::Fault),
     }
 }
 
 impl Work {
     /// A copy, checked as `nr::COPY_ASYNC` says.
-    pub fn copy(dst: u64, src: u64, len: u64) -> Result<Work, i64> {
+    pub fn copy(dst: u64, src: u64, len: u64) -> Result<Work, SysError> {
         if len > MAX_COPY_LEN {
-            return Err(-EINVAL);
+            return Err(SysError::Inval);
         }
         user_range(dst, len)?;
         user_range(src, len)?;
         if len > 0 && dst < src + len && src < dst + len {
-            return Err(-EINVAL);
+            return Err(SysError::Inval);
         }
         Ok(Work::Copy { dst, src, len })
     }
 
     /// A watch, checked as `nr::WATCH_ASYNC` says.
-    pub fn watch(log: u64, src: u64, log_len: u64, ns: u64) -> Result<Work, i64> {
+    pub fn watch(log: u64, src: u64, log_len: u64, ns: u64) -> Result<Work, SysError> {
         let aligned = log % 8 == 0 && src % 8 == 0 && log_len % 8 == 0;
         if !aligned || !(LOG_MIN..=MAX_COPY_LEN).contains(&log_len) || ns > MAX_WATCH_NS {
-            return Err(-EINVAL);
+            return Err(SysError::Inval);
         }
         user_range(src, 8)?;
         user_range(log, log_len)?;
@@ -101,16 +101,16 @@ impl Job {
         self.result.load(Ordering::Acquire) != RUNNING
     }
 
-    fn outcome(&self) -> Result<u64, i64> {
+    fn outcome(&self) -> Result<u64, SysError> {
         match self.result.load(Ordering::Acquire) {
-            r if r < 0 => Err(r),
+            r if r < 0 => Err(SysError::from_errno(r)),
             r => Ok(r as u64),
         }
     }
 
-    fn cancelled(&self) -> Result<(), i64> {
+    fn cancelled(&self) -> Result<(), SysError> {
         if self.cancelled.load(Ordering::Acquire) {
-            Err(-EINTR)
+            Err(SysError::Intr)
         } else {
             Ok(())
         }
@@ -142,15 +142,15 @@ fn release(mm: &UserMm) {
 
 /// Starts `work` on `p`'s memory in a worker on `cpu` (`u64::MAX`: any);
 /// returns its ticket.
-pub fn submit(p: &Arc<Process>, work: Work, cpu: u64) -> Result<u64, i64> {
+pub fn submit(p: &Arc<Process>, work: Work, cpu: u64) -> Result<u64, SysError> {
     let pin = match cpu {
         u64::MAX => None,
         c if c < crate::percpu::online_count() as u64 => Some(c as usize),
-        _ => return Err(-EINVAL),
+        _ => return Err(SysError::Inval),
     };
     // The caller is a live thread, so the process still holds the contents.
     if !p.mm.hold() {
-        return Err(-ESRCH);
+        return Err(SysError::Srch);
     }
     let ticket = NEXT_TICKET.fetch_add(1, Ordering::Relaxed);
     let job = Arc::new(Job {
@@ -167,7 +167,7 @@ pub fn submit(p: &Arc<Process>, work: Work, cpu: u64) -> Result<u64, i64> {
         if mine >= MAX_JOBS || jobs.len() >= MAX_JOBS_TOTAL {
             drop(jobs);
             release(&p.mm);
-            return Err(-EAGAIN);
+            return Err(SysError::Again);
         }
         jobs.insert(ticket, job.clone());
     }
@@ -184,7 +184,7 @@ pub fn submit(p: &Arc<Process>, work: Work, cpu: u64) -> Result<u64, i64> {
             let job = JOBS.lock().remove(&ticket);
             drop(job);
             release(&p.mm);
-            return Err(-ENOMEM);
+            return Err(SysError::NoMem);
         }
     };
     if let Some(c) = pin {
@@ -196,15 +196,15 @@ pub fn submit(p: &Arc<Process>, work: Work, cpu: u64) -> Result<u64, i64> {
 }
 
 /// `copy_wait(ticket, flags)` for a thread of `p`.
-pub fn wait(p: &Process, ticket: u64, flags: u64) -> Result<u64, i64> {
+pub fn wait(p: &Process, ticket: u64, flags: u64) -> Result<u64, SysError> {
     if flags & !abi::copy::ALL != 0 {
-        return Err(-EINVAL);
+        return Err(SysError::Inval);
     }
-    let job = JOBS.lock().get(&ticket).filter(|j| j.pid == p.pid).cloned().ok_or(-ESRCH)?;
+    let job = JOBS.lock().get(&ticket).filter(|j| j.pid == p.pid).cloned().ok_or(SysError::Srch)?;
     if flags & NOWAIT != 0 && !job.is_done() {
-        return Err(-EAGAIN);
+        return Err(SysError::Again);
     }
-    DONE.wait_until(|| job.is_done()).map_err(|_| -EINTR)?;
+    DONE.wait_until(|| job.is_done()).map_err(|_| SysError::Intr)?;
     // Of two threads waiting for one ticket, one gets the outcome.
     let claimed = {
         let mut jobs = JOBS.lock();
@@ -214,7 +214,7 @@ pub fn wait(p: &Process, ticket: u64, flags: u64) -> Result<u64, i64> {
     };
     match claimed {
         Some(_) => job.outcome(),
-        None => Err(-ESRCH),
+        None => Err(SysError::Srch),
     }
 }
 
@@ -250,19 +250,19 @@ fn worker(arg: usize) {
     release(&job.mm);
     // A value is at most `MAX_COPY_LEN` bytes or a count of samples: never
     // negative, so never taken for `-errno` or `RUNNING`.
-    job.result.store(r.unwrap_or_else(|e| e), Ordering::Release);
+    job.result.store(r.unwrap_or_else(SysError::errno), Ordering::Release);
     DONE.wake_all();
     RUNNING_JOBS.fetch_sub(1, Ordering::Relaxed);
 }
 
-fn copy(job: &Job, dst: u64, src: u64, len: u64) -> Result<i64, i64> {
+fn copy(job: &Job, dst: u64, src: u64, len: u64) -> Result<i64, SysError> {
     let mut buf = [0u8; CHUNK];
     let mut done = 0;
     while done < len {
         job.cancelled()?;
         let n = (len - done).min(CHUNK as u64) as usize;
         if !copy_from_user(&mut buf[..n], src + done) || !copy_to_user(dst + done, &buf[..n]) {
-            return Err(-EFAULT);
+            return Err(SysError::Fault);
         }
         done += n as u64;
         sched::cond_resched();
@@ -270,24 +270,24 @@ fn copy(job: &Job, dst: u64, src: u64, len: u64) -> Result<i64, i64> {
     Ok(len as i64)
 }
 
-fn read_word(addr: u64) -> Result<u64, i64> {
+fn read_word(addr: u64) -> Result<u64, SysError> {
     let mut b = [0u8; 8];
     if !copy_from_user(&mut b, addr) {
-        return Err(-EFAULT);
+        return Err(SysError::Fault);
     }
     Ok(u64::from_le_bytes(b))
 }
 
-fn write_word(addr: u64, v: u64) -> Result<(), i64> {
+fn write_word(addr: u64, v: u64) -> Result<(), SysError> {
     if !copy_to_user(addr, &v.to_le_bytes()) {
-        return Err(-EFAULT);
+        return Err(SysError::Fault);
     }
     Ok(())
 }
 
 /// Reads the word at `src` until `ns` nanoseconds have passed (at least
 /// once); returns the samples taken.
-fn watch(job: &Job, log: u64, src: u64, values: u64, ns: u64) -> Result<i64, i64> {
+fn watch(job: &Job, log: u64, src: u64, values: u64, ns: u64) -> Result<i64, SysError> {
     let freq = platform::timer::frequency();
     let deadline = platform::timer::now().saturating_add(sched::ns_to_ticks(ns, freq));
     let word = |i: usize| log + 8 * i as u64;

@@ -2,6 +2,7 @@
 //! an exit status; spawn, fork, exit, wait and kill. Which address space a
 //! CPU has loaded follows the running task ([`switch_mm`]).
 
+use crate::error::SysError;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -13,7 +14,6 @@ use super::{ipc, loader, OutOfMemory, Task};
 use crate::arch::exception::TrapFrame;
 use crate::mm::user::{self, UserMm};
 use crate::sync::IrqMutex;
-use abi::errno::*;
 
 /// The kernel's address space type.
 pub type Mm = UserMm;
@@ -108,11 +108,11 @@ pub fn count() -> usize {
 struct ProcessSlot(());
 
 impl ProcessSlot {
-    fn take() -> Result<ProcessSlot, i64> {
+    fn take() -> Result<ProcessSlot, SysError> {
         PROCESS_OBJECTS
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < abi::limits::MAX_PROCESSES).then_some(n + 1))
             .map(|_| ProcessSlot(()))
-            .map_err(|_| -EAGAIN)
+            .map_err(|_| SysError::Again)
     }
 }
 
@@ -169,14 +169,14 @@ impl Process {
     }
 
     /// Adds a thread entering EL0 at `entry`; returns its tid.
-    pub fn add_thread(self: &Arc<Self>, entry: u64, sp: u64, arg: u64) -> Result<u64, i64> {
+    pub fn add_thread(self: &Arc<Self>, entry: u64, sp: u64, arg: u64) -> Result<u64, SysError> {
         self.add_thread_on(entry, sp, arg, None)
     }
 
-    fn add_thread_on(self: &Arc<Self>, entry: u64, sp: u64, arg: u64, cpu: Option<usize>) -> Result<u64, i64> {
+    fn add_thread_on(self: &Arc<Self>, entry: u64, sp: u64, arg: u64, cpu: Option<usize>) -> Result<u64, SysError> {
         let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
         let ut = UserThread::new(self.clone(), tid);
-        let t = Task::new_user(self.name, ut, entry, sp, arg).map_err(|OutOfMemory| -ENOMEM)?;
+        let t = Task::new_user(self.name, ut, entry, sp, arg).map_err(|OutOfMemory| SysError::NoMem)?;
         if let Some(c) = cpu {
             t.affinity.store(c as i64, Ordering::Relaxed);
         }
@@ -187,13 +187,13 @@ impl Process {
     /// Registers `t` as thread `tid` and starts it, unless the process
     /// already holds `abi::limits::MAX_THREADS` threads (live or unjoined):
     /// EAGAIN, and `t` is dropped unstarted.
-    fn start_thread(&self, tid: u64, t: Arc<Task>) -> Result<(), i64> {
+    fn start_thread(&self, tid: u64, t: Arc<Task>) -> Result<(), SysError> {
         {
             let mut threads = self.threads.lock();
             if threads.len() >= abi::limits::MAX_THREADS {
                 drop(threads);
                 drop(t);
-                return Err(-EAGAIN);
+                return Err(SysError::Again);
             }
             self.live.fetch_add(1, Ordering::AcqRel);
             self.mm.users.fetch_add(1, Ordering::AcqRel);
@@ -228,15 +228,15 @@ impl Process {
     /// Waits for thread `tid` of this process to end and returns its exit
     /// code. `caller` is the calling thread's tid (EDEADLK if equal). Of
     /// two threads joining one, one gets the code, the other ESRCH.
-    pub fn join(&self, tid: u64, caller: u64) -> Result<i64, i64> {
+    pub fn join(&self, tid: u64, caller: u64) -> Result<i64, SysError> {
         if tid == caller {
-            return Err(-EDEADLK);
+            return Err(SysError::Deadlk);
         }
         self.join_wq
             .wait_for(|| {
                 let mut threads = self.threads.lock();
                 match threads.get(&tid).map(|s| s.exit_code) {
-                    None => Some(Err(-ESRCH)),
+                    None => Some(Err(SysError::Srch)),
                     Some(None) => None,
                     Some(Some(code)) => {
                         threads.remove(&tid);
@@ -244,7 +244,7 @@ impl Process {
                     }
                 }
             })
-            .map_err(|_| -EINTR)?
+            .map_err(|_| SysError::Intr)?
     }
 }
 
@@ -256,25 +256,25 @@ impl Drop for Process {
 
 /// Starts built-in program `name` with `arg` as a child of `parent` (0 =
 /// the kernel).
-pub fn spawn(name: &str, arg: u64, parent: u64) -> Result<Arc<Process>, i64> {
+pub fn spawn(name: &str, arg: u64, parent: u64) -> Result<Arc<Process>, SysError> {
     spawn_on(name, arg, parent, None)
 }
 
 /// Like [`spawn`], with the main thread pinned to `cpu` from the start.
 /// Any failure leaves nothing behind: the address space is torn down and
 /// no process is registered.
-pub fn spawn_on(name: &str, arg: u64, parent: u64, cpu: Option<usize>) -> Result<Arc<Process>, i64> {
-    let (pname, elf) = loader::find(name).ok_or(-ENOENT)?;
+pub fn spawn_on(name: &str, arg: u64, parent: u64, cpu: Option<usize>) -> Result<Arc<Process>, SysError> {
+    let (pname, elf) = loader::find(name).ok_or(SysError::NoEnt)?;
     let slot = ProcessSlot::take()?;
-    let mm = Mm::new().map_err(|e| e.errno())?;
+    let mm = Mm::new().map_err(SysError::from)?;
     let entry = mm.with_aspace(|a| loader::load(a, elf)).map_err(|e| {
         log::debug!(target: "proc", "cannot load {name}: {e}");
-        -ENOMEM
+        SysError::NoMem
     })?;
     let p = Process::create(slot, pname, parent, mm);
     let tid = p.next_tid.fetch_add(1, Ordering::Relaxed);
     let t = Task::new_user(pname, UserThread::new(p.clone(), tid), entry, abi::USER_STACK_TOP, arg)
-        .map_err(|OutOfMemory| -ENOMEM)?;
+        .map_err(|OutOfMemory| SysError::NoMem)?;
     if let Some(c) = cpu {
         t.affinity.store(c as i64, Ordering::Relaxed);
     }
@@ -288,15 +288,15 @@ pub fn spawn_on(name: &str, arg: u64, parent: u64, cpu: Option<usize>) -> Result
 
 /// fork(): a copy-on-write child whose one thread resumes from `frame`.
 /// A failure at any step leaves no child behind.
-pub fn fork(parent: &Arc<Process>, frame: &TrapFrame) -> Result<u64, i64> {
+pub fn fork(parent: &Arc<Process>, frame: &TrapFrame) -> Result<u64, SysError> {
     let slot = ProcessSlot::take()?;
     // The parent's writable pages become read-only; the flush completes
     // before the mm lock is released (even if the fork failed half-way).
-    let child_mm = parent.mm.fork().map_err(|e| e.errno())?;
+    let child_mm = parent.mm.fork().map_err(SysError::from)?;
     let child = Process::create(slot, parent.name, parent.pid, child_mm);
     let tid = child.next_tid.fetch_add(1, Ordering::Relaxed);
     let t = Task::new_user_from_frame(parent.name, UserThread::new(child.clone(), tid), frame)
-        .map_err(|OutOfMemory| -ENOMEM)?;
+        .map_err(|OutOfMemory| SysError::NoMem)?;
     child.register();
     if let Err(e) = child.start_thread(tid, t) {
         unregister(&child);
@@ -414,14 +414,14 @@ fn reap(pid: u64) {
 /// The child is claimed under the parent's child list lock, so of two
 /// waiters for one child exactly one gets it; the other sees ECHILD once no
 /// child it could wait for is left.
-pub fn wait_child(me: &Arc<Process>, pid: i64) -> Result<(u64, i64), i64> {
+pub fn wait_child(me: &Arc<Process>, pid: i64) -> Result<(u64, i64), SysError> {
     let matches = |c: u64| pid == -1 || c as i64 == pid;
     let claimed = me
         .child_wq
         .wait_for(|| {
             let mut kids = me.children.lock();
             if !kids.iter().any(|&c| matches(c)) {
-                return Some(Err(-ECHILD));
+                return Some(Err(SysError::Child));
             }
             let i = kids.iter().position(|&c| matches(c) && lookup(c).is_some_and(|p| p.has_exited()))?;
             let claimed = kids.swap_remove(i);
@@ -430,7 +430,7 @@ pub fn wait_child(me: &Arc<Process>, pid: i64) -> Result<(u64, i64), i64> {
             }
             Some(Ok(claimed))
         })
-        .map_err(|_| -EINTR)??;
+        .map_err(|_| SysError::Intr)??;
     let status = lookup(claimed).and_then(|c| c.exit_status()).unwrap_or(0);
     reap(claimed);
     Ok((claimed, status))

@@ -2,6 +2,7 @@
 //! returns `-errno` and is counted in `BAD_SYSCALLS`. Nothing a user passes
 //! can panic the kernel.
 
+use crate::error::SysError;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,19 +14,12 @@ use crate::arch::exception::TrapFrame;
 use crate::arch::uaccess::{copy_from_user, copy_to_user};
 use crate::mm::tlb::{OpKind, TLB_STATS};
 use crate::percpu::MAX_CPUS;
-use abi::errno::*;
 use abi::nr;
 
 /// System calls rejected with an error because of their arguments.
 pub static BAD_SYSCALLS: AtomicU64 = AtomicU64::new(0);
 /// Page faults resolved (first touch, copy-on-write).
 pub static PAGE_FAULTS: AtomicU64 = AtomicU64::new(0);
-
-/// Errors that mean "the caller passed something wrong" (counted), as
-/// opposed to resource states like EAGAIN or ETIMEDOUT.
-fn is_bad_argument(e: i64) -> bool {
-    matches!(-e, EINVAL | EFAULT | ENOSYS | ENOENT | ESRCH | ECHILD | EPERM | EBUSY)
-}
 
 fn current_process() -> Arc<Process> {
     sched::current().process().expect("syscall from a user thread").clone()
@@ -38,20 +32,20 @@ pub fn dispatch(frame: &mut TrapFrame) {
     frame.x[0] = match r {
         Ok(v) => v,
         Err(e) => {
-            if is_bad_argument(e) {
+            if e.is_bad_argument() {
                 BAD_SYSCALLS.fetch_add(1, Ordering::Relaxed);
             }
-            e as u64
+            e.errno() as u64
         }
     };
 }
 
-fn user_str(ptr: u64, len: u64, buf: &mut [u8]) -> Result<usize, i64> {
+fn user_str(ptr: u64, len: u64, buf: &mut [u8]) -> Result<usize, SysError> {
     if len as usize > buf.len() {
-        return Err(-EINVAL);
+        return Err(SysError::Inval);
     }
     if !copy_from_user(&mut buf[..len as usize], ptr) {
-        return Err(-EFAULT);
+        return Err(SysError::Fault);
     }
     Ok(len as usize)
 }
@@ -82,7 +76,7 @@ fn may_keep_heap(n: u64) -> bool {
     )
 }
 
-fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
+fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, SysError> {
     // The calls that never return come first, before this function holds
     // any reference: whatever it held would never be dropped.
     match n {
@@ -91,13 +85,13 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
         _ => {}
     }
     if may_keep_heap(n) && crate::mm::heap::headroom().is_err() {
-        return Err(-ENOMEM);
+        return Err(SysError::NoMem);
     }
     let p = current_process();
     match n {
         nr::WRITE => {
             if a[1] > 4096 {
-                return Err(-EINVAL);
+                return Err(SysError::Inval);
             }
             let mut buf = [0u8; 4096];
             let n = user_str(a[0], a[1], &mut buf)?;
@@ -106,27 +100,27 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
         }
         // One call into the TLB protocol each (`mm::space`): the locking,
         // the gathers and the flushes are its business.
-        nr::MMAP => p.mm.mmap(a[0], a[1], a[2], a[3]).map_err(|e| e.errno()),
-        nr::MUNMAP => p.mm.munmap(a[0], a[1]).map(|_| 0).map_err(|e| e.errno()),
-        nr::MPROTECT => p.mm.mprotect(a[0], a[1], a[2]).map(|_| 0).map_err(|e| e.errno()),
-        nr::MADVISE => p.mm.madvise(a[0], a[1], a[2]).map(|_| 0).map_err(|e| e.errno()),
+        nr::MMAP => p.mm.mmap(a[0], a[1], a[2], a[3]).map_err(SysError::from),
+        nr::MUNMAP => p.mm.munmap(a[0], a[1]).map(|_| 0).map_err(SysError::from),
+        nr::MPROTECT => p.mm.mprotect(a[0], a[1], a[2]).map(|_| 0).map_err(SysError::from),
+        nr::MADVISE => p.mm.madvise(a[0], a[1], a[2]).map(|_| 0).map_err(SysError::from),
         nr::SPAWN => {
             let mut buf = [0u8; 64];
             let len = user_str(a[0], a[1], &mut buf)?;
-            let name = core::str::from_utf8(&buf[..len]).map_err(|_| -EINVAL)?;
+            let name = core::str::from_utf8(&buf[..len]).map_err(|_| SysError::Inval)?;
             process::spawn(name, a[2], p.pid).map(|c| c.pid)
         }
         nr::FORK => process::fork(&p, frame),
         nr::WAIT => {
             let (pid, status) = process::wait_child(&p, a[0] as i64)?;
             if a[1] != 0 && !copy_to_user(a[1], &status.to_le_bytes()) {
-                return Err(-EFAULT);
+                return Err(SysError::Fault);
             }
             Ok(pid)
         }
         nr::THREAD_CREATE => {
             if a[0] == 0 || a[0] >= abi::USER_END || a[1] >= abi::USER_END || a[1] & 15 != 0 {
-                return Err(-EINVAL);
+                return Err(SysError::Inval);
             }
             p.add_thread(a[0], a[1], a[2])
         }
@@ -149,7 +143,7 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
             if cpu == -1 {
                 sched::set_affinity(None);
             } else if cpu < 0 || cpu as usize >= crate::percpu::online_count() {
-                return Err(-EINVAL);
+                return Err(SysError::Inval);
             } else {
                 sched::set_affinity(Some(cpu as usize));
             }
@@ -174,9 +168,9 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
         nr::FUTEX_WAIT => super::futex::wait(&p, a[0], a[1] as u32, a[2]),
         nr::FUTEX_WAKE => super::futex::wake(&p, a[0], a[1]),
         nr::KILL => {
-            let target = process::lookup(a[0]).filter(|t| !t.has_exited()).ok_or(-ESRCH)?;
+            let target = process::lookup(a[0]).filter(|t| !t.has_exited()).ok_or(SysError::Srch)?;
             if !process::is_self_or_descendant(&target, p.pid) {
-                return Err(-EPERM);
+                return Err(SysError::Perm);
             }
             if target.pid == p.pid {
                 // Never returns: drop our references first.
@@ -189,7 +183,7 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
         }
         nr::FAULT_RESUME => {
             if a[0] >= abi::USER_END {
-                return Err(-EINVAL);
+                return Err(SysError::Inval);
             }
             p.fault_resume.store(a[0], Ordering::Release);
             Ok(0)
@@ -201,7 +195,7 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, i64> {
         nr::DEV_UNBIND => super::device::unbind(&p, a[0]),
         nr::DEV_SUBMIT => super::device::submit(&p, a[0], a[1]),
         nr::DEV_WAIT => super::device::wait(&p, a[0], a[1], a[2], a[3]),
-        _ => Err(-ENOSYS),
+        _ => Err(SysError::NoSys),
     }
 }
 
@@ -222,7 +216,7 @@ fn events_words(t: &crate::mm::tlb::TlbCounts, words: &mut [u64]) -> usize {
     crate::mm::tlb::Event::COUNT
 }
 
-fn stats(which: u64, buf: u64, len: u64) -> Result<u64, i64> {
+fn stats(which: u64, buf: u64, len: u64) -> Result<u64, SysError> {
     let mut words = [0u64; 32];
     let n = match which {
         abi::stats::FRAMES => {
@@ -261,7 +255,7 @@ fn stats(which: u64, buf: u64, len: u64) -> Result<u64, i64> {
             1
         }
         w if (abi::stats::DEVICE..abi::stats::DEVICE + abi::device::COUNT as u64).contains(&w) => {
-            let d = super::device::stat_words((w - abi::stats::DEVICE) as usize).ok_or(-EINVAL)?;
+            let d = super::device::stat_words((w - abi::stats::DEVICE) as usize).ok_or(SysError::Inval)?;
             words[..d.len()].copy_from_slice(&d);
             d.len()
         }
@@ -270,12 +264,12 @@ fn stats(which: u64, buf: u64, len: u64) -> Result<u64, i64> {
             words[..r.len()].copy_from_slice(&r);
             r.len()
         }
-        _ => return Err(-EINVAL),
+        _ => return Err(SysError::Inval),
     };
     let n = n.min(len as usize);
     let bytes: alloc::vec::Vec<u8> = words[..n].iter().flat_map(|w| w.to_le_bytes()).collect();
     if !copy_to_user(buf, &bytes) {
-        return Err(-EFAULT);
+        return Err(SysError::Fault);
     }
     Ok(n as u64)
 }
