@@ -276,9 +276,22 @@ pub mod stats {
     pub const FRAMES: u64 = 0;
     /// Bad system calls rejected since boot (one word).
     pub const BAD_SYSCALLS: u64 = 1;
-    /// TLBI counts summed over CPUs, one word per `OpKind` in its order,
-    /// then the DSB count.
+    /// TLBI counts summed over CPUs, one word per `OpKind` in its order
+    /// ([`TLBI_KINDS`] words), then the DSB count (word [`TLBI_DSB`]); then
+    /// the repeat-TLBI workaround's own TLBIs (`tlb.repeat_tlbi`), one word
+    /// per kind in the same order, and its DSBs (word [`TLBI_REPEAT_DSB`]).
+    /// The workaround's instructions are counted there only.
     pub const TLBI: u64 = 2;
+    /// TLBI kinds: the kernel's `OpKind::COUNT`.
+    pub const TLBI_KINDS: usize = 12;
+    /// Word of [`TLBI`] holding the DSB count.
+    pub const TLBI_DSB: usize = TLBI_KINDS;
+    /// First word of [`TLBI`] holding the workaround's TLBIs by kind.
+    pub const TLBI_REPEAT: usize = TLBI_DSB + 1;
+    /// Word of [`TLBI`] holding the workaround's DSBs.
+    pub const TLBI_REPEAT_DSB: usize = TLBI_REPEAT + TLBI_KINDS;
+    /// Words [`TLBI`] writes.
+    pub const TLBI_WORDS: usize = TLBI_REPEAT_DSB + 1;
     /// [rollovers, slow-path allocations, fast-path switches, rollover
     /// flushes, pinned] of the ASID allocator.
     pub const ASID: u64 = 3;
@@ -292,7 +305,7 @@ pub mod stats {
     /// [`super::resources`]: what leak tests compare against a baseline.
     pub const RESOURCES: u64 = 8;
     /// TLB decisions, summed over CPUs, one word each (the kernel's
-    /// `mm::tlb::Event` in order, 22 words), indexed by [`super::events`]
+    /// `mm::tlb::Event` in order, 23 words), indexed by [`super::events`]
     /// and named by [`EVENT_NAMES`].
     pub const EVENTS: u64 = 7;
     /// `EVENTS_CPU + cpu`: the same words for one CPU (`cpu` < 8).
@@ -303,7 +316,7 @@ pub mod stats {
     /// [`super::device::COUNT`]), indexed by [`super::device`]'s `FILLS` ..
     pub const DEVICE: u64 = 40;
     /// The names of the words of [`EVENTS`], in order.
-    pub const EVENT_NAMES: [&str; 22] = [
+    pub const EVENT_NAMES: [&str; 23] = [
         "exit_elided",
         "nested_full_flush",
         "racing_full_flush",
@@ -326,6 +339,7 @@ pub mod stats {
         "reclaim_batch",
         "batched_pending_flush",
         "swap_in",
+        "repeat_local_exempt",
     ];
 }
 
@@ -380,8 +394,11 @@ pub mod events {
     pub const BATCHED_PENDING_FLUSH: usize = 20;
     /// Pages read back from swap on a fault.
     pub const SWAP_IN: usize = 21;
+    /// Local TLB flushes completed while a repeat-TLBI mode was on: not
+    /// repeated (the errata concern broadcast invalidation only).
+    pub const REPEAT_LOCAL_EXEMPT: usize = 22;
     /// Words `stats(EVENTS)` writes.
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 23;
 }
 
 /// Word indices of `stats(RESOURCES)`.
