@@ -23,6 +23,9 @@ const RW: u64 = prot::READ | prot::WRITE;
 enum Ev {
     Issue(Vec<OpKind>),
     Complete(Scope),
+    /// The repeat-TLBI workaround's TLBI (broadcast) and DSB.
+    RepeatTlbi(TlbiOp),
+    RepeatDsb,
     Ttbr0(u16),
     Reserved,
     Event(Event),
@@ -54,6 +57,8 @@ struct Rig {
     /// When set, a send is served at once by each target (this rig on the
     /// target's CPU), with this configuration.
     serve: Cell<Option<TlbConfig>>,
+    /// Every op issued, in order (the log has their kinds).
+    ops: RefCell<Vec<TlbiOp>>,
 }
 
 impl Rig {
@@ -66,6 +71,7 @@ impl Rig {
             decides: RefCell::new(Vec::new()),
             cpu: Cell::new(0),
             serve: Cell::new(None),
+            ops: RefCell::new(Vec::new()),
         }
     }
 
@@ -98,10 +104,17 @@ impl MmHw for Rig {
         let log = self.log.borrow();
         assert_eq!(decided.as_ref(), Some(&kinds), "ops issued with no decision told just before: {log:?}");
         drop(log);
+        self.ops.borrow_mut().extend_from_slice(ops);
         self.push(Ev::Issue(kinds));
     }
     fn complete(&self, scope: Scope) {
         self.push(Ev::Complete(scope));
+    }
+    fn repeat_tlbi(&self, op: &TlbiOp) {
+        self.push(Ev::RepeatTlbi(*op));
+    }
+    fn repeat_dsb(&self) {
+        self.push(Ev::RepeatDsb);
     }
     unsafe fn load_ttbr0(&self, _root: u64, asid: u16) {
         self.push(Ev::Ttbr0(asid));
@@ -582,4 +595,5 @@ fn running_walks_in_one_step_changes_nothing_but_the_steps() {
 
 mod notifier;
 mod reclaim;
+mod repeat;
 mod strategy;
