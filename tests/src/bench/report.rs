@@ -774,7 +774,8 @@ mod tests {
         let head: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
         let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
         let col = |name: &str| row[head.iter().position(|h| *h == name).unwrap()];
-        assert_eq!((col("repeat_tlbi"), col("repeat_tlbi_per_op"), col("repeat_dsb_per_op")), ("off", "0.0000", "0.0000"));
+        let repeat = (col("repeat_tlbi"), col("repeat_tlbi_per_op"), col("repeat_dsb_per_op"));
+        assert_eq!(repeat, ("off", "0.0000", "0.0000"));
         assert!(repeat_tables(&[record(LINE)]).is_empty());
     }
 
