@@ -4,7 +4,7 @@
 # plugin loaded (as many at a time as the host has cores), and writes
 # records.jsonl, records.csv, summary.md and SVG plots into
 # results/<timestamp>/ (or --out DIR).
-# Usage: scripts/bench.sh [--quick] [--workload NAME]... [--sweep configs|strategies]...
+# Usage: scripts/bench.sh [--quick] [--workload NAME]... [--sweep configs|strategies|repeat]...
 #                         [--out DIR] [--jobs N] [--verify] [--no-plugin]
 #                         [--plugin-count tb|insn] [--trace]
 #        scripts/bench.sh --list [--quick] [--workload NAME]... [--sweep NAME]...
@@ -18,8 +18,11 @@
 #   --sweep configs: each workload's sizes and configurations (policies,
 #     CPU models, exit elision, nested fix, ASID width, reclaim batching) under the default
 #     strategy; --sweep strategies: every flush strategy (broadcast, ipi,
-#     local, auto) x the CPUs the workload's address space runs on. Both
-#     by default.
+#     local, auto) x the CPUs the workload's address space runs on;
+#     --sweep repeat: the repeat-TLBI errata workaround (tlb.repeat_tlbi=
+#     off|once|each) x strategy x the CPUs the address space runs on, on
+#     -cpu cortex-a76 (--quick: mmap, mprotect and fork; broadcast, ipi and
+#     local; 1 and 2 CPUs). All three by default.
 #   --verify: check the kernel's TLBI and DSB counters against the plugin's
 #     counts in every record; fail with a diff otherwise.
 #   --no-plugin: measure without the TCG plugin (no instruction counts).

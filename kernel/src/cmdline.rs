@@ -9,6 +9,7 @@ use core::fmt;
 use crate::mm::tlb::policy::Claim;
 use crate::mm::tlb::trace::TraceParams;
 use crate::mm::tlb::PolicyParams;
+use crate::mm::tlb::RepeatChoice;
 use crate::mm::space::{Strategy, Thp};
 use crate::mm::tlb::stats::MAX_CPUS;
 
@@ -69,6 +70,9 @@ pub struct Options {
     pub strategy: Strategy,
     /// `auto` sends IPIs up to this many CPUs (`tlb.ipi_max`, 0..=64).
     pub ipi_max: u32,
+    /// The repeat-TLBI errata workaround (`tlb.repeat_tlbi=auto|off|each|once`,
+    /// default auto: by MIDR; see `mm::tlb::errata`).
+    pub repeat_tlbi: RepeatChoice,
     /// Adopters of an mm count as its users (`tlb.use_mm_mmget`, default on;
     /// off only to demonstrate seed 002's bug).
     pub use_mm_mmget: bool,
@@ -142,6 +146,7 @@ impl Default for Options {
             trace: TraceParams::DEFAULT,
             strategy: Strategy::Broadcast,
             ipi_max: crate::mm::space::shootdown::IPI_MAX,
+            repeat_tlbi: RepeatChoice::Auto,
             use_mm_mmget: true,
             lazy_tlb: true,
             stale_mark: true,
@@ -186,7 +191,7 @@ impl fmt::Display for CmdlineError {
 /// Every key this parser accepts, for the error message.
 pub const KNOWN: &[&str] =
     &["log", "ktest.run", "ktest.all", "ktest.list", "workload", "run", "tick_hz", "asid_bits", "tlb.exit_elide", "tlb.nested_fix", "mm.poison", "kheap.reserve_kb",
-    "tlb.strategy", "tlb.ipi_max", "tlb.use_mm_mmget", "tlb.lazy", "tlb.stale_mark", "tlb.gen_check",
+    "tlb.strategy", "tlb.ipi_max", "tlb.repeat_tlbi", "tlb.use_mm_mmget", "tlb.lazy", "tlb.stale_mark", "tlb.gen_check",
     "swap.slots", "reclaim.batch", "reclaim.dsb", "mmu.notifier", "dev.cpu", "mm.thp", "mm.block_cow", "mm.bbm"];
 
 fn bad(option: &str, value: &str, expected: &'static str) -> CmdlineError {
@@ -287,6 +292,10 @@ pub fn parse(line: &str) -> Result<Options, CmdlineError> {
                     Ok(n) if n <= 64 && v.bytes().all(|b| b.is_ascii_digit()) => n,
                     _ => return Err(bad(key, v, "a number of CPUs from 0 to 64")),
                 }
+            }
+            "tlb.repeat_tlbi" => {
+                let v = value.unwrap_or("");
+                o.repeat_tlbi = RepeatChoice::parse(v).ok_or_else(|| bad(key, v, RepeatChoice::VALUES))?;
             }
             "tlb.use_mm_mmget" => o.use_mm_mmget = flag(key, value)?,
             "tlb.lazy" => o.lazy_tlb = flag(key, value)?,
@@ -398,6 +407,27 @@ mod tests {
         {
             match parse(line) {
                 Err(CmdlineError::BadValue { option: o, .. }) => assert_eq!(o, option, "{line}"),
+                other => panic!("{line}: expected BadValue, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn parses_the_repeat_tlbi_option() {
+        use crate::mm::tlb::RepeatTlbi;
+        assert_eq!(Options::default().repeat_tlbi, RepeatChoice::Auto, "by MIDR unless told");
+        assert_eq!(parse("tlb.repeat_tlbi=auto").unwrap().repeat_tlbi, RepeatChoice::Auto);
+        for mode in RepeatTlbi::ALL {
+            let line = format!("tlb.repeat_tlbi={}", mode.name());
+            assert_eq!(parse(&line).unwrap().repeat_tlbi, RepeatChoice::Forced(mode), "{line}");
+        }
+        for line in ["tlb.repeat_tlbi=on", "tlb.repeat_tlbi", "tlb.repeat_tlbi=", "tlb.repeat_tlbi=Once"] {
+            match parse(line) {
+                Err(e @ CmdlineError::BadValue { .. }) => {
+                    let msg = e.to_string();
+                    let named = msg.contains("'tlb.repeat_tlbi'") && msg.contains("auto, off, each or once");
+                    assert!(named, "{line}: {msg}")
+                }
                 other => panic!("{line}: expected BadValue, got {other:?}"),
             }
         }

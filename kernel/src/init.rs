@@ -148,6 +148,13 @@ fn banner(board: &BoardInfo, f: &CpuFeatures, online: usize, heap: u64, entry_el
         c.use_mm_mmget as u8,
         if c.bugs.no_stale_mark || c.bugs.partial_any_gen { " (demonstration: a bug switched on)" } else { "" }
     );
+    let choice = crate::init::options().repeat_tlbi;
+    crate::kprintln!(
+        "tlb: repeat_tlbi={} ({}){}",
+        c.repeat_tlbi.name(),
+        crate::mm::tlb::errata::Why { choice, midr: f.midr },
+        if c.repeat_tlbi.is_on() { "; local TLBIs are not repeated" } else { "" }
+    );
     crate::kprintln!(
         "mm: thp={} block_cow={} splits {}{}",
         c.thp.name(),

@@ -16,8 +16,13 @@ fn kernel() -> &'static Kernel {
 
 /// Boots with `append`; returns (exit status, console). Kills QEMU after 60 s.
 fn boot(append: &str) -> (i32, String) {
+    boot_on("max", append)
+}
+
+/// [`boot`] on `-cpu cpu`.
+fn boot_on(cpu: &str, append: &str) -> (i32, String) {
     let q = Qemu {
-        machine: Machine { cpu: "max".into(), cpus: 4, mem_mb: 1024, el2: false },
+        machine: Machine { cpu: cpu.into(), cpus: 4, mem_mb: 1024, el2: false },
         image: kernel().image.clone(),
         append: append.into(),
         gdb: false,
@@ -42,6 +47,30 @@ fn bad_value_is_named_and_exits_2() {
     let (status, out) = boot("tlb.range=sideways");
     assert_eq!(status, 2, "console:\n{out}");
     assert!(out.contains("'tlb.range'"), "console:\n{out}");
+}
+
+/// The banner says which repeat-TLBI mode applies, and why: `auto` follows
+/// the table of affected cores (`mm::tlb::errata`) for QEMU's MIDR.
+#[test]
+fn banner_says_which_repeat_tlbi_mode_applies() {
+    let line = |out: &str| out.lines().find(|l| l.starts_with("tlb: repeat_tlbi=")).map(str::to_owned);
+    let (status, out) = boot_on("cortex-a76", "workload=none");
+    assert_eq!(status, 0, "console:\n{out}");
+    let want = "tlb: repeat_tlbi=once (auto: Cortex-A76 r4p1, erratum Arm 4193800 (CVE-2025-10263)); \
+                local TLBIs are not repeated";
+    assert_eq!(line(&out).as_deref(), Some(want), "console:\n{out}");
+    let (status, out) = boot("workload=none");
+    assert_eq!(status, 0, "console:\n{out}");
+    let want = "tlb: repeat_tlbi=off (auto: MIDR 0xf0510 is not an affected core)";
+    assert_eq!(line(&out).as_deref(), Some(want), "console:\n{out}");
+    let (status, out) = boot("workload=none tlb.repeat_tlbi=each");
+    assert_eq!(status, 0, "console:\n{out}");
+    let want = "tlb: repeat_tlbi=each (forced; auto would choose off); local TLBIs are not repeated";
+    assert_eq!(line(&out).as_deref(), Some(want), "console:\n{out}");
+    let (status, out) = boot("tlb.repeat_tlbi=always");
+    assert_eq!(status, 2, "a bad value ends the run as the other options' do; console:\n{out}");
+    let msg = "bad value 'always' for kernel option 'tlb.repeat_tlbi': expected auto, off, each or once";
+    assert!(out.contains(msg), "{out}");
 }
 
 #[test]

@@ -150,6 +150,18 @@ impl MmHw for Bridge<'_> {
         self.m.borrow_mut().dsb_scope(self.cpu, scope);
     }
 
+    /// The repeat-TLBI workaround's TLBI: an ordinary broadcast
+    /// invalidation here (the errata it works around are about completion
+    /// on real cores, which the model's TLBs do not have).
+    fn repeat_tlbi(&self, op: &TlbiOp) {
+        self.m.borrow_mut().issue(self.cpu, hardware_op(op), Scope::Broadcast);
+    }
+
+    /// The workaround's `DSB ISH`: completes this CPU's TLBIs.
+    fn repeat_dsb(&self) {
+        self.m.borrow_mut().dsb_scope(self.cpu, Scope::Broadcast);
+    }
+
     unsafe fn load_ttbr0(&self, root: u64, asid: u16) {
         let mut m = self.m.borrow_mut();
         let mm = match m.mem().use_of(pfn_of(root)) {

@@ -8,6 +8,7 @@ mod framework;
 mod irq;
 mod mm;
 mod reclaim;
+mod repeat;
 mod robust;
 mod sched;
 mod strategy;

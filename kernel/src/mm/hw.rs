@@ -39,6 +39,10 @@ impl AsidHw for Hw {
     fn flush_local_tlb_all(&self) {
         trace::decision(Decision::op(&TlbiOp::All, Scope::Local, Reason::AsidRollover));
         tlbi::local_flush_all();
+        // Local: the repeat-TLBI errata do not concern it (`space::repeat`).
+        if super::user::config().repeat_tlbi.is_on() {
+            TLB_STATS.record_event(cpu_id(), Event::RepeatLocalExempt);
+        }
     }
 }
 
@@ -49,6 +53,14 @@ impl MmHw for Hw {
 
     fn complete(&self, scope: Scope) {
         tlbi::sync(scope);
+    }
+
+    fn repeat_tlbi(&self, op: &TlbiOp) {
+        tlbi::repeat_tlbi(op);
+    }
+
+    fn repeat_dsb(&self) {
+        tlbi::repeat_dsb();
     }
 
     unsafe fn load_ttbr0(&self, root: u64, asid: u16) {

@@ -16,7 +16,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::hw::Hw;
 use super::pagetable::Format;
-use super::space::{shootdown, Mm, MmHw, Served, Shootdown};
+use super::space::{shootdown, Mm, Served, Shootdown};
 use super::tlb::{Event, Scope, TlbiOp, TLB_STATS};
 use crate::arch::cpu::cpu_id;
 use crate::percpu::{self, MAX_CPUS};
@@ -226,8 +226,8 @@ pub fn acked() -> bool {
     log::error!(target: "tlb", "CPU {me}: shootdown not acknowledged by CPUs {waiting:#x} within {TIMEOUT_S} s");
     TLB_STATS.record_event(me, Event::IpiTimeout);
     let asid = ASID[me].load(Ordering::Relaxed) as u16;
-    Hw.issue(&[TlbiOp::Asid { asid }], Scope::Broadcast);
-    Hw.complete(Scope::Broadcast);
+    let repeat = super::user::config().repeat_tlbi;
+    super::space::repeat::run(&Hw, repeat, &[TlbiOp::Asid { asid }], Scope::Broadcast);
     // A target that took the request is serving it: wait for that.
     WAITING[me].store(taken, Ordering::Relaxed);
     DEADLINE[me].store(u64::MAX, Ordering::Relaxed);

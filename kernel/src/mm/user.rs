@@ -50,6 +50,7 @@ pub fn config() -> &'static TlbConfig {
         c.nested_fix = o.is_none_or(|o| o.nested_fix);
         c.exit_elide = o.is_none_or(|o| o.exit_elide);
         c.run_walks = true;
+        c.repeat_tlbi = o.map(|o| o.repeat_tlbi).unwrap_or_default().resolve(features.midr);
         if let Some(o) = o {
             c.reclaim_batch = o.reclaim_batch;
             c.reclaim_dsb_remote = o.reclaim_dsb_remote;

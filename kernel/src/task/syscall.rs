@@ -199,13 +199,18 @@ fn call(n: u64, a: [u64; 6], frame: &mut TrapFrame) -> Result<u64, SysError> {
     }
 }
 
-/// `stats(TLBI)` words of `t`: ops by kind, then DSBs.
+/// `stats(TLBI)` words of `t`: ops by kind, DSBs, then the repeat-TLBI
+/// workaround's TLBIs by kind and its DSBs (`abi::stats::TLBI`).
 fn tlbi_words(t: &crate::mm::tlb::TlbCounts, words: &mut [u64]) -> usize {
+    use abi::stats as s;
+    const _: () = assert!(s::TLBI_KINDS == OpKind::COUNT && s::TLBI_WORDS <= 32);
     for k in OpKind::ALL {
         words[k as usize] = t.get(k);
+        words[s::TLBI_REPEAT + k as usize] = t.repeat[k as usize];
     }
-    words[OpKind::COUNT] = t.dsb;
-    OpKind::COUNT + 1
+    words[s::TLBI_DSB] = t.dsb;
+    words[s::TLBI_REPEAT_DSB] = t.repeat_dsb;
+    s::TLBI_WORDS
 }
 
 /// `stats(EVENTS)` words of `t`.

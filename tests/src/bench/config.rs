@@ -1,6 +1,7 @@
 //! The kernel configurations a benchmark runs under: machine (QEMU CPU
 //! model and count), flush strategy, flush-policy thresholds, exit elision,
-//! the nested-gather fix, the ASID width and reclaim batching.
+//! the nested-gather fix, the ASID width, reclaim batching and the
+//! repeat-TLBI errata workaround.
 //!
 //! Strategies and policies are tables: adding one is one line, and every
 //! sweep that crosses strategies (the strategy sweep of `sweep.rs`) or
@@ -126,6 +127,15 @@ pub fn policy(name: &str) -> &'static Policy {
 /// neither.
 pub const CPU_RANGE: &str = "max";
 pub const CPU_NO_RANGE: &str = "cortex-a72";
+/// A core the repeat-TLBI errata affect (`mm::tlb::errata`: `auto` chooses
+/// `once` on it), without TLBI range ops, so a flush of N pages is N
+/// TLBIs that the original workaround repeats one by one.
+pub const CPU_REPEAT_TLBI: &str = "cortex-a76";
+
+/// The modes of the repeat-TLBI workaround the repeat sweep crosses
+/// (`tlb.repeat_tlbi`, kernel/src/mm/tlb/errata.rs; `auto` is one of them
+/// on any given CPU).
+pub const REPEAT_MODES: &[&str] = &["off", "once", "each"];
 
 /// One kernel configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,6 +154,8 @@ pub struct Config {
     pub asid_bits: Option<u32>,
     /// `reclaim.batch=on|off`; `None` = the kernel's default (on).
     pub reclaim_batch: Option<bool>,
+    /// `tlb.repeat_tlbi=MODE`; `None` = the kernel's default (auto).
+    pub repeat_tlbi: Option<&'static str>,
 }
 
 impl Config {
@@ -158,6 +170,7 @@ impl Config {
             nested_fix: None,
             asid_bits: None,
             reclaim_batch: None,
+            repeat_tlbi: None,
         }
     }
 
@@ -191,6 +204,11 @@ impl Config {
         self
     }
 
+    pub fn with_repeat_tlbi(mut self, mode: &'static str) -> Config {
+        self.repeat_tlbi = Some(mode);
+        self
+    }
+
     /// The kernel options of this configuration (without the base ones).
     pub fn args(&self) -> Vec<String> {
         let onoff = |b: bool| if b { "on" } else { "off" };
@@ -207,6 +225,9 @@ impl Config {
         }
         if let Some(on) = self.reclaim_batch {
             args.push(format!("reclaim.batch={}", onoff(on)));
+        }
+        if let Some(mode) = self.repeat_tlbi {
+            args.push(format!("tlb.repeat_tlbi={mode}"));
         }
         args
     }
@@ -239,6 +260,9 @@ impl Config {
         }
         if let Some(on) = self.reclaim_batch {
             s.push_str(&format!(" reclaim.batch={}", onoff(on)));
+        }
+        if let Some(mode) = self.repeat_tlbi {
+            s.push_str(&format!(" repeat_tlbi={mode}"));
         }
         s
     }
@@ -279,6 +303,9 @@ mod tests {
         let r = Config::new(CPU_RANGE, 2).with_reclaim_batch(false);
         let label = "max 2cpu broadcast/default reclaim.batch=off";
         assert_eq!((r.args(), r.label()), (vec!["reclaim.batch=off".to_string()], label.into()));
+        let e = Config::new(CPU_REPEAT_TLBI, 2).with_repeat_tlbi("each");
+        let label = "cortex-a76 2cpu broadcast/default repeat_tlbi=each";
+        assert_eq!((e.args(), e.label()), (vec!["tlb.repeat_tlbi=each".to_string()], label.into()));
         assert_eq!(default_strategy().name, "broadcast");
         assert!(default_strategy().args.is_empty(), "the default runs with the kernel's default");
     }

@@ -221,7 +221,7 @@ pub fn series(spec: &PlotSpec, records: &[Record]) -> Vec<(String, Vec<Sample>)>
     let mut out: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
     for r in records
         .iter()
-        .filter(|r| r.workload == spec.workload && r.sweep != Sweep::Strategies.name())
+        .filter(|r| r.workload == spec.workload && r.sweep == Sweep::Configs.name())
     {
         let (Some(x), Some(name)) = ((spec.x)(r), (spec.series)(r)) else {
             continue;

@@ -80,6 +80,13 @@ pub struct BenchLine {
     pub rep_ticks: Vec<u64>,
     pub tlbi: Counts<u64>,
     pub dsb: u64,
+    /// The repeat-TLBI workaround's TLBIs by kind and its DSBs
+    /// (`tlb.repeat_tlbi`), apart from `tlbi` and `dsb`: absent when it
+    /// issued none.
+    #[serde(default)]
+    pub repeat: Counts<u64>,
+    #[serde(default)]
+    pub repeat_dsb: u64,
     pub asid: Counts<u64>,
     pub faults: u64,
     /// The kernel's TLB events (`STATS(EVENTS)`): absent from lines of
@@ -191,6 +198,12 @@ pub struct Record {
     /// `reclaim.batch` when set (`None`: the kernel's default, on).
     #[serde(default)]
     pub reclaim_batch: Option<bool>,
+    /// `tlb.repeat_tlbi` when set (`None`: the kernel's default, auto).
+    #[serde(default)]
+    pub repeat_tlbi: Option<String>,
+    /// The mode the kernel's banner said applies (`tlb: repeat_tlbi=...`).
+    #[serde(default)]
+    pub repeat_mode: Option<String>,
     /// The kernel command line.
     pub cmdline: String,
     pub repetitions: u32,
@@ -206,6 +219,16 @@ pub struct Record {
     pub tlbi_ops_per_op: f64,
     pub dsb_per_op: f64,
     pub dsb_total: u64,
+    /// The repeat-TLBI workaround's TLBIs (by kind, and all per operation)
+    /// and DSBs: not in the `tlbi_*` and `dsb_*` figures above.
+    #[serde(default)]
+    pub repeat_total: Counts<u64>,
+    #[serde(default)]
+    pub repeat_per_op: f64,
+    #[serde(default)]
+    pub repeat_dsb_total: u64,
+    #[serde(default)]
+    pub repeat_dsb_per_op: f64,
     /// Shootdown IPIs sent per operation (the kernel's `ipi_sent`).
     pub ipis_per_op: f64,
     /// Whether the kernel reported its TLB events (IPIs among them); if
@@ -344,10 +367,13 @@ impl PluginCounts {
 pub struct Banner {
     pub cpu_name: Option<String>,
     pub features: Option<String>,
+    /// The repeat-TLBI mode that applied (`off`, `each`, `once`).
+    pub repeat_tlbi: Option<String>,
 }
 
 impl Banner {
-    /// Reads `cpu: NAME (MIDR ..)` and `features: ...` lines.
+    /// Reads `cpu: NAME (MIDR ..)`, `features: ...` and `tlb: repeat_tlbi=MODE
+    /// (...)` lines.
     pub fn parse<'a>(console: impl IntoIterator<Item = &'a str>) -> Banner {
         let mut b = Banner::default();
         for line in console {
@@ -355,6 +381,8 @@ impl Banner {
                 b.cpu_name = rest.split_whitespace().next().map(str::to_string);
             } else if let Some(rest) = line.strip_prefix("features: ") {
                 b.features = Some(rest.trim().to_string());
+            } else if let Some(rest) = line.strip_prefix("tlb: repeat_tlbi=") {
+                b.repeat_tlbi = rest.split_whitespace().next().map(str::to_string);
             }
         }
         b
@@ -403,6 +431,8 @@ impl Record {
             nested_fix: c.nested_fix,
             asid_bits: c.asid_bits,
             reclaim_batch: c.reclaim_batch,
+            repeat_tlbi: c.repeat_tlbi.map(str::to_string),
+            repeat_mode: run.banner.repeat_tlbi.clone(),
             cmdline: run.cmdline.to_string(),
             repetitions: b.reps,
             ops_per_rep: b.ops,
@@ -414,6 +444,10 @@ impl Record {
             tlbi_ops_per_op: per_op(tlbi_sum),
             dsb_per_op: per_op(b.dsb),
             dsb_total: b.dsb,
+            repeat_total: b.repeat.clone(),
+            repeat_per_op: per_op(b.repeat.0.iter().map(|(_, n)| n).sum()),
+            repeat_dsb_total: b.repeat_dsb,
+            repeat_dsb_per_op: per_op(b.repeat_dsb),
             ipis_per_op: per_op(b.events.get("ipi_sent")),
             ipis_counted: !b.events.0.is_empty(),
             ipis_received_per_op: per_op(b.events.get("ipi_received")),

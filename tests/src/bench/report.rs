@@ -87,6 +87,8 @@ pub fn csv(records: &[Record]) -> String {
         "exit_elide",
         "nested_fix",
         "asid_bits",
+        "repeat_tlbi",
+        "repeat_mode",
         "repetitions",
         "ops_per_rep",
         "counted_ops",
@@ -105,6 +107,8 @@ pub fn csv(records: &[Record]) -> String {
         [
             "tlbi_other_per_op",
             "dsb_per_op",
+            "repeat_tlbi_per_op",
+            "repeat_dsb_per_op",
             "ipis_per_op",
             "ipis_received_per_op",
             "asid_rollovers",
@@ -133,6 +137,8 @@ pub fn csv(records: &[Record]) -> String {
             opt(r.exit_elide),
             opt(r.nested_fix),
             opt(r.asid_bits),
+            opt(r.repeat_tlbi.clone()),
+            opt(r.repeat_mode.clone()),
             r.repetitions.to_string(),
             r.ops_per_rep.to_string(),
             r.counted_ops.to_string(),
@@ -165,6 +171,8 @@ pub fn csv(records: &[Record]) -> String {
         row.extend([
             format!("{other:.4}"),
             format!("{:.4}", r.dsb_per_op),
+            format!("{:.4}", r.repeat_per_op),
+            format!("{:.4}", r.repeat_dsb_per_op),
             format!("{:.4}", r.ipis_per_op),
             format!("{:.4}", r.ipis_received_per_op),
             r.asid_rollovers.to_string(),
@@ -273,7 +281,7 @@ pub fn summary(
     }
     let configs: Vec<Record> = records
         .iter()
-        .filter(|r| r.sweep != Sweep::Strategies.name())
+        .filter(|r| r.sweep == Sweep::Configs.name())
         .cloned()
         .collect();
     for w in WORKLOADS {
@@ -308,6 +316,7 @@ pub fn summary(
         }
     }
     s.push_str(&strategy_tables(&records));
+    s.push_str(&repeat_tables(&records));
     let unsupported: Vec<&PointResult> = results
         .iter()
         .filter(|r| matches!(r.outcome, Outcome::Unsupported { .. }))
@@ -477,6 +486,67 @@ One operation: {}.
                 ipis(r.ipis_per_op),
                 ipis(r.ipis_received_per_op),
                 r.events_breakdown()
+            );
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The repeat sweep's section of `summary.md`: per workload, one row per
+/// CPU count, strategy and repeat-TLBI mode, the workaround's TLBIs and
+/// DSBs beside the flushes' own. Empty without repeat-sweep records.
+pub fn repeat_tables(records: &[Record]) -> String {
+    let rs: Vec<&Record> = records.iter().filter(|r| r.sweep == Sweep::Repeat.name()).collect();
+    let Some(first) = rs.first() else {
+        return String::new();
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "## The repeat-TLBI errata workaround (CVE-2025-10263)\n\n\
+         Every mode of `tlb.repeat_tlbi` (off; once: one extra `TLBI VALE1IS` and `DSB ISH` after \
+         the DSB that completes a broadcast flush; each: every broadcast TLBI again after a \
+         `DSB ISH`) × strategy × the CPUs the address space runs on, on `-cpu {}` with {} CPUs \
+         (an affected core without TLBI range ops). Per operation: time (median), guest \
+         instructions, the flushes' own TLBIs (by kind) and DSBs, the workaround's TLBIs and \
+         DSBs, shootdown IPIs sent, and local flushes the workaround left alone \
+         (`repeat_local_exempt`).\n",
+        first.cpu_model, first.cpus
+    );
+    let rank = |name: &str| STRATEGIES.iter().position(|s| s.name == name).unwrap_or(usize::MAX);
+    let mode_rank =
+        |r: &Record| super::config::REPEAT_MODES.iter().position(|m| Some(*m) == r.repeat_tlbi.as_deref());
+    for w in WORKLOADS {
+        let mut mine: Vec<&&Record> = rs.iter().filter(|r| r.workload == w.name).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        mine.sort_by_key(|r| (r.mm_cpus, rank(&r.strategy), mode_rank(r)));
+        let size: Vec<String> =
+            mine[0].params.0.iter().filter(|(k, _)| k != "threads").map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(s, "### {} ({})\n\nOne operation: {}.\n", w.name, size.join(" "), w.op);
+        s.push_str(
+            "| mm CPUs | strategy | repeat_tlbi | time/op | insns/op | TLBI/op | by kind | DSB/op \
+             | repeat TLBI/op | repeat DSB/op | IPIs sent/op | local exempt/op |\n",
+        );
+        s.push_str("|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
+        for r in mine {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.mm_cpus,
+                r.strategy,
+                r.repeat_tlbi.as_deref().unwrap_or("auto"),
+                fmt_ns(r.ns_per_op.median),
+                fmt_insns(r.insns_per_op),
+                fmt_count(r.tlbi_ops_per_op),
+                r.tlbi_breakdown(),
+                fmt_count(r.dsb_per_op),
+                fmt_count(r.repeat_per_op),
+                fmt_count(r.repeat_dsb_per_op),
+                fmt_count(r.ipis_per_op),
+                fmt_count(r.events_per_op.get("repeat_local_exempt")),
             );
         }
         s.push('\n');
@@ -676,6 +746,37 @@ mod tests {
         let col = |name: &str| row[head.iter().position(|h| *h == name).unwrap()];
         assert_eq!((col("sweep"), col("mm_cpus"), col("ipis_per_op")), ("configs", "1", "1.0000"));
         assert_eq!((col("decide_ipi_per_op"), col("ipi_received_per_op")), ("1.0000", "1.0000"));
+    }
+
+    #[test]
+    fn repeat_records_get_their_own_tables() {
+        let line = LINE.replace(
+            r#""dsb":30,"#,
+            r#""dsb":30,"repeat":{"vale1is":30},"repeat_dsb":30,"#,
+        );
+        let mut rs = Vec::new();
+        for (mode, strategy, cpus) in [("each", "local", 1), ("once", "broadcast", 2), ("off", "broadcast", 1)] {
+            let mut r = record(if mode == "off" { LINE } else { &line });
+            (r.sweep, r.strategy, r.mm_cpus) = ("repeat".into(), strategy.into(), cpus);
+            r.repeat_tlbi = Some(mode.into());
+            rs.push(r);
+        }
+        let t = repeat_tables(&rs);
+        assert!(t.contains("## The repeat-TLBI errata workaround") && t.contains("### mmap (pages=16)"), "{t}");
+        let rows: Vec<&str> = t.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| mm CPUs")).collect();
+        let order: Vec<String> = rows.iter().map(|l| l.split(" | ").take(3).collect::<Vec<_>>().join(" ")).collect();
+        assert_eq!(order, ["| 1 broadcast off", "| 1 local each", "| 2 broadcast once"], "{t}");
+        assert!(rows[2].ends_with("| 1 | 1 | 0 | 0 |"), "repeat TLBI and DSB per op: {}", rows[2]);
+        let results = vec![PointResult { point: point(), outcome: Outcome::Measured(rs.clone()) }];
+        let md = summary(&results, &RunMeta::default(), &[], None);
+        assert!(md.contains("## The repeat-TLBI") && !md.contains("\n## mmap"), "not in the configs tables: {md}");
+        let csv = csv(&rs[2..]);
+        let head: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+        let col = |name: &str| row[head.iter().position(|h| *h == name).unwrap()];
+        let repeat = (col("repeat_tlbi"), col("repeat_tlbi_per_op"), col("repeat_dsb_per_op"));
+        assert_eq!(repeat, ("off", "0.0000", "0.0000"));
+        assert!(repeat_tables(&[record(LINE)]).is_empty());
     }
 
     #[test]

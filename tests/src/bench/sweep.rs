@@ -6,16 +6,20 @@
 //! size `n`, 32..40 repetitions, 40..56 operations per repetition, 56..60
 //! flags, 60..64 threads (the CPUs the process runs on).
 //!
-//! Two sweeps ([`Sweep`]):
+//! Three sweeps ([`Sweep`]):
 //! - **configs**: each workload's own sweep of sizes and configurations
 //!   (policies, CPU models, exit elision, nested fix, ASID width), under
 //!   the kernel's default strategy;
 //! - **strategies**: every strategy of [`STRATEGIES`] × the number of CPUs
 //!   the workload's address space runs on ([`cpu_counts`]: its process
 //!   keeps that many threads, one per CPU), at one size per workload
-//!   ([`PerCpu`]), on a machine of [`strategy_smp`] CPUs.
+//!   ([`PerCpu`]), on a machine of [`strategy_smp`] CPUs;
+//! - **repeat**: the repeat-TLBI errata workaround's modes
+//!   ([`REPEAT_MODES`]) × strategies × the CPUs the address space runs on,
+//!   at the same sizes, on an affected core ([`CPU_REPEAT_TLBI`]; see
+//!   [`repeat_points`]).
 
-use super::config::{Config, CPU_NO_RANGE, CPU_RANGE, STRATEGIES};
+use super::config::{Config, CPU_NO_RANGE, CPU_RANGE, CPU_REPEAT_TLBI, REPEAT_MODES, STRATEGIES};
 
 /// How much to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,16 +66,19 @@ pub enum Sweep {
     Configs,
     /// Strategies × CPUs the address space runs on.
     Strategies,
+    /// The repeat-TLBI workaround's modes × strategies × CPUs.
+    Repeat,
 }
 
 impl Sweep {
-    pub const ALL: [Sweep; 2] = [Sweep::Configs, Sweep::Strategies];
+    pub const ALL: [Sweep; 3] = [Sweep::Configs, Sweep::Strategies, Sweep::Repeat];
 
     /// The name on the command line (`--sweep`) and in records.
     pub fn name(self) -> &'static str {
         match self {
             Sweep::Configs => "configs",
             Sweep::Strategies => "strategies",
+            Sweep::Repeat => "repeat",
         }
     }
 
@@ -339,6 +346,64 @@ pub fn plan(depth: Depth, workloads: &[&'static Workload], sweeps: &[Sweep]) -> 
         }
         if sweeps.contains(&Sweep::Strategies) {
             out.extend(strategy_points(w, depth));
+        }
+        if sweeps.contains(&Sweep::Repeat) {
+            out.extend(repeat_points(w, depth));
+        }
+    }
+    out
+}
+
+/// The workloads of the repeat sweep with `--quick` (a munmap, an
+/// mprotect, a fork and exit); the full sweep takes every workload of the
+/// strategy sweep.
+pub const REPEAT_QUICK_WORKLOADS: &[&str] = &["mmap", "mprotect", "fork"];
+
+/// The CPUs the address space runs on in the repeat sweep: alone (where
+/// `local` flushes locally, exempt from the workaround) and with a second
+/// thread (where `local` broadcasts and `ipi` sends one IPI).
+pub fn repeat_cpu_counts(depth: Depth) -> &'static [u32] {
+    match depth {
+        Depth::Quick => &[1, 2],
+        Depth::Full => &[1, 2, 4],
+    }
+}
+
+/// The strategies the repeat sweep crosses: broadcast (which pays the
+/// workaround) against the local and IPI flushing (which do not: local
+/// TLBIs are exempt); `auto` too in the full sweep.
+fn repeat_strategies(depth: Depth) -> &'static [super::config::Strategy] {
+    match depth {
+        Depth::Quick => &STRATEGIES[..3],
+        Depth::Full => STRATEGIES,
+    }
+}
+
+/// The repeat sweep of `w`: [`REPEAT_MODES`] × strategies ×
+/// [`repeat_cpu_counts`] at its strategy-sweep size, on
+/// [`CPU_REPEAT_TLBI`] with as many CPUs as the most the address space
+/// uses; none if the workload takes no part. CPU-count major, then
+/// strategy, then mode, so the modes compared run close together in time.
+pub fn repeat_points(w: &'static Workload, depth: Depth) -> Vec<Point> {
+    let Some(pc) = w.per_cpu else {
+        return Vec::new();
+    };
+    if depth == Depth::Quick && !REPEAT_QUICK_WORKLOADS.contains(&w.name) {
+        return Vec::new();
+    }
+    let counts = repeat_cpu_counts(depth);
+    let machine = Config::new(CPU_REPEAT_TLBI, counts.iter().copied().max().unwrap_or(1));
+    let mut out = Vec::new();
+    for &t in counts {
+        for s in repeat_strategies(depth) {
+            for mode in REPEAT_MODES {
+                let c = machine.clone().with_strategy(s).with_repeat_tlbi(mode);
+                out.push(
+                    Point::new(w, pc.n, 0, depth.strategy_reps(), pc.ops, c)
+                        .with_threads(t)
+                        .in_sweep(Sweep::Repeat),
+                );
+            }
         }
     }
     out
@@ -638,6 +703,24 @@ mod tests {
         assert_eq!(p.arg(), 4096 | 7 << 32 | 300 << 40 | 1 << 56 | 8 << 60);
         assert_eq!((p.busy_cpus, p.mm_cpus()), (8, 8));
         assert_eq!(p.describe(), "pingpong n=4096 flags=0x1 threads=8");
+    }
+
+    #[test]
+    fn the_repeat_sweep_crosses_modes_strategies_and_cpu_counts() {
+        let quick = plan(Depth::Quick, &[], &[Sweep::Repeat]);
+        assert_eq!(quick.len(), REPEAT_QUICK_WORKLOADS.len() * REPEAT_MODES.len() * 3 * 2);
+        let full = plan(Depth::Full, &[], &[Sweep::Repeat]);
+        let per_cpu = WORKLOADS.iter().filter(|w| w.per_cpu.is_some()).count();
+        assert_eq!(full.len(), per_cpu * REPEAT_MODES.len() * STRATEGIES.len() * 3);
+        for p in quick.iter().chain(&full) {
+            assert_eq!((p.sweep, p.config.cpu), (Sweep::Repeat, CPU_REPEAT_TLBI));
+            let mode = p.config.repeat_tlbi.expect("a mode");
+            assert!(p.args().contains(&format!("tlb.repeat_tlbi={mode}")), "{:?}", p.args());
+            assert!(p.mm_cpus() <= p.config.cpus && p.threads == p.mm_cpus());
+        }
+        let strategies: std::collections::BTreeSet<_> = quick.iter().map(|p| p.config.strategy.name).collect();
+        assert_eq!(strategies, ["broadcast", "ipi", "local"].into());
+        assert!(plan(Depth::Quick, &[workload("reclaim").unwrap()], &[Sweep::Repeat]).is_empty());
     }
 
     #[test]

@@ -37,11 +37,16 @@ struct Cli {
     /// mprotect-threads, reclaim, pingpong, asid-pressure.
     #[arg(long = "workload", value_name = "NAME")]
     workloads: Vec<String>,
-    /// Only this sweep (repeatable; default both): configs (each
-    /// workload's sizes and configurations under the default strategy) or
+    /// Only this sweep (repeatable; default all three): configs (each
+    /// workload's sizes and configurations under the default strategy),
     /// strategies (every flush strategy × the CPUs the address space runs
-    /// on: 1, 2, 4 with --quick, else 1, 2, 4, 8).
-    #[arg(long = "sweep", value_name = "configs|strategies", value_parser = ["configs", "strategies"])]
+    /// on: 1, 2, 4 with --quick, else 1, 2, 4, 8) or repeat (the
+    /// repeat-TLBI workaround's modes × strategies × CPUs, on cortex-a76).
+    #[arg(
+        long = "sweep",
+        value_name = "configs|strategies|repeat",
+        value_parser = ["configs", "strategies", "repeat"]
+    )]
     sweeps: Vec<String>,
     /// Results directory (default: results/<timestamp>/ in the workspace).
     #[arg(long, value_name = "DIR")]

@@ -294,9 +294,22 @@ pub mod stats {
     pub const FRAMES: u64 = 0;
     /// Bad system calls rejected since boot (one word).
     pub const BAD_SYSCALLS: u64 = 1;
-    /// TLBI counts summed over CPUs, one word per `OpKind` in its order,
-    /// then the DSB count.
+    /// TLBI counts summed over CPUs, one word per `OpKind` in its order
+    /// ([`TLBI_KINDS`] words), then the DSB count (word [`TLBI_DSB`]); then
+    /// the repeat-TLBI workaround's own TLBIs (`tlb.repeat_tlbi`), one word
+    /// per kind in the same order, and its DSBs (word [`TLBI_REPEAT_DSB`]).
+    /// The workaround's instructions are counted there only.
     pub const TLBI: u64 = 2;
+    /// TLBI kinds: the kernel's `OpKind::COUNT`.
+    pub const TLBI_KINDS: usize = 12;
+    /// Word of [`TLBI`] holding the DSB count.
+    pub const TLBI_DSB: usize = TLBI_KINDS;
+    /// First word of [`TLBI`] holding the workaround's TLBIs by kind.
+    pub const TLBI_REPEAT: usize = TLBI_DSB + 1;
+    /// Word of [`TLBI`] holding the workaround's DSBs.
+    pub const TLBI_REPEAT_DSB: usize = TLBI_REPEAT + TLBI_KINDS;
+    /// Words [`TLBI`] writes.
+    pub const TLBI_WORDS: usize = TLBI_REPEAT_DSB + 1;
     /// [rollovers, slow-path allocations, fast-path switches, rollover
     /// flushes, pinned] of the ASID allocator.
     pub const ASID: u64 = 3;
@@ -310,7 +323,7 @@ pub mod stats {
     /// [`super::resources`]: what leak tests compare against a baseline.
     pub const RESOURCES: u64 = 8;
     /// TLB decisions, summed over CPUs, one word each (the kernel's
-    /// `mm::tlb::Event` in order, 29 words), indexed by [`super::events`]
+    /// `mm::tlb::Event` in order, 30 words), indexed by [`super::events`]
     /// and named by [`EVENT_NAMES`].
     pub const EVENTS: u64 = 7;
     /// `EVENTS_CPU + cpu`: the same words for one CPU (`cpu` < 8).
@@ -321,7 +334,7 @@ pub mod stats {
     /// [`super::device::COUNT`]), indexed by [`super::device`]'s `FILLS` ..
     pub const DEVICE: u64 = 40;
     /// The names of the words of [`EVENTS`], in order.
-    pub const EVENT_NAMES: [&str; 29] = [
+    pub const EVENT_NAMES: [&str; 30] = [
         "exit_elided",
         "nested_full_flush",
         "racing_full_flush",
@@ -344,6 +357,7 @@ pub mod stats {
         "reclaim_batch",
         "batched_pending_flush",
         "swap_in",
+        "repeat_local_exempt",
         "block_fill",
         "run_fill",
         "block_split",
@@ -405,22 +419,25 @@ pub mod events {
     pub const BATCHED_PENDING_FLUSH: usize = 20;
     /// Pages read back from swap on a fault.
     pub const SWAP_IN: usize = 21;
+    /// Local TLB flushes completed while a repeat-TLBI mode was on: not
+    /// repeated (the errata concern broadcast invalidation only).
+    pub const REPEAT_LOCAL_EXEMPT: usize = 22;
     /// First touches that mapped a whole block (2 MiB) of zeroes.
-    pub const BLOCK_FILL: usize = 22;
+    pub const BLOCK_FILL: usize = 23;
     /// First touches that mapped a whole contiguous run (64 KiB) of zeroes.
-    pub const RUN_FILL: usize = 23;
+    pub const RUN_FILL: usize = 24;
     /// Blocks split into pages (break-before-make: cleared, flushed, then the table linked).
-    pub const BLOCK_SPLIT: usize = 24;
+    pub const BLOCK_SPLIT: usize = 25;
     /// Contiguous runs unfolded into plain pages (cleared, flushed, rewritten).
-    pub const RUN_UNFOLD: usize = 25;
+    pub const RUN_UNFOLD: usize = 26;
     /// Splits and unfolds made without the break, as FEAT_BBM level 2 permits (counted as well as the split).
-    pub const SPLIT_NO_BREAK: usize = 26;
+    pub const SPLIT_NO_BREAK: usize = 27;
     /// Regions collapsed into one block or run (MADV_COLLAPSE).
-    pub const COLLAPSE: usize = 27;
+    pub const COLLAPSE: usize = 28;
     /// Copy-on-write faults that copied a whole block (`mm.block_cow=copy`).
-    pub const BLOCK_COW_COPY: usize = 28;
+    pub const BLOCK_COW_COPY: usize = 29;
     /// Words `stats(EVENTS)` writes.
-    pub const COUNT: usize = 29;
+    pub const COUNT: usize = 30;
 }
 
 /// Word indices of `stats(RESOURCES)`.

@@ -82,8 +82,9 @@ pub const FLAG_B: u64 = 1 << 1;
 pub const MAX_THREADS: u64 = 8;
 
 /// TLBI counter names in the order of the words of `STATS(TLBI)`, which is
-/// `OpKind`'s order in `kernel/src/mm/tlb/op.rs`; the DSB count follows.
-pub const TLBI_NAMES: [&str; 12] = [
+/// `OpKind`'s order in `kernel/src/mm/tlb/op.rs`; the DSB count follows,
+/// then the repeat-TLBI workaround's TLBIs in the same order and its DSBs.
+pub const TLBI_NAMES: [&str; ulib::abi::stats::TLBI_KINDS] = [
     "vae1",
     "vale1",
     "rvae1",
@@ -164,7 +165,8 @@ impl Arg {
 /// A snapshot (or a difference) of the kernel counters a benchmark reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counters {
-    /// `STATS(TLBI)`: one word per TLBI kind, then the DSB count.
+    /// `STATS(TLBI)`: one word per TLBI kind, the DSB count, then the
+    /// repeat-TLBI workaround's (`abi::stats::TLBI`).
     pub tlbi: [u64; TLBI_WORDS],
     /// How many words the kernel wrote.
     pub tlbi_words: usize,
@@ -728,18 +730,24 @@ fn write_json(
         write!(w, "{}{t}", if i == 0 { "" } else { "," })?;
     }
     let c = &m.counters;
-    // The last word is the DSB count; words between the known names and it
-    // (kinds a newer kernel added) are reported by index.
-    let kinds = c.tlbi_words.saturating_sub(1);
+    // `STATS(TLBI)`'s layout (`abi::stats::TLBI`): the kinds, the DSBs,
+    // then the repeat-TLBI workaround's TLBIs by kind and its DSBs.
+    let kinds = stats::TLBI_KINDS.min(c.tlbi_words);
     w.write_str("],\"tlbi\":{")?;
-    for (i, n) in c.tlbi[..kinds].iter().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        match TLBI_NAMES.get(i) {
-            Some(name) => write!(w, "{sep}\"{name}\":{n}")?,
-            None => write!(w, "{sep}\"op{i}\":{n}")?,
-        }
+    for (i, (name, n)) in TLBI_NAMES.iter().zip(&c.tlbi[..kinds]).enumerate() {
+        write!(w, "{}\"{name}\":{n}", if i == 0 { "" } else { "," })?;
     }
-    write!(w, "}},\"dsb\":{},\"asid\":{{", c.tlbi[kinds])?;
+    write!(w, "}},\"dsb\":{}", c.tlbi[stats::TLBI_DSB])?;
+    // The workaround's, when the kernel counts them and it issued any.
+    let repeat = &c.tlbi[stats::TLBI_REPEAT..stats::TLBI_REPEAT_DSB + 1];
+    if c.tlbi_words >= stats::TLBI_WORDS && repeat.iter().any(|&n| n != 0) {
+        w.write_str(",\"repeat\":{")?;
+        for (i, (name, n)) in TLBI_NAMES.iter().zip(repeat).enumerate() {
+            write!(w, "{}\"{name}\":{n}", if i == 0 { "" } else { "," })?;
+        }
+        write!(w, "}},\"repeat_dsb\":{}", c.tlbi[stats::TLBI_REPEAT_DSB])?;
+    }
+    w.write_str(",\"asid\":{")?;
     for (i, (name, n)) in ASID_NAMES.iter().zip(c.asid).enumerate() {
         write!(w, "{}\"{name}\":{n}", if i == 0 { "" } else { "," })?;
     }
@@ -875,6 +883,37 @@ mod tests {
             arg.raw
         );
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn the_workarounds_counts_follow_the_dsb_when_there_are_any() {
+        let mut c = Counters {
+            tlbi: [0; TLBI_WORDS],
+            tlbi_words: stats::TLBI_WORDS,
+            asid: [0; 5],
+            faults: 0,
+            events: [0; EVENT_WORDS],
+            event_words: 0,
+            device: [0; DEVICE_WORDS],
+            device_words: 0,
+        };
+        c.tlbi[8] = 10;
+        c.tlbi[stats::TLBI_DSB] = 10;
+        let mut m = Measurement { rep_ticks: [1; MAX_REPS], reps: 1, ops: 10, warmup: 0, counted_ops: 10, counters: c };
+        let arg = Arg::decode(Arg::encode(16, 1, 10, 0, 0), 0, 0, 0);
+        let json = |m: &Measurement| {
+            let mut line = Line::new();
+            write_json(&mut line, "mmap", &arg, &[], m, (1, 1)).unwrap();
+            std::string::String::from_utf8(line.bytes().to_vec()).unwrap()
+        };
+        assert!(!json(&m).contains("repeat"), "none issued: {}", json(&m));
+        m.counters.tlbi[stats::TLBI_REPEAT + 7] = 10;
+        m.counters.tlbi[stats::TLBI_REPEAT_DSB] = 10;
+        let text = json(&m);
+        assert!(text.contains("\"rvae1is\":10,\"rvale1is\":0,\"aside1is\":0,\"vmalle1is\":0},\"dsb\":10,"), "{text}");
+        assert!(text.contains(",\"repeat\":{\"vae1\":0,"), "{text}");
+        assert!(text.contains("\"vale1is\":10,\"rvae1is\":0,"), "{text}");
+        assert!(text.contains("\"vmalle1is\":0},\"repeat_dsb\":10,\"asid\":{"), "{text}");
     }
 
     #[test]

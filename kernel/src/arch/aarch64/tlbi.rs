@@ -7,7 +7,7 @@
 //! and an `ISB` so this CPU's later instructions use the new translations.
 
 use super::cpu::cpu_id;
-use crate::mm::tlb::{range, Scope, TlbiOp, TLB_STATS};
+use crate::mm::tlb::{range, OpKind, Scope, TlbiOp, TLB_STATS};
 use core::arch::asm;
 
 macro_rules! tlbi {
@@ -44,11 +44,17 @@ pub fn publish_tables() {
     dsb_ishst();
 }
 
-/// Issues one op without waiting for completion. Callers complete a batch
-/// with [`sync`] on the same CPU. An op whose operand cannot be encoded
-/// (a bug in the caller) is widened to its whole ASID, which is always
-/// correct, and logged.
+/// Issues one op without waiting for completion and counts it. Callers
+/// complete a batch with [`sync`] on the same CPU.
 fn issue(op: &TlbiOp, scope: Scope) {
+    let kind = exec(op, scope);
+    TLB_STATS.record(cpu_id(), kind);
+}
+
+/// Executes one op, uncounted, and returns the kind it executed. An op
+/// whose operand cannot be encoded (a bug in the caller) is widened to its
+/// whole ASID, which is always correct, and logged.
+fn exec(op: &TlbiOp, scope: Scope) -> OpKind {
     let arg = match range::encode(op) {
         Ok(a) => a,
         Err(_) if *op == TlbiOp::All => 0,
@@ -58,7 +64,7 @@ fn issue(op: &TlbiOp, scope: Scope) {
                 TlbiOp::Va { asid, .. } | TlbiOp::Range { asid, .. } | TlbiOp::Asid { asid } => asid,
                 TlbiOp::All => 0,
             };
-            return issue(&TlbiOp::Asid { asid }, scope);
+            return exec(&TlbiOp::Asid { asid }, scope);
         }
     };
     match (*op, scope) {
@@ -75,7 +81,22 @@ fn issue(op: &TlbiOp, scope: Scope) {
         (TlbiOp::All, Scope::Local) => tlbi!("vmalle1"),
         (TlbiOp::All, Scope::Broadcast) => tlbi!("vmalle1is"),
     }
-    TLB_STATS.record(cpu_id(), op.kind(scope));
+    op.kind(scope)
+}
+
+/// The repeat-TLBI workaround's TLBI (`mm::space::repeat`): `op` broadcast,
+/// with no `DSB ISHST` before it, counted as the workaround's.
+pub fn repeat_tlbi(op: &TlbiOp) {
+    let kind = exec(op, Scope::Broadcast);
+    TLB_STATS.record_repeat(cpu_id(), kind);
+}
+
+/// The repeat-TLBI workaround's `DSB ISH` (no `ISB`), counted as the
+/// workaround's: it completes every TLBI this CPU issued, as [`sync`] does.
+pub fn repeat_dsb() {
+    // SAFETY: barriers have no memory-safety effect.
+    unsafe { asm!("dsb ish", options(nostack)) };
+    TLB_STATS.record_repeat_dsb(cpu_id());
 }
 
 /// Waits until every TLBI this CPU issued has completed everywhere it was

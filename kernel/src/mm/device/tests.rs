@@ -46,6 +46,8 @@ impl AsidHw for Rig {
 impl MmHw for Rig {
     fn issue(&self, _ops: &[TlbiOp], _scope: Scope) {}
     fn complete(&self, _scope: Scope) {}
+    fn repeat_tlbi(&self, _op: &TlbiOp) {}
+    fn repeat_dsb(&self) {}
     unsafe fn load_ttbr0(&self, _root: u64, _asid: u16) {}
     fn load_reserved(&self) {}
     fn event(&self, e: Event) {

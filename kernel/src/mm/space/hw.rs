@@ -22,6 +22,17 @@ pub trait MmHw: AsidHw {
     /// scope reaches, when this returns.
     fn complete(&self, scope: Scope);
 
+    /// One TLBI of the repeat-TLBI errata workaround ([`super::repeat`]):
+    /// `op` as a broadcast TLBI, without the `DSB ISHST` of
+    /// [`Self::issue`], counted as the workaround's (by its kind), not as
+    /// a flush's. It completes at this CPU's next DSB, as any TLBI.
+    fn repeat_tlbi(&self, op: &TlbiOp);
+
+    /// The workaround's `DSB ISH` on this CPU (no `ISB`), counted as the
+    /// workaround's, not as a completion of a flush: it completes every
+    /// TLBI this CPU issued, as [`Self::complete`] does.
+    fn repeat_dsb(&self);
+
     /// Loads TTBR0 with the tables at `root` and `asid`, then `ISB` and
     /// `DSB ISH`, so no walk of the previous tables is still in flight on
     /// this CPU once it returns, for any CPU that may reuse them (the DSB

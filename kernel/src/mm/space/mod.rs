@@ -53,6 +53,7 @@ mod hw;
 pub mod notifier;
 mod op;
 pub mod reclaim;
+pub mod repeat;
 pub mod shootdown;
 pub mod switch;
 #[cfg(test)]
@@ -69,7 +70,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use super::asid::MmContext;
 use super::aspace::AddressSpace;
 use super::pagetable::{Arm4k, Format, PhysMem};
-use super::tlb::{TlbFeatures, PolicyParams};
+use super::tlb::{TlbFeatures, PolicyParams, RepeatTlbi};
 use super::tlb::stats::MAX_CPUS;
 
 /// How the protocol flushes: the policy and what the CPU has, and the
@@ -98,6 +99,9 @@ pub struct TlbConfig {
     /// `auto`: IPIs up to this many CPUs (`tlb.ipi_max`,
     /// [`shootdown::IPI_MAX`]).
     pub ipi_max: u32,
+    /// The repeat-TLBI errata workaround ([`repeat`], `tlb.repeat_tlbi`
+    /// resolved for this CPU).
+    pub repeat_tlbi: RepeatTlbi,
     /// An adopter counts itself in `Mm::users` (`tlb.use_mm_mmget`; off
     /// only to demonstrate the bug of seed 002).
     pub use_mm_mmget: bool,
@@ -185,6 +189,7 @@ impl TlbConfig {
             run_walks: false,
             strategy: Strategy::Broadcast,
             ipi_max: shootdown::IPI_MAX,
+            repeat_tlbi: RepeatTlbi::Off,
             use_mm_mmget: true,
             lazy: true,
             notifier_late: false,

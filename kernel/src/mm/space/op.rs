@@ -270,6 +270,8 @@ pub struct Op<F: Format> {
     early_asid: Option<Option<u16>>,
     /// Issued TLBIs awaiting this CPU's DSB.
     issued: Option<Scope>,
+    /// The repeat-TLBI workaround its flushes get (`TlbConfig::repeat_tlbi`).
+    repeat: crate::mm::tlb::RepeatTlbi,
     /// The generation this CPU's TLB is clean up to once that DSB is done.
     gen_to: Option<u64>,
     /// IPIs to send after this CPU's own flush: targets and request.
@@ -334,6 +336,7 @@ impl<F: Format> Op<F> {
             racing: false,
             early_asid: None,
             issued: None,
+            repeat: cfg.repeat_tlbi,
             gen_to: None,
             shoot: None,
             evicted: false,
@@ -1403,7 +1406,7 @@ impl<F: Format> Op<F> {
 
     /// Issues `plan`'s ops; this CPU's next [`Self::complete`] completes them.
     fn issue<H: MmHw>(&mut self, hw: &H, plan: &FlushPlan) {
-        hw.issue(plan.ops(), plan.scope());
+        super::repeat::issue(hw, self.repeat, plan.ops(), plan.scope());
         self.issued = Some(plan.scope());
     }
 
@@ -1434,7 +1437,7 @@ impl<F: Format> Op<F> {
     /// generation its flush caught up with.
     fn complete<H: MmHw>(&mut self, mm: &Mm<F>, hw: &H) {
         if let Some(scope) = self.issued.take() {
-            hw.complete(scope);
+            super::repeat::complete(hw, self.repeat, scope);
         }
         if let Some(g) = self.gen_to.take() {
             shootdown::caught_up(mm, hw, g);

@@ -145,7 +145,7 @@ impl Batch {
                         cfg.reclaim_dsb_remote || hw.cpu_id() == cpu,
                         "a reclaim batch completes on CPU {cpu}, the one that issued its TLBIs"
                     );
-                    hw.complete(Scope::Broadcast);
+                    super::repeat::complete(hw, cfg.repeat_tlbi, Scope::Broadcast);
                     hw.event(Event::ReclaimBatch);
                 }
                 self.pc = BatchPc::SecWait;

@@ -266,9 +266,9 @@ pub fn serve<F: Format, H: MmHw>(mm: &Mm<F>, req: &Shootdown, cfg: &TlbConfig, h
         if skipped_here(mm, hw) {
             // Entries that may conflict stay behind otherwise (see
             // `flush_all_here`); the dying ASID's go with them.
-            flush_all_here(hw, Reason::CatchUp);
+            flush_all_here(cfg, hw, Reason::CatchUp);
         } else if req.dying {
-            drop_dying_asid(mm, hw);
+            drop_dying_asid(mm, cfg, hw);
         }
         mm.lazy.fetch_and(!me, Ordering::SeqCst);
         mm.cpus.fetch_and(!me, Ordering::SeqCst);
@@ -304,7 +304,7 @@ pub fn flush_behind<F: Format, H: MmHw>(
     let mut plan = FlushPlan::new(Scope::Local);
     match (how, range) {
         (CatchUp::All, _) => {
-            flush_all_here(hw, why);
+            flush_all_here(cfg, hw, why);
             caught_up(mm, hw, cur);
             return how;
         }
@@ -327,8 +327,7 @@ pub fn flush_behind<F: Format, H: MmHw>(
             hw.decision(Decision::whole_asid(asid, &plan, why));
         }
     }
-    hw.issue(plan.ops(), Scope::Local);
-    hw.complete(Scope::Local);
+    super::repeat::run(hw, cfg.repeat_tlbi, plan.ops(), Scope::Local);
     caught_up(mm, hw, cur);
     how
 }
@@ -347,22 +346,20 @@ pub(super) fn skipped_here<F: Format, H: MmHw>(mm: &Mm<F>, hw: &H) -> bool {
 /// and only an invalidation of everything is guaranteed to remove such
 /// conflicting entries (Arm ARM DDI 0487, D8.17.3, R_GRVDR and I_JCCRT); a
 /// `TLBI ASIDE1` or by VA need not.
-fn flush_all_here<H: MmHw>(hw: &H, why: Reason) {
+fn flush_all_here<H: MmHw>(cfg: &TlbConfig, hw: &H, why: Reason) {
     let op = TlbiOp::All;
     hw.decision(Decision::op(&op, Scope::Local, why));
-    hw.issue(&[op], Scope::Local);
-    hw.complete(Scope::Local);
+    super::repeat::run(hw, cfg.repeat_tlbi, &[op], Scope::Local);
     hw.event(Event::StaleFlush);
 }
 
 /// A local `TLBI ASIDE1` of a dying mm's ASID and its `DSB NSH` (see
 /// `switch::leave_dying` for why each leaving CPU does it).
-pub(super) fn drop_dying_asid<F: Format, H: MmHw>(mm: &Mm<F>, hw: &H) {
+pub(super) fn drop_dying_asid<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H) {
     if let Some(asid) = mm.ctx.asid() {
         let op = TlbiOp::Asid { asid };
         hw.decision(Decision::op(&op, Scope::Local, Reason::ExitLocal));
-        hw.issue(&[op], Scope::Local);
-        hw.complete(Scope::Local);
+        super::repeat::run(hw, cfg.repeat_tlbi, &[op], Scope::Local);
         hw.event(Event::ExitLocalFlush);
     }
 }

@@ -149,7 +149,7 @@ pub fn leave_dying<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H) {
         return;
     }
     hw.load_reserved();
-    shootdown::drop_dying_asid(mm, hw);
+    shootdown::drop_dying_asid(mm, cfg, hw);
     mm.lazy.fetch_and(!bit, Ordering::SeqCst);
     mm.cpus.fetch_and(!bit, Ordering::AcqRel);
 }

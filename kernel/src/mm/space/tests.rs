@@ -23,6 +23,9 @@ const RW: u64 = prot::READ | prot::WRITE;
 enum Ev {
     Issue(Vec<OpKind>),
     Complete(Scope),
+    /// The repeat-TLBI workaround's TLBI (broadcast) and DSB.
+    RepeatTlbi(TlbiOp),
+    RepeatDsb,
     Ttbr0(u16),
     Reserved,
     Event(Event),
@@ -56,7 +59,7 @@ struct Rig {
     /// When set, a send is served at once by each target (this rig on the
     /// target's CPU), with this configuration.
     serve: Cell<Option<TlbConfig>>,
-    /// Every op issued, in order.
+    /// Every op issued, in order (the log has their kinds).
     ops: RefCell<Vec<TlbiOp>>,
 }
 
@@ -108,6 +111,12 @@ impl MmHw for Rig {
     }
     fn complete(&self, scope: Scope) {
         self.push(Ev::Complete(scope));
+    }
+    fn repeat_tlbi(&self, op: &TlbiOp) {
+        self.push(Ev::RepeatTlbi(*op));
+    }
+    fn repeat_dsb(&self) {
+        self.push(Ev::RepeatDsb);
     }
     unsafe fn load_ttbr0(&self, _root: u64, asid: u16) {
         self.push(Ev::Ttbr0(asid));
@@ -596,4 +605,5 @@ fn running_walks_in_one_step_changes_nothing_but_the_steps() {
 mod notifier;
 mod pages;
 mod reclaim;
+mod repeat;
 mod strategy;

@@ -15,6 +15,11 @@ pub struct CpuTlbStats {
     ops: [AtomicU64; OpKind::COUNT],
     /// DSBs issued to complete TLB maintenance.
     dsb: AtomicU64,
+    /// The repeat-TLBI workaround's own TLBIs, by the kind they were
+    /// issued as (`tlb.repeat_tlbi`, `mm::space::repeat`): not in `ops`.
+    repeat: [AtomicU64; OpKind::COUNT],
+    /// The workaround's own `DSB ISH`s: not in `dsb`.
+    repeat_dsb: AtomicU64,
     /// Flush decisions that are not instructions, by [`Event`].
     events: [AtomicU64; Event::COUNT],
 }
@@ -79,6 +84,10 @@ pub enum Event {
     BatchedPendingFlush,
     /// Pages read back from swap on a fault.
     SwapIn,
+    /// A local TLB flush completed while a repeat-TLBI mode was on
+    /// (`tlb.repeat_tlbi`): not repeated, as the errata concern broadcast
+    /// invalidation only (`mm::space::repeat`).
+    RepeatLocalExempt,
     /// First touches that mapped a whole block (2 MiB) of zeroes.
     BlockFill,
     /// First touches that mapped a whole contiguous run (64 KiB) of zeroes.
@@ -111,7 +120,7 @@ const _: () = {
 };
 
 impl Event {
-    pub const COUNT: usize = 29;
+    pub const COUNT: usize = 30;
     pub const ALL: [Event; Self::COUNT] = [
         Event::ExitElided,
         Event::NestedFullFlush,
@@ -135,6 +144,7 @@ impl Event {
         Event::ReclaimBatch,
         Event::BatchedPendingFlush,
         Event::SwapIn,
+        Event::RepeatLocalExempt,
         Event::BlockFill,
         Event::RunFill,
         Event::BlockSplit,
@@ -167,6 +177,7 @@ impl Event {
             Event::ReclaimBatch => "reclaim_batch",
             Event::BatchedPendingFlush => "batched_pending_flush",
             Event::SwapIn => "swap_in",
+            Event::RepeatLocalExempt => "repeat_local_exempt",
             Event::BlockFill => "block_fill",
             Event::RunFill => "run_fill",
             Event::BlockSplit => "block_split",
@@ -205,6 +216,7 @@ const _: () = {
         (Event::ReclaimBatch, e::RECLAIM_BATCH),
         (Event::BatchedPendingFlush, e::BATCHED_PENDING_FLUSH),
         (Event::SwapIn, e::SWAP_IN),
+        (Event::RepeatLocalExempt, e::REPEAT_LOCAL_EXEMPT),
         (Event::BlockFill, e::BLOCK_FILL),
         (Event::RunFill, e::RUN_FILL),
         (Event::BlockSplit, e::BLOCK_SPLIT),
@@ -224,7 +236,13 @@ impl CpuTlbStats {
     #[allow(clippy::declare_interior_mutable_const)]
     const ZERO: AtomicU64 = AtomicU64::new(0);
     pub const fn new() -> Self {
-        Self { ops: [Self::ZERO; OpKind::COUNT], dsb: AtomicU64::new(0), events: [Self::ZERO; Event::COUNT] }
+        Self {
+            ops: [Self::ZERO; OpKind::COUNT],
+            dsb: AtomicU64::new(0),
+            repeat: [Self::ZERO; OpKind::COUNT],
+            repeat_dsb: AtomicU64::new(0),
+            events: [Self::ZERO; Event::COUNT],
+        }
     }
 }
 
@@ -244,6 +262,10 @@ pub struct TlbStats {
 pub struct TlbCounts {
     pub ops: [u64; OpKind::COUNT],
     pub dsb: u64,
+    /// The repeat-TLBI workaround's TLBIs by kind, apart from `ops`.
+    pub repeat: [u64; OpKind::COUNT],
+    /// The workaround's DSBs, apart from `dsb`.
+    pub repeat_dsb: u64,
     pub events: [u64; Event::COUNT],
 }
 
@@ -256,8 +278,20 @@ impl TlbCounts {
         OpKind::ALL.iter().filter(|k| k.is_broadcast()).map(|&k| self.get(k)).sum()
     }
 
+    /// TLBIs of the flushes themselves (the workaround's not included).
     pub fn total(&self) -> u64 {
         self.ops.iter().sum()
+    }
+
+    /// The repeat-TLBI workaround's TLBIs.
+    pub fn repeat_total(&self) -> u64 {
+        self.repeat.iter().sum()
+    }
+
+    /// Every TLBI the CPU executed: the flushes' and the workaround's (what
+    /// an independent count of the instructions sees).
+    pub fn executed(&self) -> u64 {
+        self.total() + self.repeat_total()
     }
     /// Counts accumulated since `earlier` (saturating, counters only grow).
     pub fn since(&self, earlier: &TlbCounts) -> TlbCounts {
@@ -266,6 +300,10 @@ impl TlbCounts {
             d.ops[i] = self.ops[i].saturating_sub(earlier.ops[i]);
         }
         d.dsb = self.dsb.saturating_sub(earlier.dsb);
+        for i in 0..OpKind::COUNT {
+            d.repeat[i] = self.repeat[i].saturating_sub(earlier.repeat[i]);
+        }
+        d.repeat_dsb = self.repeat_dsb.saturating_sub(earlier.repeat_dsb);
         for i in 0..Event::COUNT {
             d.events[i] = self.events[i].saturating_sub(earlier.events[i]);
         }
@@ -294,6 +332,14 @@ impl core::fmt::Display for TlbCounts {
             f.write_str("none")?;
         }
         write!(f, " dsb={}", self.dsb)?;
+        for k in OpKind::ALL {
+            if self.repeat[k as usize] != 0 {
+                write!(f, " repeat_{}={}", k.name(), self.repeat[k as usize])?;
+            }
+        }
+        if self.repeat_dsb != 0 {
+            write!(f, " repeat_dsb={}", self.repeat_dsb)?;
+        }
         for e in Event::ALL {
             if self.event(e) != 0 {
                 write!(f, " {}={}", e.name(), self.event(e))?;
@@ -322,6 +368,16 @@ impl TlbStats {
         self.cpus[cpu % MAX_CPUS].dsb.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// One TLBI of the repeat-TLBI workaround, issued as `kind`.
+    pub fn record_repeat(&self, cpu: usize, kind: OpKind) {
+        self.cpus[cpu % MAX_CPUS].repeat[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One DSB of the repeat-TLBI workaround.
+    pub fn record_repeat_dsb(&self, cpu: usize) {
+        self.cpus[cpu % MAX_CPUS].repeat_dsb.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn cpu(&self, cpu: usize) -> TlbCounts {
         let c = &self.cpus[cpu % MAX_CPUS];
         let mut out = TlbCounts::default();
@@ -329,6 +385,10 @@ impl TlbStats {
             *o = a.load(Ordering::Relaxed);
         }
         out.dsb = c.dsb.load(Ordering::Relaxed);
+        for (o, a) in out.repeat.iter_mut().zip(c.repeat.iter()) {
+            *o = a.load(Ordering::Relaxed);
+        }
+        out.repeat_dsb = c.repeat_dsb.load(Ordering::Relaxed);
         for (o, a) in out.events.iter_mut().zip(c.events.iter()) {
             *o = a.load(Ordering::Relaxed);
         }
@@ -343,6 +403,10 @@ impl TlbStats {
                 out.ops[i] += c.ops[i];
             }
             out.dsb += c.dsb;
+            for i in 0..OpKind::COUNT {
+                out.repeat[i] += c.repeat[i];
+            }
+            out.repeat_dsb += c.repeat_dsb;
             for i in 0..Event::COUNT {
                 out.events[i] += c.events[i];
             }
@@ -388,5 +452,13 @@ mod tests {
         assert_eq!(e.event(Event::ExitElided), 1);
         assert_eq!(e.total(), 1, "events are not TLBI instructions");
         assert_eq!(format!("{e}"), "vmalle1is=1 dsb=0 exit_elided=1");
+        s.record_repeat(1, OpKind::Vale1is);
+        s.record_repeat_dsb(1);
+        let r = s.total().since(&before);
+        assert_eq!(r.total(), 1, "the workaround's TLBIs are not the flushes' own");
+        assert_eq!((r.repeat_total(), r.repeat_dsb, r.dsb), (1, 1, 0));
+        assert_eq!(r.executed(), 2);
+        assert_eq!(s.cpu(1).repeat[OpKind::Vale1is as usize], 1);
+        assert_eq!(format!("{r}"), "vmalle1is=1 dsb=0 repeat_vale1is=1 repeat_dsb=1 exit_elided=1");
     }
 }
