@@ -1,15 +1,16 @@
 //! CPU identity, features and interrupt masking.
 
-use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1, MIDR_EL1, MPIDR_EL1};
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{
+    CurrentEL, ReadWriteable, Readable, CNTKCTL_EL1, ID_AA64ISAR0_EL1, ID_AA64MMFR0_EL1,
+    ID_AA64MMFR1_EL1, ID_AA64MMFR2_EL1, MIDR_EL1, MPIDR_EL1, TCR_EL1, TPIDR_EL1, TTBR0_EL1, TTBR1_EL1,
+};
 use core::arch::asm;
 
 /// This CPU's index (TPIDR_EL1 holds it from the first instruction at high VA).
 #[inline]
 pub fn cpu_id() -> usize {
-    let v: u64;
-    // SAFETY: reading TPIDR_EL1 has no side effects.
-    unsafe { asm!("mrs {}, tpidr_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v as usize
+    TPIDR_EL1.get() as usize
 }
 
 pub fn mpidr() -> u64 {
@@ -17,10 +18,7 @@ pub fn mpidr() -> u64 {
 }
 
 pub fn current_el() -> u64 {
-    let v: u64;
-    // SAFETY: reading CurrentEL has no side effects.
-    unsafe { asm!("mrs {}, CurrentEL", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    (v >> 2) & 3
+    CurrentEL.read(CurrentEL::EL)
 }
 
 /// Features the TLB code depends on, detected from the ID registers.
@@ -43,17 +41,11 @@ pub struct CpuFeatures {
 }
 
 fn isar0() -> u64 {
-    let v: u64;
-    // SAFETY: reading an ID register has no side effects.
-    unsafe { asm!("mrs {}, id_aa64isar0_el1", out(reg) v, options(nomem, nostack)) };
-    v
+    ID_AA64ISAR0_EL1.get()
 }
 
 fn mmfr2() -> u64 {
-    let v: u64;
-    // SAFETY: reading an ID register has no side effects.
-    unsafe { asm!("mrs {}, id_aa64mmfr2_el1", out(reg) v, options(nomem, nostack)) };
-    v
+    ID_AA64MMFR2_EL1.get()
 }
 
 impl CpuFeatures {
@@ -75,7 +67,7 @@ impl CpuFeatures {
             tlbi_range: policy.tlbi_range,
             tlbi_os: tlb >= 1,
             ttl: policy.ttl,
-            bbm: ((mmfr2 >> 52) & 0xf) as u8,
+            bbm: ID_AA64MMFR2_EL1.read(ID_AA64MMFR2_EL1::BBM) as u8,
             asid_bits: if (mmfr0 >> 4) & 0xf == 2 { 16 } else { 8 },
             pa_bits,
             midr: MIDR_EL1.get(),
@@ -183,45 +175,29 @@ pub unsafe fn set_ttbr0(root_pa: u64, asid: u16) {
 }
 
 pub fn ttbr0() -> u64 {
-    let v: u64;
-    // SAFETY: reading TTBR0_EL1 has no side effects.
-    unsafe { asm!("mrs {}, ttbr0_el1", out(reg) v, options(nomem, nostack)) };
-    v
+    TTBR0_EL1.get()
 }
 
 pub fn ttbr1() -> u64 {
-    let v: u64;
-    // SAFETY: reading TTBR1_EL1 has no side effects.
-    unsafe { asm!("mrs {}, ttbr1_el1", out(reg) v, options(nomem, nostack)) };
-    v
+    TTBR1_EL1.get()
 }
 
 pub fn tcr() -> u64 {
-    let v: u64;
-    // SAFETY: reading TCR_EL1 has no side effects.
-    unsafe { asm!("mrs {}, tcr_el1", out(reg) v, options(nomem, nostack)) };
-    v
+    TCR_EL1.get()
 }
 
 /// Per-CPU set-up for user space: PAN on (where implemented), and EL0 may
 /// read the virtual counter (CNTKCTL_EL1.EL0VCTEN) for timing.
 pub fn init_user_access() {
-    let mmfr1: u64;
-    // SAFETY: reading an ID register has no side effects.
-    unsafe { asm!("mrs {}, id_aa64mmfr1_el1", out(reg) mmfr1, options(nomem, nostack)) };
-    if (mmfr1 >> 20) & 0xf != 0 {
+    if ID_AA64MMFR1_EL1.read(ID_AA64MMFR1_EL1::PAN) != 0 {
         // SAFETY: `MSR PAN, #1` (encoded, since the base target is v8.0):
         // only stops EL1 from accessing EL0-accessible memory directly; the
         // user-copy routines use unprivileged loads/stores unaffected by it.
         unsafe { asm!(".inst 0xd500419f", options(nomem, nostack)) };
     }
-    let mut k: u64;
-    // SAFETY: CNTKCTL_EL1 only controls EL0's access to the counters.
-    unsafe {
-        asm!("mrs {}, cntkctl_el1", out(reg) k, options(nomem, nostack));
-        k |= 1 << 1;
-        asm!("msr cntkctl_el1, {}", "isb", in(reg) k, options(nomem, nostack));
-    }
+    // CNTKCTL_EL1 only controls EL0's access to the counters.
+    CNTKCTL_EL1.modify(CNTKCTL_EL1::EL0VCTEN::SET);
+    barrier::isb(barrier::SY);
 }
 
 /// Is PSTATE.PAN set right now?

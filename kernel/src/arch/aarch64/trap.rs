@@ -57,12 +57,8 @@ pub fn set_handler(h: &'static dyn TrapHandler) {
 }
 
 fn read_esr_far() -> (u64, u64) {
-    let (esr, far): (u64, u64);
-    // SAFETY: reading the syndrome registers has no side effects.
-    unsafe {
-        core::arch::asm!("mrs {}, esr_el1", "mrs {}, far_el1", out(reg) esr, out(reg) far, options(nomem, nostack))
-    };
-    (esr, far)
+    use aarch64_cpu::registers::{Readable, ESR_EL1, FAR_EL1};
+    (ESR_EL1.get(), FAR_EL1.get())
 }
 
 const EC_UNKNOWN: u64 = 0x00;

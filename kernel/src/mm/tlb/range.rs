@@ -83,6 +83,7 @@
 use core::fmt;
 
 use super::op::TlbiOp;
+use tock_registers::LocalRegisterCopy;
 
 /// The translation granule this encoder targets.
 pub const PAGE_SHIFT: u32 = 12;
@@ -101,8 +102,29 @@ pub const VA_OPERAND_LIMIT: u64 = 1 << (44 + PAGE_SHIFT);
 
 /// TG field value for the 4 KiB granule.
 const TG_4K: u64 = 0b01;
-const MASK_37: u64 = (1 << 37) - 1;
-const MASK_44: u64 = (1 << 44) - 1;
+
+tock_registers::register_bitfields![u64,
+    /// The register operand of `TLBI VAE1[IS]` / `VALE1[IS]` (Arm ARM,
+    /// "TLBI VAE1, TLBI VAE1NXS"): the ASID, the FEAT_TTL hint (TTL[3:2]
+    /// the granule, TTL[1:0] the level; 0 for no hint) and VA[55:12].
+    pub VA_OPERAND [
+        ADDR OFFSET(0) NUMBITS(44) [],
+        TTL OFFSET(44) NUMBITS(4) [],
+        ASID OFFSET(48) NUMBITS(16) []
+    ],
+    /// The register operand of `TLBI RVAE1[IS]` / `RVALE1[IS]`
+    /// (FEAT_TLBIRANGE): the ASID, the granule, SCALE and NUM (the range is
+    /// `(NUM + 1) * 2^(5 * SCALE + 1)` pages), the level hint, and the base
+    /// address's page number.
+    pub RANGE_OPERAND [
+        BADDR OFFSET(0) NUMBITS(37) [],
+        TTL OFFSET(37) NUMBITS(2) [],
+        NUM OFFSET(39) NUMBITS(5) [],
+        SCALE OFFSET(44) NUMBITS(2) [],
+        TG OFFSET(46) NUMBITS(2) [],
+        ASID OFFSET(48) NUMBITS(16) []
+    ]
+];
 
 /// Pages covered by a range op with these fields.
 pub const fn range_pages(num: u8, scale: u8) -> u64 {
@@ -167,7 +189,8 @@ pub fn encode_va(asid: u16, va: u64, ttl: Option<u8>) -> Result<u64, OperandErro
     let level = check_ttl(ttl)?;
     // 0b01LL: 4 KiB granule, leaf at level LL; 0b0000: no hint.
     let ttl_field = if level == 0 { 0 } else { (0b01 << 2) | level };
-    Ok(((asid as u64) << 48) | (ttl_field << 44) | (va >> PAGE_SHIFT))
+    let v = VA_OPERAND::ASID.val(asid as u64) + VA_OPERAND::TTL.val(ttl_field) + VA_OPERAND::ADDR.val(va >> PAGE_SHIFT);
+    Ok(v.value)
 }
 
 /// The register operand of `TLBI RVAE1[IS]` / `RVALE1[IS]` (4 KiB granule).
@@ -194,17 +217,19 @@ pub fn encode_range(
         return Err(OperandError::AddressTooHigh { addr: end, limit: RANGE_VA_LIMIT });
     }
     let level = check_ttl(ttl)?;
-    Ok(((asid as u64) << 48)
-        | (TG_4K << 46)
-        | ((scale as u64) << 44)
-        | ((num as u64) << 39)
-        | (level << 37)
-        | (base >> PAGE_SHIFT))
+    let v = RANGE_OPERAND::ASID.val(asid as u64)
+        + RANGE_OPERAND::TG.val(TG_4K)
+        + RANGE_OPERAND::SCALE.val(scale as u64)
+        + RANGE_OPERAND::NUM.val(num as u64)
+        + RANGE_OPERAND::TTL.val(level)
+        + RANGE_OPERAND::BADDR.val(base >> PAGE_SHIFT);
+    Ok(v.value)
 }
 
-/// The register operand of `TLBI ASIDE1[IS]`: the ASID in bits [63:48].
-pub const fn encode_asid(asid: u16) -> u64 {
-    (asid as u64) << 48
+/// The register operand of `TLBI ASIDE1[IS]`: the ASID in bits [63:48]
+/// (where the other operands have theirs).
+pub fn encode_asid(asid: u16) -> u64 {
+    VA_OPERAND::ASID.val(asid as u64).value
 }
 
 /// The register operand for `op`, or [`OperandError::NoOperand`] for
@@ -267,28 +292,30 @@ impl RangeOperand {
 }
 
 /// Decodes a `VAE1` / `VALE1` operand produced for the 4 KiB granule.
-pub const fn decode_va(xt: u64) -> Result<VaOperand, OperandError> {
-    let ttl_field = ((xt >> 44) & 0xf) as u8;
+pub fn decode_va(xt: u64) -> Result<VaOperand, OperandError> {
+    let r = LocalRegisterCopy::<u64, VA_OPERAND::Register>::new(xt);
+    let ttl_field = r.read(VA_OPERAND::TTL) as u8;
     let ttl = match ttl_field {
         0 => None,
         0b0101..=0b0111 => Some(ttl_field & 0b11),
         t => return Err(OperandError::BadTtlField(t)),
     };
-    Ok(VaOperand { asid: (xt >> 48) as u16, va: (xt & MASK_44) << PAGE_SHIFT, ttl })
+    Ok(VaOperand { asid: r.read(VA_OPERAND::ASID) as u16, va: r.read(VA_OPERAND::ADDR) << PAGE_SHIFT, ttl })
 }
 
 /// Decodes an `RVAE1` / `RVALE1` operand produced for the 4 KiB granule.
-pub const fn decode_range(xt: u64) -> Result<RangeOperand, OperandError> {
-    let tg = ((xt >> 46) & 0b11) as u8;
+pub fn decode_range(xt: u64) -> Result<RangeOperand, OperandError> {
+    let r = LocalRegisterCopy::<u64, RANGE_OPERAND::Register>::new(xt);
+    let tg = r.read(RANGE_OPERAND::TG) as u8;
     if tg as u64 != TG_4K {
         return Err(OperandError::BadGranule(tg));
     }
-    let level = ((xt >> 37) & 0b11) as u8;
+    let level = r.read(RANGE_OPERAND::TTL) as u8;
     Ok(RangeOperand {
-        asid: (xt >> 48) as u16,
-        base: (xt & MASK_37) << PAGE_SHIFT,
-        num: ((xt >> 39) & 0x1f) as u8,
-        scale: ((xt >> 44) & 0b11) as u8,
+        asid: r.read(RANGE_OPERAND::ASID) as u16,
+        base: r.read(RANGE_OPERAND::BADDR) << PAGE_SHIFT,
+        num: r.read(RANGE_OPERAND::NUM) as u8,
+        scale: r.read(RANGE_OPERAND::SCALE) as u8,
         ttl: if level == 0 { None } else { Some(level) },
     })
 }
