@@ -152,9 +152,12 @@ impl<F: Format> AddressSpace<F> {
         let want = leaf_for(mem, desc_pa(old), vma.prot);
         if let Some(split) = self.split_for(mem, page) {
             // A block whose frames are all ours only changes permissions,
-            // as one entry; anything else changes one page alone.
+            // as one entry; anything else changes one page alone. (All of
+            // them: a fork's child that split its copy of the block and
+            // copied a page leaves that frame ours alone, the others
+            // still shared.)
             return Ok(match split {
-                Split::Block { .. } if desc_allows(want, access) => {
+                Split::Block { base } if desc_allows(want, access) && self.block_unshared(mem, base) => {
                     let kind = if access == Access::Write { FaultKind::CowReuse } else { FaultKind::Spurious };
                     FaultPlan::InPlace { page, desc: want, kind }
                 }
@@ -170,6 +173,15 @@ impl<F: Format> AddressSpace<F> {
             return Ok(FaultPlan::InPlace { page, desc: want, kind });
         }
         Ok(FaultPlan::Copy { page, prot: vma.prot })
+    }
+
+    /// Whether every frame of the block at `base` has one reference (this
+    /// block's entry).
+    fn block_unshared(&self, mem: &impl PhysMem, base: u64) -> bool {
+        let (Some((_, block)), Some(size)) = (self.pt.block(mem, base), self.pt.format().block_size()) else {
+            return false;
+        };
+        (0..size / PAGE_SIZE).all(|i| mem.refs(desc_pa(block) + i * PAGE_SIZE) == 1)
     }
 
     /// Maps a zeroed frame at `page` (no leaf there). Returns the frame.
