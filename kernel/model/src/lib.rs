@@ -68,3 +68,6 @@ mod device_checks;
 
 #[cfg(test)]
 mod reclaim_checks;
+
+#[cfg(test)]
+mod pages_checks;
