@@ -510,7 +510,8 @@ impl Machine {
                     let n = kernel::mm::pagetable::Format::cont_entries(&f.reduced()) as u64;
                     let first = vpn & !(n - 1);
                     let base = pfn.wrapping_sub((vpn - first) as Pfn);
-                    out.push(Entry::Leaf { asid, vpn: first, pfn: base, mm, writable, level: LEAF_TTL, pages: n as u8 });
+                    let (level, pages) = (LEAF_TTL, n as u8);
+                    out.push(Entry::Leaf { asid, vpn: first, pfn: base, mm, writable, level, pages });
                 }
                 Desc::Table(pfn) | Desc::Page(pfn) => out.push(Entry::page(asid, vpn, pfn, mm, writable)),
             }

@@ -172,7 +172,8 @@ fn block_flushed_as_pages_at_level_3_is_caught() {
 /// cleared, gathers nothing, and must flush what the madvise has not yet
 /// (the nested-zap fix: the whole ASID).
 fn mixed_zaps(ncpus: usize) -> Config {
-    let mut cfg = sized(&[vec![Script::Madvise { lo: 2, hi: 4 }], vec![Script::Munmap { lo: 2, hi: 3 }]], ncpus, &[2, 3]);
+    let scripts = [vec![Script::Madvise { lo: 2, hi: 4 }], vec![Script::Munmap { lo: 2, hi: 3 }]];
+    let mut cfg = sized(&scripts, ncpus, &[2, 3]);
     // Room for everything: the madvise's flush waits for its unlock.
     cfg.tlb.batch = 4;
     cfg
@@ -268,4 +269,33 @@ fn fork_of_a_block_then_write_faults() {
             assert!(w.coverage().cow_copies.get() > 0, "{what}: expected copies");
         }
     }
+}
+
+/// Long: zaps over mixed sizes on 3 CPUs with scheduled speculation: cpu0
+/// madvises (DONTNEED) the whole block 2..4, cpu1 munmaps page 2 (splitting
+/// the block when it comes first) and cpu2 reads and writes pages 2 and 3
+/// (one fault: a first touch that maps the block again, or a page).
+#[test]
+#[ignore = "long mode: scripts/model.sh"]
+fn long_pages_zaps() {
+    let mut cfg = mixed_zaps(3);
+    cfg.speculation = Speculation::Scheduled;
+    cfg.faults = 1;
+    let what = "long: madvise 2..4 (a block) against munmap 2..3 and a writer, 3 cpus";
+    let (report, w) = explore_long(what, &cfg);
+    assert!(report.states >= 1_000_000, "{what}: expected at least a million states, saw {report}");
+    assert!(events(&w, Event::NestedFullFlush) > 0 && events(&w, Event::BlockSplit) > 0, "{what}");
+    assert_large(what, &w);
+}
+
+/// Long: fork of the block at 2..4 (split mode) while cpu1 writes, the
+/// child running on a CPU of its own; two write faults among them.
+#[test]
+#[ignore = "long mode: scripts/model.sh"]
+fn long_pages_fork() {
+    let cfg = fork_block(false, 2, 2, true);
+    let what = "long: fork of a block with a writer and the child running, 2 cpus";
+    let (report, w) = explore_long(what, &cfg);
+    assert!(report.states >= 1_000_000, "{what}: expected at least a million states, saw {report}");
+    assert!(events(&w, Event::BlockSplit) > 0 && w.coverage().child_faults.get() > 0, "{what}");
 }
