@@ -891,6 +891,47 @@ mod tests {
         assert!(m.acked(0) && m.inbox(1).is_empty());
     }
 
+    /// Three levels of 2-entry tables: a block (two pages) at level 1.
+    #[test]
+    fn a_block_is_one_entry_and_a_split_without_break_conflicts_without_bbm2() {
+        let f = Format { levels: 3, fanout: 2 };
+        let mut m = Machine::new(1, f, 16);
+        let root = m.mem_mut().new_root(1).unwrap();
+        let l1 = m.mem_mut().alloc(FrameUse::Table { mm: 1, level: 1 }).unwrap();
+        m.mem_mut().set_desc(root, 0, Desc::Table(l1));
+        let data = m.mem_mut().alloc_contig(1, FrameUse::Data { mm: 1 }).unwrap();
+        assert_eq!(data % 2, 0, "aligned to its size");
+        m.mem_mut().set_desc(l1, 1, Desc::Block(data));
+        m.set_ttbr0(0, Ttbr0::user(root, 5, 1));
+        assert_eq!(m.access(0, 3), Ok(Some(data + 1)));
+        let leaf = |m: &Machine| -> Vec<Entry> {
+            m.tlb(0).entries().iter().filter(|e| !e.span().is_empty()).copied().collect()
+        };
+        assert_eq!(leaf(&m), [Entry::Leaf { asid: 5, vpn: 2, pfn: data, mm: 1, writable: true, level: 2, pages: 2 }]);
+        // The block replaced at once by a table of the same pages.
+        let l2 = m.mem_mut().alloc(FrameUse::Table { mm: 1, level: 2 }).unwrap();
+        m.mem_mut().set_desc(l2, 0, Desc::Page(data));
+        m.mem_mut().set_desc(l2, 1, Desc::Page(data + 1));
+        m.mem_mut().set_desc(l1, 1, Desc::Table(l2));
+        m.speculate(0);
+        let e = m.check_tlbs().unwrap_err();
+        assert!(matches!(e, Violation::TlbConflict { vpn: 2, first: (_, 2), second: (_, 1), .. }), "{e}");
+        m.set_bbm2(true);
+        assert_eq!(m.check_tlbs(), Ok(()), "FEAT_BBM level 2: same frames, same permissions");
+        let other = m.mem_mut().alloc(FrameUse::Data { mm: 1 }).unwrap();
+        m.mem_mut().set_desc(l2, 0, Desc::Page(other));
+        m.speculate(0);
+        assert!(matches!(m.check_tlbs(), Err(Violation::TlbConflict { .. })), "another frame conflicts anyway");
+        // A level-3 hint leaves the block's entry; a level-2 one removes it.
+        let op = |ttl| TlbiOp::Va { asid: 5, va: 2 << 12, last_level: true, ttl: Some(ttl) };
+        m.issue(0, op(3), Scope::Local);
+        m.dsb(0);
+        assert!(leaf(&m).iter().any(|e| e.span().count() == 2));
+        m.issue(0, op(2), Scope::Local);
+        m.dsb(0);
+        assert!(leaf(&m).iter().all(|e| e.span().count() == 1));
+    }
+
     #[test]
     fn two_mms_with_one_asid_on_one_cpu() {
         let (mut m, _, _) = setup();
