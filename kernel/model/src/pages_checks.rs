@@ -7,7 +7,8 @@
 //! Calls that cut a block or a run split it (break-before-make, or without
 //! the break under FEAT_BBM level 2), madvise(COLLAPSE) makes a block of a
 //! table, zaps over a block race zaps over its pages, a fork shares a
-//! block and write faults split or copy it, while threads on other CPUs
+//! block (or a run) and write faults split or copy it (unfold the run),
+//! while threads on other CPUs
 //! read and write throughout. Checked as everywhere in `zap_world`, plus
 //! NoTLBConflict (`Machine::conflict`). Then each injected bug, caught:
 //! a split without the break on a CPU without FEAT_BBM level 2, a block
@@ -298,4 +299,22 @@ fn long_pages_fork() {
     let (report, w) = explore_long(what, &cfg);
     assert!(report.states >= 1_000_000, "{what}: expected at least a million states, saw {report}");
     assert!(events(&w, Event::BlockSplit) > 0 && w.coverage().child_faults.get() > 0, "{what}");
+}
+
+// Bound: as `fork_of_a_block_then_write_faults` for the contiguous run at
+// 6..8: the fork write-protects the run's pages alike, and a write fault
+// unfolds the run first, then copies the page.
+#[test]
+fn fork_of_a_run_then_write_faults() {
+    for (ncpus, faults, child_runs) in [(2, 1, false), (1, 2, true)] {
+        let mut cfg = fork_block(false, ncpus, faults, child_runs);
+        cfg.sized = vec![(6, 8, map::CONT)];
+        cfg.pages = vec![6, 7];
+        cfg.touch = vec![6, 7];
+        let what = name(&format!("fork of a run, child runs {child_runs}"), &cfg);
+        let (_, w) = explore_clean(&what, &cfg);
+        assert!(events(&w, Event::RunUnfold) > 0, "{what}: expected the run unfolded");
+        assert!(w.coverage().cow_copies.get() > 0, "{what}: expected copies");
+        assert_large(&what, &w);
+    }
 }
