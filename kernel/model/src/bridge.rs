@@ -205,6 +205,17 @@ impl PhysMem for Bridge<'_> {
             .map(pa_of)
     }
 
+    /// The lowest aligned run of free frames (see `Memory::alloc_contig`),
+    /// for a block or a contiguous run; freed one by one (the default
+    /// `free_contig`).
+    fn alloc_contig(&self, order: u32) -> Option<u64> {
+        self.m
+            .borrow_mut()
+            .mem_mut()
+            .alloc_contig(order, FrameUse::Data { mm: self.mm })
+            .map(pa_of)
+    }
+
     fn alloc_table(&self, level: u32) -> Option<u64> {
         let mut m = self.m.borrow_mut();
         let level = m.mem().format().model_level(level);

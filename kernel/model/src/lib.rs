@@ -5,15 +5,18 @@
 //! This model keeps them, the way the architecture allows:
 //!
 //! * [`mem`]: simulated physical memory holding a reduced page-table format
-//!   (a few levels of `fanout`-entry tables); freed pages keep their contents
-//!   and are reused lowest-first.
+//!   (a few levels of `fanout`-entry tables, blocks above the leaf level);
+//!   freed pages keep their contents and are reused lowest-first.
 //! * [`tlb`]: per-CPU TLBs of ASID-tagged leaf and walk-cache entries that
-//!   leave only through a matching invalidation.
+//!   leave only through a matching invalidation (a TTL hint of another
+//!   level leaves an entry); a leaf entry covers a page, a whole block or a
+//!   whole contiguous run.
 //! * [`machine`]: CPUs with TTBR0, speculative walks as an explicit step,
 //!   walks still in flight after a TTBR0 write without a DSB, `TlbiOp`
 //!   execution with per-issuer pending invalidations completed by that
 //!   issuer's DSB (of the right shareability), an inbox of shootdown
-//!   requests per CPU, counted in a `TlbStats`; the TLB-level invariants.
+//!   requests per CPU, counted in a `TlbStats`; the TLB-level invariants,
+//!   TLB conflicts among them (FEAT_BBM level 2 declared or not).
 //! * [`device`]: secondary MMUs in the machine: the kernel's own device
 //!   cache (`mm::space::DevTlb`) and an inbox of invalidations per device.
 //! * [`explore`]: an explicit-state model checker and a seeded random walker
@@ -38,7 +41,10 @@
 //!   sends its pages to swap in batches (`mm::space::reclaim`); checked in
 //!   `zap_checks`, `device_checks` and `reclaim_checks`, with each
 //!   mechanism switched off (`mm::space::Bugs`, `mmu.notifier=late`,
-//!   `reclaim.dsb=remote`) to show a check fail.
+//!   `reclaim.dsb=remote`) to show a check fail; blocks and contiguous
+//!   runs (splits, collapse, mixed-size zaps, fork of a block) in
+//!   `pages_checks`, with a split without the break, a block flushed at
+//!   level 3 and a nested flush of pages only, each caught.
 
 pub mod asid_world;
 pub mod bridge;
@@ -68,3 +74,6 @@ mod device_checks;
 
 #[cfg(test)]
 mod reclaim_checks;
+
+#[cfg(test)]
+mod pages_checks;

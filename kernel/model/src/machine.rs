@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use super::device::{Device, Posted};
 use super::mem::{Desc, Format, FrameUse, Memory, MmTag, Pfn};
-use super::tlb::{Entry, Tlb};
+use super::tlb::{Entry, Tlb, LEAF_TTL};
 use super::violation::Violation;
 use kernel::mm::asid::AsidHw;
 use kernel::mm::space::Shootdown;
@@ -118,6 +118,8 @@ pub struct Machine {
     cow_pairs: Vec<(MmTag, MmTag)>,
     /// The first violation seen in the middle of a call (see [`Self::latch`]).
     latched: Option<Violation>,
+    /// The CPUs implement FEAT_BBM level 2.
+    bbm2: bool,
 }
 
 impl PartialEq for Machine {
@@ -161,6 +163,7 @@ impl Machine {
             stats: Arc::default(),
             cow_pairs: Vec::new(),
             latched: None,
+            bbm2: false,
         }
     }
 
@@ -387,30 +390,26 @@ impl Machine {
     pub fn access(&mut self, cpu: usize, vpn: u64) -> Result<Option<Pfn>, Violation> {
         let t = self.cpus[cpu].ttbr0;
         let Some(mm) = t.mm else { return Ok(None) };
-        let hits = |m: &Self| -> Vec<(Pfn, MmTag)> {
-            let mut v = Vec::new();
-            for e in m.cpus[cpu].tlb.entries() {
-                if let Entry::Leaf {
-                    asid,
-                    vpn: p,
-                    pfn,
-                    mm,
-                    ..
-                } = *e
-                {
-                    if asid == t.asid && p == vpn {
-                        v.push((pfn, mm));
-                    }
-                }
-            }
-            v
+        let hits = |m: &Self| -> Vec<Entry> {
+            let entries = m.cpus[cpu].tlb.entries();
+            entries.iter().filter(|e| e.asid() == t.asid && e.translate(vpn).is_some()).copied().collect()
         };
         let mut found = hits(self);
         if found.is_empty() {
             self.fill(cpu, Some(vpn));
             found = hits(self);
         }
-        for &(pfn, _) in &found {
+        // A lookup that matches two entries that disagree is a TLB
+        // conflict (see `conflict`).
+        for (i, a) in found.iter().enumerate() {
+            for b in &found[i + 1..] {
+                if let Some(v) = self.conflict(cpu, a, b) {
+                    return Err(v);
+                }
+            }
+        }
+        for e in &found {
+            let (pfn, _) = e.translate(vpn).expect("a hit covers the page");
             let frame = self.mem.use_of(pfn);
             if frame != (FrameUse::Data { mm }) && !self.shared_with(mm, pfn) {
                 return Err(Violation::StaleTranslation {
@@ -423,7 +422,7 @@ impl Machine {
                 });
             }
         }
-        Ok(found.first().map(|f| f.0))
+        Ok(found.first().map(|e| e.translate(vpn).expect("a hit").0))
     }
 
     fn fill(&mut self, cpu: usize, only: Option<u64>) -> usize {
@@ -479,6 +478,8 @@ impl Machine {
             // As on AArch64, table and page descriptors share one encoding:
             // the level decides what a valid descriptor means, so a walk
             // through a reused page reads its contents either way.
+            let w = self.mem.words(table)[i];
+            let writable = kernel::mm::pagetable::el0_can_write(w);
             match *d {
                 Desc::Invalid => {}
                 Desc::Table(next) | Desc::Page(next) if level + 1 < f.levels => {
@@ -491,12 +492,65 @@ impl Machine {
                     });
                     self.walk(next, level + 1, vpn, only, asid, mm, out);
                 }
-                Desc::Table(pfn) | Desc::Page(pfn) => {
-                    let writable = kernel::mm::pagetable::el0_can_write(self.mem.words(table)[i]);
-                    out.push(Entry::Leaf { asid, vpn, pfn, mm, writable });
+                // One entry for the whole block, from its level.
+                Desc::Block(pfn) => out.push(Entry::Leaf {
+                    asid,
+                    vpn,
+                    pfn,
+                    mm,
+                    writable,
+                    level: f.kernel_level(level) as u8,
+                    pages: span as u8,
+                }),
+                // A page of a contiguous run: the worst case, an entry for
+                // the whole run built from this one descriptor (the Arm
+                // ARM lets a TLB hold a run as one entry, from any of its
+                // descriptors).
+                Desc::Table(pfn) | Desc::Page(pfn) if kernel::mm::pagetable::is_cont(w) => {
+                    let n = kernel::mm::pagetable::Format::cont_entries(&f.reduced()) as u64;
+                    let first = vpn & !(n - 1);
+                    let base = pfn.wrapping_sub((vpn - first) as Pfn);
+                    let (level, pages) = (LEAF_TTL, n as u8);
+                    out.push(Entry::Leaf { asid, vpn: first, pfn: base, mm, writable, level, pages });
                 }
+                Desc::Table(pfn) | Desc::Page(pfn) => out.push(Entry::page(asid, vpn, pfn, mm, writable)),
             }
         }
+    }
+
+    /// TLB conflict: whether `a` and `b`, leaf entries of one ASID on
+    /// `cpu`, may not be held together: they overlap and translate a page
+    /// of the overlap to different frames, or differ in size. Only an
+    /// overlap of a larger entry with smaller ones of the same output
+    /// addresses and permissions is allowed, and only on a CPU with
+    /// FEAT_BBM level 2 ([`Self::set_bbm2`]): the change of block size
+    /// without break-before-make that level permits (ID_AA64MMFR2_EL1.BBM,
+    /// "support for changing block size"; at level 0 the break is
+    /// required, and a TLB may hold both entries and report a TLB conflict
+    /// abort on a lookup that hits them). Entries of one size that differ
+    /// only in write permission are not a conflict: a TLB holding both
+    /// uses either (a permission change needs no break-before-make).
+    pub fn conflict(&self, cpu: usize, a: &Entry, b: &Entry) -> Option<Violation> {
+        let (Entry::Leaf { asid, mm, .. }, Entry::Leaf { asid: asid_b, .. }) = (*a, *b) else { return None };
+        if asid != asid_b || a == b {
+            return None;
+        }
+        let (sa, sb) = (a.span(), b.span());
+        let overlap = sa.start.max(sb.start)..sa.end.min(sb.end);
+        let vpn = overlap.clone().find(|&v| a.translate(v).map(|t| t.0) != b.translate(v).map(|t| t.0));
+        let sized = sa != sb;
+        let same_perms = a.translate(overlap.start).map(|t| t.1) == b.translate(overlap.start).map(|t| t.1);
+        if overlap.is_empty() || (vpn.is_none() && (!sized || (self.bbm2 && same_perms))) {
+            return None;
+        }
+        let vpn = vpn.unwrap_or(overlap.start);
+        let one = |e: &Entry| (e.translate(vpn).expect("covers").0, e.span().count() as u8);
+        Some(Violation::TlbConflict { cpu, mm, asid, vpn, first: one(a), second: one(b) })
+    }
+
+    /// The CPUs implement FEAT_BBM level 2 (see [`Self::conflict`]).
+    pub fn set_bbm2(&mut self, on: bool) {
+        self.bbm2 = on;
     }
 
     /// UniqueASIDPerCPU, NoStaleTranslation and NoWalkThroughFreedTable
@@ -557,10 +611,12 @@ impl Machine {
         }
         for e in entries.iter().filter(|e| e.asid() == asid) {
             match *e {
-                Entry::Leaf { vpn, pfn, .. } if leaves => {
-                    let frame = self.mem.use_of(pfn);
-                    if frame != (FrameUse::Data { mm }) && !self.shared_with(mm, pfn) {
-                        return Err(Violation::StaleTranslation { cpu, mm, asid, vpn, pfn, frame });
+                Entry::Leaf { .. } if leaves => {
+                    for (vpn, pfn, _) in e.pages() {
+                        let frame = self.mem.use_of(pfn);
+                        if frame != (FrameUse::Data { mm }) && !self.shared_with(mm, pfn) {
+                            return Err(Violation::StaleTranslation { cpu, mm, asid, vpn, pfn, frame });
+                        }
                     }
                 }
                 Entry::Leaf { .. } => {}
@@ -569,6 +625,16 @@ impl Machine {
                     if frame != (FrameUse::Table { mm, level: level + 1 }) {
                         let level = Some(level);
                         return Err(Violation::WalkThroughFreedTable { cpu, mm, asid, level, table, frame });
+                    }
+                }
+            }
+        }
+        if leaves {
+            let mine: Vec<&Entry> = entries.iter().filter(|e| e.asid() == asid && !e.span().is_empty()).collect();
+            for (i, a) in mine.iter().enumerate() {
+                for b in &mine[i + 1..] {
+                    if let Some(v) = self.conflict(cpu, a, b) {
+                        return Err(v);
                     }
                 }
             }
@@ -587,12 +653,11 @@ impl Machine {
     ) -> Result<(), Violation> {
         for (cpu, c) in self.cpus.iter().enumerate() {
             for e in c.tlb.entries() {
-                if let Entry::Leaf {
-                    asid, vpn, mm: m, ..
-                } = *e
-                {
-                    if m == mm && vpns.contains(&vpn) && asids.contains(&asid) {
-                        return Err(Violation::TlbEmptyInvalPte { cpu, mm, vpn, asid });
+                if let Entry::Leaf { asid, mm: m, .. } = *e {
+                    if let Some(vpn) = e.span().find(|v| vpns.contains(v)) {
+                        if m == mm && asids.contains(&asid) {
+                            return Err(Violation::TlbEmptyInvalPte { cpu, mm, vpn, asid });
+                        }
                     }
                 }
             }
@@ -824,6 +889,47 @@ mod tests {
         assert_eq!(m.take_ipi(1, 1), None);
         assert_eq!(m.take_ipi(1, 0), Some(Ipi { from: 0, mm: 1, req }));
         assert!(m.acked(0) && m.inbox(1).is_empty());
+    }
+
+    /// Three levels of 2-entry tables: a block (two pages) at level 1.
+    #[test]
+    fn a_block_is_one_entry_and_a_split_without_break_conflicts_without_bbm2() {
+        let f = Format { levels: 3, fanout: 2 };
+        let mut m = Machine::new(1, f, 16);
+        let root = m.mem_mut().new_root(1).unwrap();
+        let l1 = m.mem_mut().alloc(FrameUse::Table { mm: 1, level: 1 }).unwrap();
+        m.mem_mut().set_desc(root, 0, Desc::Table(l1));
+        let data = m.mem_mut().alloc_contig(1, FrameUse::Data { mm: 1 }).unwrap();
+        assert_eq!(data % 2, 0, "aligned to its size");
+        m.mem_mut().set_desc(l1, 1, Desc::Block(data));
+        m.set_ttbr0(0, Ttbr0::user(root, 5, 1));
+        assert_eq!(m.access(0, 3), Ok(Some(data + 1)));
+        let leaf = |m: &Machine| -> Vec<Entry> {
+            m.tlb(0).entries().iter().filter(|e| !e.span().is_empty()).copied().collect()
+        };
+        assert_eq!(leaf(&m), [Entry::Leaf { asid: 5, vpn: 2, pfn: data, mm: 1, writable: true, level: 2, pages: 2 }]);
+        // The block replaced at once by a table of the same pages.
+        let l2 = m.mem_mut().alloc(FrameUse::Table { mm: 1, level: 2 }).unwrap();
+        m.mem_mut().set_desc(l2, 0, Desc::Page(data));
+        m.mem_mut().set_desc(l2, 1, Desc::Page(data + 1));
+        m.mem_mut().set_desc(l1, 1, Desc::Table(l2));
+        m.speculate(0);
+        let e = m.check_tlbs().unwrap_err();
+        assert!(matches!(e, Violation::TlbConflict { vpn: 2, first: (_, 2), second: (_, 1), .. }), "{e}");
+        m.set_bbm2(true);
+        assert_eq!(m.check_tlbs(), Ok(()), "FEAT_BBM level 2: same frames, same permissions");
+        let other = m.mem_mut().alloc(FrameUse::Data { mm: 1 }).unwrap();
+        m.mem_mut().set_desc(l2, 0, Desc::Page(other));
+        m.speculate(0);
+        assert!(matches!(m.check_tlbs(), Err(Violation::TlbConflict { .. })), "another frame conflicts anyway");
+        // A level-3 hint leaves the block's entry; a level-2 one removes it.
+        let op = |ttl| TlbiOp::Va { asid: 5, va: 2 << 12, last_level: true, ttl: Some(ttl) };
+        m.issue(0, op(3), Scope::Local);
+        m.dsb(0);
+        assert!(leaf(&m).iter().any(|e| e.span().count() == 2));
+        m.issue(0, op(2), Scope::Local);
+        m.dsb(0);
+        assert!(leaf(&m).iter().all(|e| e.span().count() == 1));
     }
 
     #[test]

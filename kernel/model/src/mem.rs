@@ -14,14 +14,18 @@
 //!
 //! Levels count from the root (0) to the leaf level (`levels - 1`), whose
 //! descriptors map 4 KiB pages; the kernel numbers the same levels
-//! `4 - levels ..= 3` ([`Format::kernel_level`]). There are no block
-//! mappings. A virtual page number (`vpn`, VA `vpn << 12`) is split into one
+//! `4 - levels ..= 3` ([`Format::kernel_level`]). A valid descriptor above
+//! the leaf level with bit 1 clear is a block ([`Desc::Block`]): it maps the
+//! whole region the level covers to as many consecutive frames (the kernel
+//! writes them at its level 2; the model reads them at any level but the
+//! architecture's level 0, where the encoding is invalid with 4 KiB pages).
+//! A virtual page number (`vpn`, VA `vpn << 12`) is split into one
 //! `fanout`-ary digit per level, root first.
 #![forbid(unsafe_code)]
 
 use core::hash::{Hash, Hasher};
 
-use kernel::mm::pagetable::{desc_pa, page_desc, table_desc, Reduced};
+use kernel::mm::pagetable::{block_desc, desc_pa, is_block, is_table, page_desc, table_desc, Reduced};
 use kernel::mm::pte::{user_attrs, VALID};
 
 /// Physical frame number.
@@ -37,8 +41,11 @@ pub enum Desc {
     Invalid,
     /// Next-level table (levels `0..levels-1`).
     Table(Pfn),
-    /// A 4 KiB page (leaf level only), and whether EL0 may write it.
+    /// A 4 KiB page (leaf level only).
     Page(Pfn),
+    /// A block (levels above the leaf): the region's pages map to the
+    /// consecutive frames from this one.
+    Block(Pfn),
 }
 
 /// The frame a physical address names.
@@ -66,6 +73,7 @@ impl Hash for Desc {
             Desc::Invalid => 0,
             Desc::Table(p) => 1 << 32 | p as u64,
             Desc::Page(p) => 2 << 32 | p as u64,
+            Desc::Block(p) => 3 << 32 | p as u64,
         })
     }
 }
@@ -262,16 +270,59 @@ impl Memory {
 
     /// The descriptors of a frame read as a table page at `level` (whatever
     /// the frame is now: a walk through a reused page reads its contents).
+    /// At the leaf level a valid descriptor with bit 1 clear is a reserved
+    /// encoding the hardware treats as invalid; above it, a block (none at
+    /// the architecture's level 0).
     pub fn table_at(&self, pfn: Pfn, level: u8) -> Vec<Desc> {
         let leaf = level + 1 == self.format.levels;
-        self.words(pfn)
-            .iter()
-            .map(|&w| match w & VALID {
-                0 => Desc::Invalid,
-                _ if leaf => Desc::Page(pfn_of(desc_pa(w))),
-                _ => Desc::Table(pfn_of(desc_pa(w))),
-            })
-            .collect()
+        let blocks = self.format.kernel_level(level) > 0;
+        self.words(pfn).iter().map(|&w| self.decode(w, leaf, blocks)).collect()
+    }
+
+    fn decode(&self, w: u64, leaf: bool, blocks: bool) -> Desc {
+        let pfn = pfn_of(desc_pa(w));
+        match w & VALID {
+            0 => Desc::Invalid,
+            _ if is_table(w) && leaf => Desc::Page(pfn),
+            _ if is_table(w) => Desc::Table(pfn),
+            _ if is_block(w) && !leaf && blocks => Desc::Block(pfn),
+            _ => Desc::Invalid,
+        }
+    }
+
+    /// The walk of `vpn` from `root` down to its leaf, through a block if it
+    /// meets one: the frame `vpn` maps to, the raw descriptor word of the
+    /// leaf (page or block), and the leaf's level.
+    pub fn lookup(&self, root: Pfn, vpn: u64) -> Option<(Pfn, u64, u8)> {
+        let f = self.format;
+        let mut table = root;
+        for level in 0..f.levels {
+            let i = f.index(vpn, level);
+            let w = self.words(table)[i];
+            match self.table_at(table, level)[i] {
+                Desc::Table(next) => table = next,
+                Desc::Page(p) => return Some((p, w, level)),
+                Desc::Block(p) => return Some((p + (vpn - f.region(vpn, level)) as Pfn, w, level)),
+                Desc::Invalid => return None,
+            }
+        }
+        None
+    }
+
+    /// Take the lowest run of `2^order` free frames aligned to its size
+    /// (for a block or a contiguous run), each zeroed, one reference.
+    pub fn alloc_contig(&mut self, order: u32, use_: FrameUse) -> Option<Pfn> {
+        assert!(use_ != FrameUse::Free);
+        let n = 1usize << order;
+        let first = (0..self.uses.len() / n)
+            .map(|i| i * n)
+            .find(|&p| self.uses[p..p + n].iter().all(|u| *u == FrameUse::Free))?;
+        for p in first..first + n {
+            self.uses[p] = use_;
+            self.refs[p] = 1;
+            self.words_mut(p as Pfn).fill(0);
+        }
+        Some(first as Pfn)
     }
 
     /// The descriptors of a table page, at the level its use says.
@@ -289,6 +340,7 @@ impl Memory {
             Desc::Invalid => 0,
             Desc::Table(p) => table_desc(pa_of(p)),
             Desc::Page(p) => page_desc(pa_of(p), user_attrs(abi::prot::READ | abi::prot::WRITE)),
+            Desc::Block(p) => block_desc(pa_of(p), user_attrs(abi::prot::READ | abi::prot::WRITE)),
         };
     }
 
@@ -346,13 +398,10 @@ impl Memory {
         Some(self.table_at(table, level)[self.format.index(vpn, level)])
     }
 
-    /// The current translation of `vpn` (no TLB involved).
+    /// The current translation of `vpn` (no TLB involved), through a block
+    /// if one maps it.
     pub fn translate(&self, root: Pfn, vpn: u64) -> Option<Pfn> {
-        let table = self.leaf_table(root, vpn)?;
-        match self.table_at(table, self.format.levels - 1)[self.format.index(vpn, self.format.levels - 1)] {
-            Desc::Page(p) => Some(p),
-            _ => None,
-        }
+        self.lookup(root, vpn).map(|l| l.0)
     }
 
     /// Clear `vpn`'s leaf descriptor; returns the frame it mapped. The frame
@@ -385,6 +434,7 @@ impl Memory {
                 match d {
                     Desc::Table(p) if level + 1 < self.format.levels => out.push(p),
                     Desc::Page(p) if level + 1 == self.format.levels => out.push(p),
+                    Desc::Block(p) => out.extend((0..self.format.span(level)).map(|i| p + i as Pfn)),
                     _ => {}
                 }
             }

@@ -97,6 +97,20 @@ pub enum Violation {
         cached: Pfn,
         current: Pfn,
     },
+    /// NoTLBConflict: a CPU's TLB holds two leaf entries of its current
+    /// ASID that overlap at page `vpn` and translate it to different frames
+    /// or differ in size (`first`, `second`: each one's frame for `vpn` and
+    /// its pages), where the architecture allows neither (a lookup may use
+    /// either, or take a TLB conflict abort): a block or a contiguous run
+    /// changed without break-before-make on a CPU without FEAT_BBM level 2.
+    TlbConflict {
+        cpu: usize,
+        mm: MmTag,
+        asid: u16,
+        vpn: u64,
+        first: (Pfn, u8),
+        second: (Pfn, u8),
+    },
     /// A user write reached a frame shared copy-on-write (more than one
     /// reference): the other sharer sees it.
     WriteToSharedFrame {
@@ -194,6 +208,7 @@ impl Violation {
             Violation::WalkThroughFreedTable { .. } => "NoWalkThroughFreedTable",
             Violation::WalkInFlightThroughFreedTable { .. } => "NoWalkInFlightThroughFreedTable",
             Violation::BreakBeforeMake { .. } | Violation::DeviceBreakBeforeMake { .. } => "BreakBeforeMake",
+            Violation::TlbConflict { .. } => "NoTLBConflict",
             Violation::WriteToSharedFrame { .. } | Violation::DeviceWriteToSharedFrame { .. } => "NoWriteToSharedFrame",
             Violation::StillLoadedAtTeardown { .. } => "NothingLoadedAtTeardown",
             Violation::AsidSharedInGeneration { .. } => "UniqueASIDPerGeneration",
@@ -214,6 +229,7 @@ impl Violation {
                 | Violation::WalkThroughFreedTable { .. }
                 | Violation::WalkInFlightThroughFreedTable { .. }
                 | Violation::BreakBeforeMake { .. }
+                | Violation::TlbConflict { .. }
                 | Violation::WriteToSharedFrame { .. }
                 | Violation::DeviceStaleTranslation { .. }
                 | Violation::DeviceTlbEmptyInvalPte { .. }
@@ -279,6 +295,12 @@ impl fmt::Display for Violation {
                     "cpu{cpu} caches the level-{l} entry of mm{mm} (ASID {asid}) for page {vpn:#x} as table {cached} while its tables hold table {current} there"
                 ),
             },
+            Violation::TlbConflict { cpu, mm, asid, vpn, first, second } => write!(
+                f,
+                "cpu{cpu} holds two entries of mm{mm} (ASID {asid}) for page {vpn:#x}: to frame {} ({} pages) and \
+                 to frame {} ({} pages)",
+                first.0, first.1, second.0, second.1
+            ),
             Violation::WriteToSharedFrame { cpu, mm, vpn, pfn, refs } => write!(
                 f,
                 "cpu{cpu} running mm{mm} wrote page {vpn:#x} into frame {pfn}, shared copy-on-write ({refs} references)"

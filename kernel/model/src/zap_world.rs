@@ -157,6 +157,12 @@ pub enum Script {
     /// A kernel thread reclaims `A`'s pages `[lo, hi)` in one batch (those
     /// `A` maps, and alone: see the `reclaim` submodule).
     Reclaim { lo: u64, hi: u64 },
+    /// Read-write, `MAP_FIXED` with the size flags `flags` (`map::HUGE`,
+    /// `map::CONT`): first touches map whole blocks or runs.
+    MmapSized { lo: u64, hi: u64, flags: u64 },
+    /// `MADV_COLLAPSE`: the level-3 tables of the block-aligned regions in
+    /// `[lo, hi)` become blocks.
+    Collapse { lo: u64, hi: u64 },
 }
 
 impl Script {
@@ -168,6 +174,10 @@ impl Script {
             Script::Mprotect { lo, hi } => Call::Mprotect { addr: va(lo), len: len(lo, hi), prot: prot::READ },
             Script::MmapFixed { lo, hi } => Call::Mmap { addr: va(lo), len: len(lo, hi), prot: RW, flags: map::FIXED },
             Script::Mmap { lo, hi } => Call::Mmap { addr: va(lo), len: len(lo, hi), prot: RW, flags: 0 },
+            Script::MmapSized { lo, hi, flags } => {
+                Call::Mmap { addr: va(lo), len: len(lo, hi), prot: RW, flags: map::FIXED | flags }
+            }
+            Script::Collapse { lo, hi } => Call::Madvise { addr: va(lo), len: len(lo, hi), advice: advice::COLLAPSE },
             Script::Fork => Call::Fork,
             Script::Reap => Call::Reap,
             Script::Exit | Script::Adopt | Script::Unadopt | Script::Reclaim { .. } => return None,
@@ -181,7 +191,9 @@ impl Script {
             | Script::Madvise { lo, hi }
             | Script::Mprotect { lo, hi }
             | Script::MmapFixed { lo, hi }
-            | Script::Mmap { lo, hi } => lo..hi,
+            | Script::Mmap { lo, hi }
+            | Script::MmapSized { lo, hi, .. }
+            | Script::Collapse { lo, hi } => lo..hi,
             Script::Fork | Script::Reap => 0..pages,
             // Reclaim promises nothing about pages it did not take; what it
             // took is checked as its frames are freed.
@@ -274,6 +286,14 @@ pub struct Config {
     pub dev_writes: bool,
     /// Swap slots (for `Script::Reclaim`).
     pub swap_slots: usize,
+    /// Ranges of pages `[lo, hi)` `A` maps at the start with one mmap each,
+    /// with the size flags given (`map::HUGE`, `map::CONT`, or 0: one
+    /// mapping, as `madvise(COLLAPSE)` needs); `pages` among them are
+    /// faulted in as the flags make them (a whole block or run at the first
+    /// touch of one).
+    pub sized: Vec<(u64, u64, u64)>,
+    /// The model CPUs implement FEAT_BBM level 2 (`Machine::set_bbm2`).
+    pub bbm2: bool,
 }
 
 impl Config {
@@ -312,6 +332,8 @@ impl Config {
             dev_touch: vec![2, 3, 4],
             dev_writes: false,
             swap_slots: 0,
+            sized: Vec::new(),
+            bbm2: false,
         }
     }
 
@@ -383,6 +405,8 @@ pub struct Coverage {
     pub reclaim_unmaps: Cell<u64>,
     pub reclaim_batches: Cell<u64>,
     pub swap_ins: Cell<u64>,
+    /// User accesses that hit a block's or a contiguous run's entry.
+    pub large_hits: Cell<u64>,
 }
 
 impl core::fmt::Debug for Coverage {
@@ -421,6 +445,7 @@ impl core::fmt::Debug for Coverage {
             ("reclaim_unmaps", &self.reclaim_unmaps),
             ("reclaim_batches", &self.reclaim_batches),
             ("swap_ins", &self.swap_ins),
+            ("large_hits", &self.large_hits),
         ];
         write!(f, "coverage")?;
         for (name, c) in all.iter().filter(|(_, c)| c.get() > 0) {
@@ -642,7 +667,8 @@ impl World {
         assert!(!cfg.pages.contains(&0) && !cfg.b_pages.contains(&0), "page 0 cannot be mapped");
         assert!(cfg.lazy_cpus.iter().all(|&c| (cfg.scripts.len()..cfg.ncpus).contains(&c)), "lazy CPUs run no thread");
         // Enough frames for everything the setup builds, then the spares.
-        let setup = 2 + cfg.pages.len() * cfg.format.levels as usize + 1 + cfg.others;
+        // (Blocks and runs need aligned runs of frames: room for the gaps.)
+        let setup = 2 + cfg.pages.len() * cfg.format.levels as usize + 1 + cfg.others + 2 * cfg.sized.len();
         // The running child gets a CPU of its own after the scripted ones.
         let cpus = cfg.ncpus + cfg.child_runs as usize;
         let machine = RefCell::new(Machine::new(cpus, cfg.format, setup + cfg.spare_frames));
@@ -658,13 +684,24 @@ impl World {
         let mut tlb = cfg.tlb;
         tlb.bugs = Default::default(); // the setup is not under test
         let mut mms = Vec::new();
+        machine.borrow_mut().set_bbm2(cfg.bbm2);
         let mut new_mm = |tag: MmTag, pages: &[u64], fault: bool| {
             let hw = Bridge::new(&machine, 0, tag);
             let mm = Mm::new(tag as u64, AddressSpace::new_in(reduced(cfg.format), &hw).expect("frames for a root"));
-            for &vpn in pages {
-                let mut op = Op::new(Call::Mmap { addr: va(vpn), len: PAGE_SIZE, prot: RW, flags: map::FIXED }, &tlb);
+            let sized: &[(u64, u64, u64)] = if tag == A { &cfg.sized } else { &[] };
+            for &(lo, hi, flags) in sized {
+                let call = Call::Mmap { addr: va(lo), len: (hi - lo) * PAGE_SIZE, prot: RW, flags: map::FIXED | flags };
+                let mut op = Op::new(call, &tlb);
                 run_alone(&mm, &mut op, &tlb, &hw);
-                assert_eq!(op.outcome(), Ok(Outcome::Addr(va(vpn))), "setup mmap of page {vpn}");
+                assert_eq!(op.outcome(), Ok(Outcome::Addr(va(lo))), "setup mmap of pages {lo}..{hi}");
+            }
+            for &vpn in pages {
+                if !sized.iter().any(|&(lo, hi, _)| (lo..hi).contains(&vpn)) {
+                    let call = Call::Mmap { addr: va(vpn), len: PAGE_SIZE, prot: RW, flags: map::FIXED };
+                    let mut op = Op::new(call, &tlb);
+                    run_alone(&mm, &mut op, &tlb, &hw);
+                    assert_eq!(op.outcome(), Ok(Outcome::Addr(va(vpn))), "setup mmap of page {vpn}");
+                }
                 if fault {
                     let mut op = Op::new(Call::Fault { va: va(vpn), access: Access::Write }, &tlb);
                     run_alone(&mm, &mut op, &tlb, &hw);
@@ -807,14 +844,8 @@ impl World {
     fn a_leaf(&self, vpn: u64) -> Option<(Pfn, bool)> {
         let root = self.a_root()?;
         let m = self.machine.borrow();
-        let mem = m.mem();
-        let leaf = mem.format().levels - 1;
-        let table = mem.leaf_table(root, vpn)?;
-        let raw = mem.words(table)[mem.format().index(vpn, leaf)];
-        match mem.desc_at(root, leaf, vpn)? {
-            Desc::Page(p) => Some((p, el0_can_write(raw))),
-            _ => None,
-        }
+        let (p, raw, _) = m.mem().lookup(root, vpn)?;
+        Some((p, el0_can_write(raw)))
     }
 
     /// `A`'s ASID, while it has one and lives.
@@ -842,11 +873,9 @@ impl World {
                 old.push((vpn, p, w));
             }
             for cpu in 0..m.ncpus() {
-                for e in m.tlb(cpu).entries() {
-                    if let Entry::Leaf { vpn: v, pfn, mm: A, writable, .. } = *e {
-                        if v == vpn {
-                            old.push((vpn, pfn, writable));
-                        }
+                for e in m.tlb(cpu).entries().iter().filter(|e| e.mm() == A) {
+                    if let Some((pfn, writable)) = e.translate(vpn) {
+                        old.push((vpn, pfn, writable));
                     }
                 }
             }
@@ -933,10 +962,10 @@ impl World {
         let m = self.machine.borrow();
         for vpn in task.covered.clone() {
             for cpu in (0..m.ncpus()).filter(|&c| !self.excused(c)) {
-                for e in m.tlb(cpu).entries() {
-                    let Entry::Leaf { asid: a, vpn: v, pfn, mm: A, writable } = *e else { continue };
+                for e in m.tlb(cpu).entries().iter().filter(|e| e.mm() == A && e.asid() == asid) {
+                    let Some((pfn, writable)) = e.translate(vpn) else { continue };
                     let agrees = since.iter().any(|&(sv, sp, sw)| sv == vpn && sp == pfn && (sw || !writable));
-                    if a == asid && v == vpn && !agrees && task.old.contains(&(vpn, pfn, writable)) {
+                    if !agrees && task.old.contains(&(vpn, pfn, writable)) {
                         return Err(Violation::TlbEmptyInvalPte { cpu, mm: A, vpn, asid });
                     }
                 }
@@ -954,18 +983,36 @@ impl World {
         let mem = m.mem();
         for cpu in (0..m.ncpus()).filter(|&c| !self.excused(c)) {
             for e in m.tlb(cpu).entries() {
-                let (vpn, level, cached) = match *e {
-                    Entry::Leaf { asid: a, vpn, pfn, mm: A, .. } if a == asid => (vpn, mem.format().levels - 1, pfn),
-                    Entry::Walk { asid: a, level, region, table, mm: A } if a == asid => (region, level, table),
-                    _ => continue,
-                };
-                let current = match mem.desc_at(root, level, vpn) {
-                    Some(Desc::Page(p) | Desc::Table(p)) => p,
-                    _ => continue,
-                };
-                if current != cached {
-                    let level = (level + 1 < mem.format().levels).then_some(level);
-                    return Err(Violation::BreakBeforeMake { cpu, mm: A, asid, vpn, level, cached, current });
+                match *e {
+                    // Each page a leaf entry covers (a block's, a run's).
+                    Entry::Leaf { asid: a, mm: A, .. } if a == asid => {
+                        for (vpn, cached, _) in e.pages() {
+                            let Some((current, _, _)) = mem.lookup(root, vpn) else { continue };
+                            if current != cached {
+                                return Err(Violation::BreakBeforeMake {
+                                    cpu,
+                                    mm: A,
+                                    asid,
+                                    vpn,
+                                    level: None,
+                                    cached,
+                                    current,
+                                });
+                            }
+                        }
+                    }
+                    // A table where a block is now (a collapse) disagrees too.
+                    Entry::Walk { asid: a, level, region, table, mm: A } if a == asid => {
+                        let current = match mem.desc_at(root, level, region) {
+                            Some(Desc::Page(p) | Desc::Table(p) | Desc::Block(p)) => p,
+                            _ => continue,
+                        };
+                        if current != table {
+                            let (vpn, level, cached) = (region, Some(level), table);
+                            return Err(Violation::BreakBeforeMake { cpu, mm: A, asid, vpn, level, cached, current });
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -985,14 +1032,16 @@ impl World {
                 continue;
             }
             for e in m.tlb(cpu).entries() {
-                let Entry::Leaf { asid, vpn, pfn, .. } = *e else { continue };
-                let frame = m.mem().use_of(pfn);
-                let owner = match frame {
-                    FrameUse::Data { mm } | FrameUse::Table { mm, .. } => Some(mm),
-                    FrameUse::Free => None,
-                };
-                if asid == t.asid && owner.is_some_and(|o| o != mm) {
-                    return Err(Violation::StaleTranslation { cpu, mm, asid, vpn, pfn, frame });
+                let asid = e.asid();
+                for (vpn, pfn, _) in e.pages() {
+                    let frame = m.mem().use_of(pfn);
+                    let owner = match frame {
+                        FrameUse::Data { mm } | FrameUse::Table { mm, .. } => Some(mm),
+                        FrameUse::Free => None,
+                    };
+                    if asid == t.asid && owner.is_some_and(|o| o != mm) {
+                        return Err(Violation::StaleTranslation { cpu, mm, asid, vpn, pfn, frame });
+                    }
                 }
             }
         }
@@ -1101,15 +1150,11 @@ impl World {
         let mut m = self.machine.borrow_mut();
         m.access(cpu, vpn)?;
         let asid = m.ttbr0(cpu).asid;
-        let hits: Vec<(Pfn, bool)> = m
-            .tlb(cpu)
-            .entries()
-            .iter()
-            .filter_map(|e| match *e {
-                Entry::Leaf { asid: a, vpn: v, pfn, writable, .. } if a == asid && v == vpn => Some((pfn, writable)),
-                _ => None,
-            })
-            .collect();
+        let mine = || m.tlb(cpu).entries().iter().filter(|e| e.asid() == asid && e.translate(vpn).is_some());
+        if mine().any(|e| e.span().count() > 1) {
+            inc(&self.coverage.large_hits);
+        }
+        let hits: Vec<(Pfn, bool)> = mine().filter_map(|e| e.translate(vpn)).collect();
         let writable = hits.iter().filter(|h| h.1).map(|h| h.0).collect();
         Ok((hits, writable))
     }
@@ -1739,8 +1784,11 @@ impl System for World {
             s += " tlb{";
             for e in m.tlb(cpu).entries() {
                 match *e {
-                    Entry::Leaf { asid, vpn, pfn, writable, .. } => {
-                        write!(s, " a{asid}:v{vpn}>{pfn}{}", if writable { "w" } else { "" }).unwrap()
+                    Entry::Leaf { asid, vpn, pfn, writable, level, pages, .. } => {
+                        write!(s, " a{asid}:v{vpn}>{pfn}{}", if writable { "w" } else { "" }).unwrap();
+                        if pages > 1 {
+                            write!(s, "[{pages}@L{level}]").unwrap();
+                        }
                     }
                     Entry::Walk { asid, level, region, table, .. } => write!(s, " a{asid}:L{level}@{region}>{table}").unwrap(),
                 }

@@ -195,8 +195,7 @@ impl World {
                 if !all || Some(e.asid) != self.a_asid() {
                     continue;
                 }
-                let leaf = mem.format().levels - 1;
-                if let Some(Desc::Page(current)) = root.and_then(|r| mem.desc_at(r, leaf, vpn)) {
+                if let Some((current, _, _)) = root.and_then(|r| mem.lookup(r, vpn)) {
                     if current != pfn {
                         let (asid, cached) = (e.asid, pfn);
                         return Err(Violation::DeviceBreakBeforeMake { dev, mm: A, asid, vpn, cached, current });

@@ -152,7 +152,10 @@ impl<F: Format> AddressSpace<F> {
         let want = leaf_for(mem, desc_pa(old), vma.prot);
         if let Some(split) = self.split_for(mem, page) {
             // A block whose frames are all ours only changes permissions,
-            // as one entry; anything else changes one page alone.
+            // as one entry; anything else changes one page alone. (All of
+            // them: a fork's child that split its copy of the block and
+            // copied a page leaves that frame ours alone, the others
+            // still shared.)
             return Ok(match split {
                 Split::Block { base } => {
                     let (_, block) = self.pt.block(mem, base).expect("the block");

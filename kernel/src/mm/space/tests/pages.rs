@@ -204,6 +204,40 @@ fn a_fork_shares_a_block_and_a_write_splits_it_or_copies_it_whole() {
     }
 }
 
+/// Found by the model (`pages_checks::fork_of_a_block_then_write_faults`):
+/// after a fork shared a block, the child's write split its copy and copied
+/// one page, so that page's frame was the parent's alone; the parent's
+/// write fault there then made its whole block writable in place, over
+/// frames still shared with the child. A block is reused in place only
+/// when every frame of it is unshared.
+#[test]
+fn a_write_to_a_block_reuses_it_only_when_every_frame_is_unshared() {
+    let r = Rig::new();
+    let mm = mm_sized(&r, BLOCK, map::HUGE, &[BASE + 2 * P]);
+    let c = cfg();
+    let mut op = Op::new(Call::Fork, &c);
+    run(&mm, &mut op, &c, &r);
+    let child = Mm::new(2, op.take_child().expect("a child"));
+    let alloc = crate::mm::asid::AsidAllocator::new(4, 1, Default::default()).unwrap();
+    alloc.switch_in(&r, &child.ctx);
+    r.take();
+    // The child writes page 2: its block is split and page 2 copied.
+    run_ok(&child, &r, &c, Call::Fault { va: BASE + 2 * P, access: Access::Write });
+    let (_, d) = aspace(&mm).page_table().block(&r.mem, BASE).expect("the parent's block");
+    let pa = crate::mm::pagetable::desc_pa(d);
+    assert_eq!((r.mem.refs(pa + 2 * P), r.mem.refs(pa + 3 * P)), (1, 2), "page 2's frame is the parent's alone");
+    // The parent writes page 2: the block's other frames are still shared.
+    let log = run_ok(&mm, &r, &c, Call::Fault { va: BASE + 2 * P, access: Access::Write });
+    assert_eq!(events(&log, Event::BlockSplit), 1, "split, not reused whole: {log:?}");
+    let pt = aspace(&mm).page_table();
+    let writable = |va| pt.lookup(&r.mem, va).is_some_and(crate::mm::pagetable::el0_can_write);
+    assert!(writable(BASE + 2 * P) && !writable(BASE + 3 * P), "only page 2 writable");
+    assert_eq!(r.mem.refs(pa + 3 * P), 2);
+    child.cpus.store(0, core::sync::atomic::Ordering::SeqCst);
+    run_ok(&child, &r, &c, Call::Teardown);
+    teardown(mm, &r);
+}
+
 #[test]
 fn collapse_replaces_pages_by_a_block_after_flushing_the_table() {
     let r = Rig::new();
