@@ -8,9 +8,9 @@ use std::time::Duration;
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Limit for a test whose record says `timeout_s = 0`.
 pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Added to a test's own limit on the host, so that the kernel's watchdog
-/// (same `timeout_s`) fires first and reports `# TIMEOUT` with its
-/// diagnostics instead of being killed mid-sentence.
+/// Added to a test's own limit (`timeout_s`, scaled) before the host kills
+/// QEMU: the kernel has no watchdog of its own, so this is slack for a
+/// loaded host, not room for the kernel to report first.
 pub const HOST_GRACE: Duration = Duration::from_secs(5);
 /// Console lines kept in a crash report.
 pub const CONSOLE_TAIL: usize = 200;

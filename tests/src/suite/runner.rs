@@ -244,7 +244,6 @@ impl BootRun<'_> {
                             Status::Pass => (Verdict::Pass, String::new()),
                             Status::Fail { reason } => (Verdict::Fail, reason),
                             Status::Skip { reason } => (Verdict::Skip, reason),
-                            Status::Timeout { reason } => (Verdict::Timeout, reason),
                         };
                         self.record(i, verdict, reason, report.console);
                         reported_here.push(i);
@@ -289,16 +288,12 @@ impl BootRun<'_> {
             }
             Stop::Ended => {
                 let (exit, stderr) = boot.finish();
-                let kernel_timeout = reported_here.last().is_some_and(|&i| {
-                    self.results[&self.pending[i].name].verdict == Verdict::Timeout
-                });
                 match parser.current().and_then(|(name, _)| self.position(name)) {
                     Some(i) if !self.decided(i) => {
                         let reason = format!("QEMU ended while the test was running: {exit}");
                         self.record(i, Verdict::Fail, reason, tail(&console, &stderr));
                         BootEnd::Crashed
                     }
-                    _ if kernel_timeout && exit == Exit::TimedOut => BootEnd::Relaunch,
                     _ => self.blame_next(
                         format!("QEMU ended before this test started: {exit}"),
                         &console,
@@ -350,7 +345,7 @@ impl BootRun<'_> {
             ))
         } else if !exit.is_clean() {
             Some(format!("QEMU then ended with {exit}"))
-        } else if matches!(exit, Exit::Failed | Exit::TimedOut) && !failures {
+        } else if exit == Exit::Failed && !failures {
             Some(format!(
                 "the kernel then exited with {exit}, though no test of this boot failed"
             ))

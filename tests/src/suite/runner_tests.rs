@@ -265,28 +265,6 @@ fn boot_hang_blames_the_first_test() {
 }
 
 #[test]
-fn kernel_timeout_then_exit_124_relaunches_without_blame() {
-    let (out, log) = run(vec![
-        boot(&[
-            Line("# start a"),
-            Line("not ok 1 a # TIMEOUT after 10 s"),
-            Quit(124),
-        ]),
-        boot(&[
-            Line("# start b"),
-            Line("ok 1 b"),
-            Line("# start c"),
-            Line("ok 2 c"),
-        ]),
-    ]);
-    assert_eq!(log, ["ktest.run=a,b,c", "ktest.run=b,c"]);
-    assert_eq!(
-        verdicts(&out),
-        [Verdict::Timeout, Verdict::Pass, Verdict::Pass]
-    );
-}
-
-#[test]
 fn skipped_over_test_fails() {
     let (out, log) = run(vec![boot(&[
         Line("# start a"),
