@@ -53,7 +53,7 @@ pub struct Options {
     pub exit_elide: bool,
     /// Flush the whole ASID when a gather ends while another is in flight on
     /// the same mm (`tlb.nested_fix`, default on; off only to demonstrate
-    /// the stale-TLB bug of mechanisms.md §5).
+    /// the stale-TLB bug of docs/mechanisms.md §5).
     pub nested_fix: bool,
     /// Fill freed frames with a poison pattern and check it when they are
     /// handed out again (`mm.poison`, default on; benchmarks turn it off).

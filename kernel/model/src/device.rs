@@ -1,4 +1,4 @@
-//! Secondary MMUs (mechanisms.md §8, seed 004): devices that share an
+//! Secondary MMUs (docs/mechanisms.md §8, seed 004): devices that share an
 //! address space's page tables and cache its translations in their own
 //! cache, which no TLBI reaches.
 //!

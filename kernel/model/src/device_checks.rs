@@ -1,4 +1,4 @@
-//! Model checks of the secondary MMU and the mmu notifier (mechanisms.md
+//! Model checks of the secondary MMU and the mmu notifier (docs/mechanisms.md
 //! §8, seed 004) in the kernel's TLB protocol (`zap_world` with
 //! `Config::devices`): a device bound to `A` reads and writes `A`'s pages
 //! through its own cache (the kernel's `DevTlb`) at every point of every

@@ -1,4 +1,4 @@
-//! Host-side, hardware-faithful TLB model (see mechanisms.md section 10).
+//! Host-side, hardware-faithful TLB model (see docs/mechanisms.md section 10).
 //!
 //! QEMU flushes its whole TLB whenever the ASID changes, so it never shows
 //! stale ASID-tagged entries across context switches; real cores keep them.

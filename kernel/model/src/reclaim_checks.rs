@@ -1,4 +1,4 @@
-//! Model checks of reclaim (mechanisms.md §8) in the kernel's TLB protocol
+//! Model checks of reclaim (docs/mechanisms.md §8) in the kernel's TLB protocol
 //! (`zap_world` with a reclaimer, `Script::Reclaim`): a kernel thread runs
 //! one batch of the kernel's `space::reclaim` over pages of `A` (each
 //! page's leaf made a swap entry by a `Call::Reclaim` operation, its TLBI

@@ -543,7 +543,7 @@ fn mmap_fixed_leaves_no_stale_translation() {
 /// mprotect, mmap (with MAP_FIXED or not) and fork finish under the lock;
 /// a zap in flight may have cleared a page they cover and not flushed it
 /// yet, so they flush the whole ASID when one is (`Bugs::no_racing_fix`
-/// turns that off; mechanisms.md §5's situation, in the calls that finish
+/// turns that off; docs/mechanisms.md §5's situation, in the calls that finish
 /// under the lock).
 #[test]
 fn locked_calls_racing_a_zap_need_the_racing_fix() {
@@ -836,7 +836,7 @@ fn ttbr0_switch_needs_its_dsb() {
     }
 }
 
-// Flush strategies (mechanisms.md §6–7, seeds 002 and 003): the same
+// Flush strategies (docs/mechanisms.md §6–7, seeds 002 and 003): the same
 // protocol under `tlb.strategy` ipi, local and auto (with `tlb.ipi_max=2`,
 // so that three CPUs running `A` make it broadcast), and broadcast where
 // lazy CPUs matter too. Lazy TLB is on (the default): a CPU whose thread is

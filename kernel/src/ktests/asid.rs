@@ -1,4 +1,4 @@
-//! ASID generation rollover on real processes (mechanisms.md §1). QEMU
+//! ASID generation rollover on real processes (docs/mechanisms.md §1). QEMU
 //! flushes its TLB whenever the ASID changes, so stale-entry bugs do not
 //! show here (the host model checks those); these tests check the
 //! allocator's behaviour under a real scheduler: tags stay private, no ASID

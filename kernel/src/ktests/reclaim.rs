@@ -1,4 +1,4 @@
-//! Reclaim (mechanisms.md §8): the reverse map, `MADV_PAGEOUT` with one DSB
+//! Reclaim (docs/mechanisms.md §8): the reverse map, `MADV_PAGEOUT` with one DSB
 //! per batch on the CPU that issued its TLBIs, pages shared after fork,
 //! the flush a pending batch costs the next call, reclaim under memory
 //! pressure, and bad input. Each test ends with every kernel resource,

@@ -1,4 +1,4 @@
-//! The flush strategies (`tlb.strategy`, mechanisms.md §6–7) in the running
+//! The flush strategies (`tlb.strategy`, docs/mechanisms.md §6–7) in the running
 //! kernel: that a CPU a local or IPI flush did not reach never uses what it
 //! cached once it runs the address space again, and that an adopter (the
 //! asynchronous-job worker of `task::jobs`) is never left out; what each

@@ -1,4 +1,4 @@
-//! The TLBI layer and the gather in the running kernel (mechanisms.md §2–5):
+//! The TLBI layer and the gather in the running kernel (docs/mechanisms.md §2–5):
 //! which operations munmap issues on each CPU model, exit elision, munmap
 //! and concurrent-zap races against a reader, faults racing zaps, and the
 //! reaper. Each test checks from the kernel's counters that the mechanism it

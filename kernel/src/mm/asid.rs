@@ -1,4 +1,4 @@
-//! ASID generation allocator (mechanisms.md section 1).
+//! ASID generation allocator (docs/mechanisms.md section 1).
 //!
 //! # What it does
 //!

@@ -786,7 +786,7 @@ impl<F: Format> AddressSpace<F> {
     /// exit: clears every page and frees every page-table page, the root
     /// included, through `g` (batches flush through `flush`). Before `g`
     /// finishes, every CPU must have switched TTBR0 away from
-    /// [`Self::root_pa`] (mechanisms.md §4): the root is referenced by
+    /// [`Self::root_pa`] (docs/mechanisms.md §4): the root is referenced by
     /// nothing else the flush could cover.
     pub fn teardown<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(self, mem: &M, g: &mut Gather, flush: &mut Fl) {
         self.pt.destroy(mem, g, flush);

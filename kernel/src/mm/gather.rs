@@ -19,7 +19,7 @@
 //! Freeing before step 2 is a use-after-free: another CPU can still read or
 //! write the frame through a stale TLB entry, or walk a freed (and perhaps
 //! reused) table page through a stale walk-cache entry and load garbage as
-//! descriptors (mechanisms.md sections 3 and 5). [`Gather::finish`] and
+//! descriptors (docs/mechanisms.md sections 3 and 5). [`Gather::finish`] and
 //! [`Gather::flush_partial`] enforce the order: they call the flush first,
 //! then release.
 //!
@@ -239,7 +239,7 @@ impl Gather {
     }
 
     /// The root table goes (teardown). Nothing points to it but TTBR0: the
-    /// caller must have switched every CPU away from it (mechanisms.md §4)
+    /// caller must have switched every CPU away from it (docs/mechanisms.md §4)
     /// before the gather finishes.
     pub fn free_root(&mut self, root: u64) {
         self.freed_tables = true;

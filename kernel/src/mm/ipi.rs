@@ -2,7 +2,7 @@
 //! mailbox per (target, initiator) pair, one SGI per target, and an
 //! acknowledgement per request. Written here rather than taken from a crate
 //! because what a target runs, and when the initiator may go on, is the
-//! mechanism under study (mechanisms.md §7).
+//! mechanism under study (docs/mechanisms.md §7).
 //!
 //! An initiator has at most one shootdown outstanding (it waits for every
 //! acknowledgement before it goes on), so the pair's mailbox is free

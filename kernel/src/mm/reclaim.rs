@@ -1,4 +1,4 @@
-//! Reclaim in the kernel (mechanisms.md §8): `madvise(MADV_PAGEOUT)` and
+//! Reclaim in the kernel (docs/mechanisms.md §8): `madvise(MADV_PAGEOUT)` and
 //! reclaim under memory pressure, over the protocol's batch
 //! ([`space::reclaim::Batch`]).
 //!

@@ -1,4 +1,4 @@
-//! The reverse map's per-frame records (mechanisms.md §8): for each data
+//! The reverse map's per-frame records (docs/mechanisms.md §8): for each data
 //! frame, the family of address spaces it was mapped in and the virtual
 //! address, one word a frame. A family is an address space and everything
 //! forked from it (`AddressSpace::anon`): a frame first mapped at `va` in

@@ -1,4 +1,4 @@
-//! The secondary-MMU device (mechanisms.md §8, seed 004): an accelerator
+//! The secondary-MMU device (docs/mechanisms.md §8, seed 004): an accelerator
 //! that shares a process's page tables, modelled in software. It reaches
 //! user memory only through its own translation cache ([`DevTlb`]), filled
 //! by walking the bound mm's tables with the kernel's page-table code, and

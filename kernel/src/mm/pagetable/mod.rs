@@ -23,7 +23,7 @@
 //! holds. Freed and reused, the page's new contents become descriptors: any
 //! translation, even a global one that matches every ASID. So unlinking marks
 //! the gather `freed_tables`, which makes the flush use the non-leaf TLBI
-//! forms (mechanisms.md §3, §5).
+//! forms (docs/mechanisms.md §3, §5).
 //!
 //! The caller also says which tables a zap may unlink at all ([`TableFree`]):
 //! only where no mapping remains (as Linux's `free_pgtables`), and its flush

@@ -13,7 +13,7 @@
 //!
 //! # The rules the steps keep
 //!
-//! * **Free after the flush** (mechanisms.md §3): what a gather holds is
+//! * **Free after the flush** (docs/mechanisms.md §3): what a gather holds is
 //!   released only after the flush that covers it completed, on the CPU
 //!   that issued it.
 //! * **Concurrent zaps** (§5, seed 001): munmap and madvise finish their

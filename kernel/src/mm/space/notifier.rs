@@ -1,4 +1,4 @@
-//! mmu notifiers and the secondary MMU's translation cache (mechanisms.md
+//! mmu notifiers and the secondary MMU's translation cache (docs/mechanisms.md
 //! §8, seed 004).
 //!
 //! A secondary MMU (here a device that shares the process's page tables,

@@ -1,4 +1,4 @@
-//! A reclaim batch (mechanisms.md §8): pages taken from every address
+//! A reclaim batch (docs/mechanisms.md §8): pages taken from every address
 //! space that maps them, their contents moved to swap, their frames freed,
 //! with one DSB for the whole batch.
 //!

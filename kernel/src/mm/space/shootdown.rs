@@ -1,5 +1,5 @@
 //! How a flush reaches the CPUs that may hold an mm's entries: the flush
-//! strategies of mechanisms.md §6–7 (seeds 002 and 003), chosen with
+//! strategies of docs/mechanisms.md §6–7 (seeds 002 and 003), chosen with
 //! `tlb.strategy`.
 //!
 //! * **broadcast**: inner-shareable TLBIs (`...IS`), which reach every CPU.

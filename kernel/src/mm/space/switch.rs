@@ -103,7 +103,7 @@ pub fn drop_bits<F: Format, H: MmHw>(mm: &Mm<F>, hw: &H) {
 /// A thread of `mm` leaves it for good (it is exiting; when it is the last
 /// one, the teardown follows and frees every table with its flush elided).
 ///
-/// # Why the teardown needs no TLBI (mechanisms.md §4)
+/// # Why the teardown needs no TLBI (docs/mechanisms.md §4)
 ///
 /// Every CPU that loaded `mm` leaves it through [`deactivate`] or here, or,
 /// lazy on it, when the teardown sends it a `dying` shootdown (which does

@@ -29,20 +29,20 @@ pub struct CpuTlbStats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(usize)]
 pub enum Event {
-    /// An exit-mode teardown whose flush was elided (mechanisms.md §4).
+    /// An exit-mode teardown whose flush was elided (docs/mechanisms.md §4).
     ExitElided = 0,
     /// A gather that finished while another was in flight on the same mm
-    /// and therefore flushed the whole ASID (mechanisms.md §5).
+    /// and therefore flushed the whole ASID (docs/mechanisms.md §5).
     NestedFullFlush,
     /// A call that holds the mm lock throughout (mprotect, mmap with FIXED,
     /// fork), or a fault about to install an entry, found a zap in flight
-    /// and flushed the whole ASID first (mechanisms.md §3, §5).
+    /// and flushed the whole ASID first (docs/mechanisms.md §3, §5).
     RacingFullFlush,
     /// A CPU left an address space whose last thread was exiting with a
-    /// local `TLBI ASIDE1` of its ASID and `DSB NSH` (mechanisms.md §4; the
+    /// local `TLBI ASIDE1` of its ASID and `DSB NSH` (docs/mechanisms.md §4; the
     /// TLBI itself is counted as `aside1`).
     ExitLocalFlush,
-    /// The strategy (`tlb.strategy`, mechanisms.md §6–7) chose local TLBIs:
+    /// The strategy (`tlb.strategy`, docs/mechanisms.md §6–7) chose local TLBIs:
     /// the mm's one user runs here.
     DecideLocal,
     /// The strategy chose IPIs to the CPUs that hold the mm.

@@ -7,7 +7,7 @@
 //! pages, the strategy that planned the ops (if one did), the ops issued (per
 //! kind, [`OpCounts`]), the [`Reason`], the flush policy's own reason when it
 //! planned them ([`PlanReason`]), and the CPUs sent an IPI for it (the
-//! IPI, local and auto strategies of mechanisms.md §6–7).
+//! IPI, local and auto strategies of docs/mechanisms.md §6–7).
 //! Decisions that issue no TLBI (an elided exit flush, a flush skipped for
 //! an mm that never had an ASID) are events too, with no ops.
 //!
@@ -51,7 +51,7 @@ pub enum Reason {
     Policy(PlanReason),
     /// A zap (munmap, madvise, the reaper) finished while another zap of
     /// the mm was in flight: the whole ASID instead of its range
-    /// (mechanisms.md §5).
+    /// (docs/mechanisms.md §5).
     NestedZap,
     /// A call holding the mm lock (mprotect, mmap, fork) finished while a
     /// zap was in flight: the whole ASID.
@@ -60,7 +60,7 @@ pub enum Reason {
     /// whole ASID first (break-before-make).
     FaultRace,
     /// The last thread exited: the exit-mode teardown issued no TLBI
-    /// (mechanisms.md §4).
+    /// (docs/mechanisms.md §4).
     ExitElided,
     /// The last thread exited with `tlb.exit_elide=off`: one whole-ASID flush.
     ExitFlush,
@@ -86,13 +86,13 @@ pub enum Reason {
     BadRequest,
     /// A CPU served a flush IPI (`tlb.strategy=ipi|local|auto`): local ops
     /// for the range, or the whole ASID when it was more than one
-    /// generation behind (mechanisms.md §7).
+    /// generation behind (docs/mechanisms.md §7).
     Shootdown,
     /// A CPU behind the mm's flush generation flushed the ASID locally
-    /// before running the mm again (mechanisms.md §6–7).
+    /// before running the mm again (docs/mechanisms.md §6–7).
     CatchUp,
     /// Reclaim unmapped a page: its TLBI is issued without a DSB, and the
-    /// batch completes it (mechanisms.md §8).
+    /// batch completes it (docs/mechanisms.md §8).
     Reclaim,
     /// A call found a reclaim batch pending on its mm (TLBIs another CPU
     /// issued and may not have completed): the whole ASID first, before it
@@ -279,7 +279,7 @@ pub struct TraceEvent {
     /// The strategy's reason, when it planned the ops.
     pub policy: Option<PlanReason>,
     /// CPUs sent an IPI for this decision (bit per CPU): flushes under
-    /// `tlb.strategy=ipi|local|auto` (mechanisms.md §7).
+    /// `tlb.strategy=ipi|local|auto` (docs/mechanisms.md §7).
     pub ipi_targets: u16,
 }
 

@@ -1,4 +1,4 @@
-//! zap_race: the concurrent-zap race of mechanisms.md §5. Per round, a
+//! zap_race: the concurrent-zap race of docs/mechanisms.md §5. Per round, a
 //! region is filled with a round-specific value; then a thread on CPU 1
 //! munmaps it while a thread on CPU 2 madvise(DONTNEED)s it (and a second
 //! madvise races too), and a reader on CPU 3 keeps reading it. Once either
