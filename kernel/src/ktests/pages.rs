@@ -13,7 +13,8 @@
 use crate::ktest;
 use crate::mm::phys::verify_free_poison;
 use crate::mm::tlb::range::PAGE_SIZE;
-use crate::mm::tlb::{Event, FlushRequest, FlushStrategy, OpKind, TlbCounts, TLB_STATS};
+use crate::mm::tlb::stats::{TTL_KINDS, TTL_STATS};
+use crate::mm::tlb::{Event, FlushRequest, FlushStrategy, OpKind, TlbCounts, TlbiOp, TLB_STATS};
 use crate::task::process::{self, wait_from_kernel};
 use crate::FEATURES;
 
@@ -51,6 +52,27 @@ fn planned(reqs: &[FlushRequest]) -> [u64; 5] {
     let reported: u64 = KINDS.iter().map(|&k| c.get(k)).sum();
     assert_eq!(reported, c.total(), "the plan for {reqs:?} has kinds `pages` does not check: {c}");
     KINDS.map(|k| c.get(k))
+}
+
+/// The address ops the policy plans for `reqs` by TTL hint: none, level
+/// 1, 2, 3.
+fn planned_levels(reqs: &[FlushRequest]) -> [u64; 4] {
+    let (policy, features) = crate::mm::user::policy();
+    let mut levels = [0; 4];
+    for req in reqs {
+        for op in policy.plan(req, &features).expect("a plan").ops() {
+            if let TlbiOp::Va { ttl, .. } | TlbiOp::Range { ttl, .. } = *op {
+                levels[usize::from(ttl.unwrap_or(0))] += 1;
+            }
+        }
+    }
+    levels
+}
+
+/// The kernel's counts of address ops by TTL hint (all kinds together).
+fn levels() -> [u64; 4] {
+    let t = TTL_STATS.total();
+    core::array::from_fn(|l| (0..TTL_KINDS.len()).map(|k| t[4 * k + l]).sum())
 }
 
 /// `n` blocks cleared, the table above them kept: one entry each, level 2.
@@ -102,7 +124,16 @@ fn munmap_blocks_issue_the_plan(cpu: &str, cases: &[(u64, [u64; 5])]) {
     for &(n, want) in cases {
         let plan = planned(&[blocks_request(n)]);
         assert_eq!(plan, want, "the policy's plan for a munmap of {n} blocks on -cpu {cpu}");
+        let before = levels();
         pages(BLOCKS | n | exact(0, plan), &[(Event::BlockFill, n + 1), (Event::BlockSplit, 0)]);
+        // The munmap is the process's only flush with a hint (its exit
+        // flushes the ASID): its ops carry the level of the blocks, 2, on a
+        // CPU with FEAT_TTL, and none without.
+        let got: [u64; 4] = core::array::from_fn(|l| levels()[l] - before[l]);
+        let hinted = planned_levels(&[blocks_request(n)]);
+        assert_eq!(got[1..], hinted[1..], "address ops by TTL level 1, 2, 3 on -cpu {cpu} ({n} blocks)");
+        let ttl = FEATURES.get().unwrap().ttl;
+        assert_eq!(hinted[2], if ttl { hinted.iter().sum() } else { 0 }, "{hinted:?}");
     }
 }
 

@@ -7,6 +7,7 @@
 //! and an `ISB` so this CPU's later instructions use the new translations.
 
 use super::cpu::cpu_id;
+use crate::mm::tlb::stats::TTL_STATS;
 use crate::mm::tlb::{range, Scope, TlbiOp, TLB_STATS};
 use core::arch::asm;
 
@@ -76,6 +77,9 @@ fn issue(op: &TlbiOp, scope: Scope) {
         (TlbiOp::All, Scope::Broadcast) => tlbi!("vmalle1is"),
     }
     TLB_STATS.record(cpu_id(), op.kind(scope));
+    if let TlbiOp::Va { ttl, .. } | TlbiOp::Range { ttl, .. } = *op {
+        TTL_STATS.record(cpu_id(), op.kind(scope), ttl);
+    }
 }
 
 /// Waits until every TLBI this CPU issued has completed everywhere it was
