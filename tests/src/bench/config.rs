@@ -144,6 +144,8 @@ pub struct Config {
     pub asid_bits: Option<u32>,
     /// `reclaim.batch=on|off`; `None` = the kernel's default (on).
     pub reclaim_batch: Option<bool>,
+    /// QEMU `-m` in MiB; `None` = [`MEM_MB`].
+    pub mem_mb: Option<u32>,
 }
 
 impl Config {
@@ -158,6 +160,7 @@ impl Config {
             nested_fix: None,
             asid_bits: None,
             reclaim_batch: None,
+            mem_mb: None,
         }
     }
 
@@ -191,6 +194,11 @@ impl Config {
         self
     }
 
+    pub fn with_mem_mb(mut self, mb: u32) -> Config {
+        self.mem_mb = Some(mb);
+        self
+    }
+
     /// The kernel options of this configuration (without the base ones).
     pub fn args(&self) -> Vec<String> {
         let onoff = |b: bool| if b { "on" } else { "off" };
@@ -215,13 +223,14 @@ impl Config {
         Machine {
             cpu: self.cpu.to_string(),
             cpus: self.cpus,
-            mem_mb: MEM_MB,
+            mem_mb: self.mem_mb.unwrap_or(MEM_MB),
             el2: false,
         }
     }
 
     /// A short unique name: `max 2cpu broadcast/default`, then whatever is set
-    /// of `elide=off`, `nested_fix=off`, `asid_bits=4`, `reclaim.batch=off`.
+    /// of `elide=off`, `nested_fix=off`, `asid_bits=4`, `reclaim.batch=off`,
+    /// `mem=2048M`.
     pub fn label(&self) -> String {
         let mut s = format!(
             "{} {}cpu {}/{}",
@@ -239,6 +248,9 @@ impl Config {
         }
         if let Some(on) = self.reclaim_batch {
             s.push_str(&format!(" reclaim.batch={}", onoff(on)));
+        }
+        if let Some(mb) = self.mem_mb {
+            s.push_str(&format!(" mem={mb}M"));
         }
         s
     }
@@ -279,6 +291,9 @@ mod tests {
         let r = Config::new(CPU_RANGE, 2).with_reclaim_batch(false);
         let label = "max 2cpu broadcast/default reclaim.batch=off";
         assert_eq!((r.args(), r.label()), (vec!["reclaim.batch=off".to_string()], label.into()));
+        let m = Config::new(CPU_RANGE, 2).with_mem_mb(2048);
+        assert_eq!((m.args().len(), m.label(), m.machine().mem_mb), (0, "max 2cpu broadcast/default mem=2048M".into(), 2048));
+        assert_eq!(Config::new(CPU_RANGE, 2).machine().mem_mb, MEM_MB);
         assert_eq!(default_strategy().name, "broadcast");
         assert!(default_strategy().args.is_empty(), "the default runs with the kernel's default");
     }

@@ -307,6 +307,7 @@ pub fn summary(
             s.push_str(&device_table(&configs));
         }
     }
+    s.push_str(&pages_table(&configs));
     s.push_str(&strategy_tables(&records));
     let unsupported: Vec<&PointResult> = results
         .iter()
@@ -399,6 +400,66 @@ pub fn device_table(records: &[Record]) -> String {
             d("retries"),
             d("invals"),
             d("served_by_waiter"),
+        );
+    }
+    s.push('\n');
+    s
+}
+
+/// The pages workloads by page size: per operation, time, instructions,
+/// TLBIs by kind and by TTL level, faults and the block and run events;
+/// for `pages-split`, what the splits added to `pages-mmap` of the same
+/// region. Empty without pages records.
+pub fn pages_table(records: &[Record]) -> String {
+    let mut rs: Vec<&Record> = records.iter().filter(|r| r.workload.starts_with("pages-")).collect();
+    if rs.is_empty() {
+        return String::new();
+    }
+    let key = |r: &Record| (r.param("page_kib").unwrap_or(0), r.workload.clone(), r.param("mib").unwrap_or(0));
+    rs.sort_by_key(|r| (key(r), r.cpu_model.clone()));
+    let mut s = String::from(
+        "## TLBIs per page size\n\n\
+         Per operation of the pages workloads, by page size (4 KiB pages, 64 KiB contiguous runs, 2 MiB \
+         blocks): time, instructions, TLBIs by kind and by TTL hint level (the kernel's `stats(TLBI_TTL)`: \
+         l2 = block entries, l3 = pages, none = no hint), page faults, and the block and run events. \
+         split +time: what the splits added to pages-mmap of the same region.\n\n\
+         | page | workload | MiB | cpu | time/op | insns/op | TLBI/op | by kind | by level | faults/op \
+         | events/op | split +time |\n\
+         |---:|---|---:|---|---:|---:|---:|---|---|---:|---|---:|\n",
+    );
+    let events = ["block_fill", "run_fill", "block_split", "run_unfold", "split_no_break", "collapse"];
+    for r in &rs {
+        let (page, _, mib) = key(r);
+        let ev: Vec<String> = events
+            .iter()
+            .filter(|e| r.events_per_op.get(e) > 0.0)
+            .map(|e| format!("{} {e}", fmt_count(r.events_per_op.get(e))))
+            .collect();
+        let split = (r.workload == "pages-split")
+            .then(|| {
+                rs.iter().find(|m| {
+                    m.workload == "pages-mmap" && key(m).0 == page && key(m).2 == mib && m.config == r.config
+                })
+            })
+            .flatten()
+            .map(|m| {
+                let d = r.ns_per_op.median - m.ns_per_op.median;
+                format!("{}{}", if d < 0.0 { "-" } else { "+" }, fmt_ns(d.abs()))
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {mib} | {} | {} | {} | {} | {} | {} | {} | {} | {split} |",
+            if page >= 1024 { format!("{} MiB", page / 1024) } else { format!("{page} KiB") },
+            r.workload,
+            r.cpu_model,
+            fmt_ns(r.ns_per_op.median),
+            fmt_insns(r.insns_per_op),
+            fmt_count(r.tlbi_ops_per_op),
+            r.tlbi_breakdown(),
+            r.ttl_breakdown(),
+            fmt_count(r.page_faults_per_op),
+            ev.join(", "),
         );
     }
     s.push('\n');
