@@ -292,7 +292,8 @@ mod tests {
         let label = "max 2cpu broadcast/default reclaim.batch=off";
         assert_eq!((r.args(), r.label()), (vec!["reclaim.batch=off".to_string()], label.into()));
         let m = Config::new(CPU_RANGE, 2).with_mem_mb(2048);
-        assert_eq!((m.args().len(), m.label(), m.machine().mem_mb), (0, "max 2cpu broadcast/default mem=2048M".into(), 2048));
+        let label = "max 2cpu broadcast/default mem=2048M";
+        assert_eq!((m.args().len(), m.label(), m.machine().mem_mb), (0, label.into(), 2048));
         assert_eq!(Config::new(CPU_RANGE, 2).machine().mem_mb, MEM_MB);
         assert_eq!(default_strategy().name, "broadcast");
         assert!(default_strategy().args.is_empty(), "the default runs with the kernel's default");

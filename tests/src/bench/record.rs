@@ -877,7 +877,8 @@ pub(crate) mod tests {
         assert!(record(LINE).device_per_op.0.is_empty(), "no device in the line");
         assert!(record(LINE).tlbi_ttl_per_op.0.is_empty(), "no levels in the line");
         assert_eq!(record(LINE).ttl_breakdown(), "-", "by-address TLBIs without levels");
-        let with_levels = LINE.replace(r#""faults":480}"#, r#""faults":480,"tlbi_ttl":{"vale1is@l2":3,"rvae1is@none":30}}"#);
+        let levels = r#""faults":480,"tlbi_ttl":{"vale1is@l2":3,"rvae1is@none":30}}"#;
+        let with_levels = LINE.replace(r#""faults":480}"#, levels);
         let r = record(&with_levels);
         assert_eq!(r.tlbi_ttl_per_op.get("vale1is@l2"), 0.1);
         assert_eq!(r.ttl_breakdown(), "0.10 l2, 1 none");
