@@ -57,7 +57,7 @@ fn run(raw: u64) -> Result<(), i32> {
     bench::setup("munmap", unmap(at, len))?;
     let map_region = || {
         // SAFETY: `at` is this program's own range, unused when mapped.
-        bench::op("mmap", unsafe { sys::mmap_raw(at, len, RW, map::FIXED | flags) })
+        bench::op("mmap", unsafe { sys::mmap_raw(at, len, RW, map::FIXED | flags) }.map(drop))
     };
     let m = match arg.flags >> 2 {
         0 => bench::measure(
@@ -77,7 +77,7 @@ fn run(raw: u64) -> Result<(), i32> {
                 |i| {
                     // SAFETY: no reference to the region's memory is live;
                     // it reads as zeroes afterwards.
-                    bench::op("madvise", unsafe { sys::madvise(at, len, advice::DONTNEED) })?;
+                    bench::op("madvise", unsafe { sys::madvise(at, len, advice::DONTNEED) }.map(drop))?;
                     touch(at, len, i);
                     Ok(())
                 },
@@ -107,9 +107,9 @@ fn setup_error(what: core::fmt::Arguments) -> Result<(), i32> {
     Err(status::SETUP)
 }
 
-fn unmap(addr: u64, len: u64) -> Result<u64, Errno> {
+fn unmap(addr: u64, len: u64) -> Result<(), Errno> {
     // SAFETY: only the region's own memory, which no reference points into.
-    unsafe { sys::munmap(addr, len) }
+    unsafe { sys::munmap(addr, len) }.map(drop)
 }
 
 /// Writes `value` in the first word of each 4 KiB of `[at, at + len)`.
