@@ -873,6 +873,8 @@ mod tests {
             event_words: 16,
             device: [0; DEVICE_WORDS],
             device_words: DEVICE_WORDS,
+            ttl: [0; TTL_WORDS],
+            ttl_words: TTL_WORDS,
         };
         c.tlbi[6] = 40;
         c.tlbi[12] = 20;
@@ -910,7 +912,7 @@ mod tests {
     }
 
     #[test]
-    fn device_counters_are_reported_when_the_device_worked() {
+    fn device_and_level_counters_are_reported_when_nonzero() {
         let mut c = Counters {
             tlbi: [0; TLBI_WORDS],
             tlbi_words: 13,
@@ -920,9 +922,14 @@ mod tests {
             event_words: 0,
             device: [0; DEVICE_WORDS],
             device_words: DEVICE_WORDS,
+            ttl: [0; TTL_WORDS],
+            ttl_words: TTL_WORDS,
         };
         c.device[0] = 16;
         c.device[4] = 3;
+        // vale1is (the sixth kind) at level 2, rvae1is (the seventh) without a hint.
+        c.ttl[4 * 5 + 2] = 2;
+        c.ttl[4 * 6] = 1;
         let mut m = Measurement { rep_ticks: [0; MAX_REPS], reps: 1, ops: 1, warmup: 1, counted_ops: 1, counters: c };
         m.rep_ticks[0] = 5;
         let arg = Arg::decode(Arg::encode(16, 1, 1, 0, 0), 0, 0, 0);
@@ -932,7 +939,8 @@ mod tests {
         assert!(
             text.ends_with(
                 "\"events\":{},\"device\":{\"fills\":16,\"hits\":0,\"retries\":0,\"faults\":0,\
-                 \"invals\":3,\"dropped\":0,\"jobs\":0,\"served_by_waiter\":0}}\n"
+                 \"invals\":3,\"dropped\":0,\"jobs\":0,\"served_by_waiter\":0},\
+                 \"tlbi_ttl\":{\"vale1is@l2\":2,\"rvae1is@none\":1}}\n"
             ),
             "{text}"
         );
