@@ -14,7 +14,9 @@
 #     it, everything, and the strategy sweep on 1, 2, 4 and 8 CPUs of an
 #     8-CPU machine.
 #   --workload NAME: only this workload (repeatable): mmap, mprotect, reclaim,
-#     madvise, fork, exit, mprotect-threads, pingpong, asid-pressure, device.
+#     madvise, fork, exit, mprotect-threads, pingpong, asid-pressure, device,
+#     pages-mmap, pages-madvise, pages-split (2 MiB to 1 GiB regions of 4 KiB
+#     pages, 64 KiB contiguous runs and 2 MiB blocks, on 2 GiB machines).
 #   --sweep configs: each workload's sizes and configurations (policies,
 #     CPU models, exit elision, nested fix, ASID width, reclaim batching) under the default
 #     strategy; --sweep strategies: every flush strategy (broadcast, ipi,

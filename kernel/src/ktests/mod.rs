@@ -7,6 +7,7 @@ mod device;
 mod framework;
 mod irq;
 mod mm;
+mod pages;
 mod reclaim;
 mod repeat;
 mod robust;

@@ -245,6 +245,11 @@ fn stats(which: u64, buf: u64, len: u64) -> Result<u64, SysError> {
             1
         }
         abi::stats::EVENTS => events_words(&TLB_STATS.total(), &mut words),
+        abi::stats::TLBI_TTL => {
+            let t = crate::mm::tlb::stats::TTL_STATS.total();
+            words[..t.len()].copy_from_slice(&t);
+            t.len()
+        }
         w if (abi::stats::EVENTS_CPU..abi::stats::EVENTS_CPU + MAX_CPUS as u64).contains(&w) => {
             events_words(&TLB_STATS.cpu((w - abi::stats::EVENTS_CPU) as usize), &mut words)
         }

@@ -156,6 +156,8 @@ pub struct Config {
     pub reclaim_batch: Option<bool>,
     /// `tlb.repeat_tlbi=MODE`; `None` = the kernel's default (auto).
     pub repeat_tlbi: Option<&'static str>,
+    /// QEMU `-m` in MiB; `None` = [`MEM_MB`].
+    pub mem_mb: Option<u32>,
 }
 
 impl Config {
@@ -171,6 +173,7 @@ impl Config {
             asid_bits: None,
             reclaim_batch: None,
             repeat_tlbi: None,
+            mem_mb: None,
         }
     }
 
@@ -209,6 +212,11 @@ impl Config {
         self
     }
 
+    pub fn with_mem_mb(mut self, mb: u32) -> Config {
+        self.mem_mb = Some(mb);
+        self
+    }
+
     /// The kernel options of this configuration (without the base ones).
     pub fn args(&self) -> Vec<String> {
         let onoff = |b: bool| if b { "on" } else { "off" };
@@ -236,13 +244,14 @@ impl Config {
         Machine {
             cpu: self.cpu.to_string(),
             cpus: self.cpus,
-            mem_mb: MEM_MB,
+            mem_mb: self.mem_mb.unwrap_or(MEM_MB),
             el2: false,
         }
     }
 
     /// A short unique name: `max 2cpu broadcast/default`, then whatever is set
-    /// of `elide=off`, `nested_fix=off`, `asid_bits=4`, `reclaim.batch=off`.
+    /// of `elide=off`, `nested_fix=off`, `asid_bits=4`, `reclaim.batch=off`,
+    /// `mem=2048M`.
     pub fn label(&self) -> String {
         let mut s = format!(
             "{} {}cpu {}/{}",
@@ -263,6 +272,9 @@ impl Config {
         }
         if let Some(mode) = self.repeat_tlbi {
             s.push_str(&format!(" repeat_tlbi={mode}"));
+        }
+        if let Some(mb) = self.mem_mb {
+            s.push_str(&format!(" mem={mb}M"));
         }
         s
     }
@@ -306,6 +318,10 @@ mod tests {
         let e = Config::new(CPU_REPEAT_TLBI, 2).with_repeat_tlbi("each");
         let label = "cortex-a76 2cpu broadcast/default repeat_tlbi=each";
         assert_eq!((e.args(), e.label()), (vec!["tlb.repeat_tlbi=each".to_string()], label.into()));
+        let m = Config::new(CPU_RANGE, 2).with_mem_mb(2048);
+        let label = "max 2cpu broadcast/default mem=2048M";
+        assert_eq!((m.args().len(), m.label(), m.machine().mem_mb), (0, label.into(), 2048));
+        assert_eq!(Config::new(CPU_RANGE, 2).machine().mem_mb, MEM_MB);
         assert_eq!(default_strategy().name, "broadcast");
         assert!(default_strategy().args.is_empty(), "the default runs with the kernel's default");
     }

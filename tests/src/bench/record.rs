@@ -97,6 +97,10 @@ pub struct BenchLine {
     /// during the measurement.
     #[serde(default)]
     pub device: Counts<u64>,
+    /// The by-address TLBIs by kind and TTL hint level (`vale1is@l2`,
+    /// `vae1is@none`; `STATS(TLBI_TTL)`), those issued.
+    #[serde(default)]
+    pub tlbi_ttl: Counts<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +253,10 @@ pub struct Record {
     pub device_total: Counts<u64>,
     #[serde(default)]
     pub device_per_op: Counts<f64>,
+    /// The by-address TLBIs by kind and TTL hint level, per operation
+    /// (`vale1is@l2`); empty from kernels that do not count levels.
+    #[serde(default)]
+    pub tlbi_ttl_per_op: Counts<f64>,
     pub asid_rollovers: u64,
     pub asid_rollovers_per_op: f64,
     pub asid_total: Counts<u64>,
@@ -455,6 +463,7 @@ impl Record {
             events_per_op: b.events.map(per_op),
             device_total: b.device.clone(),
             device_per_op: b.device.map(per_op),
+            tlbi_ttl_per_op: b.tlbi_ttl.map(per_op),
             asid_rollovers: rollovers,
             asid_rollovers_per_op: per_op(rollovers),
             asid_total: b.asid.clone(),
@@ -489,6 +498,26 @@ impl Record {
             .iter()
             .find(|(k, _)| k == name)
             .map(|&(_, v)| v)
+    }
+
+    /// The by-address TLBIs per operation by TTL hint level, all kinds
+    /// together: `1.00 l2, 1.00 l3, 2.00 none` (`none`: no hint); `-` when
+    /// the line has by-address TLBIs but no levels (a kernel that does not
+    /// count them), empty without by-address TLBIs.
+    pub fn ttl_breakdown(&self) -> String {
+        let by_address = self.tlbi_per_op.0.iter().any(|(k, v)| *v > 0.0 && k.contains("va"));
+        if self.tlbi_ttl_per_op.0.is_empty() {
+            return if by_address { "-".into() } else { String::new() };
+        }
+        let parts: Vec<String> = ["l1", "l2", "l3", "none"]
+            .iter()
+            .filter_map(|l| {
+                let suffix = format!("@{l}");
+                let n: f64 = self.tlbi_ttl_per_op.0.iter().filter(|(k, _)| k.ends_with(&suffix)).map(|(_, v)| v).sum();
+                (n > 0.0).then(|| format!("{} {l}", fmt_count(n)))
+            })
+            .collect();
+        parts.join(", ")
     }
 
     /// TLBI kinds with a non-zero count, per operation: `1.00 rvale1is`.
@@ -880,6 +909,13 @@ pub(crate) mod tests {
     #[test]
     fn device_counters_are_per_operation_and_optional() {
         assert!(record(LINE).device_per_op.0.is_empty(), "no device in the line");
+        assert!(record(LINE).tlbi_ttl_per_op.0.is_empty(), "no levels in the line");
+        assert_eq!(record(LINE).ttl_breakdown(), "-", "by-address TLBIs without levels");
+        let levels = r#""faults":480,"tlbi_ttl":{"vale1is@l2":3,"rvae1is@none":30}}"#;
+        let with_levels = LINE.replace(r#""faults":480}"#, levels);
+        let r = record(&with_levels);
+        assert_eq!(r.tlbi_ttl_per_op.get("vale1is@l2"), 0.1);
+        assert_eq!(r.ttl_breakdown(), "0.10 l2, 1 none");
         let line = LINE.replace(
             r#""faults":480}"#,
             r#""faults":480,"events":{"sec_inval":15},"device":{"fills":60,"retries":3}}"#,

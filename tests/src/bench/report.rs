@@ -315,6 +315,7 @@ pub fn summary(
             s.push_str(&device_table(&configs));
         }
     }
+    s.push_str(&pages_table(&configs));
     s.push_str(&strategy_tables(&records));
     s.push_str(&repeat_tables(&records));
     let unsupported: Vec<&PointResult> = results
@@ -408,6 +409,67 @@ pub fn device_table(records: &[Record]) -> String {
             d("retries"),
             d("invals"),
             d("served_by_waiter"),
+        );
+    }
+    s.push('\n');
+    s
+}
+
+/// The pages workloads by page size: per operation, time, instructions,
+/// TLBIs by kind and by TTL level, faults and the block and run events;
+/// for `pages-split`, what the splits added to `pages-mmap` of the same
+/// region. Empty without pages records.
+pub fn pages_table(records: &[Record]) -> String {
+    let mut rs: Vec<&Record> = records.iter().filter(|r| r.workload.starts_with("pages-")).collect();
+    if rs.is_empty() {
+        return String::new();
+    }
+    let key = |r: &Record| (r.param("page_kib").unwrap_or(0), r.workload.clone(), r.param("mib").unwrap_or(0));
+    rs.sort_by_key(|r| (key(r), r.cpu_model.clone()));
+    let mut s = String::from(
+        "## TLBIs per page size\n\n\
+         Per operation of the pages workloads, by page size (4 KiB pages, 64 KiB contiguous runs, 2 MiB \
+         blocks): time, instructions, TLBIs by kind and by TTL hint level (the kernel's `stats(TLBI_TTL)`: \
+         l2 = block entries, l3 = pages, none = no hint), page faults, and the block and run events. \
+         split +time, +insns: what the splits added to pages-mmap of the same region (the time is the \
+         medians' difference, as noisy as they are).\n\n\
+         | page | workload | MiB | cpu | time/op | insns/op | TLBI/op | by kind | by level | faults/op \
+         | events/op | split +time | split +insns |\n\
+         |---:|---|---:|---|---:|---:|---:|---|---|---:|---|---:|---:|\n",
+    );
+    let events = ["block_fill", "run_fill", "block_split", "run_unfold", "split_no_break", "collapse"];
+    for r in &rs {
+        let (page, _, mib) = key(r);
+        let ev: Vec<String> = events
+            .iter()
+            .filter(|e| r.events_per_op.get(e) > 0.0)
+            .map(|e| format!("{} {e}", fmt_count(r.events_per_op.get(e))))
+            .collect();
+        let mmap = (r.workload == "pages-split")
+            .then(|| {
+                rs.iter().find(|m| {
+                    m.workload == "pages-mmap" && key(m).0 == page && key(m).2 == mib && m.config == r.config
+                })
+            })
+            .flatten();
+        let signed = |d: f64, f: fn(f64) -> String| format!("{}{}", if d < 0.0 { "-" } else { "+" }, f(d.abs()));
+        let split = mmap.map(|m| signed(r.ns_per_op.median - m.ns_per_op.median, fmt_ns)).unwrap_or_default();
+        let split_insns = mmap
+            .and_then(|m| Some(signed(r.insns_per_op? - m.insns_per_op?, |n| fmt_insns(Some(n)))))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {mib} | {} | {} | {} | {} | {} | {} | {} | {} | {split} | {split_insns} |",
+            if page >= 1024 { format!("{} MiB", page / 1024) } else { format!("{page} KiB") },
+            r.workload,
+            r.cpu_model,
+            fmt_ns(r.ns_per_op.median),
+            fmt_insns(r.insns_per_op),
+            fmt_count(r.tlbi_ops_per_op),
+            r.tlbi_breakdown(),
+            r.ttl_breakdown(),
+            fmt_count(r.page_faults_per_op),
+            ev.join(", "),
         );
     }
     s.push('\n');
@@ -668,6 +730,27 @@ mod tests {
         );
         assert_eq!(csv_field("x\"y"), "\"x\"\"y\"");
         assert!(cols > 30);
+    }
+
+    #[test]
+    fn the_pages_table_is_by_page_size_with_what_splits_add() {
+        let line = |w: &str, ticks: &str, ttl: &str| {
+            LINE.replace(r#""workload":"mmap""#, &format!(r#""workload":"{w}""#))
+                .replace(r#""params":{"pages":16,"threads":1}"#, r#""params":{"mib":2,"page_kib":2048}"#)
+                .replace("[6250,12500,9375]", ticks)
+                .replace(r#""faults":480}"#, &format!(r#""faults":480,"events":{{"block_fill":30}},{}}}"#, ttl))
+        };
+        let mut mmap = record(&line("pages-mmap", "[6250,6250,6250]", r#""tlbi_ttl":{"rvae1is@none":30}"#));
+        let ttl = r#""tlbi_ttl":{"vale1is@l2":3,"rvae1is@none":30}"#;
+        let mut split = record(&line("pages-split", "[12500,12500,12500]", ttl));
+        (mmap.insns_per_op, split.insns_per_op) = (Some(1000.0), Some(1500.0));
+        assert!(pages_table(&[record(LINE)]).is_empty(), "no pages records");
+        let t = pages_table(&[split, mmap]);
+        let rows: Vec<&str> = t.lines().filter(|l| l.starts_with("| 2 MiB")).collect();
+        assert_eq!(rows.len(), 2, "{t}");
+        assert!(rows[0].contains("| pages-mmap |") && rows[1].contains("| pages-split |"), "{t}");
+        assert!(rows[1].contains("| 0.10 l2, 1 none |") && rows[1].contains("| 1 block_fill |"), "{t}");
+        assert!(rows[1].ends_with("| +10.0 µs | +500 |"), "{t}");
     }
 
     #[test]

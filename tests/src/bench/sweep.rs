@@ -322,6 +322,36 @@ pub const WORKLOADS: &[Workload] = &[
         points: device,
         per_cpu: None,
     },
+    Workload {
+        name: "pages-mmap",
+        program: "bench_pages",
+        op: "mmap an N MiB region with 4 KiB pages, 64 KiB contiguous runs (map::CONT) or 2 MiB \
+             blocks (map::HUGE), write one word in each 4 KiB of it, munmap it",
+        flag_a_second_cpu: false,
+        flag_b_second_cpu: false,
+        points: pages_mmap,
+        per_cpu: None,
+    },
+    Workload {
+        name: "pages-madvise",
+        program: "bench_pages",
+        op: "madvise(DONTNEED) an N MiB region mapped with 4 KiB pages, 64 KiB runs or 2 MiB blocks, \
+             then write one word in each 4 KiB of it again",
+        flag_a_second_cpu: false,
+        flag_b_second_cpu: false,
+        points: pages_madvise,
+        per_cpu: None,
+    },
+    Workload {
+        name: "pages-split",
+        program: "bench_pages",
+        op: "as pages-mmap, with a munmap of one page in the middle of each 2 MiB before the munmap \
+             of the rest (a block is split, a run unfolded; plain pages lose only the page)",
+        flag_a_second_cpu: false,
+        flag_b_second_cpu: false,
+        points: pages_split,
+        per_cpu: None,
+    },
 ];
 
 /// The workload named `name`.
@@ -670,6 +700,53 @@ fn device(w: &'static Workload, depth: Depth) -> Vec<Point> {
     out
 }
 
+/// Page sizes of the pages workloads: (flags bits 0..2, KiB).
+pub const PAGE_SIZES: [(u64, u64); 3] = [(0, 4), (1, 64), (2, 2048)];
+
+/// QEMU `-m` of the pages workloads: room for a 1 GiB region.
+pub const PAGES_MEM_MB: u32 = 2048;
+
+/// Region sizes in MiB of the pages workloads: 2 MiB to 1 GiB (the region
+/// is at most half of [`PAGES_MEM_MB`]).
+fn pages_sizes(depth: Depth, split: bool) -> &'static [u64] {
+    match (depth, split) {
+        (Depth::Quick, false) => &[2, 64, 1024],
+        (Depth::Quick, true) => &[2, 64],
+        (Depth::Full, false) => &[2, 8, 32, 128, 512, 1024],
+        (Depth::Full, true) => &[2, 32, 512],
+    }
+}
+
+/// Sizes × page sizes × CPU models (`max`, `cortex-a72`), size-major;
+/// `op` is the workload's flag bits 2..4. Fewer repetitions of the large
+/// regions (a 1 GiB region of 4 KiB pages is 262,144 faults an operation).
+fn pages_points(w: &'static Workload, depth: Depth, op: u64) -> Vec<Point> {
+    let mut out = Vec::new();
+    for &mib in pages_sizes(depth, op == 2) {
+        let reps = if mib >= 256 { 3 } else { depth.reps().min(9) };
+        let ops = ops_for(64, mib, 1, 8);
+        for cpu in [CPU_RANGE, CPU_NO_RANGE] {
+            let c = Config::new(cpu, 2).with_mem_mb(PAGES_MEM_MB);
+            for (size, _) in PAGE_SIZES {
+                out.push(Point::new(w, mib, size | op << 2, reps, ops, c.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn pages_mmap(w: &'static Workload, depth: Depth) -> Vec<Point> {
+    pages_points(w, depth, 0)
+}
+
+fn pages_madvise(w: &'static Workload, depth: Depth) -> Vec<Point> {
+    pages_points(w, depth, 1)
+}
+
+fn pages_split(w: &'static Workload, depth: Depth) -> Vec<Point> {
+    pages_points(w, depth, 2)
+}
+
 fn asid_pressure(w: &'static Workload, depth: Depth) -> Vec<Point> {
     let bits: &[u32] = match depth {
         Depth::Quick => &[4, 8, 16],
@@ -778,6 +855,23 @@ mod tests {
             .iter()
             .all(|p| p.workload == "mmap"));
         assert!(workload("nonesuch").is_none());
+    }
+
+    #[test]
+    fn the_pages_workloads_cover_every_page_size_on_both_cpus() {
+        for name in ["pages-mmap", "pages-madvise", "pages-split"] {
+            let points = plan(Depth::Quick, &[workload(name).unwrap()], &[Sweep::Configs]);
+            for (size, _) in PAGE_SIZES {
+                for cpu in [CPU_RANGE, CPU_NO_RANGE] {
+                    assert!(points.iter().any(|p| p.flags & 3 == size && p.config.cpu == cpu), "{name}");
+                }
+            }
+            assert!(points.iter().all(|p| p.program == "bench_pages" && p.config.machine().mem_mb == PAGES_MEM_MB));
+            assert!(points.iter().all(|p| u64::from(PAGES_MEM_MB) >= 2 * p.n && p.n % 2 == 0));
+            assert!(strategy_points(workload(name).unwrap(), Depth::Quick).is_empty());
+        }
+        let split = plan(Depth::Quick, &[workload("pages-split").unwrap()], &[]);
+        assert!(split.iter().all(|p| p.flags >> 2 == 2));
     }
 
     #[test]

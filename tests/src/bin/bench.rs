@@ -34,7 +34,8 @@ struct Cli {
     #[arg(long)]
     quick: bool,
     /// Only this workload (repeatable): mmap, mprotect, madvise, fork, exit,
-    /// mprotect-threads, reclaim, pingpong, asid-pressure.
+    /// mprotect-threads, reclaim, pingpong, asid-pressure, device,
+    /// pages-mmap, pages-madvise, pages-split.
     #[arg(long = "workload", value_name = "NAME")]
     workloads: Vec<String>,
     /// Only this sweep (repeatable; default all three): configs (each

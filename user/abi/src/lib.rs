@@ -330,6 +330,13 @@ pub mod stats {
     pub const EVENTS_CPU: u64 = 16;
     /// `TLBI_CPU + cpu`: the words of [`TLBI`] for one CPU (`cpu` < 8).
     pub const TLBI_CPU: u64 = 24;
+    /// By-address TLBIs summed over CPUs by kind and TTL hint level, 32
+    /// words: for each of [`TTL_KINDS`], the ops with no hint, then with
+    /// level 1, 2 and 3 (word `4 * kind + level`). For those kinds they add
+    /// up to the words of [`TLBI`].
+    pub const TLBI_TTL: u64 = 9;
+    /// The kinds of [`TLBI_TTL`], in order.
+    pub const TTL_KINDS: [&str; 8] = ["vae1", "vale1", "rvae1", "rvale1", "vae1is", "vale1is", "rvae1is", "rvale1is"];
     /// `DEVICE + dev`: device `dev`'s counters (`dev` <
     /// [`super::device::COUNT`]), indexed by [`super::device`]'s `FILLS` ..
     pub const DEVICE: u64 = 40;

@@ -53,6 +53,9 @@
 //! operations (R·K, plus what helper threads did meanwhile). `events` has
 //! as many words as `STATS(EVENTS)` wrote (the kernel's `mm::tlb::Event`:
 //! flush decisions, IPIs sent and received, lazy skips, catch-ups, ...).
+//! `tlbi_ttl`, after them when any was issued, counts the by-address
+//! TLBIs of `tlbi` again by kind and TTL hint level (`STATS(TLBI_TTL)`:
+//! `"vale1is@l2":N`, `"vae1is@none":N`).
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -112,6 +115,11 @@ const EVENT_WORDS: usize = 32;
 /// names them.
 pub use ulib::abi::device::STAT_NAMES as DEVICE_NAMES;
 const DEVICE_WORDS: usize = ulib::abi::device::STAT_COUNT;
+/// Words of `STATS(TLBI_TTL)`.
+const TTL_WORDS: usize = 4 * ulib::abi::stats::TTL_KINDS.len();
+/// The levels of `STATS(TLBI_TTL)`'s words, in order, as the report
+/// names them (`vale1is@l2`).
+const TTL_LEVELS: [&str; 4] = ["none", "l1", "l2", "l3"];
 
 /// The decoded argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,6 +188,11 @@ pub struct Counters {
     pub device: [u64; DEVICE_WORDS],
     /// How many words the kernel wrote (0 if it has no devices).
     pub device_words: usize,
+    /// `STATS(TLBI_TTL)`: the by-address TLBIs by kind and TTL hint level
+    /// (four words per kind of `abi::stats::TTL_KINDS`: no hint, 1, 2, 3).
+    pub ttl: [u64; TTL_WORDS],
+    /// How many words the kernel wrote (0 if it does not count levels).
+    pub ttl_words: usize,
 }
 
 impl Counters {
@@ -203,6 +216,8 @@ impl Counters {
             event_words: 0,
             device: [0; DEVICE_WORDS],
             device_words: 0,
+            ttl: [0; TTL_WORDS],
+            ttl_words: 0,
         };
         if mark == Some(region::Mark::End) {
             region::mark(region::Mark::End, c.tlbi.as_ptr().cast());
@@ -215,6 +230,7 @@ impl Counters {
         c.faults = sys::stat(stats::PAGE_FAULTS)?;
         c.event_words = sys::stats(stats::EVENTS, &mut c.events).map_or(0, |n| n as usize);
         c.device_words = sys::stats(stats::DEVICE, &mut c.device).map_or(0, |n| n as usize);
+        c.ttl_words = sys::stats(stats::TLBI_TTL, &mut c.ttl).map_or(0, |n| n as usize);
         Ok(c)
     }
 
@@ -236,6 +252,10 @@ impl Counters {
             *w = w.wrapping_sub(e);
         }
         d.device_words = self.device_words.min(earlier.device_words);
+        for (w, e) in d.ttl.iter_mut().zip(earlier.ttl) {
+            *w = w.wrapping_sub(e);
+        }
+        d.ttl_words = self.ttl_words.min(earlier.ttl_words);
         d
     }
 }
@@ -769,6 +789,18 @@ fn write_json(
         }
         w.write_str("}")?;
     }
+    // The by-address TLBIs by TTL level, those that were issued.
+    let ttl = &c.ttl[..c.ttl_words];
+    if ttl.iter().any(|&n| n != 0) {
+        w.write_str(",\"tlbi_ttl\":{")?;
+        let mut sep = "";
+        for (i, &n) in ttl.iter().enumerate().filter(|&(_, &n)| n != 0) {
+            let kind = stats::TTL_KINDS.get(i / 4).copied().unwrap_or("op");
+            write!(w, "{sep}\"{kind}@{}\":{n}", TTL_LEVELS[i % 4])?;
+            sep = ",";
+        }
+        w.write_str("}")?;
+    }
     writeln!(w, "}}")
 }
 
@@ -849,6 +881,8 @@ mod tests {
             event_words: 16,
             device: [0; DEVICE_WORDS],
             device_words: DEVICE_WORDS,
+            ttl: [0; TTL_WORDS],
+            ttl_words: TTL_WORDS,
         };
         c.tlbi[6] = 40;
         c.tlbi[12] = 20;
@@ -896,6 +930,8 @@ mod tests {
             event_words: 0,
             device: [0; DEVICE_WORDS],
             device_words: 0,
+            ttl: [0; TTL_WORDS],
+            ttl_words: 0,
         };
         c.tlbi[8] = 10;
         c.tlbi[stats::TLBI_DSB] = 10;
@@ -917,7 +953,7 @@ mod tests {
     }
 
     #[test]
-    fn device_counters_are_reported_when_the_device_worked() {
+    fn device_and_level_counters_are_reported_when_nonzero() {
         let mut c = Counters {
             tlbi: [0; TLBI_WORDS],
             tlbi_words: 13,
@@ -927,9 +963,14 @@ mod tests {
             event_words: 0,
             device: [0; DEVICE_WORDS],
             device_words: DEVICE_WORDS,
+            ttl: [0; TTL_WORDS],
+            ttl_words: TTL_WORDS,
         };
         c.device[0] = 16;
         c.device[4] = 3;
+        // vale1is (the sixth kind) at level 2, rvae1is (the seventh) without a hint.
+        c.ttl[4 * 5 + 2] = 2;
+        c.ttl[4 * 6] = 1;
         let mut m = Measurement { rep_ticks: [0; MAX_REPS], reps: 1, ops: 1, warmup: 1, counted_ops: 1, counters: c };
         m.rep_ticks[0] = 5;
         let arg = Arg::decode(Arg::encode(16, 1, 1, 0, 0), 0, 0, 0);
@@ -939,7 +980,8 @@ mod tests {
         assert!(
             text.ends_with(
                 "\"events\":{},\"device\":{\"fills\":16,\"hits\":0,\"retries\":0,\"faults\":0,\
-                 \"invals\":3,\"dropped\":0,\"jobs\":0,\"served_by_waiter\":0}}\n"
+                 \"invals\":3,\"dropped\":0,\"jobs\":0,\"served_by_waiter\":0},\
+                 \"tlbi_ttl\":{\"vale1is@l2\":2,\"rvae1is@none\":1}}\n"
             ),
             "{text}"
         );

@@ -7,6 +7,7 @@
 //! and an `ISB` so this CPU's later instructions use the new translations.
 
 use super::cpu::cpu_id;
+use crate::mm::tlb::stats::TTL_STATS;
 use crate::mm::tlb::{range, OpKind, Scope, TlbiOp, TLB_STATS};
 use core::arch::asm;
 
@@ -49,6 +50,9 @@ pub fn publish_tables() {
 fn issue(op: &TlbiOp, scope: Scope) {
     let kind = exec(op, scope);
     TLB_STATS.record(cpu_id(), kind);
+    if let TlbiOp::Va { ttl, .. } | TlbiOp::Range { ttl, .. } = *op {
+        TTL_STATS.record(cpu_id(), kind, ttl);
+    }
 }
 
 /// Executes one op, uncounted, and returns the kind it executed. An op

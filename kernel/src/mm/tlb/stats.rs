@@ -424,6 +424,86 @@ impl Default for TlbStats {
 /// The kernel's counters (the host model keeps its own `TlbStats`).
 pub static TLB_STATS: TlbStats = TlbStats::new();
 
+/// The by-address kinds ([`OpKind`] `vae1` .. `rvale1` and their `...is`
+/// forms) in the order of [`TtlStats`]' words: eight kinds, each with four
+/// words.
+pub const TTL_KINDS: [OpKind; 8] = [
+    OpKind::Vae1,
+    OpKind::Vale1,
+    OpKind::Rvae1,
+    OpKind::Rvale1,
+    OpKind::Vae1is,
+    OpKind::Vale1is,
+    OpKind::Rvae1is,
+    OpKind::Rvale1is,
+];
+
+/// Words of [`TtlStats`]: for each of [`TTL_KINDS`], the ops issued with
+/// no TTL hint, then with the hint level 1, 2 and 3 (word `4 * kind +
+/// level`).
+pub const TTL_WORDS: usize = 4 * TTL_KINDS.len();
+
+/// Per-CPU counts of the by-address TLBIs by kind and the level of their
+/// TTL hint (FEAT_TTL: the level of the leaf entries they invalidate), next
+/// to [`TlbStats`]' counts by kind, which they add up to for those kinds.
+pub struct TtlStats {
+    cpus: [[AtomicU64; TTL_WORDS]; MAX_CPUS],
+}
+
+impl TtlStats {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const ZERO: AtomicU64 = AtomicU64::new(0);
+    #[allow(clippy::declare_interior_mutable_const)]
+    const CPU: [AtomicU64; TTL_WORDS] = [Self::ZERO; TTL_WORDS];
+
+    pub const fn new() -> Self {
+        Self { cpus: [Self::CPU; MAX_CPUS] }
+    }
+
+    /// Counts one op of `kind` with hint `ttl` (nothing for the kinds
+    /// without an address).
+    pub fn record(&self, cpu: usize, kind: OpKind, ttl: Option<u8>) {
+        let Some(k) = TTL_KINDS.iter().position(|&t| t == kind) else { return };
+        let level = usize::from(ttl.unwrap_or(0).min(3));
+        self.cpus[cpu % MAX_CPUS][4 * k + level].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The words of every CPU together.
+    pub fn total(&self) -> [u64; TTL_WORDS] {
+        let mut out = [0; TTL_WORDS];
+        for c in &self.cpus {
+            for (o, a) in out.iter_mut().zip(c) {
+                *o += a.load(Ordering::Relaxed);
+            }
+        }
+        out
+    }
+}
+
+impl Default for TtlStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The kernel's counts by TTL level.
+pub static TTL_STATS: TtlStats = TtlStats::new();
+
+// The user-space names of the kinds are the kernel's, in order.
+const _: () = {
+    let mut i = 0;
+    while i < TTL_KINDS.len() {
+        let (a, b) = (TTL_KINDS[i].name().as_bytes(), abi::stats::TTL_KINDS[i].as_bytes());
+        assert!(a.len() == b.len());
+        let mut j = 0;
+        while j < a.len() {
+            assert!(a[j] == b[j]);
+            j += 1;
+        }
+        i += 1;
+    }
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,5 +540,18 @@ mod tests {
         assert_eq!(r.executed(), 2);
         assert_eq!(s.cpu(1).repeat[OpKind::Vale1is as usize], 1);
         assert_eq!(format!("{r}"), "vmalle1is=1 dsb=0 repeat_vale1is=1 repeat_dsb=1 exit_elided=1");
+    }
+
+    #[test]
+    fn counts_by_ttl_level_per_kind() {
+        let s = TtlStats::new();
+        s.record(0, OpKind::Vale1is, Some(2));
+        s.record(1, OpKind::Vale1is, Some(2));
+        s.record(1, OpKind::Rvae1, None);
+        s.record(2, OpKind::Aside1is, None);
+        let t = s.total();
+        assert_eq!(t[4 * 5 + 2], 2, "vale1is at level 2");
+        assert_eq!(t[4 * 2], 1, "rvae1 without a hint");
+        assert_eq!(t.iter().sum::<u64>(), 3, "ASID flushes have no level");
     }
 }

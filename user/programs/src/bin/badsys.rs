@@ -7,7 +7,7 @@
 use core::sync::atomic::AtomicU32;
 
 use ulib::abi::errno::*;
-use ulib::abi::{map, nr, prot, stats, USER_END};
+use ulib::abi::{advice, map, nr, prot, stats, USER_END};
 use ulib::mm::Mapping;
 use ulib::{println, raw, sys, Errno};
 use userland::{check_eq, fail, try_sys};
@@ -52,6 +52,9 @@ fn run(_arg: u64) -> Result<(), i32> {
         case("mprotect prot 0x80",   nr::MPROTECT,     [s, 4096, 0x80, 0, 0, 0], EINVAL),
         case("mmap flags 0x100",     nr::MMAP,         [0, 4096, RW, 0x100, 0, 0], EINVAL),
         case("madvise advice 99",    nr::MADVISE,      [s, 4096, 99, 0, 0, 0], EINVAL),
+        case("madvise COLLAPSE +8",  nr::MADVISE,      [s + 8, 4096, advice::COLLAPSE, 0, 0, 0], EINVAL),
+        case("madvise HUGEPAGE 0",   nr::MADVISE,      [s, 0, advice::HUGEPAGE, 0, 0, 0], EINVAL),
+        case("mmap HUGE|CONT|0x40",  nr::MMAP,         [0, 4096, RW, map::HUGE | map::CONT | 0x40, 0, 0], EINVAL),
         case("syscall 999",          999,              [0; 6], ENOSYS),
         case("join no such tid",     nr::JOIN,         [NO_SUCH_ID, 0, 0, 0, 0, 0], ESRCH),
         case("wait no children",     nr::WAIT,         [u64::MAX, 0, 0, 0, 0, 0], ECHILD),
