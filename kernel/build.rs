@@ -28,7 +28,8 @@ fn main() {
         .unwrap_or_default();
     names.sort();
     let dir = std::env::var("USERLAND_DIR").ok().filter(|_| target.starts_with("aarch64-unknown-none"));
-    let mut out = String::from("/// Built-in user programs: (name, ELF image).\npub static PROGRAMS: &[(&str, &[u8])] = &[\n");
+    let mut out =
+        String::from("/// Built-in user programs: (name, ELF image).\npub static PROGRAMS: &[(&str, &[u8])] = &[\n");
     for n in &names {
         if let Some(d) = &dir {
             let path = Path::new(d).join(n);

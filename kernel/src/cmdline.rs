@@ -6,12 +6,12 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::mm::space::{Strategy, Thp};
 use crate::mm::tlb::policy::Claim;
+use crate::mm::tlb::stats::MAX_CPUS;
 use crate::mm::tlb::trace::TraceParams;
 use crate::mm::tlb::PolicyParams;
 use crate::mm::tlb::RepeatChoice;
-use crate::mm::space::{Strategy, Thp};
-use crate::mm::tlb::stats::MAX_CPUS;
 
 /// What to run after boot when no tests are selected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,10 +189,35 @@ impl fmt::Display for CmdlineError {
 }
 
 /// Every key this parser accepts, for the error message.
-pub const KNOWN: &[&str] =
-    &["log", "ktest.run", "ktest.all", "ktest.list", "workload", "run", "tick_hz", "asid_bits", "tlb.exit_elide", "tlb.nested_fix", "mm.poison", "kheap.reserve_kb",
-    "tlb.strategy", "tlb.ipi_max", "tlb.repeat_tlbi", "tlb.use_mm_mmget", "tlb.lazy", "tlb.stale_mark", "tlb.gen_check",
-    "swap.slots", "reclaim.batch", "reclaim.dsb", "mmu.notifier", "dev.cpu", "mm.thp", "mm.block_cow", "mm.bbm"];
+pub const KNOWN: &[&str] = &[
+    "log",
+    "ktest.run",
+    "ktest.all",
+    "ktest.list",
+    "workload",
+    "run",
+    "tick_hz",
+    "asid_bits",
+    "tlb.exit_elide",
+    "tlb.nested_fix",
+    "mm.poison",
+    "kheap.reserve_kb",
+    "tlb.strategy",
+    "tlb.ipi_max",
+    "tlb.repeat_tlbi",
+    "tlb.use_mm_mmget",
+    "tlb.lazy",
+    "tlb.stale_mark",
+    "tlb.gen_check",
+    "swap.slots",
+    "reclaim.batch",
+    "reclaim.dsb",
+    "mmu.notifier",
+    "dev.cpu",
+    "mm.thp",
+    "mm.block_cow",
+    "mm.bbm",
+];
 
 fn bad(option: &str, value: &str, expected: &'static str) -> CmdlineError {
     CmdlineError::BadValue { option: option.to_string(), value: value.to_string(), expected }
@@ -252,7 +277,9 @@ pub fn parse(line: &str) -> Result<Options, CmdlineError> {
                 let mut progs = Vec::new();
                 for item in v.split(',').filter(|s| !s.is_empty()) {
                     let (name, arg) = match item.split_once(':') {
-                        Some((n, a)) => (n, parse_u64(a).ok_or_else(|| bad(key, v, "name[:arg],... with numeric args"))?),
+                        Some((n, a)) => {
+                            (n, parse_u64(a).ok_or_else(|| bad(key, v, "name[:arg],... with numeric args"))?)
+                        }
                         None => (item, 0),
                     };
                     if name.is_empty() {
@@ -384,7 +411,9 @@ mod tests {
         let o = parse("mm.thp=always mm.block_cow=copy mm.bbm=off").unwrap();
         assert_eq!((o.thp, o.block_cow_copy, o.bbm), (Thp::Always, true, Bbm::Off));
         assert_eq!(parse("mm.thp=never mm.bbm=force").map(|o| (o.thp, o.bbm)), Ok((Thp::Never, Bbm::Force)));
-        for (line, option) in [("mm.thp=sometimes", "mm.thp"), ("mm.block_cow=share", "mm.block_cow"), ("mm.bbm", "mm.bbm")] {
+        for (line, option) in
+            [("mm.thp=sometimes", "mm.thp"), ("mm.block_cow=share", "mm.block_cow"), ("mm.bbm", "mm.bbm")]
+        {
             match parse(line) {
                 Err(CmdlineError::BadValue { option: o, .. }) => assert_eq!(o, option, "{line}"),
                 other => panic!("{line}: expected a bad value, got {other:?}"),
@@ -402,9 +431,13 @@ mod tests {
         let d = Options::default();
         assert_eq!(d.strategy, Strategy::Broadcast, "today's behaviour by default");
         assert!(d.use_mm_mmget && d.lazy_tlb && d.stale_mark && d.gen_check, "safe defaults");
-        for (line, option) in [("tlb.strategy=sometimes", "tlb.strategy"), ("tlb.strategy", "tlb.strategy"),
-            ("tlb.ipi_max=65", "tlb.ipi_max"), ("tlb.ipi_max=-1", "tlb.ipi_max"), ("tlb.lazy=maybe", "tlb.lazy")]
-        {
+        for (line, option) in [
+            ("tlb.strategy=sometimes", "tlb.strategy"),
+            ("tlb.strategy", "tlb.strategy"),
+            ("tlb.ipi_max=65", "tlb.ipi_max"),
+            ("tlb.ipi_max=-1", "tlb.ipi_max"),
+            ("tlb.lazy=maybe", "tlb.lazy"),
+        ] {
             match parse(line) {
                 Err(CmdlineError::BadValue { option: o, .. }) => assert_eq!(o, option, "{line}"),
                 other => panic!("{line}: expected BadValue, got {other:?}"),
@@ -441,10 +474,14 @@ mod tests {
         assert_eq!((o.swap_slots, o.reclaim_batch, o.reclaim_dsb_remote), (0, false, true));
         assert!(!parse("reclaim.dsb=local").unwrap().reclaim_dsb_remote);
         assert_eq!(parse("swap.slots=262144").unwrap().swap_slots, MAX_SWAP_SLOTS);
-        for (line, option) in [("swap.slots=262145", "swap.slots"), ("swap.slots=-1", "swap.slots"),
-            ("swap.slots", "swap.slots"), ("reclaim.batch=sometimes", "reclaim.batch"),
-            ("reclaim.dsb=elsewhere", "reclaim.dsb"), ("reclaim.dsb", "reclaim.dsb")]
-        {
+        for (line, option) in [
+            ("swap.slots=262145", "swap.slots"),
+            ("swap.slots=-1", "swap.slots"),
+            ("swap.slots", "swap.slots"),
+            ("reclaim.batch=sometimes", "reclaim.batch"),
+            ("reclaim.dsb=elsewhere", "reclaim.dsb"),
+            ("reclaim.dsb", "reclaim.dsb"),
+        ] {
             match parse(line) {
                 Err(CmdlineError::BadValue { option: o, .. }) => assert_eq!(o, option, "{line}"),
                 other => panic!("{line}: expected BadValue, got {other:?}"),
@@ -461,10 +498,16 @@ mod tests {
         assert!(!parse("mmu.notifier=on").unwrap().notifier_late);
         assert_eq!(parse("dev.cpu=2").unwrap().dev_cpus, [2]);
         assert_eq!(parse("dev.cpu=0,7").unwrap().dev_cpus, [0, 7]);
-        for (line, option) in [("mmu.notifier=off", "mmu.notifier"), ("mmu.notifier", "mmu.notifier"),
-            ("mmu.notifier=early", "mmu.notifier"), ("dev.cpu=8", "dev.cpu"), ("dev.cpu=", "dev.cpu"),
-            ("dev.cpu=1,2,3", "dev.cpu"), ("dev.cpu=x", "dev.cpu"), ("dev.cpu=-1", "dev.cpu")]
-        {
+        for (line, option) in [
+            ("mmu.notifier=off", "mmu.notifier"),
+            ("mmu.notifier", "mmu.notifier"),
+            ("mmu.notifier=early", "mmu.notifier"),
+            ("dev.cpu=8", "dev.cpu"),
+            ("dev.cpu=", "dev.cpu"),
+            ("dev.cpu=1,2,3", "dev.cpu"),
+            ("dev.cpu=x", "dev.cpu"),
+            ("dev.cpu=-1", "dev.cpu"),
+        ] {
             match parse(line) {
                 Err(e @ CmdlineError::BadValue { .. }) => {
                     assert!(e.to_string().contains(&format!("'{option}'")), "{line}: {e}")
@@ -519,7 +562,12 @@ mod tests {
         assert_eq!(Options::default().trace, TraceParams { tlb: false, size: 4096 }, "off by default");
         let o = parse("trace=tlb trace.size=64").unwrap();
         assert_eq!(o.trace, TraceParams { tlb: true, size: 64 });
-        for (line, opt) in [("trace=all", "trace"), ("trace", "trace"), ("trace.size=0", "trace.size"), ("trace.size=1000000", "trace.size")] {
+        for (line, opt) in [
+            ("trace=all", "trace"),
+            ("trace", "trace"),
+            ("trace.size=0", "trace.size"),
+            ("trace.size=1000000", "trace.size"),
+        ] {
             match parse(line) {
                 Err(CmdlineError::BadValue { option, .. }) => assert_eq!(option, opt, "for {line}"),
                 other => panic!("{line}: expected BadValue for {opt}, got {other:?}"),

@@ -90,7 +90,10 @@ impl SysError {
     /// The caller passed something wrong (counted in `BAD_SYSCALLS`), as
     /// opposed to a resource state such as EAGAIN or ETIMEDOUT.
     pub const fn is_bad_argument(self) -> bool {
-        matches!(self, Self::Inval | Self::Fault | Self::NoSys | Self::NoEnt | Self::Srch | Self::Child | Self::Perm | Self::Busy)
+        matches!(
+            self,
+            Self::Inval | Self::Fault | Self::NoSys | Self::NoEnt | Self::Srch | Self::Child | Self::Perm | Self::Busy
+        )
     }
 }
 
@@ -113,7 +116,8 @@ mod tests {
     #[test]
     fn every_error_round_trips_through_its_errno() {
         use SysError::*;
-        for e in [Perm, NoEnt, Srch, Intr, Child, Again, NoMem, Fault, Busy, Exist, Inval, Pipe, Deadlk, NoSys, TimedOut]
+        for e in
+            [Perm, NoEnt, Srch, Intr, Child, Again, NoMem, Fault, Busy, Exist, Inval, Pipe, Deadlk, NoSys, TimedOut]
         {
             assert!(e.errno() < 0, "{e:?}");
             assert_eq!(SysError::from_errno(e.errno()), e);

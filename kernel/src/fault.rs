@@ -21,8 +21,10 @@ fn recover_if_possible() {
 }
 
 pub fn unexpected_exception(u: &Unexpected, frame: &TrapFrame) -> ! {
-    crate::console::print_panic(format_args!("\n{u}\n  x0 {:#x} x1 {:#x} x29 {:#x} x30 {:#x} sp_el0 {:#x} spsr {:#x}\n",
-        frame.x[0], frame.x[1], frame.x[29], frame.x[30], frame.sp_el0, frame.spsr));
+    crate::console::print_panic(format_args!(
+        "\n{u}\n  x0 {:#x} x1 {:#x} x29 {:#x} x30 {:#x} sp_el0 {:#x} spsr {:#x}\n",
+        frame.x[0], frame.x[1], frame.x[29], frame.x[30], frame.sp_el0, frame.spsr
+    ));
     crate::test::record_failure(format_args!("{u}"));
     recover_if_possible();
     crate::console::print_panic(format_args!("kernel: unrecoverable exception, ending the run\n"));

@@ -28,7 +28,8 @@ extern "C" fn kernel_main(_dtb_pa: u64, _image_pa: u64) -> ! {
         die(format_args!("no device tree in x0 at entry"), semihost::EXIT_CRASH);
     }
     // SAFETY: the boot tables map the DTB read-only at DTB_VA for its size.
-    let blob = unsafe { core::slice::from_raw_parts((DTB_VA + (info.dtb_pa & 0xfff)) as *const u8, info.dtb_size as usize) };
+    let blob =
+        unsafe { core::slice::from_raw_parts((DTB_VA + (info.dtb_pa & 0xfff)) as *const u8, info.dtb_size as usize) };
     let board = match BoardInfo::from_fdt(blob) {
         Ok(b) => b,
         Err(e) => die(format_args!("device tree: {e}"), semihost::EXIT_CRASH),
@@ -134,11 +135,7 @@ fn banner(board: &BoardInfo, f: &CpuFeatures, online: usize, heap: u64, entry_el
         f.pa_bits
     );
     crate::kprintln!("cpus: {online} online of {} listed", board.ncpus);
-    crate::kprintln!(
-        "memory: {mem_mib} MiB RAM, {} frames free, heap {} MiB",
-        frame::free_frames(),
-        heap >> 20
-    );
+    crate::kprintln!("memory: {mem_mib} MiB RAM, {} frames free, heap {} MiB", frame::free_frames(), heap >> 20);
     let c = crate::mm::user::config();
     crate::kprintln!(
         "tlb: strategy={} ipi_max={} lazy={} use_mm_mmget={}{}",

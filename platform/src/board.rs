@@ -102,8 +102,7 @@ impl BoardInfo {
         for r in fdt.memory().regions() {
             if let (Some(size), true) = (r.size, info.nmemory < MAX_REGIONS) {
                 if size > 0 {
-                    info.memory[info.nmemory] =
-                        MemRegion { base: r.starting_address as u64, size: size as u64 };
+                    info.memory[info.nmemory] = MemRegion { base: r.starting_address as u64, size: size as u64 };
                     info.nmemory += 1;
                 }
             }

@@ -17,4 +17,4 @@ pub mod timer;
 #[cfg(target_os = "none")]
 pub mod uart;
 
-pub use board::{BoardInfo, BoardError, Conduit, MemRegion, MAX_CPUS};
+pub use board::{BoardError, BoardInfo, Conduit, MemRegion, MAX_CPUS};

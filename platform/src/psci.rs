@@ -21,4 +21,3 @@ pub fn cpu_on(conduit: Conduit, mpidr: u64, entry: u64, context: u64) -> Result<
     }
     .map_err(PsciError)
 }
-

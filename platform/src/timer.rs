@@ -24,4 +24,3 @@ pub fn arm(ticks: u64) {
     CNTV_TVAL_EL0.set(ticks.min(u32::MAX as u64));
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
 }
-

@@ -1,6 +1,6 @@
 //! The PL011 console, through the `arm-pl011-uart` crate.
 
-use arm_pl011_uart::{DataBits, LineConfig, Parity, PL011Registers, StopBits, Uart, UniqueMmioPointer};
+use arm_pl011_uart::{DataBits, LineConfig, PL011Registers, Parity, StopBits, Uart, UniqueMmioPointer};
 use core::fmt::Write;
 use core::ptr::NonNull;
 use spin::Mutex;

@@ -59,10 +59,7 @@ pub enum BuildError {
     #[error("{what} is missing ({path}); run scripts/setup.sh to install the toolchain")]
     MissingToolchain { what: &'static str, path: PathBuf },
     #[error("cannot run `{cargo}`: {source}")]
-    Spawn {
-        cargo: String,
-        source: std::io::Error,
-    },
+    Spawn { cargo: String, source: std::io::Error },
     #[error("the kernel build failed ({status}):\n{output}")]
     Failed { status: ExitStatus, output: String },
     #[error("the build succeeded but {0} does not exist")]
@@ -90,15 +87,9 @@ pub fn elf_path(root: &Path) -> PathBuf {
 
 /// Checks that the Debian toolchain the kernel build needs is installed.
 pub fn check_toolchain() -> Result<(), BuildError> {
-    for (what, path) in [
-        ("Debian's rustc-web compiler", RUSTC),
-        ("the rust-web-src library source", LIBRARY_SRC),
-    ] {
+    for (what, path) in [("Debian's rustc-web compiler", RUSTC), ("the rust-web-src library source", LIBRARY_SRC)] {
         if !Path::new(path).exists() {
-            return Err(BuildError::MissingToolchain {
-                what,
-                path: path.into(),
-            });
+            return Err(BuildError::MissingToolchain { what, path: path.into() });
         }
     }
     Ok(())
@@ -112,10 +103,7 @@ fn cross_build(root: &Path, packages: &[&str]) -> Command {
         .arg("build")
         .args(packages)
         .args(["--profile", PROFILE, "--target", TARGET])
-        .args([
-            "-Zbuild-std=core,alloc",
-            "-Zbuild-std-features=compiler-builtins-mem",
-        ])
+        .args(["-Zbuild-std=core,alloc", "-Zbuild-std-features=compiler-builtins-mem"])
         .arg("--target-dir")
         .arg(target_dir(root));
     for var in SCRUBBED_ENV {
@@ -161,21 +149,14 @@ pub fn build_kernel(root: &Path, output: CargoOutput) -> Result<Kernel, BuildErr
 
 pub(crate) fn run_cargo(mut cmd: Command, output: CargoOutput) -> Result<(), BuildError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let spawn_error = |source| BuildError::Spawn {
-        cargo: program.clone(),
-        source,
-    };
+    let spawn_error = |source| BuildError::Spawn { cargo: program.clone(), source };
     match output {
         CargoOutput::Stream => {
             // Our stdout may carry a result (`ktool image` prints a path).
-            cmd.stdout(Stdio::from(std::io::stderr()))
-                .stderr(Stdio::inherit());
+            cmd.stdout(Stdio::from(std::io::stderr())).stderr(Stdio::inherit());
             let status = cmd.status().map_err(spawn_error)?;
             if !status.success() {
-                return Err(BuildError::Failed {
-                    status,
-                    output: "(cargo's output is above)".into(),
-                });
+                return Err(BuildError::Failed { status, output: "(cargo's output is above)".into() });
             }
         }
         CargoOutput::Capture => {
@@ -183,10 +164,7 @@ pub(crate) fn run_cargo(mut cmd: Command, output: CargoOutput) -> Result<(), Bui
             if !out.status.success() {
                 let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
                 text.push_str(&String::from_utf8_lossy(&out.stderr));
-                return Err(BuildError::Failed {
-                    status: out.status,
-                    output: text,
-                });
+                return Err(BuildError::Failed { status: out.status, output: text });
             }
         }
     }
@@ -200,14 +178,9 @@ mod tests {
     #[test]
     fn cargo_command_is_a_clean_cross_build() {
         let cmd = cargo_command(Path::new("/ws"));
-        let args: Vec<_> = cmd
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(args.windows(2).any(|w| w == ["--target", TARGET]));
-        assert!(args
-            .windows(2)
-            .any(|w| w == ["--target-dir", "/ws/target/aarch64"]));
+        assert!(args.windows(2).any(|w| w == ["--target-dir", "/ws/target/aarch64"]));
         assert!(args.iter().any(|a| a == "-Zbuild-std=core,alloc"));
         let envs: Vec<_> = cmd.get_envs().collect();
         assert!(envs.contains(&("RUSTC".as_ref(), Some(RUSTC.as_ref()))));
@@ -215,7 +188,8 @@ mod tests {
         assert!(envs.contains(&("RUSTFLAGS".as_ref(), None)));
         assert_eq!(cmd.get_current_dir(), Some(Path::new("/ws")));
         assert!(envs.iter().any(|(k, _)| *k == "USERLAND_DIR"), "the kernel build finds the user programs");
-        let user: Vec<_> = userland_command(Path::new("/ws")).get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let user: Vec<_> =
+            userland_command(Path::new("/ws")).get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(user.windows(2).any(|w| w == ["-p", "userland"]));
         assert_eq!(
             elf_path(Path::new("/ws")),

@@ -27,15 +27,9 @@ pub struct Load<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: std::path::PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: std::path::PathBuf, source: std::io::Error },
     #[error("cannot parse the kernel ELF: {0}")]
     Elf(#[from] object::Error),
     #[error("the kernel ELF has no PT_LOAD segment with file contents")]
@@ -59,29 +53,18 @@ pub const MAX_IMAGE: u64 = 256 << 20;
 
 /// Lays out `loads` as a flat binary starting at the lowest address.
 pub fn flatten(loads: &[Load<'_>]) -> Result<Vec<u8>, ImageError> {
-    let mut loads: Vec<_> = loads
-        .iter()
-        .filter(|l| !l.data.is_empty())
-        .copied()
-        .collect();
+    let mut loads: Vec<_> = loads.iter().filter(|l| !l.data.is_empty()).copied().collect();
     loads.sort_by_key(|l| l.vaddr);
     let base = loads.first().ok_or(ImageError::Empty)?.vaddr;
     let mut out = Vec::new();
     let mut previous = None;
     for load in &loads {
         let offset = load.vaddr - base;
-        let end = offset
-            .checked_add(load.data.len() as u64)
-            .filter(|&e| e <= MAX_IMAGE);
-        let end = end.ok_or(ImageError::TooLarge {
-            span: offset.saturating_add(load.data.len() as u64),
-        })?;
+        let end = offset.checked_add(load.data.len() as u64).filter(|&e| e <= MAX_IMAGE);
+        let end = end.ok_or(ImageError::TooLarge { span: offset.saturating_add(load.data.len() as u64) })?;
         if offset < out.len() as u64 {
             let first = previous.unwrap_or(base);
-            return Err(ImageError::Overlap {
-                first,
-                second: load.vaddr,
-            });
+            return Err(ImageError::Overlap { first, second: load.vaddr });
         }
         out.resize(offset as usize, 0);
         out.extend_from_slice(load.data);
@@ -96,17 +79,9 @@ pub fn check_header(image: &[u8], loads: &[Load<'_>]) -> Result<(), ImageError> 
     if image.get(MAGIC_OFFSET..MAGIC_OFFSET + 4) != Some(&MAGIC[..]) {
         return Err(ImageError::NoHeader);
     }
-    let header = u64::from_le_bytes(
-        image[IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8]
-            .try_into()
-            .expect("8 bytes"),
-    );
+    let header = u64::from_le_bytes(image[IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8].try_into().expect("8 bytes"));
     let base = loads.iter().map(|l| l.vaddr).min().unwrap_or(0);
-    let span = loads
-        .iter()
-        .map(|l| l.vaddr - base + l.memsz.max(l.data.len() as u64))
-        .max()
-        .unwrap_or(0);
+    let span = loads.iter().map(|l| l.vaddr - base + l.memsz.max(l.data.len() as u64)).max().unwrap_or(0);
     // 0 means "unknown" in old headers; otherwise the loader relies on it to
     // keep the device tree out of .bss.
     if header != 0 && header < span {
@@ -122,11 +97,7 @@ pub fn from_elf(elf: &[u8]) -> Result<Vec<u8>, ImageError> {
     for segment in file.segments() {
         // `object` yields only PT_LOAD segments for ELF.
         let memsz = segment.size();
-        loads.push(Load {
-            vaddr: segment.address(),
-            data: segment.data()?,
-            memsz,
-        });
+        loads.push(Load { vaddr: segment.address(), data: segment.data()?, memsz });
     }
     let image = flatten(&loads)?;
     check_header(&image, &loads)?;
@@ -135,15 +106,9 @@ pub fn from_elf(elf: &[u8]) -> Result<Vec<u8>, ImageError> {
 
 /// Reads the ELF at `elf` and writes the Image to `image`.
 pub fn convert(elf: &Path, image: &Path) -> Result<(), ImageError> {
-    let bytes = std::fs::read(elf).map_err(|source| ImageError::Read {
-        path: elf.into(),
-        source,
-    })?;
+    let bytes = std::fs::read(elf).map_err(|source| ImageError::Read { path: elf.into(), source })?;
     let out = from_elf(&bytes)?;
-    std::fs::write(image, out).map_err(|source| ImageError::Write {
-        path: image.into(),
-        source,
-    })
+    std::fs::write(image, out).map_err(|source| ImageError::Write { path: image.into(), source })
 }
 
 #[cfg(test)]
@@ -164,21 +129,9 @@ mod tests {
         let text = [1u8, 2, 3, 4];
         let data = [9u8, 9];
         let loads = [
-            Load {
-                vaddr: 0x4008_0010,
-                data: &data,
-                memsz: 0x1000,
-            }, // trailing .bss
-            Load {
-                vaddr: 0x4008_0000,
-                data: &text,
-                memsz: 4,
-            },
-            Load {
-                vaddr: 0x4009_0000,
-                data: &[],
-                memsz: 0x10_0000,
-            }, // pure .bss segment
+            Load { vaddr: 0x4008_0010, data: &data, memsz: 0x1000 }, // trailing .bss
+            Load { vaddr: 0x4008_0000, data: &text, memsz: 4 },
+            Load { vaddr: 0x4009_0000, data: &[], memsz: 0x10_0000 }, // pure .bss segment
         ];
         let image = flatten(&loads).unwrap();
         let mut expected = vec![1, 2, 3, 4];
@@ -190,71 +143,23 @@ mod tests {
     #[test]
     fn rejects_overlap_empty_and_huge() {
         let a = [0u8; 16];
-        let overlapping = [
-            Load {
-                vaddr: 0x1000,
-                data: &a,
-                memsz: 16,
-            },
-            Load {
-                vaddr: 0x1008,
-                data: &a,
-                memsz: 16,
-            },
-        ];
-        assert!(matches!(
-            flatten(&overlapping),
-            Err(ImageError::Overlap {
-                first: 0x1000,
-                second: 0x1008
-            })
-        ));
+        let overlapping = [Load { vaddr: 0x1000, data: &a, memsz: 16 }, Load { vaddr: 0x1008, data: &a, memsz: 16 }];
+        assert!(matches!(flatten(&overlapping), Err(ImageError::Overlap { first: 0x1000, second: 0x1008 })));
         assert!(matches!(flatten(&[]), Err(ImageError::Empty)));
-        let far = [
-            Load {
-                vaddr: 0x1000,
-                data: &a,
-                memsz: 16,
-            },
-            Load {
-                vaddr: 0xffff_0000_0000,
-                data: &a,
-                memsz: 16,
-            },
-        ];
+        let far = [Load { vaddr: 0x1000, data: &a, memsz: 16 }, Load { vaddr: 0xffff_0000_0000, data: &a, memsz: 16 }];
         assert!(matches!(flatten(&far), Err(ImageError::TooLarge { .. })));
     }
 
     #[test]
     fn header_checks() {
         let h = header(0x2000);
-        let loads = [Load {
-            vaddr: 0x4008_0000,
-            data: &h,
-            memsz: 0x2000,
-        }];
+        let loads = [Load { vaddr: 0x4008_0000, data: &h, memsz: 0x2000 }];
         check_header(&h, &loads).unwrap();
-        let small = [Load {
-            vaddr: 0x4008_0000,
-            data: &h,
-            memsz: 0x3000,
-        }];
-        assert!(matches!(
-            check_header(&h, &small),
-            Err(ImageError::SizeMismatch {
-                header: 0x2000,
-                span: 0x3000
-            })
-        ));
+        let small = [Load { vaddr: 0x4008_0000, data: &h, memsz: 0x3000 }];
+        assert!(matches!(check_header(&h, &small), Err(ImageError::SizeMismatch { header: 0x2000, span: 0x3000 })));
         check_header(&header(0), &small).unwrap();
-        assert!(matches!(
-            check_header(&[0u8; 64], &loads),
-            Err(ImageError::NoHeader)
-        ));
-        assert!(matches!(
-            check_header(&[], &loads),
-            Err(ImageError::NoHeader)
-        ));
+        assert!(matches!(check_header(&[0u8; 64], &loads), Err(ImageError::NoHeader)));
+        assert!(matches!(check_header(&[], &loads), Err(ImageError::NoHeader)));
     }
 
     #[test]
@@ -264,16 +169,8 @@ mod tests {
         let elf = Elf {
             sections: vec![],
             segments: vec![
-                Segment {
-                    vaddr: 0x4008_0000,
-                    data: text.clone(),
-                    memsz: text.len() as u64,
-                },
-                Segment {
-                    vaddr: 0x4008_1000,
-                    data: vec![0xbb; 4],
-                    memsz: 0x2000,
-                },
+                Segment { vaddr: 0x4008_0000, data: text.clone(), memsz: text.len() as u64 },
+                Segment { vaddr: 0x4008_1000, data: vec![0xbb; 4], memsz: 0x2000 },
             ],
         }
         .build();

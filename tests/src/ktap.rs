@@ -77,10 +77,7 @@ impl Parser {
     /// Feeds one line (without its newline) and says what it was.
     pub fn feed(&mut self, raw: &str) -> Event {
         let line = clean(raw);
-        if let Some(version) = line
-            .strip_prefix("KTAP version ")
-            .and_then(|v| v.trim().parse().ok())
-        {
+        if let Some(version) = line.strip_prefix("KTAP version ").and_then(|v| v.trim().parse().ok()) {
             self.version = Some(version);
             return Event::Version(version);
         }
@@ -88,11 +85,7 @@ impl Parser {
             self.plan = Some(count);
             return Event::Plan(count);
         }
-        if let Some(name) = line
-            .strip_prefix("# start ")
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-        {
+        if let Some(name) = line.strip_prefix("# start ").map(str::trim).filter(|n| !n.is_empty()) {
             self.finish_unreported();
             self.current = Some((name.to_owned(), Vec::new()));
             return Event::Start(name.to_owned());
@@ -139,9 +132,7 @@ impl Parser {
 
     /// The running test (started, no result yet) and its console lines.
     pub fn current(&self) -> Option<(&str, &[String])> {
-        self.current
-            .as_ref()
-            .map(|(name, lines)| (name.as_str(), lines.as_slice()))
+        self.current.as_ref().map(|(name, lines)| (name.as_str(), lines.as_slice()))
     }
 
     /// Lines printed while no test was running.
@@ -191,11 +182,8 @@ fn parse_plan(line: &str) -> Option<u32> {
 
 /// Parses a result line that starts at the beginning of `line`.
 fn parse_result(line: &str) -> Option<Report> {
-    let (ok, rest) = if let Some(rest) = line.strip_prefix("ok ") {
-        (true, rest)
-    } else {
-        (false, line.strip_prefix("not ok ")?)
-    };
+    let (ok, rest) =
+        if let Some(rest) = line.strip_prefix("ok ") { (true, rest) } else { (false, line.strip_prefix("not ok ")?) };
     let (number, rest) = rest.split_once(' ').unwrap_or((rest, ""));
     let number = number.parse().ok()?;
     let (name, directive) = match rest.split_once(" #") {
@@ -213,16 +201,9 @@ fn parse_result(line: &str) -> Option<Report> {
     } else if ok {
         Status::Pass
     } else {
-        Status::Fail {
-            reason: directive.to_owned(),
-        }
+        Status::Fail { reason: directive.to_owned() }
     };
-    Some(Report {
-        number,
-        name: name.to_owned(),
-        status,
-        console: Vec::new(),
-    })
+    Some(Report { number, name: name.to_owned(), status, console: Vec::new() })
 }
 
 /// Finds a result line for the running test `name` after other output on the
@@ -230,11 +211,7 @@ fn parse_result(line: &str) -> Option<Report> {
 fn find_result(line: &str, name: &str) -> Option<Report> {
     line.match_indices("ok ")
         .filter_map(|(at, _)| {
-            let start = if line[..at].ends_with("not ") {
-                at - 4
-            } else {
-                at
-            };
+            let start = if line[..at].ends_with("not ") { at - 4 } else { at };
             parse_result(&line[start..])
         })
         .find(|report| report.name == name)
@@ -279,19 +256,9 @@ not ok 4 task::spin # TIMEOUT after 10 s
         assert_eq!(reports[0].status, Status::Pass);
         assert_eq!(reports[0].console, ["frames: 128 allocated"]);
         assert_eq!(reports[1].number, 2);
-        assert_eq!(
-            reports[1].status,
-            Status::Fail {
-                reason: "assertion failed: left == right".into()
-            }
-        );
+        assert_eq!(reports[1].status, Status::Fail { reason: "assertion failed: left == right".into() });
         assert_eq!(reports[1].console, ["# expected 5, got 6"]);
-        assert_eq!(
-            reports[2].status,
-            Status::Skip {
-                reason: "cpu has no FEAT_TLBIRANGE".into()
-            }
-        );
+        assert_eq!(reports[2].status, Status::Skip { reason: "cpu has no FEAT_TLBIRANGE".into() });
         // The kernel has no watchdog of its own (the host enforces the
         // limits): a TIMEOUT directive is a failure like any other.
         assert!(matches!(&reports[3].status, Status::Fail { reason } if reason.contains("10 s")));
@@ -316,18 +283,10 @@ not ok 4 task::spin # TIMEOUT after 10 s
         let mut parser = Parser::new();
         parser.feed("# start mm::walk");
         // A log line without a newline, then the result on the same line.
-        assert_eq!(
-            parser.feed("\u{1b}[32mINFO\u{1b}[0m mm: donenot ok 7 mm::walk # boom"),
-            Event::Result
-        );
+        assert_eq!(parser.feed("\u{1b}[32mINFO\u{1b}[0m mm: donenot ok 7 mm::walk # boom"), Event::Result);
         let report = &parser.reports()[0];
         assert_eq!(report.number, 7);
-        assert_eq!(
-            report.status,
-            Status::Fail {
-                reason: "boom".into()
-            }
-        );
+        assert_eq!(report.status, Status::Fail { reason: "boom".into() });
         // Mid-line matches only count for the running test.
         parser.feed("# start x");
         assert_eq!(parser.feed("log: ok 3 y"), Event::Console);
@@ -337,24 +296,11 @@ not ok 4 task::spin # TIMEOUT after 10 s
     #[test]
     fn odd_but_valid_lines() {
         let r = parse_result("ok 12 - dash::name").unwrap();
-        assert_eq!(
-            (r.number, r.name.as_str(), r.status),
-            (12, "dash::name", Status::Pass)
-        );
+        assert_eq!((r.number, r.name.as_str(), r.status), (12, "dash::name", Status::Pass));
         let r = parse_result("not ok 3 x").unwrap();
-        assert_eq!(
-            r.status,
-            Status::Fail {
-                reason: String::new()
-            }
-        );
+        assert_eq!(r.status, Status::Fail { reason: String::new() });
         let r = parse_result("not ok 3 x # skip: later").unwrap();
-        assert_eq!(
-            r.status,
-            Status::Skip {
-                reason: "later".into()
-            }
-        );
+        assert_eq!(r.status, Status::Skip { reason: "later".into() });
         let r = parse_result("ok 3 x # some comment").unwrap();
         assert_eq!(r.status, Status::Pass);
         assert!(parse_result("ok x y").is_none());
@@ -376,9 +322,6 @@ not ok 4 task::spin # TIMEOUT after 10 s
     fn unmatched_result_keeps_running_test() {
         let parser = Parser::parse("# start a\nline\nok 9 other\nmore\n");
         assert_eq!(parser.reports()[0].name, "other");
-        assert_eq!(
-            parser.current(),
-            Some(("a", &["line".to_owned(), "more".to_owned()][..]))
-        );
+        assert_eq!(parser.current(), Some(("a", &["line".to_owned(), "more".to_owned()][..])));
     }
 }

@@ -84,26 +84,16 @@ impl KTestList {
 #[derive(Debug, thiserror::Error)]
 pub enum KTestsError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot parse the kernel ELF: {0}")]
     Elf(#[from] object::Error),
     #[error("`.ktests` is {size} bytes, not a whole number of {RECORD_SIZE}-byte records")]
     Size { size: usize },
     #[error("`.ktests` record {index}: {field} at {va:#x}+{len} is not in any section with file contents")]
-    Unresolved {
-        index: usize,
-        field: &'static str,
-        va: u64,
-        len: u64,
-    },
+    Unresolved { index: usize, field: &'static str, va: u64, len: u64 },
     #[error("`.ktests` record {index}: {field} is not UTF-8")]
     Utf8 { index: usize, field: &'static str },
-    #[error(
-        "`.ktests` record {index}: invalid test name {name:?} (empty, or has ',' or whitespace)"
-    )]
+    #[error("`.ktests` record {index}: invalid test name {name:?} (empty, or has ',' or whitespace)")]
     BadName { index: usize, name: String },
     #[error("`.ktests` record {index}: test {name:?} is registered twice")]
     Duplicate { index: usize, name: String },
@@ -113,10 +103,7 @@ pub enum KTestsError {
 
 /// Reads the test list from the kernel ELF at `path`.
 pub fn read(path: &Path) -> Result<KTestList, KTestsError> {
-    let data = std::fs::read(path).map_err(|source| KTestsError::Read {
-        path: path.into(),
-        source,
-    })?;
+    let data = std::fs::read(path).map_err(|source| KTestsError::Read { path: path.into(), source })?;
     from_elf(&data)
 }
 
@@ -154,34 +141,21 @@ impl Memory<'_> {
 }
 
 /// Decodes the `.ktests` bytes starting at `section_va`.
-pub fn decode(
-    section_va: u64,
-    records: &[u8],
-    memory: &Memory<'_>,
-) -> Result<KTestList, KTestsError> {
+pub fn decode(section_va: u64, records: &[u8], memory: &Memory<'_>) -> Result<KTestList, KTestsError> {
     if !records.len().is_multiple_of(RECORD_SIZE) {
-        return Err(KTestsError::Size {
-            size: records.len(),
-        });
+        return Err(KTestsError::Size { size: records.len() });
     }
     let mut names = HashSet::new();
     let mut tests = Vec::new();
     for (index, record) in records.chunks_exact(RECORD_SIZE).enumerate() {
-        let u64_at =
-            |at: usize| u64::from_le_bytes(record[at..at + 8].try_into().expect("8 bytes"));
-        let u32_at =
-            |at: usize| u32::from_le_bytes(record[at..at + 4].try_into().expect("4 bytes"));
+        let u64_at = |at: usize| u64::from_le_bytes(record[at..at + 8].try_into().expect("8 bytes"));
+        let u32_at = |at: usize| u32::from_le_bytes(record[at..at + 4].try_into().expect("4 bytes"));
         let string = |at: usize, field: &'static str| -> Result<String, KTestsError> {
             let (va, len) = (u64_at(at), u64_at(at + 8));
             if len == 0 {
                 return Ok(String::new());
             }
-            let bytes = memory.slice(va, len).ok_or(KTestsError::Unresolved {
-                index,
-                field,
-                va,
-                len,
-            })?;
+            let bytes = memory.slice(va, len).ok_or(KTestsError::Unresolved { index, field, va, len })?;
             String::from_utf8(bytes.to_vec()).map_err(|_| KTestsError::Utf8 { index, field })
         };
         let name = string(0, "name")?;
@@ -203,10 +177,7 @@ pub fn decode(
             name,
         };
         if test.cpus == 0 || test.mem_mb == 0 {
-            return Err(KTestsError::BadMachine {
-                index,
-                name: test.name,
-            });
+            return Err(KTestsError::BadMachine { index, name: test.name });
         }
         tests.push(test);
     }
@@ -218,13 +189,7 @@ pub(crate) mod tests {
     use super::*;
 
     /// Builds a record as the kernel's macro would lay it out.
-    pub(crate) fn record(
-        strings: [(u64, u64); 3],
-        cpus: u32,
-        mem_mb: u32,
-        timeout_s: u32,
-        flags: u32,
-    ) -> Vec<u8> {
+    pub(crate) fn record(strings: [(u64, u64); 3], cpus: u32, mem_mb: u32, timeout_s: u32, flags: u32) -> Vec<u8> {
         let mut r = Vec::with_capacity(RECORD_SIZE);
         for (ptr, len) in strings {
             r.extend_from_slice(&ptr.to_le_bytes());
@@ -239,19 +204,12 @@ pub(crate) mod tests {
     }
 
     const RODATA_VA: u64 = 0x4008_1000;
-    pub(crate) const RODATA: &[u8] =
-        b"boot::frames_roundtripmaxmm::asidcortex-a72ktest.x=1bad name";
+    pub(crate) const RODATA: &[u8] = b"boot::frames_roundtripmaxmm::asidcortex-a72ktest.x=1bad name";
 
     pub(crate) fn two_records() -> Vec<u8> {
         let at = |offset: u64| RODATA_VA + offset;
         let mut records = record([(at(0), 22), (at(22), 3), (0, 0)], 4, 1024, 30, 0);
-        records.extend(record(
-            [(at(25), 8), (at(33), 10), (at(43), 9)],
-            2,
-            512,
-            5,
-            Flags::FRESH | Flags::EL2,
-        ));
+        records.extend(record([(at(25), 8), (at(33), 10), (at(43), 9)], 2, 512, 5, Flags::FRESH | Flags::EL2));
         records
     }
 
@@ -260,23 +218,12 @@ pub(crate) mod tests {
         let memory = Memory(vec![(0x4000_0000, &[0u8; 16][..]), (RODATA_VA, RODATA)]);
         let list = decode(0x4009_0000, &two_records(), &memory).unwrap();
         assert_eq!(list.section_va, 0x4009_0000);
-        let [a, b] = &list.tests[..] else {
-            panic!("{list:?}")
-        };
+        let [a, b] = &list.tests[..] else { panic!("{list:?}") };
         assert_eq!((a.index, a.record_va), (0, 0x4009_0000));
-        assert_eq!(
-            (a.name.as_str(), a.cpu.as_str(), a.append.as_str()),
-            ("boot::frames_roundtrip", "max", "")
-        );
-        assert_eq!(
-            (a.cpus, a.mem_mb, a.timeout_s, a.flags),
-            (4, 1024, 30, Flags(0))
-        );
+        assert_eq!((a.name.as_str(), a.cpu.as_str(), a.append.as_str()), ("boot::frames_roundtrip", "max", ""));
+        assert_eq!((a.cpus, a.mem_mb, a.timeout_s, a.flags), (4, 1024, 30, Flags(0)));
         assert_eq!((b.index, b.record_va), (1, 0x4009_0000 + 72));
-        assert_eq!(
-            (b.name.as_str(), b.cpu.as_str(), b.append.as_str()),
-            ("mm::asid", "cortex-a72", "ktest.x=1")
-        );
+        assert_eq!((b.name.as_str(), b.cpu.as_str(), b.append.as_str()), ("mm::asid", "cortex-a72", "ktest.x=1"));
         assert!(b.flags.fresh() && b.flags.el2());
         assert_eq!(b.flags.without_fresh(), Flags(Flags::EL2));
         assert_eq!(list.get("mm::asid"), Some(b));
@@ -286,31 +233,16 @@ pub(crate) mod tests {
     fn rejects_bad_records() {
         let memory = Memory(vec![(RODATA_VA, RODATA)]);
         let records = two_records();
-        assert!(matches!(
-            decode(0, &records[..100], &memory),
-            Err(KTestsError::Size { size: 100 })
-        ));
+        assert!(matches!(decode(0, &records[..100], &memory), Err(KTestsError::Size { size: 100 })));
         let dangling = record([(RODATA_VA + 50, 22), (RODATA_VA, 3), (0, 0)], 1, 64, 1, 0);
-        assert!(matches!(
-            decode(0, &dangling, &memory),
-            Err(KTestsError::Unresolved { field: "name", .. })
-        ));
+        assert!(matches!(decode(0, &dangling, &memory), Err(KTestsError::Unresolved { field: "name", .. })));
         let mut twice = record([(RODATA_VA, 8), (RODATA_VA, 3), (0, 0)], 1, 64, 1, 0);
         twice.extend(twice.clone());
-        assert!(matches!(
-            decode(0, &twice, &memory),
-            Err(KTestsError::Duplicate { index: 1, .. })
-        ));
+        assert!(matches!(decode(0, &twice, &memory), Err(KTestsError::Duplicate { index: 1, .. })));
         let no_cpus = record([(RODATA_VA, 8), (RODATA_VA, 3), (0, 0)], 0, 64, 1, 0);
-        assert!(matches!(
-            decode(0, &no_cpus, &memory),
-            Err(KTestsError::BadMachine { .. })
-        ));
+        assert!(matches!(decode(0, &no_cpus, &memory), Err(KTestsError::BadMachine { .. })));
         let spaced = record([(RODATA_VA + 52, 8), (RODATA_VA, 3), (0, 0)], 1, 64, 1, 0);
-        assert!(matches!(
-            decode(0, &spaced, &memory),
-            Err(KTestsError::BadName { .. })
-        ));
+        assert!(matches!(decode(0, &spaced, &memory), Err(KTestsError::BadName { .. })));
     }
 
     #[test]
@@ -319,30 +251,10 @@ pub(crate) mod tests {
         let records = two_records();
         let elf = Elf {
             sections: vec![
-                Section {
-                    name: ".text",
-                    addr: 0x4008_0000,
-                    data: vec![0; 64],
-                    nobits: false,
-                },
-                Section {
-                    name: ".rodata",
-                    addr: RODATA_VA,
-                    data: RODATA.to_vec(),
-                    nobits: false,
-                },
-                Section {
-                    name: ".ktests",
-                    addr: 0x4009_0000,
-                    data: records,
-                    nobits: false,
-                },
-                Section {
-                    name: ".bss",
-                    addr: 0x4009_1000,
-                    data: vec![0; 4096],
-                    nobits: true,
-                },
+                Section { name: ".text", addr: 0x4008_0000, data: vec![0; 64], nobits: false },
+                Section { name: ".rodata", addr: RODATA_VA, data: RODATA.to_vec(), nobits: false },
+                Section { name: ".ktests", addr: 0x4009_0000, data: records, nobits: false },
+                Section { name: ".bss", addr: 0x4009_1000, data: vec![0; 4096], nobits: true },
             ],
             segments: vec![],
         }
@@ -353,12 +265,7 @@ pub(crate) mod tests {
         assert_eq!(list.tests[1].append, "ktest.x=1");
 
         let without = Elf {
-            sections: vec![Section {
-                name: ".text",
-                addr: 0x1000,
-                data: vec![1],
-                nobits: false,
-            }],
+            sections: vec![Section { name: ".text", addr: 0x1000, data: vec![1], nobits: false }],
             segments: vec![],
         };
         assert_eq!(from_elf(&without.build()).unwrap(), KTestList::default());

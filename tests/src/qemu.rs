@@ -132,10 +132,7 @@ pub enum Exit {
     /// 77: skipped.
     Skipped,
     /// Anything else: a crash, a panic that exited oddly, or a signal.
-    Crashed {
-        code: Option<i32>,
-        signal: Option<i32>,
-    },
+    Crashed { code: Option<i32>, signal: Option<i32> },
 }
 
 impl Exit {
@@ -155,10 +152,7 @@ impl Exit {
             EXIT_PASS => Exit::Passed,
             EXIT_FAIL => Exit::Failed,
             EXIT_SKIP => Exit::Skipped,
-            code => Exit::Crashed {
-                code: Some(code),
-                signal: None,
-            },
+            code => Exit::Crashed { code: Some(code), signal: None },
         }
     }
 
@@ -173,9 +167,7 @@ impl Exit {
             Exit::Passed => EXIT_PASS,
             Exit::Failed => EXIT_FAIL,
             Exit::Skipped => EXIT_SKIP,
-            Exit::Crashed {
-                code: Some(code), ..
-            } => code,
+            Exit::Crashed { code: Some(code), .. } => code,
             Exit::Crashed { signal, .. } => 128 + signal.unwrap_or(0),
         }
     }
@@ -187,13 +179,8 @@ impl fmt::Display for Exit {
             Exit::Passed => write!(f, "exit status 0 (all passed)"),
             Exit::Failed => write!(f, "exit status 1 (a test failed, or QEMU itself failed)"),
             Exit::Skipped => write!(f, "exit status 77 (skipped)"),
-            Exit::Crashed {
-                code: Some(code), ..
-            } => write!(f, "exit status {code} (crash)"),
-            Exit::Crashed {
-                signal: Some(signal),
-                ..
-            } => write!(f, "killed by signal {signal}"),
+            Exit::Crashed { code: Some(code), .. } => write!(f, "exit status {code} (crash)"),
+            Exit::Crashed { signal: Some(signal), .. } => write!(f, "killed by signal {signal}"),
             Exit::Crashed { .. } => write!(f, "ended without a status"),
         }
     }
@@ -205,12 +192,7 @@ mod tests {
 
     fn qemu(el2: bool, gdb: bool) -> Qemu {
         Qemu {
-            machine: Machine {
-                cpu: "cortex-a72".into(),
-                cpus: 2,
-                mem_mb: 512,
-                el2,
-            },
+            machine: Machine { cpu: "cortex-a72".into(), cpus: 2, mem_mb: 512, el2 },
             image: "/t/kernel.img".into(),
             append: " log=debug ktest.run=a::b,c ".into(),
             gdb,
@@ -220,28 +202,16 @@ mod tests {
 
     #[test]
     fn command_line() {
-        let args: Vec<_> = qemu(false, false)
-            .args()
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect();
+        let args: Vec<_> = qemu(false, false).args().into_iter().map(|a| a.into_string().unwrap()).collect();
         let expected = "-M virt,gic-version=3 -cpu cortex-a72 -smp 2 -m 512M -display none -serial stdio \
                         -monitor none -nic none -semihosting-config enable=on,target=native -kernel /t/kernel.img";
         assert_eq!(args[..args.len() - 3].join(" "), expected);
-        assert_eq!(
-            args[args.len() - 3..],
-            ["-append", "log=debug ktest.run=a::b,c", "-no-reboot"]
-        );
+        assert_eq!(args[args.len() - 3..], ["-append", "log=debug ktest.run=a::b,c", "-no-reboot"]);
 
         let args = qemu(true, true).args();
         assert!(args.contains(&"virt,gic-version=3,virtualization=on".into()));
-        assert_eq!(
-            args[args.len() - 2..],
-            ["-s".into(), "-S".into()] as [OsString; 2]
-        );
-        assert!(qemu(false, false)
-            .command_line()
-            .contains(" -append 'log=debug ktest.run=a::b,c' -no-reboot"));
+        assert_eq!(args[args.len() - 2..], ["-s".into(), "-S".into()] as [OsString; 2]);
+        assert!(qemu(false, false).command_line().contains(" -append 'log=debug ktest.run=a::b,c' -no-reboot"));
     }
 
     #[test]
@@ -251,21 +221,8 @@ mod tests {
         assert_eq!(shell_quote("a=b,c"), "a=b,c");
         assert_eq!(Exit::from_code(77), Exit::Skipped);
         assert_eq!(Exit::from_code(124), Exit::Crashed { code: Some(124), signal: None }, "not in the contract");
-        assert_eq!(
-            Exit::from_code(3),
-            Exit::Crashed {
-                code: Some(3),
-                signal: None
-            }
-        );
+        assert_eq!(Exit::from_code(3), Exit::Crashed { code: Some(3), signal: None });
         assert!(!Exit::from_code(3).is_clean() && Exit::from_code(1).is_clean());
-        assert_eq!(
-            Exit::Crashed {
-                code: None,
-                signal: Some(9)
-            }
-            .code(),
-            137
-        );
+        assert_eq!(Exit::Crashed { code: None, signal: Some(9) }.code(), 137);
     }
 }

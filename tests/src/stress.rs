@@ -206,7 +206,10 @@ run: resources back to baseline (heap 1 bytes before and after)
 
     #[test]
     fn panics_leaks_and_failures_are_seen() {
-        let leak = GOOD.replace("run: resources back to baseline (heap 1 bytes before and after)", "run: LEAK: tasks: 9 -> 10, heap bytes: 5 -> 6");
+        let leak = GOOD.replace(
+            "run: resources back to baseline (heap 1 bytes before and after)",
+            "run: LEAK: tasks: 9 -> 10, heap bytes: 5 -> 6",
+        );
         let s = Summary::parse(&leak, 1, Duration::ZERO);
         assert_eq!(s.leaks, ["tasks: 9 -> 10", "heap bytes: 5 -> 6"]);
         assert!(!s.passed());

@@ -47,11 +47,7 @@ pub fn target_dir(root: &Path) -> PathBuf {
 
 /// Where the built plugin is.
 pub fn library_path(root: &Path) -> PathBuf {
-    let file = format!(
-        "{}{PACKAGE}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
+    let file = format!("{}{PACKAGE}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
     target_dir(root).join("release").join(file)
 }
 
@@ -60,16 +56,10 @@ pub fn library_path(root: &Path) -> PathBuf {
 pub fn cargo_command(root: &Path) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(root)
-        .args(["build", "--release", "-p", PACKAGE, "--target-dir"])
-        .arg(target_dir(root));
+    cmd.current_dir(root).args(["build", "--release", "-p", PACKAGE, "--target-dir"]).arg(target_dir(root));
     // A host build: a cross target or a moved target directory from the
     // caller's environment must not apply.
-    for var in [
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-    ] {
+    for var in ["CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"] {
         cmd.env_remove(var);
     }
     cmd
@@ -99,32 +89,21 @@ impl Load {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("tlbcount-{}-{n}.json", std::process::id());
-        Load {
-            library: library.to_path_buf(),
-            out: std::env::temp_dir().join(name),
-            mode,
-        }
+        Load { library: library.to_path_buf(), out: std::env::temp_dir().join(name), mode }
     }
 
     /// `-plugin LIB,out=PATH,count=MODE` (commas in paths doubled, as
     /// QEMU's option syntax wants).
     pub fn qemu_args(&self) -> Vec<OsString> {
         let escape = |p: &Path| p.to_string_lossy().replace(',', ",,");
-        let spec = format!(
-            "{},out={},count={}",
-            escape(&self.library),
-            escape(&self.out),
-            self.mode.arg()
-        );
+        let spec = format!("{},out={},count={}", escape(&self.library), escape(&self.out), self.mode.arg());
         vec![OsString::from("-plugin"), OsString::from(spec)]
     }
 
     /// Reads and deletes the report (after QEMU exited).
     pub fn take_report(&self) -> Result<Report, ReportError> {
-        let text = std::fs::read_to_string(&self.out).map_err(|e| ReportError::Read {
-            path: self.out.clone(),
-            source: e,
-        });
+        let text =
+            std::fs::read_to_string(&self.out).map_err(|e| ReportError::Read { path: self.out.clone(), source: e });
         let _ = std::fs::remove_file(&self.out);
         Report::parse(&text?)
     }
@@ -133,10 +112,7 @@ impl Load {
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("the plugin wrote no report at {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("bad plugin report: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -175,9 +151,7 @@ pub struct Region {
 impl Region {
     /// The counts of the vCPU that executed the begin marker.
     pub fn marking_vcpu(&self) -> &Counts {
-        self.per_vcpu
-            .get(self.begin_vcpu as usize)
-            .unwrap_or(&self.total)
+        self.per_vcpu.get(self.begin_vcpu as usize).unwrap_or(&self.total)
     }
 }
 
@@ -208,11 +182,7 @@ mod tests {
 
     #[test]
     fn qemu_arguments_and_paths() {
-        let load = Load {
-            library: "/w/lib,x.so".into(),
-            out: "/tmp/o.json".into(),
-            mode: CountMode::Each,
-        };
+        let load = Load { library: "/w/lib,x.so".into(), out: "/tmp/o.json".into(), mode: CountMode::Each };
         let args = load.qemu_args();
         assert_eq!(args, ["-plugin", "/w/lib,,x.so,out=/tmp/o.json,count=insn"]);
         let a = Load::temporary(Path::new("/l.so"), CountMode::Block);
@@ -220,10 +190,7 @@ mod tests {
         assert_ne!(a.out, b.out, "every run writes its own file");
         assert!(library_path(Path::new("/ws")).starts_with("/ws/target/qemu-plugin/release"));
         let cmd = cargo_command(Path::new("/ws"));
-        let args: Vec<_> = cmd
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(args.windows(2).any(|w| w == ["-p", PACKAGE]));
         assert!(args.iter().any(|a| a == "/ws/target/qemu-plugin"));
     }

@@ -53,11 +53,7 @@ impl Elf {
         let mut shstrtab = vec![0u8];
         let mut headers = vec![[0u8; SHDR]]; // SHN_UNDEF
         for s in &self.sections {
-            let offset = if s.nobits {
-                out.len() as u64
-            } else {
-                place(&mut out, &s.data)
-            };
+            let offset = if s.nobits { out.len() as u64 } else { place(&mut out, &s.data) };
             let mut sh = [0u8; SHDR];
             put32(&mut sh, 0, shstrtab.len() as u32);
             put32(&mut sh, 4, if s.nobits { 8 } else { 1 }); // NOBITS / PROGBITS
@@ -87,15 +83,7 @@ impl Elf {
         put16(&mut out, 18, 183); // EM_AARCH64
         put32(&mut out, 20, 1);
         put64(&mut out, 24, self.segments.first().map_or(0, |s| s.vaddr));
-        put64(
-            &mut out,
-            32,
-            if self.segments.is_empty() {
-                0
-            } else {
-                phoff as u64
-            },
-        );
+        put64(&mut out, 32, if self.segments.is_empty() { 0 } else { phoff as u64 });
         put64(&mut out, 40, shoff);
         put16(&mut out, 52, EHDR as u16);
         put16(&mut out, 54, PHDR as u16);

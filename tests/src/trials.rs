@@ -30,11 +30,7 @@ pub fn is_selected(args: &Arguments, name: &str) -> bool {
 /// One trial per test of the list, in section order, each reporting the
 /// outcome recorded for it (tests not run get none, and libtest filters
 /// them out before asking).
-pub fn trials(
-    tests: &[KTest],
-    mut outcomes: HashMap<String, Outcome>,
-    show_console: bool,
-) -> Vec<Trial> {
+pub fn trials(tests: &[KTest], mut outcomes: HashMap<String, Outcome>, show_console: bool) -> Vec<Trial> {
     tests
         .iter()
         .map(|t| {
@@ -48,13 +44,8 @@ pub fn trials(
 /// A trial's verdict from the recorded outcome: a `# SKIP` becomes libtest's
 /// "ignored" with the reason; a failure or timeout shows the console, the
 /// reason and the QEMU command line.
-pub fn report(
-    name: &str,
-    outcome: Option<Outcome>,
-    show_console: bool,
-) -> Result<Completion, Failed> {
-    let outcome = outcome
-        .ok_or_else(|| Failed::from(format!("{name}: the harness has no result for this test")))?;
+pub fn report(name: &str, outcome: Option<Outcome>, show_console: bool) -> Result<Completion, Failed> {
+    let outcome = outcome.ok_or_else(|| Failed::from(format!("{name}: the harness has no result for this test")))?;
     match outcome.verdict {
         Verdict::Pass => {
             if show_console && !outcome.console.is_empty() {
@@ -64,10 +55,7 @@ pub fn report(
         }
         Verdict::Skip => {
             eprintln!("{name}: SKIP {}", outcome.reason);
-            Ok(Completion::ignored_with(format!(
-                "SKIP: {}",
-                outcome.reason
-            )))
+            Ok(Completion::ignored_with(format!("SKIP: {}", outcome.reason)))
         }
         Verdict::Fail | Verdict::Timeout => Err(outcome.message().into()),
     }
@@ -86,26 +74,16 @@ mod tests {
         let names = ["boot::frames_roundtrip", "mm::asid_rollover", "mm::asid"];
         let pick = |argv: &[&str]| -> Vec<&str> {
             let a = args(argv);
-            names
-                .iter()
-                .copied()
-                .filter(|n| is_selected(&a, n))
-                .collect()
+            names.iter().copied().filter(|n| is_selected(&a, n)).collect()
         };
         assert_eq!(pick(&[]), names);
         assert_eq!(pick(&["asid"]), ["mm::asid_rollover", "mm::asid"]);
         assert_eq!(pick(&["--exact", "mm::asid"]), ["mm::asid"]);
         assert_eq!(pick(&["mm::", "--skip", "rollover"]), ["mm::asid"]);
-        assert_eq!(
-            pick(&["--skip", "mm::asid", "--exact"]),
-            ["boot::frames_roundtrip", "mm::asid_rollover"]
-        );
+        assert_eq!(pick(&["--skip", "mm::asid", "--exact"]), ["boot::frames_roundtrip", "mm::asid_rollover"]);
         assert!(pick(&["--ignored"]).is_empty());
         assert!(pick(&["--bench"]).is_empty());
-        assert_eq!(
-            pick(&["--include-ignored", "frames"]),
-            ["boot::frames_roundtrip"]
-        );
+        assert_eq!(pick(&["--include-ignored", "frames"]), ["boot::frames_roundtrip"]);
     }
 
     #[test]
@@ -117,21 +95,12 @@ mod tests {
             console: vec!["line".into()],
             command: "qemu".into(),
         };
-        assert!(matches!(
-            report("t", Some(outcome(Verdict::Pass, "")), false),
-            Ok(Completion::Completed)
-        ));
+        assert!(matches!(report("t", Some(outcome(Verdict::Pass, "")), false), Ok(Completion::Completed)));
         let skip = report("t", Some(outcome(Verdict::Skip, "no FEAT_X")), false);
-        assert!(
-            matches!(skip, Ok(Completion::Ignored { reason: Some(r) }) if r == "SKIP: no FEAT_X")
-        );
-        let Err(failed) = report("t", Some(outcome(Verdict::Timeout, "after 5 s")), false) else {
-            panic!()
-        };
+        assert!(matches!(skip, Ok(Completion::Ignored { reason: Some(r) }) if r == "SKIP: no FEAT_X"));
+        let Err(failed) = report("t", Some(outcome(Verdict::Timeout, "after 5 s")), false) else { panic!() };
         let msg = failed.message().unwrap();
-        assert!(
-            msg.contains("TIMEOUT: after 5 s") && msg.contains("line\n") && msg.contains("qemu")
-        );
+        assert!(msg.contains("TIMEOUT: after 5 s") && msg.contains("line\n") && msg.contains("qemu"));
         assert!(report("t", None, false).is_err());
     }
 }

@@ -18,11 +18,8 @@ use ktest_harness::build::{self, CargoOutput};
 use ktest_harness::tcg_plugin::{self, CountMode};
 
 /// A strategy whose option no kernel knows.
-static BOGUS: Strategy = Strategy {
-    name: "bogus",
-    args: &["bench.smoke_unknown_option=1"],
-    about: "an option the kernel rejects",
-};
+static BOGUS: Strategy =
+    Strategy { name: "bogus", args: &["bench.smoke_unknown_option=1"], about: "an option the kernel rejects" };
 
 fn points() -> Vec<Point> {
     let w = |name| sweep::workload(name).expect("known workload");
@@ -31,9 +28,7 @@ fn points() -> Vec<Point> {
     vec![
         Point::new(w("mmap"), 4, 0, 3, 8, max.clone()),
         Point::new(w("mmap"), 32, 0, 3, 8, max.clone()),
-        Point::new(w("mprotect"), 16, 0, 3, 8, ipi)
-            .with_threads(2)
-            .in_sweep(Sweep::Strategies),
+        Point::new(w("mprotect"), 16, 0, 3, 8, ipi).with_threads(2).in_sweep(Sweep::Strategies),
         Point::new(w("mmap"), 4, 0, 3, 8, max.with_strategy(&BOGUS)),
         Point::new(w("device"), 16, sweep::FLAG_B, 3, 4, Config::new(CPU_RANGE, 3)),
     ]
@@ -42,10 +37,10 @@ fn points() -> Vec<Point> {
 #[test]
 fn a_tiny_benchmark_end_to_end() {
     let root = build::workspace_root();
-    let kernel = build::build_kernel(&root, CargoOutput::Capture)
-        .unwrap_or_else(|e| panic!("building the kernel: {e}"));
-    let plugin = tcg_plugin::build(&root, CargoOutput::Capture)
-        .unwrap_or_else(|e| panic!("building the TCG plugin: {e}"));
+    let kernel =
+        build::build_kernel(&root, CargoOutput::Capture).unwrap_or_else(|e| panic!("building the kernel: {e}"));
+    let plugin =
+        tcg_plugin::build(&root, CargoOutput::Capture).unwrap_or_else(|e| panic!("building the TCG plugin: {e}"));
     let runner = Runner {
         image: kernel.image,
         jobs: 2,
@@ -60,36 +55,19 @@ fn a_tiny_benchmark_end_to_end() {
     let mut out = bench::measure(&runner, &points, "smoke");
 
     for r in &out.results {
-        if let Outcome::Failed {
-            reason,
-            console_tail,
-            qemu,
-        } = &r.outcome
-        {
-            panic!(
-                "{} failed: {reason}\n{qemu}\n{}",
-                r.point.describe(),
-                console_tail.join("\n")
-            );
+        if let Outcome::Failed { reason, console_tail, qemu } = &r.outcome {
+            panic!("{} failed: {reason}\n{qemu}\n{}", r.point.describe(), console_tail.join("\n"));
         }
     }
     match &out.results[3].outcome {
         Outcome::Unsupported { option, message } => {
-            assert!(
-                option.starts_with("bench.smoke_unknown_option"),
-                "option {option:?}, message {message:?}"
-            );
+            assert!(option.starts_with("bench.smoke_unknown_option"), "option {option:?}, message {message:?}");
         }
         other => {
             panic!("a configuration with an unknown option: expected Unsupported, saw {other:?}")
         }
     }
-    assert_eq!(
-        out.records.len(),
-        4,
-        "one record per supported point: {:#?}",
-        out.records
-    );
+    assert_eq!(out.records.len(), 4, "one record per supported point: {:#?}", out.records);
 
     for (r, p) in out.records[..3].iter().zip(&points) {
         check_record(r, p);
@@ -138,28 +116,14 @@ fn a_tiny_benchmark_end_to_end() {
     let csv = std::fs::read_to_string(dir.join("records.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "header + 4 rows:\n{csv}");
     let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(summary.contains("## mmap") && summary.contains("### mprotect (pages=16)"), "{summary}");
+    assert!(summary.contains("## Flush strategies") && summary.contains("| ipi | 2 |"), "{summary}");
+    assert!(summary.contains("## device") && summary.contains("| kib=16 churn=2 | max 3cpu"), "{summary}");
     assert!(
-        summary.contains("## mmap") && summary.contains("### mprotect (pages=16)"),
+        summary.contains("Unsupported by this kernel") && summary.contains("bench.smoke_unknown_option"),
         "{summary}"
     );
-    assert!(
-        summary.contains("## Flush strategies") && summary.contains("| ipi | 2 |"),
-        "{summary}"
-    );
-    assert!(
-        summary.contains("## device") && summary.contains("| kib=16 churn=2 | max 3cpu"),
-        "{summary}"
-    );
-    assert!(
-        summary.contains("Unsupported by this kernel")
-            && summary.contains("bench.smoke_unknown_option"),
-        "{summary}"
-    );
-    assert_eq!(
-        out.plots,
-        ["mmap_time.svg", "mmap_tlbi.svg", "mmap_insns.svg"],
-        "plots drawn"
-    );
+    assert_eq!(out.plots, ["mmap_time.svg", "mmap_tlbi.svg", "mmap_insns.svg"], "plots drawn");
     for plot in &out.plots {
         let svg = std::fs::read_to_string(dir.join(plot)).unwrap();
         assert!(
@@ -190,68 +154,24 @@ fn check_record(r: &Record, p: &Point) {
     r.check().unwrap_or_else(|e| panic!("{ctx}: {e}"));
     let line = BenchLine::parse(&r.raw).unwrap_or_else(|e| panic!("{ctx}: {e}"));
     assert_eq!(line.arg, p.arg(), "{ctx}: the program saw another argument");
-    assert_eq!(
-        (r.workload.as_str(), r.program.as_str()),
-        (p.workload, p.program),
-        "{ctx}"
-    );
+    assert_eq!((r.workload.as_str(), r.program.as_str()), (p.workload, p.program), "{ctx}");
     assert_eq!(r.param("pages"), Some(p.n), "{ctx}");
-    assert_eq!(
-        (r.repetitions, r.ops_per_rep, r.warmup_ops),
-        (p.reps, u64::from(p.ops), u64::from(p.ops)),
-        "{ctx}"
-    );
-    assert_eq!(
-        r.counted_ops,
-        u64::from(p.reps * p.ops),
-        "{ctx}: one thread: counted = reps × ops"
-    );
-    assert_eq!(
-        (r.cpus, r.cpu_model.as_str()),
-        (p.config.cpus, p.config.cpu),
-        "{ctx}"
-    );
-    assert_eq!(
-        r.cpu_name.as_deref(),
-        Some("qemu-max"),
-        "{ctx}: the banner names the CPU"
-    );
-    assert!(
-        r.ns_per_op.min > 0.0 && r.ns_per_op.median < 1e9,
-        "{ctx}: {:?}",
-        r.ns_per_op
-    );
+    assert_eq!((r.repetitions, r.ops_per_rep, r.warmup_ops), (p.reps, u64::from(p.ops), u64::from(p.ops)), "{ctx}");
+    assert_eq!(r.counted_ops, u64::from(p.reps * p.ops), "{ctx}: one thread: counted = reps × ops");
+    assert_eq!((r.cpus, r.cpu_model.as_str()), (p.config.cpus, p.config.cpu), "{ctx}");
+    assert_eq!(r.cpu_name.as_deref(), Some("qemu-max"), "{ctx}: the banner names the CPU");
+    assert!(r.ns_per_op.min > 0.0 && r.ns_per_op.median < 1e9, "{ctx}: {:?}", r.ns_per_op);
     let kinds: Vec<&str> = r.tlbi_total.0.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        kinds,
-        report::TLBI_KINDS,
-        "{ctx}: one counter per TLBI kind, in the kernel's order"
-    );
+    assert_eq!(kinds, report::TLBI_KINDS, "{ctx}: one counter per TLBI kind, in the kernel's order");
     for (k, total) in &r.tlbi_total.0 {
         let per_op = r.tlbi_per_op.get(k);
         assert_eq!(per_op * r.counted_ops as f64, *total as f64, "{ctx}: {k}");
     }
-    assert!(
-        r.dsb_total >= 1,
-        "{ctx}: flushing written pages completes with a DSB"
-    );
+    assert!(r.dsb_total >= 1, "{ctx}: flushing written pages completes with a DSB");
     if r.workload == "mmap" {
-        assert!(
-            r.page_faults_per_op >= 1.0,
-            "{ctx}: fresh pages are written, so they fault"
-        );
+        assert!(r.page_faults_per_op >= 1.0, "{ctx}: fresh pages are written, so they fault");
     }
-    let insns = r
-        .insns_per_op
-        .unwrap_or_else(|| panic!("{ctx}: no instruction count"));
-    assert!(
-        insns > 100.0 && insns < 1e7,
-        "{ctx}: {insns} guest instructions per operation"
-    );
-    assert!(
-        r.cmdline
-            .contains(&format!("run={}:{:#x}", p.program, p.arg())),
-        "{ctx}: {}",
-        r.cmdline
-    );
+    let insns = r.insns_per_op.unwrap_or_else(|| panic!("{ctx}: no instruction count"));
+    assert!(insns > 100.0 && insns < 1e7, "{ctx}: {insns} guest instructions per operation");
+    assert!(r.cmdline.contains(&format!("run={}:{:#x}", p.program, p.arg())), "{ctx}: {}", r.cmdline);
 }

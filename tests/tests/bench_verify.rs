@@ -33,10 +33,10 @@ fn points() -> Vec<Point> {
 #[test]
 fn verify_passes_on_real_runs_and_fails_on_a_wrong_counter() {
     let root = build::workspace_root();
-    let kernel = build::build_kernel(&root, CargoOutput::Capture)
-        .unwrap_or_else(|e| panic!("building the kernel: {e}"));
-    let plugin = tcg_plugin::build(&root, CargoOutput::Capture)
-        .unwrap_or_else(|e| panic!("building the TCG plugin: {e}"));
+    let kernel =
+        build::build_kernel(&root, CargoOutput::Capture).unwrap_or_else(|e| panic!("building the kernel: {e}"));
+    let plugin =
+        tcg_plugin::build(&root, CargoOutput::Capture).unwrap_or_else(|e| panic!("building the TCG plugin: {e}"));
     let runner = Runner {
         image: kernel.image,
         jobs: 2,
@@ -49,17 +49,8 @@ fn verify_passes_on_real_runs_and_fails_on_a_wrong_counter() {
     };
     let out = bench::measure(&runner, &points(), "verify test");
     for r in &out.results {
-        if let Outcome::Failed {
-            reason,
-            console_tail,
-            qemu,
-        } = &r.outcome
-        {
-            panic!(
-                "{} failed: {reason}\n{qemu}\n{}",
-                r.point.describe(),
-                console_tail.join("\n")
-            );
+        if let Outcome::Failed { reason, console_tail, qemu } = &r.outcome {
+            panic!("{} failed: {reason}\n{qemu}\n{}", r.point.describe(), console_tail.join("\n"));
         }
     }
     assert_eq!(out.records.len(), 5);
@@ -68,13 +59,7 @@ fn verify_passes_on_real_runs_and_fails_on_a_wrong_counter() {
     let kinds: Vec<&str> = out
         .records
         .iter()
-        .flat_map(|r| {
-            r.tlbi_total
-                .0
-                .iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(k, _)| k.as_str())
-        })
+        .flat_map(|r| r.tlbi_total.0.iter().filter(|(_, n)| *n > 0).map(|(k, _)| k.as_str()))
         .collect();
     for kind in ["rvae1is", "rvale1is", "vale1is", "vale1", "aside1is", "rvale1"] {
         assert!(kinds.contains(&kind), "no {kind} in these runs: {kinds:?}");
@@ -86,12 +71,7 @@ fn verify_passes_on_real_runs_and_fails_on_a_wrong_counter() {
 
     for counter in [DSB, "vale1is", "vmalle1is"] {
         let v = verify::verify(&out.records, Some(counter)).unwrap();
-        assert_eq!(
-            v.mismatches.len(),
-            5,
-            "{counter}: every record must fail:\n{}",
-            v.text()
-        );
+        assert_eq!(v.mismatches.len(), 5, "{counter}: every record must fail:\n{}", v.text());
         for m in &v.mismatches {
             assert_eq!(m.diffs.len(), 1, "{counter}: {m:?}");
             let d = &m.diffs[0];
@@ -108,46 +88,24 @@ fn verify_passes_on_real_runs_and_fails_on_a_wrong_counter() {
 #[test]
 fn the_bench_tool_fails_verification_with_a_diff() {
     let run = |extra: &[&str]| {
-        let dir = std::env::temp_dir().join(format!(
-            "bench-verify-{}-{}",
-            std::process::id(),
-            extra.len()
-        ));
+        let dir = std::env::temp_dir().join(format!("bench-verify-{}-{}", std::process::id(), extra.len()));
         let out = Command::new(env!("CARGO_BIN_EXE_bench"))
-            .args([
-                "--quick",
-                "--workload",
-                "pingpong",
-                "--jobs",
-                "2",
-                "--verify",
-                "--out",
-            ])
+            .args(["--quick", "--workload", "pingpong", "--jobs", "2", "--verify", "--out"])
             .arg(&dir)
             .args(extra)
             .output()
             .expect("running bench");
         let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap_or_default();
         let _ = std::fs::remove_dir_all(&dir);
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            summary,
-        )
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), summary)
     };
     let (code, stderr, summary) = run(&[]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(
-        stderr.contains("counters match the plugin's counts"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("counters match the plugin's counts"), "{stderr}");
     assert!(summary.contains("## Verification"), "{summary}");
 
     let (code, stderr, summary) = run(&["--verify-corrupt", "dsb"]);
     assert_eq!(code, Some(1), "a wrong counter must fail: {stderr}");
-    assert!(
-        stderr.contains("differ from the plugin's counts") && stderr.contains("    dsb "),
-        "{stderr}"
-    );
+    assert!(stderr.contains("differ from the plugin's counts") && stderr.contains("    dsb "), "{stderr}");
     assert!(summary.contains("deliberately"), "{summary}");
 }

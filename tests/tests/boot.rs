@@ -101,6 +101,10 @@ fn panic_line_carries_the_message() {
     // not only the location.
     let (status, out) = boot("ktest.run=framework::panic_is_caught_as_failure");
     assert_eq!(status, 0, "console:\n{out}");
-    let line = out.lines().find(|l| l.contains("panic on CPU")).unwrap_or_else(|| panic!("no panic line; console:\n{out}"));
-    assert!(line.contains("deliberate") && line.contains("framework.rs"), "panic line without its message or location: {line:?}");
+    let line =
+        out.lines().find(|l| l.contains("panic on CPU")).unwrap_or_else(|| panic!("no panic line; console:\n{out}"));
+    assert!(
+        line.contains("deliberate") && line.contains("framework.rs"),
+        "panic line without its message or location: {line:?}"
+    );
 }

@@ -36,13 +36,8 @@ fn make_trials(args: &Arguments) -> anyhow::Result<Vec<Trial>> {
         eprintln!("ktest: building the kernel (the first build also compiles `core`)");
     }
     let kernel = build::build_kernel(&build::workspace_root(), CargoOutput::Capture)?;
-    let list = ktests::read(&kernel.elf)
-        .with_context(|| format!("reading the tests of {}", kernel.elf.display()))?;
-    let selected: Vec<&KTest> = list
-        .tests
-        .iter()
-        .filter(|t| trials::is_selected(args, &t.name))
-        .collect();
+    let list = ktests::read(&kernel.elf).with_context(|| format!("reading the tests of {}", kernel.elf.display()))?;
+    let selected: Vec<&KTest> = list.tests.iter().filter(|t| trials::is_selected(args, &t.name)).collect();
     let mut outcomes = HashMap::new();
     if !args.list && !selected.is_empty() {
         let opts = RunOptions::from_env()?;
@@ -57,9 +52,5 @@ fn make_trials(args: &Arguments) -> anyhow::Result<Vec<Trial>> {
         let results = suite::run_suites(&suites, &kernel.image, &opts);
         outcomes.extend(results.into_iter().map(|o| (o.name.clone(), o)));
     }
-    Ok(trials::trials(
-        &list.tests,
-        outcomes,
-        args.nocapture || args.show_output,
-    ))
+    Ok(trials::trials(&list.tests, outcomes, args.nocapture || args.show_output))
 }

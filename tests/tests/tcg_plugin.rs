@@ -131,10 +131,7 @@ impl Asm {
 }
 
 fn guest() -> Guest {
-    let mut a = Asm {
-        open: [true, false, false],
-        ..Asm::default()
-    };
+    let mut a = Asm { open: [true, false, false], ..Asm::default() };
     a.emit(movz(0, 0));
     a.emit(NOP);
     a.emit(NOP);
@@ -182,12 +179,7 @@ fn guest() -> Guest {
     let [total, outer, inner] = a.counts;
     let mut words = a.words;
     words.extend([0x20026, 0, 0, 0]); // two little-endian u64 words
-    Guest {
-        words,
-        total,
-        outer,
-        inner,
-    }
+    Guest { words, total, outer, inner }
 }
 
 fn write_guest(words: &[u32]) -> PathBuf {
@@ -201,31 +193,16 @@ fn write_guest(words: &[u32]) -> PathBuf {
 /// the plugin if `plugin`; returns QEMU's exit code and stderr.
 fn run(image: &Path, plugin: Option<&Load>) -> (Option<i32>, String) {
     let mut cmd = Command::new(Qemu::program());
-    cmd.args([
-        "-M",
-        "virt,gic-version=3",
-        "-cpu",
-        "max",
-        "-smp",
-        "2",
-        "-m",
-        "128M",
-    ])
-    .args(["-display", "none", "-monitor", "none", "-nic", "none", "-serial", "none"])
-    .args(["-semihosting-config", "enable=on,target=native"])
-    .arg("-device")
-    .arg(format!(
-        "loader,file={},addr={LOAD_ADDR:#x},cpu-num=0",
-        image.display()
-    ));
+    cmd.args(["-M", "virt,gic-version=3", "-cpu", "max", "-smp", "2", "-m", "128M"])
+        .args(["-display", "none", "-monitor", "none", "-nic", "none", "-serial", "none"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .arg("-device")
+        .arg(format!("loader,file={},addr={LOAD_ADDR:#x},cpu-num=0", image.display()));
     if let Some(p) = plugin {
         cmd.args(p.qemu_args());
     }
     let out = cmd.output().expect("running QEMU");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn check(what: &str, seen: &Counts, expected: &Expected) {
@@ -233,24 +210,16 @@ fn check(what: &str, seen: &Counts, expected: &Expected) {
     assert_eq!(seen.insns, expected.insns, "instructions: {ctx}");
     assert_eq!(seen.tlbi, expected.tlbi, "TLBIs: {ctx}");
     assert_eq!(seen.dsb, expected.dsb, "DSBs: {ctx}");
-    assert_eq!(
-        seen.dsb_completing, expected.dsb_completing,
-        "completing DSBs: {ctx}"
-    );
+    assert_eq!(seen.dsb_completing, expected.dsb_completing, "completing DSBs: {ctx}");
 }
 
 #[test]
 fn the_plugin_counts_a_known_guest_exactly() {
     let root = build::workspace_root();
-    let lib = tcg_plugin::build(&root, CargoOutput::Capture)
-        .unwrap_or_else(|e| panic!("building the plugin: {e}"));
+    let lib = tcg_plugin::build(&root, CargoOutput::Capture).unwrap_or_else(|e| panic!("building the plugin: {e}"));
     let g = guest();
     assert_eq!(g.total.tlbi.values().sum::<u64>(), 78 + 5 + 1);
-    assert_eq!(
-        (g.outer.insns, g.inner.insns),
-        (107, 21),
-        "the guest as designed"
-    );
+    assert_eq!((g.outer.insns, g.inner.insns), (107, 21), "the guest as designed");
     let image = write_guest(&g.words);
 
     // Without the plugin the markers are NOPs and the guest exits 0.
@@ -261,29 +230,17 @@ fn the_plugin_counts_a_known_guest_exactly() {
         let load = Load::temporary(&lib, mode);
         let (code, stderr) = run(&image, Some(&load));
         assert_eq!(code, Some(0), "{mode:?}: {stderr}");
-        let report: Report = load
-            .take_report()
-            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        let report: Report = load.take_report().unwrap_or_else(|e| panic!("{mode:?}: {e}"));
         assert_eq!(report.count, mode.arg());
         assert_eq!(report.vcpus, 2);
         check(&format!("{mode:?}, whole run"), &report.total, &g.total);
         check(&format!("{mode:?}, vCPU 0"), &report.per_vcpu[0], &g.total);
-        check(
-            &format!("{mode:?}, vCPU 1 (never started)"),
-            &report.per_vcpu[1],
-            &Expected::default(),
-        );
+        check(&format!("{mode:?}, vCPU 1 (never started)"), &report.per_vcpu[1], &Expected::default());
         assert_eq!(report.unpaired_markers, 0);
         assert_eq!(report.regions.len(), 2, "{mode:?}: {:?}", report.regions);
         let (outer, inner) = (&report.regions[0], &report.regions[1]);
-        assert_eq!(
-            (outer.depth, outer.begin_vcpu, outer.end_vcpu),
-            (0, 0, Some(0))
-        );
-        assert_eq!(
-            (inner.depth, inner.begin_vcpu, inner.end_vcpu),
-            (1, 0, Some(0))
-        );
+        assert_eq!((outer.depth, outer.begin_vcpu, outer.end_vcpu), (0, 0, Some(0)));
+        assert_eq!((inner.depth, inner.begin_vcpu, inner.end_vcpu), (1, 0, Some(0)));
         check(&format!("{mode:?}, outer region"), &outer.total, &g.outer);
         check(&format!("{mode:?}, inner region"), &inner.total, &g.inner);
     }

@@ -76,14 +76,8 @@ fn coverage_line(c: &Coverage) -> String {
 fn assert_races_covered(name: &str, w: &World) {
     let c = w.coverage();
     let line = coverage_line(c);
-    assert!(
-        c.rollovers.get() > 0,
-        "{name}: expected rollovers, saw none ({line})"
-    );
-    assert!(
-        c.rollover_flushes.get() > 0,
-        "{name}: expected rollover flushes, saw none ({line})"
-    );
+    assert!(c.rollovers.get() > 0, "{name}: expected rollovers, saw none ({line})");
+    assert!(c.rollover_flushes.get() > 0, "{name}: expected rollover flushes, saw none ({line})");
     assert!(
         c.cas_lost_to_rollover.get() > 0 && c.cas_won_during_rollover.get() > 0,
         "{name}: expected fast-path CASes both losing to and winning against a rollover on another CPU ({line})"
@@ -97,10 +91,7 @@ fn assert_races_covered(name: &str, w: &World) {
 fn exhaustive_two_cpus_fast_path_against_rollover() {
     let name = "2 cpus, 2 bits, 4 mms, 6 switches, 1 rollover";
     let (report, w) = explore_clean(name, two_cpus(4, 1, 6), 3_000_000);
-    assert!(
-        report.states > 100_000,
-        "{name}: search smaller than expected: {report}"
-    );
+    assert!(report.states > 100_000, "{name}: search smaller than expected: {report}");
     assert_races_covered(name, &w);
 }
 
@@ -174,34 +165,12 @@ fn skip_flush_config(bugs: Bugs, bookkeeping: bool) -> Config {
 
 #[test]
 fn skipped_rollover_flush_is_caught() {
-    let bug = Bugs {
-        skip_rollover_flush: true,
-        ..Bugs::NONE
-    };
-    let v = explore_finds(
-        "skip flush, TLB checks only",
-        skip_flush_config(bug, false),
-        1_000_000,
-    );
-    assert!(
-        v.is_tlb_level(),
-        "expected the TLB model itself to see the damage, saw {v}"
-    );
-    let v = explore_finds(
-        "skip flush, all checks",
-        skip_flush_config(bug, true),
-        1_000_000,
-    );
-    assert_eq!(
-        v.name(),
-        "FlushBeforeNewGeneration",
-        "expected the allocator invariant first, saw {v}"
-    );
-    explore_clean(
-        "same system, real allocator",
-        skip_flush_config(Bugs::NONE, true),
-        1_000_000,
-    );
+    let bug = Bugs { skip_rollover_flush: true, ..Bugs::NONE };
+    let v = explore_finds("skip flush, TLB checks only", skip_flush_config(bug, false), 1_000_000);
+    assert!(v.is_tlb_level(), "expected the TLB model itself to see the damage, saw {v}");
+    let v = explore_finds("skip flush, all checks", skip_flush_config(bug, true), 1_000_000);
+    assert_eq!(v.name(), "FlushBeforeNewGeneration", "expected the allocator invariant first, saw {v}");
+    explore_clean("same system, real allocator", skip_flush_config(Bugs::NONE, true), 1_000_000);
 }
 
 /// A system where ignoring reserved ASIDs matters: from a full generation,
@@ -218,33 +187,14 @@ fn ignore_reserved_config(bugs: Bugs, bookkeeping: bool) -> Config {
 
 #[test]
 fn ignored_reserved_asid_is_caught() {
-    let bug = Bugs {
-        ignore_reserved: true,
-        ..Bugs::NONE
-    };
-    let v = explore_finds(
-        "ignore reserved, all checks",
-        ignore_reserved_config(bug, true),
-        2_000_000,
-    );
-    assert_eq!(
-        v.name(),
-        "RunningASIDReserved",
-        "expected the allocator invariant first, saw {v}"
-    );
+    let bug = Bugs { ignore_reserved: true, ..Bugs::NONE };
+    let v = explore_finds("ignore reserved, all checks", ignore_reserved_config(bug, true), 2_000_000);
+    assert_eq!(v.name(), "RunningASIDReserved", "expected the allocator invariant first, saw {v}");
     // Without the bookkeeping invariants, the mm running with two ASIDs
     // shows first; the TLB model then shows the TLBI missing an ASID.
-    let v = explore_finds(
-        "ignore reserved, TLB checks",
-        ignore_reserved_config(bug, false),
-        2_000_000,
-    );
+    let v = explore_finds("ignore reserved, TLB checks", ignore_reserved_config(bug, false), 2_000_000);
     assert_eq!(v.name(), "SameASIDActiveTask", "saw {v}");
-    explore_clean(
-        "same system, real allocator",
-        ignore_reserved_config(Bugs::NONE, true),
-        2_000_000,
-    );
+    explore_clean("same system, real allocator", ignore_reserved_config(Bugs::NONE, true), 2_000_000);
 }
 
 #[test]
@@ -271,10 +221,7 @@ fn previous_mm_in_ttbr0_during_switch_is_caught() {
 fn random_config(bits: u32, speculation: Speculation) -> Config {
     let mut c = Config::small(4, bits, 8);
     c.pages = vec![0, 5];
-    c.format = Format {
-        levels: 3,
-        fanout: 4,
-    };
+    c.format = Format { levels: 3, fanout: 4 };
     c.pinned = 1;
     c.max_rollovers = None;
     c.exits = None;
@@ -291,9 +238,7 @@ const STEPS: usize = 20_000;
 
 fn seeds() -> Vec<u64> {
     match std::env::var("ASID_MODEL_SEED") {
-        Ok(s) => vec![s
-            .parse()
-            .unwrap_or_else(|_| panic!("ASID_MODEL_SEED={s:?} is not a u64"))],
+        Ok(s) => vec![s.parse().unwrap_or_else(|_| panic!("ASID_MODEL_SEED={s:?} is not a u64"))],
         Err(_) => SEEDS.to_vec(),
     }
 }
@@ -306,16 +251,9 @@ fn random_clean(name: &str, cfg: &Config) {
         }
         let c = w.coverage();
         println!("{name}, seed {seed}: {STEPS} steps, {}", coverage_line(c));
-        assert!(
-            c.rollovers.get() >= 3,
-            "{name}, seed {seed}: expected rollovers, saw {}",
-            coverage_line(c)
-        );
+        assert!(c.rollovers.get() >= 3, "{name}, seed {seed}: expected rollovers, saw {}", coverage_line(c));
         let ops = w.machine().stats().total();
-        assert!(
-            ops.get(kernel::mm::tlb::OpKind::Vmalle1) > 0,
-            "{name}, seed {seed}: no local flush counted: {ops}"
-        );
+        assert!(ops.get(kernel::mm::tlb::OpKind::Vmalle1) > 0, "{name}, seed {seed}: no local flush counted: {ops}");
     }
 }
 
@@ -336,12 +274,7 @@ fn random_failure(
 
 /// Random walks with successive seeds until one finds a violation `wanted`
 /// accepts; returns it.
-fn random_finds(
-    name: &str,
-    cfg: &Config,
-    max_steps: usize,
-    wanted: impl Fn(&Violation) -> bool,
-) -> Violation {
+fn random_finds(name: &str, cfg: &Config, max_steps: usize, wanted: impl Fn(&Violation) -> bool) -> Violation {
     let mut steps = 0;
     for seed in 1.. {
         let w = World::new(cfg.clone());
@@ -350,43 +283,31 @@ fn random_finds(
                 println!("{name}: seed {seed} found {}", ce.violation);
                 return ce.violation;
             }
-            Err(ce) => println!(
-                "{name}: seed {seed} found another violation first: {}",
-                ce.violation
-            ),
+            Err(ce) => println!("{name}: seed {seed} found another violation first: {}", ce.violation),
             Ok(_) => {}
         }
         steps += STEPS;
-        assert!(steps < max_steps, "{name}: expected a violation within {max_steps} random steps, saw none\n  config {cfg:?}");
+        assert!(
+            steps < max_steps,
+            "{name}: expected a violation within {max_steps} random steps, saw none\n  config {cfg:?}"
+        );
     }
     unreachable!()
 }
 
 #[test]
 fn random_four_cpus_three_bits() {
-    random_clean(
-        "4 cpus, 3 bits, eager speculation",
-        &random_config(3, Speculation::Eager),
-    );
+    random_clean("4 cpus, 3 bits, eager speculation", &random_config(3, Speculation::Eager));
 }
 
 #[test]
 fn random_four_cpus_four_bits_scheduled_speculation() {
-    random_clean(
-        "4 cpus, 4 bits, scheduled speculation",
-        &random_config(4, Speculation::Scheduled),
-    );
+    random_clean("4 cpus, 4 bits, scheduled speculation", &random_config(4, Speculation::Scheduled));
 }
 
 const BOTH_BUGS: [Bugs; 2] = [
-    Bugs {
-        skip_rollover_flush: true,
-        ignore_reserved: false,
-    },
-    Bugs {
-        skip_rollover_flush: false,
-        ignore_reserved: true,
-    },
+    Bugs { skip_rollover_flush: true, ignore_reserved: false },
+    Bugs { skip_rollover_flush: false, ignore_reserved: true },
 ];
 
 #[test]
@@ -406,9 +327,7 @@ fn random_walks_see_tlb_damage_from_both_bugs() {
         let mut cfg = random_config(3, Speculation::Eager);
         cfg.bugs = bugs;
         cfg.bookkeeping_checks = false;
-        random_finds(&format!("{bugs:?}, TLB checks"), &cfg, 400_000, |v| {
-            v.is_tlb_level()
-        });
+        random_finds(&format!("{bugs:?}, TLB checks"), &cfg, 400_000, |v| v.is_tlb_level());
     }
 }
 

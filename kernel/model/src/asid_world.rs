@@ -100,10 +100,7 @@ impl Config {
             pinned_device_only: false,
             warmup: Vec::new(),
             pages: vec![0],
-            format: Format {
-                levels: 2,
-                fanout: 2,
-            },
+            format: Format { levels: 2, fanout: 2 },
             max_rollovers: Some(2),
             exits: Some(0),
             creates: Some(0),
@@ -148,11 +145,7 @@ fn inc(c: &Cell<u64>) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Life {
     Dead,
-    Alive {
-        tag: MmTag,
-        root: Pfn,
-        pinned: Option<u16>,
-    },
+    Alive { tag: MmTag, root: Pfn, pinned: Option<u16> },
 }
 
 #[derive(Clone, Hash)]
@@ -235,21 +228,12 @@ impl World {
             .unwrap_or_else(|e| panic!("bad model config {cfg:?}: {e}"));
         let machine = Machine::new(cfg.ncpus, cfg.format, cfg.frames());
         let flushed_gen = alloc.generation();
-        let slot = Slot {
-            ctx: MmContext::new(),
-            life: Life::Dead,
-        };
+        let slot = Slot { ctx: MmContext::new(), life: Life::Dead };
         let mut w = World {
             alloc,
             machine,
             slots: vec![slot; cfg.mms],
-            cpus: vec![
-                CpuCtl {
-                    flushed_gen,
-                    ..CpuCtl::default()
-                };
-                cfg.ncpus
-            ],
+            cpus: vec![CpuCtl { flushed_gen, ..CpuCtl::default() }; cfg.ncpus],
             budget: Budget {
                 exits: cfg.exits,
                 creates: cfg.creates,
@@ -317,21 +301,12 @@ impl World {
         for &vpn in &self.cfg.pages {
             mem.map(tag, root, vpn).expect("model memory too small");
         }
-        self.slots[slot] = Slot {
-            ctx: MmContext::new(),
-            life: Life::Alive {
-                tag,
-                root,
-                pinned: None,
-            },
-        };
+        self.slots[slot] = Slot { ctx: MmContext::new(), life: Life::Alive { tag, root, pinned: None } };
     }
 
     fn in_use(&self, slot: usize) -> bool {
         self.cpus.iter().any(|c| {
-            c.running == Some(slot)
-                || c.op.is_some_and(|o| o.0 == slot)
-                || c.ready.is_some_and(|r| r.0 == slot)
+            c.running == Some(slot) || c.op.is_some_and(|o| o.0 == slot) || c.ready.is_some_and(|r| r.0 == slot)
         })
     }
 
@@ -344,11 +319,7 @@ impl World {
             for c2 in (c1 + 1..self.cpus.len()).filter(|&c| settled(c)) {
                 let (t1, t2) = (self.machine.ttbr0(c1), self.machine.ttbr0(c2));
                 if let (Some(mm), true) = (t1.mm, t1.mm == t2.mm && t1.asid != t2.asid) {
-                    return Err(Violation::SameAsidActiveTask {
-                        mm,
-                        cpus: (c1, c2),
-                        asids: (t1.asid, t2.asid),
-                    });
+                    return Err(Violation::SameAsidActiveTask { mm, cpus: (c1, c2), asids: (t1.asid, t2.asid) });
                 }
             }
         }
@@ -361,24 +332,13 @@ impl World {
     fn check_bookkeeping(&self) -> Result<(), Violation> {
         let generation = self.alloc.generation();
         let live: Vec<(MmTag, u64, Option<u16>)> = (0..self.slots.len())
-            .filter_map(|s| {
-                self.alive(s)
-                    .map(|(tag, _, pinned)| (tag, self.slots[s].ctx.id(), pinned))
-            })
+            .filter_map(|s| self.alive(s).map(|(tag, _, pinned)| (tag, self.slots[s].ctx.id(), pinned)))
             .collect();
         for (i, &(m1, id1, pin1)) in live.iter().enumerate() {
             for &(m2, id2, _) in &live[i + 1..] {
-                if id1 != 0
-                    && id2 != 0
-                    && generation_of(id1) == generation_of(id2)
-                    && asid_of(id1) == asid_of(id2)
-                {
+                if id1 != 0 && id2 != 0 && generation_of(id1) == generation_of(id2) && asid_of(id1) == asid_of(id2) {
                     let (asid, generation) = (asid_of(id1), generation_of(id1));
-                    return Err(Violation::AsidSharedInGeneration {
-                        asid,
-                        generation,
-                        mms: (m1, m2),
-                    });
+                    return Err(Violation::AsidSharedInGeneration { asid, generation, mms: (m1, m2) });
                 }
             }
             if let Some(pinned) = pin1 {
@@ -387,12 +347,7 @@ impl World {
                     m != m1 && id != 0 && generation_of(id) == generation && asid_of(id) == pinned
                 });
                 if now != Some(pinned) || other.is_some() {
-                    return Err(Violation::PinnedAsid {
-                        mm: m1,
-                        pinned,
-                        now,
-                        other: other.map(|o| o.0),
-                    });
+                    return Err(Violation::PinnedAsid { mm: m1, pinned, now, other: other.map(|o| o.0) });
                 }
             }
         }
@@ -409,13 +364,7 @@ impl World {
                 };
                 let taken = self.alloc.is_taken(t.asid);
                 if asid_of(record) != t.asid || !taken {
-                    return Err(Violation::RunningAsidNotReserved {
-                        cpu,
-                        mm,
-                        asid: t.asid,
-                        record,
-                        taken,
-                    });
+                    return Err(Violation::RunningAsidNotReserved { cpu, mm, asid: t.asid, record, taken });
                 }
             }
         }

@@ -38,12 +38,8 @@ pub fn hardware_op(op: &TlbiOp) -> TlbiOp {
     let decoded = match (*op, range::encode(op)) {
         (TlbiOp::All, _) => return TlbiOp::All,
         (TlbiOp::Va { last_level, .. }, Ok(x)) => range::decode_va(x).map(|o| o.to_op(last_level)),
-        (TlbiOp::Range { last_level, .. }, Ok(x)) => {
-            range::decode_range(x).map(|o| o.to_op(last_level))
-        }
-        (TlbiOp::Asid { .. }, Ok(x)) => Ok(TlbiOp::Asid {
-            asid: (x >> 48) as u16,
-        }),
+        (TlbiOp::Range { last_level, .. }, Ok(x)) => range::decode_range(x).map(|o| o.to_op(last_level)),
+        (TlbiOp::Asid { .. }, Ok(x)) => Ok(TlbiOp::Asid { asid: (x >> 48) as u16 }),
         (TlbiOp::Va { asid, .. } | TlbiOp::Range { asid, .. } | TlbiOp::Asid { asid }, Err(_)) => {
             return TlbiOp::Asid { asid }
         }
@@ -70,21 +66,13 @@ pub struct Bridge<'a> {
 
 impl<'a> Bridge<'a> {
     pub fn new(m: &'a RefCell<Machine>, cpu: usize, mm: MmTag) -> Self {
-        Bridge {
-            m,
-            cpu,
-            mm,
-            bugs: HwBugs::default(),
-        }
+        Bridge { m, cpu, mm, bugs: HwBugs::default() }
     }
 
     fn table_level(&self, pa: u64) -> u8 {
         match self.m.borrow().mem().use_of(pfn_of(pa)) {
             FrameUse::Table { level, .. } => level,
-            other => panic!(
-                "descriptor access to frame {} ({other:?}), not a table",
-                pfn_of(pa)
-            ),
+            other => panic!("descriptor access to frame {} ({other:?}), not a table", pfn_of(pa)),
         }
     }
 }
@@ -166,10 +154,7 @@ impl MmHw for Bridge<'_> {
         let mut m = self.m.borrow_mut();
         let mm = match m.mem().use_of(pfn_of(root)) {
             FrameUse::Table { mm, level: 0 } => mm,
-            other => panic!(
-                "TTBR0 loaded with frame {} ({other:?}), not a root table",
-                pfn_of(root)
-            ),
+            other => panic!("TTBR0 loaded with frame {} ({other:?}), not a root table", pfn_of(root)),
         };
         let t = Ttbr0::user(pfn_of(root), asid, mm);
         if self.bugs.ttbr_without_dsb {
@@ -198,30 +183,20 @@ impl MmHw for Bridge<'_> {
 
 impl PhysMem for Bridge<'_> {
     fn alloc_zeroed(&self) -> Option<u64> {
-        self.m
-            .borrow_mut()
-            .mem_mut()
-            .alloc(FrameUse::Data { mm: self.mm })
-            .map(pa_of)
+        self.m.borrow_mut().mem_mut().alloc(FrameUse::Data { mm: self.mm }).map(pa_of)
     }
 
     /// The lowest aligned run of free frames (see `Memory::alloc_contig`),
     /// for a block or a contiguous run; freed one by one (the default
     /// `free_contig`).
     fn alloc_contig(&self, order: u32) -> Option<u64> {
-        self.m
-            .borrow_mut()
-            .mem_mut()
-            .alloc_contig(order, FrameUse::Data { mm: self.mm })
-            .map(pa_of)
+        self.m.borrow_mut().mem_mut().alloc_contig(order, FrameUse::Data { mm: self.mm }).map(pa_of)
     }
 
     fn alloc_table(&self, level: u32) -> Option<u64> {
         let mut m = self.m.borrow_mut();
         let level = m.mem().format().model_level(level);
-        m.mem_mut()
-            .alloc(FrameUse::Table { mm: self.mm, level })
-            .map(pa_of)
+        m.mem_mut().alloc(FrameUse::Table { mm: self.mm, level }).map(pa_of)
     }
 
     fn free(&self, pa: u64) {

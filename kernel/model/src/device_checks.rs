@@ -155,17 +155,13 @@ fn device_through_exit_and_the_reaper() {
 // speculation.
 #[test]
 fn device_through_racing_zaps() {
-    let mut zaps = with_device(system(
-        &[vec![Script::Madvise { lo: 2, hi: 4 }], vec![Script::Munmap { lo: 2, hi: 3 }]],
-        2,
-    ));
+    let mut zaps =
+        with_device(system(&[vec![Script::Madvise { lo: 2, hi: 4 }], vec![Script::Munmap { lo: 2, hi: 3 }]], 2));
     zaps.speculation = Speculation::Eager;
     zaps.tlb.batch = 4;
     zaps.b_pages = vec![1];
-    let mut remap = with_device(system(
-        &[vec![Script::Munmap { lo: 2, hi: 3 }], vec![Script::Mmap { lo: 2, hi: 3 }]],
-        2,
-    ));
+    let mut remap =
+        with_device(system(&[vec![Script::Munmap { lo: 2, hi: 3 }], vec![Script::Mmap { lo: 2, hi: 3 }]], 2));
     remap.speculation = Speculation::Eager;
     remap.faults = 1;
     remap.writes = true;

@@ -161,10 +161,7 @@ fn fingerprint<T: Hash>(t: &T) -> u128 {
 /// Visit every state reachable from `init`. Gives up (panics) past
 /// `max_states`, so a bound that is too loose fails loudly instead of
 /// running for hours.
-pub fn explore<S: System>(
-    init: S,
-    max_states: u64,
-) -> Result<Report, (Report, Counterexample<S::Action>)> {
+pub fn explore<S: System>(init: S, max_states: u64) -> Result<Report, (Report, Counterexample<S::Action>)> {
     struct Frame<S: System> {
         state: S,
         actions: Vec<S::Action>,
@@ -185,11 +182,7 @@ pub fn explore<S: System>(
     let mut stack: Vec<Frame<S>> = Vec::new();
     let mut actions = Vec::new();
     init.actions(&mut actions);
-    stack.push(Frame {
-        state: init,
-        actions,
-        next: 0,
-    });
+    stack.push(Frame { state: init, actions, next: 0 });
     while let Some(top) = stack.last_mut() {
         if top.next == top.actions.len() {
             stack.pop();
@@ -203,10 +196,7 @@ pub fn explore<S: System>(
         if let Err(v) = res {
             // Each frame's last taken action leads to the next frame; the
             // top's is `action`.
-            let trace = stack
-                .iter()
-                .map(|f| f.actions[f.next - 1].clone())
-                .collect();
+            let trace = stack.iter().map(|f| f.actions[f.next - 1].clone()).collect();
             return fail(&mut report, trace, v);
         }
         if !seen.insert(fingerprint(&s)) {
@@ -223,11 +213,7 @@ pub fn explore<S: System>(
         }
         let mut actions = Vec::new();
         s.actions(&mut actions);
-        stack.push(Frame {
-            state: s,
-            actions,
-            next: 0,
-        });
+        stack.push(Frame { state: s, actions, next: 0 });
         report.max_depth = report.max_depth.max(stack.len() - 1);
     }
     report.elapsed = start.elapsed();
@@ -238,20 +224,13 @@ pub fn explore<S: System>(
 /// seeded. When
 /// no action is enabled (or the bound is reached) the walk restarts from
 /// `init`. Returns the number of restarts.
-pub fn random_walk<S: System>(
-    init: &S,
-    seed: u64,
-    steps: usize,
-) -> Result<u64, Counterexample<S::Action>> {
+pub fn random_walk<S: System>(init: &S, seed: u64, steps: usize) -> Result<u64, Counterexample<S::Action>> {
     let mut rng = Rng::new(seed);
     let mut s = init.clone();
     let mut trace = Vec::new();
     let mut restarts = 0;
     let mut actions = Vec::new();
-    init.check().map_err(|violation| Counterexample {
-        trace: Vec::new(),
-        violation,
-    })?;
+    init.check().map_err(|violation| Counterexample { trace: Vec::new(), violation })?;
     for _ in 0..steps {
         actions.clear();
         if s.expand() {

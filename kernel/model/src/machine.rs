@@ -51,18 +51,10 @@ pub struct Ttbr0 {
 
 impl Ttbr0 {
     /// The reserved TTBR0: an empty table with ASID 0; no walk finds anything.
-    pub const RESERVED: Ttbr0 = Ttbr0 {
-        root: None,
-        asid: 0,
-        mm: None,
-    };
+    pub const RESERVED: Ttbr0 = Ttbr0 { root: None, asid: 0, mm: None };
 
     pub fn user(root: Pfn, asid: u16, mm: MmTag) -> Self {
-        Ttbr0 {
-            root: Some(root),
-            asid,
-            mm: Some(mm),
-        }
+        Ttbr0 { root: Some(root), asid, mm: Some(mm) }
     }
 }
 
@@ -412,14 +404,7 @@ impl Machine {
             let (pfn, _) = e.translate(vpn).expect("a hit covers the page");
             let frame = self.mem.use_of(pfn);
             if frame != (FrameUse::Data { mm }) && !self.shared_with(mm, pfn) {
-                return Err(Violation::StaleTranslation {
-                    cpu,
-                    mm,
-                    asid: t.asid,
-                    vpn,
-                    pfn,
-                    frame,
-                });
+                return Err(Violation::StaleTranslation { cpu, mm, asid: t.asid, vpn, pfn, frame });
             }
         }
         Ok(found.first().map(|e| e.translate(vpn).expect("a hit").0))
@@ -433,14 +418,7 @@ impl Machine {
             starts.push((root, 0u8, 0u64));
         }
         for e in self.cpus[cpu].tlb.entries() {
-            if let Entry::Walk {
-                asid,
-                level,
-                region,
-                table,
-                ..
-            } = *e
-            {
+            if let Entry::Walk { asid, level, region, table, .. } = *e {
                 if asid == t.asid {
                     starts.push((table, level + 1, region));
                 }
@@ -455,16 +433,7 @@ impl Machine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn walk(
-        &self,
-        table: Pfn,
-        level: u8,
-        region: u64,
-        only: Option<u64>,
-        asid: u16,
-        mm: MmTag,
-        out: &mut Vec<Entry>,
-    ) {
+    fn walk(&self, table: Pfn, level: u8, region: u64, only: Option<u64>, asid: u16, mm: MmTag, out: &mut Vec<Entry>) {
         let f = self.mem.format();
         if level >= f.levels || !matches!(self.mem.use_of(table), FrameUse::Table { .. }) {
             return;
@@ -483,13 +452,7 @@ impl Machine {
             match *d {
                 Desc::Invalid => {}
                 Desc::Table(next) | Desc::Page(next) if level + 1 < f.levels => {
-                    out.push(Entry::Walk {
-                        asid,
-                        level,
-                        region: vpn,
-                        table: next,
-                        mm,
-                    });
+                    out.push(Entry::Walk { asid, level, region: vpn, table: next, mm });
                     self.walk(next, level + 1, vpn, only, asid, mm, out);
                 }
                 // One entry for the whole block, from its level.
@@ -645,12 +608,7 @@ impl Machine {
     /// TLBEmptyInvalPTE for an invalidation of `mm`'s pages `vpns` that has
     /// completed: no CPU holds a leaf entry of `mm` for them under any of
     /// `asids` (the ASIDs `mm` may be running with).
-    pub fn check_invalidated(
-        &self,
-        mm: MmTag,
-        vpns: core::ops::Range<u64>,
-        asids: &[u16],
-    ) -> Result<(), Violation> {
+    pub fn check_invalidated(&self, mm: MmTag, vpns: core::ops::Range<u64>, asids: &[u16]) -> Result<(), Violation> {
         for (cpu, c) in self.cpus.iter().enumerate() {
             for e in c.tlb.entries() {
                 if let Entry::Leaf { asid, mm: m, .. } = *e {
@@ -676,11 +634,7 @@ pub struct ModelCpu<'a> {
 
 impl<'a> ModelCpu<'a> {
     pub fn new(cpu: usize, machine: &'a mut Machine) -> Self {
-        Self {
-            cpu,
-            machine: RefCell::new(machine),
-            flushes: Cell::new(0),
-        }
+        Self { cpu, machine: RefCell::new(machine), flushes: Cell::new(0) }
     }
 
     /// Local full flushes done through this handle.
@@ -707,10 +661,7 @@ mod tests {
     use super::*;
     use kernel::mm::tlb::OpKind;
 
-    const F: Format = Format {
-        levels: 2,
-        fanout: 4,
-    };
+    const F: Format = Format { levels: 2, fanout: 4 };
 
     /// Two CPUs, one mm (tag 1, ASID 5) running on both, page 2 mapped.
     fn setup() -> (Machine, Pfn, Pfn) {
@@ -729,28 +680,11 @@ mod tests {
         assert_eq!(m.speculate(1), 2, "a walk entry and a leaf");
         assert_eq!(m.access(0, 2), Ok(Some(data)));
         m.mem_mut().unmap(root, 2);
-        m.issue(
-            0,
-            TlbiOp::Va {
-                asid: 5,
-                va: 2 << 12,
-                last_level: true,
-                ttl: Some(3),
-            },
-            Scope::Broadcast,
-        );
+        m.issue(0, TlbiOp::Va { asid: 5, va: 2 << 12, last_level: true, ttl: Some(3) }, Scope::Broadcast);
         m.dsb(1);
-        assert_eq!(
-            m.tlb(1).entries().len(),
-            2,
-            "a DSB on cpu1 completes nothing of cpu0's"
-        );
+        assert_eq!(m.tlb(1).entries().len(), 2, "a DSB on cpu1 completes nothing of cpu0's");
         m.dsb(0);
-        assert_eq!(
-            m.tlb(1).entries().len(),
-            1,
-            "the leaf is gone everywhere, the walk entry stays"
-        );
+        assert_eq!(m.tlb(1).entries().len(), 1, "the leaf is gone everywhere, the walk entry stays");
         assert_eq!(m.check_invalidated(1, 2..3, &[5]), Ok(()));
         m.mem_mut().free(data);
         assert_eq!(m.check_tlbs(), Ok(()));
@@ -770,13 +704,7 @@ mod tests {
         assert_eq!(e.name(), "NoStaleTranslation", "{e}");
         // The frame now belongs to another mm.
         assert_eq!(m.mem_mut().alloc(FrameUse::Data { mm: 9 }), Some(data));
-        assert!(matches!(
-            m.access(0, 2),
-            Err(Violation::StaleTranslation {
-                frame: FrameUse::Data { mm: 9 },
-                ..
-            })
-        ));
+        assert!(matches!(m.access(0, 2), Err(Violation::StaleTranslation { frame: FrameUse::Data { mm: 9 }, .. })));
         // A local TLBI without its DSB does not help; with it, it does.
         m.issue(0, TlbiOp::Asid { asid: 5 }, Scope::Local);
         assert!(m.check_tlbs().is_err());
@@ -792,49 +720,21 @@ mod tests {
         // only a leaf-level invalidation: the cached upper entry survives.
         let leaf_table = m.mem().leaf_table(root, 2).unwrap();
         m.mem_mut().set_desc(root, 0, Desc::Invalid);
-        m.issue(
-            0,
-            TlbiOp::Va {
-                asid: 5,
-                va: 2 << 12,
-                last_level: true,
-                ttl: None,
-            },
-            Scope::Broadcast,
-        );
+        m.issue(0, TlbiOp::Va { asid: 5, va: 2 << 12, last_level: true, ttl: None }, Scope::Broadcast);
         m.dsb(0);
         m.mem_mut().free(leaf_table);
         let e = m.check_tlbs().unwrap_err();
-        assert!(
-            matches!(e, Violation::WalkThroughFreedTable { level: Some(0), .. }),
-            "{e}"
-        );
+        assert!(matches!(e, Violation::WalkThroughFreedTable { level: Some(0), .. }), "{e}");
         let other_root = m.mem_mut().new_root(2).unwrap();
-        assert_eq!(
-            other_root, leaf_table,
-            "the freed table page is reused first"
-        );
+        assert_eq!(other_root, leaf_table, "the freed table page is reused first");
         // A walk through the stale walk entry now reads mm2's table.
         m.mem_mut().map(2, other_root, 1);
         m.speculate(0);
         assert!(m.tlb(0).entries().iter().any(|e| matches!(e, Entry::Leaf { mm: 1, pfn, .. } if m.mem().use_of(*pfn) == FrameUse::Table { mm: 2, level: 1 })));
         // A non-last-level invalidation removes the walk entry.
-        m.issue(
-            0,
-            TlbiOp::Va {
-                asid: 5,
-                va: 2 << 12,
-                last_level: false,
-                ttl: None,
-            },
-            Scope::Local,
-        );
+        m.issue(0, TlbiOp::Va { asid: 5, va: 2 << 12, last_level: false, ttl: None }, Scope::Local);
         m.dsb(0);
-        assert!(!m
-            .tlb(0)
-            .entries()
-            .iter()
-            .any(|e| matches!(e, Entry::Walk { .. })));
+        assert!(!m.tlb(0).entries().iter().any(|e| matches!(e, Entry::Walk { .. })));
     }
 
     #[test]
@@ -941,13 +841,6 @@ mod tests {
         m.set_ttbr0(0, Ttbr0::user(root2, 5, 2));
         m.speculate(0);
         let e = m.check_tlbs().unwrap_err();
-        assert_eq!(
-            e,
-            Violation::UniqueAsidPerCpu {
-                cpu: 0,
-                asid: 5,
-                mms: (1, 2)
-            }
-        );
+        assert_eq!(e, Violation::UniqueAsidPerCpu { cpu: 0, asid: 5, mms: (1, 2) });
     }
 }

@@ -241,10 +241,7 @@ impl Memory {
 
     /// Free a frame; its contents stay as they were.
     pub fn free(&mut self, pfn: Pfn) {
-        assert!(
-            self.uses[pfn as usize] != FrameUse::Free,
-            "double free of frame {pfn}"
-        );
+        assert!(self.uses[pfn as usize] != FrameUse::Free, "double free of frame {pfn}");
         self.uses[pfn as usize] = FrameUse::Free;
         self.refs[pfn as usize] = 0;
     }
@@ -359,10 +356,7 @@ impl Memory {
             table = match self.table_at(table, level)[i] {
                 Desc::Table(next) => next,
                 _ => {
-                    let next = self.alloc(FrameUse::Table {
-                        mm,
-                        level: level + 1,
-                    })?;
+                    let next = self.alloc(FrameUse::Table { mm, level: level + 1 })?;
                     self.set_desc(table, i, Desc::Table(next));
                     next
                 }
@@ -454,10 +448,7 @@ impl Memory {
     /// whose last sharer but one let go now belongs to the remaining one.
     pub fn reassign(&mut self, pfn: Pfn, to: FrameUse) {
         let from = self.uses[pfn as usize];
-        assert!(
-            from != FrameUse::Free && to != FrameUse::Free,
-            "reassign of frame {pfn}: {from:?} -> {to:?}"
-        );
+        assert!(from != FrameUse::Free && to != FrameUse::Free, "reassign of frame {pfn}: {from:?} -> {to:?}");
         self.uses[pfn as usize] = to;
     }
 }
@@ -468,10 +459,7 @@ mod tests {
 
     #[test]
     fn map_translate_unmap_free_and_reuse() {
-        let f = Format {
-            levels: 3,
-            fanout: 4,
-        };
+        let f = Format { levels: 3, fanout: 4 };
         assert_eq!((f.pages(), f.span(0), f.span(2)), (64, 16, 1));
         assert_eq!((f.index(27, 0), f.index(27, 1), f.index(27, 2)), (1, 2, 3));
         assert_eq!(f.region(27, 1), 24);
@@ -488,11 +476,7 @@ mod tests {
         m.free_all(root);
         assert_eq!(m.free_frames(), 16);
         // The lowest frame is reused first, and a freed table keeps its contents.
-        assert_eq!(
-            m.table_at(1, 1)[2],
-            Desc::Table(2),
-            "freed table page lost its contents"
-        );
+        assert_eq!(m.table_at(1, 1)[2], Desc::Table(2), "freed table page lost its contents");
         let again = m.alloc(FrameUse::Data { mm: 8 }).unwrap();
         assert_eq!(again, 0);
     }

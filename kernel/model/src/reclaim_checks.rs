@@ -156,7 +156,6 @@ fn reclaim_with_a_device() {
     );
 }
 
-
 /// Long: the reclaimer (cpu0) takes pages 2 and 3 of A in one batch while
 /// A's thread on cpu1 mprotects 2..4 read-only (racing the pending batch)
 /// and its thread on cpu2 reads, writes and faults pages back from swap;

@@ -29,24 +29,10 @@ pub enum Entry {
     /// the descriptor let EL0 write). `level` is the architectural level of
     /// the descriptor the walk read (3 for a page or a contiguous run, 2
     /// for the kernel's blocks): the level a TTL hint names.
-    Leaf {
-        asid: u16,
-        vpn: u64,
-        pfn: Pfn,
-        mm: MmTag,
-        writable: bool,
-        level: u8,
-        pages: u8,
-    },
+    Leaf { asid: u16, vpn: u64, pfn: Pfn, mm: MmTag, writable: bool, level: u8, pages: u8 },
     /// The level-`level` descriptor for the region starting at page `region`
     /// points to the next-level table `table` (a cached upper-level entry).
-    Walk {
-        asid: u16,
-        level: u8,
-        region: u64,
-        table: Pfn,
-        mm: MmTag,
-    },
+    Walk { asid: u16, level: u8, region: u64, table: Pfn, mm: MmTag },
 }
 
 // Two words per entry: the checker hashes every state it reaches.
@@ -57,16 +43,9 @@ impl Hash for Entry {
                 vpn | (level as u64) << 40 | (pages as u64) << 48,
                 (asid as u64) << 48 | (pfn as u64) << 16 | (writable as u64) << 15 | mm as u64,
             ),
-            Entry::Walk {
-                asid,
-                level,
-                region,
-                table,
-                mm,
-            } => (
-                region | 1 << 63,
-                (asid as u64) << 48 | (table as u64) << 16 | (level as u64) << 40 | mm as u64,
-            ),
+            Entry::Walk { asid, level, region, table, mm } => {
+                (region | 1 << 63, (asid as u64) << 48 | (table as u64) << 16 | (level as u64) << 40 | mm as u64)
+            }
         };
         h.write_u64(a);
         h.write_u64(b);
@@ -170,23 +149,11 @@ impl Tlb {
         match *op {
             TlbiOp::All => self.entries.clear(),
             TlbiOp::Asid { asid } => self.entries.retain(|e| e.asid() != asid),
-            TlbiOp::Va {
-                asid,
-                va,
-                last_level,
-                ttl,
-            } => {
+            TlbiOp::Va { asid, va, last_level, ttl } => {
                 let lo = va >> 12;
                 self.retain_outside(asid, lo, lo + 1, last_level, ttl, format);
             }
-            TlbiOp::Range {
-                asid,
-                base,
-                num,
-                scale,
-                last_level,
-                ttl,
-            } => {
+            TlbiOp::Range { asid, base, num, scale, last_level, ttl } => {
                 let (lo, hi) = range_pages(base, num, scale);
                 self.retain_outside(asid, lo, hi, last_level, ttl, format);
             }
@@ -194,26 +161,13 @@ impl Tlb {
         before - self.entries.len()
     }
 
-    fn retain_outside(
-        &mut self,
-        asid: u16,
-        lo: u64,
-        hi: u64,
-        last_level: bool,
-        ttl: Option<u8>,
-        format: Format,
-    ) {
+    fn retain_outside(&mut self, asid: u16, lo: u64, hi: u64, last_level: bool, ttl: Option<u8>, format: Format) {
         self.entries.retain(|e| match *e {
             Entry::Leaf { asid: a, vpn, pages, level, .. } => {
                 let hit = ttl.is_none_or(|l| l == level);
                 !(a == asid && hit && vpn < hi && lo < vpn + pages as u64)
             }
-            Entry::Walk {
-                asid: a,
-                level,
-                region,
-                ..
-            } => {
+            Entry::Walk { asid: a, level, region, .. } => {
                 let end = region + format.span(level);
                 !(a == asid && !last_level && region < hi && lo < end)
             }
@@ -225,10 +179,7 @@ impl Tlb {
 mod tests {
     use super::*;
 
-    const F: Format = Format {
-        levels: 3,
-        fanout: 4,
-    };
+    const F: Format = Format { levels: 3, fanout: 4 };
 
     fn tlb() -> Tlb {
         let mut t = Tlb::default();
@@ -236,20 +187,8 @@ mod tests {
             t.insert(Entry::page(asid, vpn, vpn as Pfn, asid as MmTag, false));
         }
         // Level-1 entry covering pages 4..8 and a root entry covering 0..16.
-        t.insert(Entry::Walk {
-            asid: 1,
-            level: 1,
-            region: 4,
-            table: 9,
-            mm: 1,
-        });
-        t.insert(Entry::Walk {
-            asid: 1,
-            level: 0,
-            region: 0,
-            table: 8,
-            mm: 1,
-        });
+        t.insert(Entry::Walk { asid: 1, level: 1, region: 4, table: 9, mm: 1 });
+        t.insert(Entry::Walk { asid: 1, level: 0, region: 0, table: 8, mm: 1 });
         t
     }
 
@@ -267,38 +206,15 @@ mod tests {
     fn per_page_forms_and_walk_cache() {
         let va = |vpn: u64| vpn << 12;
         let mut t = tlb();
-        let op = TlbiOp::Va {
-            asid: 1,
-            va: va(5),
-            last_level: true,
-            ttl: None,
-        };
+        let op = TlbiOp::Va { asid: 1, va: va(5), last_level: true, ttl: None };
         assert_eq!(t.invalidate(&op, F), 1, "VALE1 removes the leaf only");
         assert_eq!(leaves(&t), vec![(1, 6), (1, 40), (2, 5)]);
-        let op = TlbiOp::Va {
-            asid: 1,
-            va: va(6),
-            last_level: false,
-            ttl: None,
-        };
-        assert_eq!(
-            t.invalidate(&op, F),
-            3,
-            "VAE1 also removes walk entries over the page"
-        );
+        let op = TlbiOp::Va { asid: 1, va: va(6), last_level: false, ttl: None };
+        assert_eq!(t.invalidate(&op, F), 3, "VAE1 also removes walk entries over the page");
         assert_eq!(t.entries().len(), 2);
         let mut t = tlb();
-        let op = TlbiOp::Va {
-            asid: 1,
-            va: va(5),
-            last_level: true,
-            ttl: Some(2),
-        };
-        assert_eq!(
-            t.invalidate(&op, F),
-            0,
-            "a wrong TTL hint may leave the leaf"
-        );
+        let op = TlbiOp::Va { asid: 1, va: va(5), last_level: true, ttl: Some(2) };
+        assert_eq!(t.invalidate(&op, F), 0, "a wrong TTL hint may leave the leaf");
     }
 
     #[test]
@@ -307,14 +223,7 @@ mod tests {
         // num = 0, scale = 0: 2 pages from page 4, i.e. pages 4 and 5.
         let (lo, hi) = range_pages(4 << 12, 0, 0);
         assert_eq!((lo, hi), (4, 6));
-        let op = TlbiOp::Range {
-            asid: 1,
-            base: 4 << 12,
-            num: 0,
-            scale: 0,
-            last_level: false,
-            ttl: None,
-        };
+        let op = TlbiOp::Range { asid: 1, base: 4 << 12, num: 0, scale: 0, last_level: false, ttl: None };
         assert_eq!(t.invalidate(&op, F), 3);
         assert_eq!(leaves(&t), vec![(1, 6), (1, 40), (2, 5)]);
         // num = 1, scale = 1: 2 * 64 pages covers everything of ASID 1.

@@ -30,171 +30,69 @@ impl fmt::Display for DevUse {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Violation {
     /// UniqueASIDPerCPU: one CPU's TLB holds entries of two mms with one ASID.
-    UniqueAsidPerCpu {
-        cpu: usize,
-        asid: u16,
-        mms: (MmTag, MmTag),
-    },
+    UniqueAsidPerCpu { cpu: usize, asid: u16, mms: (MmTag, MmTag) },
     /// SameASIDActiveTask: an mm runs on two CPUs (outside a context switch)
     /// with two ASIDs.
-    SameAsidActiveTask {
-        mm: MmTag,
-        cpus: (usize, usize),
-        asids: (u16, u16),
-    },
+    SameAsidActiveTask { mm: MmTag, cpus: (usize, usize), asids: (u16, u16) },
     /// TLBEmptyInvalPTE: after an invalidation completed, a CPU still holds
     /// an entry for the invalidated translation under an ASID the mm uses.
-    TlbEmptyInvalPte {
-        cpu: usize,
-        mm: MmTag,
-        vpn: u64,
-        asid: u16,
-    },
+    TlbEmptyInvalPte { cpu: usize, mm: MmTag, vpn: u64, asid: u16 },
     /// A leaf entry usable under a CPU's current TTBR0 leads to a frame that
     /// is not a live data page of the mm that TTBR0 belongs to.
-    StaleTranslation {
-        cpu: usize,
-        mm: MmTag,
-        asid: u16,
-        vpn: u64,
-        pfn: Pfn,
-        frame: FrameUse,
-    },
+    StaleTranslation { cpu: usize, mm: MmTag, asid: u16, vpn: u64, pfn: Pfn, frame: FrameUse },
     /// A walk-cache entry usable under a CPU's current TTBR0 (or TTBR0
     /// itself, `level: None`) points at a page that is not a live table of
     /// that mm: a walk would read garbage as descriptors.
-    WalkThroughFreedTable {
-        cpu: usize,
-        mm: MmTag,
-        asid: u16,
-        level: Option<u8>,
-        table: Pfn,
-        frame: FrameUse,
-    },
+    WalkThroughFreedTable { cpu: usize, mm: MmTag, asid: u16, level: Option<u8>, table: Pfn, frame: FrameUse },
     /// A walk of tables a CPU's TTBR0 no longer holds, still in flight (its
     /// TTBR0 switch had no DSB after it, and no broadcast TLBI of the ASID
     /// completed since), may be reading a level-`level` table that is no
     /// longer a live table of that mm.
-    WalkInFlightThroughFreedTable {
-        cpu: usize,
-        mm: MmTag,
-        asid: u16,
-        level: u8,
-        table: Pfn,
-        frame: FrameUse,
-    },
+    WalkInFlightThroughFreedTable { cpu: usize, mm: MmTag, asid: u16, level: u8, table: Pfn, frame: FrameUse },
     /// A TLB holds an entry of the mm's current ASID (a leaf, or with
     /// `level` a walk-cache entry) that disagrees with a valid descriptor the
     /// tables hold now: the new descriptor was written while the old one
     /// could still be cached, without break-before-make (Arm ARM D8.16.1),
     /// and the TLB may use either.
-    BreakBeforeMake {
-        cpu: usize,
-        mm: MmTag,
-        asid: u16,
-        vpn: u64,
-        level: Option<u8>,
-        cached: Pfn,
-        current: Pfn,
-    },
+    BreakBeforeMake { cpu: usize, mm: MmTag, asid: u16, vpn: u64, level: Option<u8>, cached: Pfn, current: Pfn },
     /// NoTLBConflict: a CPU's TLB holds two leaf entries of its current
     /// ASID that overlap at page `vpn` and translate it to different frames
     /// or differ in size (`first`, `second`: each one's frame for `vpn` and
     /// its pages), where the architecture allows neither (a lookup may use
     /// either, or take a TLB conflict abort): a block or a contiguous run
     /// changed without break-before-make on a CPU without FEAT_BBM level 2.
-    TlbConflict {
-        cpu: usize,
-        mm: MmTag,
-        asid: u16,
-        vpn: u64,
-        first: (Pfn, u8),
-        second: (Pfn, u8),
-    },
+    TlbConflict { cpu: usize, mm: MmTag, asid: u16, vpn: u64, first: (Pfn, u8), second: (Pfn, u8) },
     /// A user write reached a frame shared copy-on-write (more than one
     /// reference): the other sharer sees it.
-    WriteToSharedFrame {
-        cpu: usize,
-        mm: MmTag,
-        vpn: u64,
-        pfn: Pfn,
-        refs: u8,
-    },
+    WriteToSharedFrame { cpu: usize, mm: MmTag, vpn: u64, pfn: Pfn, refs: u8 },
     /// NoStaleTranslation for a secondary MMU: device `dev`, bound to `mm`,
     /// holds or uses an entry leading to a frame that is not a live data
     /// page of `mm`.
-    DeviceStaleTranslation {
-        dev: usize,
-        how: DevUse,
-        mm: MmTag,
-        asid: u16,
-        vpn: u64,
-        pfn: Pfn,
-        frame: FrameUse,
-    },
+    DeviceStaleTranslation { dev: usize, how: DevUse, mm: MmTag, asid: u16, vpn: u64, pfn: Pfn, frame: FrameUse },
     /// TLBEmptyInvalPTE for a secondary MMU: after a call on `mm` returned,
     /// device `dev` still holds a translation of a page it covered that the
     /// tables no longer grant (`writable`: write access they no longer
     /// grant).
-    DeviceTlbEmptyInvalPte {
-        dev: usize,
-        mm: MmTag,
-        vpn: u64,
-        asid: u16,
-        pfn: Pfn,
-        writable: bool,
-    },
+    DeviceTlbEmptyInvalPte { dev: usize, mm: MmTag, vpn: u64, asid: u16, pfn: Pfn, writable: bool },
     /// BreakBeforeMake for a secondary MMU: device `dev` caches page `vpn`
     /// of `mm` as frame `cached` while a valid descriptor maps it to
     /// `current`.
-    DeviceBreakBeforeMake {
-        dev: usize,
-        mm: MmTag,
-        asid: u16,
-        vpn: u64,
-        cached: Pfn,
-        current: Pfn,
-    },
+    DeviceBreakBeforeMake { dev: usize, mm: MmTag, asid: u16, vpn: u64, cached: Pfn, current: Pfn },
     /// NoWriteToSharedFrame for a secondary MMU: device `dev` wrote page
     /// `vpn` of `mm` into a frame shared copy-on-write.
-    DeviceWriteToSharedFrame {
-        dev: usize,
-        mm: MmTag,
-        vpn: u64,
-        pfn: Pfn,
-        refs: u8,
-    },
+    DeviceWriteToSharedFrame { dev: usize, mm: MmTag, vpn: u64, pfn: Pfn, refs: u8 },
     /// The teardown found the mm still loaded on some CPU and leaked it.
     StillLoadedAtTeardown { mm: MmTag, cpus: u64 },
     /// Two live mms hold one ASID in one generation.
-    AsidSharedInGeneration {
-        asid: u16,
-        generation: u64,
-        mms: (MmTag, MmTag),
-    },
+    AsidSharedInGeneration { asid: u16, generation: u64, mms: (MmTag, MmTag) },
     /// A CPU runs an mm whose ASID the allocator does not hold for it
     /// (its `active`/`reserved` record names another id, or the ASID is free).
-    RunningAsidNotReserved {
-        cpu: usize,
-        mm: MmTag,
-        asid: u16,
-        record: u64,
-        taken: bool,
-    },
+    RunningAsidNotReserved { cpu: usize, mm: MmTag, asid: u16, record: u64, taken: bool },
     /// A switch returned an id of a generation newer than the CPU's last
     /// local flush.
-    NewGenerationBeforeFlush {
-        cpu: usize,
-        id: u64,
-        flushed_generation: u64,
-    },
+    NewGenerationBeforeFlush { cpu: usize, id: u64, flushed_generation: u64 },
     /// A pinned mm's ASID changed, or another live mm got it.
-    PinnedAsid {
-        mm: MmTag,
-        pinned: u16,
-        now: Option<u16>,
-        other: Option<MmTag>,
-    },
+    PinnedAsid { mm: MmTag, pinned: u16, now: Option<u16>, other: Option<MmTag> },
 }
 
 impl Violation {

@@ -28,7 +28,7 @@ use super::mem::FrameUse;
 use super::violation::Violation;
 use super::zap_world::{Checks, Config, Script, Speculation, World, A, B};
 use kernel::mm::space::{Bugs, Strategy};
-use kernel::mm::tlb::{TlbFeatures, Event, OpKind, PolicyParams};
+use kernel::mm::tlb::{Event, OpKind, PolicyParams, TlbFeatures};
 
 /// Upper bound for any one search here.
 const MAX_STATES: u64 = 2_000_000;
@@ -76,11 +76,7 @@ pub(super) fn system(scripts: &[Vec<Script>], ncpus: usize) -> Config {
     let mut all = scripts.to_vec();
     all.resize(ncpus, Vec::new());
     let mut c = Config::new(all);
-    c.speculation = if ncpus == 2 {
-        Speculation::Scheduled
-    } else {
-        Speculation::Eager
-    };
+    c.speculation = if ncpus == 2 { Speculation::Scheduled } else { Speculation::Eager };
     c
 }
 
@@ -101,15 +97,12 @@ pub(super) fn bugs(f: impl FnOnce(&mut Bugs)) -> Bugs {
 pub(super) fn into_b(v: &Violation) -> bool {
     matches!(
         v,
-        Violation::StaleTranslation {
-            mm: A,
-            frame: FrameUse::Data { mm: B } | FrameUse::Table { mm: B, .. },
-            ..
-        } | Violation::WalkThroughFreedTable {
-            mm: A,
-            frame: FrameUse::Data { mm: B } | FrameUse::Table { mm: B, .. },
-            ..
-        }
+        Violation::StaleTranslation { mm: A, frame: FrameUse::Data { mm: B } | FrameUse::Table { mm: B, .. }, .. }
+            | Violation::WalkThroughFreedTable {
+                mm: A,
+                frame: FrameUse::Data { mm: B } | FrameUse::Table { mm: B, .. },
+                ..
+            }
     )
 }
 
@@ -124,25 +117,12 @@ pub(super) fn into_b(v: &Violation) -> bool {
 #[test]
 fn munmap_leaves_no_stale_translation() {
     let policies = [
-        (
-            "max",
-            TlbFeatures::RANGE_AND_TTL,
-            PolicyParams::DEFAULT,
-            &[OpKind::Rvae1is, OpKind::Rvale1is][..],
-        ),
-        (
-            "a72",
-            TlbFeatures::NONE,
-            PolicyParams::DEFAULT,
-            &[OpKind::Vae1is, OpKind::Vale1is][..],
-        ),
+        ("max", TlbFeatures::RANGE_AND_TTL, PolicyParams::DEFAULT, &[OpKind::Rvae1is, OpKind::Rvale1is][..]),
+        ("a72", TlbFeatures::NONE, PolicyParams::DEFAULT, &[OpKind::Vae1is, OpKind::Vale1is][..]),
         (
             "a72 per_page_max=1",
             TlbFeatures::NONE,
-            PolicyParams {
-                per_page_max: Some(1),
-                ..PolicyParams::DEFAULT
-            },
+            PolicyParams { per_page_max: Some(1), ..PolicyParams::DEFAULT },
             &[OpKind::Aside1is][..],
         ),
     ];
@@ -154,23 +134,13 @@ fn munmap_leaves_no_stale_translation() {
                 let what = name(&format!("munmap {lo}..{hi}, {policy}"), &cfg);
                 let (_, w) = explore_clean(&what, &cfg);
                 let c = w.coverage();
-                assert!(
-                    c.frees.get() > 0 && c.reuses.get() > 0,
-                    "{what}: expected frees and reuse by B"
-                );
+                assert!(c.frees.get() > 0 && c.reuses.get() > 0, "{what}: expected frees and reuse by B");
                 if hi - lo > 1 {
                     let n: u64 = kinds.iter().map(|&k| ops(&w, k)).sum();
-                    assert!(
-                        n > 0,
-                        "{what}: expected {kinds:?}, saw {}",
-                        w.machine().stats().total()
-                    );
+                    assert!(n > 0, "{what}: expected {kinds:?}, saw {}", w.machine().stats().total());
                 }
                 if (lo, hi) == (2, 7) {
-                    assert!(
-                        c.partial_batches.get() > 0,
-                        "{what}: expected flushes of full batches mid-zap"
-                    );
+                    assert!(c.partial_batches.get() > 0, "{what}: expected flushes of full batches mid-zap");
                 }
             }
         }
@@ -188,19 +158,9 @@ fn madvise_leaves_no_stale_translation() {
         cfg.faults = 1;
         let what = name("madvise 2..4, one fault", &cfg);
         let (_, w) = explore_clean(&what, &cfg);
-        assert!(
-            w.coverage().zero_fills.get() > 0,
-            "{what}: expected zero fills after the zap"
-        );
-        assert!(
-            events(&w, Event::RacingFullFlush) > 0,
-            "{what}: expected a fault racing the zap to flush the ASID"
-        );
-        assert_eq!(
-            ops(&w, OpKind::Rvae1is),
-            0,
-            "{what}: madvise frees no table, so only leaf-only ops"
-        );
+        assert!(w.coverage().zero_fills.get() > 0, "{what}: expected zero fills after the zap");
+        assert!(events(&w, Event::RacingFullFlush) > 0, "{what}: expected a fault racing the zap to flush the ASID");
+        assert_eq!(ops(&w, OpKind::Rvae1is), 0, "{what}: madvise frees no table, so only leaf-only ops");
     }
 }
 
@@ -213,10 +173,7 @@ fn mprotect_leaves_no_writable_entry() {
         cfg.faults = 1;
         let what = name("mprotect 2..4 read-only", &cfg);
         let (_, w) = explore_clean(&what, &cfg);
-        assert!(
-            ops(&w, OpKind::Rvale1is) > 0,
-            "{what}: expected a leaf-only range flush"
-        );
+        assert!(ops(&w, OpKind::Rvale1is) > 0, "{what}: expected a leaf-only range flush");
     }
 }
 
@@ -232,14 +189,8 @@ fn fork_leaves_no_writable_entry() {
         let what = name("fork, writers", &cfg);
         let (_, w) = explore_clean(&what, &cfg);
         let c = w.coverage();
-        assert!(
-            c.cow_copies.get() > 0 && c.cow_reuses.get() > 0 && c.child_exits.get() > 0,
-            "{what}: {c:?}"
-        );
-        assert!(
-            ops(&w, OpKind::Vale1is) > 0,
-            "{what}: expected break-before-make flushes"
-        );
+        assert!(c.cow_copies.get() > 0 && c.cow_reuses.get() > 0 && c.child_exits.get() > 0, "{what}: {c:?}");
+        assert!(ops(&w, OpKind::Vale1is) > 0, "{what}: expected break-before-make flushes");
     }
 }
 
@@ -282,24 +233,14 @@ fn exit_elides_every_broadcast_and_stays_clean() {
         let what = name("exit of every thread", &cfg);
         let (_, w) = explore_clean(&what, &cfg);
         let total = w.machine().stats().total();
-        assert_eq!(
-            total.broadcast(),
-            0,
-            "{what}: expected no broadcast TLBI, saw {total}"
-        );
-        assert!(
-            total.event(Event::ExitElided) > 0,
-            "{what}: expected elided teardowns, saw {total}"
-        );
+        assert_eq!(total.broadcast(), 0, "{what}: expected no broadcast TLBI, saw {total}");
+        assert!(total.event(Event::ExitElided) > 0, "{what}: expected elided teardowns, saw {total}");
         assert_eq!(
             total.event(Event::ExitLocalFlush),
             total.get(OpKind::Aside1),
             "{what}: one local ASIDE1 per leaving thread"
         );
-        assert!(
-            w.coverage().reuses.get() > 0,
-            "{what}: expected B to reuse A's frames"
-        );
+        assert!(w.coverage().reuses.get() > 0, "{what}: expected B to reuse A's frames");
     }
 }
 
@@ -329,14 +270,8 @@ fn reaper_leaves_no_stale_translation() {
         cfg.b_pages = vec![1];
         let what = name("reaper against running threads", &cfg);
         let (_, w) = explore_clean(&what, &cfg);
-        assert!(
-            ops(&w, OpKind::Rvae1is) > 0,
-            "{what}: expected the reaper's non-leaf range flush"
-        );
-        assert!(
-            w.coverage().exits_during_zap.get() > 0,
-            "{what}: expected exits while the reaper zaps"
-        );
+        assert!(ops(&w, OpKind::Rvae1is) > 0, "{what}: expected the reaper's non-leaf range flush");
+        assert!(w.coverage().exits_during_zap.get() > 0, "{what}: expected exits while the reaper zaps");
     }
 }
 
@@ -383,26 +318,14 @@ fn exit_without_ttbr0_switch_is_caught() {
     );
     // ...and once B reuses them, the exiting CPU holds translations into
     // B's frames under A's ASID.
-    let v = explore_finds(
-        "exit, TTBR0 kept, damage",
-        &exit_keeping_ttbr0(Checks::OtherMmOnly),
-    );
-    assert!(
-        into_b(&v),
-        "expected a translation into B's frames, saw {v}"
-    );
+    let v = explore_finds("exit, TTBR0 kept, damage", &exit_keeping_ttbr0(Checks::OtherMmOnly));
+    assert!(into_b(&v), "expected a translation into B's frames, saw {v}");
 }
 
 /// Mechanisms.md §5: cpu0 madvises pages 2-3 and cpu1 munmaps page 2; when
 /// the munmap runs second it finds the PTE cleared and gathers nothing.
 fn concurrent_zaps(ncpus: usize, fix: bool) -> Config {
-    let mut cfg = system(
-        &[
-            vec![Script::Madvise { lo: 2, hi: 4 }],
-            vec![Script::Munmap { lo: 2, hi: 3 }],
-        ],
-        ncpus,
-    );
+    let mut cfg = system(&[vec![Script::Madvise { lo: 2, hi: 4 }], vec![Script::Munmap { lo: 2, hi: 3 }]], ncpus);
     cfg.tlb.nested_fix = fix;
     // Room for both pages: the madvise's flush waits for its unlock.
     cfg.tlb.batch = 4;
@@ -416,28 +339,15 @@ fn concurrent_zap_needs_the_nested_fix() {
         let cfg = concurrent_zaps(ncpus, false);
         let what = name("concurrent zaps, nested_fix=off", &cfg);
         let v = explore_finds(&what, &cfg);
-        assert_eq!(
-            v.name(),
-            "TLBEmptyInvalPTE",
-            "{what}: expected a stale entry after the return, saw {v}"
-        );
+        assert_eq!(v.name(), "TLBEmptyInvalPTE", "{what}: expected a stale entry after the return, saw {v}");
         let cfg = concurrent_zaps(ncpus, true);
         let what = name("concurrent zaps, nested_fix=on", &cfg);
         let (_, w) = explore_clean(&what, &cfg);
-        assert!(
-            events(&w, Event::NestedFullFlush) > 0,
-            "{what}: expected nested whole-ASID flushes"
-        );
+        assert!(events(&w, Event::NestedFullFlush) > 0, "{what}: expected nested whole-ASID flushes");
     }
     // Overlapping munmaps (2..4 and 3..5: one frees the leaf table the
     // other emptied) with the fix.
-    let cfg = system(
-        &[
-            vec![Script::Munmap { lo: 2, hi: 4 }],
-            vec![Script::Munmap { lo: 3, hi: 5 }],
-        ],
-        2,
-    );
+    let cfg = system(&[vec![Script::Munmap { lo: 2, hi: 4 }], vec![Script::Munmap { lo: 3, hi: 5 }]], 2);
     explore_clean(&name("munmap 2..4 against munmap 3..5", &cfg), &cfg);
 }
 
@@ -453,16 +363,9 @@ fn leaf_only_flush_after_freeing_tables_is_caught() {
         assert_eq!(v.name(), "NoWalkThroughFreedTable", "{what}: saw {v}");
         bug.checks = Checks::OtherMmOnly;
         let v = explore_finds(&format!("{what}, damage"), &bug);
-        assert!(
-            into_b(&v),
-            "{what}: expected a walk through B's reused table, saw {v}"
-        );
+        assert!(into_b(&v), "{what}: expected a walk through B's reused table, saw {v}");
         let (_, w) = explore_clean(&name("munmap 2..4, non-leaf ops", &cfg), &cfg);
-        assert_eq!(
-            ops(&w, OpKind::Rvale1is),
-            0,
-            "expected no leaf-only op when a table is freed"
-        );
+        assert_eq!(ops(&w, OpKind::Rvale1is), 0, "expected no leaf-only op when a table is freed");
         assert!(ops(&w, OpKind::Rvae1is) > 0, "expected non-leaf range ops");
     }
 }
@@ -474,11 +377,7 @@ fn skipped_flush_is_caught_for_every_operation() {
         cfg.writes = true;
         cfg
     };
-    let freed = [
-        "NoStaleTranslation",
-        "NoWalkThroughFreedTable",
-        "TLBEmptyInvalPTE",
-    ];
+    let freed = ["NoStaleTranslation", "NoWalkThroughFreedTable", "TLBEmptyInvalPTE"];
     let mut fixed = system(&[vec![Script::MmapFixed { lo: 2, hi: 4 }]], 2);
     fixed.faults = 1;
     let mut madvise = system(&[vec![Script::Madvise { lo: 2, hi: 3 }]], 2);
@@ -486,36 +385,17 @@ fn skipped_flush_is_caught_for_every_operation() {
     let mut fault = writer(Script::Fork);
     fault.faults = 1;
     let cases = [
-        (
-            "munmap",
-            system(&[vec![Script::Munmap { lo: 2, hi: 4 }]], 2),
-            &freed[..],
-        ),
+        ("munmap", system(&[vec![Script::Munmap { lo: 2, hi: 4 }]], 2), &freed[..]),
         ("madvise", madvise, &freed[..]),
-        (
-            "mprotect",
-            writer(Script::Mprotect { lo: 2, hi: 4 }),
-            &["TLBEmptyInvalPTE"][..],
-        ),
-        (
-            "fork",
-            writer(Script::Fork),
-            &["TLBEmptyInvalPTE", "NoWriteToSharedFrame"][..],
-        ),
-        (
-            "mmap FIXED",
-            fixed,
-            &[&freed[..], &["BreakBeforeMake"][..]].concat()[..],
-        ),
+        ("mprotect", writer(Script::Mprotect { lo: 2, hi: 4 }), &["TLBEmptyInvalPTE"][..]),
+        ("fork", writer(Script::Fork), &["TLBEmptyInvalPTE", "NoWriteToSharedFrame"][..]),
+        ("mmap FIXED", fixed, &[&freed[..], &["BreakBeforeMake"][..]].concat()[..]),
         ("reaper", system(&[vec![Script::Reap]], 2), &freed[..]),
     ];
     for (what, mut cfg, want) in cases {
         cfg.tlb.bugs = bugs(|b| b.skip_flush = true);
         let v = explore_finds(&format!("{what} without a flush"), &cfg);
-        assert!(
-            want.contains(&v.name()),
-            "{what} without a flush: expected one of {want:?}, saw {v}"
-        );
+        assert!(want.contains(&v.name()), "{what} without a flush: expected one of {want:?}, saw {v}");
     }
 }
 
@@ -529,14 +409,8 @@ fn mmap_fixed_leaves_no_stale_translation() {
         cfg.faults = 1;
         let what = name("mmap FIXED over 2..4", &cfg);
         let (_, w) = explore_clean(&what, &cfg);
-        assert!(
-            ops(&w, OpKind::Rvale1is) > 0,
-            "{what}: expected a leaf-only range flush"
-        );
-        assert!(
-            w.coverage().zero_fills.get() > 0,
-            "{what}: expected zero fills in the new VMA"
-        );
+        assert!(ops(&w, OpKind::Rvale1is) > 0, "{what}: expected a leaf-only range flush");
+        assert!(w.coverage().zero_fills.get() > 0, "{what}: expected zero fills in the new VMA");
     }
 }
 
@@ -553,25 +427,16 @@ fn locked_calls_racing_a_zap_need_the_racing_fix() {
         (madvise, Script::MmapFixed { lo: 2, hi: 3 }),
         (madvise, Script::Fork),
         // mmap hands out again the page a racing munmap has emptied.
-        (
-            Script::Munmap { lo: 2, hi: 3 },
-            Script::Mmap { lo: 2, hi: 3 },
-        ),
+        (Script::Munmap { lo: 2, hi: 3 }, Script::Mmap { lo: 2, hi: 3 }),
     ];
     for (zap, call) in cases {
         let mut cfg = system(&[vec![zap], vec![call]], 3);
         cfg.writes = true;
         let (_, w) = explore_clean(&format!("{call:?} racing {zap:?}, fix on"), &cfg);
-        assert!(
-            events(&w, Event::RacingFullFlush) > 0,
-            "{call:?}: expected racing whole-ASID flushes"
-        );
+        assert!(events(&w, Event::RacingFullFlush) > 0, "{call:?}: expected racing whole-ASID flushes");
         cfg.tlb.bugs = bugs(|b| b.no_racing_fix = true);
         let v = explore_finds(&format!("{call:?} racing {zap:?}, fix off"), &cfg);
-        assert!(
-            matches!(v, Violation::TlbEmptyInvalPte { vpn: 2, .. }),
-            "{call:?}: saw {v}"
-        );
+        assert!(matches!(v, Violation::TlbEmptyInvalPte { vpn: 2, .. }), "{call:?}: saw {v}");
     }
 }
 
@@ -586,10 +451,7 @@ fn fault_racing_a_zap_needs_the_racing_fix() {
     assert_eq!(v.name(), "BreakBeforeMake", "saw {v}");
     cfg.tlb.bugs = Bugs::NONE;
     let (_, w) = explore_clean("fault racing madvise", &cfg);
-    assert!(
-        events(&w, Event::RacingFullFlush) > 0,
-        "expected faults that flush the whole ASID first"
-    );
+    assert!(events(&w, Event::RacingFullFlush) > 0, "expected faults that flush the whole ASID first");
 }
 
 /// Break-before-make for table descriptors: after a zap frees tables, a
@@ -605,10 +467,7 @@ fn table_break_before_make_is_needed() {
     let cases = [
         (
             "munmap",
-            vec![
-                vec![Script::Munmap { lo: 2, hi: 4 }],
-                vec![Script::Mmap { lo: 2, hi: 4 }],
-            ],
+            vec![vec![Script::Munmap { lo: 2, hi: 4 }], vec![Script::Mmap { lo: 2, hi: 4 }]],
             bugs(|b| b.table_flush_after_unlock = true),
         ),
         (
@@ -622,36 +481,16 @@ fn table_break_before_make_is_needed() {
         cfg.faults = 1;
         // One gather for pages and tables: nothing flushes mid-zap.
         cfg.tlb.batch = 8;
-        cfg.tlb.bugs = Bugs {
-            no_racing_fix: true,
-            ..bug
-        };
-        let v = explore_finds(
-            &format!("{what}: tables flushed after unlock, no racing fix"),
-            &cfg,
-        );
+        cfg.tlb.bugs = Bugs { no_racing_fix: true, ..bug };
+        let v = explore_finds(&format!("{what}: tables flushed after unlock, no racing fix"), &cfg);
         assert!(
-            matches!(
-                v,
-                Violation::BreakBeforeMake { level: Some(_), .. }
-                    | Violation::WalkThroughFreedTable { .. }
-            ),
+            matches!(v, Violation::BreakBeforeMake { level: Some(_), .. } | Violation::WalkThroughFreedTable { .. }),
             "{what}: expected a stale table descriptor, saw {v}"
         );
         cfg.tlb.bugs = bug;
-        explore_clean(
-            &format!("{what}: tables flushed after unlock, racing fix"),
-            &cfg,
-        );
-        cfg.tlb.bugs = Bugs {
-            no_racing_fix: true,
-            table_flush_after_unlock: false,
-            ..bug
-        };
-        explore_clean(
-            &format!("{what}: tables flushed under the lock, no racing fix"),
-            &cfg,
-        );
+        explore_clean(&format!("{what}: tables flushed after unlock, racing fix"), &cfg);
+        cfg.tlb.bugs = Bugs { no_racing_fix: true, table_flush_after_unlock: false, ..bug };
+        explore_clean(&format!("{what}: tables flushed under the lock, no racing fix"), &cfg);
     }
 }
 
@@ -660,11 +499,7 @@ fn table_break_before_make_is_needed() {
 // cpu0 munmaps (or the reaper zaps) and cpu1 switches around.
 #[test]
 fn rollover_during_zap_and_reap() {
-    for call in [
-        Script::Munmap { lo: 2, hi: 4 },
-        Script::Madvise { lo: 2, hi: 4 },
-        Script::Reap,
-    ] {
+    for call in [Script::Munmap { lo: 2, hi: 4 }, Script::Madvise { lo: 2, hi: 4 }, Script::Reap] {
         let mut cfg = system(&[vec![call], vec![]], 2);
         cfg.speculation = Speculation::Eager;
         cfg.asid_bits = 2;
@@ -674,10 +509,7 @@ fn rollover_during_zap_and_reap() {
         let what = format!("{call:?} across rollovers");
         let (_, w) = explore_clean(&what, &cfg);
         let c = w.coverage();
-        assert!(
-            c.rollovers_in_op.get() > 0,
-            "{what}: expected rollovers during the zap, {c:?}"
-        );
+        assert!(c.rollovers_in_op.get() > 0, "{what}: expected rollovers during the zap, {c:?}");
     }
 }
 
@@ -693,15 +525,8 @@ const STEPS: usize = 200_000;
 #[test]
 fn random_mixed_operations() {
     let mut cfg = Config::new(vec![
-        vec![
-            Script::Madvise { lo: 2, hi: 4 },
-            Script::Munmap { lo: 4, hi: 5 },
-        ],
-        vec![
-            Script::Munmap { lo: 3, hi: 5 },
-            Script::Fork,
-            Script::Mmap { lo: 3, hi: 5 },
-        ],
+        vec![Script::Madvise { lo: 2, hi: 4 }, Script::Munmap { lo: 4, hi: 5 }],
+        vec![Script::Munmap { lo: 3, hi: 5 }, Script::Fork, Script::Mmap { lo: 3, hi: 5 }],
         vec![Script::Mprotect { lo: 5, hi: 7 }, Script::Exit],
         vec![],
     ])
@@ -715,13 +540,10 @@ fn random_mixed_operations() {
     cfg.speculation = Speculation::Scheduled;
     cfg.stop_when_done = true;
     let seeds = match std::env::var("ZAP_MODEL_SEED") {
-        Ok(s) => vec![s
-            .parse()
-            .unwrap_or_else(|_| panic!("ZAP_MODEL_SEED={s:?} is not a u64"))],
+        Ok(s) => vec![s.parse().unwrap_or_else(|_| panic!("ZAP_MODEL_SEED={s:?} is not a u64"))],
         Err(_) => SEEDS.to_vec(),
     };
-    let steps = std::env::var("ZAP_MODEL_STEPS")
-        .map_or(STEPS, |s| s.parse().expect("ZAP_MODEL_STEPS is a count"));
+    let steps = std::env::var("ZAP_MODEL_STEPS").map_or(STEPS, |s| s.parse().expect("ZAP_MODEL_STEPS is a count"));
     for seed in seeds {
         let w = World::new(cfg.clone());
         match random_walk(&w, seed, steps) {
@@ -765,36 +587,12 @@ fn ttbr0_switch_needs_its_dsb() {
         let cfg = Config::new(vec![vec![], vec![]]);
         let tlb = &cfg.tlb;
         let machine = RefCell::new(Machine::new(2, cfg.format, 8));
-        machine
-            .borrow_mut()
-            .mem_mut()
-            .alloc(FrameUse::Data { mm: NOBODY });
+        machine.borrow_mut().mem_mut().alloc(FrameUse::Data { mm: NOBODY });
         let alloc = AsidAllocator::new(4, 2, AsidBugs::NONE).expect("ASIDs for 2 CPUs");
-        let hw = |cpu| Bridge {
-            m: &machine,
-            cpu,
-            mm: A,
-            bugs: HwBugs {
-                ttbr_without_dsb: bug,
-            },
-        };
-        let mm = Mm::new(
-            A as u64,
-            AddressSpace::new_in(reduced(cfg.format), &hw(0)).expect("a root"),
-        );
-        let map = Call::Mmap {
-            addr: va(2),
-            len: PAGE_SIZE,
-            prot: prot::READ | prot::WRITE,
-            flags: map::FIXED,
-        };
-        for call in [
-            map,
-            Call::Fault {
-                va: va(2),
-                access: Access::Write,
-            },
-        ] {
+        let hw = |cpu| Bridge { m: &machine, cpu, mm: A, bugs: HwBugs { ttbr_without_dsb: bug } };
+        let mm = Mm::new(A as u64, AddressSpace::new_in(reduced(cfg.format), &hw(0)).expect("a root"));
+        let map = Call::Mmap { addr: va(2), len: PAGE_SIZE, prot: prot::READ | prot::WRITE, flags: map::FIXED };
+        for call in [map, Call::Fault { va: va(2), access: Access::Write }] {
             let mut op = Op::new(call, tlb);
             mm.run(&mut op, tlb, &hw(0), &hw(0), |_| {});
             assert!(op.outcome().is_ok(), "setup {call:?}: {:?}", op.outcome());
@@ -806,29 +604,15 @@ fn ttbr0_switch_needs_its_dsb() {
         switch::leave_dying(&mm, tlb, &hw(0));
         let mut teardown = Op::new(Call::Teardown, tlb);
         mm.run(&mut teardown, tlb, &hw(0), &hw(0), |_| {});
-        assert!(
-            teardown.outcome().is_ok(),
-            "teardown: {:?}",
-            teardown.outcome()
-        );
+        assert!(teardown.outcome().is_ok(), "teardown: {:?}", teardown.outcome());
         alloc.release(&hw(0), &mm.ctx);
         let m = machine.borrow();
-        assert!(
-            m.mem().free_frames() >= 3,
-            "expected the teardown to free A's tables"
-        );
+        assert!(m.mem().free_frames() >= 3, "expected the teardown to free A's tables");
         match (bug, m.check_tlbs()) {
             (false, r) => assert_eq!(r, Ok(()), "with the DSB"),
-            (
-                true,
-                Err(
-                    v @ Violation::WalkThroughFreedTable {
-                        cpu: 1,
-                        level: None,
-                        ..
-                    },
-                ),
-            ) => println!("without the DSB: {v}"),
+            (true, Err(v @ Violation::WalkThroughFreedTable { cpu: 1, level: None, .. })) => {
+                println!("without the DSB: {v}")
+            }
             (true, r) => {
                 panic!("without the DSB: expected cpu1's walk through the freed root, saw {r:?}")
             }
@@ -1268,7 +1052,8 @@ pub(super) fn long(scripts: &[Vec<Script>]) -> Config {
 #[test]
 #[ignore = "long mode: scripts/model.sh"]
 fn long_zap() {
-    let cfg = long(&[vec![Script::Munmap { lo: 2, hi: 7 }], vec![Script::Madvise { lo: 2, hi: 4 }]]).pages(&[2, 3, 4, 6]);
+    let cfg =
+        long(&[vec![Script::Munmap { lo: 2, hi: 7 }], vec![Script::Madvise { lo: 2, hi: 4 }]]).pages(&[2, 3, 4, 6]);
     explore_long("long: munmap 2..7 against madvise 2..4, 3 cpus", &cfg);
 }
 

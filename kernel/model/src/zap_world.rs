@@ -104,7 +104,7 @@ use kernel::mm::aspace::{Access, AddressSpace};
 use kernel::mm::pagetable::{el0_can_write, Reduced};
 use kernel::mm::pte::PAGE_SIZE;
 use kernel::mm::space::{shootdown, switch, Call, Hook, Mm, Op, OpError, Outcome, Pc, Served, Step, Then, TlbConfig};
-use kernel::mm::tlb::{TlbFeatures, PolicyParams};
+use kernel::mm::tlb::{PolicyParams, TlbFeatures};
 
 use super::bridge::{Bridge, HwBugs};
 use super::explore::System;
@@ -112,6 +112,10 @@ use super::machine::{Ipi, Machine};
 use super::mem::{pa_of, pfn_of, Desc, Format, FrameUse, Memory, MmTag, Pfn};
 use super::tlb::Entry;
 use super::violation::Violation;
+
+/// The entries a TLB lookup hit (frame, writable) and the frames of the
+/// writable ones.
+type TlbHits = (Vec<(Pfn, bool)>, Vec<Pfn>);
 
 pub const A: MmTag = 1;
 pub const B: MmTag = 2;
@@ -135,15 +139,30 @@ pub fn va(vpn: u64) -> u64 {
 /// A call a thread's script makes on `A` (pages `[lo, hi)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Script {
-    Munmap { lo: u64, hi: u64 },
+    Munmap {
+        lo: u64,
+        hi: u64,
+    },
     /// `MADV_DONTNEED`.
-    Madvise { lo: u64, hi: u64 },
+    Madvise {
+        lo: u64,
+        hi: u64,
+    },
     /// To read-only.
-    Mprotect { lo: u64, hi: u64 },
+    Mprotect {
+        lo: u64,
+        hi: u64,
+    },
     /// Read-write, `MAP_FIXED`: replaces what was there.
-    MmapFixed { lo: u64, hi: u64 },
+    MmapFixed {
+        lo: u64,
+        hi: u64,
+    },
     /// Read-write with `lo` as the hint: lands there when the range is free.
-    Mmap { lo: u64, hi: u64 },
+    Mmap {
+        lo: u64,
+        hi: u64,
+    },
     Fork,
     /// This thread exits.
     Exit,
@@ -156,13 +175,23 @@ pub enum Script {
     Unadopt,
     /// A kernel thread reclaims `A`'s pages `[lo, hi)` in one batch (those
     /// `A` maps, and alone: see the `reclaim` submodule).
-    Reclaim { lo: u64, hi: u64 },
+    Reclaim {
+        lo: u64,
+        hi: u64,
+    },
     /// Read-write, `MAP_FIXED` with the size flags `flags` (`map::HUGE`,
     /// `map::CONT`): first touches map whole blocks or runs.
-    MmapSized { lo: u64, hi: u64, flags: u64 },
+    MmapSized {
+        lo: u64,
+        hi: u64,
+        flags: u64,
+    },
     /// `MADV_COLLAPSE`: the level-3 tables of the block-aligned regions in
     /// `[lo, hi)` become blocks.
-    Collapse { lo: u64, hi: u64 },
+    Collapse {
+        lo: u64,
+        hi: u64,
+    },
 }
 
 impl Script {
@@ -542,29 +571,66 @@ struct Cpu {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
-    Start { cpu: usize, call: Script },
-    Step { cpu: usize, pc: Pc },
-    Read { cpu: usize, vpn: u64 },
-    Write { cpu: usize, vpn: u64 },
-    Speculate { cpu: usize },
+    Start {
+        cpu: usize,
+        call: Script,
+    },
+    Step {
+        cpu: usize,
+        pc: Pc,
+    },
+    Read {
+        cpu: usize,
+        vpn: u64,
+    },
+    Write {
+        cpu: usize,
+        vpn: u64,
+    },
+    Speculate {
+        cpu: usize,
+    },
     /// A thread of the address space in slot `to` (not `A`) runs on `cpu`;
     /// on a kernel thread's CPU, for a while, and the kernel thread runs
     /// again (lazy on `to`).
-    Switch { cpu: usize, to: usize },
+    Switch {
+        cpu: usize,
+        to: usize,
+    },
     /// The thread on `cpu` is switched out for a kernel thread.
-    Idle { cpu: usize },
+    Idle {
+        cpu: usize,
+    },
     /// The waiting thread `thread` of `A` runs on `cpu`.
-    Schedule { cpu: usize, thread: usize },
+    Schedule {
+        cpu: usize,
+        thread: usize,
+    },
     /// `cpu` serves the shootdown request `from` sent it.
-    Serve { cpu: usize, from: usize },
-    MapB { vpn: u64 },
+    Serve {
+        cpu: usize,
+        from: usize,
+    },
+    MapB {
+        vpn: u64,
+    },
     ChildExit,
     /// The running child reads or writes a page (`Config::child_runs`).
-    ChildAccess { vpn: u64, write: bool },
+    ChildAccess {
+        vpn: u64,
+        write: bool,
+    },
     /// Device `dev` serves the oldest invalidation CPU `from` posted it.
-    DevServe { dev: usize, from: usize },
+    DevServe {
+        dev: usize,
+        from: usize,
+    },
     /// Device `dev` reads or writes page `vpn` of `A`.
-    DevAccess { dev: usize, vpn: u64, write: bool },
+    DevAccess {
+        dev: usize,
+        vpn: u64,
+        write: bool,
+    },
 }
 
 /// One state of the model system.
@@ -705,20 +771,26 @@ impl World {
                 if fault {
                     let mut op = Op::new(Call::Fault { va: va(vpn), access: Access::Write }, &tlb);
                     run_alone(&mm, &mut op, &tlb, &hw);
-                    assert!(matches!(op.outcome(), Ok(Outcome::Fault(_))), "setup fault of page {vpn}: {:?}", op.outcome());
+                    assert!(
+                        matches!(op.outcome(), Ok(Outcome::Fault(_))),
+                        "setup fault of page {vpn}: {:?}",
+                        op.outcome()
+                    );
                 }
             }
             mms.push(mm);
         };
         new_mm(A, &cfg.pages, true);
-        let a_frames = { let m = machine.borrow(); (m.mem().frames() - m.mem().free_frames()) as Pfn };
+        let a_frames = {
+            let m = machine.borrow();
+            (m.mem().frames() - m.mem().free_frames()) as Pfn
+        };
         new_mm(B, &cfg.b_pages, false);
         for i in 0..cfg.others {
             new_mm(OTHER + i as MmTag, &[], false);
         }
-        let kernel_thread = |s: &[Script]| {
-            s.iter().any(|c| matches!(c, Script::Reap | Script::Adopt | Script::Reclaim { .. }))
-        };
+        let kernel_thread =
+            |s: &[Script]| s.iter().any(|c| matches!(c, Script::Reap | Script::Adopt | Script::Reclaim { .. }));
         let threads = (0..cfg.scripts.len())
             .map(|t| Thread {
                 user: !kernel_thread(&cfg.scripts[t]),
@@ -1146,7 +1218,7 @@ impl World {
     /// `cpu` accesses `vpn` through its TLB (a matching entry, else a walk;
     /// each hit's frame checked): the entries it hit, and the frames of the
     /// writable ones.
-    fn tlb_hits(&self, cpu: usize, vpn: u64) -> Result<(Vec<(Pfn, bool)>, Vec<Pfn>), Violation> {
+    fn tlb_hits(&self, cpu: usize, vpn: u64) -> Result<TlbHits, Violation> {
         let mut m = self.machine.borrow_mut();
         m.access(cpu, vpn)?;
         let asid = m.ttbr0(cpu).asid;
@@ -1790,7 +1862,9 @@ impl System for World {
                             write!(s, "[{pages}@L{level}]").unwrap();
                         }
                     }
-                    Entry::Walk { asid, level, region, table, .. } => write!(s, " a{asid}:L{level}@{region}>{table}").unwrap(),
+                    Entry::Walk { asid, level, region, table, .. } => {
+                        write!(s, " a{asid}:L{level}@{region}>{table}").unwrap()
+                    }
                 }
             }
             s += " }";

@@ -137,25 +137,29 @@ fn munmap_blocks_issue_the_plan(cpu: &str, cases: &[(u64, [u64; 5])]) {
     }
 }
 
-ktest!(#[config(append = "tlb.strategy=broadcast", timeout_s = 120)]
-fn munmap_of_blocks_with_tlbi_range() {
-    let f = FEATURES.get().unwrap();
-    assert!(f.tlbi_range && f.ttl);
-    // [vae1is, vale1is, rvae1is, rvale1is, aside1is]: one block is one
-    // last-level op (TTL level 2); more are one range op at level 2.
-    munmap_blocks_issue_the_plan("max", &[(1, [0, 1, 0, 0, 0]), (4, [0, 0, 0, 1, 0]), (16, [0, 0, 0, 1, 0])]);
-});
+ktest!(
+    #[config(append = "tlb.strategy=broadcast", timeout_s = 120)]
+    fn munmap_of_blocks_with_tlbi_range() {
+        let f = FEATURES.get().unwrap();
+        assert!(f.tlbi_range && f.ttl);
+        // [vae1is, vale1is, rvae1is, rvale1is, aside1is]: one block is one
+        // last-level op (TTL level 2); more are one range op at level 2.
+        munmap_blocks_issue_the_plan("max", &[(1, [0, 1, 0, 0, 0]), (4, [0, 0, 0, 1, 0]), (16, [0, 0, 0, 1, 0])]);
+    }
+);
 
-ktest!(#[config(cpu = "cortex-a72", append = "tlb.strategy=broadcast", timeout_s = 120)]
-fn munmap_of_blocks_without_tlbi_range() {
-    assert!(!FEATURES.get().unwrap().tlbi_range);
-    // One last-level op per block (no TTL hint on this CPU) up to
-    // tlb.per_page_max (32 entries), then the whole ASID.
-    munmap_blocks_issue_the_plan(
-        "cortex-a72",
-        &[(1, [0, 1, 0, 0, 0]), (4, [0, 4, 0, 0, 0]), (16, [0, 16, 0, 0, 0]), (33, [0, 0, 0, 0, 1])],
-    );
-});
+ktest!(
+    #[config(cpu = "cortex-a72", append = "tlb.strategy=broadcast", timeout_s = 120)]
+    fn munmap_of_blocks_without_tlbi_range() {
+        assert!(!FEATURES.get().unwrap().tlbi_range);
+        // One last-level op per block (no TTL hint on this CPU) up to
+        // tlb.per_page_max (32 entries), then the whole ASID.
+        munmap_blocks_issue_the_plan(
+            "cortex-a72",
+            &[(1, [0, 1, 0, 0, 0]), (4, [0, 4, 0, 0, 0]), (16, [0, 16, 0, 0, 0]), (33, [0, 0, 0, 0, 1])],
+        );
+    }
+);
 
 /// The three steps of the `data` mode, each checked against its plan.
 fn data_steps_issue_the_plan(cpu: &str, want: [[u64; 5]; 3]) {
@@ -172,33 +176,41 @@ fn data_steps_issue_the_plan(cpu: &str, want: [[u64; 5]; 3]) {
     }
 }
 
-ktest!(#[config(append = "tlb.strategy=broadcast", timeout_s = 120)]
-fn split_collapse_and_munmap_of_a_block_with_tlbi_range() {
-    // A split: vale1is for the block (level 2), vale1is for the page (level
-    // 3). A collapse: one range op over its 512 pages, walk caches too.
-    data_steps_issue_the_plan("max", [[0, 2, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 0, 0, 0]]);
-});
+ktest!(
+    #[config(append = "tlb.strategy=broadcast", timeout_s = 120)]
+    fn split_collapse_and_munmap_of_a_block_with_tlbi_range() {
+        // A split: vale1is for the block (level 2), vale1is for the page (level
+        // 3). A collapse: one range op over its 512 pages, walk caches too.
+        data_steps_issue_the_plan("max", [[0, 2, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 0, 0, 0]]);
+    }
+);
 
-ktest!(#[config(cpu = "cortex-a72", append = "tlb.strategy=broadcast", timeout_s = 120)]
-fn split_collapse_and_munmap_of_a_block_without_tlbi_range() {
-    // A collapse flushes 512 pages: past per_page_max, the whole ASID.
-    data_steps_issue_the_plan("cortex-a72", [[0, 2, 0, 0, 0], [0, 0, 0, 0, 1], [0, 1, 0, 0, 0]]);
-});
+ktest!(
+    #[config(cpu = "cortex-a72", append = "tlb.strategy=broadcast", timeout_s = 120)]
+    fn split_collapse_and_munmap_of_a_block_without_tlbi_range() {
+        // A collapse flushes 512 pages: past per_page_max, the whole ASID.
+        data_steps_issue_the_plan("cortex-a72", [[0, 2, 0, 0, 0], [0, 0, 0, 0, 1], [0, 1, 0, 0, 0]]);
+    }
+);
 
-ktest!(#[config(append = "tlb.strategy=broadcast", timeout_s = 60)]
-fn contiguous_runs_fill_and_unfold_with_tlbi_range() {
-    // The run's 16 pages (one range op), then the page.
-    let unfold = planned(&[pages_request(16), pages_request(1)]);
-    assert_eq!(unfold, [0, 1, 0, 1, 0]);
-    pages(CONT | exact(0, unfold), &[(Event::RunFill, 4), (Event::RunUnfold, 2), (Event::BlockFill, 0)]);
-});
+ktest!(
+    #[config(append = "tlb.strategy=broadcast", timeout_s = 60)]
+    fn contiguous_runs_fill_and_unfold_with_tlbi_range() {
+        // The run's 16 pages (one range op), then the page.
+        let unfold = planned(&[pages_request(16), pages_request(1)]);
+        assert_eq!(unfold, [0, 1, 0, 1, 0]);
+        pages(CONT | exact(0, unfold), &[(Event::RunFill, 4), (Event::RunUnfold, 2), (Event::BlockFill, 0)]);
+    }
+);
 
-ktest!(#[config(cpu = "cortex-a72", append = "tlb.strategy=broadcast", timeout_s = 60)]
-fn contiguous_runs_fill_and_unfold_without_tlbi_range() {
-    let unfold = planned(&[pages_request(16), pages_request(1)]);
-    assert_eq!(unfold, [0, 17, 0, 0, 0]);
-    pages(CONT | exact(0, unfold), &[(Event::RunFill, 4), (Event::RunUnfold, 2)]);
-});
+ktest!(
+    #[config(cpu = "cortex-a72", append = "tlb.strategy=broadcast", timeout_s = 60)]
+    fn contiguous_runs_fill_and_unfold_without_tlbi_range() {
+        let unfold = planned(&[pages_request(16), pages_request(1)]);
+        assert_eq!(unfold, [0, 17, 0, 0, 0]);
+        pages(CONT | exact(0, unfold), &[(Event::RunFill, 4), (Event::RunUnfold, 2)]);
+    }
+);
 
 /// The `split_no_break` events a boot counts for `splits` splits.
 fn no_break(splits: u64) -> u64 {
@@ -211,76 +223,98 @@ fn no_break(splits: u64) -> u64 {
 
 // Safety and data under any strategy: a reader on CPU 1 reads the pages of
 // a block that CPU 0 splits under it (munmap or mprotect of one page).
-ktest!(#[config(timeout_s = 120)]
-fn a_reader_never_sees_wrong_data_while_its_block_is_split() {
-    let rounds = 20;
-    let events = [(Event::BlockFill, rounds), (Event::BlockSplit, rounds), (Event::SplitNoBreak, no_break(rounds))];
-    pages(READER | rounds, &events);
-});
+ktest!(
+    #[config(timeout_s = 120)]
+    fn a_reader_never_sees_wrong_data_while_its_block_is_split() {
+        let rounds = 20;
+        let events = [(Event::BlockFill, rounds), (Event::BlockSplit, rounds), (Event::SplitNoBreak, no_break(rounds))];
+        pages(READER | rounds, &events);
+    }
+);
 
 // The same without the break (`mm.bbm=force`: QEMU's `max` reports FEAT_BBM
 // level 2 but is not on the no-abort allow-list, so `auto` keeps the break
 // there; TCG raises no TLB conflict aborts): the reader never faults.
-ktest!(#[config(append = "mm.bbm=force", timeout_s = 120)]
-fn a_reader_never_sees_wrong_data_while_its_block_is_split_without_the_break() {
-    assert!(crate::mm::user::config().split_no_break);
-    let rounds = 20;
-    pages(READER | rounds, &[(Event::BlockSplit, rounds), (Event::SplitNoBreak, rounds)]);
-});
+ktest!(
+    #[config(append = "mm.bbm=force", timeout_s = 120)]
+    fn a_reader_never_sees_wrong_data_while_its_block_is_split_without_the_break() {
+        assert!(crate::mm::user::config().split_no_break);
+        let rounds = 20;
+        pages(READER | rounds, &[(Event::BlockSplit, rounds), (Event::SplitNoBreak, rounds)]);
+    }
+);
 
 // The same with the break always made (what a CPU without FEAT_BBM level 2
 // must do): the reader may fault on the cleared block, and waits.
-ktest!(#[config(append = "mm.bbm=off", timeout_s = 120)]
-fn a_reader_never_sees_wrong_data_while_its_block_is_split_with_the_break() {
-    assert!(!crate::mm::user::config().split_no_break);
-    let rounds = 20;
-    pages(READER | rounds, &[(Event::BlockSplit, rounds), (Event::SplitNoBreak, 0)]);
-});
+ktest!(
+    #[config(append = "mm.bbm=off", timeout_s = 120)]
+    fn a_reader_never_sees_wrong_data_while_its_block_is_split_with_the_break() {
+        assert!(!crate::mm::user::config().split_no_break);
+        let rounds = 20;
+        pages(READER | rounds, &[(Event::BlockSplit, rounds), (Event::SplitNoBreak, 0)]);
+    }
+);
 
-ktest!(fn data_survives_split_collapse_and_munmap_under_any_strategy() {
-    pages(DATA, &[(Event::BlockFill, 2), (Event::BlockSplit, 1), (Event::Collapse, 1), (Event::BlockCowCopy, 0)]);
-});
+ktest!(
+    fn data_survives_split_collapse_and_munmap_under_any_strategy() {
+        pages(DATA, &[(Event::BlockFill, 2), (Event::BlockSplit, 1), (Event::Collapse, 1), (Event::BlockCowCopy, 0)]);
+    }
+);
 
-ktest!(fn contiguous_runs_keep_their_data_under_any_strategy() {
-    pages(CONT, &[(Event::RunFill, 4), (Event::RunUnfold, 2)]);
-});
+ktest!(
+    fn contiguous_runs_keep_their_data_under_any_strategy() {
+        pages(CONT, &[(Event::RunFill, 4), (Event::RunUnfold, 2)]);
+    }
+);
 
 // fork shares the block; the child's write splits its copy of the entry,
 // the parent's (the child still alive) splits its own: two splits.
-ktest!(fn a_write_to_a_block_shared_after_fork_splits_it() {
-    pages(FORK, &[(Event::BlockFill, 1), (Event::BlockSplit, 2), (Event::BlockCowCopy, 0)]);
-});
+ktest!(
+    fn a_write_to_a_block_shared_after_fork_splits_it() {
+        pages(FORK, &[(Event::BlockFill, 1), (Event::BlockSplit, 2), (Event::BlockCowCopy, 0)]);
+    }
+);
 
 // With `mm.block_cow=copy` the child's write copies the whole block; the
 // parent's block is then its own, and its write only makes it writable.
-ktest!(#[config(append = "mm.block_cow=copy")]
-fn a_write_to_a_block_shared_after_fork_copies_it_under_block_cow_copy() {
-    assert!(crate::mm::user::config().block_cow_copy);
-    pages(FORK, &[(Event::BlockFill, 1), (Event::BlockSplit, 0), (Event::BlockCowCopy, 1)]);
-});
+ktest!(
+    #[config(append = "mm.block_cow=copy")]
+    fn a_write_to_a_block_shared_after_fork_copies_it_under_block_cow_copy() {
+        assert!(crate::mm::user::config().block_cow_copy);
+        pages(FORK, &[(Event::BlockFill, 1), (Event::BlockSplit, 0), (Event::BlockCowCopy, 1)]);
+    }
+);
 
 /// `sizes` flags: map::HUGE, map::CONT, advise NOHUGEPAGE.
 const HUGE: u64 = 1;
 const RUNS: u64 = 2;
 const NOHUGE: u64 = 4;
 
-ktest!(fn huge_and_cont_mappings_fill_blocks_and_runs_unless_advised_otherwise() {
-    pages(SIZES | HUGE, &[(Event::BlockFill, 2), (Event::RunFill, 0)]);
-    pages(SIZES | HUGE | NOHUGE, &[(Event::BlockFill, 0), (Event::RunFill, 0)]);
-    pages(SIZES, &[(Event::BlockFill, 0), (Event::RunFill, 0)]);
-});
+ktest!(
+    fn huge_and_cont_mappings_fill_blocks_and_runs_unless_advised_otherwise() {
+        pages(SIZES | HUGE, &[(Event::BlockFill, 2), (Event::RunFill, 0)]);
+        pages(SIZES | HUGE | NOHUGE, &[(Event::BlockFill, 0), (Event::RunFill, 0)]);
+        pages(SIZES, &[(Event::BlockFill, 0), (Event::RunFill, 0)]);
+    }
+);
 
-ktest!(#[config(append = "mm.thp=never")]
-fn under_thp_never_huge_mappings_use_pages() {
-    pages(SIZES | HUGE | RUNS, &[(Event::BlockFill, 0), (Event::RunFill, 0)]);
-});
+ktest!(
+    #[config(append = "mm.thp=never")]
+    fn under_thp_never_huge_mappings_use_pages() {
+        pages(SIZES | HUGE | RUNS, &[(Event::BlockFill, 0), (Event::RunFill, 0)]);
+    }
+);
 
-ktest!(#[config(append = "mm.thp=always")]
-fn under_thp_always_every_mapping_uses_blocks() {
-    // 4 MiB placed block-aligned: two blocks, no run.
-    pages(SIZES, &[(Event::BlockFill, 2), (Event::RunFill, 0)]);
-});
+ktest!(
+    #[config(append = "mm.thp=always")]
+    fn under_thp_always_every_mapping_uses_blocks() {
+        // 4 MiB placed block-aligned: two blocks, no run.
+        pages(SIZES, &[(Event::BlockFill, 2), (Event::RunFill, 0)]);
+    }
+);
 
-ktest!(fn bad_page_size_calls_fail_with_an_errno() {
-    pages(BAD, &[(Event::BlockFill, 1), (Event::Collapse, 0)]);
-});
+ktest!(
+    fn bad_page_size_calls_fail_with_an_errno() {
+        pages(BAD, &[(Event::BlockFill, 1), (Event::Collapse, 0)]);
+    }
+);

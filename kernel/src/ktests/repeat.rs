@@ -42,62 +42,76 @@ fn mode() -> RepeatTlbi {
     crate::mm::user::config().repeat_tlbi
 }
 
-ktest!(#[config(cpu = "cortex-a76", append = "tlb.repeat_tlbi=auto tlb.strategy=broadcast")]
-fn auto_on_cortex_a76_follows_the_table() {
-    let midr = FEATURES.get().unwrap().midr;
-    let entry = errata::affected(midr);
-    let entry = entry.unwrap_or_else(|| panic!("QEMU's Cortex-A76 (MIDR {midr:#x}) is not in the table"));
-    assert_eq!(entry.core, "Cortex-A76");
-    assert_eq!(mode(), RepeatChoice::Auto.resolve(midr), "the mode the table gives");
-    assert_eq!(mode(), RepeatTlbi::Once, "auto is the optimised workaround");
-    let why = alloc::format!("{}", Why { choice: RepeatChoice::Auto, midr });
-    assert!(why.starts_with("auto: Cortex-A76 r") && why.contains("CVE-2025-10263"), "{why}");
-    // QEMU's A76 has no TLBI range ops: 16 pages are 16 per-page TLBIs,
-    // completed by one DSB and one extra TLBI and DSB.
-    let d = munmap_life(16);
-    assert_eq!(broadcast_ops(&d), [(OpKind::Vae1is, 16)], "{d}");
-    assert_eq!(repeats(&d), [(OpKind::Vale1is, 1)], "{d}");
-    assert_eq!(d.repeat_dsb, 1, "{d}");
-    assert_eq!(d.event(Event::RepeatLocalExempt), 1, "the exit's local flush: {d}");
-});
-
-ktest!(#[config(append = "tlb.repeat_tlbi=auto tlb.strategy=broadcast")] fn auto_on_max_is_off() {
-    let midr = FEATURES.get().unwrap().midr;
-    assert!(errata::affected(midr).is_none(), "QEMU's max CPU (MIDR {midr:#x}) matched {:?}", errata::affected(midr));
-    assert_eq!(mode(), RepeatTlbi::Off);
-    for pages in [1, 16, 4096] {
-        let d = munmap_life(pages);
-        assert_eq!((d.repeat_total(), d.repeat_dsb, d.event(Event::RepeatLocalExempt)), (0, 0, 0), "{d}");
+ktest!(
+    #[config(cpu = "cortex-a76", append = "tlb.repeat_tlbi=auto tlb.strategy=broadcast")]
+    fn auto_on_cortex_a76_follows_the_table() {
+        let midr = FEATURES.get().unwrap().midr;
+        let entry = errata::affected(midr);
+        let entry = entry.unwrap_or_else(|| panic!("QEMU's Cortex-A76 (MIDR {midr:#x}) is not in the table"));
+        assert_eq!(entry.core, "Cortex-A76");
+        assert_eq!(mode(), RepeatChoice::Auto.resolve(midr), "the mode the table gives");
+        assert_eq!(mode(), RepeatTlbi::Once, "auto is the optimised workaround");
+        let why = alloc::format!("{}", Why { choice: RepeatChoice::Auto, midr });
+        assert!(why.starts_with("auto: Cortex-A76 r") && why.contains("CVE-2025-10263"), "{why}");
+        // QEMU's A76 has no TLBI range ops: 16 pages are 16 per-page TLBIs,
+        // completed by one DSB and one extra TLBI and DSB.
+        let d = munmap_life(16);
+        assert_eq!(broadcast_ops(&d), [(OpKind::Vae1is, 16)], "{d}");
+        assert_eq!(repeats(&d), [(OpKind::Vale1is, 1)], "{d}");
+        assert_eq!(d.repeat_dsb, 1, "{d}");
+        assert_eq!(d.event(Event::RepeatLocalExempt), 1, "the exit's local flush: {d}");
     }
-});
+);
+
+ktest!(
+    #[config(append = "tlb.repeat_tlbi=auto tlb.strategy=broadcast")]
+    fn auto_on_max_is_off() {
+        let midr = FEATURES.get().unwrap().midr;
+        assert!(
+            errata::affected(midr).is_none(),
+            "QEMU's max CPU (MIDR {midr:#x}) matched {:?}",
+            errata::affected(midr)
+        );
+        assert_eq!(mode(), RepeatTlbi::Off);
+        for pages in [1, 16, 4096] {
+            let d = munmap_life(pages);
+            assert_eq!((d.repeat_total(), d.repeat_dsb, d.event(Event::RepeatLocalExempt)), (0, 0, 0), "{d}");
+        }
+    }
+);
 
 /// On `-cpu max` a munmap of 1 page is one `VAE1IS`, of 16 or 4096 pages
 /// one `RVAE1IS` (range ops; `tlb::munmap_ops_with_tlbi_range`).
 const MAX_MUNMAPS: [(u64, OpKind); 3] = [(1, OpKind::Vae1is), (16, OpKind::Rvae1is), (4096, OpKind::Rvae1is)];
 
-ktest!(#[config(append = "tlb.repeat_tlbi=once tlb.strategy=broadcast")] fn once_adds_one_tlbi_and_dsb_per_munmap() {
-    assert_eq!(mode(), RepeatTlbi::Once);
-    for (pages, kind) in MAX_MUNMAPS {
-        let d = munmap_life(pages);
-        assert_eq!(broadcast_ops(&d), [(kind, 1)], "{pages} pages: {d}");
-        assert_eq!(repeats(&d), [(OpKind::Vale1is, 1)], "{pages} pages: {d}");
-        assert_eq!(d.repeat_dsb, 1, "{pages} pages: {d}");
-        assert_eq!(d.dsb, 2, "the munmap's DSB and the exit's local one, the workaround's apart: {d}");
-        assert_eq!(d.event(Event::RepeatLocalExempt), 1, "{pages} pages: {d}");
+ktest!(
+    #[config(append = "tlb.repeat_tlbi=once tlb.strategy=broadcast")]
+    fn once_adds_one_tlbi_and_dsb_per_munmap() {
+        assert_eq!(mode(), RepeatTlbi::Once);
+        for (pages, kind) in MAX_MUNMAPS {
+            let d = munmap_life(pages);
+            assert_eq!(broadcast_ops(&d), [(kind, 1)], "{pages} pages: {d}");
+            assert_eq!(repeats(&d), [(OpKind::Vale1is, 1)], "{pages} pages: {d}");
+            assert_eq!(d.repeat_dsb, 1, "{pages} pages: {d}");
+            assert_eq!(d.dsb, 2, "the munmap's DSB and the exit's local one, the workaround's apart: {d}");
+            assert_eq!(d.event(Event::RepeatLocalExempt), 1, "{pages} pages: {d}");
+        }
     }
-});
+);
 
-ktest!(#[config(append = "tlb.repeat_tlbi=each tlb.strategy=broadcast")]
-fn each_repeats_every_broadcast_tlbi_of_a_munmap() {
-    assert_eq!(mode(), RepeatTlbi::Each);
-    for (pages, kind) in MAX_MUNMAPS {
-        let d = munmap_life(pages);
-        assert_eq!(broadcast_ops(&d), [(kind, 1)], "{pages} pages: {d}");
-        assert_eq!(repeats(&d), [(kind, 1)], "the same op again: {pages} pages: {d}");
-        assert_eq!(d.repeat_dsb, 1, "{pages} pages: {d}");
-        assert_eq!(d.event(Event::RepeatLocalExempt), 1, "{pages} pages: {d}");
+ktest!(
+    #[config(append = "tlb.repeat_tlbi=each tlb.strategy=broadcast")]
+    fn each_repeats_every_broadcast_tlbi_of_a_munmap() {
+        assert_eq!(mode(), RepeatTlbi::Each);
+        for (pages, kind) in MAX_MUNMAPS {
+            let d = munmap_life(pages);
+            assert_eq!(broadcast_ops(&d), [(kind, 1)], "{pages} pages: {d}");
+            assert_eq!(repeats(&d), [(kind, 1)], "the same op again: {pages} pages: {d}");
+            assert_eq!(d.repeat_dsb, 1, "{pages} pages: {d}");
+            assert_eq!(d.event(Event::RepeatLocalExempt), 1, "{pages} pages: {d}");
+        }
     }
-});
+);
 
 /// Without range ops (`-cpu cortex-a72`) a munmap of 16 pages is 16
 /// per-page TLBIs: `each` costs 16 extra TLBIs and DSBs, `once` one of each.
@@ -109,14 +123,18 @@ fn per_page_munmaps(extra: impl Fn(u64) -> u64) {
     }
 }
 
-ktest!(#[config(cpu = "cortex-a72", append = "tlb.repeat_tlbi=each tlb.strategy=broadcast")]
-fn each_costs_a_tlbi_and_dsb_per_page_without_range_ops() {
-    assert_eq!(mode(), RepeatTlbi::Each);
-    per_page_munmaps(|ops| ops);
-});
+ktest!(
+    #[config(cpu = "cortex-a72", append = "tlb.repeat_tlbi=each tlb.strategy=broadcast")]
+    fn each_costs_a_tlbi_and_dsb_per_page_without_range_ops() {
+        assert_eq!(mode(), RepeatTlbi::Each);
+        per_page_munmaps(|ops| ops);
+    }
+);
 
-ktest!(#[config(cpu = "cortex-a72", append = "tlb.repeat_tlbi=once tlb.strategy=broadcast")]
-fn once_costs_one_tlbi_and_dsb_per_flush_without_range_ops() {
-    assert_eq!(mode(), RepeatTlbi::Once);
-    per_page_munmaps(|_| 1);
-});
+ktest!(
+    #[config(cpu = "cortex-a72", append = "tlb.repeat_tlbi=once tlb.strategy=broadcast")]
+    fn once_costs_one_tlbi_and_dsb_per_flush_without_range_ops() {
+        assert_eq!(mode(), RepeatTlbi::Once);
+        per_page_munmaps(|_| 1);
+    }
+);

@@ -4,8 +4,8 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::cpu::cpu_id;
-use crate::task::{sched, Task};
 use crate::ktest;
+use crate::task::{sched, Task};
 use platform::timer;
 
 static DONE: AtomicUsize = AtomicUsize::new(0);
@@ -27,24 +27,28 @@ fn wait_for(n: usize) {
     }
 }
 
-ktest!(fn kernel_threads_pinned_to_each_cpu() {
-    DONE.store(0, Ordering::Release);
-    SEEN_CPUS.store(0, Ordering::Release);
-    let n = crate::percpu::online_count();
-    for c in 0..n {
-        sched::spawn(Task::new_kernel("worker", worker, c).expect("task"));
+ktest!(
+    fn kernel_threads_pinned_to_each_cpu() {
+        DONE.store(0, Ordering::Release);
+        SEEN_CPUS.store(0, Ordering::Release);
+        let n = crate::percpu::online_count();
+        for c in 0..n {
+            sched::spawn(Task::new_kernel("worker", worker, c).expect("task"));
+        }
+        wait_for(n);
+        assert_eq!(SEEN_CPUS.load(Ordering::Acquire), (1 << n) - 1);
     }
-    wait_for(n);
-    assert_eq!(SEEN_CPUS.load(Ordering::Acquire), (1 << n) - 1);
-});
+);
 
-ktest!(fn sleep_lasts_at_least_its_duration() {
-    let t0 = timer::now();
-    sched::sleep_ns(30_000_000);
-    let ns = timer::ticks_to_ns(timer::now() - t0);
-    assert!(ns >= 30_000_000, "slept {ns} ns");
-    assert!(ns < 2_000_000_000, "slept far too long: {ns} ns");
-});
+ktest!(
+    fn sleep_lasts_at_least_its_duration() {
+        let t0 = timer::now();
+        sched::sleep_ns(30_000_000);
+        let ns = timer::ticks_to_ns(timer::now() - t0);
+        assert!(ns >= 30_000_000, "slept {ns} ns");
+        assert!(ns < 2_000_000_000, "slept far too long: {ns} ns");
+    }
+);
 
 fn spinner(_: usize) {
     let until = timer::now() + timer::frequency() / 50;
@@ -54,17 +58,19 @@ fn spinner(_: usize) {
     DONE.fetch_add(1, Ordering::AcqRel);
 }
 
-ktest!(fn unpinned_threads_spread_over_cpus() {
-    DONE.store(0, Ordering::Release);
-    let steals_before: u64 = (0..4).map(sched::steals).sum();
-    let switches_before: u64 = (0..4).map(sched::switches).sum();
-    let tasks: alloc::vec::Vec<Arc<Task>> = (0..8).map(|_| Task::new_kernel("spin", spinner, 0).unwrap()).collect();
-    for t in tasks {
-        sched::spawn(t);
+ktest!(
+    fn unpinned_threads_spread_over_cpus() {
+        DONE.store(0, Ordering::Release);
+        let steals_before: u64 = (0..4).map(sched::steals).sum();
+        let switches_before: u64 = (0..4).map(sched::switches).sum();
+        let tasks: alloc::vec::Vec<Arc<Task>> = (0..8).map(|_| Task::new_kernel("spin", spinner, 0).unwrap()).collect();
+        for t in tasks {
+            sched::spawn(t);
+        }
+        wait_for(8);
+        let moved: u64 = (0..4).map(sched::steals).sum::<u64>() - steals_before;
+        let switched: u64 = (0..4).map(sched::switches).sum::<u64>() - switches_before;
+        assert!(switched >= 8, "context switches: {switched}");
+        log::info!(target: "ktest", "8 spinners: {switched} switches, {moved} steals");
     }
-    wait_for(8);
-    let moved: u64 = (0..4).map(sched::steals).sum::<u64>() - steals_before;
-    let switched: u64 = (0..4).map(sched::switches).sum::<u64>() - switches_before;
-    assert!(switched >= 8, "context switches: {switched}");
-    log::info!(target: "ktest", "8 spinners: {switched} switches, {moved} steals");
-});
+);

@@ -173,10 +173,7 @@ pub struct Bugs {
 
 impl Bugs {
     /// The real allocator.
-    pub const NONE: Bugs = Bugs {
-        skip_rollover_flush: false,
-        ignore_reserved: false,
-    };
+    pub const NONE: Bugs = Bugs { skip_rollover_flush: false, ignore_reserved: false };
 }
 
 /// Errors of the ASID allocator.
@@ -196,10 +193,7 @@ pub enum AsidError {
 impl fmt::Display for AsidError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            AsidError::BadWidth { bits } => write!(
-                f,
-                "ASID width {bits} outside {MIN_ASID_BITS}..={MAX_ASID_BITS}"
-            ),
+            AsidError::BadWidth { bits } => write!(f, "ASID width {bits} outside {MIN_ASID_BITS}..={MAX_ASID_BITS}"),
             AsidError::BadCpuCount { ncpus } => {
                 write!(f, "CPU count {ncpus} outside 1..={MAX_CPUS}")
             }
@@ -223,10 +217,7 @@ pub struct MmContext {
 
 impl MmContext {
     pub const fn new() -> Self {
-        Self {
-            id: AtomicU64::new(0),
-            pinned: AtomicU32::new(0),
-        }
+        Self { id: AtomicU64::new(0), pinned: AtomicU32::new(0) }
     }
 
     /// The ASID this mm was last given, or `None` before its first
@@ -246,7 +237,6 @@ impl MmContext {
     pub fn is_pinned(&self) -> bool {
         self.pinned.load(Relaxed) != 0
     }
-
 }
 
 impl Default for MmContext {

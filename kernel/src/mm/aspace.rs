@@ -50,9 +50,9 @@ use abi::{advice, map, prot, MMAP_BASE, USER_END, USER_STACK_SIZE, USER_STACK_TO
 
 use super::gather::{no_flush, FlushRange, Gather};
 use super::pagetable::{
-    block_desc, desc_pa, el0_can_exec, el0_can_read, el0_can_write, is_block, is_cont, is_swap, leaf_attrs,
-    page_desc, swap_desc, swap_slot, Arm4k, Format, LeafCursor, MapHint, PageTable, PhysMem, TableFree, ZapCursor,
-    ZapEdit, BLOCK_LEVEL, LEAF_LEVEL,
+    block_desc, desc_pa, el0_can_exec, el0_can_read, el0_can_write, is_block, is_cont, is_swap, leaf_attrs, page_desc,
+    swap_desc, swap_slot, Arm4k, Format, LeafCursor, MapHint, PageTable, PhysMem, TableFree, ZapCursor, ZapEdit,
+    BLOCK_LEVEL, LEAF_LEVEL,
 };
 use super::pte::{user_attrs, AP_RO, CONT, PAGE_SIZE};
 use super::vma::{size, Vma, VmaSet};
@@ -228,7 +228,13 @@ impl<F: Format> AddressSpace<F> {
     /// if not 0, is a hint used when that range is free; else the lowest
     /// free range in `[MMAP_BASE, MMAP_END)`. A hint must itself be a valid
     /// range (EINVAL otherwise; Linux ignores bad hints).
-    pub fn map_vmas(&mut self, addr: u64, len: u64, prot: u64, flags: u64) -> Result<(u64, Option<(u64, u64)>), MmError> {
+    pub fn map_vmas(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+    ) -> Result<(u64, Option<(u64, u64)>), MmError> {
         if prot & !prot::ALL != 0 {
             return Err(MmError::BadProt(prot));
         }
@@ -238,7 +244,8 @@ impl<F: Format> AddressSpace<F> {
         if len == 0 {
             return Err(MmError::ZeroLength);
         }
-        let sizes = if flags & map::HUGE != 0 { size::BLOCK } else { 0 } | if flags & map::CONT != 0 { size::CONT } else { 0 };
+        let sizes =
+            if flags & map::HUGE != 0 { size::BLOCK } else { 0 } | if flags & map::CONT != 0 { size::CONT } else { 0 };
         let vprot = prot | sizes;
         if flags & map::FIXED != 0 {
             if addr == 0 {
@@ -263,9 +270,8 @@ impl<F: Format> AddressSpace<F> {
         // enough for one (as Linux aligns anonymous THP mappings).
         let block = self.pt.format().block_size().filter(|&b| sizes & size::BLOCK != 0 && rounded >= b);
         let aligned = block.and_then(|b| self.vmas.find_free_aligned(rounded, b, MMAP_BASE, MMAP_END));
-        let start = aligned
-            .or_else(|| self.vmas.find_free(rounded, MMAP_BASE, MMAP_END))
-            .ok_or(MmError::NoSpace { len })?;
+        let start =
+            aligned.or_else(|| self.vmas.find_free(rounded, MMAP_BASE, MMAP_END)).ok_or(MmError::NoSpace { len })?;
         self.vmas.insert(start, start + rounded, vprot);
         Ok((start, None))
     }
@@ -774,10 +780,7 @@ impl<F: Format> AddressSpace<F> {
         if len == 0 {
             return Ok(());
         }
-        let end = va
-            .checked_add(len)
-            .filter(|&e| e <= USER_END)
-            .ok_or(MmError::BadUserAddress { addr: va })?;
+        let end = va.checked_add(len).filter(|&e| e <= USER_END).ok_or(MmError::BadUserAddress { addr: va })?;
         let access = if write { Access::Write } else { Access::Read };
         let ok = |v: &Vma| prot_allows(v.prot, access);
         self.vmas.check(va, end, ok).map_err(|addr| MmError::BadUserAddress { addr: addr.max(va) })

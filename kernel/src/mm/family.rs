@@ -10,8 +10,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::hw::Hw;
-use super::phys::{rmap, KernelMem};
 use super::pagetable::desc_pa;
+use super::phys::{rmap, KernelMem};
 use super::rmap::MAX_FAMILY;
 use super::user::UserMm;
 

@@ -332,8 +332,7 @@ impl Gather {
     pub fn flush_range(&self) -> Option<FlushRange> {
         let (start, end) = self.range()?;
         let single = self.leaf_levels.is_power_of_two();
-        let leaf_level =
-            (single && !self.freed_tables).then(|| self.leaf_levels.trailing_zeros() as u8);
+        let leaf_level = (single && !self.freed_tables).then(|| self.leaf_levels.trailing_zeros() as u8);
         // Only blocks: one op per block. Blocks are aligned to their size,
         // so the range is too.
         let blocks = leaf_level.is_some_and(|l| u32::from(l) < LEAF_LEVEL) && self.block_size != 0;
@@ -379,11 +378,7 @@ impl Gather {
 
     /// The last flush: calls `flush` first (always, `None` when nothing needs
     /// flushing, so that a strategy can still act), then releases.
-    pub fn finish(
-        mut self,
-        mem: &impl PhysMem,
-        flush: impl FnOnce(Option<FlushRange>),
-    ) -> GatherTotals {
+    pub fn finish(mut self, mem: &impl PhysMem, flush: impl FnOnce(Option<FlushRange>)) -> GatherTotals {
         self.flush_partial(mem, flush);
         self.totals
     }
@@ -423,8 +418,7 @@ mod tests {
     #[test]
     fn records_range_levels_and_frames() {
         let mem = TestMem::new();
-        let (a, b, t) =
-            (mem.alloc_zeroed().unwrap(), mem.alloc_zeroed().unwrap(), mem.alloc_zeroed().unwrap());
+        let (a, b, t) = (mem.alloc_zeroed().unwrap(), mem.alloc_zeroed().unwrap(), mem.alloc_zeroed().unwrap());
         let mut g = Gather::new();
         assert_eq!(g.flush_range(), None, "empty gather: expected no flush");
         g.clear_leaf(0x20_3000, 3, a);
@@ -443,10 +437,7 @@ mod tests {
         assert_eq!((g.lowest_level(), g.highest_level()), (Some(2), Some(3)));
         assert_eq!((g.frames(), g.tables()), (&[a, b][..], &[t][..]));
         let req = g.flush_request(7).unwrap();
-        assert_eq!(
-            (req.asid, req.start, req.end, req.tables_freed),
-            (7, 0x20_1000, 0x20_4000, true)
-        );
+        assert_eq!((req.asid, req.start, req.end, req.tables_freed), (7, 0x20_1000, 0x20_4000, true));
         req.validate().expect("gathered requests are well formed");
         g.finish(&mem, |_| {});
         assert_eq!(mem.outstanding(), 0, "all three frames freed after the flush");
@@ -484,10 +475,7 @@ mod tests {
         assert_eq!(g.flush_range(), None, "an upgrade alone needs no flush");
         g.protect_leaf(0x5000, 3);
         let r = g.flush_range().expect("a downgrade needs a flush");
-        assert_eq!(
-            (r.start, r.end, r.leaf_level, r.tables_freed),
-            (0x5000, 0x6000, Some(3), false)
-        );
+        assert_eq!((r.start, r.end, r.leaf_level, r.tables_freed), (0x5000, 0x6000, Some(3), false));
         assert_eq!(g.lowest_level(), None, "protecting clears nothing");
         let t = g.finish(&mem, |_| {});
         assert_eq!((t.protected, t.upgraded, t.flushes), (1, 1, 1));
@@ -508,8 +496,7 @@ mod tests {
             }
         }
         let t = g.finish(&mem, |r| flushed.push(r.unwrap()));
-        let ranges: Vec<_> =
-            flushed.iter().map(|r| (r.start / PAGE_SIZE, r.end / PAGE_SIZE)).collect();
+        let ranges: Vec<_> = flushed.iter().map(|r| (r.start / PAGE_SIZE, r.end / PAGE_SIZE)).collect();
         let b = BATCH as u64;
         assert_eq!(ranges, vec![(0, b), (b, 2 * b), (2 * b, 2 * b + 3)], "batched flush ranges");
         assert_eq!((t.cleared, t.flushes), (2 * b + 3, 3));

@@ -3,9 +3,12 @@
 //! hardware sits behind `crate::arch`.
 
 pub mod asid;
+pub mod aspace;
+pub mod device;
 #[cfg(target_os = "none")]
 pub mod family;
 pub mod frame;
+pub mod gather;
 #[cfg(target_os = "none")]
 pub mod heap;
 #[cfg(target_os = "none")]
@@ -14,19 +17,16 @@ pub mod hw;
 pub mod ipi;
 #[cfg(target_os = "none")]
 pub mod kernel;
+pub mod pagetable;
 #[cfg(target_os = "none")]
 pub mod phys;
 pub mod pte;
 #[cfg(target_os = "none")]
 pub mod reclaim;
 pub mod rmap;
+pub mod space;
 pub mod swap;
 pub mod tlb;
-pub mod aspace;
-pub mod device;
-pub mod gather;
-pub mod pagetable;
-pub mod space;
 #[cfg(target_os = "none")]
 pub mod user;
 pub mod vma;

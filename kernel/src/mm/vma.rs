@@ -225,12 +225,7 @@ mod tests {
         }
         for w in v.windows(2) {
             assert!(w[0].end <= w[1].start, "overlap: {:?} {:?}", w[0], w[1]);
-            assert!(
-                w[0].end < w[1].start || w[0].prot != w[1].prot,
-                "unmerged: {:?} {:?}",
-                w[0],
-                w[1]
-            );
+            assert!(w[0].end < w[1].start || w[0].prot != w[1].prot, "unmerged: {:?} {:?}", w[0], w[1]);
         }
     }
 
@@ -328,11 +323,7 @@ mod tests {
                 }
                 _ => {
                     let ok = model[a as usize..b as usize].iter().all(Option::is_some);
-                    assert_eq!(
-                        s.protect(a * P, b * P, prot).is_ok(),
-                        ok,
-                        "seed {SEED:#x} step {step}"
-                    );
+                    assert_eq!(s.protect(a * P, b * P, prot).is_ok(), ok, "seed {SEED:#x} step {step}");
                     if ok {
                         model[a as usize..b as usize].fill(Some(prot));
                     }
@@ -341,10 +332,7 @@ mod tests {
             assert_invariants(&s);
             for (pg, want) in model.iter().enumerate() {
                 let seen = s.find(pg as u64 * P).map(|v| v.prot);
-                assert_eq!(
-                    seen, *want,
-                    "seed {SEED:#x} step {step}: page {pg}: expected {want:?}, saw {seen:?}"
-                );
+                assert_eq!(seen, *want, "seed {SEED:#x} step {step}: page {pg}: expected {want:?}, saw {seen:?}");
             }
         }
     }

@@ -259,12 +259,22 @@ pub fn resources() -> [u64; abi::resources::COUNT] {
 /// The differences between two [`resources`] snapshots in the words that
 /// must come back to baseline, as "name: before -> after" text; empty when
 /// there are none.
-pub fn resource_leaks(before: &[u64; abi::resources::COUNT], after: &[u64; abi::resources::COUNT]) -> alloc::string::String {
+pub fn resource_leaks(
+    before: &[u64; abi::resources::COUNT],
+    after: &[u64; abi::resources::COUNT],
+) -> alloc::string::String {
     use core::fmt::Write;
     let mut s = alloc::string::String::new();
     for &i in &abi::resources::LEVELS {
         if before[i] != after[i] {
-            let _ = write!(s, "{}{}: {} -> {}", if s.is_empty() { "" } else { ", " }, abi::resources::NAMES[i], before[i], after[i]);
+            let _ = write!(
+                s,
+                "{}{}: {} -> {}",
+                if s.is_empty() { "" } else { ", " },
+                abi::resources::NAMES[i],
+                before[i],
+                after[i]
+            );
         }
     }
     s

@@ -189,7 +189,14 @@ fn pick(cpu: usize) -> Option<Arc<Task>> {
 /// queue among online CPUs (its last CPU on ties), and kicks that CPU.
 #[track_caller]
 pub fn enqueue(t: Arc<Task>) {
-    assert_ne!(t.state(), State::Dead, "enqueue of dead task {} ({}) from {}", t.id, t.name, core::panic::Location::caller());
+    assert_ne!(
+        t.state(),
+        State::Dead,
+        "enqueue of dead task {} ({}) from {}",
+        t.id,
+        t.name,
+        core::panic::Location::caller()
+    );
     if t.queued.swap(true, Ordering::AcqRel) {
         return;
     }

@@ -159,4 +159,3 @@ pub(super) fn shrink_if_empty<T>(q: &mut VecDeque<T>) {
         *q = VecDeque::new();
     }
 }
-

@@ -41,9 +41,7 @@ impl Config {
         let mut mode = Mode::Block;
         for arg in args {
             let arg = arg.as_ref();
-            let (key, value) = arg
-                .split_once('=')
-                .ok_or_else(|| ConfigError::NotKeyValue(arg.to_string()))?;
+            let (key, value) = arg.split_once('=').ok_or_else(|| ConfigError::NotKeyValue(arg.to_string()))?;
             match key {
                 "out" => out = Some(PathBuf::from(value)),
                 "count" => {
@@ -56,10 +54,7 @@ impl Config {
                 _ => return Err(ConfigError::UnknownKey(key.to_string())),
             }
         }
-        Ok(Config {
-            out: out.ok_or(ConfigError::NoOut)?,
-            mode,
-        })
+        Ok(Config { out: out.ok_or(ConfigError::NoOut)?, mode })
     }
 }
 
@@ -73,14 +68,8 @@ mod tests {
         assert_eq!((c.out, c.mode), (PathBuf::from("/tmp/x.json"), Mode::Each));
         assert_eq!(Config::parse(&["out=a"]).unwrap().mode, Mode::Block);
         assert_eq!(Config::parse::<&str>(&[]), Err(ConfigError::NoOut));
-        assert_eq!(
-            Config::parse(&["out"]),
-            Err(ConfigError::NotKeyValue("out".into()))
-        );
-        assert_eq!(
-            Config::parse(&["out=a", "count=x"]),
-            Err(ConfigError::BadCount("x".into()))
-        );
+        assert_eq!(Config::parse(&["out"]), Err(ConfigError::NotKeyValue("out".into())));
+        assert_eq!(Config::parse(&["out=a", "count=x"]), Err(ConfigError::BadCount("x".into())));
         let e = Config::parse(&["outfile=a"]).unwrap_err();
         assert!(e.to_string().contains("known: out, count"), "{e}");
     }

@@ -86,18 +86,12 @@ pub struct Counts {
 
 impl Counts {
     pub fn zero() -> Counts {
-        Counts {
-            insns: 0,
-            tlbi: vec![0; TLBI_SLOTS],
-            dsb: vec![0; DSB_SLOTS],
-            dsb_completing: 0,
-        }
+        Counts { insns: 0, tlbi: vec![0; TLBI_SLOTS], dsb: vec![0; DSB_SLOTS], dsb_completing: 0 }
     }
 
     /// `self - earlier` (counters only grow).
     pub fn since(&self, earlier: &Counts) -> Counts {
-        let sub =
-            |a: &[u64], b: &[u64]| a.iter().zip(b).map(|(x, y)| x.saturating_sub(*y)).collect();
+        let sub = |a: &[u64], b: &[u64]| a.iter().zip(b).map(|(x, y)| x.saturating_sub(*y)).collect();
         Counts {
             insns: self.insns.saturating_sub(earlier.insns),
             tlbi: sub(&self.tlbi, &earlier.tlbi),
@@ -156,10 +150,7 @@ pub struct State {
 
 impl State {
     pub fn new(vcpus: usize) -> State {
-        State {
-            vcpus: (0..vcpus.max(1)).map(|_| Vcpu::new()).collect(),
-            regions: Mutex::default(),
-        }
+        State { vcpus: (0..vcpus.max(1)).map(|_| Vcpu::new()).collect(), regions: Mutex::default() }
     }
 
     /// The counters of `vcpu`, or `None` for an index beyond the machine's
@@ -182,11 +173,7 @@ impl State {
         let mut r = self.regions();
         let seq = r.begun;
         r.begun += 1;
-        r.open.push(Open {
-            seq,
-            vcpu,
-            start: self.snapshot(),
-        });
+        r.open.push(Open { seq, vcpu, start: self.snapshot() });
     }
 
     /// An end marker executed on `vcpu`.
@@ -208,11 +195,7 @@ impl State {
             depth,
             begin_vcpu: open.vcpu,
             end_vcpu,
-            per_vcpu: now
-                .iter()
-                .zip(&open.start)
-                .map(|(n, s)| n.since(s))
-                .collect(),
+            per_vcpu: now.iter().zip(&open.start).map(|(n, s)| n.since(s)).collect(),
         };
         (open.seq, region)
     }
@@ -297,10 +280,7 @@ mod tests {
         let total = Counts::sum(&outer.per_vcpu);
         assert_eq!((total.insns, total.dsb[11]), (14, 1));
         let inner = &regions[1];
-        assert_eq!(
-            (inner.depth, inner.begin_vcpu, inner.end_vcpu),
-            (1, 1, Some(0))
-        );
+        assert_eq!((inner.depth, inner.begin_vcpu, inner.end_vcpu), (1, 1, Some(0)));
         assert_eq!((inner.per_vcpu[0].insns, inner.per_vcpu[0].tlbi[3]), (0, 1));
         let open = &regions[2];
         assert_eq!((open.depth, open.begin_vcpu, open.end_vcpu), (0, 1, None));

@@ -154,10 +154,8 @@ pub fn tlbi_name(slot: u16) -> String {
     let slot = u32::from(slot);
     let (nxs, op1, crm, op2) = (slot >> 10 & 1, slot >> 7 & 7, slot >> 3 & 0xf, slot & 7);
     let crn = 8 + nxs;
-    let base = TLBI_NAMES
-        .iter()
-        .find(|&&(o1, cm, o2, _)| (o1, cm, o2) == (op1, crm, op2))
-        .map(|&(.., name)| name.to_string());
+    let base =
+        TLBI_NAMES.iter().find(|&&(o1, cm, o2, _)| (o1, cm, o2) == (op1, crm, op2)).map(|&(.., name)| name.to_string());
     match (base, nxs) {
         (Some(name), 0) => name,
         (Some(name), _) => format!("{name}nxs"),
@@ -167,10 +165,8 @@ pub fn tlbi_name(slot: u16) -> String {
 
 /// The option of DSB counter `slot`, in lower case (`ish`, `nshst`, ...).
 pub fn dsb_name(slot: u8) -> String {
-    const OPTIONS: [&str; 16] = [
-        "", "oshld", "oshst", "osh", "", "nshld", "nshst", "nsh", "", "ishld", "ishst", "ish", "",
-        "ld", "st", "sy",
-    ];
+    const OPTIONS: [&str; 16] =
+        ["", "oshld", "oshst", "osh", "", "nshld", "nshst", "nsh", "", "ishld", "ishst", "ish", "", "ld", "st", "sy"];
     const NXS: [&str; 4] = ["oshnxs", "nshnxs", "ishnxs", "synxs"];
     match slot {
         0..=15 if !OPTIONS[slot as usize].is_empty() => OPTIONS[slot as usize].to_string(),
@@ -224,11 +220,7 @@ mod tests {
                 other => panic!("{word:#x} ({name}): {other:?}"),
             }
         }
-        assert_eq!(
-            classify(tlbi(0, 7, 1, 3)),
-            classify(tlbi(0, 7, 1, 30)),
-            "Xt does not matter"
-        );
+        assert_eq!(classify(tlbi(0, 7, 1, 3)), classify(tlbi(0, 7, 1, 30)), "Xt does not matter");
     }
 
     #[test]
@@ -242,9 +234,7 @@ mod tests {
             assert_eq!(tlbi_name(slot), name);
             assert!(seen.insert(slot), "{name} shares a slot");
         }
-        let Class::Tlbi(unknown) = classify(tlbi(1, 7, 1, 0)) else {
-            panic!()
-        };
+        let Class::Tlbi(unknown) = classify(tlbi(1, 7, 1, 0)) else { panic!() };
         assert_eq!(tlbi_name(unknown), "sys_1_c8_c7_1");
     }
 
@@ -270,13 +260,8 @@ mod tests {
         }
         assert_eq!(classify(0xd503_309f), Class::Other, "SSBB");
         assert_eq!(classify(0xd503_349f), Class::Other, "PSSBB");
-        let Class::Dsb(nxs) = classify(0xd503_3a3f) else {
-            panic!("DSB ISHNXS")
-        };
-        assert_eq!(
-            (dsb_name(nxs), dsb_completes_tlbi(nxs)),
-            ("ishnxs".into(), true)
-        );
+        let Class::Dsb(nxs) = classify(0xd503_3a3f) else { panic!("DSB ISHNXS") };
+        assert_eq!((dsb_name(nxs), dsb_completes_tlbi(nxs)), ("ishnxs".into(), true));
         assert_eq!(classify(0xd503_3fbf), Class::Other, "DMB SY");
         assert_eq!(classify(0xd503_3fdf), Class::Other, "ISB");
     }
@@ -288,15 +273,7 @@ mod tests {
         assert_eq!(marker::hint(0), 0xd503_201f, "NOP");
         assert_eq!(classify(0xd503_201f), Class::Other);
         assert_eq!(classify(0xd503_207f), Class::Other, "WFI");
-        assert_eq!(
-            classify(0xd518_2000),
-            Class::Other,
-            "MSR TTBR0_EL1 is not SYS"
-        );
-        assert_eq!(
-            classify(0xd50b_7520),
-            Class::Other,
-            "IC IVAU is SYS with CRn = 7"
-        );
+        assert_eq!(classify(0xd518_2000), Class::Other, "MSR TTBR0_EL1 is not SYS");
+        assert_eq!(classify(0xd50b_7520), Class::Other, "IC IVAU is SYS with CRn = 7");
     }
 }

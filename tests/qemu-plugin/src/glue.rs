@@ -41,10 +41,7 @@ impl Register for TlbCount {
             }
         };
         let vcpus = qemu_plugin::qemu_plugin_n_max_vcpus().unwrap_or(1).max(1) as usize;
-        let runtime = Runtime {
-            state: State::new(vcpus),
-            config,
-        };
+        let runtime = Runtime { state: State::new(vcpus), config };
         if RUNTIME.set(runtime).is_err() {
             eprintln!("tlbcount: installed twice");
             std::process::exit(1);
@@ -84,26 +81,14 @@ unsafe extern "C" fn on_translate(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb
     let p = plan(&words, rt.config.mode);
     let flags = qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS;
     if p.prefix > 0 {
-        let prefix = Action {
-            count: p.prefix,
-            class: crate::decode::Class::Other,
-        };
+        let prefix = Action { count: p.prefix, class: crate::decode::Class::Other };
         // SAFETY: `tb` is being translated; `on_exec` reads its user data as
         // a packed action, never as a pointer.
-        unsafe {
-            sys::qemu_plugin_register_vcpu_tb_exec_cb(tb, Some(on_exec), flags, packed(prefix))
-        };
+        unsafe { sys::qemu_plugin_register_vcpu_tb_exec_cb(tb, Some(on_exec), flags, packed(prefix)) };
     }
     for (i, action) in p.actions {
         // SAFETY: as above, for instruction `i` of the block.
-        unsafe {
-            sys::qemu_plugin_register_vcpu_insn_exec_cb(
-                insns[i],
-                Some(on_exec),
-                flags,
-                packed(action),
-            )
-        };
+        unsafe { sys::qemu_plugin_register_vcpu_insn_exec_cb(insns[i], Some(on_exec), flags, packed(action)) };
     }
 }
 

@@ -59,10 +59,7 @@ impl Action {
             4 => Class::End,
             _ => Class::Other,
         };
-        Action {
-            count: word as u32,
-            class,
-        }
+        Action { count: word as u32, class }
     }
 
     /// Runs on `vcpu` just before the instruction executes.
@@ -107,9 +104,7 @@ pub struct Plan {
 pub fn plan(words: &[u32], mode: Mode) -> Plan {
     let classes: Vec<Class> = words.iter().map(|&w| classify(w)).collect();
     let splits_at = |c: Class| mode == Mode::Each || matches!(c, Class::Begin | Class::End);
-    let splits: Vec<usize> = (0..words.len())
-        .filter(|&i| splits_at(classes[i]))
-        .collect();
+    let splits: Vec<usize> = (0..words.len()).filter(|&i| splits_at(classes[i])).collect();
     let first = splits.first().copied().unwrap_or(words.len());
     let mut actions = Vec::new();
     for (i, &class) in classes.iter().enumerate() {
@@ -118,18 +113,9 @@ pub fn plan(words: &[u32], mode: Mode) -> Plan {
             Err(_) if class == Class::Other => continue,
             Err(_) => 0,
         };
-        actions.push((
-            i,
-            Action {
-                count: count as u32,
-                class,
-            },
-        ));
+        actions.push((i, Action { count: count as u32, class }));
     }
-    Plan {
-        prefix: first as u32,
-        actions,
-    }
+    Plan { prefix: first as u32, actions }
 }
 
 #[cfg(test)]
@@ -143,17 +129,8 @@ mod tests {
 
     #[test]
     fn actions_pack_into_one_word() {
-        for class in [
-            Class::Other,
-            Class::Tlbi(2047),
-            Class::Dsb(19),
-            Class::Begin,
-            Class::End,
-        ] {
-            let a = Action {
-                count: 4_000_000_000,
-                class,
-            };
+        for class in [Class::Other, Class::Tlbi(2047), Class::Dsb(19), Class::Begin, Class::End] {
+            let a = Action { count: 4_000_000_000, class };
             assert_eq!(Action::unpack(a.pack()), a);
         }
     }
@@ -163,11 +140,7 @@ mod tests {
         let p = plan(&[NOP, TLBI_VAE1IS, NOP, DSB_ISH, NOP], Mode::Block);
         assert_eq!(p.prefix, 5);
         let classes: Vec<_> = p.actions.iter().map(|(i, a)| (*i, a.count)).collect();
-        assert_eq!(
-            classes,
-            [(1, 0), (3, 0)],
-            "TLBI and DSB counted, no instructions"
-        );
+        assert_eq!(classes, [(1, 0), (3, 0)], "TLBI and DSB counted, no instructions");
     }
 
     #[test]
@@ -190,12 +163,8 @@ mod tests {
     fn both_modes_count_the_same() {
         let begin = marker::hint(marker::BEGIN);
         let end = marker::hint(marker::END);
-        let blocks: [&[u32]; 4] = [
-            &[NOP, NOP, begin, NOP],
-            &[TLBI_VAE1IS, NOP, DSB_ISH],
-            &[NOP, end, NOP, begin],
-            &[end, NOP],
-        ];
+        let blocks: [&[u32]; 4] =
+            [&[NOP, NOP, begin, NOP], &[TLBI_VAE1IS, NOP, DSB_ISH], &[NOP, end, NOP, begin], &[end, NOP]];
         for mode in [Mode::Block, Mode::Each] {
             let s = State::new(1);
             for block in blocks {

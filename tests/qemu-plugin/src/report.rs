@@ -47,11 +47,7 @@ pub fn json(mode: Mode, per_vcpu: &[Counts], regions: &[Region], unpaired: u64) 
             s.push(',');
         }
         let end = r.end_vcpu.map_or("null".to_string(), |v| v.to_string());
-        let _ = write!(
-            s,
-            "{{\"depth\":{},\"begin_vcpu\":{},\"end_vcpu\":{end},",
-            r.depth, r.begin_vcpu
-        );
+        let _ = write!(s, "{{\"depth\":{},\"begin_vcpu\":{},\"end_vcpu\":{end},", r.depth, r.begin_vcpu);
         write_totals(&mut s, &r.per_vcpu);
         s.push('}');
     }

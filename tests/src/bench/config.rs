@@ -82,31 +82,15 @@ pub const POLICIES: &[Policy] = &[
         args: &[],
         about: "per_page_max auto (1 with range ops, 32 without), asid_threshold 2^21",
     },
-    Policy {
-        name: "no-range",
-        args: &["tlb.range=off"],
-        about: "range ops off: per page up to 32, then whole ASID",
-    },
-    Policy {
-        name: "ppm=8",
-        args: &["tlb.per_page_max=8"],
-        about: "per page up to 8 entries",
-    },
-    Policy {
-        name: "ppm=64",
-        args: &["tlb.per_page_max=64"],
-        about: "per page up to 64 entries (the plan's capacity)",
-    },
+    Policy { name: "no-range", args: &["tlb.range=off"], about: "range ops off: per page up to 32, then whole ASID" },
+    Policy { name: "ppm=8", args: &["tlb.per_page_max=8"], about: "per page up to 8 entries" },
+    Policy { name: "ppm=64", args: &["tlb.per_page_max=64"], about: "per page up to 64 entries (the plan's capacity)" },
     Policy {
         name: "no-range,ppm=64",
         args: &["tlb.range=off", "tlb.per_page_max=64"],
         about: "no range ops, per page up to 64",
     },
-    Policy {
-        name: "asid>=64",
-        args: &["tlb.asid_threshold=64"],
-        about: "whole-ASID flush from 64 pages",
-    },
+    Policy { name: "asid>=64", args: &["tlb.asid_threshold=64"], about: "whole-ASID flush from 64 pages" },
     Policy {
         name: "asid>=512",
         args: &["tlb.asid_threshold=512"],
@@ -117,10 +101,7 @@ pub const POLICIES: &[Policy] = &[
 /// The policy named `name` (panics on a name not in [`POLICIES`]: the
 /// sweeps name only policies of the table).
 pub fn policy(name: &str) -> &'static Policy {
-    POLICIES
-        .iter()
-        .find(|p| p.name == name)
-        .unwrap_or_else(|| panic!("no policy named {name:?} in POLICIES"))
+    POLICIES.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no policy named {name:?} in POLICIES"))
 }
 
 /// QEMU CPU models: `max` has FEAT_TLBIRANGE and FEAT_TTL, `cortex-a72`
@@ -241,22 +222,14 @@ impl Config {
     }
 
     pub fn machine(&self) -> Machine {
-        Machine {
-            cpu: self.cpu.to_string(),
-            cpus: self.cpus,
-            mem_mb: self.mem_mb.unwrap_or(MEM_MB),
-            el2: false,
-        }
+        Machine { cpu: self.cpu.to_string(), cpus: self.cpus, mem_mb: self.mem_mb.unwrap_or(MEM_MB), el2: false }
     }
 
     /// A short unique name: `max 2cpu broadcast/default`, then whatever is set
     /// of `elide=off`, `nested_fix=off`, `asid_bits=4`, `reclaim.batch=off`,
     /// `mem=2048M`.
     pub fn label(&self) -> String {
-        let mut s = format!(
-            "{} {}cpu {}/{}",
-            self.cpu, self.cpus, self.strategy.name, self.policy.name
-        );
+        let mut s = format!("{} {}cpu {}/{}", self.cpu, self.cpus, self.strategy.name, self.policy.name);
         let onoff = |b: bool| if b { "on" } else { "off" };
         if let Some(on) = self.exit_elide {
             s.push_str(&format!(" elide={}", onoff(on)));
@@ -296,18 +269,9 @@ mod tests {
             .with_asid_bits(4);
         assert_eq!(
             c.args(),
-            [
-                "tlb.range=off",
-                "tlb.per_page_max=64",
-                "tlb.exit_elide=off",
-                "tlb.nested_fix=on",
-                "asid_bits=4"
-            ]
+            ["tlb.range=off", "tlb.per_page_max=64", "tlb.exit_elide=off", "tlb.nested_fix=on", "asid_bits=4"]
         );
-        assert_eq!(
-            c.label(),
-            "cortex-a72 4cpu broadcast/no-range,ppm=64 elide=off nested_fix=on asid_bits=4"
-        );
+        assert_eq!(c.label(), "cortex-a72 4cpu broadcast/no-range,ppm=64 elide=off nested_fix=on asid_bits=4");
         assert_eq!(c.machine().cpus, 4);
         let ipi = Config::new(CPU_RANGE, 8).with_strategy(strategy("ipi").unwrap());
         assert_eq!((ipi.args(), ipi.label()), (vec!["tlb.strategy=ipi".to_string()], "max 8cpu ipi/default".into()));

@@ -58,17 +58,11 @@ pub struct RunOutput {
 
 impl RunOutput {
     pub fn failures(&self) -> usize {
-        self.results
-            .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
-            .count()
+        self.results.iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).count()
     }
 
     pub fn unsupported_points(&self) -> usize {
-        self.results
-            .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Unsupported { .. }))
-            .count()
+        self.results.iter().filter(|r| matches!(r.outcome, Outcome::Unsupported { .. })).count()
     }
 }
 
@@ -85,19 +79,13 @@ pub fn measure(runner: &Runner, points: &[Point], mode: &str) -> RunOutput {
         );
     }
     let support = runner.probe(&runner::options_to_probe(points));
-    let unsupported: BTreeMap<String, String> = support
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().err().map(|m| (k.clone(), m.clone())))
-        .collect();
+    let unsupported: BTreeMap<String, String> =
+        support.iter().filter_map(|(k, v)| v.as_ref().err().map(|m| (k.clone(), m.clone()))).collect();
     if runner.progress {
         for (opt, msg) in &unsupported {
             eprintln!("bench: {opt}: unsupported by this kernel ({msg}); configurations that need it are skipped");
         }
-        eprintln!(
-            "bench: {} measurements, {} boots at a time",
-            points.len(),
-            runner.jobs
-        );
+        eprintln!("bench: {} measurements, {} boots at a time", points.len(), runner.jobs);
     }
     let base = runner::base_args(&support);
     let results = runner.run(points, &base, &unsupported);
@@ -110,20 +98,10 @@ pub fn measure(runner: &Runner, points: &[Point], mode: &str) -> RunOutput {
         kernel: kernel_identity(&runner.image),
         base_args: base,
         host: host_identity(),
-        plugin: runner
-            .plugin
-            .as_ref()
-            .map(|p| format!("{},count={}", p.display(), runner.plugin_count.arg())),
+        plugin: runner.plugin.as_ref().map(|p| format!("{},count={}", p.display(), runner.plugin_count.arg())),
         load: load_before.zip(host_load()),
     };
-    RunOutput {
-        results,
-        records,
-        plots: Vec::new(),
-        unsupported,
-        meta,
-        verification: None,
-    }
+    RunOutput { results, records, plots: Vec::new(), unsupported, meta, verification: None }
 }
 
 /// Writes `records.jsonl`, `records.csv`, the plots and `summary.md` into
@@ -135,12 +113,7 @@ pub fn write_results(dir: &Path, out: &mut RunOutput) -> anyhow::Result<()> {
     out.plots = plot::draw_all(dir, &out.records)?;
     std::fs::write(
         dir.join("summary.md"),
-        report::summary(
-            &out.results,
-            &out.meta,
-            &out.plots,
-            out.verification.as_ref(),
-        ),
+        report::summary(&out.results, &out.meta, &out.plots, out.verification.as_ref()),
     )
     .context("summary.md")?;
     Ok(())
@@ -196,16 +169,12 @@ pub fn scaled(d: Duration) -> Duration {
 
 /// `results/<timestamp>` under `root`.
 pub fn default_out_dir(root: &Path) -> PathBuf {
-    root.join("results")
-        .join(timestamp(SystemTime::now()).replace(':', ""))
+    root.join("results").join(timestamp(SystemTime::now()).replace(':', ""))
 }
 
 /// UTC `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn timestamp(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
@@ -217,12 +186,7 @@ pub fn timestamp(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
 /// The git commit of the workspace (with `-dirty`), and the Image path.
@@ -241,18 +205,11 @@ fn kernel_identity(image: &Path) -> String {
 
 /// The host's one-minute load average (`/proc/loadavg`), if known.
 fn host_load() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 fn host_identity() -> String {
-    let name = std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "host".into());
+    let name = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "host".into());
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     format!("{name} ({cores} cores)")
 }

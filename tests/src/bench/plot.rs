@@ -70,11 +70,7 @@ fn pages(r: &Record) -> Option<f64> {
 /// spinning gets its own line.
 fn by_config(r: &Record) -> Option<String> {
     let threads = r.param("threads").unwrap_or(1);
-    Some(if threads > 1 {
-        format!("{} +spinning thread", r.config)
-    } else {
-        r.config.clone()
-    })
+    Some(if threads > 1 { format!("{} +spinning thread", r.config) } else { r.config.clone() })
 }
 
 fn by_elision(r: &Record) -> Option<String> {
@@ -83,10 +79,7 @@ fn by_elision(r: &Record) -> Option<String> {
         Some(false) => "elision off",
         None => "kernel default",
     };
-    Some(format!(
-        "{} {}cpu {}/{}: {elide}",
-        r.cpu_model, r.cpus, r.strategy, r.policy
-    ))
+    Some(format!("{} {}cpu {}/{}: {elide}", r.cpu_model, r.cpus, r.strategy, r.policy))
 }
 
 fn asid_bits(r: &Record) -> Option<f64> {
@@ -96,11 +89,7 @@ fn asid_bits(r: &Record) -> Option<f64> {
 fn by_asid_mode(r: &Record) -> Option<String> {
     Some(match r.param("create") {
         Some(1) => format!("{}: create and exit", r.strategy),
-        _ => format!(
-            "{}: switch among {} processes",
-            r.strategy,
-            r.param("processes").unwrap_or(0)
-        ),
+        _ => format!("{}: switch among {} processes", r.strategy, r.param("processes").unwrap_or(0)),
     })
 }
 
@@ -178,8 +167,7 @@ pub const PLOTS: &[PlotSpec] = &[
     },
     PlotSpec {
         file: "exit_insns.svg",
-        title:
-            "fork + touch + exit + wait: guest instructions per operation, exit flush elided or not",
+        title: "fork + touch + exit + wait: guest instructions per operation, exit flush elided or not",
         workload: "exit",
         x_label: "pages touched by the child",
         metric: Metric::InsnsPerOp,
@@ -219,10 +207,7 @@ type Series = Vec<(String, Vec<Sample>)>;
 /// by x.
 pub fn series(spec: &PlotSpec, records: &[Record]) -> Vec<(String, Vec<Sample>)> {
     let mut out: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
-    for r in records
-        .iter()
-        .filter(|r| r.workload == spec.workload && r.sweep == Sweep::Configs.name())
-    {
+    for r in records.iter().filter(|r| r.workload == spec.workload && r.sweep == Sweep::Configs.name()) {
         let (Some(x), Some(name)) = ((spec.x)(r), (spec.series)(r)) else {
             continue;
         };
@@ -256,10 +241,7 @@ pub fn strategy_file(workload: &str) -> String {
 pub fn strategy_series(workload: &str, metric: Metric, records: &[Record]) -> Vec<(String, Vec<Sample>)> {
     let mut out: Vec<(String, Vec<Sample>)> = Vec::new();
     let rank = |name: &str| STRATEGIES.iter().position(|s| s.name == name).unwrap_or(usize::MAX);
-    for r in records
-        .iter()
-        .filter(|r| r.workload == workload && r.sweep == Sweep::Strategies.name())
-    {
+    for r in records.iter().filter(|r| r.workload == workload && r.sweep == Sweep::Strategies.name()) {
         let Some((v, lo, hi)) = metric.of(r) else {
             continue;
         };
@@ -281,10 +263,8 @@ pub fn strategy_series(workload: &str, metric: Metric, records: &[Record]) -> Ve
 pub fn draw_strategies(dir: &Path, records: &[Record]) -> anyhow::Result<Vec<String>> {
     let mut files = Vec::new();
     for w in WORKLOADS {
-        let panels: Vec<_> = STRATEGY_PANELS
-            .iter()
-            .map(|&(m, title)| (m, title, strategy_series(w.name, m, records)))
-            .collect();
+        let panels: Vec<_> =
+            STRATEGY_PANELS.iter().map(|&(m, title)| (m, title, strategy_series(w.name, m, records))).collect();
         if distinct_x(&panels[0].2) < 2 {
             continue;
         }
@@ -296,10 +276,7 @@ pub fn draw_strategies(dir: &Path, records: &[Record]) -> anyhow::Result<Vec<Str
 }
 
 fn distinct_x(data: &[(String, Vec<Sample>)]) -> usize {
-    data.iter()
-        .flat_map(|(_, p)| p.iter().map(|s| s.0.to_bits()))
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
+    data.iter().flat_map(|(_, p)| p.iter().map(|s| s.0.to_bits())).collect::<std::collections::BTreeSet<_>>().len()
 }
 
 /// One SVG of stacked panels with the CPUs the address space runs on as x
@@ -314,11 +291,7 @@ fn draw_panels(
     let areas = root.split_evenly((panels.len(), 1));
     for (area, (metric, what, data)) in areas.iter().zip(panels) {
         let title = format!("{workload}: {what}, by strategy");
-        let axes = Axes {
-            title: &title,
-            x_label: "CPUs the address space runs on",
-            metric: *metric,
-        };
+        let axes = Axes { title: &title, x_label: "CPUs the address space runs on", metric: *metric };
         let all = || data.iter().flat_map(|(_, p)| p.iter());
         let (x_lo, x_hi) = bounds(all().map(|s| s.0));
         let (y_lo, y_hi) = bounds(all().flat_map(|s| [s.1, s.2, s.3]));
@@ -343,8 +316,7 @@ pub fn draw_all(dir: &Path, records: &[Record]) -> anyhow::Result<Vec<String>> {
         if distinct_x(&data) < 2 {
             continue;
         }
-        draw(&dir.join(spec.file), spec, &data)
-            .map_err(|e| anyhow::anyhow!("plot {}: {e}", spec.file))?;
+        draw(&dir.join(spec.file), spec, &data).map_err(|e| anyhow::anyhow!("plot {}: {e}", spec.file))?;
         files.push(spec.file.to_string());
     }
     files.extend(draw_strategies(dir, records)?);
@@ -352,26 +324,14 @@ pub fn draw_all(dir: &Path, records: &[Record]) -> anyhow::Result<Vec<String>> {
 }
 
 /// Draws one plot.
-pub fn draw(
-    path: &Path,
-    spec: &PlotSpec,
-    data: &[(String, Vec<Sample>)],
-) -> Result<(), Box<dyn std::error::Error>> {
+pub fn draw(path: &Path, spec: &PlotSpec, data: &[(String, Vec<Sample>)]) -> Result<(), Box<dyn std::error::Error>> {
     let all = || data.iter().flat_map(|(_, p)| p.iter());
     let (x_lo, x_hi) = bounds(all().map(|s| s.0));
     let (y_lo, y_hi) = bounds(all().flat_map(|s| [s.1, s.2, s.3]));
     let root = SVGBackend::new(path, (1000, 620)).into_drawing_area();
     root.fill(&WHITE)?;
-    let x_pad = if spec.log_x {
-        (x_lo / 1.5, x_hi * 1.5)
-    } else {
-        (x_lo - 1.0, x_hi + 1.0)
-    };
-    let axes = Axes {
-        title: spec.title,
-        x_label: spec.x_label,
-        metric: spec.metric,
-    };
+    let x_pad = if spec.log_x { (x_lo / 1.5, x_hi * 1.5) } else { (x_lo - 1.0, x_hi + 1.0) };
+    let axes = Axes { title: spec.title, x_label: spec.x_label, metric: spec.metric };
     let (linear, log) = (0.0..(y_hi * 1.1).max(1.0), (y_lo / 1.5..y_hi * 1.5).log_scale());
     match (spec.log_x, spec.metric.linear()) {
         (true, false) => chart(&root, &axes, data, (x_pad.0..x_pad.1).log_scale(), log),
@@ -384,9 +344,7 @@ pub fn draw(
 }
 
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if lo.is_finite() && lo > 0.0 {
         (lo, hi)
     } else {
@@ -443,23 +401,12 @@ where
         // other (equal counts) stay visible as outlines.
         let width = 2 + (data.len() - 1 - i) as u32;
         chart
-            .draw_series(LineSeries::new(
-                pts.iter().map(|s| (s.0, s.1)),
-                color.stroke_width(width),
-            ))?
+            .draw_series(LineSeries::new(pts.iter().map(|s| (s.0, s.1)), color.stroke_width(width)))?
             .label(name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
-            });
-        chart.draw_series(
-            pts.iter()
-                .map(|s| Circle::new((s.0, s.1), 3, color.filled())),
-        )?;
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
+        chart.draw_series(pts.iter().map(|s| Circle::new((s.0, s.1), 3, color.filled())))?;
         if spec.metric == Metric::NsPerOp {
-            chart.draw_series(
-                pts.iter()
-                    .map(|s| PathElement::new(vec![(s.0, s.2), (s.0, s.3)], color)),
-            )?;
+            chart.draw_series(pts.iter().map(|s| PathElement::new(vec![(s.0, s.2), (s.0, s.3)], color)))?;
         }
     }
     chart
@@ -496,16 +443,10 @@ mod tests {
                 ("max 2cpu broadcast/no-range", 1),
                 ("max 2cpu broadcast/default", 2),
             ] {
-                let line = LINE.replace(
-                    "\"pages\":16,\"threads\":1",
-                    &format!("\"pages\":{pages},\"threads\":{threads}"),
-                );
+                let line =
+                    LINE.replace("\"pages\":16,\"threads\":1", &format!("\"pages\":{pages},\"threads\":{threads}"));
                 // The two-thread runs were measured without the plugin.
-                let mut r = if threads == 1 {
-                    record_with_plugin(&line, &plugin_counts())
-                } else {
-                    record(&line)
-                };
+                let mut r = if threads == 1 { record_with_plugin(&line, &plugin_counts()) } else { record(&line) };
                 r.config = cfg.into();
                 rs.push(r);
             }
@@ -513,20 +454,13 @@ mod tests {
         let data = series(&PLOTS[0], &rs);
         assert_eq!(data.len(), 3, "{data:?}");
         assert!(data.iter().any(|(n, _)| n.ends_with("+spinning thread")));
-        assert_eq!(
-            data[0].1.iter().map(|s| s.0).collect::<Vec<_>>(),
-            [1.0, 16.0, 512.0]
-        );
+        assert_eq!(data[0].1.iter().map(|s| s.0).collect::<Vec<_>>(), [1.0, 16.0, 512.0]);
         let dir = std::env::temp_dir().join(format!("bench-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let files = draw_all(&dir, &rs).unwrap();
         assert_eq!(files, ["mmap_time.svg", "mmap_tlbi.svg", "mmap_insns.svg"]);
         let insns = series(&PLOTS[2], &rs);
-        assert_eq!(
-            insns.len(),
-            2,
-            "records without instruction counts are left out"
-        );
+        assert_eq!(insns.len(), 2, "records without instruction counts are left out");
         let svg = std::fs::read_to_string(dir.join("mmap_time.svg")).unwrap();
         assert!(
             svg.starts_with("<svg") && svg.contains("<text") && svg.contains("time per operation"),
@@ -535,18 +469,12 @@ mod tests {
         );
         assert!(svg.contains("+spinning thread"));
         let _ = std::fs::remove_dir_all(dir);
-        assert_eq!(
-            (trim(2.0), trim(0.25), trim(1.23456)),
-            ("2".into(), "0.25".into(), "1.235".into())
-        );
+        assert_eq!((trim(2.0), trim(0.25), trim(1.23456)), ("2".into(), "0.25".into(), "1.235".into()));
     }
 
     #[test]
     fn strategy_plots_have_a_line_per_strategy_and_three_panels() {
-        let line = LINE.replace(
-            r#""faults":480}"#,
-            r#""faults":480,"events":{"ipi_sent":60,"ipi_received":60}}"#,
-        );
+        let line = LINE.replace(r#""faults":480}"#, r#""faults":480,"events":{"ipi_sent":60,"ipi_received":60}}"#);
         let mut rs = Vec::new();
         for strategy in ["local", "broadcast", "ipi"] {
             for cpus in [4, 1, 2] {

@@ -21,11 +21,7 @@ pub struct Counts<T>(pub Vec<(String, T)>);
 
 impl<T: Copy + Default> Counts<T> {
     pub fn get(&self, name: &str) -> T {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|&(_, v)| v)
-            .unwrap_or_default()
+        self.0.iter().find(|(k, _)| k == name).map(|&(_, v)| v).unwrap_or_default()
     }
 
     pub fn map<U>(&self, f: impl Fn(T) -> U) -> Counts<U> {
@@ -116,24 +112,14 @@ pub enum LineError {
 impl BenchLine {
     /// Parses a console line `BENCH {...}` and checks its shape.
     pub fn parse(line: &str) -> Result<BenchLine, LineError> {
-        let json = line
-            .trim()
-            .strip_prefix(PREFIX)
-            .ok_or(LineError::NoPrefix)?;
+        let json = line.trim().strip_prefix(PREFIX).ok_or(LineError::NoPrefix)?;
         let b: BenchLine = serde_json::from_str(json)?;
         let bad = |m: String| Err(LineError::Inconsistent(m));
         if b.rep_ticks.len() != b.reps as usize || b.reps == 0 {
-            return bad(format!(
-                "{} rep_ticks for reps={}",
-                b.rep_ticks.len(),
-                b.reps
-            ));
+            return bad(format!("{} rep_ticks for reps={}", b.rep_ticks.len(), b.reps));
         }
         if b.ops == 0 || b.counted_ops < u64::from(b.reps) * b.ops {
-            return bad(format!(
-                "counted_ops={} < reps×ops={}×{}",
-                b.counted_ops, b.reps, b.ops
-            ));
+            return bad(format!("counted_ops={} < reps×ops={}×{}", b.counted_ops, b.reps, b.ops));
         }
         if b.cntfrq == 0 {
             return bad("cntfrq=0".into());
@@ -159,17 +145,8 @@ impl Spread {
         let mut v = values.to_vec();
         v.sort_by(f64::total_cmp);
         let n = v.len();
-        let median = if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        };
-        Spread {
-            median,
-            min: v[0],
-            max: v[n - 1],
-            mean: v.iter().sum::<f64>() / n as f64,
-        }
+        let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+        Spread { median, min: v[0], max: v[n - 1], mean: v.iter().sum::<f64>() / n as f64 }
     }
 }
 
@@ -415,11 +392,7 @@ impl Record {
         let b = BenchLine::parse(line)?;
         let c = &run.point.config;
         let per_op = |n: u64| n as f64 / b.counted_ops as f64;
-        let ns: Vec<f64> = b
-            .rep_ticks
-            .iter()
-            .map(|&t| t as f64 * 1e9 / b.cntfrq as f64 / b.ops as f64)
-            .collect();
+        let ns: Vec<f64> = b.rep_ticks.iter().map(|&t| t as f64 * 1e9 / b.cntfrq as f64 / b.ops as f64).collect();
         let tlbi_sum: u64 = b.tlbi.0.iter().map(|(_, n)| n).sum();
         let rollovers = b.asid.get("rollovers");
         Ok(Record {
@@ -469,9 +442,7 @@ impl Record {
             asid_total: b.asid.clone(),
             page_faults: b.faults,
             page_faults_per_op: per_op(b.faults),
-            insns_per_op: run
-                .plugin
-                .map(|p| InsnsScope::of(run.point).insns(p) as f64 / timed_ops(&b) as f64),
+            insns_per_op: run.plugin.map(|p| InsnsScope::of(run.point).insns(p) as f64 / timed_ops(&b) as f64),
             insns_scope: run.plugin.map(|_| InsnsScope::of(run.point)),
             plugin: run.plugin.cloned(),
             cntfrq: b.cntfrq,
@@ -484,20 +455,11 @@ impl Record {
 
     /// `pages=16 threads=2`.
     pub fn params_label(&self) -> String {
-        self.params
-            .0
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        self.params.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
     }
 
     pub fn param(&self, name: &str) -> Option<u64> {
-        self.params
-            .0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|&(_, v)| v)
+        self.params.0.iter().find(|(k, _)| k == name).map(|&(_, v)| v)
     }
 
     /// The by-address TLBIs per operation by TTL hint level, all kinds
@@ -564,10 +526,7 @@ impl Record {
                 problems.push(what)
             }
         };
-        expect(
-            b.tlbi == self.tlbi_total,
-            format!("tlbi_total {:?} != kernel's {:?}", self.tlbi_total, b.tlbi),
-        );
+        expect(b.tlbi == self.tlbi_total, format!("tlbi_total {:?} != kernel's {:?}", self.tlbi_total, b.tlbi));
         for (k, total) in &b.tlbi.0 {
             let per = self.tlbi_per_op.get(k);
             expect(
@@ -576,28 +535,13 @@ impl Record {
             );
         }
         let sum: u64 = b.tlbi.0.iter().map(|(_, n)| n).sum();
-        expect(
-            close(self.tlbi_ops_per_op * b.counted_ops as f64, sum as f64),
-            "tlbi_ops_per_op".into(),
-        );
+        expect(close(self.tlbi_ops_per_op * b.counted_ops as f64, sum as f64), "tlbi_ops_per_op".into());
         expect(b.dsb == self.dsb_total, "dsb_total".into());
         expect(b.faults == self.page_faults, "page_faults".into());
-        expect(
-            close(
-                self.page_faults_per_op * b.counted_ops as f64,
-                b.faults as f64,
-            ),
-            "page_faults_per_op".into(),
-        );
-        expect(
-            b.asid == self.asid_total && b.asid.get("rollovers") == self.asid_rollovers,
-            "asid".into(),
-        );
+        expect(close(self.page_faults_per_op * b.counted_ops as f64, b.faults as f64), "page_faults_per_op".into());
+        expect(b.asid == self.asid_total && b.asid.get("rollovers") == self.asid_rollovers, "asid".into());
         expect(b.events == self.events_total, "events_total".into());
-        expect(
-            self.ipis_counted != b.events.0.is_empty(),
-            "ipis_counted".into(),
-        );
+        expect(self.ipis_counted != b.events.0.is_empty(), "ipis_counted".into());
         for (k, total) in &b.events.0 {
             let per = self.events_per_op.get(k);
             expect(
@@ -605,52 +549,25 @@ impl Record {
                 format!("events_per_op[{k}]={per} × {} != {total}", b.counted_ops),
             );
         }
-        for (name, per) in [
-            ("ipi_sent", self.ipis_per_op),
-            ("ipi_received", self.ipis_received_per_op),
-        ] {
-            expect(
-                close(per * b.counted_ops as f64, b.events.get(name) as f64),
-                format!("{name} per op {per}"),
-            );
+        for (name, per) in [("ipi_sent", self.ipis_per_op), ("ipi_received", self.ipis_received_per_op)] {
+            expect(close(per * b.counted_ops as f64, b.events.get(name) as f64), format!("{name} per op {per}"));
         }
-        expect(
-            b.rep_ticks == self.rep_ticks && b.reps == self.repetitions,
-            "rep_ticks".into(),
-        );
-        expect(
-            b.counted_ops == self.counted_ops && b.ops == self.ops_per_rep,
-            "ops".into(),
-        );
-        expect(
-            b.params == self.params && b.workload == self.workload,
-            "workload/params".into(),
-        );
+        expect(b.rep_ticks == self.rep_ticks && b.reps == self.repetitions, "rep_ticks".into());
+        expect(b.counted_ops == self.counted_ops && b.ops == self.ops_per_rep, "ops".into());
+        expect(b.params == self.params && b.workload == self.workload, "workload/params".into());
         match (&self.plugin, self.insns_per_op, self.insns_scope) {
             (Some(p), Some(per_op), Some(scope)) => expect(
                 close(per_op * timed_ops(&b) as f64, scope.insns(p) as f64),
-                format!(
-                    "insns_per_op={per_op} from the plugin's {} instructions ({scope:?})",
-                    scope.insns(p)
-                ),
+                format!("insns_per_op={per_op} from the plugin's {} instructions ({scope:?})", scope.insns(p)),
             ),
             (None, None, None) => {}
-            _ => expect(
-                false,
-                "insns_per_op, insns_scope and plugin counts go together".into(),
-            ),
+            _ => expect(false, "insns_per_op, insns_scope and plugin counts go together".into()),
         }
         let s = &self.ns_per_op;
-        expect(
-            s.min <= s.median && s.median <= s.max && s.min > 0.0,
-            format!("ns_per_op {s:?}"),
-        );
+        expect(s.min <= s.median && s.median <= s.max && s.min > 0.0, format!("ns_per_op {s:?}"));
         let ns = |t: u64| t as f64 * 1e9 / b.cntfrq as f64 / b.ops as f64;
         let lo = b.rep_ticks.iter().copied().min().map(ns).unwrap_or(0.0);
-        expect(
-            close(lo, s.min),
-            format!("ns_per_op.min {} != {lo} from rep_ticks", s.min),
-        );
+        expect(close(lo, s.min), format!("ns_per_op.min {} != {lo} from rep_ticks", s.min));
         if problems.is_empty() {
             Ok(())
         } else {
@@ -729,10 +646,7 @@ pub(crate) mod tests {
 
     pub fn record(line: &str) -> Record {
         let p = point();
-        let banner = Banner::parse([
-            "cpu: qemu-max (MIDR 0xf0510), entered at EL1",
-            "features: tlbi-range=1 ttl=1",
-        ]);
+        let banner = Banner::parse(["cpu: qemu-max (MIDR 0xf0510), entered at EL1", "features: tlbi-range=1 ttl=1"]);
         let info = RunInfo {
             point: &p,
             cmdline: "log=warn run=bench_mmap:0x1",
@@ -787,21 +701,11 @@ pub(crate) mod tests {
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<Record>(&json).unwrap(), r);
         let old = json.replace(",\"insns_per_op\":3000.0,\"insns_scope\":\"all_vcpus\"", "");
-        let old = old[..old.find(",\"plugin\":").unwrap()].to_string()
-            + &old[old.find(",\"cntfrq\"").unwrap()..];
+        let old = old[..old.find(",\"plugin\":").unwrap()].to_string() + &old[old.find(",\"cntfrq\"").unwrap()..];
         let back: Record = serde_json::from_str(&old).unwrap();
+        assert_eq!((back.insns_per_op, back.plugin), (None, None), "records of older runs read");
         assert_eq!(
-            (back.insns_per_op, back.plugin),
-            (None, None),
-            "records of older runs read"
-        );
-        assert_eq!(
-            (
-                fmt_insns(None),
-                fmt_insns(Some(812.4)),
-                fmt_insns(Some(45_678.0)),
-                fmt_insns(Some(2.5e6))
-            ),
+            (fmt_insns(None), fmt_insns(Some(812.4)), fmt_insns(Some(45_678.0)), fmt_insns(Some(2.5e6))),
             ("-".into(), "812".into(), "45.7k".into(), "2.50M".into())
         );
     }
@@ -821,22 +725,12 @@ pub(crate) mod tests {
         assert_eq!((r.page_faults_per_op, r.asid_rollovers_per_op), (16.0, 0.1));
         assert_eq!(r.params_label(), "pages=16 threads=1");
         assert_eq!(r.tlbi_breakdown(), "0.10 vale1is, 1 rvae1is");
-        assert_eq!(
-            r.tlbi_total
-                .0
-                .iter()
-                .map(|(k, _)| k.as_str())
-                .collect::<Vec<_>>(),
-            ["vae1", "vale1is", "rvae1is"]
-        );
+        assert_eq!(r.tlbi_total.0.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["vae1", "vale1is", "rvae1is"]);
         r.check().unwrap();
         let json = serde_json::to_string(&r).unwrap();
         let back: Record = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r);
-        assert!(
-            json.contains(r#""tlbi_total":{"vae1":0,"vale1is":3,"rvae1is":30}"#),
-            "{json}"
-        );
+        assert!(json.contains(r#""tlbi_total":{"vae1":0,"vale1is":3,"rvae1is":30}"#), "{json}");
     }
 
     #[test]
@@ -886,24 +780,12 @@ pub(crate) mod tests {
 
     #[test]
     fn malformed_lines_are_errors() {
-        assert!(matches!(
-            BenchLine::parse("hello"),
-            Err(LineError::NoPrefix)
-        ));
-        assert!(matches!(
-            BenchLine::parse("BENCH {"),
-            Err(LineError::Json(_))
-        ));
+        assert!(matches!(BenchLine::parse("hello"), Err(LineError::NoPrefix)));
+        assert!(matches!(BenchLine::parse("BENCH {"), Err(LineError::Json(_))));
         let short = LINE.replace("[6250,12500,9375]", "[6250]");
-        assert!(matches!(
-            BenchLine::parse(&short),
-            Err(LineError::Inconsistent(_))
-        ));
+        assert!(matches!(BenchLine::parse(&short), Err(LineError::Inconsistent(_))));
         let few = LINE.replace("\"counted_ops\":30", "\"counted_ops\":29");
-        assert!(matches!(
-            BenchLine::parse(&few),
-            Err(LineError::Inconsistent(_))
-        ));
+        assert!(matches!(BenchLine::parse(&few), Err(LineError::Inconsistent(_))));
     }
 
     #[test]
@@ -936,9 +818,6 @@ pub(crate) mod tests {
         assert_eq!(fmt_ns(1234.0), "1.2 µs");
         assert_eq!(fmt_ns(2_500_000.0), "2.50 ms");
         assert_eq!(fmt_ns(999.0), "999 ns");
-        assert_eq!(
-            (fmt_count(2.0), fmt_count(0.126)),
-            ("2".into(), "0.13".into())
-        );
+        assert_eq!((fmt_count(2.0), fmt_count(0.126)), ("2".into(), "0.13".into()));
     }
 }

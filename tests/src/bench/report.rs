@@ -50,10 +50,7 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<Record>> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))
-        })
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1)))
         .collect()
 }
 
@@ -146,9 +143,7 @@ pub fn csv(records: &[Record]) -> String {
             format!("{:.1}", s.min),
             format!("{:.1}", s.max),
             format!("{:.1}", s.mean),
-            r.insns_per_op
-                .map(|n| format!("{n:.1}"))
-                .unwrap_or_default(),
+            r.insns_per_op.map(|n| format!("{n:.1}")).unwrap_or_default(),
             match r.insns_scope {
                 Some(InsnsScope::AllVcpus) => "all_vcpus".into(),
                 Some(InsnsScope::MeasuringVcpu) => "measuring_vcpu".into(),
@@ -156,18 +151,9 @@ pub fn csv(records: &[Record]) -> String {
             },
             format!("{:.4}", r.tlbi_ops_per_op),
         ];
-        row.extend(
-            TLBI_KINDS
-                .iter()
-                .map(|k| format!("{:.4}", r.tlbi_per_op.get(k))),
-        );
-        let other: f64 = r
-            .tlbi_per_op
-            .0
-            .iter()
-            .filter(|(k, _)| !TLBI_KINDS.contains(&k.as_str()))
-            .map(|(_, v)| v)
-            .sum();
+        row.extend(TLBI_KINDS.iter().map(|k| format!("{:.4}", r.tlbi_per_op.get(k))));
+        let other: f64 =
+            r.tlbi_per_op.0.iter().filter(|(k, _)| !TLBI_KINDS.contains(&k.as_str())).map(|(_, v)| v).sum();
         row.extend([
             format!("{other:.4}"),
             format!("{:.4}", r.dsb_per_op),
@@ -179,18 +165,9 @@ pub fn csv(records: &[Record]) -> String {
             format!("{:.4}", r.asid_rollovers_per_op),
             format!("{:.4}", r.page_faults_per_op),
         ]);
-        row.extend(
-            EVENT_NAMES
-                .iter()
-                .map(|k| format!("{:.4}", r.events_per_op.get(k))),
-        );
+        row.extend(EVENT_NAMES.iter().map(|k| format!("{:.4}", r.events_per_op.get(k))));
         row.push(r.cmdline.clone());
-        out.push_str(
-            &row.iter()
-                .map(|f| csv_field(f))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        out.push_str(&row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
         out.push('\n');
     }
     out
@@ -239,23 +216,13 @@ pub fn summary(
             }
         );
     }
-    let _ = writeln!(
-        s,
-        "- options on every command line: `{}`",
-        meta.base_args.join(" ")
-    );
+    let _ = writeln!(s, "- options on every command line: `{}`", meta.base_args.join(" "));
     let _ = writeln!(
         s,
         "- {} measurements, {} unsupported by this kernel, {} failed",
         records.len(),
-        results
-            .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Unsupported { .. }))
-            .count(),
-        results
-            .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
-            .count()
+        results.iter().filter(|r| matches!(r.outcome, Outcome::Unsupported { .. })).count(),
+        results.iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).count()
     );
     let _ = writeln!(
         s,
@@ -273,17 +240,10 @@ pub fn summary(
             );
         }
         None => {
-            let _ = writeln!(
-                s,
-                "- measured without the TCG plugin: no instruction counts\n"
-            );
+            let _ = writeln!(s, "- measured without the TCG plugin: no instruction counts\n");
         }
     }
-    let configs: Vec<Record> = records
-        .iter()
-        .filter(|r| r.sweep == Sweep::Configs.name())
-        .cloned()
-        .collect();
+    let configs: Vec<Record> = records.iter().filter(|r| r.sweep == Sweep::Configs.name()).cloned().collect();
     for w in WORKLOADS {
         let groups = by_params(&configs, w.name);
         if groups.is_empty() {
@@ -318,12 +278,12 @@ pub fn summary(
     s.push_str(&pages_table(&configs));
     s.push_str(&strategy_tables(&records));
     s.push_str(&repeat_tables(&records));
-    let unsupported: Vec<&PointResult> = results
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Unsupported { .. }))
-        .collect();
+    let unsupported: Vec<&PointResult> =
+        results.iter().filter(|r| matches!(r.outcome, Outcome::Unsupported { .. })).collect();
     if !unsupported.is_empty() {
-        s.push_str("## Unsupported by this kernel\n\n| workload | config | option | kernel said |\n|---|---|---|---|\n");
+        s.push_str(
+            "## Unsupported by this kernel\n\n| workload | config | option | kernel said |\n|---|---|---|---|\n",
+        );
         for r in unsupported {
             if let Outcome::Unsupported { option, message } = &r.outcome {
                 let _ = writeln!(
@@ -337,19 +297,11 @@ pub fn summary(
         }
         s.push('\n');
     }
-    let failed: Vec<&PointResult> = results
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
-        .collect();
+    let failed: Vec<&PointResult> = results.iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).collect();
     if !failed.is_empty() {
         s.push_str("## Failed\n\n");
         for r in failed {
-            if let Outcome::Failed {
-                reason,
-                console_tail,
-                qemu,
-            } = &r.outcome
-            {
+            if let Outcome::Failed { reason, console_tail, qemu } = &r.outcome {
                 let _ = writeln!(
                     s,
                     "### {} — {}\n\n{reason}\n\n```\n{qemu}\n{}\n```\n",
@@ -447,9 +399,8 @@ pub fn pages_table(records: &[Record]) -> String {
             .collect();
         let mmap = (r.workload == "pages-split")
             .then(|| {
-                rs.iter().find(|m| {
-                    m.workload == "pages-mmap" && key(m).0 == page && key(m).2 == mib && m.config == r.config
-                })
+                rs.iter()
+                    .find(|m| m.workload == "pages-mmap" && key(m).0 == page && key(m).2 == mib && m.config == r.config)
             })
             .flatten();
         let signed = |d: f64, f: fn(f64) -> String| format!("{}{}", if d < 0.0 { "-" } else { "+" }, f(d.abs()));
@@ -480,20 +431,15 @@ pub fn pages_table(records: &[Record]) -> String {
 /// strategy and number of CPUs the address space ran on. Empty without
 /// strategy-sweep records.
 pub fn strategy_tables(records: &[Record]) -> String {
-    let mut rs: Vec<&Record> = records
-        .iter()
-        .filter(|r| r.sweep == Sweep::Strategies.name())
-        .collect();
+    let mut rs: Vec<&Record> = records.iter().filter(|r| r.sweep == Sweep::Strategies.name()).collect();
     if rs.is_empty() {
         return String::new();
     }
     let rank = |name: &str| STRATEGIES.iter().position(|s| s.name == name).unwrap_or(usize::MAX);
     rs.sort_by_key(|r| (rank(&r.strategy), r.mm_cpus));
     let mut s = String::new();
-    let machines: std::collections::BTreeSet<String> = rs
-        .iter()
-        .map(|r| format!("`-cpu {}` with {} CPUs", r.cpu_model, r.cpus))
-        .collect();
+    let machines: std::collections::BTreeSet<String> =
+        rs.iter().map(|r| format!("`-cpu {}` with {} CPUs", r.cpu_model, r.cpus)).collect();
     let _ = writeln!(
         s,
         "## Flush strategies by the CPUs the address space runs on\n\n\
@@ -509,13 +455,8 @@ pub fn strategy_tables(records: &[Record]) -> String {
         let Some(first) = mine.first() else {
             continue;
         };
-        let size: Vec<String> = first
-            .params
-            .0
-            .iter()
-            .filter(|(k, _)| k != "threads")
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let size: Vec<String> =
+            first.params.0.iter().filter(|(k, _)| k != "threads").map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(
             s,
             "### {} ({})
@@ -577,8 +518,7 @@ pub fn repeat_tables(records: &[Record]) -> String {
         first.cpu_model, first.cpus
     );
     let rank = |name: &str| STRATEGIES.iter().position(|s| s.name == name).unwrap_or(usize::MAX);
-    let mode_rank =
-        |r: &Record| super::config::REPEAT_MODES.iter().position(|m| Some(*m) == r.repeat_tlbi.as_deref());
+    let mode_rank = |r: &Record| super::config::REPEAT_MODES.iter().position(|m| Some(*m) == r.repeat_tlbi.as_deref());
     for w in WORKLOADS {
         let mut mine: Vec<&&Record> = rs.iter().filter(|r| r.workload == w.name).collect();
         if mine.is_empty() {
@@ -645,62 +585,30 @@ pub fn short_table(results: &[PointResult]) -> String {
                 Some(rec) => (
                     fmt_ns(rec.ns_per_op.median),
                     fmt_insns(rec.insns_per_op),
-                    if rec.ipis_counted {
-                        fmt_count(rec.ipis_per_op)
-                    } else {
-                        "-".into()
-                    },
-                    format!(
-                        "{} ({})",
-                        fmt_count(rec.tlbi_ops_per_op),
-                        rec.tlbi_breakdown()
-                    ),
+                    if rec.ipis_counted { fmt_count(rec.ipis_per_op) } else { "-".into() },
+                    format!("{} ({})", fmt_count(rec.tlbi_ops_per_op), rec.tlbi_breakdown()),
                 ),
                 None => continue,
             },
-            Outcome::Unsupported { option, .. } => (
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                format!("unsupported by this kernel: {option}"),
-            ),
-            Outcome::Failed { reason, .. } => (
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                format!("FAILED: {reason}"),
-            ),
+            Outcome::Unsupported { option, .. } => {
+                ("-".into(), "-".into(), "-".into(), format!("unsupported by this kernel: {option}"))
+            }
+            Outcome::Failed { reason, .. } => ("-".into(), "-".into(), "-".into(), format!("FAILED: {reason}")),
         };
         let params = match &r.outcome {
             Outcome::Measured(rs) => rs[0].params_label(),
             _ => r.point.describe(),
         };
-        rows.push([
-            r.point.workload.to_string(),
-            params,
-            r.point.config.label(),
-            time,
-            insns,
-            ipis,
-            tlbi,
-        ]);
+        rows.push([r.point.workload.to_string(), params, r.point.config.label(), time, insns, ipis, tlbi]);
     }
-    let widths: Vec<usize> = (0..7)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in &rows {
         let line: Vec<String> = row
             .iter()
             .zip(&widths)
             .enumerate()
-            .map(|(c, (cell, w))| {
-                if (3..=5).contains(&c) {
-                    format!("{cell:>w$}")
-                } else {
-                    format!("{cell:<w$}")
-                }
-            })
+            .map(|(c, (cell, w))| if (3..=5).contains(&c) { format!("{cell:>w$}") } else { format!("{cell:<w$}") })
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
@@ -723,11 +631,7 @@ mod tests {
         let cols = lines[0].split(',').count();
         assert!(lines[0].starts_with("workload,params,config,"));
         assert!(lines[1].contains(",\"a,b\","), "{}", lines[1]);
-        assert!(
-            lines[1].contains(",1.0000,"),
-            "rvae1is per op: {}",
-            lines[1]
-        );
+        assert!(lines[1].contains(",1.0000,"), "rvae1is per op: {}", lines[1]);
         assert_eq!(csv_field("x\"y"), "\"x\"\"y\"");
         assert!(cols > 30);
     }
@@ -756,10 +660,7 @@ mod tests {
     #[test]
     fn summary_and_table_list_everything() {
         let results = vec![
-            PointResult {
-                point: point(),
-                outcome: Outcome::Measured(vec![record(LINE)]),
-            },
+            PointResult { point: point(), outcome: Outcome::Measured(vec![record(LINE)]) },
             PointResult {
                 point: point(),
                 outcome: Outcome::Unsupported {
@@ -769,44 +670,25 @@ mod tests {
             },
             PointResult {
                 point: point(),
-                outcome: Outcome::Failed {
-                    reason: "boom".into(),
-                    console_tail: vec!["last".into()],
-                    qemu: "q".into(),
-                },
+                outcome: Outcome::Failed { reason: "boom".into(), console_tail: vec!["last".into()], qemu: "q".into() },
             },
         ];
-        let md = summary(
-            &results,
-            &RunMeta {
-                mode: "quick".into(),
-                ..Default::default()
-            },
-            &["mmap.svg".into()],
-            None,
-        );
+        let md = summary(&results, &RunMeta { mode: "quick".into(), ..Default::default() }, &["mmap.svg".into()], None);
         assert!(md.contains("## mmap"), "{md}");
         let row = "| pages=16 threads=1 | max 2cpu broadcast/default | 15.0 µs | 10.0 µs–20.0 µs | - | 1.10 |";
         assert!(md.contains(row), "{md}");
         assert!(!md.contains("## Flush strategies"), "no strategy-sweep records: {md}");
         assert!(md.contains("## Unsupported by this kernel") && md.contains("`tlb.exit_elide`"));
-        assert!(
-            md.contains("## Failed") && md.contains("boom") && md.contains("![mmap.svg](mmap.svg)")
-        );
+        assert!(md.contains("## Failed") && md.contains("boom") && md.contains("![mmap.svg](mmap.svg)"));
         let t = short_table(&results);
         assert_eq!(t.lines().count(), 4, "{t}");
-        assert!(
-            t.contains("15.0 µs") && t.contains("unsupported by this kernel"),
-            "{t}"
-        );
+        assert!(t.contains("15.0 µs") && t.contains("unsupported by this kernel"), "{t}");
     }
 
     #[test]
     fn strategy_records_get_their_own_tables() {
-        let line = LINE.replace(
-            r#""faults":480}"#,
-            r#""faults":480,"events":{"decide_ipi":30,"ipi_sent":30,"ipi_received":30}}"#,
-        );
+        let line = LINE
+            .replace(r#""faults":480}"#, r#""faults":480,"events":{"decide_ipi":30,"ipi_sent":30,"ipi_received":30}}"#);
         let mut rs = Vec::new();
         for (strategy, cpus) in [("local", 2), ("ipi", 2), ("ipi", 1), ("broadcast", 4)] {
             let mut r = record(&line);
@@ -833,10 +715,7 @@ mod tests {
 
     #[test]
     fn repeat_records_get_their_own_tables() {
-        let line = LINE.replace(
-            r#""dsb":30,"#,
-            r#""dsb":30,"repeat":{"vale1is":30},"repeat_dsb":30,"#,
-        );
+        let line = LINE.replace(r#""dsb":30,"#, r#""dsb":30,"repeat":{"vale1is":30},"repeat_dsb":30,"#);
         let mut rs = Vec::new();
         for (mode, strategy, cpus) in [("each", "local", 1), ("once", "broadcast", 2), ("off", "broadcast", 1)] {
             let mut r = record(if mode == "off" { LINE } else { &line });

@@ -96,12 +96,8 @@ impl BootLog {
             return None;
         }
         let line = self.console.iter().find(|l| l.contains("command line:"))?;
-        let option = line
-            .split("kernel option '")
-            .nth(1)
-            .and_then(|rest| rest.split('\'').next())
-            .unwrap_or("?")
-            .to_string();
+        let option =
+            line.split("kernel option '").nth(1).and_then(|rest| rest.split('\'').next()).unwrap_or("?").to_string();
         Some((option, line.trim_start_matches("kernel: ").to_string()))
     }
 
@@ -115,12 +111,7 @@ impl BootLog {
 /// those of [`OPTIONAL_BASE_ARGS`] the kernel supports.
 pub fn base_args(support: &BTreeMap<String, Result<(), String>>) -> Vec<String> {
     let mut args: Vec<String> = BASE_ARGS.iter().map(|s| s.to_string()).collect();
-    args.extend(
-        OPTIONAL_BASE_ARGS
-            .iter()
-            .filter(|a| matches!(support.get(**a), Some(Ok(()))))
-            .map(|s| s.to_string()),
-    );
+    args.extend(OPTIONAL_BASE_ARGS.iter().filter(|a| matches!(support.get(**a), Some(Ok(())))).map(|s| s.to_string()));
     args
 }
 
@@ -148,17 +139,11 @@ impl Runner {
             gdb: false,
             plugin: load.clone(),
         };
-        let launcher = ProcessLauncher {
-            program: Qemu::program(),
-            verbose: self.verbose,
-        };
+        let launcher = ProcessLauncher { program: Qemu::program(), verbose: self.verbose };
         let command = launcher.command_line(&qemu);
         let start = Instant::now();
         let mut log = BootLog {
-            exit: Exit::Crashed {
-                code: None,
-                signal: None,
-            },
+            exit: Exit::Crashed { code: None, signal: None },
             timed_out: false,
             console: Vec::new(),
             stderr: String::new(),
@@ -169,10 +154,7 @@ impl Runner {
         let mut boot = match launcher.launch(&qemu) {
             Ok(b) => b,
             Err(e) => {
-                log.stderr = format!(
-                    "cannot start {}: {e}; run scripts/setup.sh",
-                    Qemu::program().to_string_lossy()
-                );
+                log.stderr = format!("cannot start {}: {e}; run scripts/setup.sh", Qemu::program().to_string_lossy());
                 return log;
             }
         };
@@ -198,10 +180,7 @@ impl Runner {
     /// it, else the kernel's complaint.
     pub fn probe(&self, options: &[String]) -> BTreeMap<String, Result<(), String>> {
         let config = Config::new(CPU_RANGE, 1);
-        let quiet = Runner {
-            progress: false,
-            ..self.clone()
-        };
+        let quiet = Runner { progress: false, ..self.clone() };
         let results = quiet.pool(
             options,
             |_| 1,
@@ -220,27 +199,14 @@ impl Runner {
 
     /// Measures `points` with `base` options first on every command line;
     /// points needing an option in `unsupported` are not booted.
-    pub fn run(
-        &self,
-        points: &[Point],
-        base: &[String],
-        unsupported: &BTreeMap<String, String>,
-    ) -> Vec<PointResult> {
+    pub fn run(&self, points: &[Point], base: &[String], unsupported: &BTreeMap<String, String>) -> Vec<PointResult> {
         let started = Instant::now();
         let outcomes = self.pool(
             points,
             |p| p.busy_cpus as usize,
             |i, p| {
-                if let Some((opt, msg)) = p
-                    .config
-                    .args()
-                    .iter()
-                    .find_map(|a| unsupported.get(a).map(|m| (a, m)))
-                {
-                    return Outcome::Unsupported {
-                        option: opt.clone(),
-                        message: msg.clone(),
-                    };
+                if let Some((opt, msg)) = p.config.args().iter().find_map(|a| unsupported.get(a).map(|m| (a, m))) {
+                    return Outcome::Unsupported { option: opt.clone(), message: msg.clone() };
                 }
                 self.measure(i, p, base)
             },
@@ -260,12 +226,7 @@ impl Runner {
                 }
             },
         );
-        points
-            .iter()
-            .cloned()
-            .zip(outcomes)
-            .map(|(point, outcome)| PointResult { point, outcome })
-            .collect()
+        points.iter().cloned().zip(outcomes).map(|(point, outcome)| PointResult { point, outcome }).collect()
     }
 
     /// The limit for a boot of `p`: more busy vCPUs than the host's two
@@ -283,16 +244,8 @@ impl Runner {
             args.push(tlbtrace::KERNEL_OPTION.to_string());
         }
         let timeout = self.timeout_for(p);
-        let log = Runner {
-            timeout,
-            ..self.clone()
-        }
-        .boot(&p.config, &args, true);
-        let fail = |reason: String| Outcome::Failed {
-            reason,
-            console_tail: log.tail(),
-            qemu: log.qemu.clone(),
-        };
+        let log = Runner { timeout, ..self.clone() }.boot(&p.config, &args, true);
+        let fail = |reason: String| Outcome::Failed { reason, console_tail: log.tail(), qemu: log.qemu.clone() };
         if let Some((option, message)) = log.rejected_option() {
             return Outcome::Unsupported { option, message };
         }
@@ -301,20 +254,11 @@ impl Runner {
         }
         if log.exit != Exit::Passed {
             let stderr = log.stderr.trim();
-            return fail(format!(
-                "QEMU ended: {}{}{stderr}",
-                log.exit,
-                if stderr.is_empty() { "" } else { ": " }
-            ));
+            return fail(format!("QEMU ended: {}{}{stderr}", log.exit, if stderr.is_empty() { "" } else { ": " }));
         }
         let banner = Banner::parse(log.console.iter().map(String::as_str));
         let cmdline = args.join(" ");
-        let lines: Vec<&str> = log
-            .console
-            .iter()
-            .map(|l| l.trim_start())
-            .filter(|l| l.starts_with(PREFIX))
-            .collect();
+        let lines: Vec<&str> = log.console.iter().map(|l| l.trim_start()).filter(|l| l.starts_with(PREFIX)).collect();
         let plugin = match &log.plugin {
             None => vec![None; lines.len()],
             Some(Err(e)) => return fail(e.clone()),
@@ -445,9 +389,8 @@ fn plugin_counts(report: &Report, lines: usize) -> Result<Vec<PluginCounts>, Str
         .chunks(2)
         .map(|pair| {
             let (outer, inner) = (&pair[0], &pair[1]);
-            let one_vcpu = [outer.end_vcpu, inner.end_vcpu, Some(inner.begin_vcpu)]
-                .iter()
-                .all(|&v| v == Some(outer.begin_vcpu));
+            let one_vcpu =
+                [outer.end_vcpu, inner.end_vcpu, Some(inner.begin_vcpu)].iter().all(|&v| v == Some(outer.begin_vcpu));
             if (outer.depth, inner.depth) != (0, 1) || !one_vcpu {
                 return Err(format!(
                     "unexpected regions: outer depth {} on vCPUs {}..{:?}, inner depth {} on vCPUs {}..{:?}",
@@ -503,21 +446,13 @@ mod tests {
 
     #[test]
     fn a_rejected_option_is_recognised() {
-        let l = log(
-            2,
-            &[
-                "tlbkernel",
-                "kernel: command line: unknown kernel option 'tlb.exit_elide' (known: log)",
-            ],
-        );
+        let l = log(2, &["tlbkernel", "kernel: command line: unknown kernel option 'tlb.exit_elide' (known: log)"]);
         let (opt, msg) = l.rejected_option().unwrap();
         assert_eq!(opt, "tlb.exit_elide");
         assert!(msg.starts_with("command line: unknown"), "{msg}");
         let bad = log(2, &["kernel: command line: bad value 'x' for kernel option 'tlb.range': expected on or off"]);
         assert_eq!(bad.rejected_option().unwrap().0, "tlb.range");
-        assert!(log(1, &["command line: whatever"])
-            .rejected_option()
-            .is_none());
+        assert!(log(1, &["command line: whatever"]).rejected_option().is_none());
         assert!(log(2, &["panic"]).rejected_option().is_none());
     }
 
@@ -572,11 +507,7 @@ mod tests {
             |_, _, _| {},
         );
         assert_eq!(out, [2, 1, 1, 3, 1, 2, 1]);
-        assert!(
-            peak.load(Ordering::SeqCst) <= 3,
-            "peak {}",
-            peak.load(Ordering::SeqCst)
-        );
+        assert!(peak.load(Ordering::SeqCst) <= 3, "peak {}", peak.load(Ordering::SeqCst));
         assert_eq!(clock(61.4), "1:01");
     }
 
@@ -585,24 +516,10 @@ mod tests {
         use crate::bench::config::{Config, CPU_NO_RANGE};
         use crate::bench::sweep::{self, FLAG_A};
         let w = sweep::workload("mmap").unwrap();
-        let p = Point::new(
-            w,
-            64,
-            FLAG_A,
-            3,
-            8,
-            Config::new(CPU_NO_RANGE, 2).with_exit_elide(false),
-        );
+        let p = Point::new(w, 64, FLAG_A, 3, 8, Config::new(CPU_NO_RANGE, 2).with_exit_elide(false));
         let name = trace_file_name(6, &p);
         assert!(name.starts_with("trace-007-mmap-n-64-flags-0x1-"), "{name}");
-        assert!(
-            name.ends_with(".json") && name.contains("cortex-a72-2cpu-broadcast-default-elide-off"),
-            "{name}"
-        );
-        assert!(
-            name.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)),
-            "{name}"
-        );
+        assert!(name.ends_with(".json") && name.contains("cortex-a72-2cpu-broadcast-default-elide-off"), "{name}");
+        assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)), "{name}");
     }
 }

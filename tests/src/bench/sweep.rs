@@ -138,14 +138,7 @@ pub struct Point {
 }
 
 impl Point {
-    pub fn new(
-        w: &'static Workload,
-        n: u64,
-        flags: u64,
-        reps: u32,
-        ops: u32,
-        config: Config,
-    ) -> Point {
+    pub fn new(w: &'static Workload, n: u64, flags: u64, reps: u32, ops: u32, config: Config) -> Point {
         let second = w.flag_a_second_cpu && flags & FLAG_A != 0 || w.flag_b_second_cpu && flags & FLAG_B != 0;
         let busy_cpus = if second { 2 } else { 1 };
         Point {
@@ -363,11 +356,7 @@ pub fn workload(name: &str) -> Option<&'static Workload> {
 /// at `depth`: each workload's configs sweep, then its strategy sweep.
 pub fn plan(depth: Depth, workloads: &[&'static Workload], sweeps: &[Sweep]) -> Vec<Point> {
     let all: Vec<&Workload> = WORKLOADS.iter().collect();
-    let chosen = if workloads.is_empty() {
-        &all
-    } else {
-        workloads
-    };
+    let chosen = if workloads.is_empty() { &all } else { workloads };
     let sweeps = if sweeps.is_empty() { &Sweep::ALL[..] } else { sweeps };
     let mut out = Vec::new();
     for w in chosen {
@@ -429,9 +418,7 @@ pub fn repeat_points(w: &'static Workload, depth: Depth) -> Vec<Point> {
             for mode in REPEAT_MODES {
                 let c = machine.clone().with_strategy(s).with_repeat_tlbi(mode);
                 out.push(
-                    Point::new(w, pc.n, 0, depth.strategy_reps(), pc.ops, c)
-                        .with_threads(t)
-                        .in_sweep(Sweep::Repeat),
+                    Point::new(w, pc.n, 0, depth.strategy_reps(), pc.ops, c).with_threads(t).in_sweep(Sweep::Repeat),
                 );
             }
         }
@@ -469,9 +456,7 @@ pub fn strategy_points(w: &'static Workload, depth: Depth) -> Vec<Point> {
         for s in STRATEGIES {
             let c = machine.clone().with_strategy(s);
             out.push(
-                Point::new(w, pc.n, 0, depth.strategy_reps(), pc.ops, c)
-                    .with_threads(t)
-                    .in_sweep(Sweep::Strategies),
+                Point::new(w, pc.n, 0, depth.strategy_reps(), pc.ops, c).with_threads(t).in_sweep(Sweep::Strategies),
             );
         }
     }
@@ -488,14 +473,7 @@ fn ops_for(budget: u64, n: u64, lo: u32, hi: u32) -> u32 {
     (budget / n.max(1)).clamp(u64::from(lo), u64::from(hi)) as u32
 }
 
-fn point(
-    w: &'static Workload,
-    n: u64,
-    flags: u64,
-    ops: u32,
-    depth: Depth,
-    config: Config,
-) -> Point {
+fn point(w: &'static Workload, n: u64, flags: u64, ops: u32, depth: Depth, config: Config) -> Point {
     Point::new(w, n, flags, depth.reps(), ops, config)
 }
 
@@ -558,10 +536,7 @@ fn range_sweep(w: &'static Workload, budget: u64, depth: Depth) -> Vec<Point> {
     for &n in sizes(depth) {
         let ops = ops_for(budget, n, 2, 200);
         out.extend(one.iter().map(|c| point(w, n, 0, ops, depth, c.clone())));
-        out.extend(
-            two.iter()
-                .map(|c| point(w, n, FLAG_A, ops, depth, c.clone())),
-        );
+        out.extend(two.iter().map(|c| point(w, n, FLAG_A, ops, depth, c.clone())));
     }
     out
 }
@@ -577,34 +552,18 @@ fn mprotect(w: &'static Workload, depth: Depth) -> Vec<Point> {
 fn madvise(w: &'static Workload, depth: Depth) -> Vec<Point> {
     let pages = 256;
     let mut one = vec![Config::new(CPU_RANGE, 2)];
-    let mut two = vec![
-        Config::new(CPU_RANGE, 2).with_nested_fix(true),
-        Config::new(CPU_RANGE, 2).with_nested_fix(false),
-    ];
+    let mut two =
+        vec![Config::new(CPU_RANGE, 2).with_nested_fix(true), Config::new(CPU_RANGE, 2).with_nested_fix(false)];
     if depth == Depth::Full {
         one.push(Config::new(CPU_RANGE, 2).with_policy("no-range"));
         one.push(Config::new(CPU_NO_RANGE, 2));
-        two.push(
-            Config::new(CPU_RANGE, 2)
-                .with_policy("no-range")
-                .with_nested_fix(true),
-        );
-        two.push(
-            Config::new(CPU_RANGE, 2)
-                .with_policy("no-range")
-                .with_nested_fix(false),
-        );
+        two.push(Config::new(CPU_RANGE, 2).with_policy("no-range").with_nested_fix(true));
+        two.push(Config::new(CPU_RANGE, 2).with_policy("no-range").with_nested_fix(false));
         two.push(Config::new(CPU_NO_RANGE, 2).with_nested_fix(true));
         two.push(Config::new(CPU_NO_RANGE, 2).with_nested_fix(false));
     }
-    let mut out: Vec<Point> = one
-        .into_iter()
-        .map(|c| point(w, pages, 0, 10, depth, c))
-        .collect();
-    out.extend(
-        two.into_iter()
-            .map(|c| point(w, pages, FLAG_A, 10, depth, c)),
-    );
+    let mut out: Vec<Point> = one.into_iter().map(|c| point(w, pages, 0, 10, depth, c)).collect();
+    out.extend(two.into_iter().map(|c| point(w, pages, FLAG_A, 10, depth, c)));
     out
 }
 
@@ -617,14 +576,7 @@ fn fork(w: &'static Workload, depth: Depth) -> Vec<Point> {
     let mut out = Vec::new();
     for c in configs {
         for m in [16, 1024] {
-            out.push(point(
-                w,
-                m,
-                0,
-                if m > 64 { 4 } else { 20 },
-                depth,
-                c.clone(),
-            ));
+            out.push(point(w, m, 0, if m > 64 { 4 } else { 20 }, depth, c.clone()));
         }
     }
     out
@@ -639,17 +591,11 @@ fn exit(w: &'static Workload, depth: Depth) -> Vec<Point> {
         Depth::Quick => &[1, 64, 512, 4096],
         Depth::Full => &[1, 16, 64, 512, 1024, 4096],
     };
-    let configs: Vec<Config> = cpus
-        .iter()
-        .flat_map(|&cpu| [true, false].map(|elide| Config::new(cpu, 2).with_exit_elide(elide)))
-        .collect();
+    let configs: Vec<Config> =
+        cpus.iter().flat_map(|&cpu| [true, false].map(|elide| Config::new(cpu, 2).with_exit_elide(elide))).collect();
     let mut out = Vec::new();
     for &n in sizes {
-        out.extend(
-            configs
-                .iter()
-                .map(|c| point(w, n, 0, ops_for(4096, n, 2, 40), depth, c.clone())),
-        );
+        out.extend(configs.iter().map(|c| point(w, n, 0, ops_for(4096, n, 2, 40), depth, c.clone())));
     }
     out
 }
@@ -678,10 +624,7 @@ fn pingpong(w: &'static Workload, depth: Depth) -> Vec<Point> {
         configs.push(Config::new(CPU_NO_RANGE, 2));
         configs.extend(cpu_count_configs(depth));
     }
-    configs
-        .into_iter()
-        .map(|c| point(w, 0, 0, 400, depth, c))
-        .collect()
+    configs.into_iter().map(|c| point(w, 0, 0, 400, depth, c)).collect()
 }
 
 /// Job sizes × churn (none, a region the device does not use, the one it
@@ -772,10 +715,7 @@ mod tests {
         let mut p = plan(Depth::Quick, &[workload("pingpong").unwrap()], &[]).remove(0);
         (p.n, p.reps, p.ops, p.flags) = (4096, 7, 300, FLAG_A);
         assert_eq!(p.arg(), 4096 | 7 << 32 | 300 << 40 | 1 << 56);
-        assert_eq!(
-            p.args().last().unwrap(),
-            &format!("run=bench_pingpong:{:#x}", p.arg())
-        );
+        assert_eq!(p.args().last().unwrap(), &format!("run=bench_pingpong:{:#x}", p.arg()));
         let p = p.with_threads(8);
         assert_eq!(p.arg(), 4096 | 7 << 32 | 300 << 40 | 1 << 56 | 8 << 60);
         assert_eq!((p.busy_cpus, p.mm_cpus()), (8, 8));
@@ -833,27 +773,18 @@ mod tests {
     fn plans_are_unique_and_quick_is_smaller() {
         for depth in [Depth::Quick, Depth::Full] {
             let points = plan(depth, &[], &[]);
-            let mut keys: Vec<_> = points
-                .iter()
-                .map(|p| (p.args(), p.config.label()))
-                .collect();
+            let mut keys: Vec<_> = points.iter().map(|p| (p.args(), p.config.label())).collect();
             let n = keys.len();
             keys.sort();
             keys.dedup();
             assert_eq!(keys.len(), n, "{depth:?}: a point is measured twice");
             for w in WORKLOADS {
-                assert!(
-                    points.iter().any(|p| p.workload == w.name),
-                    "{depth:?}: no {} point",
-                    w.name
-                );
+                assert!(points.iter().any(|p| p.workload == w.name), "{depth:?}: no {} point", w.name);
             }
         }
         assert!(plan(Depth::Quick, &[], &[]).len() * 2 < plan(Depth::Full, &[], &[]).len());
         let mmap = workload("mmap").unwrap();
-        assert!(plan(Depth::Quick, &[mmap], &[])
-            .iter()
-            .all(|p| p.workload == "mmap"));
+        assert!(plan(Depth::Quick, &[mmap], &[]).iter().all(|p| p.workload == "mmap"));
         assert!(workload("nonesuch").is_none());
     }
 
@@ -883,9 +814,6 @@ mod tests {
         let c = Config::new(CPU_RANGE, 2);
         assert_eq!(Point::new(mmap, 1, FLAG_A, 1, 1, c.clone()).busy_cpus, 2);
         assert_eq!(Point::new(mmap, 1, 0, 1, 1, c.clone()).busy_cpus, 1);
-        assert_eq!(
-            Point::new(workload("asid-pressure").unwrap(), 1, FLAG_A, 1, 1, c).busy_cpus,
-            1
-        );
+        assert_eq!(Point::new(workload("asid-pressure").unwrap(), 1, FLAG_A, 1, 1, c).busy_cpus, 1);
     }
 }

@@ -79,32 +79,18 @@ fn kernel_counters(r: &Record) -> Vec<(String, u64)> {
 /// Compares `r`'s kernel counters with its plugin counts; with `corrupt`,
 /// the kernel's counter of that name is taken as one more than it was.
 pub fn diffs(r: &Record, corrupt: Option<&str>) -> Result<Vec<Diff>, VerifyError> {
-    let p = r
-        .plugin
-        .as_ref()
-        .ok_or_else(|| VerifyError::NoPluginCounts(describe(r)))?;
+    let p = r.plugin.as_ref().ok_or_else(|| VerifyError::NoPluginCounts(describe(r)))?;
     let mut kernel = kernel_counters(r);
     if let Some(name) = corrupt {
         let Some(c) = kernel.iter_mut().find(|(k, _)| k == name) else {
             let known: Vec<&str> = kernel.iter().map(|(k, _)| k.as_str()).collect();
-            return Err(VerifyError::UnknownCounter {
-                name: name.to_string(),
-                known: known.join(", "),
-            });
+            return Err(VerifyError::UnknownCounter { name: name.to_string(), known: known.join(", ") });
         };
         c.1 += 1;
     }
-    let names: BTreeSet<&str> = kernel
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .chain(p.tlbi.keys().map(String::as_str))
-        .collect();
-    let kernel_of = |name: &str| {
-        kernel
-            .iter()
-            .find(|(k, _)| k == name)
-            .map_or(0, |&(_, v)| v)
-    };
+    let names: BTreeSet<&str> =
+        kernel.iter().map(|(k, _)| k.as_str()).chain(p.tlbi.keys().map(String::as_str)).collect();
+    let kernel_of = |name: &str| kernel.iter().find(|(k, _)| k == name).map_or(0, |&(_, v)| v);
     let plugin_of = |name: &str| match name {
         DSB => p.dsb_completing,
         _ => p.tlbi.get(name).copied().unwrap_or(0),
@@ -112,30 +98,18 @@ pub fn diffs(r: &Record, corrupt: Option<&str>) -> Result<Vec<Diff>, VerifyError
     Ok(names
         .into_iter()
         .filter(|n| kernel_of(n) != plugin_of(n))
-        .map(|n| Diff {
-            counter: n.to_string(),
-            kernel: kernel_of(n),
-            plugin: plugin_of(n),
-        })
+        .map(|n| Diff { counter: n.to_string(), kernel: kernel_of(n), plugin: plugin_of(n) })
         .collect())
 }
 
 /// Verifies every record.
 pub fn verify(records: &[Record], corrupt: Option<&str>) -> Result<Verification, VerifyError> {
-    let mut v = Verification {
-        checked: 0,
-        mismatches: Vec::new(),
-        corrupted: corrupt.map(str::to_string),
-    };
+    let mut v = Verification { checked: 0, mismatches: Vec::new(), corrupted: corrupt.map(str::to_string) };
     for r in records {
         let d = diffs(r, corrupt)?;
         v.checked += 1;
         if !d.is_empty() {
-            v.mismatches.push(Mismatch {
-                what: describe(r),
-                config: r.config.clone(),
-                diffs: d,
-            });
+            v.mismatches.push(Mismatch { what: describe(r), config: r.config.clone(), diffs: d });
         }
     }
     Ok(v)
@@ -155,10 +129,7 @@ impl Verification {
     pub fn text(&self) -> String {
         let mut s = String::new();
         if let Some(c) = &self.corrupted {
-            let _ = writeln!(
-                s,
-                "(the kernel's {c} counter was deliberately taken as one more than it was)"
-            );
+            let _ = writeln!(s, "(the kernel's {c} counter was deliberately taken as one more than it was)");
         }
         if self.passed() {
             let _ = writeln!(
@@ -196,19 +167,14 @@ mod tests {
         assert_eq!(diffs(&r, None), Ok(vec![]));
         let v = verify(&[r.clone(), r], None).unwrap();
         assert!(v.passed() && v.checked == 2);
-        assert!(v
-            .text()
-            .contains("2 records: the kernel's TLBI and DSB counters match"));
+        assert!(v.text().contains("2 records: the kernel's TLBI and DSB counters match"));
     }
 
     /// The workaround's TLBIs are counted apart by the kernel and with
     /// their kinds by the plugin: they match once added in, and not without.
     #[test]
     fn the_repeat_tlbi_workarounds_instructions_are_added_in() {
-        let line = LINE.replace(
-            r#""dsb":30,"#,
-            r#""dsb":30,"repeat":{"vale1is":30},"repeat_dsb":30,"#,
-        );
+        let line = LINE.replace(r#""dsb":30,"#, r#""dsb":30,"repeat":{"vale1is":30},"repeat_dsb":30,"#);
         let mut p = plugin_counts();
         p.tlbi.insert("vale1is".into(), 3 + 30);
         p.dsb_completing = 60;
@@ -230,43 +196,24 @@ mod tests {
         p.dsb_completing = 29;
         let r = record_with_plugin(LINE, &p);
         let d = diffs(&r, None).unwrap();
-        let got: Vec<(&str, u64, u64)> = d
-            .iter()
-            .map(|d| (d.counter.as_str(), d.kernel, d.plugin))
-            .collect();
+        let got: Vec<(&str, u64, u64)> = d.iter().map(|d| (d.counter.as_str(), d.kernel, d.plugin)).collect();
         assert_eq!(got, [("dsb", 30, 29), ("vale1is", 3, 4), ("vmalle1", 0, 1)]);
         let v = verify(&[r], None).unwrap();
         assert!(!v.passed());
         let text = v.text();
         assert!(text.contains("1 of 1 records"), "{text}");
-        assert!(
-            text.contains("vale1is") && text.contains("mmap pages=16 threads=1"),
-            "{text}"
-        );
+        assert!(text.contains("vale1is") && text.contains("mmap pages=16 threads=1"), "{text}");
     }
 
     #[test]
     fn a_corrupted_counter_fails_and_an_unknown_one_is_an_error() {
         let r = record_with_plugin(LINE, &plugin_counts());
         let v = verify(std::slice::from_ref(&r), Some("rvae1is")).unwrap();
-        assert_eq!(
-            v.mismatches[0].diffs[0],
-            Diff {
-                counter: "rvae1is".into(),
-                kernel: 31,
-                plugin: 30
-            }
-        );
+        assert_eq!(v.mismatches[0].diffs[0], Diff { counter: "rvae1is".into(), kernel: 31, plugin: 30 });
         assert!(v.text().contains("deliberately"));
         let v = verify(std::slice::from_ref(&r), Some(DSB)).unwrap();
         assert_eq!(v.mismatches[0].diffs[0].counter, "dsb");
-        assert!(matches!(
-            diffs(&r, Some("vae2")),
-            Err(VerifyError::UnknownCounter { .. })
-        ));
-        assert!(matches!(
-            diffs(&record(LINE), None),
-            Err(VerifyError::NoPluginCounts(_))
-        ));
+        assert!(matches!(diffs(&r, Some("vae2")), Err(VerifyError::UnknownCounter { .. })));
+        assert!(matches!(diffs(&record(LINE), None), Err(VerifyError::NoPluginCounts(_))));
     }
 }

@@ -116,11 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let depth = if cli.quick { Depth::Quick } else { Depth::Full };
     let chosen = workloads(&cli.workloads)?;
     let sweeps: Vec<Sweep> = cli.sweeps.iter().filter_map(|s| Sweep::parse(s)).collect();
-    let points = if cli.table_only {
-        bench::table_points()
-    } else {
-        sweep::plan(depth, &chosen, &sweeps)
-    };
+    let points = if cli.table_only { bench::table_points() } else { sweep::plan(depth, &chosen, &sweeps) };
     if points.is_empty() {
         bail!("these workloads have no point in these sweeps");
     }
@@ -128,34 +124,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         list(&points);
         return Ok(ExitCode::SUCCESS);
     }
-    let jobs = cli
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
-        .max(1);
+    let jobs = cli.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
     let root = build::workspace_root();
     eprintln!("bench: building the kernel and the bench_* programs");
     // The table follows another command's output (scripts/run.sh): keep
     // cargo quiet unless the build fails.
-    let output = if cli.table_only {
-        CargoOutput::Capture
-    } else {
-        CargoOutput::Stream
-    };
+    let output = if cli.table_only { CargoOutput::Capture } else { CargoOutput::Stream };
     let kernel = build::build_kernel(&root, output)?;
-    let plugin = if cli.no_plugin {
-        None
-    } else {
-        Some(tcg_plugin::build(&root, output)?)
-    };
+    let plugin = if cli.no_plugin { None } else { Some(tcg_plugin::build(&root, output)?) };
     if cli.table_only {
-        eprintln!(
-            "bench: {} short measurements for the table (scripts/bench.sh --quick measures more)",
-            points.len()
-        );
-        print!(
-            "{}",
-            bench::quick_table(&kernel.image, plugin.as_deref(), jobs, false)
-        );
+        eprintln!("bench: {} short measurements for the table (scripts/bench.sh --quick measures more)", points.len());
+        print!("{}", bench::quick_table(&kernel.image, plugin.as_deref(), jobs, false));
         return Ok(ExitCode::SUCCESS);
     }
     let out_dir = cli.out.unwrap_or_else(|| bench::default_out_dir(&root));
@@ -187,10 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => true,
     };
     if cli.trace {
-        eprintln!(
-            "bench: one TLB decision trace per measurement: {}/trace-*.json",
-            out_dir.display()
-        );
+        eprintln!("bench: one TLB decision trace per measurement: {}/trace-*.json", out_dir.display());
     }
     eprintln!(
         "bench: {} records, {} unsupported, {} failed in {:.0} s; results in {}",
@@ -200,11 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         out.meta.seconds,
         out_dir.display()
     );
-    Ok(if out.failures() == 0 && verified {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if out.failures() == 0 && verified { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Prints the plan (ignoring a closed stdout, as in `bench --list | head`).
@@ -225,10 +197,7 @@ fn list(points: &[sweep::Point]) {
             p.args().join(" ")
         );
     }
-    let strategies: Vec<String> = STRATEGIES
-        .iter()
-        .map(|s| format!("{} ({})", s.name, s.about))
-        .collect();
+    let strategies: Vec<String> = STRATEGIES.iter().map(|s| format!("{} ({})", s.name, s.about)).collect();
     let _ = writeln!(s, "\nstrategies: {}\npolicies:", strategies.join("; "));
     for p in POLICIES {
         let _ = writeln!(s, "  {:<16} {:<42} {}", p.name, p.args.join(" "), p.about);

@@ -72,10 +72,7 @@ fn main() -> ExitCode {
 }
 
 fn build() -> anyhow::Result<Kernel> {
-    Ok(build::build_kernel(
-        &build::workspace_root(),
-        CargoOutput::Stream,
-    )?)
+    Ok(build::build_kernel(&build::workspace_root(), CargoOutput::Stream)?)
 }
 
 fn exit_code(code: i32) -> ExitCode {
@@ -88,9 +85,7 @@ fn echo_keeping_trace(console: impl std::io::Read) -> Vec<String> {
     let mut kept = Vec::new();
     for line in BufReader::new(console).split(b'\n') {
         let Ok(line) = line else { break };
-        let line = String::from_utf8_lossy(&line)
-            .trim_end_matches('\r')
-            .to_string();
+        let line = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
         if line.trim_start().starts_with("TRACE") {
             kept.push(line);
         } else {
@@ -103,9 +98,7 @@ fn echo_keeping_trace(console: impl std::io::Read) -> Vec<String> {
 /// Parses the trace in `lines`, writes its JSON to `path`; returns the summary.
 fn write_trace(lines: &[String], path: &Path) -> anyhow::Result<String> {
     let trace = Trace::parse_lines(lines.iter().map(String::as_str))?;
-    trace
-        .write_json(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    trace.write_json(path).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!(
         "ktool: {} TLB flush decisions written to {} (open it in ui.perfetto.dev or chrome://tracing)",
         trace.events.len(),
@@ -116,27 +109,14 @@ fn write_trace(lines: &[String], path: &Path) -> anyhow::Result<String> {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run {
-            cpus,
-            cpu,
-            mem,
-            el2,
-            gdb,
-            trace,
-            args,
-        } => {
+        Command::Run { cpus, cpu, mem, el2, gdb, trace, args } => {
             let kernel = build()?;
             let mut append = args.join(" ");
             if trace.is_some() && !args.iter().any(|a| a == tlbtrace::KERNEL_OPTION) {
                 append = format!("{append} {}", tlbtrace::KERNEL_OPTION);
             }
             let qemu = Qemu {
-                machine: Machine {
-                    cpu,
-                    cpus,
-                    mem_mb: mem,
-                    el2,
-                },
+                machine: Machine { cpu, cpus, mem_mb: mem, el2 },
                 image: kernel.image,
                 append,
                 gdb,
@@ -149,23 +129,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     elf = kernel.elf.display()
                 );
             }
-            let cannot_start = || {
-                format!(
-                    "cannot start {}; run scripts/setup.sh",
-                    Qemu::program().to_string_lossy()
-                )
-            };
+            let cannot_start = || format!("cannot start {}; run scripts/setup.sh", Qemu::program().to_string_lossy());
             let Some(path) = trace else {
                 let status = qemu.command().status().with_context(cannot_start)?;
                 let exit = Exit::from_status(status);
                 eprintln!("ktool: QEMU ended: {exit}");
                 return Ok(exit_code(exit.code()));
             };
-            let mut child = qemu
-                .command()
-                .stdout(Stdio::piped())
-                .spawn()
-                .with_context(cannot_start)?;
+            let mut child = qemu.command().stdout(Stdio::piped()).spawn().with_context(cannot_start)?;
             let lines = echo_keeping_trace(child.stdout.take().expect("stdout is piped"));
             let exit = Exit::from_status(child.wait()?);
             eprintln!("ktool: QEMU ended: {exit}");
@@ -188,11 +159,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::List => {
             let kernel = build()?;
             let list = ktests::read(&kernel.elf)?;
-            println!(
-                "{} in-kernel tests (.ktests at {:#x})",
-                list.tests.len(),
-                list.section_va
-            );
+            println!("{} in-kernel tests (.ktests at {:#x})", list.tests.len(), list.section_va);
             let width = list.tests.iter().map(|t| t.name.len()).max().unwrap_or(0);
             for t in &list.tests {
                 let mut flags = Vec::new();
@@ -202,11 +169,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 if t.flags.el2() {
                     flags.push("el2");
                 }
-                let append = if t.append.is_empty() {
-                    String::new()
-                } else {
-                    format!(" append={:?}", t.append)
-                };
+                let append = if t.append.is_empty() { String::new() } else { format!(" append={:?}", t.append) };
                 println!(
                     "{:3} {:<width$} -cpu {} -smp {} -m {}M timeout {}s{}{append}",
                     t.index,
@@ -215,11 +178,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     t.cpus,
                     t.mem_mb,
                     t.timeout_s,
-                    if flags.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" [{}]", flags.join(","))
-                    },
+                    if flags.is_empty() { String::new() } else { format!(" [{}]", flags.join(",")) },
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -51,7 +51,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    eprintln!("stress: {} calls, {} lifecycles, seed {}: -append '{}'", plan.calls, plan.lifecycles, plan.seed, plan.append());
+    eprintln!(
+        "stress: {} calls, {} lifecycles, seed {}: -append '{}'",
+        plan.calls,
+        plan.lifecycles,
+        plan.seed,
+        plan.append()
+    );
     let (summary, command) = match stress::run(&plan, &kernel.image, a.verbose) {
         Ok(r) => r,
         Err(e) => {

@@ -15,9 +15,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-pub use options::{
-    OptionsError, RunOptions, BOOT_TIMEOUT, CONSOLE_TAIL, DEFAULT_TEST_TIMEOUT, HOST_GRACE,
-};
+pub use options::{OptionsError, RunOptions, BOOT_TIMEOUT, CONSOLE_TAIL, DEFAULT_TEST_TIMEOUT, HOST_GRACE};
 pub use process::{run_to_end, ProcessLauncher};
 pub use runner::{run_suite, Boot, Launcher, Next};
 
@@ -73,23 +71,11 @@ pub fn group<'a>(tests: impl IntoIterator<Item = &'a KTest>) -> Vec<Suite> {
     let mut suites: Vec<Suite> = Vec::new();
     let mut shared: HashMap<(Machine, String, Flags), usize> = HashMap::new();
     for test in tests {
-        let machine = Machine {
-            cpu: test.cpu.clone(),
-            cpus: test.cpus,
-            mem_mb: test.mem_mb,
-            el2: test.flags.el2(),
-        };
-        let key = (
-            machine.clone(),
-            test.append.clone(),
-            test.flags.without_fresh(),
-        );
-        let slot = if test.flags.fresh() {
-            None
-        } else {
-            shared.get(&key).copied()
-        };
-        let fits = |s: &Suite| s.tests.iter().map(|t| t.name.len() + 1).sum::<usize>() + test.name.len() <= MAX_NAMES_BYTES;
+        let machine = Machine { cpu: test.cpu.clone(), cpus: test.cpus, mem_mb: test.mem_mb, el2: test.flags.el2() };
+        let key = (machine.clone(), test.append.clone(), test.flags.without_fresh());
+        let slot = if test.flags.fresh() { None } else { shared.get(&key).copied() };
+        let fits =
+            |s: &Suite| s.tests.iter().map(|t| t.name.len() + 1).sum::<usize>() + test.name.len() <= MAX_NAMES_BYTES;
         let slot = slot.filter(|&i| fits(&suites[i]));
         match slot {
             Some(i) => suites[i].tests.push(test.clone()),
@@ -97,11 +83,7 @@ pub fn group<'a>(tests: impl IntoIterator<Item = &'a KTest>) -> Vec<Suite> {
                 if !test.flags.fresh() {
                     shared.insert(key, suites.len());
                 }
-                suites.push(Suite {
-                    machine,
-                    append: test.append.clone(),
-                    tests: vec![test.clone()],
-                });
+                suites.push(Suite { machine, append: test.append.clone(), tests: vec![test.clone()] });
             }
         }
     }
@@ -139,14 +121,7 @@ impl Outcome {
             Verdict::Skip => "SKIPPED",
             Verdict::Timeout => "TIMEOUT",
         };
-        let mut msg = format!(
-            "{head}: {}\n",
-            if self.reason.is_empty() {
-                "(no reason given)"
-            } else {
-                &self.reason
-            }
-        );
+        let mut msg = format!("{head}: {}\n", if self.reason.is_empty() { "(no reason given)" } else { &self.reason });
         msg.push_str(&format!("--- console ({} lines) ---\n", self.console.len()));
         for line in &self.console {
             msg.push_str(line);
@@ -155,10 +130,7 @@ impl Outcome {
         msg.push_str("--- reproduce the boot with ---\n");
         msg.push_str(&self.command);
         msg.push_str("\n--- or rerun this test alone with ---\n");
-        msg.push_str(&format!(
-            "scripts/test.sh -p ktest-harness --test kernel -- --exact {}\n",
-            self.name
-        ));
+        msg.push_str(&format!("scripts/test.sh -p ktest-harness --test kernel -- --exact {}\n", self.name));
         msg
     }
 }
@@ -166,24 +138,11 @@ impl Outcome {
 /// Runs `suites` with real QEMU processes, at most `opts.jobs` at once.
 /// Returns one outcome per test of every suite.
 pub fn run_suites(suites: &[Suite], image: &Path, opts: &RunOptions) -> Vec<Outcome> {
-    run_suites_with(
-        suites,
-        image,
-        opts,
-        &ProcessLauncher {
-            program: Qemu::program(),
-            verbose: opts.verbose,
-        },
-    )
+    run_suites_with(suites, image, opts, &ProcessLauncher { program: Qemu::program(), verbose: opts.verbose })
 }
 
 /// [`run_suites`] with any way of booting.
-pub fn run_suites_with(
-    suites: &[Suite],
-    image: &Path,
-    opts: &RunOptions,
-    launcher: &dyn Launcher,
-) -> Vec<Outcome> {
+pub fn run_suites_with(suites: &[Suite], image: &Path, opts: &RunOptions, launcher: &dyn Launcher) -> Vec<Outcome> {
     let next = AtomicUsize::new(0);
     let outcomes = Mutex::new(Vec::new());
     let workers = opts.jobs.clamp(1, suites.len().max(1));
@@ -200,20 +159,9 @@ pub fn run_suites_with(
                     suite.describe()
                 );
                 let results = run_suite(suite, image, opts, launcher);
-                let failed = results
-                    .iter()
-                    .filter(|o| matches!(o.verdict, Verdict::Fail | Verdict::Timeout))
-                    .count();
-                eprintln!(
-                    "ktest: suite {}/{} done, {failed} of {} failed",
-                    i + 1,
-                    suites.len(),
-                    results.len()
-                );
-                outcomes
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend(results);
+                let failed = results.iter().filter(|o| matches!(o.verdict, Verdict::Fail | Verdict::Timeout)).count();
+                eprintln!("ktest: suite {}/{} done, {failed} of {} failed", i + 1, suites.len(), results.len());
+                outcomes.lock().unwrap_or_else(|e| e.into_inner()).extend(results);
             });
         }
     });
@@ -225,14 +173,7 @@ pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
-    pub(crate) fn ktest(
-        index: usize,
-        name: &str,
-        cpu: &str,
-        cpus: u32,
-        append: &str,
-        flags: u32,
-    ) -> KTest {
+    pub(crate) fn ktest(index: usize, name: &str, cpu: &str, cpus: u32, append: &str, flags: u32) -> KTest {
         KTest {
             index,
             record_va: 0x1000 + 72 * index as u64,
@@ -266,39 +207,19 @@ pub(crate) mod tests {
         // Selection order does not matter; section order does.
         let suites = group(tests.iter().rev());
         let got: Vec<_> = suites.iter().map(names).collect();
-        assert_eq!(
-            got,
-            [
-                vec!["a", "d"],
-                vec!["b", "i"],
-                vec!["c"],
-                vec!["e"],
-                vec!["f"],
-                vec!["g"],
-                vec!["h"]
-            ]
-        );
+        assert_eq!(got, [vec!["a", "d"], vec!["b", "i"], vec!["c"], vec!["e"], vec!["f"], vec!["g"], vec!["h"]]);
         assert!(suites[3].machine.el2 && suites[4].machine.el2 && !suites[0].machine.el2);
         assert_eq!(suites[6].append, "x=1");
     }
 
     #[test]
     fn suite_command_line_and_limits() {
-        let suites = group(&[
-            ktest(0, "a::b", "max", 4, " log=trace ", 0),
-            ktest(1, "c", "max", 4, " log=trace ", 0),
-        ]);
+        let suites = group(&[ktest(0, "a::b", "max", 4, " log=trace ", 0), ktest(1, "c", "max", 4, " log=trace ", 0)]);
         let qemu = suites[0].qemu(Path::new("/k.img"), &["a::b", "c"]);
         assert_eq!(qemu.append, "log=trace ktest.run=a::b,c");
         let bare = group(&[ktest(0, "a", "max", 1, "", 0)]);
-        assert_eq!(
-            bare[0].qemu(Path::new("/k.img"), &["a"]).append,
-            "ktest.run=a"
-        );
-        let opts = RunOptions {
-            timeout_scale: 2.0,
-            ..RunOptions::default()
-        };
+        assert_eq!(bare[0].qemu(Path::new("/k.img"), &["a"]).append, "ktest.run=a");
+        let opts = RunOptions { timeout_scale: 2.0, ..RunOptions::default() };
         assert_eq!(opts.test_timeout(10), Duration::from_secs(20) + HOST_GRACE);
         assert_eq!(opts.test_timeout(0), DEFAULT_TEST_TIMEOUT * 2 + HOST_GRACE);
         assert_eq!(opts.boot_timeout(), BOOT_TIMEOUT * 2);

@@ -34,11 +34,7 @@ pub struct RunOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
     #[error("{var}={value:?} is not a {expected}")]
-    Invalid {
-        var: &'static str,
-        value: String,
-        expected: &'static str,
-    },
+    Invalid { var: &'static str, value: String, expected: &'static str },
 }
 
 impl RunOptions {
@@ -51,43 +47,24 @@ impl RunOptions {
                 .parse()
                 .ok()
                 .filter(|s: &f64| s.is_finite() && *s > 0.0)
-                .ok_or(OptionsError::Invalid {
-                    var: "KTEST_TIMEOUT_SCALE",
-                    value: v,
-                    expected: "positive number",
-                })?,
+                .ok_or(OptionsError::Invalid { var: "KTEST_TIMEOUT_SCALE", value: v, expected: "positive number" })?,
         };
         let jobs = match var("KTEST_JOBS") {
             None => std::thread::available_parallelism().map_or(1, usize::from),
-            Some(v) => v
-                .trim()
-                .parse()
-                .ok()
-                .filter(|&j| j > 0)
-                .ok_or(OptionsError::Invalid {
-                    var: "KTEST_JOBS",
-                    value: v,
-                    expected: "positive integer",
-                })?,
+            Some(v) => v.trim().parse().ok().filter(|&j| j > 0).ok_or(OptionsError::Invalid {
+                var: "KTEST_JOBS",
+                value: v,
+                expected: "positive integer",
+            })?,
         };
         let verbose = var("KTEST_VERBOSE").is_some_and(|v| v != "0");
         let append = var("KTEST_APPEND").map(|v| v.trim().to_owned()).unwrap_or_default();
-        Ok(RunOptions {
-            timeout_scale,
-            jobs,
-            verbose,
-            host_grace: HOST_GRACE,
-            append,
-        })
+        Ok(RunOptions { timeout_scale, jobs, verbose, host_grace: HOST_GRACE, append })
     }
 
     /// The host-side limit for a test whose record says `timeout_s`.
     pub fn test_timeout(&self, timeout_s: u32) -> Duration {
-        let base = if timeout_s == 0 {
-            DEFAULT_TEST_TIMEOUT
-        } else {
-            Duration::from_secs(timeout_s.into())
-        };
+        let base = if timeout_s == 0 { DEFAULT_TEST_TIMEOUT } else { Duration::from_secs(timeout_s.into()) };
         base.mul_f64(self.timeout_scale) + self.host_grace
     }
 
@@ -99,12 +76,6 @@ impl RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions {
-            timeout_scale: 1.0,
-            jobs: 1,
-            verbose: false,
-            append: String::new(),
-            host_grace: HOST_GRACE,
-        }
+        RunOptions { timeout_scale: 1.0, jobs: 1, verbose: false, append: String::new(), host_grace: HOST_GRACE }
     }
 }

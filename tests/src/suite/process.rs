@@ -32,23 +32,14 @@ impl Launcher for ProcessLauncher {
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let (tx, lines) = mpsc::channel();
-        let tag = qemu
-            .append
-            .rsplit("ktest.run=")
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(40)
-            .collect::<String>();
+        let tag = qemu.append.rsplit("ktest.run=").next().unwrap_or("").chars().take(40).collect::<String>();
         let verbose = self.verbose;
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut buf = Vec::new();
             // Console bytes need not be UTF-8 (a crashing kernel prints anything).
             while matches!(reader.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
-                let line = String::from_utf8_lossy(&buf)
-                    .trim_end_matches(['\n', '\r'])
-                    .to_owned();
+                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_owned();
                 if verbose {
                     eprintln!("[{tag}] {line}");
                 }
@@ -64,11 +55,7 @@ impl Launcher for ProcessLauncher {
             let _ = stderr.read_to_end(&mut text);
             let _ = stderr_tx.send(String::from_utf8_lossy(&text).into_owned());
         });
-        Ok(Box::new(ProcessBoot {
-            child,
-            lines,
-            stderr: stderr_text,
-        }))
+        Ok(Box::new(ProcessBoot { child, lines, stderr: stderr_text }))
     }
 
     fn command_line(&self, qemu: &Qemu) -> String {
@@ -89,10 +76,7 @@ struct ProcessBoot {
 
 impl Boot for ProcessBoot {
     fn next(&mut self, deadline: Instant) -> Next {
-        match self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
+        match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => Next::Line(line),
             Err(RecvTimeoutError::Disconnected) => Next::Ended,
             Err(RecvTimeoutError::Timeout) => Next::DeadlinePassed,
@@ -107,10 +91,7 @@ impl Boot for ProcessBoot {
     fn finish(&mut self) -> (Exit, String) {
         let exit = match self.child.wait() {
             Ok(status) => Exit::from_status(status),
-            Err(_) => Exit::Crashed {
-                code: None,
-                signal: None,
-            },
+            Err(_) => Exit::Crashed { code: None, signal: None },
         };
         // A process QEMU left behind could hold the pipe open: do not wait long.
         let stderr = self.stderr.recv_timeout(STDERR_WAIT).unwrap_or_default();
@@ -161,22 +142,12 @@ case "$*" in
     exec sleep 30 ;;
   *ktest.run=c*) printf '# start c\nnot ok 1 c # nope\n'; exit 1 ;;
 esac"#;
-        let launcher = ProcessLauncher {
-            program: fake_qemu(&dir, script),
-            verbose: false,
-        };
-        let mut tests = [
-            ktest(0, "a", "max", 1, "", 0),
-            ktest(1, "b", "max", 1, "", 0),
-        ];
+        let launcher = ProcessLauncher { program: fake_qemu(&dir, script), verbose: false };
+        let mut tests = [ktest(0, "a", "max", 1, "", 0), ktest(1, "b", "max", 1, "", 0)];
         tests[1].timeout_s = 1;
         let suite = group(&tests).remove(0);
         // b times out after 1 s × 0.5 + 0.5 s grace.
-        let opts = RunOptions {
-            timeout_scale: 0.5,
-            host_grace: Duration::from_millis(500),
-            ..RunOptions::default()
-        };
+        let opts = RunOptions { timeout_scale: 0.5, host_grace: Duration::from_millis(500), ..RunOptions::default() };
         let started = Instant::now();
         let out = run_suite(&suite, Path::new("/k.img"), &opts, &launcher);
         assert!(started.elapsed().as_secs() < 10);
@@ -186,25 +157,15 @@ esac"#;
 
         let c = group(&[ktest(2, "c", "max", 1, "", 0)]).remove(0);
         let out = run_suite(&c, Path::new("/k.img"), &opts, &launcher);
-        assert_eq!(
-            (out[0].verdict.clone(), out[0].reason.as_str()),
-            (Verdict::Fail, "nope")
-        );
+        assert_eq!((out[0].verdict.clone(), out[0].reason.as_str()), (Verdict::Fail, "nope"));
         let qemu = Qemu {
-            machine: Machine {
-                cpu: "max".into(),
-                cpus: 1,
-                mem_mb: 64,
-                el2: false,
-            },
+            machine: Machine { cpu: "max".into(), cpus: 1, mem_mb: 64, el2: false },
             image: "/k.img".into(),
             append: "x y".into(),
             gdb: false,
             plugin: None,
         };
-        assert!(launcher
-            .command_line(&qemu)
-            .ends_with("-append 'x y' -no-reboot"));
+        assert!(launcher.command_line(&qemu).ends_with("-append 'x y' -no-reboot"));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

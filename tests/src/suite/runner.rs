@@ -56,21 +56,12 @@ enum BootEnd {
 }
 
 /// Runs `suite` to the end; one outcome per test, in section order.
-pub fn run_suite(
-    suite: &Suite,
-    image: &Path,
-    opts: &RunOptions,
-    launcher: &dyn Launcher,
-) -> Vec<Outcome> {
+pub fn run_suite(suite: &Suite, image: &Path, opts: &RunOptions, launcher: &dyn Launcher) -> Vec<Outcome> {
     let mut results: HashMap<String, Outcome> = HashMap::new();
     let mut retries_left = 1;
     let mut last_command = String::new();
     loop {
-        let pending: Vec<&KTest> = suite
-            .tests
-            .iter()
-            .filter(|t| !results.contains_key(&t.name))
-            .collect();
+        let pending: Vec<&KTest> = suite.tests.iter().filter(|t| !results.contains_key(&t.name)).collect();
         if pending.is_empty() {
             break;
         }
@@ -85,19 +76,12 @@ pub fn run_suite(
         let mut boot = match launcher.launch(&qemu) {
             Ok(boot) => boot,
             Err(e) => {
-                let reason = format!(
-                    "cannot start QEMU ({e}); is qemu-system-arm installed (scripts/setup.sh)?"
-                );
+                let reason = format!("cannot start QEMU ({e}); is qemu-system-arm installed (scripts/setup.sh)?");
                 fail_rest(&mut results, &pending, &reason, &command);
                 break;
             }
         };
-        let mut run = BootRun {
-            pending: &pending,
-            opts,
-            command: &command,
-            results: &mut results,
-        };
+        let mut run = BootRun { pending: &pending, opts, command: &command, results: &mut results };
         let end = run.drive(boot.as_mut());
         last_command = command;
         if let BootEnd::Crashed = end {
@@ -110,48 +94,21 @@ pub fn run_suite(
             break; // Cannot happen (every boot decides a test); never loop on it.
         }
     }
-    let rest: Vec<&KTest> = suite
-        .tests
-        .iter()
-        .filter(|t| !results.contains_key(&t.name))
-        .collect();
-    let reason = "not run: two boots of this suite crashed or hung before reaching it (see the tests that failed before it)";
+    let rest: Vec<&KTest> = suite.tests.iter().filter(|t| !results.contains_key(&t.name)).collect();
+    let reason =
+        "not run: two boots of this suite crashed or hung before reaching it (see the tests that failed before it)";
     fail_rest(&mut results, &rest, reason, &last_command);
-    suite
-        .tests
-        .iter()
-        .filter_map(|t| results.remove(&t.name))
-        .collect()
+    suite.tests.iter().filter_map(|t| results.remove(&t.name)).collect()
 }
 
-fn fail_rest(
-    results: &mut HashMap<String, Outcome>,
-    tests: &[&KTest],
-    reason: &str,
-    command: &str,
-) {
+fn fail_rest(results: &mut HashMap<String, Outcome>, tests: &[&KTest], reason: &str, command: &str) {
     for t in tests {
-        results.insert(
-            t.name.clone(),
-            outcome(&t.name, Verdict::Fail, reason.into(), Vec::new(), command),
-        );
+        results.insert(t.name.clone(), outcome(&t.name, Verdict::Fail, reason.into(), Vec::new(), command));
     }
 }
 
-fn outcome(
-    name: &str,
-    verdict: Verdict,
-    reason: String,
-    console: Vec<String>,
-    command: &str,
-) -> Outcome {
-    Outcome {
-        name: name.into(),
-        verdict,
-        reason,
-        console,
-        command: command.into(),
-    }
+fn outcome(name: &str, verdict: Verdict, reason: String, console: Vec<String>, command: &str) -> Outcome {
+    Outcome { name: name.into(), verdict, reason, console, command: command.into() }
 }
 
 /// The state of one boot.
@@ -181,20 +138,14 @@ impl BootRun<'_> {
 
     fn record(&mut self, i: usize, verdict: Verdict, reason: String, console: Vec<String>) {
         let name = &self.pending[i].name;
-        self.results.insert(
-            name.clone(),
-            outcome(name, verdict, reason, console, self.command),
-        );
+        self.results.insert(name.clone(), outcome(name, verdict, reason, console, self.command));
     }
 
     /// Tests before `upto` that the kernel went past without a result.
     fn pass_over(&mut self, upto: usize) {
         for i in 0..upto {
             if !self.decided(i) {
-                let reason = format!(
-                    "the kernel went on to {} without reporting this test",
-                    self.pending[upto].name
-                );
+                let reason = format!("the kernel went on to {} without reporting this test", self.pending[upto].name);
                 self.record(i, Verdict::Fail, reason, Vec::new());
             }
         }
@@ -224,20 +175,15 @@ impl BootRun<'_> {
             match event {
                 Event::Start(name) => {
                     let index = self.position(&name);
-                    limit = index.map_or(self.opts.boot_timeout(), |i| {
-                        self.opts.test_timeout(self.pending[i].timeout_s)
-                    });
+                    limit =
+                        index.map_or(self.opts.boot_timeout(), |i| self.opts.test_timeout(self.pending[i].timeout_s));
                     deadline = Instant::now() + limit;
                     if let Some(i) = index {
                         self.pass_over(i);
                     }
                 }
                 Event::Result => {
-                    let report = parser
-                        .reports()
-                        .last()
-                        .expect("a result was just parsed")
-                        .clone();
+                    let report = parser.reports().last().expect("a result was just parsed").clone();
                     if let Some(i) = self.position(&report.name).filter(|&i| !self.decided(i)) {
                         self.pass_over(i);
                         let (verdict, reason) = match report.status {
@@ -261,10 +207,7 @@ impl BootRun<'_> {
             Stop::AllReported => self.epilogue(boot, &mut console, deadline, &reported_here),
             Stop::Deadline => {
                 let (exit, stderr) = boot.finish();
-                match parser
-                    .current()
-                    .and_then(|(name, lines)| Some((self.position(name)?, lines.to_vec())))
-                {
+                match parser.current().and_then(|(name, lines)| Some((self.position(name)?, lines.to_vec()))) {
                     Some((i, lines)) if !self.decided(i) => {
                         let reason = format!(
                             "no result within {:.0?} (timeout_s = {}, KTEST_TIMEOUT_SCALE = {}); QEMU was killed",
@@ -274,14 +217,9 @@ impl BootRun<'_> {
                         BootEnd::Relaunch
                     }
                     _ => {
-                        let when = if reported_here.is_empty() {
-                            "after QEMU started"
-                        } else {
-                            "after the previous result"
-                        };
-                        let why = format!(
-                            "no `# start` line within {limit:.0?} {when}; QEMU was killed ({exit})"
-                        );
+                        let when =
+                            if reported_here.is_empty() { "after QEMU started" } else { "after the previous result" };
+                        let why = format!("no `# start` line within {limit:.0?} {when}; QEMU was killed ({exit})");
                         self.blame_next(why, &console, &stderr)
                     }
                 }
@@ -294,11 +232,7 @@ impl BootRun<'_> {
                         self.record(i, Verdict::Fail, reason, tail(&console, &stderr));
                         BootEnd::Crashed
                     }
-                    _ => self.blame_next(
-                        format!("QEMU ended before this test started: {exit}"),
-                        &console,
-                        &stderr,
-                    ),
+                    _ => self.blame_next(format!("QEMU ended before this test started: {exit}"), &console, &stderr),
                 }
             }
         }
@@ -332,45 +266,27 @@ impl BootRun<'_> {
             }
         };
         let (exit, stderr) = boot.finish();
-        let failures = here.iter().any(|&i| {
-            matches!(
-                self.results[&self.pending[i].name].verdict,
-                Verdict::Fail | Verdict::Timeout
-            )
-        });
+        let failures = here
+            .iter()
+            .any(|&i| matches!(self.results[&self.pending[i].name].verdict, Verdict::Fail | Verdict::Timeout));
         let problem = if !exited {
-            Some(format!(
-                "QEMU did not exit within {:.0?} after the last result",
-                self.opts.boot_timeout()
-            ))
+            Some(format!("QEMU did not exit within {:.0?} after the last result", self.opts.boot_timeout()))
         } else if !exit.is_clean() {
             Some(format!("QEMU then ended with {exit}"))
         } else if exit == Exit::Failed && !failures {
-            Some(format!(
-                "the kernel then exited with {exit}, though no test of this boot failed"
-            ))
+            Some(format!("the kernel then exited with {exit}, though no test of this boot failed"))
         } else {
             None
         };
         if let (Some(problem), Some(&last)) = (problem, here.last()) {
             let name = self.pending[last].name.clone();
-            let previous = self
-                .results
-                .remove(&name)
-                .expect("reported tests have results");
+            let previous = self.results.remove(&name).expect("reported tests have results");
             let mut lines = previous.console;
             lines.push("--- after the test: the boot's console tail ---".into());
             lines.extend(tail(console, &stderr));
-            let said = if previous.reason.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", previous.reason)
-            };
+            let said = if previous.reason.is_empty() { String::new() } else { format!(" ({})", previous.reason) };
             let reason = format!("reported {:?}{said}, but {problem}", previous.verdict);
-            self.results.insert(
-                name.clone(),
-                outcome(&name, Verdict::Fail, reason, lines, self.command),
-            );
+            self.results.insert(name.clone(), outcome(&name, Verdict::Fail, reason, lines, self.command));
         }
         BootEnd::Complete
     }
@@ -380,10 +296,7 @@ impl BootRun<'_> {
 fn tail(console: &[String], stderr: &str) -> Vec<String> {
     let mut lines: Vec<String> = console[console.len().saturating_sub(CONSOLE_TAIL)..].to_vec();
     if console.len() > CONSOLE_TAIL {
-        lines.insert(
-            0,
-            format!("... ({} earlier lines)", console.len() - CONSOLE_TAIL),
-        );
+        lines.insert(0, format!("... ({} earlier lines)", console.len() - CONSOLE_TAIL));
     }
     if !stderr.trim().is_empty() {
         lines.push("--- QEMU stderr ---".into());

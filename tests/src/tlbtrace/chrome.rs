@@ -40,9 +40,7 @@ pub fn json(t: &Trace) -> Value {
             Range::Va { start, end } => (json!(format!("{start:#x}")), json!(format!("{end:#x}"))),
             _ => (Value::Null, Value::Null),
         };
-        let ipi: Vec<u32> = (0..64)
-            .filter(|c| e.ipi.is_some_and(|m| m >> c & 1 == 1))
-            .collect();
+        let ipi: Vec<u32> = (0..64).filter(|c| e.ipi.is_some_and(|m| m >> c & 1 == 1)).collect();
         events.push(json!({
             "name": e.reason,
             "cat": "tlb",
@@ -97,48 +95,29 @@ mod tests {
         let names: Vec<(u64, &str)> = events
             .iter()
             .filter(|e| e["name"] == "thread_name")
-            .map(|e| {
-                (
-                    e["tid"].as_u64().unwrap(),
-                    e["args"]["name"].as_str().unwrap(),
-                )
-            })
+            .map(|e| (e["tid"].as_u64().unwrap(), e["args"]["name"].as_str().unwrap()))
             .collect();
         assert_eq!(names, [(0, "CPU 0"), (1, "CPU 1")]);
         let decisions: Vec<&Value> = events.iter().filter(|e| e["ph"] == "i").collect();
         assert_eq!(decisions.len(), 4);
         assert!(events.iter().all(|e| e["pid"] == 0), "one process");
         let d = decisions[0];
-        assert_eq!(
-            (d["name"].as_str(), d["tid"].as_u64(), d["s"].as_str()),
-            (Some("range"), Some(0), Some("t"))
-        );
+        assert_eq!((d["name"].as_str(), d["tid"].as_u64(), d["s"].as_str()), (Some("range"), Some(0), Some("t")));
         assert_eq!(d["ts"].as_f64(), Some(133_744.432));
         let a = &d["args"];
         assert_eq!(
             (a["asid"].as_u64(), a["pages"].as_u64(), a["ops"].as_str()),
             (Some(1), Some(512), Some("rvae1is:1"))
         );
+        assert_eq!((a["start"].as_str(), a["end"].as_str()), (Some("0x1000000000"), Some("0x1000200000")));
         assert_eq!(
-            (a["start"].as_str(), a["end"].as_str()),
-            (Some("0x1000000000"), Some("0x1000200000"))
-        );
-        assert_eq!(
-            (
-                a["reason"].as_str(),
-                a["policy"].as_str(),
-                a["strategy"].as_str()
-            ),
+            (a["reason"].as_str(), a["policy"].as_str(), a["strategy"].as_str()),
             (Some("range"), Some("range"), Some("range"))
         );
         assert_eq!(a["ipi_targets"], json!([]));
         let roll = &decisions[3]["args"];
         assert_eq!(
-            (
-                roll["asid"].clone(),
-                roll["range"].as_str(),
-                roll["ipi_targets"].clone()
-            ),
+            (roll["asid"].clone(), roll["range"].as_str(), roll["ipi_targets"].clone()),
             (Value::Null, Some("all"), json!([0]))
         );
         assert_eq!(v["otherData"]["dropped_per_cpu"], json!([0, 3]));
@@ -147,19 +126,9 @@ mod tests {
 
     #[test]
     fn a_cpu_without_decisions_still_has_its_track() {
-        let t = Trace {
-            cpus: 4,
-            events: Vec::new(),
-            dropped_per_cpu: vec![0; 4],
-            ..Trace::parse(CONSOLE).unwrap()
-        };
+        let t = Trace { cpus: 4, events: Vec::new(), dropped_per_cpu: vec![0; 4], ..Trace::parse(CONSOLE).unwrap() };
         let v = json(&t);
-        let tracks = v["traceEvents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["name"] == "thread_name")
-            .count();
+        let tracks = v["traceEvents"].as_array().unwrap().iter().filter(|e| e["name"] == "thread_name").count();
         assert_eq!(tracks, 4);
     }
 }

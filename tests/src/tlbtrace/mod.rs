@@ -76,20 +76,12 @@ impl Event {
         if self.ops.is_empty() {
             return "none".into();
         }
-        self.ops
-            .iter()
-            .map(|(k, n)| format!("{k}:{n}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        self.ops.iter().map(|(k, n)| format!("{k}:{n}")).collect::<Vec<_>>().join(",")
     }
 
     /// `ops` of `kind`.
     pub fn op(&self, kind: &str) -> u64 {
-        self.ops
-            .iter()
-            .filter(|(k, _)| k == kind)
-            .map(|(_, n)| n)
-            .sum()
+        self.ops.iter().filter(|(k, _)| k == kind).map(|(_, n)| n).sum()
     }
 }
 
@@ -119,11 +111,7 @@ pub enum TraceError {
     #[error("the trace has no TRACE-DROPPED line: it was cut short (the kernel crashed or was stopped?)")]
     Unterminated,
     #[error("trace line {line}: {why}: {text:?}")]
-    BadLine {
-        line: usize,
-        text: String,
-        why: String,
-    },
+    BadLine { line: usize, text: String, why: String },
     #[error("trace format version {0}, this tool reads version {VERSION}")]
     Version(u32),
     #[error("the TRACE-DROPPED line counts {said} events, the block has {seen}")]
@@ -142,11 +130,7 @@ impl Trace {
         let mut ended = false;
         for (i, raw) in lines.into_iter().enumerate() {
             let line = raw.trim_end_matches('\r').trim_start();
-            let bad = |why: String| TraceError::BadLine {
-                line: i + 1,
-                text: line.to_string(),
-                why,
-            };
+            let bad = |why: String| TraceError::BadLine { line: i + 1, text: line.to_string(), why };
             if let Some(rest) = line.strip_prefix(BEGIN) {
                 if trace.is_some() {
                     return Err(TraceError::SeveralTraces);
@@ -176,20 +160,12 @@ impl Trace {
                 let f = Fields::new(rest, &["total", "per_cpu", "events"]).map_err(bad)?;
                 t.dropped_per_cpu = f.list(1).map_err(bad)?;
                 let total = f.num(0).map_err(bad)?;
-                if t.dropped_per_cpu.iter().sum::<u64>() != total
-                    || t.dropped_per_cpu.len() != t.cpus as usize
-                {
-                    return Err(bad(format!(
-                        "per_cpu does not add up to total={total} over {} CPUs",
-                        t.cpus
-                    )));
+                if t.dropped_per_cpu.iter().sum::<u64>() != total || t.dropped_per_cpu.len() != t.cpus as usize {
+                    return Err(bad(format!("per_cpu does not add up to total={total} over {} CPUs", t.cpus)));
                 }
                 let said = f.num(2).map_err(bad)?;
                 if said != t.events.len() as u64 {
-                    return Err(TraceError::EventCount {
-                        said,
-                        seen: t.events.len() as u64,
-                    });
+                    return Err(TraceError::EventCount { said, seen: t.events.len() as u64 });
                 }
                 ended = true;
             }
@@ -221,8 +197,7 @@ impl Trace {
 
     /// Writes the Chrome/Perfetto JSON ([`chrome::json`]) to `path`.
     pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
-        let text =
-            serde_json::to_string(&chrome::json(self)).expect("JSON values always serialise");
+        let text = serde_json::to_string(&chrome::json(self)).expect("JSON values always serialise");
         std::fs::write(path, text + "\n")
     }
 }
@@ -234,12 +209,7 @@ impl<'a> Fields<'a> {
     fn new(text: &'a str, keys: &[&str]) -> Result<Self, String> {
         let words: Vec<&str> = text.split_ascii_whitespace().collect();
         if words.len() != keys.len() {
-            return Err(format!(
-                "expected {} fields ({}), saw {}",
-                keys.len(),
-                keys.join(" "),
-                words.len()
-            ));
+            return Err(format!("expected {} fields ({}), saw {}", keys.len(), keys.join(" "), words.len()));
         }
         let mut values = Vec::new();
         for (w, k) in words.iter().zip(keys) {
@@ -278,9 +248,7 @@ fn number(s: &str) -> Result<u64, String> {
     .map_err(|_| format!("{s:?} is not a number"))
 }
 
-const EVENT_KEYS: [&str; 10] = [
-    "cpu", "t_ns", "asid", "range", "pages", "strategy", "ops", "reason", "policy", "ipi",
-];
+const EVENT_KEYS: [&str; 10] = ["cpu", "t_ns", "asid", "range", "pages", "strategy", "ops", "reason", "policy", "ipi"];
 
 fn parse_event(text: &str) -> Result<Event, String> {
     let f = Fields::new(text, &EVENT_KEYS)?;
@@ -289,9 +257,7 @@ fn parse_event(text: &str) -> Result<Event, String> {
         "whole_asid" => Range::WholeAsid,
         "all" => Range::All,
         r => {
-            let (s, e) = r
-                .split_once('-')
-                .ok_or_else(|| format!("range {r:?} is not START-END"))?;
+            let (s, e) = r.split_once('-').ok_or_else(|| format!("range {r:?} is not START-END"))?;
             let (start, end) = (number(s)?, number(e)?);
             if start > end {
                 return Err(format!("range {r:?} ends before it starts"));
@@ -304,9 +270,7 @@ fn parse_event(text: &str) -> Result<Event, String> {
         o => o
             .split(',')
             .map(|kn| {
-                let (k, n) = kn
-                    .split_once(':')
-                    .ok_or_else(|| format!("op {kn:?} is not KIND:COUNT"))?;
+                let (k, n) = kn.split_once(':').ok_or_else(|| format!("op {kn:?} is not KIND:COUNT"))?;
                 Ok((k.to_string(), number(n)?))
             })
             .collect::<Result<_, String>>()?,
@@ -345,78 +309,39 @@ run: done
     #[test]
     fn a_block_parses() {
         let t = Trace::parse(CONSOLE).unwrap();
-        assert_eq!(
-            (t.version, t.cpus, t.size, t.freq_hz),
-            (1, 2, 4096, 62_500_000)
-        );
+        assert_eq!((t.version, t.cpus, t.size, t.freq_hz), (1, 2, 4096, 62_500_000));
         assert_eq!(t.events.len(), 4);
         assert_eq!((t.dropped(), t.dropped_per_cpu.clone()), (3, vec![0, 3]));
         let e = &t.events[0];
+        assert_eq!(e.range, Range::Va { start: 0x10_0000_0000, end: 0x10_0020_0000 });
+        assert_eq!((e.cpu, e.t_ns, e.asid, e.pages), (0, 133_744_432, Some(1), Some(512)));
         assert_eq!(
-            e.range,
-            Range::Va {
-                start: 0x10_0000_0000,
-                end: 0x10_0020_0000
-            }
-        );
-        assert_eq!(
-            (e.cpu, e.t_ns, e.asid, e.pages),
-            (0, 133_744_432, Some(1), Some(512))
-        );
-        assert_eq!(
-            (
-                e.strategy.as_deref(),
-                e.reason.as_str(),
-                e.policy.as_deref()
-            ),
+            (e.strategy.as_deref(), e.reason.as_str(), e.policy.as_deref()),
             (Some("range"), "range", Some("range"))
         );
-        assert_eq!(
-            (e.ops_text(), e.tlbis(), e.ipi),
-            ("rvae1is:1".to_string(), 1, None)
-        );
-        assert_eq!(
-            t.events[1].ops,
-            [("vae1is".to_string(), 1), ("rvae1is".to_string(), 1)]
-        );
+        assert_eq!((e.ops_text(), e.tlbis(), e.ipi), ("rvae1is:1".to_string(), 1, None));
+        assert_eq!(t.events[1].ops, [("vae1is".to_string(), 1), ("rvae1is".to_string(), 1)]);
         let exit = &t.events[2];
         assert_eq!(
-            (
-                exit.range,
-                exit.pages,
-                exit.tlbis(),
-                exit.ops_text().as_str()
-            ),
+            (exit.range, exit.pages, exit.tlbis(), exit.ops_text().as_str()),
             (Range::WholeAsid, None, 0, "none")
         );
         let roll = &t.events[3];
-        assert_eq!(
-            (roll.asid, roll.range, roll.ipi, roll.op("vmalle1")),
-            (None, Range::All, Some(1), 1)
-        );
+        assert_eq!((roll.asid, roll.range, roll.ipi, roll.op("vmalle1")), (None, Range::All, Some(1), 1));
         assert_eq!(t.by_reason().get("exit_elided"), Some(&1));
         assert_eq!(t.with_reason("reaper").count(), 1);
     }
 
     #[test]
     fn broken_blocks_are_errors() {
-        assert_eq!(
-            Trace::parse("tlbkernel\nrun: done\n"),
-            Err(TraceError::NoTrace)
-        );
+        assert_eq!(Trace::parse("tlbkernel\nrun: done\n"), Err(TraceError::NoTrace));
         let cut = CONSOLE.lines().take(5).collect::<Vec<_>>().join("\n");
         assert_eq!(Trace::parse(&cut), Err(TraceError::Unterminated));
         let twice = format!("{CONSOLE}{CONSOLE}");
         assert_eq!(Trace::parse(&twice), Err(TraceError::SeveralTraces));
         let miscounted = CONSOLE.replace("events=4", "events=5");
-        assert_eq!(
-            Trace::parse(&miscounted),
-            Err(TraceError::EventCount { said: 5, seen: 4 })
-        );
-        assert_eq!(
-            Trace::parse(&CONSOLE.replace("version=1", "version=2")),
-            Err(TraceError::Version(2))
-        );
+        assert_eq!(Trace::parse(&miscounted), Err(TraceError::EventCount { said: 5, seen: 4 }));
+        assert_eq!(Trace::parse(&CONSOLE.replace("version=1", "version=2")), Err(TraceError::Version(2)));
         for (from, to) in [
             ("pages=3 ", ""),
             ("range=0x2000-0x5000", "range=0x5000-0x2000"),
@@ -431,20 +356,13 @@ run: done
                 other => panic!("{from:?} -> {to:?}: expected BadLine, saw {other:?}"),
             }
         }
-        let e = Trace::parse(&CONSOLE.replace("t_ns=135000000", "t_ns=soon"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("trace line 5:") && e.contains("\"soon\" is not a number"),
-            "{e}"
-        );
+        let e = Trace::parse(&CONSOLE.replace("t_ns=135000000", "t_ns=soon")).unwrap_err().to_string();
+        assert!(e.starts_with("trace line 5:") && e.contains("\"soon\" is not a number"), "{e}");
     }
 
     #[test]
     fn lines_may_carry_carriage_returns_and_indentation() {
-        let crlf = CONSOLE
-            .replace('\n', "\r\n")
-            .replace("TRACE cpu=1", "  TRACE cpu=1");
+        let crlf = CONSOLE.replace('\n', "\r\n").replace("TRACE cpu=1", "  TRACE cpu=1");
         assert_eq!(Trace::parse(&crlf), Trace::parse(CONSOLE));
     }
 }

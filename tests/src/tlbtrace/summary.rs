@@ -27,10 +27,7 @@ pub const TOP_RANGES: usize = 10;
 /// The summary of `t`.
 pub fn text(t: &Trace) -> String {
     let mut s = String::new();
-    let span_ns = match (
-        t.events.iter().map(|e| e.t_ns).min(),
-        t.events.iter().map(|e| e.t_ns).max(),
-    ) {
+    let span_ns = match (t.events.iter().map(|e| e.t_ns).min(), t.events.iter().map(|e| e.t_ns).max()) {
         (Some(a), Some(b)) => b - a,
         _ => 0,
     };
@@ -44,10 +41,7 @@ pub fn text(t: &Trace) -> String {
         t.size
     );
     if t.dropped() > 0 {
-        let _ = writeln!(
-            s,
-            "  (the oldest decisions were overwritten: raise trace.size to keep them)"
-        );
+        let _ = writeln!(s, "  (the oldest decisions were overwritten: raise trace.size to keep them)");
     }
 
     // Per reason: decisions, TLBIs, and the op kinds they used.
@@ -62,17 +56,9 @@ pub fn text(t: &Trace) -> String {
     }
     let mut reasons: Vec<_> = reasons.into_iter().collect();
     reasons.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
-    let _ = writeln!(
-        s,
-        "{:<22} {:>10} {:>10}  ops",
-        "by reason:", "decisions", "TLBIs"
-    );
+    let _ = writeln!(s, "{:<22} {:>10} {:>10}  ops", "by reason:", "decisions", "TLBIs");
     for (reason, (n, tlbis, ops)) in &reasons {
-        let ops = if ops.is_empty() {
-            "none".to_string()
-        } else {
-            kinds(ops)
-        };
+        let ops = if ops.is_empty() { "none".to_string() } else { kinds(ops) };
         let _ = writeln!(s, "  {reason:<20} {n:>10} {tlbis:>10}  {ops}");
     }
 
@@ -85,11 +71,7 @@ pub fn text(t: &Trace) -> String {
             c.1 += 1;
         }
     }
-    let _ = writeln!(
-        s,
-        "{:<22} {:>10} {:>10}",
-        "by op kind:", "TLBIs", "decisions"
-    );
+    let _ = writeln!(s, "{:<22} {:>10} {:>10}", "by op kind:", "TLBIs", "decisions");
     if kinds_seen.is_empty() {
         let _ = writeln!(s, "  (no TLBI issued)");
     }
@@ -103,11 +85,7 @@ pub fn text(t: &Trace) -> String {
             *c += 1;
         }
     }
-    let cpus: Vec<String> = per_cpu
-        .iter()
-        .enumerate()
-        .map(|(c, n)| format!("cpu{c} {n}"))
-        .collect();
+    let cpus: Vec<String> = per_cpu.iter().enumerate().map(|(c, n)| format!("cpu{c} {n}")).collect();
     let _ = writeln!(s, "by CPU: {}", cpus.join(", "));
 
     // Address ranges, most decisions first.
@@ -121,22 +99,13 @@ pub fn text(t: &Trace) -> String {
     }
     let mut ranges: Vec<_> = ranges.into_iter().collect();
     ranges.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(&b.0)));
-    let _ = writeln!(
-        s,
-        "{:<42} {:>10} {:>10}  reasons",
-        "top ranges:", "decisions", "pages"
-    );
+    let _ = writeln!(s, "{:<42} {:>10} {:>10}  reasons", "top ranges:", "decisions", "pages");
     if ranges.is_empty() {
         let _ = writeln!(s, "  (no address range flushed)");
     }
     for ((start, end), (n, why)) in ranges.iter().take(TOP_RANGES) {
         let range = format!("{start:#x}-{end:#x}");
-        let _ = writeln!(
-            s,
-            "  {range:<40} {n:>10} {:>10}  {}",
-            (end - start) / 4096,
-            kinds(why)
-        );
+        let _ = writeln!(s, "  {range:<40} {n:>10} {:>10}  {}", (end - start) / 4096, kinds(why));
     }
     if ranges.len() > TOP_RANGES {
         let _ = writeln!(s, "  ... and {} more ranges", ranges.len() - TOP_RANGES);
@@ -146,10 +115,7 @@ pub fn text(t: &Trace) -> String {
 
 /// `a:1,b:2`.
 fn kinds(m: &BTreeMap<&str, u64>) -> String {
-    m.iter()
-        .map(|(k, n)| format!("{k}:{n}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    m.iter().map(|(k, n)| format!("{k}:{n}")).collect::<Vec<_>>().join(",")
 }
 
 #[cfg(test)]
@@ -168,10 +134,7 @@ mod tests {
                 .split_whitespace()
                 .collect::<Vec<_>>()
         };
-        assert!(
-            s.starts_with("TLB decision trace: 4 decisions on 2 CPUs over 6.256 ms, 3 dropped"),
-            "{s}"
-        );
+        assert!(s.starts_with("TLB decision trace: 4 decisions on 2 CPUs over 6.256 ms, 3 dropped"), "{s}");
         assert!(s.contains("raise trace.size"), "{s}");
         assert_eq!(line("range "), ["range", "1", "1", "rvae1is:1"]);
         assert_eq!(line("reaper"), ["reaper", "1", "2", "rvae1is:1,vae1is:1"]);
@@ -179,28 +142,15 @@ mod tests {
         assert_eq!(line("rvae1is"), ["rvae1is", "2", "2"]);
         assert_eq!(line("vmalle1"), ["vmalle1", "1", "1"]);
         assert_eq!(line("by CPU"), ["by", "CPU:", "cpu0", "2,", "cpu1", "2"]);
-        assert_eq!(
-            line("0x1000000000-"),
-            ["0x1000000000-0x1000200000", "1", "512", "range:1"]
-        );
+        assert_eq!(line("0x1000000000-"), ["0x1000000000-0x1000200000", "1", "512", "range:1"]);
         assert_eq!(line("0x2000-"), ["0x2000-0x5000", "1", "3", "reaper:1"]);
     }
 
     #[test]
     fn an_empty_trace_says_so() {
-        let t = Trace {
-            events: Vec::new(),
-            dropped_per_cpu: vec![0, 0],
-            ..Trace::parse(CONSOLE).unwrap()
-        };
+        let t = Trace { events: Vec::new(), dropped_per_cpu: vec![0, 0], ..Trace::parse(CONSOLE).unwrap() };
         let s = text(&t);
-        assert!(
-            s.starts_with("TLB decision trace: 0 decisions on 2 CPUs over 0.000 ms, 0 dropped"),
-            "{s}"
-        );
-        assert!(
-            s.contains("(no TLBI issued)") && s.contains("(no address range flushed)"),
-            "{s}"
-        );
+        assert!(s.starts_with("TLB decision trace: 0 decisions on 2 CPUs over 0.000 ms, 0 dropped"), "{s}");
+        assert!(s.contains("(no TLBI issued)") && s.contains("(no address range flushed)"), "{s}");
     }
 }

@@ -149,11 +149,7 @@ impl Arg {
 
     /// Encodes the fields (the inverse of [`Arg::decode`]).
     pub const fn encode(n: u64, reps: u64, ops: u64, flags: u64, threads: u64) -> u64 {
-        (n & 0xffff_ffff)
-            | (reps & 0xff) << 32
-            | (ops & 0xffff) << 40
-            | (flags & 0xf) << 56
-            | (threads & 0xf) << 60
+        (n & 0xffff_ffff) | (reps & 0xff) << 32 | (ops & 0xffff) << 40 | (flags & 0xf) << 56 | (threads & 0xf) << 60
     }
 
     pub fn flag(&self, bit: u64) -> bool {
@@ -288,11 +284,7 @@ pub fn measure(
 /// [`measure`] while the threads of `team` do operations of their own on
 /// other CPUs (or spin): their operations are counted (`counted_ops`), and
 /// they are paused around the counter reads and region markers.
-pub fn measure_with_team(
-    arg: &Arg,
-    op: impl FnMut(u64) -> Result<(), i32>,
-    team: &Team,
-) -> Result<Measurement, i32> {
+pub fn measure_with_team(arg: &Arg, op: impl FnMut(u64) -> Result<(), i32>, team: &Team) -> Result<Measurement, i32> {
     measure_around(arg, op, || team.ops(), Some(team))
 }
 
@@ -338,14 +330,7 @@ fn measure_around(
     if let Some(h) = helper {
         h.resume();
     }
-    Ok(Measurement {
-        rep_ticks,
-        reps,
-        ops,
-        warmup: ops,
-        counted_ops,
-        counters: after.since(&before),
-    })
+    Ok(Measurement { rep_ticks, reps, ops, warmup: ops, counted_ops, counters: after.since(&before) })
 }
 
 /// The region markers of the TCG plugin (`abi::marker`).
@@ -499,9 +484,7 @@ impl Helper {
                 while shared[STOP].load(Ordering::Acquire) == 0 {
                     if shared[PAUSE].load(Ordering::Acquire) != 0 {
                         shared[PAUSED].store(1, Ordering::Release);
-                        while shared[PAUSE].load(Ordering::Acquire) != 0
-                            && shared[STOP].load(Ordering::Acquire) == 0
-                        {
+                        while shared[PAUSE].load(Ordering::Acquire) != 0 && shared[STOP].load(Ordering::Acquire) == 0 {
                             core::hint::spin_loop();
                         }
                         shared[PAUSED].store(0, Ordering::Release);
@@ -525,11 +508,7 @@ impl Helper {
             }
             sys::yield_now();
         }
-        Ok(Helper {
-            shared,
-            handle,
-            operates: true,
-        })
+        Ok(Helper { shared, handle, operates: true })
     }
 
     /// A helper that only spins, as `how` says: it does no operations
@@ -634,10 +613,7 @@ impl Default for Team {
 impl Team {
     /// No helpers.
     pub fn new() -> Team {
-        Team {
-            helpers: [const { None }; MAX_THREADS as usize - 1],
-            len: 0,
-        }
+        Team { helpers: [const { None }; MAX_THREADS as usize - 1], len: 0 }
     }
 
     /// Helpers spinning as `how` says on CPUs 1..`threads` (none for 1).
@@ -708,12 +684,7 @@ impl Team {
 
 /// Prints the `BENCH {...}` line of `m` for `workload` (as the host names
 /// it) with its parameters.
-pub fn report(
-    workload: &str,
-    arg: &Arg,
-    params: &[(&str, u64)],
-    m: &Measurement,
-) -> Result<(), i32> {
+pub fn report(workload: &str, arg: &Arg, params: &[(&str, u64)], m: &Measurement) -> Result<(), i32> {
     let mut line = Line::new();
     let machine = (cntfrq(), cpus());
     if write_json(&mut line, workload, arg, params, m, machine).is_err() || line.overflow {
@@ -732,11 +703,7 @@ fn write_json(
     m: &Measurement,
     (hz, cpus): (u64, u64),
 ) -> fmt::Result {
-    write!(
-        w,
-        "BENCH {{\"v\":1,\"workload\":\"{workload}\",\"arg\":{},\"params\":{{",
-        arg.raw
-    )?;
+    write!(w, "BENCH {{\"v\":1,\"workload\":\"{workload}\",\"arg\":{},\"params\":{{", arg.raw)?;
     for (i, (k, v)) in params.iter().enumerate() {
         write!(w, "{}\"{k}\":{v}", if i == 0 { "" } else { "," })?;
     }
@@ -815,11 +782,7 @@ struct Line {
 
 impl Line {
     fn new() -> Line {
-        Line {
-            buf: [0; LINE_MAX],
-            len: 0,
-            overflow: false,
-        }
+        Line { buf: [0; LINE_MAX], len: 0, overflow: false }
     }
 
     fn bytes(&self) -> &[u8] {
@@ -887,14 +850,8 @@ mod tests {
         c.tlbi[6] = 40;
         c.tlbi[12] = 20;
         c.events[7] = 6;
-        let mut m = Measurement {
-            rep_ticks: [0; MAX_REPS],
-            reps: 2,
-            ops: 10,
-            warmup: 10,
-            counted_ops: 20,
-            counters: c,
-        };
+        let mut m =
+            Measurement { rep_ticks: [0; MAX_REPS], reps: 2, ops: 10, warmup: 10, counted_ops: 20, counters: c };
         m.rep_ticks[..2].copy_from_slice(&[100, 120]);
         let arg = Arg::decode(Arg::encode(16, 2, 10, 0, 0), 0, 0, 0);
         let mut line = Line::new();

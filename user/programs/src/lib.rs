@@ -78,13 +78,7 @@ macro_rules! check_eq {
     ($status:expr, $what:expr, $expected:expr, $seen:expr) => {{
         let (expected, seen) = ($expected, $seen);
         if expected != seen {
-            $crate::fail!(
-                $status,
-                "{}: expected {:#x}, saw {:#x}",
-                $what,
-                expected,
-                seen
-            );
+            $crate::fail!($status, "{}: expected {:#x}, saw {:#x}", $what, expected, seen);
         }
     }};
 }

@@ -22,22 +22,14 @@ pub struct Mismatch {
 
 impl core::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "word {}: expected {:#x}, saw {:#x}",
-            self.index, self.expected, self.seen
-        )
+        write!(f, "word {}: expected {:#x}, saw {:#x}", self.index, self.expected, self.seen)
     }
 }
 
 /// The first word of `words` that differs from pattern `seed`.
 pub fn check(words: &[u64], seed: u64) -> Result<(), Mismatch> {
     match words.iter().enumerate().find(|&(i, &w)| w != word(seed, i)) {
-        Some((index, &seen)) => Err(Mismatch {
-            index,
-            expected: word(seed, index),
-            seen,
-        }),
+        Some((index, &seen)) => Err(Mismatch { index, expected: word(seed, index), seen }),
         None => Ok(()),
     }
 }
@@ -52,14 +44,7 @@ mod tests {
         fill(&mut w, 0xA);
         assert_eq!(check(&w, 0xA), Ok(()));
         w[5] = 0;
-        assert_eq!(
-            check(&w, 0xA),
-            Err(Mismatch {
-                index: 5,
-                expected: word(0xA, 5),
-                seen: 0
-            })
-        );
+        assert_eq!(check(&w, 0xA), Err(Mismatch { index: 5, expected: word(0xA, 5), seen: 0 }));
         assert!(check(&w, 0xB).is_err());
     }
 }

@@ -60,10 +60,7 @@ impl fmt::Display for Errno {
     /// `EINVAL (22)`, or `errno 99` for numbers without a name; width and
     /// alignment (`{:<14}`) apply to the whole text.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = SmallBuf {
-            buf: [0; 32],
-            len: 0,
-        };
+        let mut text = SmallBuf { buf: [0; 32], len: 0 };
         match self.name() {
             Some(name) => write!(text, "{name} ({})", self.0)?,
             None => write!(text, "errno {}", self.0)?,
@@ -81,10 +78,7 @@ struct SmallBuf {
 impl fmt::Write for SmallBuf {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let end = self.len + s.len();
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(fmt::Error)?
-            .copy_from_slice(s.as_bytes());
+        self.buf.get_mut(self.len..end).ok_or(fmt::Error)?.copy_from_slice(s.as_bytes());
         self.len = end;
         Ok(())
     }

@@ -16,11 +16,7 @@ struct LineBuf<F: FnMut(&[u8])> {
 
 impl<F: FnMut(&[u8])> LineBuf<F> {
     fn new(sink: F) -> Self {
-        LineBuf {
-            buf: [0; LINE_BUF],
-            len: 0,
-            sink,
-        }
+        LineBuf { buf: [0; LINE_BUF], len: 0, sink }
     }
 
     fn flush(&mut self) {
@@ -95,10 +91,7 @@ mod tests {
 
     #[test]
     fn a_short_line_is_one_write() {
-        assert_eq!(
-            pieces(format_args!("pid {} cpu {}\n", 3, 1)),
-            [b"pid 3 cpu 1\n".to_vec()]
-        );
+        assert_eq!(pieces(format_args!("pid {} cpu {}\n", 3, 1)), [b"pid 3 cpu 1\n".to_vec()]);
     }
 
     #[test]

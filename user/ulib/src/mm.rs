@@ -22,9 +22,7 @@ pub struct Mapping {
 impl Mapping {
     /// Maps `len` bytes, rounded up to whole pages.
     pub fn new(len: u64) -> Result<Mapping, Errno> {
-        let len = len
-            .checked_next_multiple_of(PAGE_SIZE)
-            .ok_or(Errno::EINVAL)?;
+        let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(Errno::EINVAL)?;
         let addr = sys::mmap(len, prot::READ | prot::WRITE)?;
         Ok(Mapping { addr, len })
     }

@@ -93,10 +93,7 @@ pub fn image() -> (u64, u64) {
         static __image_start: u8;
         static __image_end: u8;
     }
-    (
-        core::ptr::addr_of!(__image_start) as u64,
-        core::ptr::addr_of!(__image_end) as u64,
-    )
+    (core::ptr::addr_of!(__image_start) as u64, core::ptr::addr_of!(__image_end) as u64)
 }
 
 #[cfg(not(target_os = "none"))]

@@ -98,11 +98,7 @@ pub fn fork() -> Result<Fork, Errno> {
     // SAFETY: the child gets a copy of this address space; neither side's
     // memory changes under it.
     let pid = Errno::result(unsafe { syscall0(nr::FORK) })?;
-    Ok(if pid == 0 {
-        Fork::Child
-    } else {
-        Fork::Parent(pid)
-    })
+    Ok(if pid == 0 { Fork::Child } else { Fork::Parent(pid) })
 }
 
 /// Waits for child `pid` (`None`: any child) to end; returns its pid and
@@ -214,14 +210,7 @@ pub fn ep_reply(token: u64, msg: Msg) -> Result<u64, Errno> {
 /// (0: no timeout).
 pub fn futex_wait(word: &AtomicU32, expected: u32, timeout_ns: u64) -> Result<u64, Errno> {
     // SAFETY: the kernel only reads `word`, a valid aligned u32.
-    Errno::result(unsafe {
-        syscall3(
-            nr::FUTEX_WAIT,
-            word.as_ptr() as u64,
-            u64::from(expected),
-            timeout_ns,
-        )
-    })
+    Errno::result(unsafe { syscall3(nr::FUTEX_WAIT, word.as_ptr() as u64, u64::from(expected), timeout_ns) })
 }
 
 /// Wakes up to `count` threads waiting on `word`; returns how many woke.

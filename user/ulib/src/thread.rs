@@ -55,13 +55,7 @@ pub fn spawn<F: FnOnce() -> i32 + Send + 'static>(f: F) -> Result<JoinHandle, Er
         // SAFETY: `trampoline::<F>` takes the slot and ends with
         // THREAD_EXIT; the stack below `slot` is the thread's alone until
         // `join` unmaps it after the thread exited.
-        unsafe {
-            sys::thread_create(
-                trampoline::<F> as extern "C" fn(u64) -> ! as usize as u64,
-                slot,
-                slot,
-            )
-        }
+        unsafe { sys::thread_create(trampoline::<F> as extern "C" fn(u64) -> ! as usize as u64, slot, slot) }
     });
     match started {
         Ok(tid) => Ok(JoinHandle { tid, stack }),

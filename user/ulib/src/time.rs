@@ -7,9 +7,7 @@ pub fn cntvct() -> u64 {
     let ticks;
     // SAFETY: reading CNTVCT_EL0 has no side effects; the ISB keeps the read
     // from being done early, before the code being timed.
-    unsafe {
-        core::arch::asm!("isb", "mrs {}, cntvct_el0", out(reg) ticks, options(nomem, nostack))
-    };
+    unsafe { core::arch::asm!("isb", "mrs {}, cntvct_el0", out(reg) ticks, options(nomem, nostack)) };
     ticks
 }
 
@@ -44,9 +42,6 @@ mod tests {
     #[test]
     fn ticks_to_ns_at_qemu_virt_frequency() {
         assert_eq!(super::ticks_to_ns(625, 62_500_000), 10_000);
-        assert_eq!(
-            super::ticks_to_ns(u64::MAX, 1),
-            u64::MAX.wrapping_mul(1_000_000_000)
-        );
+        assert_eq!(super::ticks_to_ns(u64::MAX, 1), u64::MAX.wrapping_mul(1_000_000_000));
     }
 }

@@ -4,10 +4,10 @@
 use core::fmt::Write;
 
 use super::{has, inc, spend, Life, Request, Speculation, Unmap, World};
-use kernel::mm::asid::{asid_of, generation_of, AsidOp, Phase, Step};
 use crate::explore::System;
 use crate::machine::{ModelCpu, Ttbr0};
 use crate::violation::Violation;
+use kernel::mm::asid::{asid_of, generation_of, AsidOp, Phase, Step};
 use kernel::mm::tlb::{Scope, TlbiOp};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,10 +93,7 @@ impl World {
                 inc(&cov.cas_lost_to_rollover);
             } else {
                 inc(&cov.fast_switches);
-                let rolling = self
-                    .cpus
-                    .iter()
-                    .any(|c| c.op.is_some_and(|o| o.1.phase() == Phase::Rollover));
+                let rolling = self.cpus.iter().any(|c| c.op.is_some_and(|o| o.1.phase() == Phase::Rollover));
                 if rolling {
                     inc(&cov.cas_won_during_rollover);
                 }
@@ -111,18 +108,12 @@ impl World {
             Step::Done(res) => res,
         };
         self.cpus[cpu].op = None;
-        let Life::Alive { pinned, .. } = &mut self.slots[slot].life else {
-            unreachable!("op on a dead mm")
-        };
+        let Life::Alive { pinned, .. } = &mut self.slots[slot].life else { unreachable!("op on a dead mm") };
         match (op.request(), res) {
             (Request::Switch, Ok(id)) => {
                 let flushed_generation = self.cpus[cpu].flushed_gen;
                 if self.cfg.bookkeeping_checks && generation_of(id) > flushed_generation {
-                    return Err(Violation::NewGenerationBeforeFlush {
-                        cpu,
-                        id,
-                        flushed_generation,
-                    });
+                    return Err(Violation::NewGenerationBeforeFlush { cpu, id, flushed_generation });
                 }
                 self.cpus[cpu].ready = Some((slot, asid_of(id)));
             }
@@ -218,9 +209,7 @@ impl System for World {
         }
         for slot in 0..self.slots.len() {
             match self.alive(slot) {
-                Some((_, _, None)) if has(b.exits) && !self.in_use(slot) => {
-                    out.push(Action::Exit { slot })
-                }
+                Some((_, _, None)) if has(b.exits) && !self.in_use(slot) => out.push(Action::Exit { slot }),
                 None if has(b.creates) => out.push(Action::Create { slot }),
                 _ => {}
             }
@@ -254,11 +243,7 @@ impl System for World {
             }
             Action::Pin { cpu, slot } | Action::Unpin { cpu, slot } => {
                 spend(&mut self.budget.pin_ops);
-                let req = if matches!(a, Action::Pin { .. }) {
-                    Request::Pin
-                } else {
-                    Request::Unpin
-                };
+                let req = if matches!(a, Action::Pin { .. }) { Request::Pin } else { Request::Unpin };
                 self.cpus[cpu].op = Some((slot, AsidOp::new(req)));
             }
             Action::Exit { slot } => {
@@ -281,11 +266,7 @@ impl System for World {
                 spend(&mut self.budget.unmaps);
                 let slot = self.cpus[cpu].running.expect("unmap by a running mm");
                 let (_, root, _) = self.alive(slot).expect("running mm is alive");
-                let pfn = self
-                    .machine
-                    .mem_mut()
-                    .unmap(root, vpn)
-                    .expect("page was mapped");
+                let pfn = self.machine.mem_mut().unmap(root, vpn).expect("page was mapped");
                 self.cpus[cpu].unmap = Some(Unmap::Cleared { vpn, pfn });
             }
             Action::UnmapTlbi { cpu } => {
@@ -293,16 +274,8 @@ impl System for World {
                     unreachable!("TLBI of an unmap that cleared nothing")
                 };
                 let slot = self.cpus[cpu].running.expect("unmap by a running mm");
-                let asid = self.slots[slot]
-                    .ctx
-                    .asid()
-                    .expect("a running mm has an ASID");
-                let op = TlbiOp::Va {
-                    asid,
-                    va: vpn << 12,
-                    last_level: true,
-                    ttl: Some(3),
-                };
+                let asid = self.slots[slot].ctx.asid().expect("a running mm has an ASID");
+                let op = TlbiOp::Va { asid, va: vpn << 12, last_level: true, ttl: Some(3) };
                 self.machine.issue(cpu, op, Scope::Broadcast);
                 self.cpus[cpu].unmap = Some(Unmap::Issued { vpn, pfn, asid });
             }
@@ -315,9 +288,7 @@ impl System for World {
             let cpus = match *a {
                 Action::LoadTtbr { cpu } => cpu..cpu + 1,
                 Action::Step { cpu } if flushed => cpu..cpu + 1,
-                Action::Exit { .. } | Action::Create { .. } | Action::UnmapDsb { .. } => {
-                    0..self.cpus.len()
-                }
+                Action::Exit { .. } | Action::Create { .. } | Action::UnmapDsb { .. } => 0..self.cpus.len(),
                 _ => 0..0,
             };
             for cpu in cpus {
@@ -334,9 +305,7 @@ impl System for World {
     /// Everything up to and after the `max_rollovers`-th rollover is
     /// explored; a state where one more has begun is the bound.
     fn expand(&self) -> bool {
-        self.cfg
-            .max_rollovers
-            .is_none_or(|max| self.rollovers() <= max)
+        self.cfg.max_rollovers.is_none_or(|max| self.rollovers() <= max)
     }
 
     /// Random walks: mostly switching and letting operations progress; the
@@ -370,13 +339,7 @@ impl System for World {
                 let _ = write!(s, " [{u:?}]");
             }
             // Whose entries, under which ASID (each pair once).
-            let mut tags: Vec<_> = self
-                .machine
-                .tlb(cpu)
-                .entries()
-                .iter()
-                .map(|e| (e.mm(), e.asid()))
-                .collect();
+            let mut tags: Vec<_> = self.machine.tlb(cpu).entries().iter().map(|e| (e.mm(), e.asid())).collect();
             tags.sort_unstable();
             tags.dedup();
             let _ = write!(s, " tlb(mm,asid){tags:?}");

@@ -2,8 +2,8 @@
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
-    CurrentEL, ReadWriteable, Readable, CNTKCTL_EL1, ID_AA64ISAR0_EL1, ID_AA64MMFR0_EL1,
-    ID_AA64MMFR1_EL1, ID_AA64MMFR2_EL1, MIDR_EL1, MPIDR_EL1, TCR_EL1, TPIDR_EL1, TTBR0_EL1, TTBR1_EL1,
+    CurrentEL, ReadWriteable, Readable, CNTKCTL_EL1, ID_AA64ISAR0_EL1, ID_AA64MMFR0_EL1, ID_AA64MMFR1_EL1,
+    ID_AA64MMFR2_EL1, MIDR_EL1, MPIDR_EL1, TCR_EL1, TPIDR_EL1, TTBR0_EL1, TTBR1_EL1,
 };
 use core::arch::asm;
 

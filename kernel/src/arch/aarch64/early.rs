@@ -127,13 +127,8 @@ extern "C" fn boot_build_tables(image_pa: u64, dtb_pa: u64, current_el: u64) {
         pool_used: pool.used as u64,
         error: err,
     };
-    let params = BootParams {
-        mair: MAIR_VALUE,
-        tcr: tcr_value(),
-        ttbr0: idmap_root,
-        ttbr1: ttbr1_root,
-        sctlr: SCTLR_MMU_ON,
-    };
+    let params =
+        BootParams { mair: MAIR_VALUE, tcr: tcr_value(), ttbr0: idmap_root, ttbr1: ttbr1_root, sctlr: SCTLR_MMU_ON };
     // SAFETY: single-threaded boot; nothing else references these statics yet.
     unsafe {
         (&raw mut BOOT_INFO).write_volatile(info);

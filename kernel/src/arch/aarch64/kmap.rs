@@ -10,7 +10,9 @@ use crate::mm::pte::*;
 pub enum KmapError {
     OutOfTables,
     /// A block or page is already mapped with different attributes.
-    Conflict { va: u64 },
+    Conflict {
+        va: u64,
+    },
     Unaligned,
 }
 
@@ -75,8 +77,7 @@ pub fn map_range(
         loop {
             let slot = p2v(table).wrapping_add(index(va, level));
             let lsize = level_size(level);
-            let leaf_here = level == 3
-                || (blocks && level >= 1 && (va | pa) & (lsize - 1) == 0 && remaining >= lsize);
+            let leaf_here = level == 3 || (blocks && level >= 1 && (va | pa) & (lsize - 1) == 0 && remaining >= lsize);
             // SAFETY: `slot` points into a live, page-aligned translation table
             // page (from the pool, reachable through `p2v`), and `index` is < 512.
             let entry = unsafe { slot.read_volatile() };

@@ -20,4 +20,3 @@ pub const DTB_MAX: u64 = 2 << 20;
 pub const fn phys_to_virt(pa: u64) -> u64 {
     pa + LINEAR_BASE
 }
-

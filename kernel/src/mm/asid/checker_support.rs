@@ -14,10 +14,7 @@ fn copy(a: &AtomicU64) -> AtomicU64 {
 
 impl Clone for MmContext {
     fn clone(&self) -> Self {
-        Self {
-            id: copy(&self.id),
-            pinned: AtomicU32::new(self.pinned.load(Relaxed)),
-        }
+        Self { id: copy(&self.id), pinned: AtomicU32::new(self.pinned.load(Relaxed)) }
     }
 }
 

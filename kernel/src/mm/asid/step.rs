@@ -155,9 +155,7 @@ impl AsidAllocator {
         let cpu = hw.cpu_id();
         assert!(cpu < self.ncpus, "cpu {cpu} >= ncpus {}", self.ncpus);
         op.pc = match op.pc {
-            Pc::ReadId => Pc::ReadActive {
-                id: mm.id.load(SeqCst),
-            },
+            Pc::ReadId => Pc::ReadActive { id: mm.id.load(SeqCst) },
             Pc::ReadActive { id } => match self.active[cpu].load(SeqCst) {
                 0 => Pc::Lock,
                 old => Pc::ReadGen { id, old },
@@ -171,10 +169,7 @@ impl AsidAllocator {
             }
             Pc::Cas { id, old } => {
                 // Fails only if a rollover zeroed `active[cpu]` since we read it.
-                if self.active[cpu]
-                    .compare_exchange(old, id, SeqCst, SeqCst)
-                    .is_ok()
-                {
+                if self.active[cpu].compare_exchange(old, id, SeqCst, SeqCst).is_ok() {
                     bump(&self.counters.fast);
                     Pc::Done { res: Ok(id) }
                 } else {
@@ -182,11 +177,7 @@ impl AsidAllocator {
                 }
             }
             Pc::Lock => {
-                if self
-                    .lock
-                    .compare_exchange(0, cpu + 1, SeqCst, SeqCst)
-                    .is_err()
-                {
+                if self.lock.compare_exchange(0, cpu + 1, SeqCst, SeqCst).is_err() {
                     return Step::Blocked;
                 }
                 Pc::Locked
@@ -217,9 +208,7 @@ impl AsidAllocator {
             Pc::AllocAfterRollover => {
                 // Usable ASIDs > ncpus + pinned, so one is free.
                 let asid = self.take_free(1).expect("rollover left no free ASID");
-                Pc::StoreId {
-                    id: self.generation.load(SeqCst) | asid as u64,
-                }
+                Pc::StoreId { id: self.generation.load(SeqCst) | asid as u64 }
             }
             Pc::StoreId { id } => {
                 mm.id.store(id, SeqCst);
@@ -283,11 +272,7 @@ impl AsidAllocator {
             return Pc::Unlock { res: Ok(id) };
         }
         if self.nr_pinned.load(Relaxed) >= self.max_pinned {
-            return Pc::Unlock {
-                res: Err(AsidError::TooManyPinned {
-                    max: self.max_pinned,
-                }),
-            };
+            return Pc::Unlock { res: Err(AsidError::TooManyPinned { max: self.max_pinned }) };
         }
         let generation = self.generation.load(SeqCst);
         if id != 0 && generation_of(id) == generation {

@@ -12,10 +12,7 @@ struct FakeCpu {
 
 impl FakeCpu {
     fn new(cpu: usize) -> Self {
-        Self {
-            cpu,
-            flushes: Cell::new(0),
-        }
+        Self { cpu, flushes: Cell::new(0) }
     }
 }
 
@@ -38,30 +35,15 @@ fn mms(n: usize) -> Vec<MmContext> {
 
 #[test]
 fn construction_checks_width_and_cpu_count() {
-    assert_eq!(
-        AsidAllocator::new(1, 1, Bugs::NONE).err(),
-        Some(AsidError::BadWidth { bits: 1 })
-    );
-    assert_eq!(
-        AsidAllocator::new(17, 1, Bugs::NONE).err(),
-        Some(AsidError::BadWidth { bits: 17 })
-    );
-    assert_eq!(
-        AsidAllocator::new(8, 0, Bugs::NONE).err(),
-        Some(AsidError::BadCpuCount { ncpus: 0 })
-    );
-    assert_eq!(
-        AsidAllocator::new(8, 9, Bugs::NONE).err(),
-        Some(AsidError::BadCpuCount { ncpus: 9 })
-    );
+    assert_eq!(AsidAllocator::new(1, 1, Bugs::NONE).err(), Some(AsidError::BadWidth { bits: 1 }));
+    assert_eq!(AsidAllocator::new(17, 1, Bugs::NONE).err(), Some(AsidError::BadWidth { bits: 17 }));
+    assert_eq!(AsidAllocator::new(8, 0, Bugs::NONE).err(), Some(AsidError::BadCpuCount { ncpus: 0 }));
+    assert_eq!(AsidAllocator::new(8, 9, Bugs::NONE).err(), Some(AsidError::BadCpuCount { ncpus: 9 }));
     // 2 bits: 3 user ASIDs, so at most 2 CPUs (one must stay free after a rollover).
     assert!(AsidAllocator::new(2, 2, Bugs::NONE).is_ok());
     let e = AsidAllocator::new(2, 3, Bugs::NONE).err();
     assert_eq!(e, Some(AsidError::TooFewAsids { bits: 2, ncpus: 3 }));
-    assert_eq!(
-        format!("{}", e.unwrap()),
-        "2-bit ASIDs give 3 user ASIDs, need more than 3 (one per CPU)"
-    );
+    assert_eq!(format!("{}", e.unwrap()), "2-bit ASIDs give 3 user ASIDs, need more than 3 (one per CPU)");
     assert_eq!(alloc(3, 4).max_pinned(), 2);
     assert_eq!(alloc(16, 8).max_pinned(), 65535 - 9);
 }
@@ -118,19 +100,11 @@ fn rollover_flushes_each_cpu_once_before_new_generation() {
     a.switch_in(&c0, &m[3]);
     let s = a.stats();
     assert_eq!(s.rollovers, 1, "stats: {s:?}");
-    assert_eq!(
-        c0.flushes.get(),
-        1,
-        "the CPU that rolled over flushes in the same switch"
-    );
+    assert_eq!(c0.flushes.get(), 1, "the CPU that rolled over flushes in the same switch");
     assert_eq!(c1.flushes.get(), 0, "c1 flushes lazily");
     // c1 was running m0 at the rollover: its ASID was reserved, m0 keeps it.
     assert_eq!(a.switch_in(&c1, &m[0]), on_c1, "m0 lost its reserved ASID");
-    assert_eq!(
-        c1.flushes.get(),
-        1,
-        "c1 pays its flush on its first switch after the rollover"
-    );
+    assert_eq!(c1.flushes.get(), 1, "c1 pays its flush on its first switch after the rollover");
     assert_eq!(a.switch_in(&c1, &m[0]), on_c1);
     assert_eq!(c1.flushes.get(), 1, "and only once");
     assert_eq!(a.stats().rollover_flushes, 2);
@@ -146,18 +120,11 @@ fn running_task_keeps_its_asid_across_many_rollovers() {
     for round in 0..10 {
         for mm in &churn {
             let got = a.switch_in(&c0, mm);
-            assert_ne!(
-                got, asid,
-                "round {round}: a running task's ASID went to another mm"
-            );
+            assert_ne!(got, asid, "round {round}: a running task's ASID went to another mm");
         }
     }
     assert!(a.stats().rollovers >= 10, "stats: {:?}", a.stats());
-    assert_eq!(
-        a.switch_in(&c0, &long),
-        asid,
-        "long-running mm moved CPUs and changed ASID"
-    );
+    assert_eq!(a.switch_in(&c0, &long), asid, "long-running mm moved CPUs and changed ASID");
 }
 
 #[test]
@@ -168,18 +135,12 @@ fn pinned_asid_survives_rollovers_and_is_never_reused() {
     let asids: Vec<u16> = pinned.iter().map(|m| a.pin(&cpu, m).unwrap()).collect();
     assert_eq!(a.stats().pinned, 5);
     let extra = MmContext::new();
-    assert_eq!(
-        a.pin(&cpu, &extra),
-        Err(AsidError::TooManyPinned { max: 5 })
-    );
+    assert_eq!(a.pin(&cpu, &extra), Err(AsidError::TooManyPinned { max: 5 }));
     let churn = mms(10);
     for _ in 0..5 {
         for mm in &churn {
             let got = a.switch_in(&cpu, mm);
-            assert!(
-                !asids.contains(&got),
-                "pinned ASID {got} handed to another mm ({asids:?})"
-            );
+            assert!(!asids.contains(&got), "pinned ASID {got} handed to another mm ({asids:?})");
         }
     }
     assert!(a.stats().rollovers >= 5);
@@ -210,10 +171,7 @@ fn wide_asids_are_distinct_within_a_generation() {
     let mut seen = std::collections::HashSet::new();
     for mm in &all {
         let asid = a.switch_in(&cpu, mm);
-        assert!(
-            seen.insert(asid),
-            "ASID {asid} given twice in one generation"
-        );
+        assert!(seen.insert(asid), "ASID {asid} given twice in one generation");
     }
     let s = a.stats();
     assert_eq!((s.rollovers, s.allocations), (0, 3000), "stats: {s:?}");
@@ -228,11 +186,7 @@ fn exited_mm_asid_is_not_reused_before_rollover() {
     a.release(&cpu, &first); // `first` is dead from here on
     let fresh = mms(2);
     for mm in &fresh {
-        assert_ne!(
-            a.switch_in(&cpu, mm),
-            dead,
-            "dead mm's ASID reused in its generation"
-        );
+        assert_ne!(a.switch_in(&cpu, mm), dead, "dead mm's ASID reused in its generation");
     }
     assert_eq!(a.stats().rollovers, 0);
 }
@@ -255,10 +209,7 @@ fn stepwise_ops_report_phases() {
         }
     }
     // First switch on a CPU: active is 0, so straight to the lock.
-    assert_eq!(
-        phases[..3],
-        [Phase::FastPath, Phase::FastPath, Phase::WaitLock]
-    );
+    assert_eq!(phases[..3], [Phase::FastPath, Phase::FastPath, Phase::WaitLock]);
     assert!(phases.contains(&Phase::Locked));
     assert_eq!(op.phase(), Phase::Done);
 }

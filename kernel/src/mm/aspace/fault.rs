@@ -451,10 +451,7 @@ impl<F: Format> AddressSpace<F> {
     ) -> Result<(), FaultError> {
         let mut done = 0;
         while done < data.len() {
-            let at = va
-                .checked_add(done as u64)
-                .filter(|&a| a < USER_END)
-                .ok_or(FaultError::KernelAddress)?;
+            let at = va.checked_add(done as u64).filter(|&a| a < USER_END).ok_or(FaultError::KernelAddress)?;
             let page = at & !(PAGE_SIZE - 1);
             let n = ((page + PAGE_SIZE - at) as usize).min(data.len() - done);
             let prot = self.vmas.find(at).ok_or(FaultError::Unmapped)?.prot;
@@ -472,9 +469,7 @@ impl<F: Format> AddressSpace<F> {
     pub fn read_bytes(&self, va: u64, buf: &mut [u8], mem: &impl PhysMem) -> Result<(), MmError> {
         let end = va.checked_add(buf.len() as u64).filter(|&e| e <= USER_END);
         let end = end.ok_or(MmError::BadUserAddress { addr: va })?;
-        self.vmas
-            .check(va, end, |_| true)
-            .map_err(|addr| MmError::BadUserAddress { addr: addr.max(va) })?;
+        self.vmas.check(va, end, |_| true).map_err(|addr| MmError::BadUserAddress { addr: addr.max(va) })?;
         let mut done = 0;
         while done < buf.len() {
             let at = va + done as u64;

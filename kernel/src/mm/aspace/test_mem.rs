@@ -92,9 +92,7 @@ impl TestMem {
     fn with_bytes<R>(&self, pa: u64, off: usize, len: usize, f: impl FnOnce(*mut u8) -> R) -> R {
         assert!(off + len <= 4096, "access of {len} bytes at {off} crosses frame {pa:#x}");
         let frames = self.frames.borrow();
-        let fr = frames
-            .get(&pa)
-            .unwrap_or_else(|| panic!("access to {pa:#x}: not allocated (use after free?)"));
+        let fr = frames.get(&pa).unwrap_or_else(|| panic!("access to {pa:#x}: not allocated (use after free?)"));
         // The page is separately boxed and stays put while it is in the map.
         f(fr.page.0.get().cast::<u8>().wrapping_add(off))
     }

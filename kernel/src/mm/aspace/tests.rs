@@ -38,26 +38,14 @@ fn setup() -> (TestMem, AddressSpace) {
     (mem, a)
 }
 
-fn mmap(
-    a: &mut AddressSpace,
-    mem: &TestMem,
-    addr: u64,
-    len: u64,
-    prot: u64,
-    flags: u64,
-) -> Result<u64, MmError> {
+fn mmap(a: &mut AddressSpace, mem: &TestMem, addr: u64, len: u64, prot: u64, flags: u64) -> Result<u64, MmError> {
     let mut g = Gather::new();
     let r = a.mmap(addr, len, prot, flags, mem, &mut g, &mut |_| {});
     let _ = g.finish(mem, |_| {});
     r
 }
 
-fn fault(
-    a: &mut AddressSpace,
-    mem: &TestMem,
-    va: u64,
-    access: Access,
-) -> Result<Fault, FaultError> {
+fn fault(a: &mut AddressSpace, mem: &TestMem, va: u64, access: Access) -> Result<Fault, FaultError> {
     a.handle_fault(va, access, mem, &mut |_| {})
 }
 
@@ -97,10 +85,7 @@ fn pa_of(a: &AddressSpace, mem: &TestMem, va: u64) -> u64 {
 fn first_touch_reads_zero_then_writes_read_back() {
     let (mem, mut a) = setup();
     let base = mmap(&mut a, &mem, 0, 3 * P, RW, 0).unwrap();
-    assert!(
-        (MMAP_BASE..MMAP_END).contains(&base),
-        "non-fixed mmap at {base:#x}: expected in the mmap area"
-    );
+    assert!((MMAP_BASE..MMAP_END).contains(&base), "non-fixed mmap at {base:#x}: expected in the mmap area");
     assert_eq!(mem.outstanding(), 1, "mmap allocates nothing but the root");
     let f = fault(&mut a, &mem, base + 8, Access::Read).unwrap();
     assert_eq!((f.kind, f.va), (FaultKind::ZeroFill, base));
@@ -113,12 +98,7 @@ fn first_touch_reads_zero_then_writes_read_back() {
     let next = mmap(&mut a, &mem, 0, P, R, 0).unwrap();
     assert_eq!(next, base + 3 * P, "first fit right after the first mapping");
     teardown(a, &mem);
-    assert_eq!(
-        mem.outstanding(),
-        0,
-        "teardown: expected 0 frames outstanding, saw {}",
-        mem.outstanding()
-    );
+    assert_eq!(mem.outstanding(), 0, "teardown: expected 0 frames outstanding, saw {}", mem.outstanding());
 }
 
 #[test]
@@ -136,13 +116,7 @@ fn munmap_gathers_exactly_the_frames_and_frees_tables() {
     let mut g = Gather::new();
     a.munmap(base, 2 * P, &mem, &mut g, &mut |_| panic!("no batch flush expected")).unwrap();
     assert_eq!(g.frames(), &pas[..2], "gathered frames");
-    let want = FlushRange {
-        start: base,
-        end: base + 2 * P,
-        stride: P,
-        tables_freed: false,
-        leaf_level: Some(3),
-    };
+    let want = FlushRange { start: base, end: base + 2 * P, stride: P, tables_freed: false, leaf_level: Some(3) };
     assert_eq!(g.flush_range(), Some(want), "flush covers the unmapped pages, leaf level 3");
     for &pa in &pas[..2] {
         assert!(mem.is_live(pa), "frame {pa:#x} freed before the flush");
@@ -161,26 +135,13 @@ fn munmap_gathers_exactly_the_frames_and_frees_tables() {
     a.munmap(base, MB2, &mem, &mut g, &mut |_| panic!("no batch flush expected")).unwrap();
     assert_eq!(g.frames(), &pas[2..]);
     assert!(g.freed_tables(), "whole 2 MiB region emptied: expected freed_tables");
-    assert_eq!(
-        (g.lowest_level(), g.highest_level()),
-        (Some(2), Some(3)),
-        "a level-2 entry and leaves cleared"
-    );
+    assert_eq!((g.lowest_level(), g.highest_level()), (Some(2), Some(3)), "a level-2 entry and leaves cleared");
     assert_eq!(g.tables().len(), 1);
     let r = g.flush_range().unwrap();
-    assert!(
-        r.tables_freed
-            && r.leaf_level.is_none()
-            && r.start <= base + 2 * P
-            && r.end >= base + 4 * P,
-        "{r:?}"
-    );
+    assert!(r.tables_freed && r.leaf_level.is_none() && r.start <= base + 2 * P && r.end >= base + 4 * P, "{r:?}");
     let _ = g.finish(&mem, |_| {});
     assert_eq!(load(&mut a, &mem, base + MB2), Ok(99), "the other region is untouched");
-    assert_eq!(
-        a.vmas().iter().map(|v| (v.start, v.end)).collect::<Vec<_>>(),
-        vec![(base + MB2, base + 2 * MB2)]
-    );
+    assert_eq!(a.vmas().iter().map(|v| (v.start, v.end)).collect::<Vec<_>>(), vec![(base + MB2, base + 2 * MB2)]);
     teardown(a, &mem);
     assert_eq!(mem.outstanding(), 0);
 }
@@ -203,11 +164,7 @@ fn mprotect_downgrade_flushes_and_upgrade_does_not() {
     assert_eq!((g.totals().protected, g.frames().len()), (2, 0));
     let _ = g.finish(&mem, |_| {});
     assert_eq!(store(&mut a, &mem, base + P, 1), Err(FaultError::Protection));
-    assert_eq!(
-        store(&mut a, &mem, base, 1),
-        Err(FaultError::Protection),
-        "absent page: still the VMA says no"
-    );
+    assert_eq!(store(&mut a, &mem, base, 1), Err(FaultError::Protection), "absent page: still the VMA says no");
     assert_eq!(load(&mut a, &mem, base + P), Ok(7));
     assert_eq!(fault(&mut a, &mem, base, Access::Exec), Err(FaultError::Protection));
 
@@ -221,17 +178,10 @@ fn mprotect_downgrade_flushes_and_upgrade_does_not() {
 
     let mut g = Gather::new();
     a.mprotect(base + P, P, NONE, &mem, &mut g, &mut |_| {}).unwrap();
-    assert_eq!(
-        g.flush_range().map(|r| (r.start, r.end)),
-        Some((base + P, base + 2 * P)),
-        "RWX -> NONE: flush"
-    );
+    assert_eq!(g.flush_range().map(|r| (r.start, r.end)), Some((base + P, base + 2 * P)), "RWX -> NONE: flush");
     let _ = g.finish(&mem, |_| {});
     assert_eq!(load(&mut a, &mem, base + P), Err(FaultError::Protection), "PROT_NONE: no read");
-    assert_eq!(
-        a.check_user_range(base, P + 1, false),
-        Err(MmError::BadUserAddress { addr: base + P })
-    );
+    assert_eq!(a.check_user_range(base, P + 1, false), Err(MmError::BadUserAddress { addr: base + P }));
     let mut b = [0u8; 8];
     a.read_bytes(base + P, &mut b, &mem).unwrap();
     assert_eq!(u64::from_le_bytes(b), 9, "kernel reads ignore protection");
@@ -401,14 +351,8 @@ fn check_user_range_follows_the_mappings() {
     mmap(&mut a, &mem, rw + 2 * P, P, R, map::FIXED).unwrap();
     assert_eq!(a.check_user_range(rw + 5, 2 * P - 5, true), Ok(()));
     assert_eq!(a.check_user_range(rw + 5, 3 * P - 5, false), Ok(()), "spans RW then R: readable");
-    assert_eq!(
-        a.check_user_range(rw + 5, 3 * P - 5, true),
-        Err(MmError::BadUserAddress { addr: rw + 2 * P })
-    );
-    assert_eq!(
-        a.check_user_range(rw + 3 * P - 1, 2, false),
-        Err(MmError::BadUserAddress { addr: rw + 3 * P })
-    );
+    assert_eq!(a.check_user_range(rw + 5, 3 * P - 5, true), Err(MmError::BadUserAddress { addr: rw + 2 * P }));
+    assert_eq!(a.check_user_range(rw + 3 * P - 1, 2, false), Err(MmError::BadUserAddress { addr: rw + 3 * P }));
     assert_eq!(a.check_user_range(rw - 1, 2, false), Err(MmError::BadUserAddress { addr: rw - 1 }));
     assert_eq!(a.check_user_range(0, 0, true), Ok(()), "empty range");
     teardown(a, &mem);
@@ -427,11 +371,7 @@ fn long_munmap_flushes_in_batches() {
     let live_before = mem.outstanding();
     a.munmap(base, n * P, &mem, &mut g, &mut flushes.sink()).unwrap();
     let partial = flushes.take();
-    assert_eq!(
-        partial.len(),
-        2,
-        "{n} pages with batches of {BATCH}: expected 2 partial flushes, saw {partial:?}"
-    );
+    assert_eq!(partial.len(), 2, "{n} pages with batches of {BATCH}: expected 2 partial flushes, saw {partial:?}");
     assert!(g.frames().len() + g.tables().len() < BATCH);
     let freed_early = live_before - mem.outstanding();
     assert_eq!(freed_early as u64, 2 * BATCH as u64, "each partial flush releases its batch");

@@ -17,12 +17,28 @@ pub const CHUNK: usize = 512;
 /// What a job does (the kinds of `abi::device`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Work {
-    Copy { dst: u64, src: u64, len: u64 },
-    Fill { dst: u64, len: u64, byte: u8 },
-    Checksum { src: u64, len: u64 },
+    Copy {
+        dst: u64,
+        src: u64,
+        len: u64,
+    },
+    Fill {
+        dst: u64,
+        len: u64,
+        byte: u8,
+    },
+    Checksum {
+        src: u64,
+        len: u64,
+    },
     /// Reads the word at `src` for `ns` nanoseconds (the caller keeps the
     /// time), writing the count of reads to `progress` (0: nowhere).
-    Watch { src: u64, progress: u64, ns: u64, through_faults: bool },
+    Watch {
+        src: u64,
+        progress: u64,
+        ns: u64,
+        through_faults: bool,
+    },
 }
 
 /// `len` bytes at `addr` lie in user space.

@@ -363,7 +363,13 @@ impl LeafCursor {
         self.next_slow(f, pt, mem, true)
     }
 
-    fn next_slow<F: Format, M: PhysMem>(&mut self, f: F, pt: &PageTable<F>, mem: &M, swapped: bool) -> Option<(u64, u64)> {
+    fn next_slow<F: Format, M: PhysMem>(
+        &mut self,
+        f: F,
+        pt: &PageTable<F>,
+        mem: &M,
+        swapped: bool,
+    ) -> Option<(u64, u64)> {
         if !self.started {
             self.started = true;
             if !self.path.begin(f, pt.root, self.start, self.end) {

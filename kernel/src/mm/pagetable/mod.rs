@@ -520,12 +520,7 @@ impl<F: Format> PageTable<F> {
     /// Tears the whole tree down: a zap of everything that frees every
     /// table, then the root into the gather. TTBR0 of every CPU must no
     /// longer point at the root when the gather frees it.
-    pub fn destroy<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(
-        mut self,
-        mem: &M,
-        g: &mut Gather,
-        flush: &mut Fl,
-    ) {
+    pub fn destroy<M: PhysMem, Fl: FnMut(Option<FlushRange>)>(mut self, mem: &M, g: &mut Gather, flush: &mut Fl) {
         let end = self.fmt.span();
         self.zap(mem, 0, end, &TableFree::All, g, flush);
         if let Some(root) = self.root.take() {
@@ -614,11 +609,7 @@ pub unsafe fn walk_in<F: Format>(f: F, mem: &impl PhysMem, root: u64, va: u64) -
 
 /// [`walk`] for tests, on the test memory.
 #[cfg(test)]
-pub fn walk_for_tests(
-    mem: &crate::mm::aspace::test_mem::TestMem,
-    root: u64,
-    va: u64,
-) -> Option<u64> {
+pub fn walk_for_tests(mem: &crate::mm::aspace::test_mem::TestMem, root: u64, va: u64) -> Option<u64> {
     // SAFETY: `TestMem` panics on any access to an address that is not a
     // live frame, so a walk from any root reads valid memory (at worst
     // garbage descriptors, or a panic).

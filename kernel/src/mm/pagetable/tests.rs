@@ -1,10 +1,10 @@
 //! Tests of the page-table code on the host's test memory.
 
 use super::*;
-use crate::mm::gather::Gather;
-use crate::mm::pte::{PAGE_SIZE, VALID};
 use crate::mm::aspace::test_mem::TestMem;
+use crate::mm::gather::Gather;
 use crate::mm::pte::{user_attrs, NG, PXN};
+use crate::mm::pte::{PAGE_SIZE, VALID};
 use abi::prot;
 
 const RW: u64 = user_attrs(prot::READ | prot::WRITE);
@@ -28,17 +28,8 @@ fn user_descriptors() {
     for (p, r, w, x) in cases {
         let d = page_desc(0x1234_5000, user_attrs(p));
         let seen = (el0_can_read(d), el0_can_write(d), el0_can_exec(d));
-        assert_eq!(
-            seen,
-            (r, w, x),
-            "prot {p:#x}: expected (r, w, x) = {:?}, saw {seen:?}",
-            (r, w, x)
-        );
-        assert_eq!(
-            d & (NG | PXN | VALID),
-            NG | PXN | VALID,
-            "prot {p:#x}: user pages are nG, PXN, valid"
-        );
+        assert_eq!(seen, (r, w, x), "prot {p:#x}: expected (r, w, x) = {:?}, saw {seen:?}", (r, w, x));
+        assert_eq!(d & (NG | PXN | VALID), NG | PXN | VALID, "prot {p:#x}: user pages are nG, PXN, valid");
         assert_eq!(desc_pa(d), 0x1234_5000);
     }
 }
@@ -66,7 +57,8 @@ fn map_hinted_maps_as_map_does_across_tables_and_trees() {
     let mut hint = MapHint::default();
     for &va in &vas {
         let pa = mem.alloc_zeroed().unwrap();
-        (mem.get(pa), mem.get(pa));
+        mem.get(pa);
+        mem.get(pa);
         let d = page_desc(pa, RW);
         pts[0].map(&mem, va, d).unwrap();
         pts[1].map_hinted(&mem, va, d, &mut hint).unwrap();
@@ -123,9 +115,7 @@ fn zap_frees_tables_only_through_the_gather() {
 
     // Part of the region: no table freed.
     let mut g = Gather::new();
-    pt.zap(&mem, base, base + 2 * PAGE_SIZE, &TableFree::All, &mut g, &mut |_| {
-        panic!("no partial flush expected")
-    });
+    pt.zap(&mem, base, base + 2 * PAGE_SIZE, &TableFree::All, &mut g, &mut |_| panic!("no partial flush expected"));
     assert!(!g.freed_tables(), "half a table zapped: expected no table freed");
     assert_eq!((g.lowest_level(), g.highest_level()), (Some(3), Some(3)));
     assert_eq!(g.frames(), &pas[..2]);
@@ -150,11 +140,7 @@ fn zap_frees_tables_only_through_the_gather() {
     // The last page: levels 3, 2 and 1 all go; the root stays.
     let mut g = Gather::new();
     pt.zap(&mem, 0, abi::USER_END, &TableFree::All, &mut g, &mut |_| {});
-    assert_eq!(
-        (g.tables().len(), g.lowest_level()),
-        (3, Some(0)),
-        "three tables, a level-0 entry cleared"
-    );
+    assert_eq!((g.tables().len(), g.lowest_level()), (3, Some(0)), "three tables, a level-0 entry cleared");
     finish(g, &mem);
     assert_eq!(pt.count_tables(&mem), 1, "only the root left");
     let mut g = Gather::new();
@@ -255,7 +241,7 @@ fn zap_cursor_steps_one_write_at_a_time_post_order() {
         "leaves first, then each table once emptied"
     );
     assert_eq!(c.step(&mut pt, &mem, &TableFree::All, &mut g), None, "a finished cursor stays finished");
-    assert_eq!(pt.lookup(&mem, 5 * p).map(desc_pa).is_some(), true, "outside the range: kept");
+    assert!(pt.lookup(&mem, 5 * p).is_some(), "outside the range: kept");
     assert_eq!(pt.count_tables(&mem), 3, "root, and the path to page 5");
     finish(g, &mem);
     let mut g = Gather::new();

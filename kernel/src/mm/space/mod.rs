@@ -60,8 +60,8 @@ pub mod switch;
 mod tests;
 
 pub use hw::MmHw;
-pub use op::{AfterUnlock, Call, Hook, Next, Op, OpError, Outcome, Pc, Step, Then};
 pub use notifier::{DevAccess, DevEntry, DevTlb, Invalidation};
+pub use op::{AfterUnlock, Call, Hook, Next, Op, OpError, Outcome, Pc, Step, Then};
 pub use shootdown::{Route, Served, Shootdown, Strategy};
 
 use core::cell::UnsafeCell;
@@ -70,8 +70,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use super::asid::MmContext;
 use super::aspace::AddressSpace;
 use super::pagetable::{Arm4k, Format, PhysMem};
-use super::tlb::{TlbFeatures, PolicyParams, RepeatTlbi};
 use super::tlb::stats::MAX_CPUS;
+use super::tlb::{PolicyParams, RepeatTlbi, TlbFeatures};
 
 /// How the protocol flushes: the policy and what the CPU has, and the
 /// switches users may set on the command line.
@@ -409,7 +409,14 @@ impl<F: Format> Mm<F> {
 
     /// Runs `op` to the end on this CPU, spinning while another holds the
     /// lock, and calls `hook` at its hook points (see [`Hook`]).
-    pub fn run<H: MmHw, M: PhysMem>(&self, op: &mut Op<F>, cfg: &TlbConfig, hw: &H, mem: &M, mut hook: impl FnMut(Hook)) {
+    pub fn run<H: MmHw, M: PhysMem>(
+        &self,
+        op: &mut Op<F>,
+        cfg: &TlbConfig,
+        hw: &H,
+        mem: &M,
+        mut hook: impl FnMut(Hook),
+    ) {
         loop {
             match op.step(self, cfg, hw, mem) {
                 Step::Ran => {}

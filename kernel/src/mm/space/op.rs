@@ -23,13 +23,32 @@ use crate::mm::tlb::{Event, FlushPlan, FlushStrategy, RangePolicy, Scope, TlbiOp
 /// A call into the protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Call {
-    Mmap { addr: u64, len: u64, prot: u64, flags: u64 },
-    Munmap { addr: u64, len: u64 },
-    Mprotect { addr: u64, len: u64, prot: u64 },
-    Madvise { addr: u64, len: u64, advice: u64 },
+    Mmap {
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+    },
+    Munmap {
+        addr: u64,
+        len: u64,
+    },
+    Mprotect {
+        addr: u64,
+        len: u64,
+        prot: u64,
+    },
+    Madvise {
+        addr: u64,
+        len: u64,
+        advice: u64,
+    },
     /// The child's address space is [`Op::take_child`].
     Fork,
-    Fault { va: u64, access: Access },
+    Fault {
+        va: u64,
+        access: Access,
+    },
     /// The reaper takes every mapping while the process's threads may still
     /// run; the process is marked killed at [`Hook::Reaping`].
     Reap,
@@ -39,7 +58,11 @@ pub enum Call {
     /// becomes a swap entry for `slot`, and the page's TLBI is issued
     /// without a DSB: the [`super::reclaim::Batch`] completes it (unless
     /// `TlbConfig::reclaim_batch` is off).
-    Reclaim { va: u64, pa: u64, slot: u64 },
+    Reclaim {
+        va: u64,
+        pa: u64,
+        slot: u64,
+    },
 }
 
 impl Call {
@@ -92,7 +115,9 @@ pub enum OpError {
     Fault(FaultError),
     /// The teardown found the mm still loaded on these CPUs: nothing was
     /// freed (a live TTBR0 can walk into any table we would free).
-    StillLoaded { cpus: u64 },
+    StillLoaded {
+        cpus: u64,
+    },
 }
 
 /// A point where the caller acts on the operation's behalf.
@@ -214,18 +239,34 @@ pub enum Pc {
     /// One leaf of a fork.
     Share,
     /// Whether a zap is in flight (another one, for a zap).
-    ReadPending { then: Then },
-    Flush { then: Then },
-    Complete { then: Then },
+    ReadPending {
+        then: Then,
+    },
+    Flush {
+        then: Then,
+    },
+    Complete {
+        then: Then,
+    },
     /// IPIs to the CPUs the strategy chose (`shootdown::route`).
-    Send { next: Next },
+    Send {
+        next: Next,
+    },
     /// Until every target acknowledged.
-    Wait { next: Next },
+    Wait {
+        next: Next,
+    },
     /// Until every secondary MMU told of the flush acknowledged
     /// ([`super::notifier`]).
-    SecWait { next: Next },
-    Release { then: Then },
-    Unlock { then: AfterUnlock },
+    SecWait {
+        next: Next,
+    },
+    Release {
+        then: Then,
+    },
+    Unlock {
+        then: AfterUnlock,
+    },
     /// `pending -= 1`.
     EndZap,
     /// A fault, under the lock: decide.
@@ -248,9 +289,15 @@ pub enum Pc {
     Take,
     TearZap,
     FreeRoot,
-    TearFlush { more: bool },
-    TearComplete { more: bool },
-    TearRelease { more: bool },
+    TearFlush {
+        more: bool,
+    },
+    TearComplete {
+        more: bool,
+    },
+    TearRelease {
+        more: bool,
+    },
     Done,
 }
 
@@ -919,17 +966,19 @@ impl<F: Format> Op<F> {
     /// Under the lock: the arguments, the mappings, and what comes next.
     fn prepare<M: PhysMem>(&mut self, a: &mut AddressSpace<F>, cfg: &TlbConfig, mem: &M) {
         let r = match self.call {
-            Call::Mmap { addr, len, prot, flags } => a.map_vmas(addr, len, prot, cfg.thp.flags(flags)).map(|(start, zap)| {
-                self.outcome = Ok(Outcome::Addr(start));
-                match zap {
-                    // Mapped again at once: the tables stay.
-                    Some(range) => self.start_zap(range, ZapTables::Never),
-                    // The range may be one a racing munmap has just emptied
-                    // and not yet flushed: handing it out again is a
-                    // locked call racing a zap, like the others.
-                    None => self.pc = Pc::ReadPending { then: Then::Unlock },
-                }
-            }),
+            Call::Mmap { addr, len, prot, flags } => {
+                a.map_vmas(addr, len, prot, cfg.thp.flags(flags)).map(|(start, zap)| {
+                    self.outcome = Ok(Outcome::Addr(start));
+                    match zap {
+                        // Mapped again at once: the tables stay.
+                        Some(range) => self.start_zap(range, ZapTables::Never),
+                        // The range may be one a racing munmap has just emptied
+                        // and not yet flushed: handing it out again is a
+                        // locked call racing a zap, like the others.
+                        None => self.pc = Pc::ReadPending { then: Then::Unlock },
+                    }
+                })
+            }
             Call::Munmap { addr, len } => a.unmap_vmas(addr, len).map(|r| self.start_zap(r, ZapTables::Unmapped)),
             Call::Madvise { addr, len, advice: advice @ (abi::advice::HUGEPAGE | abi::advice::NOHUGEPAGE) } => {
                 // Under `mm.thp=never` the advice is checked and ignored.

@@ -217,7 +217,13 @@ pub enum CatchUp {
 /// How far behind this CPU is for a flush that made `new_gen` (for an IPI
 /// target and for the initiator itself), and the generation it will be at
 /// once it flushed as told. `partial_ok`: the request has a range.
-pub fn behind<F: Format, H: MmHw>(mm: &Mm<F>, cfg: &TlbConfig, hw: &H, new_gen: u64, partial_ok: bool) -> (CatchUp, u64) {
+pub fn behind<F: Format, H: MmHw>(
+    mm: &Mm<F>,
+    cfg: &TlbConfig,
+    hw: &H,
+    new_gen: u64,
+    partial_ok: bool,
+) -> (CatchUp, u64) {
     let mine = mm.cpu_gen[hw.cpu_id()].load(Ordering::Relaxed);
     let cur = mm.tlb_gen.load(Ordering::SeqCst);
     if mine >= cur {

@@ -11,8 +11,8 @@ use crate::mm::asid::AsidHw;
 use crate::mm::aspace::test_mem::TestMem;
 use crate::mm::aspace::Access;
 use crate::mm::pte::PAGE_SIZE;
-use crate::mm::tlb::trace::{Decision, Reason};
 use crate::mm::tlb::policy::PlanReason;
+use crate::mm::tlb::trace::{Decision, Reason};
 use crate::mm::tlb::{Event, OpKind, Scope, TlbiOp};
 use abi::{advice, map, prot};
 

@@ -11,5 +11,5 @@ pub use stats::{Event, TlbCounts, TlbStats, TLB_STATS};
 pub mod policy;
 pub mod range;
 pub mod trace;
-pub use policy::{TlbFeatures, FlushPlan, FlushRequest, FlushRequestError, FlushStrategy};
+pub use policy::{FlushPlan, FlushRequest, FlushRequestError, FlushStrategy, TlbFeatures};
 pub use policy::{PolicyParams, RangePolicy};

@@ -196,13 +196,7 @@ pub fn encode_va(asid: u16, va: u64, ttl: Option<u8>) -> Result<u64, OperandErro
 /// The register operand of `TLBI RVAE1[IS]` / `RVALE1[IS]` (4 KiB granule).
 /// Covers `base .. base + range_pages(num, scale) * 4 KiB`, which must stay
 /// below [`RANGE_VA_LIMIT`].
-pub fn encode_range(
-    asid: u16,
-    base: u64,
-    num: u8,
-    scale: u8,
-    ttl: Option<u8>,
-) -> Result<u64, OperandError> {
+pub fn encode_range(asid: u16, base: u64, num: u8, scale: u8, ttl: Option<u8>) -> Result<u64, OperandError> {
     if num > MAX_NUM {
         return Err(OperandError::BadNum(num));
     }
@@ -237,9 +231,7 @@ pub fn encode_asid(asid: u16) -> u64 {
 pub fn encode(op: &TlbiOp) -> Result<u64, OperandError> {
     match *op {
         TlbiOp::Va { asid, va, ttl, .. } => encode_va(asid, va, ttl),
-        TlbiOp::Range { asid, base, num, scale, ttl, .. } => {
-            encode_range(asid, base, num, scale, ttl)
-        }
+        TlbiOp::Range { asid, base, num, scale, ttl, .. } => encode_range(asid, base, num, scale, ttl),
         TlbiOp::Asid { asid } => Ok(encode_asid(asid)),
         TlbiOp::All => Err(OperandError::NoOperand),
     }
@@ -280,14 +272,7 @@ impl RangeOperand {
     }
     /// The op this operand belongs to, given the instruction's leaf-only bit.
     pub const fn to_op(self, last_level: bool) -> TlbiOp {
-        TlbiOp::Range {
-            asid: self.asid,
-            base: self.base,
-            num: self.num,
-            scale: self.scale,
-            last_level,
-            ttl: self.ttl,
-        }
+        TlbiOp::Range { asid: self.asid, base: self.base, num: self.num, scale: self.scale, last_level, ttl: self.ttl }
     }
 }
 
@@ -325,9 +310,7 @@ pub fn decode_range(xt: u64) -> Result<RangeOperand, OperandError> {
 pub const fn op_span(op: &TlbiOp) -> Option<(u64, u64)> {
     match *op {
         TlbiOp::Va { va, .. } => Some((va, va + PAGE_SIZE)),
-        TlbiOp::Range { base, num, scale, .. } => {
-            Some((base, base + (range_pages(num, scale) << PAGE_SHIFT)))
-        }
+        TlbiOp::Range { base, num, scale, .. } => Some((base, base + (range_pages(num, scale) << PAGE_SHIFT))),
         TlbiOp::Asid { .. } | TlbiOp::All => None,
     }
 }
@@ -354,13 +337,7 @@ pub struct RangeSplit {
 /// fewest disjoint `Va` and `Range` ops, in address order. `last_level` and
 /// `ttl` are copied into every op. The whole range must lie below
 /// [`RANGE_VA_LIMIT`].
-pub fn split(
-    asid: u16,
-    start: u64,
-    pages: u64,
-    last_level: bool,
-    ttl: Option<u8>,
-) -> Result<RangeSplit, OperandError> {
+pub fn split(asid: u16, start: u64, pages: u64, last_level: bool, ttl: Option<u8>) -> Result<RangeSplit, OperandError> {
     if start & (PAGE_SIZE - 1) != 0 {
         return Err(OperandError::Unaligned { addr: start });
     }
@@ -382,12 +359,7 @@ impl Iterator for RangeSplit {
             return None;
         }
         let (op, covered) = if self.pages & 1 == 1 {
-            let op = TlbiOp::Va {
-                asid: self.asid,
-                va: self.va,
-                last_level: self.last_level,
-                ttl: self.ttl,
-            };
+            let op = TlbiOp::Va { asid: self.asid, va: self.va, last_level: self.last_level, ttl: self.ttl };
             (op, 1)
         } else {
             let pairs = self.pages >> 1;
@@ -485,10 +457,7 @@ mod tests {
             cursor = hi;
             count += 1;
         }
-        assert_eq!(
-            cursor, end,
-            "{ctx}: start={start:#x} pages={pages}: covered up to {cursor:#x}, expected {end:#x}"
-        );
+        assert_eq!(cursor, end, "{ctx}: start={start:#x} pages={pages}: covered up to {cursor:#x}, expected {end:#x}");
         let want = split_op_count(pages);
         assert_eq!(count, want, "{ctx}: pages={pages}: expected {want} ops, saw {count}");
         assert_eq!(hint as u64, want, "{ctx}: pages={pages}: size_hint {hint}, expected {want}");
@@ -526,8 +495,7 @@ mod tests {
         for s in 0..=MAX_SCALE {
             for n in 0..=MAX_NUM {
                 for ttl in [None, Some(1), Some(2), Some(3)] {
-                    let want =
-                        RangeOperand { asid: 0xffff, base: 0x5_0000_0000, num: n, scale: s, ttl };
+                    let want = RangeOperand { asid: 0xffff, base: 0x5_0000_0000, num: n, scale: s, ttl };
                     let xt = encode_range(want.asid, want.base, n, s, ttl).unwrap();
                     let got = decode_range(xt).unwrap();
                     assert_eq!(got, want, "xt={xt:#018x}: expected {want:?}, saw {got:?}");
@@ -555,10 +523,7 @@ mod tests {
                 AddressTooHigh { addr: RANGE_VA_LIMIT + PAGE_SIZE, limit: RANGE_VA_LIMIT },
             ),
             (encode_va(1, 0x10, None), Unaligned { addr: 0x10 }),
-            (
-                encode_va(1, VA_OPERAND_LIMIT, None),
-                AddressTooHigh { addr: VA_OPERAND_LIMIT, limit: VA_OPERAND_LIMIT },
-            ),
+            (encode_va(1, VA_OPERAND_LIMIT, None), AddressTooHigh { addr: VA_OPERAND_LIMIT, limit: VA_OPERAND_LIMIT }),
             (encode_va(1, 0x1000, Some(0)), BadTtl(0)),
         ];
         for (i, (got, want)) in cases.into_iter().enumerate() {
@@ -570,10 +535,7 @@ mod tests {
         assert_eq!(decode_va(0b1011 << 44), Err(BadTtlField(0b1011)), "16K granule is not ours");
         assert_eq!(decode_va(0b0001 << 44), Err(BadTtlField(1)), "0b00xx with xx != 0 is RES0");
         assert!(split(1, 0x800, 4, false, None).is_err(), "unaligned start must be refused");
-        assert!(
-            split(1, 0, (RANGE_VA_LIMIT >> 12) + 1, false, None).is_err(),
-            "range past the limit"
-        );
+        assert!(split(1, 0, (RANGE_VA_LIMIT >> 12) + 1, false, None).is_err(), "range past the limit");
         assert!(split(1, 0, u64::MAX, false, None).is_err(), "huge length must not overflow");
         assert_eq!(format!("{}", BadNum(32)), "NUM 32 out of range 0..=31");
     }
@@ -627,8 +589,7 @@ mod tests {
         }
         // Exactly one maximal op, and one op per 2^21 pages beyond.
         let one: Vec<_> = split(5, 0, m, true, None).unwrap().collect();
-        let want =
-            TlbiOp::Range { asid: 5, base: 0, num: 31, scale: 3, last_level: true, ttl: None };
+        let want = TlbiOp::Range { asid: 5, base: 0, num: 31, scale: 3, last_level: true, ttl: None };
         assert_eq!(one, [want], "2^21 pages: expected one NUM=31 SCALE=3 op, saw {one:?}");
         assert_eq!(split_op_count(3 * m), 3);
         assert_eq!(split_op_count(m - 1), 5, "2^21-1 = 1 + 62 + 1984 + 63488 + 2031616 pages");

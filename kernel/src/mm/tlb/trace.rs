@@ -286,17 +286,7 @@ pub struct TraceEvent {
 impl TraceEvent {
     /// A decision about `span` of `asid` for `reason` with no ops yet.
     pub const fn new(ticks: u64, cpu: u8, asid: Option<u16>, span: Span, reason: Reason) -> Self {
-        TraceEvent {
-            ticks,
-            cpu,
-            asid,
-            span,
-            strategy: None,
-            ops: OpCounts::NONE,
-            reason,
-            policy: None,
-            ipi_targets: 0,
-        }
+        TraceEvent { ticks, cpu, asid, span, strategy: None, ops: OpCounts::NONE, reason, policy: None, ipi_targets: 0 }
     }
 
     /// 4 KiB pages of a [`Span::Va`]; `None` for the other spans.

@@ -82,27 +82,14 @@ fn run(_arg: u64) -> Result<(), i32> {
         wrong += usize::from(!ok);
         let mark = if ok { "ok" } else { "WRONG" };
         match g {
-            Ok(v) => println!(
-                "badsys: {:<24} {:<14} Ok({v:#x}) {mark}",
-                c.name,
-                Errno(c.errno)
-            ),
+            Ok(v) => println!("badsys: {:<24} {:<14} Ok({v:#x}) {mark}", c.name, Errno(c.errno)),
             Err(e) => println!("badsys: {:<24} {:<14} {e} {mark}", c.name, Errno(c.errno)),
         }
     }
     if wrong > 0 {
-        fail!(
-            3,
-            "{wrong} of {} calls did not fail as expected",
-            cases.len()
-        );
+        fail!(3, "{wrong} of {} calls did not fail as expected", cases.len());
     }
-    check_eq!(
-        4,
-        "rise of stats(BAD_SYSCALLS)",
-        cases.len() as u64,
-        after.wrapping_sub(before)
-    );
+    check_eq!(4, "rise of stats(BAD_SYSCALLS)", cases.len() as u64, after.wrapping_sub(before));
     drop(scratch);
     println!("badsys: all {} bad calls rejected and counted", cases.len());
     Ok(())

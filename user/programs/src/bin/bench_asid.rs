@@ -29,12 +29,7 @@ fn run(raw: u64) -> Result<(), i32> {
     bench::pin(0)?;
     if arg.flag(FLAG_A) {
         let m = bench::measure(&arg, |_| fork_exit(), || 0)?;
-        return bench::report(
-            "asid-pressure",
-            &arg,
-            &[("processes", 1), ("create", 1)],
-            &m,
-        );
+        return bench::report("asid-pressure", &arg, &[("processes", 1), ("create", 1)], &m);
     }
     let n = arg.n.min(MAX_SERVERS as u64) as usize;
     let mut servers = [(0u64, 0u64); MAX_SERVERS]; // (endpoint, pid)
@@ -66,12 +61,7 @@ fn run(raw: u64) -> Result<(), i32> {
             return Err(status::OP);
         }
     }
-    bench::report(
-        "asid-pressure",
-        &arg,
-        &[("processes", n as u64), ("create", 0)],
-        &m,
-    )
+    bench::report("asid-pressure", &arg, &[("processes", n as u64), ("create", 0)], &m)
 }
 
 fn fork_exit() -> Result<(), i32> {

@@ -85,6 +85,12 @@ fn run(raw: u64) -> Result<(), i32> {
     let m = bench::measure_with_team(&arg, op, &team)?;
     team.stop()?;
     bench::op("dev_unbind", sys::dev_unbind(DEV))?;
-    let mode = if other { 1 } else if same { 2 } else { 0 };
+    let mode = if other {
+        1
+    } else if same {
+        2
+    } else {
+        0
+    };
     bench::report("device", &arg, &[("kib", arg.n), ("churn", mode)], &m)
 }

@@ -33,12 +33,8 @@ fn run(raw: u64) -> Result<(), i32> {
         |i| match bench::op("fork", sys::fork())? {
             Fork::Child => {
                 // Left running: the exit ends them.
-                let Ok(_team) = Team::spinners(threads, Spin::Syscall) else {
-                    sys::exit(11)
-                };
-                let Ok(mut m) = Mapping::pages(arg.n) else {
-                    sys::exit(10)
-                };
+                let Ok(_team) = Team::spinners(threads, Spin::Syscall) else { sys::exit(11) };
+                let Ok(mut m) = Mapping::pages(arg.n) else { sys::exit(10) };
                 bench::touch(&mut m, arg.n as usize, i);
                 m.leak(); // no munmap: exit tears it down
                 sys::exit(0)

@@ -37,10 +37,5 @@ fn run(raw: u64) -> Result<(), i32> {
         || 0,
     )?;
     spinners.stop()?;
-    bench::report(
-        "mprotect",
-        &arg,
-        &[("pages", arg.n), ("threads", threads)],
-        &result,
-    )
+    bench::report("mprotect", &arg, &[("pages", arg.n), ("threads", threads)], &result)
 }

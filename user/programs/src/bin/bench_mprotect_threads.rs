@@ -46,10 +46,5 @@ fn run(raw: u64) -> Result<(), i32> {
     }
     let m = bench::measure_with_team(&arg, |i| op(&mut mine, pages, i), &team)?;
     team.stop()?;
-    bench::report(
-        "mprotect-threads",
-        &arg,
-        &[("pages", arg.n), ("threads", threads)],
-        &m,
-    )
+    bench::report("mprotect-threads", &arg, &[("pages", arg.n), ("threads", threads)], &m)
 }

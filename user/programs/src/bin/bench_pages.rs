@@ -46,7 +46,7 @@ fn run(raw: u64) -> Result<(), i32> {
         2 => "pages-split",
         w => return setup_error(format_args!("workload {w}")),
     };
-    if arg.n == 0 || arg.n % 2 != 0 {
+    if arg.n == 0 || !arg.n.is_multiple_of(2) {
         return setup_error(format_args!("{} MiB: not a whole number of blocks", arg.n));
     }
     bench::pin(0)?;

@@ -49,8 +49,11 @@ fn run(raw: u64) -> Result<(), i32> {
     meas.warmup *= arg.n;
     meas.counted_ops *= arg.n;
     if meas.counters.faults < meas.counted_ops {
-        ulib::println!("bench_reclaim: FAIL: {} faults for {} pages: pages were not reclaimed",
-            meas.counters.faults, meas.counted_ops);
+        ulib::println!(
+            "bench_reclaim: FAIL: {} faults for {} pages: pages were not reclaimed",
+            meas.counters.faults,
+            meas.counted_ops
+        );
         return Err(status::OP);
     }
     let params = [("pages", arg.n), ("threads", threads), ("drop", u64::from(drop_first))];

@@ -9,9 +9,9 @@
 
 use core::sync::atomic::AtomicU32;
 
+use ulib::println;
 use ulib::sys::{self, Fork};
 use ulib::thread::{self, JoinHandle};
-use ulib::println;
 use userland::try_sys;
 
 static NEVER: AtomicU32 = AtomicU32::new(0);

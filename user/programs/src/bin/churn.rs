@@ -11,8 +11,8 @@
 #![forbid(unsafe_code)]
 
 use ulib::abi::stats;
-use ulib::sys::{self, Fork};
 use ulib::println;
+use ulib::sys::{self, Fork};
 use userland::churn;
 use userland::{arg_or, fail, try_sys};
 

@@ -21,11 +21,7 @@ ulib::entry!(run);
 
 fn run(arg: u64) -> Result<(), i32> {
     let n = arg_or(arg, 4) as usize;
-    ensure!(
-        n <= MAX_THREADS,
-        1,
-        "at most {MAX_THREADS} threads, asked for {n}"
-    );
+    ensure!(n <= MAX_THREADS, 1, "at most {MAX_THREADS} threads, asked for {n}");
     // Word 0 is the shared counter, word 1 + i thread i's.
     let counters: &'static [AtomicU64] = try_sys!(Mapping::pages(1), 2).leak_atomic();
     let mut threads: [Option<JoinHandle>; MAX_THREADS] = [const { None }; MAX_THREADS];
@@ -37,23 +33,10 @@ fn run(arg: u64) -> Result<(), i32> {
         check_eq!(5, format_args!("thread {i}'s exit code"), 0, code);
     }
     for i in 0..n {
-        check_eq!(
-            6,
-            format_args!("thread {i}'s counter"),
-            ITERS,
-            counters[1 + i].load(Relaxed)
-        );
+        check_eq!(6, format_args!("thread {i}'s counter"), ITERS, counters[1 + i].load(Relaxed));
     }
-    check_eq!(
-        7,
-        "shared counter",
-        n as u64 * ITERS,
-        counters[0].load(Relaxed)
-    );
-    println!(
-        "counters: {n} threads x {ITERS}: shared {}",
-        counters[0].load(Relaxed)
-    );
+    check_eq!(7, "shared counter", n as u64 * ITERS, counters[0].load(Relaxed));
+    println!("counters: {n} threads x {ITERS}: shared {}", counters[0].load(Relaxed));
     Ok(())
 }
 

@@ -311,9 +311,9 @@ fn counters() -> Result<(), i32> {
     check_eq!(9, "sec_inval bound to both devices", d::COUNT as u64, eb[events::SEC_INVAL]);
     check_eq!(9, "mn_range bound", 1, eb[events::MN_RANGE]);
     ensure!(t == tb, 9, "TLBIs of the munmap: unbound {t:?}, bound {tb:?}");
-    for dev in 0..d::COUNT {
+    for (dev, before) in before.iter().enumerate() {
         let after = try_sys!(dev::counters(dev as u64), 1);
-        let delta: [u64; d::STAT_COUNT] = core::array::from_fn(|i| after[i] - before[dev][i]);
+        let delta: [u64; d::STAT_COUNT] = core::array::from_fn(|i| after[i] - before[i]);
         check_eq!(9, format_args!("device {dev}'s invalidations"), 1, delta[d::INVALS]);
         check_eq!(9, format_args!("device {dev}'s entries dropped"), 16, delta[d::DROPPED]);
         // The device was idle: the munmap's CPU served its inbox.
@@ -364,11 +364,8 @@ fn busy_child(killed: bool) -> i32 {
             return 2;
         }
         for i in 0..MAX_QUEUE {
-            let job = if i % 2 == 0 {
-                dev::copy(at + half, at, half)
-            } else {
-                dev::watch(at, at + 8, 5000 * MS, false)
-            };
+            let job =
+                if i % 2 == 0 { dev::copy(at + half, at, half) } else { dev::watch(at, at + 8, 5000 * MS, false) };
             // SAFETY: the process ends with the jobs in flight; nothing
             // reads what they write.
             if unsafe { sys::dev_submit(dev, &job) }.is_err() {

@@ -27,10 +27,7 @@ fn run(kind: u64) -> Result<(), i32> {
     };
     // Set up before announcing, so the line is the last thing printed.
     let page = try_sys!(Mapping::pages(1), 97);
-    println!(
-        "fault: kind {kind} ({what}): expecting status {:#x}",
-        killed(cause)
-    );
+    println!("fault: kind {kind} ({what}): expecting status {:#x}", killed(cause));
     match kind {
         // SAFETY: deliberately faults; the kernel kills the process at the
         // load, so nothing after it runs.
@@ -51,9 +48,5 @@ fn run(kind: u64) -> Result<(), i32> {
             f();
         }
     }
-    fail!(
-        99,
-        "survived kind {kind} ({what}): expected status {:#x}",
-        killed(cause)
-    )
+    fail!(99, "survived kind {kind} ({what}): expected status {:#x}", killed(cause))
 }

@@ -14,16 +14,8 @@ fn run(_arg: u64) -> Result<(), i32> {
     for (kind, what, cause) in FAULTS {
         let pid = try_sys!(sys::spawn("fault", kind), 100);
         let (_, status) = try_sys!(sys::wait(Some(pid)), 100);
-        check_eq!(
-            kind as i32,
-            format_args!("status of fault {kind} ({what})"),
-            killed(cause),
-            status
-        );
+        check_eq!(kind as i32, format_args!("status of fault {kind} ({what})"), killed(cause), status);
     }
-    println!(
-        "faults: all {} faults killed with the right cause",
-        FAULTS.len()
-    );
+    println!("faults: all {} faults killed with the right cause", FAULTS.len());
     Ok(())
 }

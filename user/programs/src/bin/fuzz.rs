@@ -318,7 +318,9 @@ fn one_call(w: &World, r: &mut Rand64, may_block: bool, grandchild: &mut bool) -
                 let ns = if may_block && r.rand_range(0..50) == 0 { u64::MAX } else { r.rand_range(0..200_000) };
                 raw::syscall1(n, ns)
             }
-            nr::SET_AFFINITY => raw::syscall1(n, [u64::MAX, 0, 1, 2, 3, 4, 64, r.rand_u64()][r.rand_range(0..8) as usize]),
+            nr::SET_AFFINITY => {
+                raw::syscall1(n, [u64::MAX, 0, 1, 2, 3, 4, 64, r.rand_u64()][r.rand_range(0..8) as usize])
+            }
             nr::STATS => {
                 let buf = if coin(r) { w.scratch } else { w.addr(r) };
                 raw::syscall3(n, r.rand_range(0..12), buf, r.rand_range(0..20))
@@ -481,7 +483,7 @@ fn fuzz_loop(w: &'static World, seed: u64, calls: u64, may_block: bool) -> u64 {
                 0
             }) {
                 World::remember(&w.tids, &mut r, t.tid());
-                core::mem::forget(t);
+                drop(t); // detached: the world joins it by tid
             }
         }
         counts.add(n, res);
@@ -525,7 +527,7 @@ fn worker(report_ep: u64, seed: u64, calls: u64) -> ! {
             0
         }) {
             World::remember(&w.tids, &mut r, t.tid());
-            core::mem::forget(t);
+            drop(t); // detached: the world joins it by tid
         }
     }
     fuzz_loop(w, seed, calls, false);
@@ -587,7 +589,11 @@ fn receive(ep: u64) -> i32 {
                 let every = PROGRESS_EVERY.load(Ordering::Relaxed);
                 if (before + n) / every != before / every {
                     let s = (sys::time_ns() - START_NS.load(Ordering::Relaxed)) / 1_000_000_000;
-                    println!("fuzz: {} calls after {s} s, {} workers started", before + n, STARTED.load(Ordering::Relaxed));
+                    println!(
+                        "fuzz: {} calls after {s} s, {} workers started",
+                        before + n,
+                        STARTED.load(Ordering::Relaxed)
+                    );
                 }
             }
         }
@@ -621,7 +627,7 @@ fn run(arg: u64) -> Result<(), i32> {
     START_NS.store(sys::time_ns(), Ordering::Relaxed);
     PROGRESS_EVERY.store((target / 10).max(1), Ordering::Relaxed);
     let receiver = try_sys!(thread::spawn(move || receive(ep)), 1);
-    core::mem::forget(receiver); // blocked in ep_recv until we exit
+    drop(receiver); // detached: blocked in ep_recv until we exit
 
     // Workers, one per CPU, replaced as they end.
     let nworkers = (cpus as usize).min(8);

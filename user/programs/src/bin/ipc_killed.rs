@@ -22,14 +22,8 @@ fn run(_arg: u64) -> Result<(), i32> {
         Fork::Parent(child) => {
             match sys::ep_call(ep, ipc::request(1)) {
                 Err(Errno::EPIPE) => {}
-                Err(e) => fail!(
-                    3,
-                    "ep_call to a server that exited: expected EPIPE, got {e}"
-                ),
-                Ok(r) => fail!(
-                    4,
-                    "ep_call to a server that exited: expected EPIPE, got reply {r:#x?}"
-                ),
+                Err(e) => fail!(3, "ep_call to a server that exited: expected EPIPE, got {e}"),
+                Ok(r) => fail!(4, "ep_call to a server that exited: expected EPIPE, got reply {r:#x?}"),
             }
             let (_, status) = try_sys!(sys::wait(Some(child)), 2);
             check_eq!(5, "child's exit status", 0, status);

@@ -35,11 +35,7 @@ fn run(arg: u64) -> Result<(), i32> {
             let (_, status) = try_sys!(sys::wait(Some(child)), 3);
             check_eq!(5, "server child's exit status", 0, status);
             let cpus = if same_cpu { "one cpu" } else { "two cpus" };
-            println!(
-                "ipc_pair: {CALLS} calls on {cpus} in {} us ({} ns/call)",
-                ns / 1000,
-                ns / CALLS
-            );
+            println!("ipc_pair: {CALLS} calls on {cpus} in {} us ({} ns/call)", ns / 1000, ns / CALLS);
             Ok(())
         }
     }

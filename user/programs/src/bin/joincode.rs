@@ -19,7 +19,7 @@ fn run(_arg: u64) -> Result<(), i32> {
     // SAFETY: JOIN touches no user memory.
     let r = unsafe { raw::syscall1(nr::JOIN, t.tid()) };
     check_eq!(2, "raw JOIN result for exit code -4", 0xffff_fffc_u64, r);
-    core::mem::forget(t);
+    drop(t); // already joined by the raw call above
     let t = try_sys!(thread::spawn(|| i32::MIN), 1);
     check_eq!(2, "join of a thread that exited with i32::MIN", i32::MIN as i64, try_sys!(t.join(), 1) as i64);
     // The main thread is tid 1.

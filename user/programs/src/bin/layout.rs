@@ -26,12 +26,7 @@ ulib::entry!(run);
 fn run(_arg: u64) -> Result<(), i32> {
     check_eq!(1, "image start", USER_TEXT_BASE, ulib::rt::image().0);
     for (i, w) in DATA.iter().enumerate() {
-        check_eq!(
-            2,
-            format_args!(".data word {i}"),
-            0xDA7A_0000 + i as u64,
-            w.load(Relaxed)
-        );
+        check_eq!(2, format_args!(".data word {i}"), 0xDA7A_0000 + i as u64, w.load(Relaxed));
     }
     for (i, w) in BSS.iter().enumerate() {
         check_eq!(3, format_args!(".bss word {i}"), 0, w.load(Relaxed));
@@ -40,12 +35,7 @@ fn run(_arg: u64) -> Result<(), i32> {
         w.store(!(i as u64), Relaxed);
     }
     for (i, w) in DATA.iter().chain(&BSS).enumerate() {
-        check_eq!(
-            4,
-            format_args!("word {i} of .data/.bss after writing"),
-            !(i as u64),
-            w.load(Relaxed)
-        );
+        check_eq!(4, format_args!("word {i} of .data/.bss after writing"), !(i as u64), w.load(Relaxed));
     }
     let (start, end) = ulib::rt::image();
     println!("layout: image {start:#x}..{end:#x}, .data and .bss as linked");

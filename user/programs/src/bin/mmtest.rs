@@ -40,12 +40,7 @@ fn run(_arg: u64) -> Result<(), i32> {
         }),
         2
     );
-    check_eq!(
-        3,
-        "status of the child reading after munmap",
-        killed(cause::UNMAPPED),
-        status
-    );
+    check_eq!(3, "status of the child reading after munmap", killed(cause::UNMAPPED), status);
     if let Err(bad) = check(m.words(), SEED) {
         fail!(4, "parent's pages after the child unmapped its copy: {bad}");
     }
@@ -64,28 +59,14 @@ fn run(_arg: u64) -> Result<(), i32> {
         }),
         2
     );
-    check_eq!(
-        5,
-        "status of the child writing read-only memory",
-        killed(cause::PROTECTION),
-        status
-    );
+    check_eq!(5, "status of the child writing read-only memory", killed(cause::PROTECTION), status);
     m.words_mut()[0] = 1;
-    check_eq!(
-        6,
-        "parent's write after the child's mprotect",
-        1,
-        m.words()[0]
-    );
+    check_eq!(6, "parent's write after the child's mprotect", 1, m.words()[0]);
 
     // (c) madvise(DONTNEED) reads back zeros.
     try_sys!(m.discard(), 7);
     if let Some(i) = m.words().iter().position(|&w| w != 0) {
-        fail!(
-            8,
-            "word {i} after madvise(DONTNEED): expected 0, saw {:#x}",
-            m.words()[i]
-        );
+        fail!(8, "word {i} after madvise(DONTNEED): expected 0, saw {:#x}", m.words()[i]);
     }
     println!("mmtest: munmap, mprotect and madvise(DONTNEED) behave");
     Ok(())

@@ -10,7 +10,7 @@ use ulib::{abi, println, probe, sys, thread};
 use userland::{arg_or, try_sys};
 
 const PAGE_VA: u64 = 0x3000_0000;
-const MAGIC: u64 = 0x0ddb_a11_0000_0000;
+const MAGIC: u64 = 0x00dd_ba11_0000_0000;
 
 static ROUND: AtomicU64 = AtomicU64::new(0);
 static DONE: AtomicU64 = AtomicU64::new(0);
@@ -30,12 +30,11 @@ fn reader(rounds: u64) -> i32 {
         loop {
             let done = DONE.load(Acquire) == r;
             match probe::read(PAGE_VA) {
-                Some(v) if v == MAGIC | r => {
-                    if done {
-                        println!("munmap_race: round {r}: read {v:#x} after munmap returned");
-                        return 2;
-                    }
+                Some(v) if v == MAGIC | r && done => {
+                    println!("munmap_race: round {r}: read {v:#x} after munmap returned");
+                    return 2;
                 }
+                Some(v) if v == MAGIC | r => {}
                 Some(v) => {
                     println!("munmap_race: round {r}: read {v:#x}, expected {:#x}", MAGIC | r);
                     return 3;

@@ -15,6 +15,7 @@
 //! - 6: the kernel heap at its reserve (boot with a large
 //!   `kheap.reserve_kb`): children take mappings until calls fail with
 //!   ENOMEM counted as heap refusals; calls that free memory still work.
+//!
 //! Exit 0 on success; 1 setup, 2 a call did not fail as expected, 3 a
 //! counter did not come back, 4 a child's status.
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -184,7 +185,11 @@ fn fork_or_spawn_under_pressure(spawn: bool) -> Result<(), i32> {
         match r {
             Err(Errno::ENOMEM) => {
                 failures += 1;
-                same(format_args!("after a failed {what} with {} frames free", before[r::FREE_FRAMES]), &before, &res())?;
+                same(
+                    format_args!("after a failed {what} with {} frames free", before[r::FREE_FRAMES]),
+                    &before,
+                    &res(),
+                )?;
                 // Step up by 1 frame at a time near the end, so every point
                 // of the call can be the one that fails.
                 target += if failures % 8 == 0 { 16 } else { 1 };
@@ -200,7 +205,9 @@ fn fork_or_spawn_under_pressure(spawn: bool) -> Result<(), i32> {
         ensure!(target < 100_000, 2, "{what} never succeeded");
     }
     ensure!(failures >= 8, 2, "only {failures} failed {what}s: the pressure did not work");
-    println!("oom: {failures} {what}s failed with ENOMEM as memory ran out, each leaving nothing behind; then one succeeded");
+    println!(
+        "oom: {failures} {what}s failed with ENOMEM as memory ran out, each leaving nothing behind; then one succeeded"
+    );
     Ok(())
 }
 
@@ -347,12 +354,9 @@ fn heap_reserve() -> Result<(), i32> {
     // of such processes (each waiting for the next) fills the heap fast.
     let first = try_sys!(sys::mmap(PAGE_SIZE, prot::READ), 1);
     let mut last = first;
-    loop {
-        // SAFETY: a hint, not MAP_FIXED: nothing mapped changes.
-        match unsafe { sys::mmap_raw(last + 2 * PAGE_SIZE, PAGE_SIZE, prot::READ, 0) } {
-            Ok(a) => last = a,
-            Err(_) => break,
-        }
+    // SAFETY: a hint, not MAP_FIXED: nothing mapped changes.
+    while let Ok(a) = unsafe { sys::mmap_raw(last + 2 * PAGE_SIZE, PAGE_SIZE, prot::READ, 0) } {
+        last = a;
     }
     let mut depth = 0u64;
     let status = loop {

@@ -69,7 +69,17 @@ struct Ops([u64; 5]);
 
 const KINDS: [(usize, &str); 5] = [(6, "vae1is"), (7, "vale1is"), (8, "rvae1is"), (9, "rvale1is"), (10, "aside1is")];
 const TLBI_NAMES: [&str; 12] = [
-    "vae1", "vale1", "rvae1", "rvale1", "aside1", "vmalle1", "vae1is", "vale1is", "rvae1is", "rvale1is", "aside1is",
+    "vae1",
+    "vale1",
+    "rvae1",
+    "rvale1",
+    "aside1",
+    "vmalle1",
+    "vae1is",
+    "vale1is",
+    "rvae1is",
+    "rvale1is",
+    "aside1is",
     "vmalle1is",
 ];
 
@@ -115,10 +125,7 @@ impl Arg {
 ulib::entry!(run);
 
 fn run(arg: u64) -> Result<(), i32> {
-    let a = Arg {
-        n: arg & 0xffff,
-        exact: (arg & EXACT != 0).then(|| ((arg >> 28) & 0xf, Ops::unpack(arg >> 32))),
-    };
+    let a = Arg { n: arg & 0xffff, exact: (arg & EXACT != 0).then(|| ((arg >> 28) & 0xf, Ops::unpack(arg >> 32))) };
     match (arg >> 16) & 0xff {
         0 => blocks(a),
         1 => reader(a),
@@ -267,8 +274,12 @@ fn read_block(rounds: u64) -> i32 {
                 for i in (0..BLOCK_PAGES).filter(|&i| i != VICTIM) {
                     // SAFETY: the page stays mapped and readable this round.
                     let v = unsafe { word(base + i * PAGE).read_volatile() };
-                    ensure!(v == pattern(r, i), 3, "round {r}, pass {passes}: page {i} reads {v:#x}, expected {:#x}",
-                        pattern(r, i));
+                    ensure!(
+                        v == pattern(r, i),
+                        3,
+                        "round {r}, pass {passes}: page {i} reads {v:#x}, expected {:#x}",
+                        pattern(r, i)
+                    );
                 }
                 passes += 1;
                 if passes == 2 {

@@ -87,8 +87,14 @@ fn fill(m: &mut Mapping, seed: u64) {
 fn check(m: &mut Mapping, seed: u64, who: &str) -> Result<(), i32> {
     for i in 0..(m.len() / PAGE_SIZE) as usize {
         let p = m.page_mut(i);
-        ensure!(p[0] == pattern(seed, i) && p[511] == !pattern(seed, i), 3,
-            "{who}: page {i} reads {:#x}/{:#x} after swap-in, expected {:#x}", p[0], p[511], pattern(seed, i));
+        ensure!(
+            p[0] == pattern(seed, i) && p[511] == !pattern(seed, i),
+            3,
+            "{who}: page {i} reads {:#x}/{:#x} after swap-in, expected {:#x}",
+            p[0],
+            p[511],
+            pattern(seed, i)
+        );
     }
     Ok(())
 }
@@ -136,8 +142,14 @@ fn threads(n: u64, flags: u64) -> Result<(), i32> {
     try_sys!(pageout(&m), 1);
     let (t1, e1, all1) = (words::<16>(stats::TLBI_CPU)?, words::<{ ev::COUNT }>(stats::EVENTS_CPU)?, events()?);
     let (t, e, all) = (diff(&t0, &t1), diff(&e0, &e1), diff(&all0, &all1));
-    println!("reclaim: {n} pages out from CPU 0: CPU 0 vale1is {} dsb {}, reclaim_batch here {} of {}, unmaps {}",
-        t[VALE1IS], t[DSB], e[ev::RECLAIM_BATCH], all[ev::RECLAIM_BATCH], all[ev::RECLAIM_UNMAP]);
+    println!(
+        "reclaim: {n} pages out from CPU 0: CPU 0 vale1is {} dsb {}, reclaim_batch here {} of {}, unmaps {}",
+        t[VALE1IS],
+        t[DSB],
+        e[ev::RECLAIM_BATCH],
+        all[ev::RECLAIM_BATCH],
+        all[ev::RECLAIM_UNMAP]
+    );
     check_eq!(2, "reclaim_unmap events", n, all[ev::RECLAIM_UNMAP]);
     let expect_batches = if flags & UNBATCHED != 0 { 0 } else { batches };
     check_eq!(2, "reclaim_batch events", expect_batches, all[ev::RECLAIM_BATCH]);
@@ -221,8 +233,10 @@ fn pressure(n: u64) -> Result<(), i32> {
     check(&mut m, 4, "pressure")?;
     let swapped_in = diff(&before, &events()?)[ev::SWAP_IN];
     ensure!(swapped_in > 0, 2, "{pages} pages with {} frames free, yet no swap-in", res[r::FREE_FRAMES]);
-    println!("reclaim: {pages} pages touched with {} frames free: {swapped_in} swap-ins, data intact",
-        res[r::FREE_FRAMES]);
+    println!(
+        "reclaim: {pages} pages touched with {} frames free: {swapped_in} swap-ins, data intact",
+        res[r::FREE_FRAMES]
+    );
     Ok(())
 }
 
@@ -258,8 +272,10 @@ fn racing_readers(n: u64) -> Result<(), i32> {
             i = (i + 7) % n as usize;
             let (w0, w511) = (words[i * 512].load(Relaxed), words[i * 512 + 511].load(Relaxed));
             if w0 != pattern(6, i) || w511 != !pattern(6, i) {
-                println!("reclaim: FAIL: CPU {cpu} read {w0:#x}/{w511:#x} from page {i}, expected {:#x}",
-                    pattern(6, i));
+                println!(
+                    "reclaim: FAIL: CPU {cpu} read {w0:#x}/{w511:#x} from page {i}, expected {:#x}",
+                    pattern(6, i)
+                );
                 return Err(3);
             }
             Ok(())
@@ -281,8 +297,11 @@ fn racing_readers(n: u64) -> Result<(), i32> {
         h.stop()?;
     }
     ensure!(d[ev::SWAP_IN] > 0, 2, "the readers never read a page back from swap");
-    println!("reclaim: 20 PAGEOUTs of {n} pages under 3 readers: {} unmaps, {} swap-ins, every read right",
-        d[ev::RECLAIM_UNMAP], d[ev::SWAP_IN]);
+    println!(
+        "reclaim: 20 PAGEOUTs of {n} pages under 3 readers: {} unmaps, {} swap-ins, every read right",
+        d[ev::RECLAIM_UNMAP],
+        d[ev::SWAP_IN]
+    );
     Ok(())
 }
 

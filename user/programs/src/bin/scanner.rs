@@ -29,17 +29,11 @@ fn run(arg: u64) -> Result<(), i32> {
     let stack_bottom = core::ptr::addr_of!(here) as u64 & !(PAGE_SIZE - 1);
     let mut pages = 0;
     for pass in 0..PASSES {
-        for (what, start, end) in [
-            ("image", image_start, image_end),
-            ("stack", stack_bottom, USER_STACK_TOP),
-        ] {
+        for (what, start, end) in [("image", image_start, image_end), ("stack", stack_bottom, USER_STACK_TOP)] {
             // SAFETY: both ranges are mapped readable (image per user.ld, stack
             // from this frame up); the scan only reads, with no live `&mut`.
             if let Some((addr, w)) = unsafe { scan(start, end, tag) } {
-                fail!(
-                    1,
-                    "{what} word at {addr:#x} holds {w:#x}: another process's secret"
-                );
+                fail!(1, "{what} word at {addr:#x} holds {w:#x}: another process's secret");
             }
             pages += (end - start) / PAGE_SIZE;
         }
@@ -51,15 +45,9 @@ fn run(arg: u64) -> Result<(), i32> {
             let words = fresh.page_mut(page);
             words[0] = pass as u64 + 1;
             if let Some(i) = words[1..].iter().position(|&w| w != 0) {
-                let (addr, w) = (
-                    base + page as u64 * PAGE_SIZE + (i as u64 + 1) * 8,
-                    words[i + 1],
-                );
+                let (addr, w) = (base + page as u64 * PAGE_SIZE + (i as u64 + 1) * 8, words[i + 1]);
                 if w >> 32 == tag {
-                    fail!(
-                        1,
-                        "fresh page word at {addr:#x} holds {w:#x}: another process's secret"
-                    );
+                    fail!(1, "fresh page word at {addr:#x} holds {w:#x}: another process's secret");
                 }
                 fail!(4, "fresh page word at {addr:#x}: expected 0, saw {w:#x}");
             }
@@ -74,10 +62,7 @@ fn run(arg: u64) -> Result<(), i32> {
         // SAFETY: deliberately faults; the kernel kills this process at the
         // load, so nothing after it runs.
         let w = unsafe { core::ptr::read_volatile(KERNEL_ADDR as *const u64) };
-        fail!(
-            2,
-            "read {w:#x} from kernel address {KERNEL_ADDR:#x} and survived"
-        );
+        fail!(2, "read {w:#x} from kernel address {KERNEL_ADDR:#x} and survived");
     }
     Ok(())
 }

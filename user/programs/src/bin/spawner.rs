@@ -28,19 +28,11 @@ fn run(arg: u64) -> Result<(), i32> {
             next += 1;
         }
         let (pid, status) = try_sys!(sys::wait(None), 2);
-        let Some(slot) = running
-            .iter_mut()
-            .find(|s| s.is_some_and(|(p, _)| p == pid))
-        else {
+        let Some(slot) = running.iter_mut().find(|s| s.is_some_and(|(p, _)| p == pid)) else {
             fail!(3, "wait returned pid {pid}, which is not a running child");
         };
         let (_, expected) = slot.take().unwrap_or_default();
-        check_eq!(
-            4,
-            format_args!("status of child pid {pid}"),
-            expected,
-            status
-        );
+        check_eq!(4, format_args!("status of child pid {pid}"), expected, status);
         reaped += 1;
     }
     println!("spawner: {n} children spawned and reaped, at most {MAX_RUNNING} at once");

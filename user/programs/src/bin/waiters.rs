@@ -86,7 +86,7 @@ fn run(arg: u64) -> Result<(), i32> {
             *r = try_sys!(j.join(), 1) as u32 as u64;
         }
         // The target was joined by one of them: its stack is ours to free.
-        core::mem::forget(target);
+        drop(target);
         let esrch = err(Errno::ESRCH);
         ensure!(
             results.contains(&42) && results.contains(&esrch),

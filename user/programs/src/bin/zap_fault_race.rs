@@ -55,7 +55,7 @@ fn wait(done: impl Fn() -> bool) -> bool {
 
 /// Odd rounds madvise, even rounds munmap.
 fn unmaps(round: u64) -> bool {
-    round % 2 == 0
+    round.is_multiple_of(2)
 }
 
 fn page(p: u64) -> u64 {

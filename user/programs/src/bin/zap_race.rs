@@ -120,7 +120,10 @@ fn run(arg: u64) -> Result<(), i32> {
     for r in 1..=rounds {
         // SAFETY: the region is at a fixed address used only through probes
         // (and these writes, before the round starts).
-        try_sys!(unsafe { sys::mmap_raw(REGION, PAGES * 4096, abi::prot::READ | abi::prot::WRITE, abi::map::FIXED) }, 1);
+        try_sys!(
+            unsafe { sys::mmap_raw(REGION, PAGES * 4096, abi::prot::READ | abi::prot::WRITE, abi::map::FIXED) },
+            1
+        );
         for p in 0..PAGES {
             // SAFETY: just mapped read-write.
             unsafe { ((REGION + p * 4096) as *mut u64).write_volatile(MAGIC | r) };

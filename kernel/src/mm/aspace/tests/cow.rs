@@ -32,10 +32,7 @@ fn fork_copy_on_write_keeps_each_side_private() {
     let flushes = Flushes::default();
     let f = child.handle_fault(base, Access::Write, &mem, &mut flushes.sink()).unwrap();
     assert_eq!(f.kind, FaultKind::CowCopy);
-    assert_eq!(
-        flushes.take().iter().map(|r| (r.start, r.end)).collect::<Vec<_>>(),
-        vec![(base, base + P)]
-    );
+    assert_eq!(flushes.take().iter().map(|r| (r.start, r.end)).collect::<Vec<_>>(), vec![(base, base + P)]);
     store(&mut child, &mem, base, 100).unwrap();
     assert_eq!((load(&mut parent, &mem, base), load(&mut child, &mem, base)), (Ok(1), Ok(100)));
     assert_eq!(mem.refs(frames[0]), 1, "after the child's copy the original is the parent's alone");
@@ -45,10 +42,7 @@ fn fork_copy_on_write_keeps_each_side_private() {
     store(&mut parent, &mem, base, 10).unwrap();
     // The parent writes page 2: still shared, so it copies.
     store(&mut parent, &mem, base + P, 20).unwrap();
-    assert_eq!(
-        (load(&mut parent, &mem, base + P), load(&mut child, &mem, base + P)),
-        (Ok(20), Ok(2))
-    );
+    assert_eq!((load(&mut parent, &mem, base + P), load(&mut child, &mem, base + P)), (Ok(20), Ok(2)));
     assert_eq!((load(&mut parent, &mem, base), load(&mut child, &mem, base)), (Ok(10), Ok(100)));
     // Untouched page 3 is absent in both and zero-fills independently.
     store(&mut child, &mem, base + 2 * P, 3).unwrap();
@@ -61,17 +55,10 @@ fn fork_copy_on_write_keeps_each_side_private() {
     // 3, and its four tables (root + one per level for this one region).
     let before = mem.outstanding();
     teardown(child, &mem);
-    assert_eq!(
-        before - mem.outstanding(),
-        3 + 4,
-        "child teardown freed the wrong number of frames"
-    );
+    assert_eq!(before - mem.outstanding(), 3 + 4, "child teardown freed the wrong number of frames");
     assert!(!mem.is_live(frames[1]), "page 2's original was the child's alone");
     for pa in [frames[0], frames[2]] {
-        assert!(
-            mem.is_live(pa) && mem.refs(pa) == 1,
-            "frame {pa:#x} must now be the parent's alone"
-        );
+        assert!(mem.is_live(pa) && mem.refs(pa) == 1, "frame {pa:#x} must now be the parent's alone");
     }
     assert_eq!(load(&mut parent, &mem, ro), Ok(0));
     teardown(parent, &mem);
@@ -94,11 +81,7 @@ fn cow_copy_breaks_before_make() {
     let f = child
         .handle_fault(base + 8, Access::Write, &mem, &mut |r| {
             calls += 1;
-            assert_eq!(
-                walk(&mem, root, base),
-                None,
-                "flush ran while an entry was still installed: {r:?}"
-            );
+            assert_eq!(walk(&mem, root, base), None, "flush ran while an entry was still installed: {r:?}");
             assert_eq!(mem.refs(old), 2, "old reference dropped before the flush");
         })
         .unwrap();
@@ -123,10 +106,7 @@ fn mprotect_upgrade_keeps_shared_pages_copy_on_write() {
         child.mprotect(base, P, prot, &mem, &mut g, &mut |_| {}).unwrap();
         let _ = g.finish(&mem, |_| {});
     }
-    assert!(
-        !desc_allows(child.translate(base, &mem).unwrap(), Access::Write),
-        "shared frame made writable"
-    );
+    assert!(!desc_allows(child.translate(base, &mem).unwrap(), Access::Write), "shared frame made writable");
     store(&mut child, &mem, base, 2).unwrap();
     assert_eq!((load(&mut parent, &mem, base), load(&mut child, &mem, base)), (Ok(1), Ok(2)));
     teardown(child, &mem);
@@ -174,15 +154,9 @@ fn kernel_writes_fill_and_unshare_pages() {
     let mut back = vec![0; data.len() + 200];
     a.read_bytes(text, &mut back, &mem).unwrap();
     assert_eq!(&back[100..100 + data.len()], &data[..], "read back what the kernel wrote");
-    assert!(
-        back[..100].iter().chain(&back[100 + data.len()..]).all(|&b| b == 0),
-        "the rest is zero"
-    );
+    assert!(back[..100].iter().chain(&back[100 + data.len()..]).all(|&b| b == 0), "the rest is zero");
     assert!(!desc_allows(a.translate(text, &mem).unwrap(), Access::Write), "text stays read-only");
-    assert_eq!(
-        a.write_bytes(text + 3 * P - 1, &[1, 2], &mem, &mut |_| {}),
-        Err(FaultError::Unmapped)
-    );
+    assert_eq!(a.write_bytes(text + 3 * P - 1, &[1, 2], &mem, &mut |_| {}), Err(FaultError::Unmapped));
     let mut g = Gather::new();
     let child = a.fork(&mem, &mut g).unwrap();
     let _ = g.finish(&mem, |_| {});

@@ -29,6 +29,8 @@ fn mm_sized(r: &Rig, len: u64, flags: u64, vas: &[u64]) -> Mm {
     mm
 }
 
+// The tests' stand-in for holding the mm lock: one operation at a time.
+#[allow(clippy::mut_from_ref)]
 fn aspace(mm: &Mm) -> &mut AddressSpace {
     // SAFETY: the tests run one operation at a time, none in progress.
     unsafe { mm.aspace() }
@@ -93,7 +95,8 @@ fn munmap_of_many_blocks_uses_the_block_stride() {
     // The fifth block keeps the level-2 table: only leaves go.
     let log = run_ok(&mm, &r, &c, Call::Munmap { addr: BASE, len: 4 * BLOCK });
     let asid = mm.ctx.asid().unwrap();
-    let want: Vec<TlbiOp> = vas[..4].iter().map(|&va| TlbiOp::Va { asid, va, last_level: true, ttl: Some(2) }).collect();
+    let want: Vec<TlbiOp> =
+        vas[..4].iter().map(|&va| TlbiOp::Va { asid, va, last_level: true, ttl: Some(2) }).collect();
     assert_eq!(ops(&r), want, "{log:?}");
     assert_eq!(log.iter().filter(|e| matches!(e, Ev::FreeRun(_, 9))).count(), 4);
     // With range ops (the default on this CPU): one range op, level 2.
@@ -247,7 +250,13 @@ fn collapse_replaces_pages_by_a_block_after_flushing_the_table() {
     let log = run_ok(&mm, &r, &cfg(), Call::Madvise { addr: BASE, len: BLOCK, advice: advice::COLLAPSE });
     assert_eq!(events(&log, Event::Collapse), 1, "{log:?}");
     let got = ops(&r);
-    assert!(got.iter().all(|o| matches!(o, TlbiOp::Range { last_level: false, .. } | TlbiOp::Va { last_level: false, .. } | TlbiOp::Asid { .. })), "walk caches too: {got:?}");
+    assert!(
+        got.iter().all(|o| matches!(
+            o,
+            TlbiOp::Range { last_level: false, .. } | TlbiOp::Va { last_level: false, .. } | TlbiOp::Asid { .. }
+        )),
+        "walk caches too: {got:?}"
+    );
     let (complete, table) = (pos(&log, |e| matches!(e, Ev::Complete(_))), pos(&log, |e| matches!(e, Ev::FreeTable(_))));
     assert!(complete < table, "the table goes after the flush: {log:?}");
     assert!(aspace(&mm).page_table().block(&r.mem, BASE).is_some());
@@ -271,7 +280,9 @@ fn contiguous_runs_fill_whole_and_unfold_before_a_page_changes() {
     let log = run_ok(&mm, &r, &cfg(), Call::Mprotect { addr: BASE + RUN, len: RUN, prot: prot::READ });
     assert_eq!(events(&log, Event::RunUnfold), 0);
     let pt = aspace(&mm).page_table();
-    assert!((0..16).all(|i| pt.lookup(&r.mem, BASE + RUN + i * P).is_some_and(|d| is_cont(d) && !crate::mm::pagetable::el0_can_write(d))));
+    assert!((0..16).all(|i| pt
+        .lookup(&r.mem, BASE + RUN + i * P)
+        .is_some_and(|d| is_cont(d) && !crate::mm::pagetable::el0_can_write(d))));
     // munmap of one page of a run: unfold all 16, then the page.
     ops(&r);
     let log = run_ok(&mm, &r, &cfg(), Call::Munmap { addr: BASE + 5 * P, len: P });

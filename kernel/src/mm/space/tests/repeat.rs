@@ -77,10 +77,7 @@ fn per_page_flush_sequences() {
     // The optimised one: one extra TLBI (VALE1IS, operand 0) and DSB after
     // the final DSB, before the frees.
     let (once, ops) = per_page(Once);
-    assert_eq!(
-        once,
-        [Ev::Issue(kinds(&ops)), Ev::Complete(B), Ev::RepeatTlbi(ONCE_OP), Ev::RepeatDsb, Ev::Free(0)]
-    );
+    assert_eq!(once, [Ev::Issue(kinds(&ops)), Ev::Complete(B), Ev::RepeatTlbi(ONCE_OP), Ev::RepeatDsb, Ev::Free(0)]);
     assert_eq!(ONCE_OP.kind(B), OpKind::Vale1is);
     assert_eq!(crate::mm::tlb::range::encode(&ONCE_OP), Ok(0), "TLBI VALE1IS, XZR: ASID 0 (never handed out), VA 0");
 }

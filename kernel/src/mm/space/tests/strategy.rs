@@ -102,7 +102,8 @@ fn local_broadcasts_for_a_second_user_without_a_generation() {
     let r = Rig::new();
     let mm = alone_on_cpu0(&r);
     mm.users.store(2, Ordering::Relaxed); // an adopter counted itself
-    let log = call_with(&mm, &r, &with(Strategy::Local), Call::Madvise { addr: BASE, len: P, advice: advice::DONTNEED });
+    let log =
+        call_with(&mm, &r, &with(Strategy::Local), Call::Madvise { addr: BASE, len: P, advice: advice::DONTNEED });
     assert_eq!(decides(&r), [Event::DecideBroadcast]);
     assert!(log.contains(&Ev::Issue(vec![OpKind::Vale1is])), "{log:?}");
     assert_eq!(mm.tlb_gen.load(Ordering::Relaxed), 0, "a broadcast reaches everyone: no generation");

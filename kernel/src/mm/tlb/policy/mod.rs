@@ -46,7 +46,7 @@ mod request;
 mod tests;
 
 pub use params::{
-    Claim, TlbFeatures, PolicyParamError, PolicyParams, ASID_THRESHOLD, PER_PAGE_MAX_NO_RANGE, PER_PAGE_MAX_WITH_RANGE,
+    Claim, PolicyParamError, PolicyParams, TlbFeatures, ASID_THRESHOLD, PER_PAGE_MAX_NO_RANGE, PER_PAGE_MAX_WITH_RANGE,
 };
 pub use plan::{FlushPlan, PlanFull, PlanReason, PLAN_CAPACITY};
 pub use request::{FlushRequest, FlushRequestError, USER_VA_END};
@@ -68,12 +68,7 @@ pub trait FlushStrategy {
     /// [`Self::plan`] into `plan` (what it held is replaced; on an error it
     /// is left unchanged), so that a caller can keep one plan's storage
     /// instead of moving a returned one.
-    fn plan_into(
-        &self,
-        req: &FlushRequest,
-        feat: &TlbFeatures,
-        plan: &mut FlushPlan,
-    ) -> Result<(), FlushRequestError>;
+    fn plan_into(&self, req: &FlushRequest, feat: &TlbFeatures, plan: &mut FlushPlan) -> Result<(), FlushRequestError>;
 }
 
 /// Broadcast TLBIs: per entry, by range, or the whole ASID (see the module
@@ -94,12 +89,7 @@ impl FlushStrategy for RangePolicy {
         "range"
     }
 
-    fn plan_into(
-        &self,
-        req: &FlushRequest,
-        feat: &TlbFeatures,
-        plan: &mut FlushPlan,
-    ) -> Result<(), FlushRequestError> {
+    fn plan_into(&self, req: &FlushRequest, feat: &TlbFeatures, plan: &mut FlushPlan) -> Result<(), FlushRequestError> {
         req.validate()?;
         let scope = Scope::Broadcast;
         plan.reset(scope);
@@ -130,10 +120,7 @@ impl FlushStrategy for RangePolicy {
             plan.set_reason(PlanReason::PerPage);
             return Ok(());
         }
-        if use_range
-            && pages < p.asid_threshold as u64
-            && range::split_op_count(pages) <= PLAN_CAPACITY as u64
-        {
+        if use_range && pages < p.asid_threshold as u64 && range::split_op_count(pages) <= PLAN_CAPACITY as u64 {
             // Cannot fail for a validated request; if it did, over-flush.
             let Ok(split) = range::split(req.asid, req.start, pages, last_level, ttl) else {
                 whole_asid(plan, PlanReason::WholeAsidFallback);

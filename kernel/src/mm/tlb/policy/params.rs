@@ -98,8 +98,7 @@ impl PolicyParams {
         Self { per_page_max: None, asid_threshold: ASID_THRESHOLD, use_range: true, use_ttl: true };
 
     /// The command-line keys [`Self::apply`] accepts.
-    pub const KEYS: [&'static str; 4] =
-        ["tlb.per_page_max", "tlb.asid_threshold", "tlb.range", "tlb.ttl"];
+    pub const KEYS: [&'static str; 4] = ["tlb.per_page_max", "tlb.asid_threshold", "tlb.range", "tlb.ttl"];
 
     /// `per_page_max` with auto resolved.
     pub const fn per_page_max_for(&self, range_in_use: bool) -> u32 {
@@ -114,11 +113,7 @@ impl PolicyParams {
     /// (N <= 64), `tlb.asid_threshold=N` (decimal u32), `tlb.range` and
     /// `tlb.ttl` = on|off (also 1/0, yes/no, true/false; a bare key means
     /// on, as elsewhere on the command line). On error nothing changes.
-    pub fn apply<'a>(
-        &mut self,
-        key: &str,
-        value: Option<&'a str>,
-    ) -> Result<Claim, PolicyParamError<'a>> {
+    pub fn apply<'a>(&mut self, key: &str, value: Option<&'a str>) -> Result<Claim, PolicyParamError<'a>> {
         let v = value.unwrap_or("");
         let bad = |option, expected| PolicyParamError { option, value: v, expected };
         let flag = |option| match value {
@@ -138,8 +133,8 @@ impl PolicyParams {
                 };
             }
             "tlb.asid_threshold" => {
-                self.asid_threshold = parse_u32(v)
-                    .ok_or(bad("tlb.asid_threshold", "a number of pages from 0 to 4294967295"))?;
+                self.asid_threshold =
+                    parse_u32(v).ok_or(bad("tlb.asid_threshold", "a number of pages from 0 to 4294967295"))?;
             }
             "tlb.range" => self.use_range = flag("tlb.range")?,
             "tlb.ttl" => self.use_ttl = flag("tlb.ttl")?,

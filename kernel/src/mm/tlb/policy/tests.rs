@@ -133,7 +133,14 @@ fn reasons_name_the_branch_taken() {
     ];
     for (what, params, feat, req, want) in cases {
         let got = plan(params, &req, feat);
-        assert_eq!(got.reason(), want, "{what}: expected {}, saw {} with ops {:?}", want.name(), got.reason().name(), got.ops());
+        assert_eq!(
+            got.reason(),
+            want,
+            "{what}: expected {}, saw {} with ops {:?}",
+            want.name(),
+            got.reason().name(),
+            got.ops()
+        );
         let whole = got.ops() == asid();
         let says_whole = want.name().starts_with("whole_asid");
         assert_eq!(whole, says_whole, "{what}: reason {} but ops {:?}", want.name(), got.ops());
@@ -199,10 +206,8 @@ fn random_plans_encode_and_cover() {
         x ^= x << 17;
         let pages = 1 + (x >> 40) % (1 << ((x >> 8) % 23));
         let start = (x % ((USER_VA_END >> 12) - pages)) << 12;
-        let req = FlushRequest {
-            tables_freed: x & 1 == 1,
-            ..FlushRequest::leaf_pages(ASID, start, start + pages * PG)
-        };
+        let req =
+            FlushRequest { tables_freed: x & 1 == 1, ..FlushRequest::leaf_pages(ASID, start, start + pages * PG) };
         for feat in [MAX, A72] {
             let ctx = format!("seed={SEED:#x} case={case} {req:?} {feat:?}");
             let plan = plan(D, &req, feat);
@@ -216,11 +221,7 @@ fn random_plans_encode_and_cover() {
                 assert_eq!(lo, cursor, "{ctx}: expected next op at {cursor:#x}, saw {op:?}");
                 cursor = hi;
             }
-            assert_eq!(
-                cursor, req.end,
-                "{ctx}: expected cover to {:#x}, saw {cursor:#x}",
-                req.end
-            );
+            assert_eq!(cursor, req.end, "{ctx}: expected cover to {:#x}, saw {cursor:#x}", req.end);
         }
     }
 }
@@ -233,12 +234,7 @@ fn command_line_options() {
     for (k, v) in ok {
         assert_eq!(p.apply(k, Some(v)), Ok(Claim::Applied), "{k}={v}");
     }
-    let want = PolicyParams {
-        per_page_max: Some(16),
-        asid_threshold: 4096,
-        use_range: false,
-        use_ttl: false,
-    };
+    let want = PolicyParams { per_page_max: Some(16), asid_threshold: 4096, use_range: false, use_ttl: false };
     assert_eq!(p, want, "after parsing: expected {want:?}, saw {p:?}");
     assert_eq!(p.apply("tlb.range", None), Ok(Claim::Applied));
     assert_eq!(p.apply("tlb.per_page_max", Some("auto")), Ok(Claim::Applied));

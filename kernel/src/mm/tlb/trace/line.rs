@@ -80,14 +80,11 @@ pub fn write_block(rings: &[&CpuRing], dropped: &[u64], freq_hz: u64, mut out: i
     out(format_args!("TRACE-BEGIN version={VERSION} cpus={} size={size} freq_hz={freq_hz}", rings.len()));
     // Merge the rings by time; ties and a clock that goes back keep each
     // CPU's own order (only the front of each ring is ever compared).
-    let mut iters: [_; crate::mm::tlb::stats::MAX_CPUS] = core::array::from_fn(|i| rings.get(i).map(|r| r.events().peekable()));
+    let mut iters: [_; crate::mm::tlb::stats::MAX_CPUS] =
+        core::array::from_fn(|i| rings.get(i).map(|r| r.events().peekable()));
     let mut events = 0u64;
     loop {
-        let next = iters
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(cpu, it)| Some((it.as_mut()?.peek()?.ticks, cpu)))
-            .min();
+        let next = iters.iter_mut().enumerate().filter_map(|(cpu, it)| Some((it.as_mut()?.peek()?.ticks, cpu))).min();
         let Some((_, cpu)) = next else { break };
         let ev = iters[cpu].as_mut().and_then(|it| it.next()).expect("peeked");
         out(format_args!("{}", EventLine { ev, freq_hz }));
@@ -128,12 +125,17 @@ mod tests {
     fn event_lines_have_every_key_in_order() {
         let span = Span::Va { start: 0x40_0000, end: 0x60_0000 };
         let ops = OpCounts::one(OpKind::Rvae1is);
-        let e = TraceEvent::new(2500, 1, Some(9), span, Reason::Policy(PlanReason::Range)).planned("range", PlanReason::Range, ops);
+        let e = TraceEvent::new(2500, 1, Some(9), span, Reason::Policy(PlanReason::Range)).planned(
+            "range",
+            PlanReason::Range,
+            ops,
+        );
         assert_eq!(
             EventLine { ev: &e, freq_hz: 1_000_000 }.to_string(),
             "TRACE cpu=1 t_ns=2500000 asid=9 range=0x400000-0x600000 pages=512 strategy=range ops=rvae1is:1 reason=range policy=range ipi=-"
         );
-        let mut e = TraceEvent::new(0, 0, None, Span::All, Reason::AsidRollover).with_ops(OpCounts::one(OpKind::Vmalle1));
+        let mut e =
+            TraceEvent::new(0, 0, None, Span::All, Reason::AsidRollover).with_ops(OpCounts::one(OpKind::Vmalle1));
         assert_eq!(
             EventLine { ev: &e, freq_hz: 0 }.to_string(),
             "TRACE cpu=0 t_ns=0 asid=- range=all pages=- strategy=- ops=vmalle1:1 reason=asid_rollover policy=- ipi=-"
@@ -154,7 +156,10 @@ mod tests {
         assert_eq!(lines[0], "TRACE-BEGIN version=1 cpus=2 size=2 freq_hz=1000000");
         let order: Vec<&str> = lines[1..lines.len() - 1].iter().map(|l| &l[..l.find(" asid").unwrap()]).collect();
         // CPU 1 kept its last two (30 then 25: its own order, though 25 < 30).
-        assert_eq!(order, ["TRACE cpu=0 t_ns=10000", "TRACE cpu=0 t_ns=20000", "TRACE cpu=1 t_ns=30000", "TRACE cpu=1 t_ns=25000"]);
+        assert_eq!(
+            order,
+            ["TRACE cpu=0 t_ns=10000", "TRACE cpu=0 t_ns=20000", "TRACE cpu=1 t_ns=30000", "TRACE cpu=1 t_ns=25000"]
+        );
         assert_eq!(lines.last().unwrap(), "TRACE-DROPPED total=2 per_cpu=0,2 events=4");
     }
 
@@ -162,7 +167,10 @@ mod tests {
     fn an_empty_trace_is_a_header_and_a_dropped_line() {
         let t = TlbTrace::new();
         t.start(16, 3).unwrap();
-        assert_eq!(block(&t), ["TRACE-BEGIN version=1 cpus=3 size=16 freq_hz=1000000", "TRACE-DROPPED total=0 per_cpu=0,0,0 events=0"]);
+        assert_eq!(
+            block(&t),
+            ["TRACE-BEGIN version=1 cpus=3 size=16 freq_hz=1000000", "TRACE-DROPPED total=0 per_cpu=0,0,0 events=0"]
+        );
     }
 
     #[test]

@@ -111,7 +111,10 @@ mod tests {
             assert_eq!(p, before, "{k}={v:?}: a bad value changes nothing");
         }
         let e = p.apply("trace.size", Some("0")).unwrap_err().to_string();
-        assert_eq!(e, "bad value '0' for kernel option 'trace.size': expected a number of events per CPU from 1 to 16384");
+        assert_eq!(
+            e,
+            "bad value '0' for kernel option 'trace.size': expected a number of events per CPU from 1 to 16384"
+        );
     }
 
     #[test]

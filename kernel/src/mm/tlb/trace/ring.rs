@@ -97,11 +97,7 @@ pub struct TlbTrace {
 
 impl TlbTrace {
     pub const fn new() -> Self {
-        TlbTrace {
-            on: AtomicBool::new(false),
-            rings: spin::Once::new(),
-            busy: [const { AtomicU64::new(0) }; MAX_CPUS],
-        }
+        TlbTrace { on: AtomicBool::new(false), rings: spin::Once::new(), busy: [const { AtomicU64::new(0) }; MAX_CPUS] }
     }
 
     /// Allocates a ring of `size` events for each of `ncpus` CPUs and turns
