@@ -2,8 +2,8 @@
 
 use core::fmt;
 
-/// Most CPUs the kernel brings up (matches `kernel::mm::tlb::stats::MAX_CPUS`).
-pub const MAX_CPUS: usize = 8;
+/// Most CPUs the kernel brings up.
+pub const MAX_CPUS: usize = abi::MAX_CPUS;
 const MAX_REGIONS: usize = 8;
 pub const BOOTARGS_MAX: usize = 2048;
 

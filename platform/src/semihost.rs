@@ -1,15 +1,10 @@
 //! ARM semihosting (`HLT #0xF000` on AArch64), through the `semihosting` crate:
 //! the run's exit status, and a console that works before the UART is set up.
 
-/// Exit statuses of a run (kvm-unit-tests' convention).
-pub const EXIT_PASS: i32 = 0;
-pub const EXIT_FAIL: i32 = 1;
-/// A bad kernel command line.
-pub const EXIT_USAGE: i32 = 2;
-/// The kernel itself crashed (unexpected exception or panic outside a test).
-pub const EXIT_CRASH: i32 = 3;
-pub const EXIT_SKIP: i32 = 77;
-pub const EXIT_TIMEOUT: i32 = 124;
+/// Exit statuses of a run (`abi::exit`).
+pub use abi::exit::{
+    CRASH as EXIT_CRASH, FAIL as EXIT_FAIL, PASS as EXIT_PASS, SKIP as EXIT_SKIP, USAGE as EXIT_USAGE,
+};
 
 /// Ends the run: QEMU exits with `code`.
 pub fn exit(code: i32) -> ! {

@@ -15,9 +15,7 @@ use crate::tcg_plugin::Load;
 pub const DEFAULT_QEMU: &str = "qemu-system-aarch64";
 
 /// Semihosting exit statuses of the kernel (kvm-unit-tests' convention).
-pub const EXIT_PASS: i32 = 0;
-pub const EXIT_FAIL: i32 = 1;
-pub const EXIT_SKIP: i32 = 77;
+pub use abi::exit::{FAIL as EXIT_FAIL, PASS as EXIT_PASS, SKIP as EXIT_SKIP};
 
 /// The emulated machine.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

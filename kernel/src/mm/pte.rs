@@ -2,8 +2,8 @@
 //! (four levels, 0..=3). Shared by the kernel's own tables and user address
 //! spaces, and by the host model.
 
-pub const PAGE_SHIFT: u32 = 12;
-pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+pub const PAGE_SIZE: u64 = abi::PAGE_SIZE;
+pub const PAGE_SHIFT: u32 = PAGE_SIZE.trailing_zeros();
 pub const ENTRIES: usize = 512;
 
 pub const VALID: u64 = 1 << 0;

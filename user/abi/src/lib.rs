@@ -332,6 +332,22 @@ pub mod stats {
     pub const TLBI: u64 = 2;
     /// TLBI kinds: the kernel's `OpKind::COUNT`.
     pub const TLBI_KINDS: usize = 12;
+    /// The names of the [`TLBI_KINDS`] words, in order (the kernel's
+    /// `OpKind` names, checked at build time).
+    pub const TLBI_NAMES: [&str; TLBI_KINDS] = [
+        "vae1",
+        "vale1",
+        "rvae1",
+        "rvale1",
+        "aside1",
+        "vmalle1",
+        "vae1is",
+        "vale1is",
+        "rvae1is",
+        "rvale1is",
+        "aside1is",
+        "vmalle1is",
+    ];
     /// Word of [`TLBI`] holding the DSB count.
     pub const TLBI_DSB: usize = TLBI_KINDS;
     /// First word of [`TLBI`] holding the workaround's TLBIs by kind.
@@ -586,6 +602,29 @@ pub mod cause {
 
 /// Highest user virtual address + 1 (48-bit TTBR0 range).
 pub const USER_END: u64 = 1 << 48;
+
+/// Bytes in a page (the 4 KiB translation granule), for the kernel, the
+/// user programs and the harness alike.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Most CPUs the kernel brings up; per-CPU counters and the `_CPU` stats
+/// selectors are sized by it.
+pub const MAX_CPUS: usize = 8;
+
+/// Exit statuses of a run, through semihosting (kvm-unit-tests'
+/// convention): what the kernel exits with and the harness reads.
+pub mod exit {
+    /// Every test passed (or the workload succeeded).
+    pub const PASS: i32 = 0;
+    /// A test failed.
+    pub const FAIL: i32 = 1;
+    /// A bad kernel command line.
+    pub const USAGE: i32 = 2;
+    /// The kernel itself crashed (unexpected exception or panic outside a test).
+    pub const CRASH: i32 = 3;
+    /// Every test was skipped.
+    pub const SKIP: i32 = 77;
+}
 /// Where built-in programs are loaded.
 pub const USER_TEXT_BASE: u64 = 0x40_0000;
 /// Top of the main thread's stack.

@@ -87,20 +87,7 @@ pub const MAX_THREADS: u64 = 8;
 /// TLBI counter names in the order of the words of `STATS(TLBI)`, which is
 /// `OpKind`'s order in `kernel/src/mm/tlb/op.rs`; the DSB count follows,
 /// then the repeat-TLBI workaround's TLBIs in the same order and its DSBs.
-pub const TLBI_NAMES: [&str; ulib::abi::stats::TLBI_KINDS] = [
-    "vae1",
-    "vale1",
-    "rvae1",
-    "rvale1",
-    "aside1",
-    "vmalle1",
-    "vae1is",
-    "vale1is",
-    "rvae1is",
-    "rvale1is",
-    "aside1is",
-    "vmalle1is",
-];
+pub use ulib::abi::stats::TLBI_NAMES;
 /// The words of `STATS(ASID)`.
 pub const ASID_NAMES: [&str; 5] = ["rollovers", "slow", "fast", "rollover_flushes", "pinned"];
 /// The words of `STATS(EVENTS)`, named as the kernel names them (the

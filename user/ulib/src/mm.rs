@@ -6,7 +6,7 @@ use abi::{advice, prot};
 
 use crate::{sys, Errno};
 
-pub const PAGE_SIZE: u64 = 4096;
+pub const PAGE_SIZE: u64 = abi::PAGE_SIZE;
 
 /// Anonymous zeroed read-write memory from `mmap`, unmapped on drop.
 ///

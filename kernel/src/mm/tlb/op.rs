@@ -78,21 +78,9 @@ impl OpKind {
         self as usize >= OpKind::Vae1is as usize
     }
 
+    /// The kind's stable name (`abi::stats::TLBI_NAMES`).
     pub const fn name(self) -> &'static str {
-        match self {
-            OpKind::Vae1 => "vae1",
-            OpKind::Vale1 => "vale1",
-            OpKind::Rvae1 => "rvae1",
-            OpKind::Rvale1 => "rvale1",
-            OpKind::Aside1 => "aside1",
-            OpKind::Vmalle1 => "vmalle1",
-            OpKind::Vae1is => "vae1is",
-            OpKind::Vale1is => "vale1is",
-            OpKind::Rvae1is => "rvae1is",
-            OpKind::Rvale1is => "rvale1is",
-            OpKind::Aside1is => "aside1is",
-            OpKind::Vmalle1is => "vmalle1is",
-        }
+        abi::stats::TLBI_NAMES[self as usize]
     }
 }
 

@@ -85,10 +85,8 @@ use core::fmt;
 use super::op::TlbiOp;
 use tock_registers::LocalRegisterCopy;
 
-/// The translation granule this encoder targets.
-pub const PAGE_SHIFT: u32 = 12;
-/// 4 KiB.
-pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+/// The translation granule this encoder targets (4 KiB).
+pub use crate::mm::pte::{PAGE_SHIFT, PAGE_SIZE};
 /// Largest NUM field value (5 bits).
 pub const MAX_NUM: u8 = 31;
 /// Largest SCALE field value (2 bits).

@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::op::OpKind;
 
 /// Upper bound on CPUs the kernel supports.
-pub const MAX_CPUS: usize = 8;
+pub const MAX_CPUS: usize = abi::MAX_CPUS;
 
 /// Counters for one CPU.
 pub struct CpuTlbStats {

@@ -17,7 +17,7 @@ use ulib::mm::{Mapping, PAGE_SIZE};
 use ulib::{sys, thread};
 use userland::{arg_or, check_eq, fail, try_sys};
 
-const MAX_CPUS: u64 = 8;
+const MAX_CPUS: u64 = ulib::abi::MAX_CPUS as u64;
 const WORDS_PER_PAGE: usize = (PAGE_SIZE / 8) as usize;
 
 fn visit(words: &'static [AtomicU64], cpu: u64, pages: usize) -> i32 {

@@ -9,20 +9,7 @@ use ulib::{abi, println, sys};
 use userland::arg_or;
 
 /// STATS(TLBI) word order (kernel `OpKind`): local kinds, then broadcast.
-const NAMES: [&str; 12] = [
-    "vae1",
-    "vale1",
-    "rvae1",
-    "rvale1",
-    "aside1",
-    "vmalle1",
-    "vae1is",
-    "vale1is",
-    "rvae1is",
-    "rvale1is",
-    "aside1is",
-    "vmalle1is",
-];
+use ulib::abi::stats::TLBI_NAMES as NAMES;
 
 fn tlbi() -> [u64; 13] {
     let mut w = [0u64; 13];

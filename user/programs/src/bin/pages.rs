@@ -68,20 +68,7 @@ const EXACT: u64 = 1 << 24;
 struct Ops([u64; 5]);
 
 const KINDS: [(usize, &str); 5] = [(6, "vae1is"), (7, "vale1is"), (8, "rvae1is"), (9, "rvale1is"), (10, "aside1is")];
-const TLBI_NAMES: [&str; 12] = [
-    "vae1",
-    "vale1",
-    "rvae1",
-    "rvale1",
-    "aside1",
-    "vmalle1",
-    "vae1is",
-    "vale1is",
-    "rvae1is",
-    "rvale1is",
-    "aside1is",
-    "vmalle1is",
-];
+use ulib::abi::stats::TLBI_NAMES;
 
 impl Ops {
     fn unpack(w: u64) -> Ops {
