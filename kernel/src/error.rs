@@ -99,7 +99,8 @@ impl SysError {
 
 impl core::fmt::Display for SysError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{self:?} (errno {})", -self.errno())
+        let e = -self.errno();
+        write!(f, "{} ({e})", errno::name(e).unwrap_or("errno"))
     }
 }
 

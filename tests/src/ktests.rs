@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectSection};
 
-/// Name of the ELF section holding the records.
-pub const SECTION: &str = ".ktests";
 /// Size of one record in bytes.
-pub const RECORD_SIZE: usize = 72;
+pub use abi::ktest::RECORD_SIZE;
+/// Name of the ELF section holding the records (`abi::ktest`).
+pub use abi::ktest::SECTION;
 
 /// A record's `flags` word.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -33,9 +33,9 @@ pub struct Flags(pub u32);
 
 impl Flags {
     /// The test needs a QEMU boot of its own.
-    pub const FRESH: u32 = 1 << 0;
+    pub const FRESH: u32 = abi::ktest::FLAG_FRESH;
     /// Boot at EL2 (`-M virt,virtualization=on`).
-    pub const EL2: u32 = 1 << 1;
+    pub const EL2: u32 = abi::ktest::FLAG_EL2;
 
     pub fn fresh(self) -> bool {
         self.0 & Self::FRESH != 0
@@ -158,7 +158,7 @@ pub fn decode(section_va: u64, records: &[u8], memory: &Memory<'_>) -> Result<KT
             let bytes = memory.slice(va, len).ok_or(KTestsError::Unresolved { index, field, va, len })?;
             String::from_utf8(bytes.to_vec()).map_err(|_| KTestsError::Utf8 { index, field })
         };
-        let name = string(0, "name")?;
+        let name = string(abi::ktest::NAME, "name")?;
         if name.is_empty() || name.contains(|c: char| c == ',' || c.is_whitespace()) {
             return Err(KTestsError::BadName { index, name });
         }
@@ -168,12 +168,12 @@ pub fn decode(section_va: u64, records: &[u8], memory: &Memory<'_>) -> Result<KT
         let test = KTest {
             index,
             record_va: section_va + (index * RECORD_SIZE) as u64,
-            cpu: string(16, "cpu")?,
-            append: string(32, "append")?,
-            cpus: u32_at(48),
-            mem_mb: u32_at(52),
-            timeout_s: u32_at(56),
-            flags: Flags(u32_at(60)),
+            cpu: string(abi::ktest::CPU, "cpu")?,
+            append: string(abi::ktest::APPEND, "append")?,
+            cpus: u32_at(abi::ktest::CPUS),
+            mem_mb: u32_at(abi::ktest::MEM_MB),
+            timeout_s: u32_at(abi::ktest::TIMEOUT_S),
+            flags: Flags(u32_at(abi::ktest::FLAGS)),
             name,
         };
         if test.cpus == 0 || test.mem_mb == 0 {

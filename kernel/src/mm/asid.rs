@@ -36,32 +36,14 @@
 //! rollover. At most `usable - ncpus - 1` ASIDs may be pinned, so a rollover
 //! always leaves one free ASID after the reserved and pinned ones.
 //!
-//! # Invariants, and why they hold
+//! # Invariants
 //!
-//! 1. *Two live mms never hold the same ASID in one generation*: an ASID is
-//!    handed out only when its `map` bit was clear, and the bit stays set for
-//!    the rest of the generation. Nothing is freed at mm destruction (see
-//!    `release`), which is also what lets exit skip the TLBI (section 4).
-//! 2. *No CPU runs a new-generation ASID before flushing its TLB after the
-//!    rollover*: a rollover zeroes every `active`; the fast path needs a
-//!    non-zero `active`, so the first switch after a rollover takes the slow
-//!    path, which flushes while it holds the lock (no rollover can intervene).
-//! 3. *A running task's ASID is never handed to another mm*: what a CPU runs
-//!    is in its `active`, or in `reserved` after a rollover (given the
-//!    contract below, TTBR0 never holds an mm that `active` does not name);
-//!    the rollover marks both in the new `map`, and `reserved` ids are carried
-//!    over to the new generation for their own mm only (exact id match), on
-//!    every CPU that holds them.
-//! 4. *The fast path and a concurrent rollover never lose an update*: both
-//!    touch `active[cpu]` only with read-modify-writes, which are totally
-//!    ordered. If the fast path's CAS comes first, the rollover's swap sees its
-//!    id and reserves it; if the swap comes first, the CAS finds 0 and fails,
-//!    and the slow path waits for the lock and sees the new generation. The
-//!    expected value of the CAS is non-zero and only this CPU writes non-zero
-//!    values to its `active`, so there is no ABA.
-//!
-//! The host checker (`mm::model`) checks these, and the TLB-level invariants of
-//! Catalin Marinas's TLA+ model, over every interleaving of small systems.
+//! Two live mms never hold the same ASID in one generation; no CPU runs a
+//! new-generation ASID before flushing its TLB after a rollover; a running
+//! task's ASID is never handed to another mm; the fast path and a
+//! concurrent rollover never lose an update. Why each holds:
+//! `docs/asid.md`. The host checker (`kernel/model`) checks them over every
+//! interleaving of small systems.
 //!
 //! # Memory ordering
 //!

@@ -42,11 +42,12 @@ impl RawStr {
 }
 
 /// Needs a fresh QEMU boot of its own.
-pub const FLAG_FRESH: u32 = 1 << 0;
+pub const FLAG_FRESH: u32 = abi::ktest::FLAG_FRESH;
 /// Boot at EL2 (`-M virt,virtualization=on`).
-pub const FLAG_EL2: u32 = 1 << 1;
+pub const FLAG_EL2: u32 = abi::ktest::FLAG_EL2;
 
-/// One registered test: 72 bytes, layout shared with `tests/src/ktests.rs`.
+/// One registered test: the record layout of `abi::ktest`, which the
+/// harness reads (`tests/src/ktests.rs`).
 #[repr(C)]
 pub struct KTest {
     pub name: RawStr,
@@ -62,7 +63,15 @@ pub struct KTest {
 // SAFETY: a KTest is immutable data (static strings and a function pointer).
 unsafe impl Sync for KTest {}
 
-const _: () = assert!(core::mem::size_of::<KTest>() == 72);
+const _: () = {
+    use abi::ktest as k;
+    use core::mem::offset_of;
+    assert!(core::mem::size_of::<KTest>() == k::RECORD_SIZE);
+    assert!(offset_of!(KTest, name) == k::NAME && offset_of!(KTest, cpu) == k::CPU);
+    assert!(offset_of!(KTest, append) == k::APPEND && offset_of!(KTest, cpus) == k::CPUS);
+    assert!(offset_of!(KTest, mem_mb) == k::MEM_MB && offset_of!(KTest, timeout_s) == k::TIMEOUT_S);
+    assert!(offset_of!(KTest, flags) == k::FLAGS && offset_of!(KTest, func) == k::FUNC);
+};
 
 /// The QEMU configuration a test needs; tests with equal configurations
 /// share one boot.

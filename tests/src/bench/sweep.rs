@@ -177,11 +177,7 @@ impl Point {
 
     /// The program's argument.
     pub fn arg(&self) -> u64 {
-        (self.n & 0xffff_ffff)
-            | u64::from(self.reps & 0xff) << 32
-            | u64::from(self.ops & 0xffff) << 40
-            | (self.flags & 0xf) << 56
-            | u64::from(self.threads & 0xf) << 60
+        abi::bench_arg::encode(self.n, self.reps.into(), self.ops.into(), self.flags, self.threads.into())
     }
 
     /// `run=PROGRAM:ARG` and the configuration's options.

@@ -181,6 +181,28 @@ pub mod errno {
     pub const EDEADLK: i64 = 35;
     pub const ENOSYS: i64 = 38;
     pub const ETIMEDOUT: i64 = 110;
+
+    /// The symbolic name of errno `e` (positive), if it is one of these.
+    pub const fn name(e: i64) -> Option<&'static str> {
+        Some(match e {
+            EPERM => "EPERM",
+            ENOENT => "ENOENT",
+            ESRCH => "ESRCH",
+            EINTR => "EINTR",
+            ECHILD => "ECHILD",
+            EAGAIN => "EAGAIN",
+            ENOMEM => "ENOMEM",
+            EFAULT => "EFAULT",
+            EBUSY => "EBUSY",
+            EEXIST => "EEXIST",
+            EINVAL => "EINVAL",
+            EPIPE => "EPIPE",
+            EDEADLK => "EDEADLK",
+            ENOSYS => "ENOSYS",
+            ETIMEDOUT => "ETIMEDOUT",
+            _ => return None,
+        })
+    }
 }
 
 /// mmap/mprotect protection bits.
@@ -610,6 +632,60 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Most CPUs the kernel brings up; per-CPU counters and the `_CPU` stats
 /// selectors are sized by it.
 pub const MAX_CPUS: usize = 8;
+
+/// The in-kernel test records: the kernel's `ktest!` puts one per test in
+/// the ELF section [`ktest::SECTION`]; the harness reads them from the
+/// image to plan its boots.
+pub mod ktest {
+    /// The section's name.
+    pub const SECTION: &str = ".ktests";
+    /// Bytes per record.
+    pub const RECORD_SIZE: usize = 72;
+    /// Byte offsets in a record: three strings as (address, length) pairs
+    /// of u64 (the test's name, QEMU `-cpu`, extra kernel options), four
+    /// u32 and the test function's address.
+    pub const NAME: usize = 0;
+    pub const CPU: usize = 16;
+    pub const APPEND: usize = 32;
+    pub const CPUS: usize = 48;
+    pub const MEM_MB: usize = 52;
+    pub const TIMEOUT_S: usize = 56;
+    pub const FLAGS: usize = 60;
+    pub const FUNC: usize = 64;
+    /// `FLAGS`: the test needs a QEMU boot of its own.
+    pub const FLAG_FRESH: u32 = 1 << 0;
+    /// `FLAGS`: boot at EL2 (`-M virt,virtualization=on`).
+    pub const FLAG_EL2: u32 = 1 << 1;
+}
+
+/// The argument of a benchmark program (`run=PROGRAM:ARG`): the fields in
+/// one word, packed by the harness and unpacked by the program.
+pub mod bench_arg {
+    /// N (bits 0..32): the workload's size (pages, bytes, MiB: its own).
+    pub const N: (u32, u32) = (0, 32);
+    /// R (bits 32..40): repetitions.
+    pub const REPS: (u32, u32) = (32, 8);
+    /// K (bits 40..56): operations per repetition.
+    pub const OPS: (u32, u32) = (40, 16);
+    /// F (bits 56..60): workload flags.
+    pub const FLAGS: (u32, u32) = (56, 4);
+    /// T (bits 60..64): threads (0: the workload's default).
+    pub const THREADS: (u32, u32) = (60, 4);
+
+    const fn put(v: u64, (at, bits): (u32, u32)) -> u64 {
+        (v & ((1 << bits) - 1)) << at
+    }
+
+    /// Field `f` of `raw`.
+    pub const fn get(raw: u64, (at, bits): (u32, u32)) -> u64 {
+        (raw >> at) & ((1 << bits) - 1)
+    }
+
+    /// Packs the fields (each cut to its width).
+    pub const fn encode(n: u64, reps: u64, ops: u64, flags: u64, threads: u64) -> u64 {
+        put(n, N) | put(reps, REPS) | put(ops, OPS) | put(flags, FLAGS) | put(threads, THREADS)
+    }
+}
 
 /// Exit statuses of a run, through semihosting (kvm-unit-tests'
 /// convention): what the kernel exits with and the harness reads.

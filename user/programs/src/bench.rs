@@ -124,19 +124,20 @@ impl Arg {
     /// Decodes `raw`, taking each zero field from `default`.
     pub fn decode(raw: u64, n: u64, reps: u64, ops: u64) -> Arg {
         let or = |v: u64, d: u64| if v == 0 { d } else { v };
+        use ulib::abi::bench_arg::{get, FLAGS, N, OPS, REPS, THREADS};
         Arg {
             raw,
-            n: or(raw & 0xffff_ffff, n),
-            reps: or((raw >> 32) & 0xff, reps).min(MAX_REPS as u64),
-            ops: or((raw >> 40) & 0xffff, ops),
-            flags: (raw >> 56) & 0xf,
-            threads: raw >> 60,
+            n: or(get(raw, N), n),
+            reps: or(get(raw, REPS), reps).min(MAX_REPS as u64),
+            ops: or(get(raw, OPS), ops),
+            flags: get(raw, FLAGS),
+            threads: get(raw, THREADS),
         }
     }
 
     /// Encodes the fields (the inverse of [`Arg::decode`]).
     pub const fn encode(n: u64, reps: u64, ops: u64, flags: u64, threads: u64) -> u64 {
-        (n & 0xffff_ffff) | (reps & 0xff) << 32 | (ops & 0xffff) << 40 | (flags & 0xf) << 56 | (threads & 0xf) << 60
+        ulib::abi::bench_arg::encode(n, reps, ops, flags, threads)
     }
 
     pub fn flag(&self, bit: u64) -> bool {

@@ -35,24 +35,7 @@ impl Errno {
 
     /// The symbolic name, if the number is one `abi::errno` defines.
     pub fn name(self) -> Option<&'static str> {
-        Some(match self.0 {
-            e::EPERM => "EPERM",
-            e::ENOENT => "ENOENT",
-            e::ESRCH => "ESRCH",
-            e::EINTR => "EINTR",
-            e::ECHILD => "ECHILD",
-            e::EAGAIN => "EAGAIN",
-            e::ENOMEM => "ENOMEM",
-            e::EFAULT => "EFAULT",
-            e::EBUSY => "EBUSY",
-            e::EEXIST => "EEXIST",
-            e::EINVAL => "EINVAL",
-            e::EPIPE => "EPIPE",
-            e::EDEADLK => "EDEADLK",
-            e::ENOSYS => "ENOSYS",
-            e::ETIMEDOUT => "ETIMEDOUT",
-            _ => return None,
-        })
+        e::name(self.0)
     }
 }
 

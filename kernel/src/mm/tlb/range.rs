@@ -35,49 +35,8 @@
 //! [`MAX_RANGE_PAGES`]. The ops are disjoint and in address order: every
 //! requested page is invalidated once, no other page at all.
 //!
-//! # Why this is the fewest operations
-//!
-//! With the 4 KiB granule a range op may start at any page, so only the
-//! sizes matter: find the fewest summands from
-//! `S = {1} ∪ {m * 2^(5s+1) : 1 <= m <= 32, 0 <= s <= 3}` adding up to `P`.
-//!
-//! (a) Every range size is even, so the number of single-page ops has the
-//! parity of `P`; two of them could be one 2-page range op. An optimum
-//! therefore has exactly `P mod 2` single-page ops.
-//!
-//! (b) The rest is `q = P >> 1` pairs, made of coins `m * 32^s`. Write
-//! `q = d0 + 32 d1 + 32^2 d2 + 32^3 t` with digits `d0, d1, d2` in `0..32`
-//! and `t = q >> 15`. Claim: the optimum is
-//! `[d0 != 0] + [d1 != 0] + [d2 != 0] + ceil(t / 32)` ([`split_op_count`]).
-//! It is reached by the split above. For the lower bound, take any optimal
-//! multiset of coins and rewrite it while possible: (R1) two coins of one
-//! scale `s < 3` whose multipliers sum to at most 32 merge into one (count
-//! drops); (R2) two coins of one scale `s < 3` summing to more than 32 become
-//! `1 * 32^(s+1)` plus the excess at scale `s` (same count); (R3) a coin
-//! `32 * 32^s` with `s < 3` becomes `1 * 32^(s+1)` (same count). Each rewrite
-//! keeps the sum, never raises the count and either lowers it or moves value
-//! to a higher scale, so rewriting terminates. Afterwards each scale below 3
-//! holds at most one coin, of multiplier at most 31. All coins of scale >= 1
-//! are multiples of 32, so the scale-0 coin (or 0) is `q mod 32 = d0`;
-//! subtracting it and dividing by 32, the scale-1 coin is `d1`, likewise
-//! `d2`. The scale-3 coins, each at most `32 * 32^3`, add up to `t * 32^3`,
-//! so there are at least `ceil(t / 32)` of them. The count never rose, so
-//! the optimum is at least the formula. The tests also check the formula
-//! against a dynamic program over all lengths up to 2^18 pages.
-//!
-//! This is the minimum over *disjoint* ops. Overlapping ops could do better
-//! (any length up to 2^21 pages in two ops, some pages invalidated twice);
-//! we keep exact tilings so that each page is invalidated once.
-//!
-//! # The Linux bug this avoids
-//!
-//! Linux derived NUM for a scale as `((pages >> (5*scale + 1)) & 31) - 1`
-//! and skipped the scale on -1. At exactly 32 units, e.g. 2^21 pages
-//! (`MAX_TLBI_RANGE_PAGES`), the mask made 32 into 0: every scale was
-//! skipped, `scale` went negative and a garbage operand left the range stale
-//! (lost dirty pages in KVM live migration; fixed in 2024 by capping at 32
-//! units instead of masking). Here the multiplier below scale 3 is a base-32
-//! digit, exact by construction, and at scale 3 it is `min(units, 32)`.
+//! Why this is the fewest disjoint ops, and the Linux range bug this
+//! encoding avoids: `docs/tlbi-range.md`.
 #![forbid(unsafe_code)]
 
 use core::fmt;
