@@ -3,7 +3,8 @@
 # nothing when it is all there:
 #   rustc-web (>= 1.96, /usr/bin/rustc) and rust-web-src (its library source,
 #   which -Zbuild-std compiles for aarch64-unknown-none), rust-web-llvm (the
-#   /usr/bin/rust-lld link) and lld-22 (what it links to), qemu-system-arm
+#   /usr/bin/rust-lld link) and lld-22 (what it links to), rust-web-clippy
+#   (clippy for the aarch64 target, matching rustc-web), qemu-system-arm
 #   (qemu-system-aarch64).
 # cargo itself is rustup's; this script only checks that it is there.
 # Recommended packages are left out (on a minimal Debian 12 that is 107
@@ -28,6 +29,7 @@ rustc_ok() {
 rustc_ok || missing+=(rustc-web)
 [[ -d /usr/lib/rustlib/src/rust/library/core ]] || missing+=(rust-web-src)
 [[ -e /usr/bin/rust-lld ]] || missing+=(rust-web-llvm)
+[[ -x /usr/bin/clippy-driver ]] || missing+=(rust-web-clippy)
 command -v lld-22 >/dev/null || missing+=(lld-22)
 command -v qemu-system-aarch64 >/dev/null || missing+=(qemu-system-arm)
 

@@ -6,6 +6,13 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
+// Statics the boot code writes before Rust runs are read through raw
+// pointers (`&*(&raw const X)`), never through references to a `static
+// mut`: clippy's `deref_addrof` would turn them back into those.
+#![allow(clippy::deref_addrof)]
+// Per-CPU tables are indexed by CPU number alongside other per-CPU state;
+// an iterator over one of them would hide which CPU the body is about.
+#![allow(clippy::needless_range_loop)]
 
 extern crate alloc;
 

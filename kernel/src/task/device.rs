@@ -346,7 +346,7 @@ fn run(i: usize, job: &Job) -> (Result<u64, SysError>, [u64; d::REPORT_WORDS]) {
             break Ok(r.reads());
         }
         steps += 1;
-        if steps % RESCHED_EVERY == 0 {
+        if steps.is_multiple_of(RESCHED_EVERY) {
             sched::cond_resched();
         }
     };

@@ -74,7 +74,7 @@ impl Work {
 
     /// A watch, checked as `nr::WATCH_ASYNC` says.
     pub fn watch(log: u64, src: u64, log_len: u64, ns: u64) -> Result<Work, SysError> {
-        let aligned = log % 8 == 0 && src % 8 == 0 && log_len % 8 == 0;
+        let aligned = log.is_multiple_of(8) && src.is_multiple_of(8) && log_len.is_multiple_of(8);
         if !aligned || !(LOG_MIN..=MAX_COPY_LEN).contains(&log_len) || ns > MAX_WATCH_NS {
             return Err(SysError::Inval);
         }

@@ -56,6 +56,7 @@ impl PoolAlloc {
 /// under the level-0 table at `root_pa`. Uses 1 GiB / 2 MiB blocks where
 /// `blocks` is set and alignment allows. `p2v` turns a table's physical
 /// address into a pointer the CPU can use right now.
+#[allow(clippy::too_many_arguments)] // one per descriptor field and table level
 pub fn map_range(
     root_pa: u64,
     mut va: u64,
