@@ -15,20 +15,7 @@ use super::verify::Verification;
 
 /// The TLBI kinds in the kernel's order (`kernel/src/mm/tlb/op.rs`), for
 /// CSV columns; kinds a newer kernel adds go in the `tlbi_other` column.
-pub const TLBI_KINDS: [&str; 12] = [
-    "vae1",
-    "vale1",
-    "rvae1",
-    "rvale1",
-    "aside1",
-    "vmalle1",
-    "vae1is",
-    "vale1is",
-    "rvae1is",
-    "rvale1is",
-    "aside1is",
-    "vmalle1is",
-];
+pub use abi::stats::TLBI_NAMES as TLBI_KINDS;
 
 /// The kernel's TLB events in its order, for CSV columns (the kernel
 /// checks at build time that `abi` names them as it does).

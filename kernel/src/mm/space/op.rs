@@ -483,10 +483,8 @@ impl<F: Format> Op<F> {
                 mm.batched.store(false, Ordering::Relaxed);
                 hw.event(Event::BatchedPendingFlush);
                 self.batched_flush = true;
-                let mut plan = FlushPlan::new(Scope::Broadcast);
-                let issued = self.plan_flush(mm, cfg, hw, None, true, &mut plan);
+                self.pc = self.flush(mm, cfg, hw, None, true, Pc::BatchedComplete, Next::Prepare);
                 self.batched_flush = false;
-                self.pc = self.after_plan(hw, &plan, issued, Pc::BatchedComplete, Next::Prepare);
             }
             Pc::BatchedComplete => {
                 self.complete(mm, hw);
@@ -568,9 +566,7 @@ impl<F: Format> Op<F> {
                 let a = unsafe { mm.aspace() };
                 let (at, _) = self.split.expect("a split in progress");
                 let r = a.split_flush_range(at);
-                let mut plan = FlushPlan::new(Scope::Broadcast);
-                let issued = self.plan_flush(mm, cfg, hw, Some(r), false, &mut plan);
-                self.pc = self.after_plan(hw, &plan, issued, Pc::SplitComplete, Next::SplitMake);
+                self.pc = self.flush(mm, cfg, hw, Some(r), false, Pc::SplitComplete, Next::SplitMake);
             }
             Pc::SplitComplete => {
                 self.complete(mm, hw);
@@ -607,9 +603,7 @@ impl<F: Format> Op<F> {
                 let a = unsafe { mm.aspace() };
                 let (region, _, _) = self.collapse.expect("a collapse in progress");
                 let r = a.collapse_flush_range(region);
-                let mut plan = FlushPlan::new(Scope::Broadcast);
-                let issued = self.plan_flush(mm, cfg, hw, Some(r), false, &mut plan);
-                self.pc = self.after_plan(hw, &plan, issued, Pc::CollapseComplete, Next::CollapseMake);
+                self.pc = self.flush(mm, cfg, hw, Some(r), false, Pc::CollapseComplete, Next::CollapseMake);
             }
             Pc::CollapseComplete => {
                 self.complete(mm, hw);
@@ -695,9 +689,8 @@ impl<F: Format> Op<F> {
             }
             Pc::Flush { then } => {
                 let whole = self.racing && self.whole_asid_fix(cfg);
-                let mut plan = FlushPlan::new(Scope::Broadcast);
-                let issued = self.plan_flush(mm, cfg, hw, self.g.flush_range(), whole, &mut plan);
-                self.pc = self.after_plan(hw, &plan, issued, Pc::Complete { then }, Next::Release(then));
+                self.pc =
+                    self.flush(mm, cfg, hw, self.g.flush_range(), whole, Pc::Complete { then }, Next::Release(then));
             }
             Pc::Complete { then } => {
                 self.complete(mm, hw);
@@ -796,9 +789,7 @@ impl<F: Format> Op<F> {
                 // A zap in flight may have cleared the entry we are about
                 // to fill without flushing it yet: a new valid entry must
                 // not meet a stale one in some TLB (break-before-make).
-                let mut plan = FlushPlan::new(Scope::Broadcast);
-                let issued = self.plan_flush(mm, cfg, hw, None, true, &mut plan);
-                self.pc = self.after_plan(hw, &plan, issued, Pc::RaceComplete, Next::Install);
+                self.pc = self.flush(mm, cfg, hw, None, true, Pc::RaceComplete, Next::Install);
             }
             Pc::RaceComplete => {
                 self.complete(mm, hw);
@@ -831,9 +822,7 @@ impl<F: Format> Op<F> {
                 } else {
                     AddressSpace::<F>::cow_flush_range(self.cow.0)
                 };
-                let mut plan = FlushPlan::new(Scope::Broadcast);
-                let issued = self.plan_flush(mm, cfg, hw, Some(r), false, &mut plan);
-                self.pc = self.after_plan(hw, &plan, issued, Pc::CowComplete, Next::Make);
+                self.pc = self.flush(mm, cfg, hw, Some(r), false, Pc::CowComplete, Next::Make);
             }
             Pc::CowComplete => {
                 self.complete(mm, hw);
@@ -1302,6 +1291,25 @@ impl<F: Format> Op<F> {
                 hw.decision(Decision::whole_asid(asid, plan, Reason::BadRequest).with_ipi(ipi));
             }
         }
+    }
+
+    /// [`Self::plan_flush`] then [`Self::after_plan`]: the flush of `range`
+    /// (or the whole ASID) planned and issued, and the step that follows.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn flush<H: MmHw>(
+        &mut self,
+        mm: &Mm<F>,
+        cfg: &TlbConfig,
+        hw: &H,
+        range: Option<FlushRange>,
+        whole: bool,
+        complete: Pc,
+        next: Next,
+    ) -> Pc {
+        let mut plan = FlushPlan::new(Scope::Broadcast);
+        let issued = self.plan_flush(mm, cfg, hw, range, whole, &mut plan);
+        self.after_plan(hw, &plan, issued, complete, next)
     }
 
     /// After [`Self::plan_flush`]: issue what it planned (then `complete`),

@@ -105,16 +105,26 @@ pub enum Event {
 }
 
 // The user-space names are the kernel's, in order.
+/// Whether `a` and `b` are the same string (usable in constants).
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut j = 0;
+    while j < a.len() {
+        if a[j] != b[j] {
+            return false;
+        }
+        j += 1;
+    }
+    true
+}
+
 const _: () = {
     let mut i = 0;
     while i < Event::COUNT {
-        let (a, b) = (Event::ALL[i].name().as_bytes(), abi::stats::EVENT_NAMES[i].as_bytes());
-        assert!(a.len() == b.len());
-        let mut j = 0;
-        while j < a.len() {
-            assert!(a[j] == b[j]);
-            j += 1;
-        }
+        assert!(same(Event::ALL[i].name(), abi::stats::EVENT_NAMES[i]));
         i += 1;
     }
 };
@@ -493,13 +503,7 @@ pub static TTL_STATS: TtlStats = TtlStats::new();
 const _: () = {
     let mut i = 0;
     while i < TTL_KINDS.len() {
-        let (a, b) = (TTL_KINDS[i].name().as_bytes(), abi::stats::TTL_KINDS[i].as_bytes());
-        assert!(a.len() == b.len());
-        let mut j = 0;
-        while j < a.len() {
-            assert!(a[j] == b[j]);
-            j += 1;
-        }
+        assert!(same(TTL_KINDS[i].name(), abi::stats::TTL_KINDS[i]));
         i += 1;
     }
 };
